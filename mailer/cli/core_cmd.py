@@ -1,0 +1,62 @@
+"""init, config show, db upgrade."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from mailer import setup
+from mailer.cli import main
+from mailer.cli.common import AppContext, echo_json, json_option, pass_app
+
+
+@main.command()
+@click.option("--dir", "directory", type=click.Path(file_okay=False), default=".",
+              show_default=True, help="Folder to set up.")
+@click.pass_obj
+def init(app: AppContext, directory: str) -> None:
+    """Create mailer.toml (with a new secret key) and the database."""
+    target = Path(app.config_path) if app.config_path else Path(directory) / "mailer.toml"
+    result = setup.init(target)
+    click.echo(f"Created {result.config_path}")
+    click.echo(f"Database ready: {result.database}")
+    click.echo("Next: mailer lists create press --name \"Press\"")
+
+
+@main.group()
+def config() -> None:
+    """Inspect the effective settings."""
+
+
+@config.command("show")
+@json_option
+@pass_app
+def config_show(app: AppContext, as_json: bool) -> None:
+    """Print the effective settings, secrets masked."""
+    settings = app.settings
+    data = settings.public()
+    if as_json:
+        echo_json({"source": settings.source, "settings": data})
+        return
+    click.echo(f"# from {settings.source} and MAILER_* variables")
+    width = max(len(k) for k in data)
+    for key, value in data.items():
+        click.echo(f"{key.ljust(width)} = {value!r}" if not isinstance(value, str)
+                   else f"{key.ljust(width)} = {value}")
+
+
+@main.group()
+def db() -> None:
+    """Database schema."""
+
+
+@db.command("upgrade")
+@pass_app
+def db_upgrade(app: AppContext) -> None:
+    """Bring the database schema to the newest version."""
+    before, after = setup.upgrade_database(app.settings)
+    if before == after:
+        click.echo(f"Database already at {after}.")
+    else:
+        click.echo(f"Database upgraded from {before or 'empty'} to {after}.")

@@ -1,0 +1,85 @@
+"""lists create | ls | show | rm."""
+
+from __future__ import annotations
+
+import click
+
+from mailer import lists as lists_lib
+from mailer.cli import main
+from mailer.cli.common import AppContext, echo_json, json_option, pass_app
+
+
+@main.group("lists")
+def lists_group() -> None:
+    """Mailing lists."""
+
+
+@lists_group.command("create")
+@click.argument("slug")
+@click.option("--name", required=True, help="Display name, e.g. \"Press\".")
+@click.option("--description", default="", help="What subscribers get.")
+@click.option("--public", is_flag=True, help="Offer this list on the subscribe form.")
+@click.option("--from", "from_address", default=None, help="From address for this list.")
+@pass_app
+def lists_create(app: AppContext, slug: str, name: str, description: str, public: bool,
+                 from_address: str | None) -> None:
+    """Create a list."""
+    with app.session() as s:
+        ml = lists_lib.create_list(s, slug, name, description, public=public,
+                                   from_address=from_address)
+        click.echo(f"Created list {ml.slug!r} ({ml.name}).")
+
+
+@lists_group.command("ls")
+@json_option
+@pass_app
+def lists_ls(app: AppContext, as_json: bool) -> None:
+    """Show every list with its subscriber counts."""
+    with app.session() as s:
+        summaries = lists_lib.all_lists(s)
+        if as_json:
+            echo_json([x.as_dict() for x in summaries])
+            return
+        if not summaries:
+            click.echo("No lists yet: mailer lists create SLUG --name NAME")
+            return
+        click.echo(f"{'SLUG':<20} {'SUBSCRIBED':>10} {'PENDING':>8} {'UNSUBSCRIBED':>12}  NAME")
+        for x in summaries:
+            c = x.counts
+            click.echo(f"{x.mailing_list.slug:<20} {c['subscribed']:>10} {c['pending']:>8} "
+                       f"{c['unsubscribed']:>12}  {x.mailing_list.name}")
+
+
+@lists_group.command("show")
+@click.argument("slug")
+@json_option
+@pass_app
+def lists_show(app: AppContext, slug: str, as_json: bool) -> None:
+    """Show one list and its subscriber counts by status."""
+    with app.session() as s:
+        summary = lists_lib.summarise(s, lists_lib.get_list(s, slug))
+        data = summary.as_dict()
+        if as_json:
+            echo_json(data)
+            return
+        click.echo(f"{data['slug']}: {data['name']}")
+        if data["description"]:
+            click.echo(f"  {data['description']}")
+        click.echo(f"  public: {'yes' if data['public'] else 'no'}")
+        for status, n in data["subscribers"].items():
+            click.echo(f"  {status:<13} {n}")
+
+
+@lists_group.command("rm")
+@click.argument("slug")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@pass_app
+def lists_rm(app: AppContext, slug: str, yes: bool) -> None:
+    """Delete a list and its subscriptions (contacts and suppressions stay)."""
+    with app.session() as s:
+        summary = lists_lib.summarise(s, lists_lib.get_list(s, slug))
+        total = sum(summary.counts.values())
+        if total and not yes:
+            click.confirm(f"List {slug!r} has {total} subscriptions. Delete it?", abort=True)
+        lists_lib.remove_list(s, slug)
+        click.echo(f"Deleted list {slug!r} ({total} subscriptions).")

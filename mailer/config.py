@@ -1,0 +1,372 @@
+"""Settings: one typed object from mailer.toml, overridden by MAILER_* environment variables.
+
+Each setting is declared once, in SETTINGS, beside its default and its help text. `mailer init`
+writes a mailer.toml that lists every one of them, commented, with its default.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from mailer.errors import ConfigError
+
+CONFIG_NAME = "mailer.toml"
+ENV_PREFIX = "MAILER_"
+
+
+@dataclass(frozen=True)
+class Setting:
+    """The declaration of one setting."""
+
+    name: str
+    kind: str  # str, int, float, bool, path, url, dict, list
+    default: Any
+    help: str
+    secret: bool = False
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("database_url", "url", "sqlite:///mailer.db",
+            "SQLAlchemy URL; relative SQLite paths are beside mailer.toml. "
+            "PostgreSQL: postgresql+psycopg://user@host/db", secret=True),
+    Setting("transport", "str", "outbox",
+            "Where messages go: 'outbox' (a maildir, nothing leaves the machine) or 'smtp'"),
+    Setting("outbox_dir", "path", "outbox", "Maildir folder for the outbox transport"),
+    Setting("smtp_url", "url", "",
+            "smtp://user:pass@host:587?tls=starttls or smtps://user:pass@host:465", secret=True),
+    Setting("smtp_ca_file", "path", "", "CA bundle to verify the SMTP server (private CA)"),
+    Setting("smtp_timeout", "float", 30.0, "Seconds to wait for the SMTP server"),
+    Setting("concurrency", "int", 4, "SMTP connections used in parallel"),
+    Setting("rate_per_second", "float", 0.0, "Most messages a second for a campaign (0: no limit)"),
+    Setting("rate_per_hour", "int", 0, "Most messages an hour (provider quota; 0: no limit)"),
+    Setting("batch_size", "int", 100, "Delivery rows claimed at once by each connection"),
+    Setting("lease_seconds", "int", 600,
+            "A claimed row whose sender is silent this long becomes in_doubt"),
+    Setting("give_up_after", "int", 259200,
+            "Seconds after which a deferred message is failed (default 3 days)"),
+    Setting("retry_base_seconds", "int", 300, "First retry delay after a 4xx; doubles each time"),
+    Setting("envelope_sender", "str", "", "Envelope sender (bounce address); default: from_address"),
+    Setting("verp", "bool", False,
+            "Encode the recipient in the envelope sender (bounces+user=domain@...)"),
+    Setting("secret_key", "str", "", "Signs unsubscribe/confirm/preferences tokens", secret=True),
+    Setting("base_url", "str", "http://127.0.0.1:8000",
+            "Public https address of `mailer serve`, used in links and List-Unsubscribe"),
+    Setting("from_address", "str", "press@example.org", "From address of every message"),
+    Setting("from_name", "str", "Example Community Center", "Display name in From"),
+    Setting("reply_to", "str", "", "Reply-To address (empty: none)"),
+    Setting("unsubscribe_mailto", "str", "",
+            "Address for mailed unsubscribes in List-Unsubscribe (default: from_address)"),
+    Setting("organisation_name", "str", "Example Community Center",
+            "Organisation name shown in headers and footers"),
+    Setting("postal_address", "str", "",
+            "Organisation's postal address for the footer (required for bulk mail by law)"),
+    Setting("website", "str", "", "Organisation website, linked in the footer"),
+    Setting("social", "dict", {}, "Social links for the footer, e.g. {Facebook = 'https://...'}"),
+    Setting("about", "dict", {},
+            "Boilerplate after every release, per language: {en = '...', ko = '...'}"),
+    Setting("default_language", "str", "en", "Language of contacts who do not say"),
+    Setting("languages", "list", ["en", "ko"], "Languages the organisation writes in"),
+    Setting("dkim_key_file", "path", "", "PEM private key for DKIM signing (empty: no DKIM)"),
+    Setting("dkim_selector", "str", "mailer", "DKIM selector"),
+    Setting("dkim_domain", "str", "", "DKIM signing domain (default: the From domain)"),
+    Setting("test_recipient", "str", "",
+            "Development: deliver every message to this address instead of the recipient"),
+    Setting("trust_proxy", "bool", False, "Trust X-Forwarded-* headers (behind a reverse proxy)"),
+    Setting("confirm_max_age", "int", 604800, "Seconds a confirmation link stays valid (7 days)"),
+    Setting("soft_bounce_threshold", "int", 5, "Soft bounces within the window that suppress"),
+    Setting("soft_bounce_window_days", "int", 30, "Window for counting soft bounces"),
+)
+
+_BY_NAME = {s.name: s for s in SETTINGS}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The effective settings. Build with load_settings(); tests may construct it directly."""
+
+    base_dir: Path = field(default_factory=Path.cwd)
+    source: str = "defaults"
+    database_url: str = "sqlite:///mailer.db"
+    transport: str = "outbox"
+    outbox_dir: Path = Path("outbox")
+    smtp_url: str = ""
+    smtp_ca_file: Path | None = None
+    smtp_timeout: float = 30.0
+    concurrency: int = 4
+    rate_per_second: float = 0.0
+    rate_per_hour: int = 0
+    batch_size: int = 100
+    lease_seconds: int = 600
+    give_up_after: int = 259200
+    retry_base_seconds: int = 300
+    envelope_sender: str = ""
+    verp: bool = False
+    secret_key: str = ""
+    base_url: str = "http://127.0.0.1:8000"
+    from_address: str = "press@example.org"
+    from_name: str = "Example Community Center"
+    reply_to: str = ""
+    unsubscribe_mailto: str = ""
+    organisation_name: str = "Example Community Center"
+    postal_address: str = ""
+    website: str = ""
+    social: dict[str, str] = field(default_factory=dict)
+    about: dict[str, str] = field(default_factory=dict)
+    default_language: str = "en"
+    languages: list[str] = field(default_factory=lambda: ["en", "ko"])
+    dkim_key_file: Path | None = None
+    dkim_selector: str = "mailer"
+    dkim_domain: str = ""
+    test_recipient: str = ""
+    trust_proxy: bool = False
+    confirm_max_age: int = 604800
+    soft_bounce_threshold: int = 5
+    soft_bounce_window_days: int = 30
+
+    @property
+    def templates_dir(self) -> Path:
+        """User overrides of the shipped templates: templates/ beside mailer.toml."""
+        return self.base_dir / "templates"
+
+    @property
+    def bounce_address(self) -> str:
+        return self.envelope_sender or self.from_address
+
+    @property
+    def unsubscribe_address(self) -> str:
+        return self.unsubscribe_mailto or self.from_address
+
+    def public(self) -> dict[str, Any]:
+        """Every setting with secrets masked: what `config show` prints."""
+        out: dict[str, Any] = {}
+        for s in SETTINGS:
+            value = getattr(self, s.name)
+            if isinstance(value, Path):
+                value = str(value)
+            elif value is None:
+                value = ""
+            if s.secret and value:
+                value = mask_secret(s.name, str(value))
+            out[s.name] = value
+        return out
+
+
+def mask_secret(name: str, value: str) -> str:
+    """Hide a secret; for URLs keep everything but the password so the value stays useful."""
+    if name.endswith("_url") and "://" in value:
+        return mask_url(value)
+    return "********"
+
+
+def mask_url(url: str) -> str:
+    """The URL with its password (if any) replaced by ****."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)[1]
+    user = parts.username or ""
+    return urlunsplit(parts._replace(netloc=f"{user}:****@{netloc}"))
+
+
+def find_config(explicit: str | os.PathLike[str] | None = None,
+                env: Mapping[str, str] | None = None) -> Path:
+    """The config file path: --config, then MAILER_CONFIG, then ./mailer.toml (may not exist)."""
+    env = os.environ if env is None else env
+    if explicit:
+        return Path(explicit)
+    if env.get("MAILER_CONFIG"):
+        return Path(env["MAILER_CONFIG"])
+    return Path.cwd() / CONFIG_NAME
+
+
+def load_settings(path: str | os.PathLike[str] | None = None,
+                  env: Mapping[str, str] | None = None, *, must_exist: bool = False) -> Settings:
+    """Read mailer.toml (if present) and MAILER_* variables into a Settings object."""
+    env = os.environ if env is None else env
+    config_path = find_config(path, env).absolute()
+    raw: dict[str, Any] = {}
+    explicit = bool(path) or bool(env.get("MAILER_CONFIG"))
+    if config_path.exists():
+        try:
+            with config_path.open("rb") as fh:
+                raw = tomllib.load(fh)
+        except tomllib.TOMLDecodeError as err:
+            raise ConfigError(f"{config_path}: not valid TOML: {err}") from None
+        except OSError as err:
+            raise ConfigError(f"{config_path}: cannot read: {err.strerror}") from None
+    elif explicit or must_exist:
+        raise ConfigError(f"{config_path}: no such config file (run `mailer init` to create one)")
+    base_dir = config_path.parent
+    values: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key not in _BY_NAME:
+            raise ConfigError(f"{config_path}: unknown setting {key!r}")
+        values[key] = _coerce(_BY_NAME[key], value, f"{config_path}: {key}")
+    for name, setting in _BY_NAME.items():
+        var = ENV_PREFIX + name.upper()
+        if var in env:
+            values[name] = _coerce(setting, env[var], f"environment variable {var}", from_env=True)
+    settings = _build(base_dir, str(config_path) if config_path.exists() else "defaults", values)
+    _validate(settings, config_path)
+    return settings
+
+
+def _coerce(setting: Setting, value: Any, where: str, from_env: bool = False) -> Any:
+    kind = setting.kind
+
+    def bad(expected: str) -> ConfigError:
+        shown = "****" if setting.secret else repr(value)
+        return ConfigError(f"{where}: expected {expected}, got {shown}")
+
+    if kind in ("str", "url", "path"):
+        if not isinstance(value, str):
+            raise bad("a string")
+        return value
+    if kind == "bool":
+        if isinstance(value, bool):
+            return value
+        if from_env and isinstance(value, str) and value.lower() in ("1", "true", "yes", "on",
+                                                                     "0", "false", "no", "off"):
+            return value.lower() in ("1", "true", "yes", "on")
+        raise bad("true or false")
+    if kind == "int":
+        if isinstance(value, bool):
+            raise bad("a whole number")
+        if isinstance(value, int):
+            result = value
+        elif from_env and isinstance(value, str):
+            try:
+                result = int(value)
+            except ValueError:
+                raise bad("a whole number") from None
+        else:
+            raise bad("a whole number")
+        if result < 0:
+            raise bad("a number >= 0")
+        return result
+    if kind == "float":
+        if isinstance(value, bool):
+            raise bad("a number")
+        if isinstance(value, int | float):
+            result_f = float(value)
+        elif from_env and isinstance(value, str):
+            try:
+                result_f = float(value)
+            except ValueError:
+                raise bad("a number") from None
+        else:
+            raise bad("a number")
+        if result_f < 0:
+            raise bad("a number >= 0")
+        return result_f
+    if kind in ("dict", "list"):
+        if from_env and isinstance(value, str):
+            try:
+                value = json.loads(value)
+            except ValueError:
+                raise bad(f"a JSON {'object' if kind == 'dict' else 'array'}") from None
+        if kind == "dict":
+            if not isinstance(value, dict) or not all(
+                isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+            ):
+                raise bad("a table of strings")
+            return dict(value)
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise bad("a list of strings")
+        return list(value)
+    raise AssertionError(kind)  # pragma: no cover
+
+
+def _build(base_dir: Path, source: str, values: dict[str, Any]) -> Settings:
+    kwargs: dict[str, Any] = {"base_dir": base_dir, "source": source}
+    for s in SETTINGS:
+        value = values.get(s.name, s.default)
+        if s.kind == "path":
+            value = (base_dir / value) if value else None
+        if s.name == "database_url":
+            value = _resolve_sqlite(value, base_dir)
+        kwargs[s.name] = value
+    if kwargs["outbox_dir"] is None:
+        kwargs["outbox_dir"] = base_dir / "outbox"
+    return Settings(**kwargs)
+
+
+def _resolve_sqlite(url: str, base_dir: Path) -> str:
+    """Make a relative SQLite path absolute against the config file's folder."""
+    prefix = "sqlite:///"
+    if url.startswith(prefix) and not url.startswith(prefix + "/") and url != "sqlite://":
+        rest = url[len(prefix):]
+        if rest and rest != ":memory:":
+            return prefix + str(base_dir / rest)
+    return url
+
+
+def _validate(settings: Settings, config_path: Path) -> None:
+    where = str(config_path) if settings.source != "defaults" else "settings"
+    if settings.transport not in ("outbox", "smtp"):
+        raise ConfigError(
+            f"{where}: transport: expected 'outbox' or 'smtp', got {settings.transport!r}"
+        )
+    if settings.transport == "smtp" and not settings.smtp_url:
+        raise ConfigError(f"{where}: transport is 'smtp' but smtp_url is empty")
+    if settings.smtp_url:
+        scheme = urlsplit(settings.smtp_url).scheme
+        if scheme not in ("smtp", "smtps"):
+            raise ConfigError(
+                f"{where}: smtp_url: expected smtp:// or smtps://, got "
+                f"{mask_url(settings.smtp_url)!r}"
+            )
+    if not settings.base_url.startswith(("http://", "https://")):
+        raise ConfigError(f"{where}: base_url: expected an http(s) URL, got {settings.base_url!r}")
+    if settings.concurrency < 1:
+        raise ConfigError(f"{where}: concurrency: expected at least 1, got {settings.concurrency}")
+    if settings.batch_size < 1:
+        raise ConfigError(f"{where}: batch_size: expected at least 1, got {settings.batch_size}")
+    if "@" not in settings.from_address:
+        raise ConfigError(
+            f"{where}: from_address: expected an email address, got {settings.from_address!r}"
+        )
+
+
+def settings_field_names() -> list[str]:
+    return [f.name for f in fields(Settings)]
+
+
+def config_template(secret_key: str | None = None) -> str:
+    """The text of a new mailer.toml: a fresh secret and every other setting commented."""
+    key = secret_key or secrets.token_urlsafe(32)
+    lines = [
+        "# mailer settings. Every setting is listed with its default; uncomment to change.",
+        "# Environment variables MAILER_<NAME> (e.g. MAILER_SMTP_URL) override this file.",
+        "",
+        "# Signs the links in every message (unsubscribe, confirm, preferences). Keep it secret;",
+        "# changing it breaks every link already sent.",
+        f"secret_key = {json.dumps(key)}",
+        "",
+    ]
+    for s in SETTINGS:
+        if s.name == "secret_key":
+            continue
+        lines.append(f"# {s.help}")
+        lines.append(f"# {s.name} = {_toml_value(s.default)}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, dict):
+        inner = ", ".join(f"{k} = {json.dumps(v, ensure_ascii=False)}" for k, v in value.items())
+        return "{" + inner + "}"
+    return json.dumps(value, ensure_ascii=False)
