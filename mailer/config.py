@@ -48,12 +48,16 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("rate_per_second", "float", 0.0, "Most messages a second for a campaign (0: no limit)"),
     Setting("rate_per_hour", "int", 0, "Most messages an hour (provider quota; 0: no limit)"),
     Setting("batch_size", "int", 100, "Delivery rows claimed at once by each connection"),
+    Setting("ledger_group_size", "int", 1,
+            "Results committed to the ledger together; a crash leaves at most this many "
+            "messages per connection in doubt"),
     Setting("lease_seconds", "int", 600,
             "A claimed row whose sender is silent this long becomes in_doubt"),
     Setting("give_up_after", "int", 259200,
             "Seconds after which a deferred message is failed (default 3 days)"),
     Setting("retry_base_seconds", "int", 300, "First retry delay after a 4xx; doubles each time"),
-    Setting("envelope_sender", "str", "", "Envelope sender (bounce address); default: from_address"),
+    Setting("envelope_sender", "str", "",
+            "Envelope sender (bounce address); default: from_address"),
     Setting("verp", "bool", False,
             "Encode the recipient in the envelope sender (bounces+user=domain@...)"),
     Setting("secret_key", "str", "", "Signs unsubscribe/confirm/preferences tokens", secret=True),
@@ -104,6 +108,7 @@ class Settings:
     rate_per_second: float = 0.0
     rate_per_hour: int = 0
     batch_size: int = 100
+    ledger_group_size: int = 1
     lease_seconds: int = 600
     give_up_after: int = 259200
     retry_base_seconds: int = 300
@@ -328,6 +333,9 @@ def _validate(settings: Settings, config_path: Path) -> None:
         raise ConfigError(f"{where}: base_url: expected an http(s) URL, got {settings.base_url!r}")
     if settings.concurrency < 1:
         raise ConfigError(f"{where}: concurrency: expected at least 1, got {settings.concurrency}")
+    if settings.ledger_group_size < 1:
+        raise ConfigError(f"{where}: ledger_group_size: expected at least 1, got "
+                          f"{settings.ledger_group_size}")
     if settings.batch_size < 1:
         raise ConfigError(f"{where}: batch_size: expected at least 1, got {settings.batch_size}")
     if "@" not in settings.from_address:

@@ -123,13 +123,13 @@ def iter_contacts(
         selectinload(Contact.tags),
     ).order_by(Contact.email)
     if list_slug is not None or status is not None:
-        stmt = stmt.join(Subscription, Subscription.contact_id == Contact.id)
+        matching = select(Subscription.contact_id)
         if list_slug is not None:
             ml = get_list(session, list_slug)
-            stmt = stmt.where(Subscription.list_id == ml.id)
+            matching = matching.where(Subscription.list_id == ml.id)
         if status is not None:
-            stmt = stmt.where(Subscription.status == SubscriptionStatus(status))
-        stmt = stmt.distinct()
+            matching = matching.where(Subscription.status == SubscriptionStatus(status))
+        stmt = stmt.where(Contact.id.in_(matching))
     for contact in session.scalars(stmt.execution_options(yield_per=500)):
         yield contact, sorted(contact.subscriptions, key=lambda s: s.mailing_list.slug)
 
@@ -173,12 +173,13 @@ def subscription_as_dict(sub: Subscription) -> dict[str, Any]:
 
 def unsubscribe(
     session: Session, email: str, list_slug: str | None = None, *, via: str = "cli",
-    actor: str = "",
+    actor: str = "", campaign_id: int | None = None,
 ) -> list[str]:
     """Unsubscribe from one list, or (no list) suppress the address everywhere.
 
     Returns the slugs of the lists whose subscription changed. Works for addresses that are not
-    contacts yet when suppressing globally, so a request is never lost.
+    contacts yet when suppressing globally, so a request is never lost. `campaign_id` (the
+    message the person unsubscribed from) goes into the event, for per-campaign reports.
     """
     address = normalise(email)
     now = clock.now()
@@ -191,7 +192,7 @@ def unsubscribe(
         suppress(session, address.key, SuppressionReason.UNSUBSCRIBE_ALL, source=via, actor=actor)
         if contact is not None:
             audit.record(session, "unsubscribe", contact_id=contact.id, actor=actor, via=via,
-                         lists=changed, all_lists=True)
+                         lists=changed, all_lists=True, campaign_id=campaign_id)
         return changed
     ml = get_list(session, list_slug)
     contact = get_contact(session, email)
@@ -205,7 +206,7 @@ def unsubscribe(
     sub.unsubscribed_at = now
     sub.unsubscribed_via = via
     audit.record(session, "unsubscribe", contact_id=contact.id, list_id=ml.id, actor=actor,
-                 via=via)
+                 via=via, campaign_id=campaign_id)
     return [ml.slug]
 
 

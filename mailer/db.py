@@ -1,4 +1,4 @@
-"""Engines and sessions. The caller owns the session: one command or one request, one unit of work."""
+"""Engines and sessions. The caller owns the session: one command or request, one unit of work."""
 
 from __future__ import annotations
 

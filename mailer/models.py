@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ClassVar
 
 from sqlalchemy import (
     JSON,
@@ -60,7 +60,8 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
-    type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSON()}
+    type_annotation_map: ClassVar[dict[Any, Any]] = {datetime: UTCDateTime(),
+                                                     dict[str, Any]: JSON()}
 
 
 def _enum(cls: type[enum.Enum], name: str) -> Enum:
@@ -300,6 +301,9 @@ class Delivery(Base):
     contact_id: Mapped[int | None] = mapped_column(
         ForeignKey("contact.id", ondelete="SET NULL"), index=True
     )
+    # The list this recipient is mailed for (List-Id, the unsubscribe link): the first of the
+    # campaign's lists the contact was subscribed to when the campaign was planned.
+    list_id: Mapped[int | None] = mapped_column(ForeignKey("mailing_list.id", ondelete="SET NULL"))
     # Frozen at plan time: the ledger stays readable after a contact is erased.
     email: Mapped[str] = mapped_column(String(320))
     language: Mapped[str] = mapped_column(String(16))

@@ -93,6 +93,8 @@ def write_config(folder: Path, values: dict[str, Any]) -> Path:
 
 @pytest.fixture
 def session(settings: Settings) -> Iterator[Session]:
+    """A session on the test database. On SQLite every transaction takes the write lock (BEGIN
+    IMMEDIATE), so end a read with session.rollback() before running a CLI command."""
     s = session_factory(settings)()
     try:
         yield s

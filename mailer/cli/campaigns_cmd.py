@@ -1,1 +1,141 @@
-"""(placeholder, filled by its issue)."""
+"""campaigns ls | show | resume | pause | cancel | retry | resolve | report."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from mailer import campaigns as campaigns_lib
+from mailer.cli import main
+from mailer.cli.common import AppContext, echo_json, json_option, pass_app
+
+
+@main.group("campaigns")
+def campaigns_group() -> None:
+    """Campaigns and their delivery ledgers."""
+
+
+@campaigns_group.command("ls")
+@json_option
+@pass_app
+def campaigns_ls(app: AppContext, as_json: bool) -> None:
+    """List campaigns, newest first."""
+    with app.session() as s:
+        rows = [campaigns_lib.campaign_as_dict(s, c) for c in campaigns_lib.list_campaigns(s)]
+    if as_json:
+        echo_json(rows)
+        return
+    if not rows:
+        click.echo("No campaigns yet: mailer send RELEASE.md --list SLUG")
+        return
+    click.echo(f"{'ID':>4}  {'STATUS':<10} {'SENT':>7} {'TOTAL':>7}  {'CREATED':<16}  RELEASE")
+    for r in rows:
+        when = r["not_before"] if r["status"] == "scheduled" else r["created_at"]
+        click.echo(f"{r['id']:>4}  {r['status']:<10} {r['counts']['sent']:>7} "
+                   f"{r['recipients']:>7}  {(when or '')[:16]:<16}  {r['release']} -> "
+                   f"{', '.join(r['lists'])}")
+
+
+@campaigns_group.command("show")
+@click.argument("campaign_id", type=int)
+@json_option
+@pass_app
+def campaigns_show(app: AppContext, campaign_id: int, as_json: bool) -> None:
+    """Counts by status and language, and the servers' replies."""
+    with app.session() as s:
+        data = campaigns_lib.campaign_as_dict(s, campaigns_lib.get_campaign(s, campaign_id))
+    if as_json:
+        echo_json(data)
+        return
+    click.echo(f"Campaign {data['id']}: {data['title']} ({data['release']})")
+    click.echo(f"  status: {data['status']}  lists: {', '.join(data['lists'])}")
+    click.echo(f"  created {data['created_at'][:19]}  started {(data['started_at'] or '-')[:19]}"
+               f"  finished {(data['finished_at'] or '-')[:19]}")
+    click.echo("  " + ", ".join(f"{k} {v}" for k, v in data["counts"].items() if v))
+    for lang, counts in sorted(data["by_language"].items()):
+        click.echo(f"  [{lang}] " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    if data["excluded"]:
+        click.echo("  excluded at planning: "
+                   + ", ".join(f"{k} {v}" for k, v in data["excluded"].items()))
+    if data["bounces"]:
+        click.echo("  bounces: " + ", ".join(f"{k} {v}" for k, v in data["bounces"].items()))
+    for r in data["replies"]:
+        click.echo(f"  {r['count']:>6} x {r['code'] or '-'} {r['reply']}")
+
+
+@campaigns_group.command("resume")
+@click.argument("campaign_id", type=int)
+@click.option("--limit", type=int, default=None, help="Send at most N messages in this run.")
+@pass_app
+def campaigns_resume(app: AppContext, campaign_id: int, limit: int | None) -> None:
+    """Carry on sending a campaign (paused, interrupted, or with retries due)."""
+    from mailer.cli.send_cmd import ProgressBar, echo_result
+    from mailer.dispatch import checked_transport
+    from mailer.send import deliver
+
+    settings = app.settings
+    transport = checked_transport(settings)
+    with app.session() as s:
+        campaigns_lib.resume(s, campaign_id)
+        due = campaigns_lib.due_count(s, campaign_id)
+    result = deliver(settings, campaign_id, transport, limit=limit, on_progress=ProgressBar(due))
+    echo_result(result)
+
+
+@campaigns_group.command("pause")
+@click.argument("campaign_id", type=int)
+@pass_app
+def campaigns_pause(app: AppContext, campaign_id: int) -> None:
+    """Stop sending after the messages in flight (resume carries on)."""
+    with app.session() as s:
+        campaigns_lib.pause(s, campaign_id)
+    click.echo(f"Campaign {campaign_id} paused; senders stop after the messages in flight.")
+
+
+@campaigns_group.command("cancel")
+@click.argument("campaign_id", type=int)
+@pass_app
+def campaigns_cancel(app: AppContext, campaign_id: int) -> None:
+    """Cancel every message not sent yet."""
+    with app.session() as s:
+        n = campaigns_lib.cancel(s, campaign_id)
+    click.echo(f"Campaign {campaign_id} cancelled; {n} message(s) will not be sent.")
+
+
+@campaigns_group.command("retry")
+@click.argument("campaign_id", type=int)
+@pass_app
+def campaigns_retry(app: AppContext, campaign_id: int) -> None:
+    """Make deferred messages due now (then resume)."""
+    with app.session() as s:
+        n = campaigns_lib.retry_now(s, campaign_id)
+    click.echo(f"{n} deferred message(s) are due now: mailer campaigns resume {campaign_id}")
+
+
+@campaigns_group.command("resolve")
+@click.argument("campaign_id", type=int)
+@click.option("--in-doubt", "action", type=click.Choice(["resend", "mark-sent"]), required=True,
+              help="resend: send again with the same Message-ID; mark-sent: count as sent.")
+@pass_app
+def campaigns_resolve(app: AppContext, campaign_id: int, action: str) -> None:
+    """Decide what happens to messages whose fate is unknown."""
+    with app.session() as s:
+        n = campaigns_lib.resolve_in_doubt(s, campaign_id, action)
+    if action == "resend":
+        click.echo(f"{n} in-doubt message(s) will be sent again: "
+                   f"mailer campaigns resume {campaign_id}")
+    else:
+        click.echo(f"{n} in-doubt message(s) marked sent.")
+
+
+@campaigns_group.command("report")
+@click.argument("campaign_id", type=int)
+@click.option("--csv", "csv_path", type=click.Path(dir_okay=False), required=True,
+              help="Where to write the per-recipient CSV.")
+@pass_app
+def campaigns_report(app: AppContext, campaign_id: int, csv_path: str) -> None:
+    """Write every recipient's fate to a CSV file."""
+    with app.session() as s:
+        n = campaigns_lib.write_report(s, campaign_id, Path(csv_path))
+    click.echo(f"Wrote {n} row(s) to {csv_path}.")

@@ -1,0 +1,460 @@
+"""Campaigns: planning (the audience frozen into the ledger), status, the operator's controls."""
+
+from __future__ import annotations
+
+import csv
+import secrets
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import String, and_, case, cast, exists, func, literal, or_, select, update
+from sqlalchemy.orm import Session
+
+from mailer import audit, clock
+from mailer.config import Settings
+from mailer.errors import InvalidInputError, NotFoundError, SendError
+from mailer.lists import get_list
+from mailer.message import campaign_nonce
+from mailer.models import (
+    FINAL_DELIVERY_STATUSES,
+    Campaign,
+    CampaignStatus,
+    Contact,
+    ContactTag,
+    Delivery,
+    DeliveryStatus,
+    MailingList,
+    Release,
+    Subscription,
+    SubscriptionStatus,
+    Suppression,
+)
+
+ACTIVE = (CampaignStatus.DRAFT, CampaignStatus.SCHEDULED, CampaignStatus.SENDING,
+          CampaignStatus.PAUSED)
+
+
+@dataclass
+class Plan:
+    """What a send will do; printed before the operator confirms."""
+
+    campaign: Campaign
+    created: bool
+    by_language: dict[str, int]
+    excluded: dict[str, int]
+    statuses: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def total(self) -> int:
+        return sum(self.by_language.values())
+
+
+def audience_key(list_slugs: Sequence[str], tags: Sequence[str]) -> str:
+    """A stable name for an audience, so sending again finds the same campaign."""
+    return "lists=" + ",".join(sorted(set(list_slugs))) + ";tags=" + ",".join(sorted(set(tags)))
+
+
+def store_release(session: Session, slug: str, title: str, default_language: str,
+                  sources: dict[str, str], front_matter: dict[str, Any],
+                  content_hash: str) -> Release:
+    """The stored copy of a release version (created once per content hash)."""
+    row = session.scalar(select(Release).where(Release.slug == slug,
+                                               Release.content_hash == content_hash))
+    if row is None:
+        row = Release(slug=slug, title=title, default_language=default_language,
+                      front_matter=front_matter, content_hash=content_hash,
+                      variants={lang: {"source": text} for lang, text in sources.items()})
+        session.add(row)
+        session.flush()
+    return row
+
+
+def find_campaign(session: Session, slug: str, key: str) -> Campaign | None:
+    """The newest campaign that was not cancelled for this release name and audience."""
+    return session.scalar(
+        select(Campaign).join(Release)
+        .where(Release.slug == slug, Campaign.audience_key == key,
+               Campaign.status != CampaignStatus.CANCELLED)
+        .order_by(Campaign.id.desc()).limit(1)
+    )
+
+
+def plan_campaign(
+    session: Session,
+    settings: Settings,
+    release: Release,
+    list_slugs: Sequence[str],
+    tags: Sequence[str] = (),
+    *,
+    smtputf8: bool = True,
+    not_before: datetime | None = None,
+    not_after: datetime | None = None,
+    rate_per_second: float | None = None,
+    allow_new_version: bool = False,
+    created_by: str = "",
+    transport: str = "",
+) -> Plan:
+    """Find the campaign for this release and audience, or create it and freeze its audience."""
+    if not list_slugs:
+        raise InvalidInputError("no audience: give at least one --list (or `lists:` in the "
+                                "release's front matter)")
+    lists = [get_list(session, slug) for slug in dict.fromkeys(list_slugs)]
+    tags = sorted(set(tags))
+    key = audience_key([ml.slug for ml in lists], tags)
+    existing = find_campaign(session, release.slug, key)
+    if existing is not None:
+        if existing.release_id == release.id:
+            return Plan(existing, False, dict(existing.plan.get("by_language", {})),
+                        dict(existing.plan.get("excluded", {})), status_counts(session,
+                                                                               existing.id))
+        if not allow_new_version:
+            what = ("already sent" if existing.status == CampaignStatus.DONE
+                    else f"is {existing.status.value}")
+            raise SendError(
+                f"campaign {existing.id} for {release.slug!r} and this audience {what} with an "
+                "earlier version of the release. Sending the changed file would mail everyone "
+                "again: finish or cancel campaign "
+                f"{existing.id} first, or pass --new-version to send the new text as a new "
+                "campaign"
+            )
+        if existing.status in ACTIVE:
+            raise SendError(f"campaign {existing.id} is still {existing.status.value}: cancel it "
+                            f"(mailer campaigns cancel {existing.id}) before sending a new version")
+    now = clock.now()
+    campaign = Campaign(
+        release_id=release.id, audience_key=key,
+        audience={"lists": [ml.slug for ml in lists], "list_ids": [ml.id for ml in lists],
+                  "tags": tags},
+        status=CampaignStatus.DRAFT, not_before=not_before, not_after=not_after,
+        rate_per_second=rate_per_second, created_by=created_by, created_at=now, plan={},
+    )
+    session.add(campaign)
+    session.flush()
+    nonce = campaign_nonce(settings.secret_key or secrets.token_hex(8), campaign.id)
+    domain = settings.from_address.rpartition("@")[2].lower()
+    languages = sorted(release.variants)
+    for ml in lists:
+        _insert_deliveries(session, campaign, ml, tags, languages, release.default_language,
+                           nonce, domain, now)
+    if not smtputf8:
+        _skip_smtputf8(session, campaign.id)
+    by_language = dict(session.execute(
+        select(Delivery.language, func.count()).where(
+            Delivery.campaign_id == campaign.id, Delivery.status == DeliveryStatus.PENDING)
+        .group_by(Delivery.language)).tuples().all())
+    excluded = _excluded(session, campaign, [ml.id for ml in lists], tags)
+    campaign.plan = {"nonce": nonce, "by_language": by_language, "excluded": excluded,
+                     "transport": transport, "domain": domain}
+    audit.record(session, "campaign.plan", campaign_id=campaign.id, actor=created_by,
+                 release=release.slug, recipients=sum(by_language.values()))
+    return Plan(campaign, True, by_language, excluded, status_counts(session, campaign.id))
+
+
+def _insert_deliveries(session: Session, campaign: Campaign, ml: MailingList,
+                       tags: Sequence[str], languages: list[str], default_language: str,
+                       nonce: str, domain: str, now: datetime) -> None:
+    # One INSERT ... SELECT per list, in the order given: a contact on several lists gets one
+    # row, attributed to the first list. Nothing is loaded into Python, whatever the list size.
+    primary = func.substr(Contact.language, 1, 2)
+    language = case(
+        (Contact.language.in_(languages), Contact.language),
+        (primary.in_(languages), primary),
+        else_=literal(default_language),
+    )
+    msgid = (literal(f"<c{campaign.id}.r") + cast(Contact.id, String)
+             + literal(f".{nonce}@{domain}>"))
+    conditions = [
+        Subscription.list_id == ml.id,
+        Subscription.status == SubscriptionStatus.SUBSCRIBED,
+        ~exists().where(Suppression.email == Contact.email),
+        ~exists().where(Delivery.campaign_id == campaign.id, Delivery.contact_id == Contact.id),
+    ]
+    if tags:
+        conditions.append(exists().where(ContactTag.contact_id == Contact.id,
+                                         ContactTag.tag.in_(tags)))
+    select_rows = (
+        select(literal(campaign.id), Contact.id, literal(ml.id), Contact.email, language,
+               literal(DeliveryStatus.PENDING.value), literal(0), msgid, literal(now))
+        .select_from(Subscription).join(Contact, Contact.id == Subscription.contact_id)
+        .where(*conditions)
+    )
+    session.execute(
+        Delivery.__table__.insert().from_select(
+            ["campaign_id", "contact_id", "list_id", "email", "language", "status", "attempts",
+             "message_id", "updated_at"],
+            select_rows,
+        )
+    )
+
+
+def _skip_smtputf8(session: Session, campaign_id: int) -> None:
+    """Addresses whose local part is not ASCII cannot go to a server without SMTPUTF8."""
+    ids = [
+        row_id for row_id, email in session.execute(
+            select(Delivery.id, Delivery.email).where(Delivery.campaign_id == campaign_id)
+            .execution_options(yield_per=5000))
+        if not email.rpartition("@")[0].isascii()
+    ]
+    for start in range(0, len(ids), 500):
+        session.execute(
+            update(Delivery).where(Delivery.id.in_(ids[start:start + 500])).values(
+                status=DeliveryStatus.SKIPPED,
+                smtp_reply="excluded: the address needs SMTPUTF8, which the server does not offer",
+            )
+        )
+
+
+def _excluded(session: Session, campaign: Campaign, list_ids: list[int],
+              tags: Sequence[str]) -> dict[str, int]:
+    """Why contacts of these lists are not in the audience, by reason."""
+    in_lists = Subscription.list_id.in_(list_ids)
+    not_planned = ~exists().where(Delivery.campaign_id == campaign.id,
+                                  Delivery.contact_id == Subscription.contact_id)
+
+    def count(*where: Any) -> int:
+        return session.scalar(
+            select(func.count(func.distinct(Subscription.contact_id)))
+            .select_from(Subscription).join(Contact, Contact.id == Subscription.contact_id)
+            .where(in_lists, not_planned, *where)
+        ) or 0
+
+    suppressed = exists().where(Suppression.email == Contact.email)
+    subscribed_any = exists().where(
+        and_(Subscription.contact_id == Contact.id, in_lists,
+             Subscription.status == SubscriptionStatus.SUBSCRIBED))
+    result = {
+        "suppressed": count(suppressed),
+        "unsubscribed": count(~suppressed, Subscription.status == SubscriptionStatus.UNSUBSCRIBED,
+                              ~subscribed_any),
+        "unconfirmed": count(~suppressed, Subscription.status == SubscriptionStatus.PENDING,
+                             ~subscribed_any),
+    }
+    if tags:
+        result["without the tag"] = count(~suppressed, subscribed_any)
+    result["needs SMTPUTF8"] = session.scalar(
+        select(func.count()).where(Delivery.campaign_id == campaign.id,
+                                   Delivery.status == DeliveryStatus.SKIPPED)) or 0
+    return {k: v for k, v in result.items() if v}
+
+
+# --- status and reports -----------------------------------------------------------------
+
+
+def get_campaign(session: Session, campaign_id: int) -> Campaign:
+    campaign = session.get(Campaign, campaign_id)
+    if campaign is None:
+        raise NotFoundError(f"no campaign {campaign_id} (see `mailer campaigns ls`)")
+    return campaign
+
+
+def status_counts(session: Session, campaign_id: int) -> dict[str, int]:
+    counts = {s.value: 0 for s in DeliveryStatus}
+    for status, n in session.execute(
+        select(Delivery.status, func.count()).where(Delivery.campaign_id == campaign_id)
+        .group_by(Delivery.status)
+    ):
+        counts[DeliveryStatus(status).value] = n
+    return counts
+
+
+def is_complete(session: Session, campaign_id: int) -> bool:
+    """Every row final (in_doubt is not: the operator must decide)."""
+    open_rows = session.scalar(
+        select(func.count()).where(Delivery.campaign_id == campaign_id,
+                                   Delivery.status.not_in(list(FINAL_DELIVERY_STATUSES))))
+    return not open_rows
+
+
+def campaign_as_dict(session: Session, campaign: Campaign) -> dict[str, Any]:
+    """The documented JSON shape of `campaigns show --json`."""
+    def iso(value: datetime | None) -> str | None:
+        return value.isoformat() if value else None
+
+    by_lang: dict[str, dict[str, int]] = {}
+    for lang, status, n in session.execute(
+        select(Delivery.language, Delivery.status, func.count())
+        .where(Delivery.campaign_id == campaign.id)
+        .group_by(Delivery.language, Delivery.status)
+    ):
+        by_lang.setdefault(lang, {})[DeliveryStatus(status).value] = n
+    replies = [
+        {"code": code, "reply": reply, "count": n}
+        for code, reply, n in session.execute(
+            select(Delivery.smtp_code, Delivery.smtp_reply, func.count())
+            .where(Delivery.campaign_id == campaign.id, Delivery.smtp_reply.is_not(None),
+                   Delivery.status != DeliveryStatus.SENT)
+            .group_by(Delivery.smtp_code, Delivery.smtp_reply)
+            .order_by(func.count().desc()).limit(20)
+        )
+    ]
+    release = campaign.release
+    data: dict[str, Any] = {
+        "id": campaign.id,
+        "release": release.slug,
+        "title": release.title,
+        "content_hash": release.content_hash,
+        "status": campaign.status.value,
+        "lists": campaign.audience.get("lists", []),
+        "tags": campaign.audience.get("tags", []),
+        "created_at": iso(campaign.created_at),
+        "started_at": iso(campaign.started_at),
+        "finished_at": iso(campaign.finished_at),
+        "not_before": iso(campaign.not_before),
+        "not_after": iso(campaign.not_after),
+        "recipients": sum(status_counts(session, campaign.id).values()),
+        "counts": status_counts(session, campaign.id),
+        "by_language": by_lang,
+        "excluded": campaign.plan.get("excluded", {}),
+        "replies": replies,
+        "bounces": _bounce_counts(session, campaign.id),
+    }
+    return data
+
+
+def _bounce_counts(session: Session, campaign_id: int) -> dict[str, int]:
+    try:
+        from mailer.bounces import bounce_counts
+    except ImportError:  # pragma: no cover - the bounces module ships with the package
+        return {}
+    return bounce_counts(session, campaign_id)
+
+
+def list_campaigns(session: Session) -> list[Campaign]:
+    return list(session.scalars(select(Campaign).order_by(Campaign.id.desc())))
+
+
+def write_report(session: Session, campaign_id: int, path: Path) -> int:
+    """Per-recipient CSV (UTF-8 with BOM for Excel); returns the number of rows."""
+    get_campaign(session, campaign_id)
+    n = 0
+    try:
+        with path.open("w", encoding="utf-8-sig", newline="") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(["email", "language", "list", "status", "attempts", "smtp_code",
+                             "smtp_reply", "sent_at", "updated_at", "message_id"])
+            slugs = dict(session.execute(select(MailingList.id, MailingList.slug)).tuples().all())
+            for d in session.scalars(select(Delivery).where(Delivery.campaign_id == campaign_id)
+                                     .order_by(Delivery.id).execution_options(yield_per=2000)):
+                writer.writerow([
+                    d.email, d.language, slugs.get(d.list_id or 0, ""), d.status.value,
+                    d.attempts, d.smtp_code or "", _safe_cell(d.smtp_reply or ""),
+                    d.sent_at.isoformat() if d.sent_at else "", d.updated_at.isoformat(),
+                    d.message_id,
+                ])
+                n += 1
+    except OSError as err:
+        raise InvalidInputError(f"cannot write {path}: {err.strerror}") from None
+    return n
+
+
+def _safe_cell(value: str) -> str:
+    # An SMTP reply is text chosen by a remote server: never let Excel run it as a formula.
+    return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
+
+
+# --- the operator's controls ------------------------------------------------------------
+
+
+def pause(session: Session, campaign_id: int) -> Campaign:
+    c = get_campaign(session, campaign_id)
+    if c.status not in (CampaignStatus.SENDING, CampaignStatus.SCHEDULED, CampaignStatus.DRAFT):
+        raise SendError(f"campaign {c.id} is {c.status.value}; only a sending or scheduled "
+                        "campaign can be paused")
+    c.status = CampaignStatus.PAUSED
+    audit.record(session, "campaign.pause", campaign_id=c.id)
+    return c
+
+
+def cancel(session: Session, campaign_id: int) -> int:
+    """Cancel what is not sent yet; returns how many rows were cancelled."""
+    c = get_campaign(session, campaign_id)
+    if c.status in (CampaignStatus.DONE, CampaignStatus.CANCELLED):
+        raise SendError(f"campaign {c.id} is already {c.status.value}")
+    result = session.execute(
+        update(Delivery).where(
+            Delivery.campaign_id == c.id,
+            Delivery.status.in_([DeliveryStatus.PENDING, DeliveryStatus.DEFERRED]),
+        ).values(status=DeliveryStatus.CANCELLED, smtp_reply="cancelled by the operator",
+                 updated_at=clock.now())
+    )
+    c.status = CampaignStatus.CANCELLED
+    c.finished_at = clock.now()
+    audit.record(session, "campaign.cancel", campaign_id=c.id)
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+def retry_now(session: Session, campaign_id: int) -> int:
+    """Make every deferred row due now; returns how many."""
+    c = get_campaign(session, campaign_id)
+    result = session.execute(
+        update(Delivery).where(Delivery.campaign_id == c.id,
+                               Delivery.status == DeliveryStatus.DEFERRED)
+        .values(next_attempt_at=clock.now())
+    )
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+def resolve_in_doubt(session: Session, campaign_id: int, action: str) -> int:
+    """The operator's decision on in-doubt rows: resend them (same Message-ID) or mark sent."""
+    c = get_campaign(session, campaign_id)
+    now = clock.now()
+    if action == "resend":
+        values: dict[str, Any] = {"status": DeliveryStatus.PENDING, "claimed_by": None,
+                                  "lease_expires_at": None, "updated_at": now}
+    elif action == "mark-sent":
+        values = {"status": DeliveryStatus.SENT, "sent_at": now, "claimed_by": None,
+                  "lease_expires_at": None, "updated_at": now,
+                  "smtp_reply": "marked sent by the operator (was in doubt)"}
+    else:
+        raise InvalidInputError(f"--in-doubt: expected resend or mark-sent, got {action!r}")
+    result = session.execute(
+        update(Delivery).where(Delivery.campaign_id == c.id,
+                               Delivery.status == DeliveryStatus.IN_DOUBT).values(**values)
+    )
+    n = int(result.rowcount or 0)  # type: ignore[attr-defined]
+    audit.record(session, "campaign.resolve", campaign_id=c.id, action=action, rows=n)
+    if n and c.status == CampaignStatus.DONE and action == "resend":
+        c.status = CampaignStatus.SENDING
+    if is_complete(session, c.id) and c.status == CampaignStatus.SENDING:
+        c.status = CampaignStatus.DONE
+        c.finished_at = now
+    return n
+
+
+def language_summary(plan: Plan) -> str:
+    return ", ".join(f"{lang}: {n}" for lang, n in sorted(plan.by_language.items())) or "none"
+
+
+def counter_text(counts: dict[str, int]) -> str:
+    return ", ".join(f"{k} {v}" for k, v in Counter(counts).most_common() if v) or "none"
+
+
+def due_filter(now: datetime) -> Any:
+    """Rows a sender may claim now."""
+    return or_(Delivery.status == DeliveryStatus.PENDING,
+               and_(Delivery.status == DeliveryStatus.DEFERRED, Delivery.next_attempt_at <= now))
+
+
+def resume(session: Session, campaign_id: int) -> Campaign:
+    """Make a paused campaign sendable again (the sender does the rest)."""
+    c = get_campaign(session, campaign_id)
+    if c.status == CampaignStatus.CANCELLED:
+        raise SendError(f"campaign {c.id} was cancelled; it cannot be resumed")
+    if c.status == CampaignStatus.DONE:
+        raise SendError(f"campaign {c.id} is done: every recipient's fate is recorded")
+    if c.status == CampaignStatus.PAUSED:
+        c.status = CampaignStatus.SENDING
+        audit.record(session, "campaign.resume", campaign_id=c.id)
+    return c
+
+
+def due_count(session: Session, campaign_id: int) -> int:
+    return session.scalar(
+        select(func.count()).where(Delivery.campaign_id == campaign_id,
+                                   Delivery.status.in_([DeliveryStatus.PENDING,
+                                                        DeliveryStatus.DEFERRED]))
+    ) or 0

@@ -1,0 +1,123 @@
+"""The steps of `mailer send`, each a library call the CLI strings together."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from mailer import clock
+from mailer.campaigns import Plan, get_campaign, plan_campaign, store_release
+from mailer.config import Settings
+from mailer.db import session_scope
+from mailer.errors import ReleaseError, SendError
+from mailer.message import dkim_signer
+from mailer.transport import OutboxTransport, SmtpTransport, open_transport
+
+
+def load_for_sending(path: str | Path, settings: Settings,
+                     list_slugs: Sequence[str] = ()) -> Any:
+    """Load a release and refuse it when `release check` finds errors."""
+    from mailer.checks import audience_languages, check_release
+    from mailer.releases import load_release
+
+    release = load_release(path, settings.default_language)
+    languages = None
+    slugs = list(list_slugs) or list(release.lists)
+    if slugs:
+        with session_scope(settings) as s:
+            try:
+                languages = audience_languages(s, slugs, release.default_language)
+            except Exception:
+                languages = None
+    errors = [f.message for f in check_release(release, settings, audience_languages=languages)
+              if f.level == "error"]
+    if errors:
+        raise ReleaseError(f"{path}: `mailer release check` finds errors:\n  - "
+                           + "\n  - ".join(errors))
+    return release
+
+
+def checked_transport(settings: Settings) -> SmtpTransport | OutboxTransport:
+    """The configured transport, after proving it works (login, TLS) and DKIM is consistent."""
+    transport = open_transport(settings)
+    dkim_signer(settings, settings.from_address)
+    transport.check()
+    return transport
+
+
+def audience_of(release: Any, list_slugs: Sequence[str]) -> list[str]:
+    slugs = list(list_slugs) or list(release.lists)
+    if not slugs:
+        raise SendError("no audience: give --list SLUG (or `lists:` in the release)")
+    return slugs
+
+
+def _plan(session: Session, settings: Settings, release: Any, list_slugs: Sequence[str],
+          tags: Sequence[str], *, smtputf8: bool, transport: str,
+          not_before: datetime | None, not_after: datetime | None, rate: float | None,
+          new_version: bool, created_by: str) -> Plan:
+    stored = store_release(session, release.slug, release.title, release.default_language,
+                           dict(release.sources), _front_matter(release), release.content_hash)
+    expires = release.expires
+    limit_after = min((t for t in (expires, not_after) if t is not None), default=None)
+    return plan_campaign(
+        session, settings, stored, list_slugs, tags, smtputf8=smtputf8,
+        not_before=not_before or release.embargo, not_after=limit_after,
+        rate_per_second=rate, allow_new_version=new_version, created_by=created_by,
+        transport=transport,
+    )
+
+
+def plan(settings: Settings, release: Any, list_slugs: Sequence[str], tags: Sequence[str],
+         *, smtputf8: bool, transport: str, not_before: datetime | None = None,
+         not_after: datetime | None = None, rate: float | None = None,
+         new_version: bool = False, created_by: str = "") -> Plan:
+    """Find or create the campaign and freeze its audience (committed)."""
+    embargo = release.embargo
+    if embargo is not None and clock.now() < embargo and not_before is None:
+        raise SendError(
+            f"{release.slug} is under embargo until {embargo.isoformat()}: it cannot be sent "
+            "before then (test sends can: --test ADDRESS)"
+        )
+    with session_scope(settings) as s:
+        return _plan(s, settings, release, list_slugs, tags, smtputf8=smtputf8,
+                     transport=transport, not_before=not_before, not_after=not_after, rate=rate,
+                     new_version=new_version, created_by=created_by)
+
+
+def dry_run(settings: Settings, release: Any, list_slugs: Sequence[str], tags: Sequence[str],
+            *, smtputf8: bool, transport: str, new_version: bool = False) -> tuple[Plan, Any]:
+    """Plan and build every message, then roll everything back: nothing is stored or sent."""
+    from mailer.db import session_factory
+    from mailer.render import render_release
+    from mailer.trial import dry_run as build_all
+
+    session = session_factory(settings)()
+    try:
+        p = _plan(session, settings, release, list_slugs, tags, smtputf8=smtputf8,
+                  transport=transport, not_before=None, not_after=None, rate=None,
+                  new_version=new_version, created_by="dry-run")
+        result = build_all(session, settings, p.campaign.id, render_release(release, settings))
+        return p, result
+    finally:
+        session.rollback()
+        session.close()
+
+
+def discard_draft(settings: Settings, campaign_id: int) -> None:
+    """Forget a campaign planned a moment ago that the operator declined to send."""
+    with session_scope(settings) as s:
+        campaign = get_campaign(s, campaign_id)
+        if campaign.started_at is None:
+            s.delete(campaign)
+
+
+def _front_matter(release: Any) -> dict[str, Any]:
+    meta = release.variants[release.default_language].meta
+    as_dict = getattr(meta, "as_dict", None)
+    data: dict[str, Any] = as_dict() if callable(as_dict) else {}
+    return {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in data.items()}

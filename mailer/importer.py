@@ -1,0 +1,487 @@
+"""`contacts import`: a spreadsheet into a list, consent kept safe, all or nothing.
+
+The pipeline: read and validate every row (no database yet), merge duplicates, look the addresses
+up in bulk, plan, then write everything inside one SAVEPOINT. A failure anywhere leaves the
+database as it was. The rules (README, "Importing contacts") are:
+
+- first + last name: "First Last", or "LastFirst" when both are Hangul (Korean order);
+- duplicates in the file merge into the first row: its values win, later rows fill empty fields,
+  tags are unioned; each merged row counts once under `duplicates`;
+- an existing contact keeps its details unless --update-attributes (non-empty cells replace,
+  attributes merge); tags from --tag or a tags column are always added;
+- a suppressed address, or one unsubscribed from the list, is never subscribed ("kept
+  unsubscribed"); a suppressed address that is not a contact yet is not created either;
+- a pending subscription (double opt-in not confirmed) becomes subscribed with the import as
+  its consent evidence: the organisation vouches for its own list;
+- new subscriptions: source "import", consent_form "import:ID", consent_note the
+  --consent-source text, consent_at the import time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar, cast
+
+import sqlalchemy as sa
+from sqlalchemy import JSON, bindparam, select, update
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import Session
+
+from mailer import audit, clock
+from mailer.addresses import normalise
+from mailer.contacts import check_language
+from mailer.errors import ImportFileError, InvalidInputError, MailerError
+from mailer.import_columns import Columns, map_columns, parse_map
+from mailer.lists import get_list
+from mailer.models import (
+    Base,
+    Contact,
+    ContactImport,
+    ContactTag,
+    Subscription,
+    SubscriptionStatus,
+    Suppression,
+)
+from mailer.spreadsheet import Row, Table, open_table, restore, write_csv
+
+__all__ = ["ImportReport", "check_tag", "import_contacts", "parse_map"]
+
+LANGUAGE_WORDS = {"english": "en", "eng": "en", "영어": "en", "korean": "ko", "kor": "ko",
+                  "kr": "ko", "한국어": "ko", "한국": "ko", "국문": "ko", "영문": "en"}
+TAG_SPLIT = re.compile(r"[,;]")
+MAX_TEXT = 200  # Contact.name and Contact.organisation
+CHUNK = 1000  # addresses per IN (...) lookup and rows per bulk statement
+MAX_ERRORS_SHOWN = 100
+_HANGUL = re.compile(r"^[\uac00-\ud7a3\u1100-\u11ff\u3130-\u318f ]+$")
+
+T = TypeVar("T")
+Progress = Callable[[int, int], None]
+
+
+def check_tag(tag: str) -> str:
+    """A tag: 1-100 characters, no comma or semicolon (those separate tags in a cell)."""
+    tag = tag.strip()
+    if not tag or len(tag) > 100 or TAG_SPLIT.search(tag):
+        raise InvalidInputError(f"tag {tag!r}: use 1-100 characters without ',' or ';'")
+    return tag
+
+
+class Record:
+    """One contact of the file, after merging duplicates."""
+
+    __slots__ = ("attributes", "key", "language", "line", "name", "organisation", "original",
+                 "tags")
+
+    def __init__(self, key: str, original: str, line: int, name: str, organisation: str,
+                 language: str | None, tags: list[str] | None,
+                 attributes: dict[str, str] | None) -> None:
+        self.key = key
+        self.original = original
+        self.line = line
+        self.name = name
+        self.organisation = organisation
+        self.language = language
+        self.tags = tags
+        self.attributes = attributes
+
+    def merge(self, other: Record) -> None:
+        """Fill this record's empty fields from a later duplicate."""
+        self.name = self.name or other.name
+        self.organisation = self.organisation or other.organisation
+        self.language = self.language or other.language
+        if other.tags:
+            self.tags = list(dict.fromkeys((self.tags or []) + other.tags))
+        if other.attributes:
+            self.attributes = {**other.attributes, **(self.attributes or {})}
+
+
+COUNTS = ("rows", "contacts_added", "contacts_updated", "subscribed", "pending_confirmed",
+          "already_subscribed", "kept_unsubscribed", "invalid", "duplicates")
+
+
+@dataclass
+class Rejected:
+    line: int
+    reason: str
+    cells: list[str]
+    email: str
+
+
+@dataclass
+class ImportReport:
+    """What an import did (or, with dry_run, would do). See README for the JSON shape."""
+
+    file: str
+    list_slug: str
+    dry_run: bool
+    format: str = "csv"
+    encoding: str | None = None
+    delimiter: str | None = None
+    sheet: str | None = None
+    sha256: str = ""
+    columns: dict[str, str] = field(default_factory=dict)
+    attribute_columns: list[str] = field(default_factory=list)
+    ignored_columns: list[str] = field(default_factory=list)
+    headers: list[str] = field(default_factory=list)
+    tags: list[str] = field(default_factory=list)
+    consent_source: str | None = None
+    import_id: int | None = None
+    errors_file: str | None = None
+    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(COUNTS, 0))
+    rejected: list[Rejected] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The stable JSON shape of the report."""
+        return {
+            "import_id": self.import_id,
+            "dry_run": self.dry_run,
+            "file": self.file,
+            "sha256": self.sha256,
+            "format": self.format,
+            "encoding": self.encoding,
+            "delimiter": self.delimiter,
+            "sheet": self.sheet,
+            "list": self.list_slug,
+            "tags": self.tags,
+            "consent_source": self.consent_source,
+            "columns": self.columns,
+            "attribute_columns": self.attribute_columns,
+            "ignored_columns": self.ignored_columns,
+            "counts": dict(self.counts),
+            "errors": [{"line": r.line, "reason": r.reason, "email": r.email}
+                       for r in self.rejected[:MAX_ERRORS_SHOWN]],
+            "errors_file": self.errors_file,
+        }
+
+
+
+def import_contacts(
+    session: Session,
+    path: str | Path,
+    list_slug: str,
+    *,
+    tags: Sequence[str] = (),
+    mapping: dict[str, str] | None = None,
+    dry_run: bool = False,
+    update_attributes: bool = False,
+    consent_source: str | None = None,
+    check_dns: bool = False,
+    sheet: str | None = None,
+    encoding: str | None = None,
+    errors_path: str | Path | None = None,
+    progress: Progress | None = None,
+    actor: str = "",
+) -> ImportReport:
+    """Import a CSV/XLSX file into a list, all or nothing; see the module docstring for rules."""
+    path = Path(path)
+    extra_tags = [check_tag(t) for t in tags]
+    report = ImportReport(file=str(path), list_slug=list_slug, dry_run=dry_run,
+                          tags=list(dict.fromkeys(extra_tags)), consent_source=consent_source)
+    with open_table(path, sheet=sheet, encoding=encoding) as table:
+        columns = map_columns(path, table.headers, table.header_line, mapping)
+        report.format, report.encoding = table.format, table.encoding
+        report.delimiter, report.sheet = table.delimiter, table.sheet
+        report.columns = columns.as_names()
+        report.attribute_columns = [name for _, name in columns.attributes]
+        report.ignored_columns = columns.ignored
+        report.headers = columns.headers
+        records = _read(table, columns, report, check_dns, progress)
+    if not report.counts["rows"]:
+        raise ImportFileError(f"{path}: no data rows below the header (line "
+                              f"{table.header_line})")
+    report.sha256 = file_sha256(path)
+    ml = get_list(session, list_slug)
+    plan = _plan(session, records, ml.id, update_attributes, report)
+    if not dry_run:
+        try:
+            with session.begin_nested():
+                _apply(session, plan, ml.id, report, actor)
+        except DBAPIError as err:
+            raise MailerError(
+                f"{path}: the database refused the import, nothing was imported: "
+                f"{str(err.orig).strip().splitlines()[0]}"
+            ) from None
+    if errors_path is not None:
+        write_errors(Path(errors_path), report)
+        report.errors_file = str(errors_path)
+    return report
+
+
+def _read(table: Table, columns: Columns, report: ImportReport, check_dns: bool,
+          progress: Progress | None) -> dict[str, Record]:
+    """Every row validated and merged by address (no database access)."""
+    f = columns.fields
+    email_i = f["email"]
+    name_i, first_i, last_i = f.get("name"), f.get("first_name"), f.get("last_name")
+    org_i, lang_i, tags_i = f.get("organisation"), f.get("language"), f.get("tags")
+    width = len(table.headers)
+    extra_tags = report.tags
+    cache: dict[str, Any] = {}
+    records: dict[str, Record] = {}
+    counts = report.counts
+    rows: Iterator[Row] = table.rows()
+    if columns.headerless:
+        rows = _chain([Row(table.header_line, table.headers)], rows)
+    for n, row in enumerate(rows, start=1):
+        counts["rows"] += 1
+        if progress is not None and n % 1000 == 0:
+            progress(*table.progress())
+        cells = row.cells
+        if len(cells) > width and any(cells[width:]):
+            _reject(report, row, f"{len(cells)} cells but the header has {width} (a "
+                    "delimiter inside an unquoted cell?)", "")
+            continue
+        if len(cells) < width:
+            cells = cells + [""] * (width - len(cells))
+        if columns.exported:
+            cells = [restore(c) for c in cells]
+        raw = cells[email_i]
+        if not raw:
+            _reject(report, row, "no email address", raw)
+            continue
+        address = cache.get(raw)
+        if address is None:
+            try:
+                address = normalise(raw, check_dns=check_dns)
+            except InvalidInputError as err:
+                _reject(report, row, str(err), raw)
+                continue
+            cache[raw] = address
+        if name_i is not None and cells[name_i]:
+            name = cells[name_i]
+        else:
+            name = join_name(cells[first_i] if first_i is not None else "",
+                             cells[last_i] if last_i is not None else "")
+        organisation = cells[org_i] if org_i is not None else ""
+        problem = None
+        if len(name) > MAX_TEXT:
+            problem = f"name longer than {MAX_TEXT} characters"
+        elif len(organisation) > MAX_TEXT:
+            problem = f"organisation longer than {MAX_TEXT} characters"
+        language = None
+        if lang_i is not None and cells[lang_i]:
+            value = cells[lang_i]
+            try:
+                language = check_language(LANGUAGE_WORDS.get(value.casefold(), value))
+            except InvalidInputError as err:
+                problem = str(err)
+        row_tags = list(extra_tags)
+        if tags_i is not None and cells[tags_i]:
+            for tag in TAG_SPLIT.split(cells[tags_i]):
+                tag = tag.strip()
+                if len(tag) > 100:
+                    problem = f"tag {tag[:20]!r}...: longer than 100 characters"
+                elif tag and tag not in row_tags:
+                    row_tags.append(tag)
+        if problem:
+            _reject(report, row, problem, raw)
+            continue
+        attributes = {a: cells[i] for i, a in columns.attributes if cells[i]} or None
+        record = Record(address.key, address.original, row.line, name, organisation,
+                        language, row_tags or None, attributes)
+        first = records.get(address.key)
+        if first is None:
+            records[address.key] = record
+        else:
+            first.merge(record)
+            counts["duplicates"] += 1
+    if progress is not None:
+        progress(*table.progress())
+    return records
+
+
+def _reject(report: ImportReport, row: Row, reason: str, email: str) -> None:
+    report.counts["invalid"] += 1
+    report.rejected.append(Rejected(row.line, reason, row.cells, email))
+
+
+def _chain(first: list[Row], rest: Iterator[Row]) -> Iterator[Row]:
+    yield from first
+    yield from rest
+
+
+def join_name(first: str, last: str) -> str:
+    """First and last name as one: Korean names family name first, without a space."""
+    if first and last and _HANGUL.match(first) and _HANGUL.match(last):
+        return last + first
+    return " ".join(p for p in (first, last) if p)
+
+
+def chunks(items: Sequence[T], size: int = CHUNK) -> Iterator[Sequence[T]]:
+    for i in range(0, len(items), size):
+        yield items[i:i + size]
+
+
+@dataclass
+class Plan:
+    """The writes an import will make, computed from bulk lookups."""
+
+    new_contacts: list[Record] = field(default_factory=list)
+    contact_updates: list[dict[str, Any]] = field(default_factory=list)
+    new_subscriptions: list[int] = field(default_factory=list)  # existing contact ids
+    promote: list[int] = field(default_factory=list)  # pending subscription ids
+    new_tags: list[tuple[int, str]] = field(default_factory=list)
+
+
+def _plan(session: Session, records: dict[str, Record], list_id: int,
+          update_attributes: bool, report: ImportReport) -> Plan:
+    """Look every address up in bulk and decide what to write; counts go into the report."""
+    counts = report.counts
+    columns: list[Any] = [Contact.id, Contact.email]
+    if update_attributes:
+        columns += [Contact.name, Contact.organisation, Contact.language, Contact.attributes]
+    existing: dict[str, Any] = {}
+    suppressed: set[str] = set()
+    for keys in chunks(list(records)):
+        for found in session.execute(select(*columns).where(Contact.email.in_(keys))):
+            existing[found.email] = found
+        suppressed.update(session.scalars(select(Suppression.email)
+                                          .where(Suppression.email.in_(keys))))
+    subs: dict[int, tuple[int, SubscriptionStatus]] = {}
+    have_tags: dict[int, set[str]] = {}
+    want_tags = any(r.tags for r in records.values())
+    for ids in chunks([c.id for c in existing.values()]):
+        for sub_id, contact_id, status in session.execute(
+                select(Subscription.id, Subscription.contact_id, Subscription.status)
+                .where(Subscription.list_id == list_id, Subscription.contact_id.in_(ids))):
+            subs[contact_id] = (sub_id, SubscriptionStatus(status))
+        if want_tags:
+            for contact_id, tag in session.execute(
+                    select(ContactTag.contact_id, ContactTag.tag)
+                    .where(ContactTag.contact_id.in_(ids))):
+                have_tags.setdefault(contact_id, set()).add(tag)
+    plan = Plan()
+    for key, rec in records.items():
+        known = existing.get(key)
+        if known is None:
+            if key in suppressed:
+                counts["kept_unsubscribed"] += 1  # and no personal data stored for it
+                continue
+            plan.new_contacts.append(rec)
+            counts["contacts_added"] += 1
+            counts["subscribed"] += 1
+            continue
+        changed = False
+        if update_attributes:
+            change = _changes(known, rec)
+            if change:
+                plan.contact_updates.append({"_id": known.id, **change})
+                changed = True
+        if rec.tags:
+            have = have_tags.get(known.id, set())
+            missing = [t for t in rec.tags if t not in have]
+            if missing:
+                plan.new_tags.extend((known.id, t) for t in missing)
+                changed = True
+        counts["contacts_updated"] += changed
+        if key in suppressed:
+            counts["kept_unsubscribed"] += 1
+            continue
+        sub = subs.get(known.id)
+        if sub is None:
+            plan.new_subscriptions.append(known.id)
+            counts["subscribed"] += 1
+        elif sub[1] == SubscriptionStatus.SUBSCRIBED:
+            counts["already_subscribed"] += 1
+        elif sub[1] == SubscriptionStatus.UNSUBSCRIBED:
+            counts["kept_unsubscribed"] += 1
+        else:
+            plan.promote.append(sub[0])
+            counts["subscribed"] += 1
+            counts["pending_confirmed"] += 1
+    return plan
+
+
+def _changes(known: Any, rec: Record) -> dict[str, Any]:
+    """--update-attributes: non-empty file values replace stored ones; attributes merge."""
+    values = {"_name": known.name, "_organisation": known.organisation,
+              "_language": known.language, "_attributes": dict(known.attributes or {})}
+    new = dict(values)
+    if rec.name:
+        new["_name"] = rec.name
+    if rec.organisation:
+        new["_organisation"] = rec.organisation
+    if rec.language:
+        new["_language"] = rec.language
+    if rec.attributes:
+        new["_attributes"] = {**values["_attributes"], **rec.attributes}
+    return new if new != values else {}
+
+
+def _table(model: type[Base]) -> sa.Table:
+    return cast(sa.Table, model.__table__)
+
+
+def _apply(session: Session, plan: Plan, list_id: int, report: ImportReport, actor: str) -> None:
+    """Write the plan with bulk statements (the caller holds a SAVEPOINT around this)."""
+    now = clock.now()
+    imp = ContactImport(filename=report.file[-500:], sha256=report.sha256, list_id=list_id,
+                        consent_source=report.consent_source, report={}, created_at=now)
+    session.add(imp)
+    session.flush()
+    report.import_id = imp.id
+    contact_t, sub_t, tag_t = _table(Contact), _table(Subscription), _table(ContactTag)
+    ids: dict[str, int] = {}
+    for recs in chunks(plan.new_contacts):
+        inserted = session.execute(
+            contact_t.insert().returning(contact_t.c.id, contact_t.c.email),
+            [{"email": r.key, "email_original": r.original, "name": r.name,
+              "language": r.language, "organisation": r.organisation,
+              "attributes": r.attributes or {}, "created_at": now, "updated_at": now}
+             for r in recs],
+        )
+        ids.update((email, cid) for cid, email in inserted)
+    for rec in plan.new_contacts:
+        if rec.tags:
+            plan.new_tags.extend((ids[rec.key], t) for t in rec.tags)
+    evidence = {"status": SubscriptionStatus.SUBSCRIBED, "source": "import",
+                "consent_at": now, "consent_form": f"import:{imp.id}",
+                "consent_note": report.consent_source, "updated_at": now}
+    contact_ids = [ids[r.key] for r in plan.new_contacts] + plan.new_subscriptions
+    for cids in chunks(contact_ids):
+        session.execute(sub_t.insert(), [{"contact_id": cid, "list_id": list_id,
+                                          "created_at": now, **evidence} for cid in cids])
+    for sids in chunks(plan.promote):
+        session.execute(update(sub_t).where(sub_t.c.id == bindparam("_id")).values(**evidence),
+                        [{"_id": sid} for sid in sids])
+    set_details = update(contact_t).where(contact_t.c.id == bindparam("_id")).values(
+        name=bindparam("_name"), organisation=bindparam("_organisation"),
+        language=bindparam("_language"), attributes=bindparam("_attributes", type_=JSON()),
+        updated_at=now)
+    for changes in chunks(plan.contact_updates):
+        session.execute(set_details, list(changes))
+    for pairs in chunks(plan.new_tags):
+        session.execute(tag_t.insert(), [{"contact_id": c, "tag": t} for c, t in pairs])
+    imp.report = {k: v for k, v in report.as_dict().items() if k != "errors"}
+    audit.record(session, "contact.import", list_id=list_id, actor=actor, import_id=imp.id,
+                 file=report.file, counts=dict(report.counts))
+    session.flush()
+
+
+def file_sha256(path: Path) -> str:
+    """The SHA-256 of a file, recorded as evidence of exactly what was imported."""
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def write_errors(path: Path, report: ImportReport) -> None:
+    """The rejected rows as CSV (UTF-8 with BOM): line, reason, then the original cells."""
+    try:
+        with path.open("w", encoding="utf-8-sig", newline="") as out:
+            header = ["line", "reason", *report.headers]
+            write_csv(out, _error_rows(header, report.rejected))
+    except OSError as err:
+        raise MailerError(f"{path}: cannot write the errors file: {err.strerror}") from None
+
+
+def _error_rows(header: list[str], rejected: list[Rejected]) -> Iterator[list[str]]:
+    yield header
+    for r in rejected:
+        yield [str(r.line), r.reason, *r.cells]

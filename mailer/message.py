@@ -1,0 +1,285 @@
+"""Per-recipient MIME messages, compiled once per language variant.
+
+Everything that is the same for every recipient of a variant (From, Subject, List-Id, the MIME
+skeleton) is encoded once, in `CompiledVariant.__init__`. `build()` then only fills the personal
+values, encodes the two bodies and writes the per-recipient headers (To, Date, Message-ID,
+List-Unsubscribe): no email.message objects, no premailer, no template engine per recipient.
+"""
+
+from __future__ import annotations
+
+import binascii
+import email.policy
+import email.utils
+import hashlib
+import hmac
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+from urllib.parse import quote
+
+from mailer import clock, tokens
+from mailer.addresses import smtp_form
+from mailer.config import Settings
+from mailer.errors import ConfigError
+from mailer.personalise import PersonalTemplate
+
+_POLICY = email.policy.SMTP.clone(linesep="\n", max_line_length=78)
+
+
+class RenderedVariant(Protocol):
+    """What mailer.render produces for one language (rendered and inlined once)."""
+
+    @property
+    def language(self) -> str: ...
+    @property
+    def subject(self) -> str: ...
+    @property
+    def html(self) -> PersonalTemplate: ...
+    @property
+    def text(self) -> PersonalTemplate: ...
+
+
+@dataclass(frozen=True)
+class Recipient:
+    """One addressee: the values that differ per message."""
+
+    contact_id: int
+    email: str
+    name: str
+    list_id: int | None
+    message_id: str
+
+
+@dataclass(frozen=True)
+class Sender:
+    """Who a message is from and for which list; the same for a whole campaign."""
+
+    from_address: str
+    from_name: str
+    reply_to: str
+    list_name: str
+    list_slug: str
+    domain: str
+
+    @property
+    def list_id_header(self) -> str:
+        return f"{self.list_name} <{self.list_slug}.{self.domain}>"
+
+
+def sender_for(settings: Settings, list_name: str, list_slug: str,
+               from_address: str | None = None) -> Sender:
+    address = from_address or settings.from_address
+    return Sender(from_address=address, from_name=settings.from_name, reply_to=settings.reply_to,
+                  list_name=list_name, list_slug=list_slug,
+                  domain=address.rpartition("@")[2].lower())
+
+
+def message_id(campaign_id: int, contact_id: int, nonce: str, domain: str) -> str:
+    """Deterministic per (campaign, contact): a resend of an in-doubt message keeps its id."""
+    return f"<c{campaign_id}.r{contact_id}.{nonce}@{domain}>"
+
+
+def test_message_id(domain: str) -> str:
+    return f"<test.{secrets.token_hex(8)}@{domain}>"
+
+
+def campaign_nonce(secret_key: str, campaign_id: int) -> str:
+    """A short value that makes Message-IDs unguessable across installations."""
+    digest = hmac.new(secret_key.encode(), f"campaign:{campaign_id}".encode(), hashlib.sha256)
+    return digest.hexdigest()[:10]
+
+
+def _fold(name: str, value: str) -> bytes:
+    """One header, folded, non-ASCII as RFC 2047 encoded words (each at most 75 characters)."""
+    return _POLICY.fold(name, value).encode("ascii", "surrogateescape")
+
+
+def _address_header(name: str, address: str) -> str:
+    if not address.isascii():
+        # An internationalised address goes out with SMTPUTF8; the header carries it as UTF-8.
+        return f"{name} <{address}>" if name else address
+    return email.utils.formataddr((name, address), charset="utf-8")
+
+
+def _qp(text: str) -> bytes:
+    """Quoted-printable body (C speed); lines stay under 76 characters."""
+    return binascii.b2a_qp(text.encode("utf-8"), quotetabs=False, istext=True, header=False)
+
+
+class _DateCache:
+    """RFC 5322 Date, formatted at most once a second (the clock stays the only source)."""
+
+    def __init__(self) -> None:
+        self.second = -1.0
+        self.value = b""
+
+    def get(self) -> bytes:
+        now = clock.now()
+        stamp = now.timestamp() // 1
+        if stamp != self.second:
+            self.second = stamp
+            self.value = b"Date: " + email.utils.format_datetime(now).encode() + b"\n"
+        return self.value
+
+
+class CompiledVariant:
+    """A language variant ready for mass personalisation."""
+
+    def __init__(
+        self,
+        rendered: RenderedVariant,
+        sender: Sender,
+        settings: Settings,
+        *,
+        subject_prefix: str = "",
+        campaign_id: int | None = None,
+        signer: Callable[[bytes], bytes] | None = None,
+    ) -> None:
+        self.rendered = rendered
+        self.language = rendered.language
+        self.settings = settings
+        self.campaign_id = campaign_id
+        self.signer = signer
+        self.subject = subject_prefix + rendered.subject
+        self.unsubscribe_address = settings.unsubscribe_address
+        self.boundary = "=_mailer_" + secrets.token_hex(12)
+        from_header = _address_header(sender.from_name, sender.from_address)
+        head = [
+            _fold("From", from_header),
+            _fold("Subject", self.subject),
+            b"MIME-Version: 1.0\n",
+            _fold("Content-Language", rendered.language),
+            _fold("List-Id", _list_id_value(sender)),
+            b"List-Unsubscribe-Post: List-Unsubscribe=One-Click\n",
+        ]
+        if sender.reply_to:
+            head.append(_fold("Reply-To", sender.reply_to))
+        head.append(
+            b'Content-Type: multipart/alternative; boundary="' + self.boundary.encode() + b'"\n'
+        )
+        self.head = b"".join(head)
+        b = self.boundary.encode()
+        self.text_open = (
+            b"\n--" + b + b"\nContent-Type: text/plain; charset=\"utf-8\"\n"
+            b"Content-Transfer-Encoding: quoted-printable\n\n"
+        )
+        self.html_open = (
+            b"\n--" + b + b"\nContent-Type: text/html; charset=\"utf-8\"\n"
+            b"Content-Transfer-Encoding: quoted-printable\n\n"
+        )
+        self.close = b"\n--" + b + b"--\n"
+        self.dates = _DateCache()
+        self.base_url = settings.base_url.rstrip("/")
+
+    def personal_values(self, r: Recipient) -> dict[str, str]:
+        """The values a layout's placeholders take for this recipient."""
+        unsub = tokens.make_unsubscribe(self.settings, r.contact_id, r.list_id, self.campaign_id)
+        prefs = tokens.make_preferences(self.settings, r.contact_id)
+        return {
+            "name": r.name,
+            "email": r.email,
+            "unsubscribe_url": f"{self.base_url}/u/{unsub}",
+            "preferences_url": f"{self.base_url}/preferences/{prefs}",
+            "_unsubscribe_token": unsub,
+        }
+
+    def build(self, r: Recipient, *, deliver_to: str | None = None) -> bytes:
+        """The complete message for one recipient, LF line ends (the transports fix them)."""
+        values = self.personal_values(r)
+        address = deliver_to or smtp_form(r.email)[0]
+        to = _address_header(r.name if deliver_to is None else "", address)
+        mailto = (f"mailto:{self.unsubscribe_address}?subject="
+                  f"{quote('unsubscribe ' + values['_unsubscribe_token'])}")
+        per = (
+            _fold("To", to)
+            + self.dates.get()
+            + b"Message-ID: " + r.message_id.encode() + b"\n"
+            + b"List-Unsubscribe: <" + values["unsubscribe_url"].encode() + b">,\n <"
+            + mailto.encode() + b">\n"
+        )
+        body = (
+            self.text_open + _qp(self.rendered.text.fill(values))
+            + self.html_open + _qp(self.rendered.html.fill(values))
+            + self.close
+        )
+        message = self.head + per + body
+        if self.signer is not None:
+            message = self.signer(message) + message
+        return message
+
+
+def _list_id_value(sender: Sender) -> str:
+    ident = f"<{sender.list_slug}.{sender.domain}>"
+    if sender.list_name.isascii():
+        return f"{sender.list_name} {ident}" if sender.list_name else ident
+    from email.header import Header
+
+    return f"{Header(sender.list_name, 'utf-8').encode()} {ident}"
+
+
+# --- DKIM -----------------------------------------------------------------------------------
+
+DKIM_HEADERS = (b"from", b"subject", b"date", b"message-id", b"to", b"list-id",
+                b"list-unsubscribe", b"list-unsubscribe-post")
+
+
+def dkim_signer(settings: Settings, from_address: str) -> Callable[[bytes], bytes] | None:
+    """A function returning the DKIM-Signature header for a message, or None without a key."""
+    if settings.dkim_key_file is None:
+        return None
+    import dkim
+
+    domain = (settings.dkim_domain or from_address.rpartition("@")[2]).lower()
+    from_domain = from_address.rpartition("@")[2].lower()
+    if from_domain != domain and not from_domain.endswith("." + domain):
+        raise ConfigError(
+            f"From address {from_address!r} is outside the DKIM domain {domain!r}: receivers "
+            "would not align the signature with From (DMARC). Set dkim_domain or from_address."
+        )
+    key = _read_key(settings.dkim_key_file)
+    selector = settings.dkim_selector.encode()
+    # Each header named twice: the second, empty instance stops anyone adding one later
+    # (over-signing) without breaking the signature.
+    include = list(DKIM_HEADERS) * 2
+
+    def sign(message: bytes) -> bytes:
+        sig: bytes = dkim.sign(message.replace(b"\n", b"\r\n"), selector, domain.encode(), key,
+                               include_headers=include,
+                               canonicalize=(b"relaxed", b"relaxed"))
+        return sig.replace(b"\r\n", b"\n")
+
+    return sign
+
+
+def _read_key(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as err:
+        raise ConfigError(f"dkim_key_file {path}: cannot read: {err.strerror}") from None
+
+
+def generate_dkim_key(path: Path, selector: str, domain: str, bits: int = 2048) -> str:
+    """Write a new RSA private key (PEM, mode 0600) and return the DNS TXT record to publish."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    if path.exists():
+        raise ConfigError(f"{path} already exists; not overwriting a key")
+    key = rsa.generate_private_key(public_exponent=65537, key_size=bits)
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                            serialization.NoEncryption())
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.touch(mode=0o600)
+    path.write_bytes(pem)
+    public = key.public_key().public_bytes(serialization.Encoding.DER,
+                                           serialization.PublicFormat.SubjectPublicKeyInfo)
+    p = binascii.b2a_base64(public, newline=False).decode()
+    return f'{selector}._domainkey.{domain}. IN TXT "v=DKIM1; k=rsa; p={p}"'
+
+
+def now_stamp() -> float:
+    return time.monotonic()

@@ -1,0 +1,347 @@
+"""Reading the spreadsheets admins have: CSV in any encoding Excel writes, and XLSX.
+
+`open_table(path)` gives a Table: the header cells, then the data rows, each with the line (CSV) or
+row (XLSX) number where it starts, so every message can point at the place in the file. Blank rows
+are skipped. Every cell is a str, NFC-normalised (macOS writes Hangul decomposed) and stripped.
+
+Encodings, in the order they are recognised:
+  a byte-order mark (UTF-8, UTF-16, UTF-32); UTF-16 without a mark (NUL bytes between ASCII);
+  strict UTF-8; CP949 (Korean Excel, a superset of EUC-KR) when its Korean pairs outnumber the
+  rarer extension pairs; cp1252 (Western Excel); Latin-1 as the last resort.
+Delimiters: `sep=X` on the first line (Excel's hint), else whichever of , ; tab | splits the first
+lines into the most consistent number of columns.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import io
+import re
+import unicodedata
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import date, datetime, time
+from pathlib import Path
+from typing import IO, Any
+
+from mailer.errors import ImportFileError
+
+CHUNK = 1 << 20
+SAMPLE = 64 * 1024
+DELIMITERS = (",", ";", "\t", "|")
+DELIMITER_NAMES = {",": "comma", ";": "semicolon", "\t": "tab", "|": "pipe"}
+
+_ZIP = b"PK\x03\x04"
+_OLE = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
+_BOMS = (
+    (codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"),
+    (codecs.BOM_UTF8, "utf-8-sig"),
+    (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"),
+)
+# Two bytes of the KS X 1001 (EUC-KR) range: the common Hangul and Hanja of Korean text.
+_KS_PAIR = re.compile(rb"[\xb0-\xc8][\xa1-\xfe]")
+# CP949's extension pairs (rare syllables); also what "Är", "Ån" in cp1252 look like.
+_UHC_PAIR = re.compile(rb"[\x81-\xc6][\x41-\x5a\x61-\x7a\x81-\xa0]")
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+@dataclass
+class Row:
+    """One data row: where it starts in the file and its cells."""
+
+    line: int
+    cells: list[str]
+
+
+@dataclass
+class Table:
+    """A spreadsheet opened for reading; iterate `rows()` once."""
+
+    path: Path
+    format: str  # "csv" or "xlsx"
+    headers: list[str]
+    header_line: int
+    encoding: str | None = None
+    delimiter: str | None = None
+    sheet: str | None = None
+    _rows: Iterator[Row] = field(default_factory=lambda: iter(()), repr=False)
+    _progress: Callable[[], tuple[int, int]] = field(default=lambda: (0, 0), repr=False)
+    _close: Callable[[], None] = field(default=lambda: None, repr=False)
+
+    def rows(self) -> Iterator[Row]:
+        """The data rows below the header, blank rows skipped."""
+        return self._rows
+
+    def progress(self) -> tuple[int, int]:
+        """(done, total) in bytes for CSV, rows for XLSX: enough for a progress bar."""
+        return self._progress()
+
+    def close(self) -> None:
+        self._close()
+
+    def __enter__(self) -> Table:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def clean(value: str) -> str:
+    """A cell as the importer wants it: NFC, no surrounding whitespace."""
+    value = value.strip()
+    if not value.isascii():
+        value = unicodedata.normalize("NFC", value).strip()
+    return value
+
+
+def open_table(path: str | Path, *, sheet: str | None = None,
+               encoding: str | None = None) -> Table:
+    """Open a CSV or XLSX file; raise ImportFileError naming the file when it cannot be read."""
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+        with path.open("rb") as fh:
+            head = fh.read(SAMPLE)
+    except OSError as err:
+        raise ImportFileError(f"{path}: cannot read: {err.strerror}") from None
+    if path.is_dir():
+        raise ImportFileError(f"{path}: is a folder, not a file")
+    if head.startswith(_ZIP) or path.suffix.lower() in (".xlsx", ".xlsm"):
+        return _open_xlsx(path, sheet)
+    if sheet is not None:
+        raise ImportFileError(f"{path}: --sheet applies to XLSX workbooks; this is a CSV file")
+    if head.startswith(_OLE):
+        raise ImportFileError(
+            f"{path}: an old Excel .xls workbook; open it in Excel and save it as .xlsx or CSV"
+        )
+    if not head.strip(b" \t\r\n" + codecs.BOM_UTF8):
+        raise ImportFileError(f"{path}: the file is empty")
+    enc = _check_encoding(path, encoding) if encoding else detect_encoding(path, head)
+    return _open_csv(path, enc, size)
+
+
+def detect_encoding(path: Path, head: bytes) -> str:
+    """The encoding of a CSV file (see the module docstring for the order of guesses)."""
+    for bom, name in _BOMS:
+        if head.startswith(bom):
+            return name
+    if b"\x00" in head:
+        even = head[0::2].count(0)
+        odd = head[1::2].count(0)
+        half = len(head) // 2
+        if odd > half * 0.3 and even < odd / 10:
+            return "utf-16-le"
+        if even > half * 0.3 and odd < even / 10:
+            return "utf-16-be"
+        raise ImportFileError(
+            f"{path}: binary data at byte {head.index(0)}; expected a CSV (text) or XLSX file"
+        )
+    alive = {"utf-8": codecs.getincrementaldecoder("utf-8")(),
+             "cp949": codecs.getincrementaldecoder("cp949")(),
+             "cp1252": codecs.getincrementaldecoder("cp1252")()}
+    ks = uhc = 0
+    with path.open("rb") as fh:
+        while True:
+            chunk = fh.read(CHUNK)
+            final = not chunk
+            for name in list(alive):
+                try:
+                    alive[name].decode(chunk, final)
+                except UnicodeDecodeError:
+                    del alive[name]
+            if final or not alive:
+                break
+            if "cp949" in alive:
+                ks += len(_KS_PAIR.findall(chunk))
+                uhc += len(_UHC_PAIR.findall(chunk))
+    if "utf-8" in alive:
+        return "utf-8"
+    if "cp949" in alive and (ks >= uhc or "cp1252" not in alive):
+        return "cp949"
+    if "cp1252" in alive:
+        return "cp1252"
+    return "latin-1"
+
+
+def _check_encoding(path: Path, encoding: str) -> str:
+    try:
+        return codecs.lookup(encoding).name
+    except LookupError:
+        raise ImportFileError(f"{path}: unknown encoding {encoding!r}") from None
+
+
+def _open_csv(path: Path, encoding: str, size: int) -> Table:
+    raw = path.open("rb")
+    text = io.TextIOWrapper(raw, encoding=encoding, errors="strict", newline="")
+    try:
+        sample = text.read(SAMPLE)
+    except UnicodeDecodeError as err:
+        raw.close()
+        raise ImportFileError(f"{path}: not valid {encoding} text ({err.reason} at byte "
+                              f"{err.start})") from None
+    # Text never holds NULs and hardly any other control characters; a binary file does.
+    if "\x00" in sample or len(_CONTROL.findall(sample)) > max(3, len(sample) // 100):
+        raw.close()
+        raise ImportFileError(f"{path}: binary data; expected a CSV (text) or XLSX file")
+    skip_first = 0
+    first_line = sample.split("\n", 1)[0].lstrip("\ufeff").strip()
+    if len(first_line) == 5 and first_line.lower().startswith("sep="):
+        delimiter = first_line[4]
+        skip_first = 1
+    else:
+        delimiter = sniff_delimiter(sample, truncated=len(sample) == SAMPLE)
+    text.seek(0)
+    reader = csv.reader(text, delimiter=delimiter, quotechar='"', doublequote=True, strict=False)
+
+    def rows() -> Iterator[Row]:
+        previous = 0
+        try:
+            for cells in reader:
+                start = previous + 1
+                previous = reader.line_num
+                if start <= skip_first:
+                    continue
+                if not any(c.strip() for c in cells):
+                    continue
+                yield Row(start, [clean(c) for c in cells])
+        except csv.Error as err:
+            raise ImportFileError(f"{path}:{previous + 1}: cannot read the CSV: {err}") from None
+        except UnicodeDecodeError as err:
+            raise ImportFileError(
+                f"{path}: not valid {encoding} text near line {previous + 1} ({err.reason})"
+            ) from None
+
+    it = rows()
+    try:
+        header = next(it)
+    except StopIteration:
+        raw.close()
+        raise ImportFileError(f"{path}: the file is empty") from None
+    except ImportFileError:
+        raw.close()
+        raise
+    header.cells[0] = header.cells[0].lstrip("\ufeff").strip()
+
+    def progress() -> tuple[int, int]:
+        try:
+            return min(raw.tell(), size), size
+        except (OSError, ValueError):
+            return size, size
+
+    return Table(path=path, format="csv", headers=header.cells, header_line=header.line,
+                 encoding=encoding, delimiter=delimiter, _rows=it, _progress=progress,
+                 _close=raw.close)
+
+
+def sniff_delimiter(sample: str, *, truncated: bool = False) -> str:
+    """The delimiter that splits the first lines into the most consistent number of columns."""
+    best, best_score = ",", (0.0, 0)
+    for delimiter in DELIMITERS:
+        lines = list(csv.reader(io.StringIO(sample, newline=""), delimiter=delimiter))
+        if truncated and len(lines) > 1:
+            lines = lines[:-1]  # the sample may end inside a row
+        lines = [x for x in lines if any(c.strip() for c in x)][:50]
+        if not lines or len(lines[0]) < 2:
+            continue
+        width = len(lines[0])
+        consistency = sum(1 for x in lines if len(x) == width) / len(lines)
+        score = (consistency, width)
+        if score > best_score:
+            best, best_score = delimiter, score
+    return best
+
+
+def _open_xlsx(path: Path, sheet: str | None) -> Table:
+    import zipfile
+
+    from openpyxl import load_workbook
+
+    try:
+        wb = load_workbook(path, read_only=True, data_only=True)
+    except (zipfile.BadZipFile, KeyError, OSError, ValueError, TypeError) as err:
+        raise ImportFileError(f"{path}: not a readable XLSX workbook ({err})") from None
+    except Exception as err:  # openpyxl raises its own InvalidFileException and others
+        raise ImportFileError(f"{path}: not a readable XLSX workbook ({err})") from None
+    if sheet is None:
+        if not wb.worksheets:
+            wb.close()
+            raise ImportFileError(f"{path}: the workbook has no sheets")
+        ws = wb.worksheets[0]
+    elif sheet in wb.sheetnames:
+        ws = wb[sheet]
+    else:
+        names = ", ".join(repr(n) for n in wb.sheetnames)
+        wb.close()
+        raise ImportFileError(f"{path}: no sheet named {sheet!r} (the sheets are {names})")
+    total = ws.max_row or 0
+    done = 0
+
+    def rows() -> Iterator[Row]:
+        nonlocal done
+        for number, values in enumerate(ws.iter_rows(values_only=True), start=1):
+            done = number
+            cells = [clean(cell_text(v)) for v in values]
+            while cells and not cells[-1]:
+                cells.pop()
+            if cells:
+                yield Row(number, cells)
+
+    it = rows()
+    header = next(it, None)
+    if header is None:
+        wb.close()
+        raise ImportFileError(f"{path}: the sheet {ws.title!r} is empty")
+    return Table(path=path, format="xlsx", headers=header.cells, header_line=header.line,
+                 sheet=ws.title, _rows=it, _progress=lambda: (done, max(total, done)),
+                 _close=wb.close)
+
+
+def cell_text(value: Any) -> str:
+    """An XLSX cell value as the text a user sees in Excel (dates as ISO 8601)."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "TRUE" if value else "FALSE"
+    if isinstance(value, float):
+        return str(int(value)) if value.is_integer() else repr(value)
+    if isinstance(value, datetime):
+        if value.time() == time(0):
+            return value.date().isoformat()
+        return value.isoformat(sep=" ")
+    if isinstance(value, date | time):
+        return value.isoformat()
+    return str(value)
+
+
+def write_csv(out: IO[str], rows: Iterator[list[str]] | list[list[str]]) -> int:
+    """Write rows as CSV, every cell neutralised against formula injection; returns the count."""
+    writer = csv.writer(out, lineterminator="\r\n")
+    n = 0
+    for row in rows:
+        writer.writerow([neutralise(c) for c in row])
+        n += 1
+    return n
+
+
+# A cell a spreadsheet would run as a formula starts with one of these (OWASP "CSV injection").
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_ESCAPED = re.compile(r"^'+[=+\-@\t\r]")
+
+
+def neutralise(value: str) -> str:
+    """Prefix a quote to a cell that starts like a formula (or like an already prefixed one).
+
+    Values matching ^'*[=+-@ tab CR] get one more leading quote, so `restore` can undo exactly
+    what was added: restore(neutralise(v)) == v for every v.
+    """
+    if value.lstrip("'").startswith(FORMULA_START):
+        return "'" + value
+    return value
+
+
+def restore(value: str) -> str:
+    """Undo `neutralise` (only for files mailer exported; see importer)."""
+    if _ESCAPED.match(value):
+        return value[1:]
+    return value

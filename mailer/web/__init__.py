@@ -1,0 +1,101 @@
+"""The subscriber web app: subscribe (double opt-in), confirm, unsubscribe (RFC 8058), preferences.
+
+`create_app(settings)` builds it; `mailer serve` runs it on waitress. One request is one unit of
+work: the request's session is committed just before the response leaves (so a one-click
+unsubscribe is stored when the 200 is sent) and rolled back after any error.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, Response, g, request
+from werkzeug.exceptions import HTTPException
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from mailer.config import Settings
+from mailer.db import session_factory
+from mailer.errors import ConfigError, MailerError
+from mailer.web import security
+from mailer.web.pages import EMBEDDABLE, language, message
+from mailer.web.ratelimit import Limit
+
+log = logging.getLogger("mailer.web")
+
+# Per client address: subscribe and "send a new link" posts together.
+IP_LIMIT = Limit(20, 3600)
+# Per address: confirmation emails (the issue's "one per 24 hours").
+ADDRESS_LIMIT = Limit(1, 24 * 3600)
+MAX_FORM_BYTES = 64 * 1024
+
+
+def create_app(settings: Settings) -> Flask:
+    """The Flask app for these settings (the database schema is brought to head now)."""
+    if not settings.secret_key:
+        raise ConfigError("secret_key is empty: set it in mailer.toml (mailer init makes one)")
+    app = Flask(__name__, static_folder=None, template_folder=None)
+    app.config.update(
+        MAILER_SETTINGS=settings,
+        MAILER_SESSIONS=session_factory(settings),
+        MAILER_IP_LIMIT=IP_LIMIT,
+        MAILER_ADDRESS_LIMIT=ADDRESS_LIMIT,
+        MAX_CONTENT_LENGTH=MAX_FORM_BYTES,
+        MAX_FORM_MEMORY_SIZE=MAX_FORM_BYTES,
+    )
+    from mailer.web import manage, views  # noqa: F401  (attaches the unsubscribe routes)
+
+    app.register_blueprint(views.bp)
+    if settings.trust_proxy:
+        # Only behind a proxy that sets these: otherwise any client could pick its own address.
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1, x_host=1,  # type: ignore[method-assign]
+                                x_prefix=1)
+    https = settings.base_url.startswith("https://")
+
+    @app.after_request
+    def _finish(response: Response) -> Response:
+        session = g.get("db")
+        if session is not None:
+            if response.status_code < 500 and not g.get("failed"):
+                session.commit()
+            else:
+                session.rollback()
+        security.apply_headers(response, embeddable=bool(g.get(EMBEDDABLE)),
+                               website=settings.website, https=https)
+        return response
+
+    @app.teardown_request
+    def _close(exc: BaseException | None) -> None:
+        session = g.pop("db", None)
+        if session is not None:
+            session.rollback()
+            session.close()
+
+    @app.errorhandler(HTTPException)
+    def _http_error(err: HTTPException) -> Response:
+        code = err.code or 500
+        if code == 404:
+            # Every unknown page and every bad token: the same page, whatever was wrong.
+            return message("not_found_title", "not_found_body", lang=language(), status=404)
+        if code == 405:
+            page = message("not_found_title", "not_found_body", lang=language(), status=405)
+            page.headers.update(err.get_headers())
+            page.headers["Content-Type"] = "text/html; charset=utf-8"
+            return page
+        if code == 413 or code == 400:
+            return message("bad_request_title", "bad_request_body", lang=language(), status=400)
+        g.failed = True
+        return message("error_title", "error_body", lang=language(), status=code)
+
+    @app.errorhandler(MailerError)
+    def _mailer_error(err: MailerError) -> Response:
+        g.failed = True
+        log.error("%s %s: %s", request.method, request.path, err)
+        return message("error_title", "error_body", lang=language(), status=503)
+
+    @app.errorhandler(Exception)
+    def _unexpected(err: Exception) -> Response:
+        g.failed = True
+        log.exception("%s %s failed", request.method, request.path)
+        return message("error_title", "error_body", lang=language(), status=500)
+
+    return app

@@ -1,0 +1,98 @@
+"""What every view shares: the settings, the request's session, the language, rendering."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Response, current_app, g, request, url_for
+from sqlalchemy.orm import Session, sessionmaker
+
+from mailer.config import Settings
+from mailer.web import i18n, templating
+from mailer.web.ratelimit import Limit
+
+EMBEDDABLE = "mailer_embeddable"
+
+
+def settings() -> Settings:
+    """The app's settings."""
+    value: Settings = current_app.config["MAILER_SETTINGS"]
+    return value
+
+
+def db() -> Session:
+    """The request's session (one request, one unit of work; committed by the app)."""
+    if "db" not in g:
+        factory: sessionmaker[Session] = current_app.config["MAILER_SESSIONS"]
+        g.db = factory()
+    session: Session = g.db
+    return session
+
+
+def limit(name: str) -> Limit:
+    """A rate limit from the app's config (MAILER_IP_LIMIT, MAILER_ADDRESS_LIMIT)."""
+    value: Limit = current_app.config[name]
+    return value
+
+
+def languages() -> list[str]:
+    return i18n.supported(settings().languages)
+
+
+def choose(value: str | None, fallback: str) -> str:
+    """`value` when it is a language the pages speak, else `fallback`."""
+    return value if value is not None and value in languages() else fallback
+
+
+def language(contact_language: str | None = None) -> str:
+    """The page language: ?lang=, then the contact's, then Accept-Language, then the default."""
+    accept = [tag for tag, _q in request.accept_languages]
+    return i18n.pick(languages(), explicit=request.args.get("lang"), contact=contact_language,
+                     accept=accept, default=settings().default_language)
+
+
+def client_ip() -> str | None:
+    """The client's address (X-Forwarded-For only counts when trust_proxy is set: ProxyFix)."""
+    return request.remote_addr
+
+
+def user_agent() -> str | None:
+    return request.headers.get("User-Agent") or None
+
+
+def language_links(lang: str) -> list[dict[str, Any]]:
+    """Links that show the same page in each language (own path only: no open redirect)."""
+    here = request.script_root + request.path
+    return [{"code": code, "name": i18n.STRINGS[code]["language_name"],
+             "url": f"{here}?lang={code}", "current": code == lang} for code in languages()]
+
+
+def render(template: str, *, lang: str, status: int = 200, embeddable: bool = False,
+           headers: dict[str, str] | None = None, **context: Any) -> Response:
+    """Render a page template in `lang` with the values every page uses."""
+    s = settings()
+    values: dict[str, Any] = {
+        "lang": lang,
+        "t": lambda key, **kw: i18n.translate(lang, key, **kw),
+        "organisation": s.organisation_name,
+        "postal_address": s.postal_address,
+        "website": s.website,
+        "language_links": language_links(lang),
+        "stylesheet": url_for("web.stylesheet"),
+        "embedded": embeddable,
+        **context,
+    }
+    html = templating.environment(s).get_template(template).render(values)
+    response = Response(html, status=status, mimetype="text/html")
+    for name, value in (headers or {}).items():
+        response.headers[name] = value
+    if embeddable:
+        g.setdefault(EMBEDDABLE, True)
+    return response
+
+
+def message(title: str, body: str, *, lang: str, status: int, **extra: Any) -> Response:
+    """A simple page with a title and one paragraph (errors, notices)."""
+    t = i18n.translate
+    return render("message.html", lang=lang, status=status, title=t(lang, title),
+                  paragraphs=[t(lang, body, **extra)])
