@@ -1,4 +1,4 @@
-"""Render the sample release and screenshot it in headless Chromium, as a phone and a desktop see it.
+"""Render the sample release and screenshot it in headless Chromium, as phones and desktops see it.
 
     python bench/screenshots.py OUTDIR [--chromium /usr/bin/chromium] [--dark]
 

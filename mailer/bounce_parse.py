@@ -34,7 +34,7 @@ IGNORED = "ignored"      # a report that needs no action (delivered, relayed, no
 COMPLAINT_TYPES = frozenset({"abuse", "fraud"})
 
 _ENHANCED = re.compile(r"(?<![\d.])([245])\.(\d{1,3})\.(\d{1,3})(?![\d.])")
-_BASIC = re.compile(r"(?<![\d.])([45]\d\d)(?:[ -]|$)", re.M)
+_BASIC = re.compile(r"(?<![\d.])([45]\d\d)(?:[ :-]|$)", re.M)
 _TOKEN = r"\.?[A-Za-z0-9_\-]+(?:\.[A-Za-z0-9_\-]+)+"  # an itsdangerous token: base64url parts
 _UNSUB_LINE = re.compile(rf"^\s*unsubscribe[\s:]+({_TOKEN})\s*$", re.I)
 _PREFIX = re.compile(
@@ -51,7 +51,7 @@ _HARD_WORDS = re.compile(
     r"|unknown recipient|recipient unknown|recipient not found|recipientnotfound"
     r"|address not found|mailbox (not found|does not exist)|does not exist"
     r"|no mailbox here by that name|unrouteable address|not a valid (mailbox|recipient)"
-    r"|invalid (recipient|mailbox)",
+    r"|invalid (recipient|mailbox)|doesn't have an? \S+ account",
     re.I,
 )
 # Words of refusals that are about the sender or the content, never about the address.

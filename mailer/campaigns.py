@@ -47,6 +47,7 @@ class Plan:
     by_language: dict[str, int]
     excluded: dict[str, int]
     statuses: dict[str, int] = field(default_factory=dict)
+    release_slug: str = ""
 
     @property
     def total(self) -> int:
@@ -109,8 +110,8 @@ def plan_campaign(
     if existing is not None:
         if existing.release_id == release.id:
             return Plan(existing, False, dict(existing.plan.get("by_language", {})),
-                        dict(existing.plan.get("excluded", {})), status_counts(session,
-                                                                               existing.id))
+                        dict(existing.plan.get("excluded", {})),
+                        status_counts(session, existing.id), release.slug)
         if not allow_new_version:
             what = ("already sent" if existing.status == CampaignStatus.DONE
                     else f"is {existing.status.value}")
@@ -142,16 +143,17 @@ def plan_campaign(
                            nonce, domain, now)
     if not smtputf8:
         _skip_smtputf8(session, campaign.id)
-    by_language = dict(session.execute(
+    by_language: dict[str, int] = dict(session.execute(  # type: ignore[arg-type]
         select(Delivery.language, func.count()).where(
             Delivery.campaign_id == campaign.id, Delivery.status == DeliveryStatus.PENDING)
-        .group_by(Delivery.language)).tuples().all())
+        .group_by(Delivery.language)).all())
     excluded = _excluded(session, campaign, [ml.id for ml in lists], tags)
     campaign.plan = {"nonce": nonce, "by_language": by_language, "excluded": excluded,
                      "transport": transport, "domain": domain}
     audit.record(session, "campaign.plan", campaign_id=campaign.id, actor=created_by,
                  release=release.slug, recipients=sum(by_language.values()))
-    return Plan(campaign, True, by_language, excluded, status_counts(session, campaign.id))
+    return Plan(campaign, True, by_language, excluded, status_counts(session, campaign.id),
+                release.slug)
 
 
 def _insert_deliveries(session: Session, campaign: Campaign, ml: MailingList,
@@ -159,6 +161,8 @@ def _insert_deliveries(session: Session, campaign: Campaign, ml: MailingList,
                        nonce: str, domain: str, now: datetime) -> None:
     # One INSERT ... SELECT per list, in the order given: a contact on several lists gets one
     # row, attributed to the first list. Nothing is loaded into Python, whatever the list size.
+    # The INSERT's own table, aliased so the NOT EXISTS below does not correlate with it.
+    planned = Delivery.__table__.alias("planned")
     primary = func.substr(Contact.language, 1, 2)
     language = case(
         (Contact.language.in_(languages), Contact.language),
@@ -171,7 +175,7 @@ def _insert_deliveries(session: Session, campaign: Campaign, ml: MailingList,
         Subscription.list_id == ml.id,
         Subscription.status == SubscriptionStatus.SUBSCRIBED,
         ~exists().where(Suppression.email == Contact.email),
-        ~exists().where(Delivery.campaign_id == campaign.id, Delivery.contact_id == Contact.id),
+        ~exists().where(planned.c.campaign_id == campaign.id, planned.c.contact_id == Contact.id),
     ]
     if tags:
         conditions.append(exists().where(ContactTag.contact_id == Contact.id,
@@ -223,9 +227,10 @@ def _excluded(session: Session, campaign: Campaign, list_ids: list[int],
         ) or 0
 
     suppressed = exists().where(Suppression.email == Contact.email)
+    other = Subscription.__table__.alias("other")
     subscribed_any = exists().where(
-        and_(Subscription.contact_id == Contact.id, in_lists,
-             Subscription.status == SubscriptionStatus.SUBSCRIBED))
+        and_(other.c.contact_id == Contact.id, other.c.list_id.in_(list_ids),
+             other.c.status == SubscriptionStatus.SUBSCRIBED.value))
     result = {
         "suppressed": count(suppressed),
         "unsubscribed": count(~suppressed, Subscription.status == SubscriptionStatus.UNSUBSCRIBED,
@@ -336,7 +341,7 @@ def write_report(session: Session, campaign_id: int, path: Path) -> int:
             writer = csv.writer(fh)
             writer.writerow(["email", "language", "list", "status", "attempts", "smtp_code",
                              "smtp_reply", "sent_at", "updated_at", "message_id"])
-            slugs = dict(session.execute(select(MailingList.id, MailingList.slug)).tuples().all())
+            slugs = dict(session.execute(select(MailingList.id, MailingList.slug)).all())
             for d in session.scalars(select(Delivery).where(Delivery.campaign_id == campaign_id)
                                      .order_by(Delivery.id).execution_options(yield_per=2000)):
                 writer.writerow([

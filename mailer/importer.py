@@ -19,15 +19,19 @@ database as it was. The rules (README, "Importing contacts") are:
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
+import sys
+import threading
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
 import sqlalchemy as sa
-from sqlalchemy import JSON, bindparam, select, update
+from sqlalchemy import JSON, bindparam, literal, select, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
@@ -189,7 +193,8 @@ def import_contacts(
         report.attribute_columns = [name for _, name in columns.attributes]
         report.ignored_columns = columns.ignored
         report.headers = columns.headers
-        records = _read(table, columns, report, check_dns, progress)
+        with domain_cache():
+            records = _read(table, columns, report, check_dns, progress)
     if not report.counts["rows"]:
         raise ImportFileError(f"{path}: no data rows below the header (line "
                               f"{table.header_line})")
@@ -221,6 +226,7 @@ def _read(table: Table, columns: Columns, report: ImportReport, check_dns: bool,
     width = len(table.headers)
     extra_tags = report.tags
     cache: dict[str, Any] = {}
+    languages: dict[str, str | InvalidInputError | None] = {}
     records: dict[str, Record] = {}
     counts = report.counts
     rows: Iterator[Row] = table.rows()
@@ -265,10 +271,16 @@ def _read(table: Table, columns: Columns, report: ImportReport, check_dns: bool,
         language = None
         if lang_i is not None and cells[lang_i]:
             value = cells[lang_i]
-            try:
-                language = check_language(LANGUAGE_WORDS.get(value.casefold(), value))
-            except InvalidInputError as err:
-                problem = str(err)
+            if value not in languages:
+                try:
+                    languages[value] = check_language(LANGUAGE_WORDS.get(value.casefold(), value))
+                except InvalidInputError as err:
+                    languages[value] = err
+            checked = languages[value]
+            if isinstance(checked, InvalidInputError):
+                problem = str(checked)
+            else:
+                language = checked
         row_tags = list(extra_tags)
         if tags_i is not None and cells[tags_i]:
             for tag in TAG_SPLIT.split(cells[tags_i]):
@@ -425,14 +437,15 @@ def _apply(session: Session, plan: Plan, list_id: int, report: ImportReport, act
     session.flush()
     report.import_id = imp.id
     contact_t, sub_t, tag_t = _table(Contact), _table(Subscription), _table(ContactTag)
+    add_contacts = contact_t.insert().values(created_at=now, updated_at=now) \
+        .returning(contact_t.c.id, contact_t.c.email)
     ids: dict[str, int] = {}
     for recs in chunks(plan.new_contacts):
         inserted = session.execute(
-            contact_t.insert().returning(contact_t.c.id, contact_t.c.email),
+            add_contacts,
             [{"email": r.key, "email_original": r.original, "name": r.name,
               "language": r.language, "organisation": r.organisation,
-              "attributes": r.attributes or {}, "created_at": now, "updated_at": now}
-             for r in recs],
+              "attributes": r.attributes or {}} for r in recs],
         )
         ids.update((email, cid) for cid, email in inserted)
     for rec in plan.new_contacts:
@@ -441,10 +454,16 @@ def _apply(session: Session, plan: Plan, list_id: int, report: ImportReport, act
     evidence = {"status": SubscriptionStatus.SUBSCRIBED, "source": "import",
                 "consent_at": now, "consent_form": f"import:{imp.id}",
                 "consent_note": report.consent_source, "updated_at": now}
+    # One INSERT ... SELECT per chunk: every value but the contact id is a constant.
     contact_ids = [ids[r.key] for r in plan.new_contacts] + plan.new_subscriptions
+    constants = {"list_id": list_id, "created_at": now, **evidence}
+    names = list(constants)
     for cids in chunks(contact_ids):
-        session.execute(sub_t.insert(), [{"contact_id": cid, "list_id": list_id,
-                                          "created_at": now, **evidence} for cid in cids])
+        session.execute(sub_t.insert().from_select(
+            ["contact_id", *names],
+            select(contact_t.c.id, *(literal(constants[n], sub_t.c[n].type) for n in names))
+            .where(contact_t.c.id.in_(cids)),
+        ))
     for sids in chunks(plan.promote):
         session.execute(update(sub_t).where(sub_t.c.id == bindparam("_id")).values(**evidence),
                         [{"_id": sid} for sid in sids])
@@ -460,6 +479,39 @@ def _apply(session: Session, plan: Plan, list_id: int, report: ImportReport, act
     audit.record(session, "contact.import", list_id=list_id, actor=actor, import_id=imp.id,
                  file=report.file, counts=dict(report.counts))
     session.flush()
+
+
+_patch_lock = threading.Lock()
+_patch_depth = 0
+
+
+@contextmanager
+def domain_cache() -> Iterator[None]:
+    """Inside the block, email-validator checks each distinct domain once.
+
+    email-validator spends most of its time on the domain part (UTS-46 and IDNA checks), and a
+    press list has a few hundred domains for thousands of addresses. That check is a pure
+    function of (domain, options) whose result validate_email only reads, so caching it changes
+    no outcome (tests/test_import_files.py compares). Should email-validator's internals change,
+    the import simply runs uncached.
+    """
+    global _patch_depth
+    module = sys.modules.get("email_validator.validate_email")
+    original = getattr(module, "validate_email_domain_name", None)
+    if module is None or not callable(original) or hasattr(original, "cache_info"):
+        yield
+        return
+    with _patch_lock:
+        _patch_depth += 1
+        if _patch_depth == 1:
+            module.validate_email_domain_name = functools.lru_cache(maxsize=8192)(original)
+    try:
+        yield
+    finally:
+        with _patch_lock:
+            _patch_depth -= 1
+            if _patch_depth == 0:
+                module.validate_email_domain_name = original
 
 
 def file_sha256(path: Path) -> str:

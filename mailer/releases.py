@@ -141,7 +141,7 @@ class Release:
         return (self.default_language, *others)
 
     def pick_language(self, wanted: str | None) -> str:
-        """The variant a reader of `wanted` gets: exact, then same primary language, else default."""
+        """The variant for readers of `wanted`: exact, then same primary language, else default."""
         if wanted:
             wanted = wanted.lower()
             if wanted in self.variants:
@@ -222,7 +222,7 @@ def release_from_sources(slug: str, sources: Mapping[str, str], default_language
             f"release {slug!r}: default language {default_language!r} has no source "
             f"(have {', '.join(sorted(sources)) or 'none'})"
         )
-    texts: dict[str | None, str] = dict(sources)
+    texts: dict[str | None, str] = {lang: text for lang, text in sources.items()}
     return _build(slug, texts, {}, default_language, explicit_default=True)
 
 
@@ -263,26 +263,26 @@ def _build(slug: str, texts: Mapping[str | None, str], files: Mapping[str | None
 
 def _share_keys(variants: dict[str, ReleaseVariant], default: str,
                 sources: Mapping[str, str]) -> dict[str, ReleaseVariant]:
-    """Other variants inherit the release-wide keys of the default one and may not contradict it."""
-    base = variants[default]
-    out = {default: base}
-    for lang, variant in sorted(variants.items()):
-        if lang == default:
-            continue
-        changes: dict[str, Any] = {}
-        for key in SHARED_KEYS:
-            mine, theirs = getattr(variant.meta, key), getattr(base.meta, key)
-            if mine in (None, ()):
-                changes[key] = theirs
-            elif mine != theirs:
+    """The release-wide keys, given in any variant, agree and are set on every variant."""
+    order = [default, *sorted(lang for lang in variants if lang != default)]
+    shared: dict[str, Any] = {}
+    for key in SHARED_KEYS:
+        first: str | None = None
+        for lang in order:
+            value = getattr(variants[lang].meta, key)
+            if value in (None, ()):
+                continue
+            if first is None:
+                first, shared[key] = lang, value
+            elif value != shared[key]:
                 line = _key_line(sources[lang], key)
                 raise ReleaseError(
-                    f"{variant.where}:{line}: {key}: {_show(mine)} differs from "
-                    f"{_show(theirs)} in {base.where} (the release has one {key}; "
-                    f"leave it out of the {lang} file)"
+                    f"{variants[lang].where}:{line}: {key}: {_show(value)} differs from "
+                    f"{_show(shared[key])} in {variants[first].where} (a release has one "
+                    f"{key}; give it in one file)"
                 )
-        out[lang] = replace(variant, meta=replace(variant.meta, **changes))
-    return out
+    return {lang: replace(variants[lang], meta=replace(variants[lang].meta, **shared))
+            for lang in order}
 
 
 def _show(value: Any) -> str:
@@ -337,21 +337,39 @@ def parse_release_text(text: str, where: str) -> tuple[FrontMatter, str]:
         if key in lines:
             raise ReleaseError(f"{where}:{line}: {key}: given twice (first on line {lines[key]})")
         lines[key] = line
-    data = yaml.safe_load(yaml_text)
+    try:
+        data = yaml.load(yaml_text, Loader=_Loader)  # noqa: S506 (a SafeLoader)
+    except yaml.MarkedYAMLError as err:
+        raise ReleaseError(_yaml_message(err, where)) from None
     meta = _validate(data, lines, where)
     return replace(meta, body_line=body_line), body
 
 
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that leaves timestamps as text: the validators parse them and say what is
+    wrong (PyYAML itself fails on 2024-13-45 with a bare ValueError)."""
+
+
+_Loader.add_constructor("tag:yaml.org,2002:timestamp", yaml.SafeLoader.construct_yaml_str)
+
+
 def _compose(yaml_text: str, where: str) -> yaml.Node | None:
     try:
-        return yaml.compose(yaml_text, Loader=yaml.SafeLoader)
+        return yaml.compose(yaml_text, Loader=_Loader)
     except yaml.MarkedYAMLError as err:
-        mark = err.problem_mark or err.context_mark
-        line = mark.line + 2 if mark is not None else 2
-        problem = err.problem or err.context or "invalid YAML"
-        raise ReleaseError(f"{where}:{line}: bad YAML in the front matter: {problem}") from None
+        raise ReleaseError(_yaml_message(err, where)) from None
     except yaml.YAMLError as err:
         raise ReleaseError(f"{where}: bad YAML in the front matter: {err}") from None
+
+
+def _yaml_message(err: yaml.MarkedYAMLError, where: str) -> str:
+    """'FILE:LINE: bad YAML ...', with where the broken construct began when that differs."""
+    mark = err.problem_mark or err.context_mark
+    line = mark.line + 2 if mark is not None else 2  # +1 for 1-based, +1 for the --- line
+    message = f"{where}:{line}: bad YAML in the front matter: {err.problem or err.context}"
+    if err.context and err.context_mark is not None and err.context_mark.line + 2 != line:
+        message += f" ({err.context} that starts on line {err.context_mark.line + 2})"
+    return message
 
 
 def _key_line(text: str, key: str) -> int:

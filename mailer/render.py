@@ -215,7 +215,7 @@ def body_links(variant: ReleaseVariant) -> list[BodyLink]:
 
 
 def _walk_links(node: SyntaxTreeNode, offset: int, line: int) -> Iterator[BodyLink]:
-    if node.map:
+    if not node.is_root and node.map:
         line = offset + node.map[0]
     if node.type == "link":
         yield BodyLink("link", str(node.attrs.get("href", "")), textpart.inline_text(node), line)
@@ -241,16 +241,25 @@ def preheader_text(variant: ReleaseVariant) -> str:
 
 
 class _ShippedLoader(BaseLoader):
-    """The layouts shipped inside the package (templates/ in the source tree)."""
+    """The layouts shipped inside the package (templates/ in the source tree).
+
+    A shipped template stays cached until the user puts a file of the same name in their
+    templates/ folder, so an override takes effect without restarting.
+    """
+
+    def __init__(self, override_dir: Path) -> None:
+        self.override_dir = override_dir
 
     def get_source(self, environment: Environment,
                    template: str) -> tuple[str, str | None, Callable[[], bool] | None]:
+        parts = split_template_path(template)
         node = importlib.resources.files("mailer.templates")
-        for part in split_template_path(template):
+        for part in parts:
             node = node.joinpath(part)
         if not node.is_file():
             raise TemplateNotFound(template)
-        return node.read_text(encoding="utf-8"), str(node), lambda: True
+        override = self.override_dir.joinpath(*parts)
+        return node.read_text(encoding="utf-8"), str(node), lambda: not override.exists()
 
 
 def _center(text: str, width: int = textpart.WIDTH) -> str:
@@ -271,7 +280,8 @@ def _underline(text: str, char: str = "=") -> str:
 def layout_environment(templates_dir: Path) -> ImmutableSandboxedEnvironment:
     """The sandboxed layout environment: the user's templates/ first, then the shipped ones."""
     env = ImmutableSandboxedEnvironment(
-        loader=ChoiceLoader([FileSystemLoader(str(templates_dir)), _ShippedLoader()]),
+        loader=ChoiceLoader([FileSystemLoader(str(templates_dir)),
+                             _ShippedLoader(templates_dir)]),
         autoescape=select_autoescape(enabled_extensions=("html", "htm", "xml"),
                                      default_for_string=True, default=False),
         undefined=StrictUndefined,

@@ -458,10 +458,14 @@ class Deliverer:
                     .order_by(Delivery.id).limit(size))
             if not self.sqlite:
                 stmt = stmt.with_for_update(skip_locked=True)
-            rows = list(s.scalars(stmt))
-            if not rows:
-                return []
-            rows = self._skip_opted_out(s, rows, now)
+            while True:
+                found = list(s.scalars(stmt))
+                if not found:
+                    return []
+                rows = self._skip_opted_out(s, found, now)
+                if rows:
+                    break
+                s.flush()  # every row of this batch was skipped: look at the next ones
             lease = now + timedelta(seconds=self.settings.lease_seconds)
             for d in rows:
                 d.status = DeliveryStatus.CLAIMED
@@ -559,8 +563,8 @@ class Deliverer:
     def _names(self, rows: list[Delivery]) -> dict[int | None, str]:
         ids = [d.contact_id for d in rows if d.contact_id is not None]
         with self.factory() as s:
-            return dict(s.execute(select(Contact.id, Contact.name)
-                                  .where(Contact.id.in_(ids))).tuples().all())
+            rows = s.execute(select(Contact.id, Contact.name).where(Contact.id.in_(ids)))
+            return {contact_id: name for contact_id, name in rows}
 
     def _record(self, me: str, results: list[tuple[Delivery, Reply]]) -> None:
         now = clock.now()

@@ -77,7 +77,7 @@ def link_text(label: str, href: str) -> str:
     """'label <href>', or just the address when the label already says it."""
     shown = href[len("mailto:"):] if href.startswith("mailto:") else href
     label = label.strip()
-    if not label or label == shown or label == href:
+    if not label or label in (shown, href):
         return shown
     return f"{label} <{shown}>"
 

@@ -41,7 +41,7 @@ def parse_when(value: str | None, option: str) -> datetime | None:
 def echo_plan(p: Any, transport: str) -> None:
     c = p.campaign
     verb = "Planned" if p.created else "Resuming"
-    click.echo(f"{verb} campaign {c.id}: {c.release.slug!r} to {', '.join(c.audience['lists'])}"
+    click.echo(f"{verb} campaign {c.id}: {p.release_slug!r} to {', '.join(c.audience['lists'])}"
                + (f" (tags: {', '.join(c.audience['tags'])})" if c.audience.get("tags") else ""))
     click.echo(f"  recipients: {p.total}  ("
                + ", ".join(f"{lang}: {n}" for lang, n in sorted(p.by_language.items())) + ")")

@@ -81,8 +81,8 @@ def create_app(settings: Settings) -> Flask:
             page.headers.update(err.get_headers())
             page.headers["Content-Type"] = "text/html; charset=utf-8"
             return page
-        if code == 413 or code == 400:
-            return message("bad_request_title", "bad_request_body", lang=language(), status=400)
+        if code in (400, 413):
+            return message("bad_request_title", "bad_request_body", lang=language(), status=code)
         g.failed = True
         return message("error_title", "error_body", lang=language(), status=code)
 

@@ -61,10 +61,9 @@ def user_agent() -> str | None:
 
 
 def language_links(lang: str) -> list[dict[str, Any]]:
-    """Links that show the same page in each language (own path only: no open redirect)."""
-    here = request.script_root + request.path
+    """Links that show the same page in each language: a bare query, so always this page."""
     return [{"code": code, "name": i18n.STRINGS[code]["language_name"],
-             "url": f"{here}?lang={code}", "current": code == lang} for code in languages()]
+             "url": f"?lang={code}", "current": code == lang} for code in languages()]
 
 
 def render(template: str, *, lang: str, status: int = 200, embeddable: bool = False,
@@ -91,8 +90,9 @@ def render(template: str, *, lang: str, status: int = 200, embeddable: bool = Fa
     return response
 
 
-def message(title: str, body: str, *, lang: str, status: int, **extra: Any) -> Response:
+def message(title: str, body: str, *, lang: str, status: int,
+            headers: dict[str, str] | None = None, **extra: Any) -> Response:
     """A simple page with a title and one paragraph (errors, notices)."""
     t = i18n.translate
-    return render("message.html", lang=lang, status=status, title=t(lang, title),
-                  paragraphs=[t(lang, body, **extra)])
+    return render("message.html", lang=lang, status=status, headers=headers,
+                  title=t(lang, title), paragraphs=[t(lang, body, **extra)])

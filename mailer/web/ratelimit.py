@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-
 from typing import cast
 
 from sqlalchemy import Table, bindparam, case, delete

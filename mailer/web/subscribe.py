@@ -285,13 +285,14 @@ def build_confirmation(settings: Settings, contact: Contact, lists: list[Mailing
     msg["Date"] = email.utils.format_datetime(clock.now())
     domain = settings.from_address.rpartition("@")[2]
     msg["Message-ID"] = email.utils.make_msgid("confirm", domain=domain)
-    msg["Content-Language"] = language
     # RFC 3834: an automatic message; vacation responders must not answer it.
     msg["Auto-Submitted"] = "auto-generated"
     if settings.reply_to:
         msg["Reply-To"] = settings.reply_to
     msg.set_content(text, charset="utf-8")
     msg.add_alternative(html, subtype="html", charset="utf-8")
+    # After the parts exist: making a message multipart moves Content-* headers into its first part.
+    msg["Content-Language"] = language
     return msg
 
 

@@ -72,7 +72,8 @@ def _form_page(template: str, *, form_id: str, lists: list[MailingList], lang: s
     chosen = set(values.get("lists", [])) or ({lists[0].slug} if len(lists) == 1 else set())
     return render(
         template, lang=lang, status=status, embeddable=embeddable, form_id=form_id,
-        lists=lists, chosen=chosen, errors=errors or {}, email=values.get("email", ""),
+        lists=lists, chosen=chosen, email=values.get("email", ""),
+        errors={"email": False, "lists": False, **(errors or {})},
         name=values.get("name", ""), email_language=values.get("language", lang),
         email_languages=[(code, i18n.STRINGS[code]["language_name"]) for code in languages()],
         honeypot=HONEYPOT, action=url_for("web.subscribe_post"),

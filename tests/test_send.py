@@ -1,0 +1,508 @@
+"""Sending against a real SMTP server on 127.0.0.1: the ledger's guarantees, on every engine."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from collections import Counter
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from mailer import clock
+from mailer.config import Settings, load_settings
+from mailer.contacts import add_contact, unsubscribe
+from mailer.db import session_scope
+from mailer.lists import create_list
+from mailer.models import Campaign, CampaignStatus, Delivery, Suppression
+from tests.conftest import Cli, write_config
+from tests.smtp_server import Received, SmtpServer
+
+SAMPLES = Path(__file__).parents[1] / "mailer" / "samples"
+
+PEOPLE = [
+    ("kim.reporter@example.com", "김민수", "ko"),
+    ("jane.editor@example.net", "Jane O'Neil", "en"),
+    ("park@example.org", "박서연", "ko"),
+    ("lee@example.com", "David Lee", None),
+    ("choi@example.net", "최지훈", "ko-KR"),
+    ("smith@example.org", "Ann Smith", "fr"),
+]
+
+
+@pytest.fixture
+def smtp() -> Iterator[SmtpServer]:
+    server = SmtpServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def release(tmp_path: Path) -> Path:
+    folder = tmp_path / "releases"
+    folder.mkdir()
+    for f in SAMPLES.glob("election-night.*.md"):
+        shutil.copy(f, folder / f.name)
+    return folder / "election-night.en.md"
+
+
+def use_smtp(settings: Settings, tmp_path: Path, server: SmtpServer, **extra: object) -> Settings:
+    write_config(tmp_path, {"database_url": settings.database_url, "transport": "smtp",
+                            "smtp_url": server.url(), "concurrency": 2, "batch_size": 2,
+                            **extra})
+    return load_settings(tmp_path / "mailer.toml", env={})
+
+
+def populate(settings: Settings, people: list[tuple[str, str, str | None]] = PEOPLE,
+             slug: str = "press") -> None:
+    with session_scope(settings) as s:
+        create_list(s, slug, "Press 기자단")
+        for email, name, lang in people:
+            add_contact(s, email, slug, name=name, language=lang)
+
+
+def ledger(settings: Settings) -> dict[str, Delivery]:
+    with session_scope(settings) as s:
+        return {d.email: d for d in s.scalars(select(Delivery))}
+
+
+def the_campaign(settings: Settings) -> Campaign:
+    with session_scope(settings) as s:
+        return s.scalars(select(Campaign)).one()
+
+
+def test_complete_send(settings: Settings, tmp_path: Path, smtp: SmtpServer, release: Path,
+                       cli: Cli) -> None:
+    settings = use_smtp(settings, tmp_path, smtp)
+    populate(settings)
+    out = cli("send", str(release), "--list", "press", "--yes").output
+    assert "recipients: 6" in out and "en: 3" in out and "ko: 3" in out
+    assert "done" in out
+    got = Counter(a.lower() for r in smtp.sink.received for a in r.rcpt_tos)
+    assert got == Counter(e for e, _, _ in PEOPLE)
+    rows = ledger(settings)
+    assert {d.status.value for d in rows.values()} == {"sent"}
+    assert {d.smtp_code for d in rows.values()} == {250}
+    assert the_campaign(settings).status == CampaignStatus.DONE
+    # Each recipient got their own language, with the fallback for unknown ones.
+    langs = {r.rcpt_tos[0]: r.message["Content-Language"] for r in smtp.sink.received}
+    assert langs["kim.reporter@example.com"] == "ko"
+    assert langs["choi@example.net"] == "ko"  # ko-KR -> ko
+    assert langs["smith@example.org"] == "en"  # no French variant -> default
+    assert langs["lee@example.com"] == "en"
+    # Message-IDs are the ledger's.
+    assert sorted(smtp.sink.message_ids()) == sorted(d.message_id for d in rows.values())
+    # Sending again resumes the same campaign and sends nothing.
+    again = cli("send", str(release), "--list", "press", "--yes").output
+    assert "Nothing left to send" in again
+    assert len(smtp.sink.received) == 6
+    with session_scope(settings) as s:
+        assert len(s.scalars(select(Campaign)).all()) == 1
+
+
+def test_headers(settings: Settings, tmp_path: Path, smtp: SmtpServer, release: Path,
+                 cli: Cli) -> None:
+    settings = use_smtp(settings, tmp_path, smtp, reply_to="desk@hanul.example.org")
+    populate(settings)
+    cli("send", str(release), "--list", "press", "--yes")
+    for r in smtp.sink.received:
+        msg = r.message
+        raw = r.data
+        for name in ("From", "To", "Subject", "Date", "Message-ID", "MIME-Version", "List-Id",
+                     "List-Unsubscribe", "List-Unsubscribe-Post", "Content-Language",
+                     "Reply-To"):
+            assert msg[name], name
+        assert msg["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+        unsub = str(msg["List-Unsubscribe"])
+        assert re.fullmatch(r"<https://news\.hanul\.example\.org/u/[\w.-]+>,\s*"
+                            r"<mailto:press@hanul\.example\.org\?subject=unsubscribe%20[\w.-]+>",
+                            unsub), unsub
+        assert str(msg["List-Id"]) == "Press 기자단 <press.hanul.example.org>"
+        assert msg.get_content_type() == "multipart/alternative"
+        parts = [p.get_content_type() for p in msg.iter_parts()]
+        assert parts == ["text/plain", "text/html"]
+        # Lines at most 998 octets; encoded words at most 75 characters; headers are ASCII.
+        assert max(len(line) for line in raw.split(b"\n")) <= 998
+        head = raw.split(b"\n\n", 1)[0]
+        head.decode("ascii")
+        for word in re.findall(rb"=\?[^?]+\?[bBqQ]\?[^?]*\?=", head):
+            assert len(word) <= 75
+        html = msg.get_body(("html",)).get_content()
+        text = msg.get_body(("plain",)).get_content()
+        assert "__MAILER_" not in html and "__MAILER_" not in text
+        assert unsub.split(">")[0][1:] in html.replace("&amp;", "&")
+    kim = smtp.sink.to("kim.reporter@example.com")[0].message
+    assert str(kim["To"]) == "김민수 <kim.reporter@example.com>"
+    assert "한인" in str(kim["Subject"])
+    jane = smtp.sink.to("jane.editor@example.net")[0].message
+    assert str(jane["To"]) == "Jane O'Neil <jane.editor@example.net>"
+    assert "Record turnout" in str(jane["Subject"])
+
+
+def test_4xx_is_deferred_then_retried(settings: Settings, tmp_path: Path, smtp: SmtpServer,
+                                      release: Path, cli: Cli) -> None:
+    settings = use_smtp(settings, tmp_path, smtp)
+    populate(settings)
+    smtp.sink.plan("park@example.org", "451 4.7.1 Greylisted, try again later")
+    out = cli("send", str(release), "--list", "press", "--yes").output
+    assert "deferred 1" in out and "retry" in out
+    row = ledger(settings)["park@example.org"]
+    assert row.status.value == "deferred" and row.smtp_code == 451
+    assert "Greylisted" in (row.smtp_reply or "")
+    assert row.next_attempt_at is not None and row.next_attempt_at > clock.now()
+    assert the_campaign(settings).status == CampaignStatus.SENDING
+    # Not due yet: a resume sends nothing; `retry` makes it due.
+    cli("campaigns", "resume", "1")
+    assert len(smtp.sink.to("park@example.org")) == 0
+    cli("campaigns", "retry", "1")
+    out = cli("campaigns", "resume", "1").output
+    assert "done" in out
+    assert len(smtp.sink.to("park@example.org")) == 1
+    row = ledger(settings)["park@example.org"]
+    assert row.status.value == "sent" and row.attempts == 2
+
+
+def test_deferred_gives_up_after_the_give_up_age(settings: Settings, tmp_path: Path,
+                                                 smtp: SmtpServer, release: Path,
+                                                 cli: Cli) -> None:
+    settings = use_smtp(settings, tmp_path, smtp, give_up_after=3600)
+    populate(settings)
+    smtp.sink.plan("park@example.org", "421 4.3.0 busy", "450 4.2.1 still busy")
+    cli("send", str(release), "--list", "press", "--yes")
+    assert ledger(settings)["park@example.org"].status.value == "deferred"
+    later = datetime.now(UTC) + timedelta(hours=2)
+    clock.set_clock(lambda: later)
+    cli("campaigns", "resume", "1")
+    row = ledger(settings)["park@example.org"]
+    assert row.status.value == "failed" and "gave up" in (row.smtp_reply or "")
+    assert the_campaign(settings).status == CampaignStatus.DONE
+
+
+@pytest.mark.parametrize("reply, suppressed", [
+    ("550 5.1.1 <park@example.org>: Recipient address rejected: User unknown", True),
+    ("554 5.7.1 Service unavailable; client host blocked using a blocklist", False),
+    ("552 5.2.2 Mailbox full", False),
+])
+def test_5xx_fails_and_only_5_1_x_suppresses(settings: Settings, tmp_path: Path,
+                                             smtp: SmtpServer, release: Path, cli: Cli,
+                                             reply: str, suppressed: bool) -> None:
+    settings = use_smtp(settings, tmp_path, smtp)
+    populate(settings)
+    smtp.sink.plan("park@example.org", reply)
+    cli("send", str(release), "--list", "press", "--yes")
+    row = ledger(settings)["park@example.org"]
+    assert row.status.value == "failed"
+    assert row.smtp_code == int(reply[:3]) and reply[4:] in (row.smtp_reply or "")
+    with session_scope(settings) as s:
+        sup = s.scalar(select(Suppression).where(Suppression.email == "park@example.org"))
+    assert (sup is not None) == suppressed
+    if suppressed:
+        assert sup is not None and sup.reason.value == "hard-bounce"
+    assert the_campaign(settings).status == CampaignStatus.DONE
+    assert len(smtp.sink.received) == 5
+
+
+def test_rejection_after_data(settings: Settings, tmp_path: Path, smtp: SmtpServer,
+                              release: Path, cli: Cli) -> None:
+    settings = use_smtp(settings, tmp_path, smtp)
+    populate(settings)
+    smtp.sink.plan("lee@example.com", "data:554 5.6.0 Message content rejected")
+    cli("send", str(release), "--list", "press", "--yes")
+    row = ledger(settings)["lee@example.com"]
+    assert row.status.value == "failed" and row.smtp_code == 554
+
+
+def test_connection_dropped_after_data_is_in_doubt(settings: Settings, tmp_path: Path,
+                                                   smtp: SmtpServer, release: Path,
+                                                   cli: Cli) -> None:
+    settings = use_smtp(settings, tmp_path, smtp)
+    populate(settings)
+    smtp.sink.plan("park@example.org", "drop-after-data")
+    out = cli("send", str(release), "--list", "press", "--yes").output
+    assert "in doubt" in out
+    rows = ledger(settings)
+    assert rows["park@example.org"].status.value == "in_doubt"
+    assert sum(d.status.value == "sent" for d in rows.values()) == 5
+    # Never resent by itself: resuming leaves it alone and the campaign is not done.
+    cli("campaigns", "resume", "1")
+    assert smtp.sink.attempts["park@example.org"] == 1
+    assert the_campaign(settings).status == CampaignStatus.SENDING
+    # The operator resends it, with the same Message-ID.
+    cli("campaigns", "resolve", "1", "--in-doubt", "resend")
+    cli("campaigns", "resume", "1")
+    [again] = smtp.sink.to("park@example.org")
+    assert again.message_id == rows["park@example.org"].message_id
+    assert the_campaign(settings).status == CampaignStatus.DONE
+
+
+def test_resolve_mark_sent(settings: Settings, tmp_path: Path, smtp: SmtpServer,
+                           release: Path, cli: Cli) -> None:
+    settings = use_smtp(settings, tmp_path, smtp)
+    populate(settings)
+    smtp.sink.plan("park@example.org", "drop-after-data")
+    cli("send", str(release), "--list", "press", "--yes")
+    assert "1 in-doubt" in cli("campaigns", "resolve", "1", "--in-doubt", "mark-sent").output
+    assert ledger(settings)["park@example.org"].status.value == "sent"
+    assert the_campaign(settings).status == CampaignStatus.DONE
+
+
+def test_expired_lease_becomes_in_doubt(settings: Settings, tmp_path: Path, smtp: SmtpServer,
+                                        release: Path, cli: Cli) -> None:
+    """A row claimed by a sender on another machine that went silent: in_doubt after the lease."""
+    settings = use_smtp(settings, tmp_path, smtp)
+    populate(settings)
+    cli("send", str(release), "--list", "press", "--yes", "--limit", "2")
+    with session_scope(settings) as s:
+        row = s.scalars(select(Delivery).where(Delivery.status == "pending")
+                        .order_by(Delivery.id)).first()
+        assert row is not None
+        row.status = "claimed"  # type: ignore[assignment]
+        row.claimed_by = "other-host:4242:1"
+        row.lease_expires_at = clock.now() + timedelta(seconds=600)
+        stuck = row.email
+    cli("campaigns", "resume", "1")
+    assert ledger(settings)[stuck].status.value == "claimed"  # lease still running
+    assert smtp.sink.to(stuck) == []
+    later = datetime.now(UTC) + timedelta(seconds=601)
+    clock.set_clock(lambda: later)
+    cli("campaigns", "resume", "1")
+    assert ledger(settings)[stuck].status.value == "in_doubt"
+    assert smtp.sink.to(stuck) == []
+    assert len(smtp.sink.received) == 5
+
+
+def test_unsubscribe_during_the_send_stops_later_messages(settings: Settings, tmp_path: Path,
+                                                          smtp: SmtpServer, release: Path,
+                                                          cli: Cli) -> None:
+    settings = use_smtp(settings, tmp_path, smtp, concurrency=1, batch_size=1)
+    populate(settings)
+
+    def on_first(received: Received) -> None:
+        if len(smtp.sink.received) == 1:
+            with session_scope(settings) as s:
+                unsubscribe(s, "smith@example.org", "press", via="one-click")
+                unsubscribe(s, "choi@example.net", None, via="link")
+
+    smtp.sink.on_message = on_first
+    cli("send", str(release), "--list", "press", "--yes")
+    rows = ledger(settings)
+    assert rows["smith@example.org"].status.value == "skipped"
+    assert rows["choi@example.net"].status.value == "skipped"
+    assert smtp.sink.to("smith@example.org") == [] and smtp.sink.to("choi@example.net") == []
+    assert len(smtp.sink.received) == 4
+    assert the_campaign(settings).status == CampaignStatus.DONE
+
+
+def test_pause_and_resume(settings: Settings, tmp_path: Path, smtp: SmtpServer, release: Path,
+                          cli: Cli) -> None:
+    settings = use_smtp(settings, tmp_path, smtp, concurrency=1, batch_size=1)
+    populate(settings)
+
+    def pause_after_two(received: Received) -> None:
+        if len(smtp.sink.received) == 2:
+            with session_scope(settings) as s:
+                s.scalars(select(Campaign)).one().status = CampaignStatus.PAUSED
+
+    smtp.sink.on_message = pause_after_two
+    out = cli("send", str(release), "--list", "press", "--yes").output
+    assert "paused" in out
+    assert len(smtp.sink.received) in (2, 3)  # the message in flight when paused may finish
+    assert the_campaign(settings).status == CampaignStatus.PAUSED
+    counts = Counter(d.status.value for d in ledger(settings).values())
+    assert counts["claimed"] == 0 and counts["pending"] == 6 - len(smtp.sink.received)
+    smtp.sink.on_message = None
+    cli("campaigns", "resume", "1")
+    assert Counter(a for r in smtp.sink.received for a in r.rcpt_tos) == \
+        Counter(e for e, _, _ in PEOPLE)
+    assert the_campaign(settings).status == CampaignStatus.DONE
+
+
+def test_cancel(settings: Settings, tmp_path: Path, smtp: SmtpServer, release: Path,
+                cli: Cli) -> None:
+    settings = use_smtp(settings, tmp_path, smtp)
+    populate(settings)
+    cli("send", str(release), "--list", "press", "--yes", "--limit", "2")
+    assert "4 message(s) will not be sent" in cli("campaigns", "cancel", "1").output
+    assert "cancelled" in cli("campaigns", "resume", "1", expect=1).output
+    assert len(smtp.sink.received) == 2
+    # A cancelled campaign does not block a new one for the same audience.
+    out = cli("send", str(release), "--list", "press", "--yes").output
+    assert "Planned campaign 2" in out
+
+
+def test_test_send(settings: Settings, tmp_path: Path, smtp: SmtpServer, release: Path,
+                   cli: Cli) -> None:
+    settings = use_smtp(settings, tmp_path, smtp)
+    populate(settings)
+    cli("send", str(release), "--test", "Me@Hanul.example.org")
+    assert len(smtp.sink.received) == 2
+    subjects = sorted(str(r.message["Subject"]) for r in smtp.sink.received)
+    assert all(s.startswith("[TEST] ") for s in subjects)
+    assert {r.message["Content-Language"] for r in smtp.sink.received} == {"en", "ko"}
+    assert {r.rcpt_tos[0] for r in smtp.sink.received} == {"me@hanul.example.org"}
+    with session_scope(settings) as s:
+        assert s.scalars(select(Campaign)).all() == []
+        assert s.scalars(select(Delivery)).all() == []
+
+
+def _with_front_matter(release: Path, extra: str) -> None:
+    for f in release.parent.glob("*.md"):
+        text = f.read_text(encoding="utf-8")
+        f.write_text(text.replace("---\n", "---\n" + extra, 1), encoding="utf-8")
+
+
+def test_embargo(settings: Settings, tmp_path: Path, smtp: SmtpServer, release: Path,
+                 cli: Cli) -> None:
+    settings = use_smtp(settings, tmp_path, smtp)
+    populate(settings)
+    when = (datetime.now(UTC) + timedelta(days=2)).replace(microsecond=0)
+    _with_front_matter(release, f"embargo: {when.isoformat()}\n")
+    out = cli("send", str(release), "--list", "press", "--yes", expect=1).output
+    assert "embargo" in out and smtp.sink.received == []
+    cli("send", str(release), "--test", "me@hanul.example.org")
+    assert all("EMBARGOED until" in str(r.message["Subject"]) for r in smtp.sink.received)
+    with session_scope(settings) as s:
+        assert s.scalars(select(Delivery)).all() == []
+    clock.set_clock(lambda: when + timedelta(minutes=1))
+    cli("send", str(release), "--list", "press", "--yes")
+    assert len(smtp.sink.received) == 2 + 6
+
+
+def test_expiry_cancels_what_is_left(settings: Settings, tmp_path: Path, smtp: SmtpServer,
+                                     release: Path, cli: Cli) -> None:
+    settings = use_smtp(settings, tmp_path, smtp)
+    populate(settings)
+    expires = (datetime.now(UTC) + timedelta(hours=1)).replace(microsecond=0)
+    _with_front_matter(release, f"expires: {expires.isoformat()}\n")
+    cli("send", str(release), "--list", "press", "--yes", "--limit", "2")
+    clock.set_clock(lambda: expires + timedelta(minutes=1))
+    cli("campaigns", "resume", "1")
+    counts = Counter(d.status.value for d in ledger(settings).values())
+    assert counts == {"sent": 2, "cancelled": 4}
+    assert len(smtp.sink.received) == 2
+    assert the_campaign(settings).status == CampaignStatus.DONE
+
+
+def test_changed_release_is_not_sent_to_everyone_again(settings: Settings, tmp_path: Path,
+                                                       smtp: SmtpServer, release: Path,
+                                                       cli: Cli) -> None:
+    settings = use_smtp(settings, tmp_path, smtp)
+    populate(settings)
+    cli("send", str(release), "--list", "press", "--yes")
+    text = release.read_text(encoding="utf-8")
+    release.write_text(text + "\nA correction.\n", encoding="utf-8")
+    out = cli("send", str(release), "--list", "press", "--yes", expect=1).output
+    assert "earlier version" in out and "--new-version" in out
+    assert len(smtp.sink.received) == 6
+    cli("send", str(release), "--list", "press", "--yes", "--new-version")
+    assert len(smtp.sink.received) == 12
+
+
+def test_dry_run_sends_and_stores_nothing(settings: Settings, tmp_path: Path,
+                                          smtp: SmtpServer, release: Path, cli: Cli) -> None:
+    settings = use_smtp(settings, tmp_path, smtp)
+    populate(settings)
+    out = cli("send", str(release), "--list", "press", "--dry-run").output
+    assert "built 6 messages" in out
+    assert smtp.sink.received == []
+    with session_scope(settings) as s:
+        assert s.scalars(select(Campaign)).all() == []
+
+
+def test_outbox(settings: Settings, tmp_path: Path, release: Path, cli: Cli) -> None:
+    import mailbox
+
+    populate(settings)
+    cli("send", str(release), "--list", "press", "--yes")
+    box = mailbox.Maildir(settings.outbox_dir, create=False)
+    messages = list(box)
+    assert len(messages) == 6
+    delivered = {m["Delivered-To"] for m in messages}
+    assert delivered == {e for e, _, _ in PEOPLE}
+    assert all(m["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click" for m in messages)
+
+
+def test_decline_stores_nothing(settings: Settings, tmp_path: Path, release: Path,
+                                cli: Cli) -> None:
+    populate(settings)
+    out = cli("send", str(release), "--list", "press", expect=1).output
+    assert "--yes" in out
+    with session_scope(settings) as s:
+        assert s.scalars(select(Campaign)).all() == []
+
+
+@pytest.mark.parametrize("problem", ["missing-file", "unknown-list"])
+def test_bad_input_is_a_clear_error(settings: Settings, tmp_path: Path, release: Path,
+                                    cli: Cli, problem: str) -> None:
+    populate(settings)
+    if problem == "missing-file":
+        out = cli("send", str(tmp_path / "nope.md"), "--list", "press", "--yes", expect=1).output
+    else:
+        out = cli("send", str(release), "--list", "nosuch", "--yes", expect=1).output
+        assert "nosuch" in out
+    assert out.startswith("Error:") and "Traceback" not in out
+
+
+def test_smtputf8_address_excluded_when_server_lacks_it(settings: Settings, tmp_path: Path,
+                                                        release: Path, cli: Cli) -> None:
+    server = SmtpServer(smtputf8=False).start()
+    try:
+        settings = use_smtp(settings, tmp_path, server)
+        populate(settings, [*PEOPLE, ("김기자@example.com", "김기자", "ko")])
+        out = cli("send", str(release), "--list", "press", "--yes").output
+        assert "needs SMTPUTF8: 1" in out
+        row = ledger(settings)["김기자@example.com"]
+        assert row.status.value == "skipped" and "SMTPUTF8" in (row.smtp_reply or "")
+        assert len(server.sink.received) == 6
+    finally:
+        server.stop()
+
+
+def test_smtputf8_address_sent_when_server_offers_it(settings: Settings, tmp_path: Path,
+                                                     smtp: SmtpServer, release: Path,
+                                                     cli: Cli) -> None:
+    settings = use_smtp(settings, tmp_path, smtp)
+    populate(settings, [("김기자@example.com", "김기자", "ko")])
+    cli("send", str(release), "--list", "press", "--yes")
+    [got] = smtp.sink.received
+    assert got.rcpt_tos == ["김기자@example.com"]
+    assert ledger(settings)["김기자@example.com"].status.value == "sent"
+
+
+def test_campaigns_show_json_and_report(settings: Settings, tmp_path: Path, smtp: SmtpServer,
+                                        release: Path, cli: Cli) -> None:
+    settings = use_smtp(settings, tmp_path, smtp)
+    populate(settings)
+    smtp.sink.plan("park@example.org", "550 5.1.1 User unknown")
+    cli("send", str(release), "--list", "press", "--yes")
+    data = json.loads(cli("campaigns", "show", "1", "--json").output)
+    assert data["counts"]["sent"] == 5 and data["counts"]["failed"] == 1
+    assert data["by_language"]["ko"] == {"sent": 2, "failed": 1}
+    assert data["replies"][0]["code"] == 550
+    assert data["status"] == "done"
+    listed = json.loads(cli("campaigns", "ls", "--json").output)
+    assert [c["id"] for c in listed] == [1]
+    report = tmp_path / "report.csv"
+    cli("campaigns", "report", "1", "--csv", str(report))
+    lines = report.read_text(encoding="utf-8-sig").splitlines()
+    assert lines[0].startswith("email,language,list,status")
+    assert len(lines) == 7
+    assert any("park@example.org" in line and "failed" in line and "550" in line
+               for line in lines)
+
+
+def test_sqlite_refuses_a_second_sender(settings: Settings, session: Session) -> None:
+    from mailer.errors import AlreadyRunningError
+    from mailer.send import acquire_sender_lock
+
+    if settings.database_url.startswith("postgresql"):
+        pytest.skip("PostgreSQL allows many senders")
+    with session.begin():
+        acquire_sender_lock(session, "otherhost:1")
+    with pytest.raises(AlreadyRunningError, match="only one sender"), session.begin():
+        acquire_sender_lock(session, "thishost:2")
