@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass, field
 from email import message_from_bytes
 from email.errors import CloseBoundaryNotFoundDefect, StartBoundaryNotFoundDefect
-from email.header import decode_header, make_header
+from email.header import Header, decode_header
 from email.message import Message
 from email.parser import HeaderParser
 from email.utils import getaddresses, parseaddr
@@ -223,10 +223,17 @@ def _source_id(msg: Message, raw: bytes) -> str:
 
 
 def _header_text(value: object) -> str:
+    """A header as text: RFC 2047 words decoded, raw 8-bit bytes read as UTF-8."""
     try:
-        return " ".join(str(make_header(decode_header(str(value)))).split())
+        parts = decode_header(value if isinstance(value, Header) else str(value))
+        text = "".join(
+            data.decode("utf-8" if charset in (None, "unknown-8bit") else charset, "replace")
+            if isinstance(data, bytes) else data
+            for data, charset in parts
+        )
     except (ValueError, LookupError, UnicodeError):
-        return " ".join(str(value).split())
+        text = str(value)
+    return " ".join(text.split())
 
 
 def _envelope_to(msg: Message) -> list[str]:

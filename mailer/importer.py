@@ -28,28 +28,18 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar, cast
+from typing import Any
 
-import sqlalchemy as sa
-from sqlalchemy import JSON, bindparam, literal, select, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
-from mailer import audit, clock
+from mailer import audit
 from mailer.addresses import normalise
 from mailer.contacts import check_language
 from mailer.errors import ImportFileError, InvalidInputError, MailerError
 from mailer.import_columns import Columns, map_columns, parse_map
+from mailer.import_plan import Record, apply, plan
 from mailer.lists import get_list
-from mailer.models import (
-    Base,
-    Contact,
-    ContactImport,
-    ContactTag,
-    Subscription,
-    SubscriptionStatus,
-    Suppression,
-)
 from mailer.spreadsheet import Row, Table, open_table, restore, write_csv
 
 __all__ = ["ImportReport", "check_tag", "import_contacts", "parse_map"]
@@ -58,11 +48,9 @@ LANGUAGE_WORDS = {"english": "en", "eng": "en", "영어": "en", "korean": "ko", 
                   "kr": "ko", "한국어": "ko", "한국": "ko", "국문": "ko", "영문": "en"}
 TAG_SPLIT = re.compile(r"[,;]")
 MAX_TEXT = 200  # Contact.name and Contact.organisation
-CHUNK = 1000  # addresses per IN (...) lookup and rows per bulk statement
 MAX_ERRORS_SHOWN = 100
 _HANGUL = re.compile(r"^[\uac00-\ud7a3\u1100-\u11ff\u3130-\u318f ]+$")
 
-T = TypeVar("T")
 Progress = Callable[[int, int], None]
 
 
@@ -72,35 +60,6 @@ def check_tag(tag: str) -> str:
     if not tag or len(tag) > 100 or TAG_SPLIT.search(tag):
         raise InvalidInputError(f"tag {tag!r}: use 1-100 characters without ',' or ';'")
     return tag
-
-
-class Record:
-    """One contact of the file, after merging duplicates."""
-
-    __slots__ = ("attributes", "key", "language", "line", "name", "organisation", "original",
-                 "tags")
-
-    def __init__(self, key: str, original: str, line: int, name: str, organisation: str,
-                 language: str | None, tags: list[str] | None,
-                 attributes: dict[str, str] | None) -> None:
-        self.key = key
-        self.original = original
-        self.line = line
-        self.name = name
-        self.organisation = organisation
-        self.language = language
-        self.tags = tags
-        self.attributes = attributes
-
-    def merge(self, other: Record) -> None:
-        """Fill this record's empty fields from a later duplicate."""
-        self.name = self.name or other.name
-        self.organisation = self.organisation or other.organisation
-        self.language = self.language or other.language
-        if other.tags:
-            self.tags = list(dict.fromkeys((self.tags or []) + other.tags))
-        if other.attributes:
-            self.attributes = {**other.attributes, **(self.attributes or {})}
 
 
 COUNTS = ("rows", "contacts_added", "contacts_updated", "subscribed", "pending_confirmed",
@@ -162,7 +121,6 @@ class ImportReport:
         }
 
 
-
 def import_contacts(
     session: Session,
     path: str | Path,
@@ -184,7 +142,8 @@ def import_contacts(
     path = Path(path)
     extra_tags = [check_tag(t) for t in tags]
     report = ImportReport(file=str(path), list_slug=list_slug, dry_run=dry_run,
-                          tags=list(dict.fromkeys(extra_tags)), consent_source=consent_source)
+                          tags=list(dict.fromkeys(extra_tags)), consent_source=consent_source,
+                          errors_file=str(errors_path) if errors_path is not None else None)
     with open_table(path, sheet=sheet, encoding=encoding) as table:
         columns = map_columns(path, table.headers, table.header_line, mapping)
         report.format, report.encoding = table.format, table.encoding
@@ -200,11 +159,17 @@ def import_contacts(
                               f"{table.header_line})")
     report.sha256 = file_sha256(path)
     ml = get_list(session, list_slug)
-    plan = _plan(session, records, ml.id, update_attributes, report)
+    todo = plan(session, records, ml.id, update_attributes, report.counts)
     if not dry_run:
         try:
             with session.begin_nested():
-                _apply(session, plan, ml.id, report, actor)
+                imp = apply(session, todo, ml.id, file=report.file, sha256=report.sha256,
+                            consent_source=consent_source)
+                report.import_id = imp.id
+                imp.report = {k: v for k, v in report.as_dict().items() if k != "errors"}
+                audit.record(session, "contact.import", list_id=ml.id, actor=actor,
+                             import_id=imp.id, file=report.file, counts=dict(report.counts))
+                session.flush()
         except DBAPIError as err:
             raise MailerError(
                 f"{path}: the database refused the import, nothing was imported: "
@@ -212,7 +177,6 @@ def import_contacts(
             ) from None
     if errors_path is not None:
         write_errors(Path(errors_path), report)
-        report.errors_file = str(errors_path)
     return report
 
 
@@ -323,164 +287,7 @@ def join_name(first: str, last: str) -> str:
     return " ".join(p for p in (first, last) if p)
 
 
-def chunks(items: Sequence[T], size: int = CHUNK) -> Iterator[Sequence[T]]:
-    for i in range(0, len(items), size):
-        yield items[i:i + size]
-
-
-@dataclass
-class Plan:
-    """The writes an import will make, computed from bulk lookups."""
-
-    new_contacts: list[Record] = field(default_factory=list)
-    contact_updates: list[dict[str, Any]] = field(default_factory=list)
-    new_subscriptions: list[int] = field(default_factory=list)  # existing contact ids
-    promote: list[int] = field(default_factory=list)  # pending subscription ids
-    new_tags: list[tuple[int, str]] = field(default_factory=list)
-
-
-def _plan(session: Session, records: dict[str, Record], list_id: int,
-          update_attributes: bool, report: ImportReport) -> Plan:
-    """Look every address up in bulk and decide what to write; counts go into the report."""
-    counts = report.counts
-    columns: list[Any] = [Contact.id, Contact.email]
-    if update_attributes:
-        columns += [Contact.name, Contact.organisation, Contact.language, Contact.attributes]
-    existing: dict[str, Any] = {}
-    suppressed: set[str] = set()
-    for keys in chunks(list(records)):
-        for found in session.execute(select(*columns).where(Contact.email.in_(keys))):
-            existing[found.email] = found
-        suppressed.update(session.scalars(select(Suppression.email)
-                                          .where(Suppression.email.in_(keys))))
-    subs: dict[int, tuple[int, SubscriptionStatus]] = {}
-    have_tags: dict[int, set[str]] = {}
-    want_tags = any(r.tags for r in records.values())
-    for ids in chunks([c.id for c in existing.values()]):
-        for sub_id, contact_id, status in session.execute(
-                select(Subscription.id, Subscription.contact_id, Subscription.status)
-                .where(Subscription.list_id == list_id, Subscription.contact_id.in_(ids))):
-            subs[contact_id] = (sub_id, SubscriptionStatus(status))
-        if want_tags:
-            for contact_id, tag in session.execute(
-                    select(ContactTag.contact_id, ContactTag.tag)
-                    .where(ContactTag.contact_id.in_(ids))):
-                have_tags.setdefault(contact_id, set()).add(tag)
-    plan = Plan()
-    for key, rec in records.items():
-        known = existing.get(key)
-        if known is None:
-            if key in suppressed:
-                counts["kept_unsubscribed"] += 1  # and no personal data stored for it
-                continue
-            plan.new_contacts.append(rec)
-            counts["contacts_added"] += 1
-            counts["subscribed"] += 1
-            continue
-        changed = False
-        if update_attributes:
-            change = _changes(known, rec)
-            if change:
-                plan.contact_updates.append({"_id": known.id, **change})
-                changed = True
-        if rec.tags:
-            have = have_tags.get(known.id, set())
-            missing = [t for t in rec.tags if t not in have]
-            if missing:
-                plan.new_tags.extend((known.id, t) for t in missing)
-                changed = True
-        counts["contacts_updated"] += changed
-        if key in suppressed:
-            counts["kept_unsubscribed"] += 1
-            continue
-        sub = subs.get(known.id)
-        if sub is None:
-            plan.new_subscriptions.append(known.id)
-            counts["subscribed"] += 1
-        elif sub[1] == SubscriptionStatus.SUBSCRIBED:
-            counts["already_subscribed"] += 1
-        elif sub[1] == SubscriptionStatus.UNSUBSCRIBED:
-            counts["kept_unsubscribed"] += 1
-        else:
-            plan.promote.append(sub[0])
-            counts["subscribed"] += 1
-            counts["pending_confirmed"] += 1
-    return plan
-
-
-def _changes(known: Any, rec: Record) -> dict[str, Any]:
-    """--update-attributes: non-empty file values replace stored ones; attributes merge."""
-    values = {"_name": known.name, "_organisation": known.organisation,
-              "_language": known.language, "_attributes": dict(known.attributes or {})}
-    new = dict(values)
-    if rec.name:
-        new["_name"] = rec.name
-    if rec.organisation:
-        new["_organisation"] = rec.organisation
-    if rec.language:
-        new["_language"] = rec.language
-    if rec.attributes:
-        new["_attributes"] = {**values["_attributes"], **rec.attributes}
-    return new if new != values else {}
-
-
-def _table(model: type[Base]) -> sa.Table:
-    return cast(sa.Table, model.__table__)
-
-
-def _apply(session: Session, plan: Plan, list_id: int, report: ImportReport, actor: str) -> None:
-    """Write the plan with bulk statements (the caller holds a SAVEPOINT around this)."""
-    now = clock.now()
-    imp = ContactImport(filename=report.file[-500:], sha256=report.sha256, list_id=list_id,
-                        consent_source=report.consent_source, report={}, created_at=now)
-    session.add(imp)
-    session.flush()
-    report.import_id = imp.id
-    contact_t, sub_t, tag_t = _table(Contact), _table(Subscription), _table(ContactTag)
-    add_contacts = contact_t.insert().values(created_at=now, updated_at=now) \
-        .returning(contact_t.c.id, contact_t.c.email)
-    ids: dict[str, int] = {}
-    for recs in chunks(plan.new_contacts):
-        inserted = session.execute(
-            add_contacts,
-            [{"email": r.key, "email_original": r.original, "name": r.name,
-              "language": r.language, "organisation": r.organisation,
-              "attributes": r.attributes or {}} for r in recs],
-        )
-        ids.update((email, cid) for cid, email in inserted)
-    for rec in plan.new_contacts:
-        if rec.tags:
-            plan.new_tags.extend((ids[rec.key], t) for t in rec.tags)
-    evidence = {"status": SubscriptionStatus.SUBSCRIBED, "source": "import",
-                "consent_at": now, "consent_form": f"import:{imp.id}",
-                "consent_note": report.consent_source, "updated_at": now}
-    # One INSERT ... SELECT per chunk: every value but the contact id is a constant.
-    contact_ids = [ids[r.key] for r in plan.new_contacts] + plan.new_subscriptions
-    constants = {"list_id": list_id, "created_at": now, **evidence}
-    names = list(constants)
-    for cids in chunks(contact_ids):
-        session.execute(sub_t.insert().from_select(
-            ["contact_id", *names],
-            select(contact_t.c.id, *(literal(constants[n], sub_t.c[n].type) for n in names))
-            .where(contact_t.c.id.in_(cids)),
-        ))
-    for sids in chunks(plan.promote):
-        session.execute(update(sub_t).where(sub_t.c.id == bindparam("_id")).values(**evidence),
-                        [{"_id": sid} for sid in sids])
-    set_details = update(contact_t).where(contact_t.c.id == bindparam("_id")).values(
-        name=bindparam("_name"), organisation=bindparam("_organisation"),
-        language=bindparam("_language"), attributes=bindparam("_attributes", type_=JSON()),
-        updated_at=now)
-    for changes in chunks(plan.contact_updates):
-        session.execute(set_details, list(changes))
-    for pairs in chunks(plan.new_tags):
-        session.execute(tag_t.insert(), [{"contact_id": c, "tag": t} for c, t in pairs])
-    imp.report = {k: v for k, v in report.as_dict().items() if k != "errors"}
-    audit.record(session, "contact.import", list_id=list_id, actor=actor, import_id=imp.id,
-                 file=report.file, counts=dict(report.counts))
-    session.flush()
-
-
+_DOMAIN_CHECK = "validate_email_domain_name"
 _patch_lock = threading.Lock()
 _patch_depth = 0
 
@@ -497,21 +304,21 @@ def domain_cache() -> Iterator[None]:
     """
     global _patch_depth
     module = sys.modules.get("email_validator.validate_email")
-    original = getattr(module, "validate_email_domain_name", None)
+    original = getattr(module, _DOMAIN_CHECK, None)
     if module is None or not callable(original) or hasattr(original, "cache_info"):
         yield
         return
     with _patch_lock:
         _patch_depth += 1
         if _patch_depth == 1:
-            module.validate_email_domain_name = functools.lru_cache(maxsize=8192)(original)
+            setattr(module, _DOMAIN_CHECK, functools.lru_cache(maxsize=8192)(original))
     try:
         yield
     finally:
         with _patch_lock:
             _patch_depth -= 1
             if _patch_depth == 0:
-                module.validate_email_domain_name = original
+                setattr(module, _DOMAIN_CHECK, original)
 
 
 def file_sha256(path: Path) -> str:

@@ -265,7 +265,7 @@ class ImapSource(_Closing):
                          "flag")
                 return f"flagged {len(uids)} message(s) {PROCESSED_KEYWORD}"
             folder = _quote(u.processed_folder)
-            typ, data = self.conn.list("", folder)
+            typ, data = self.conn.list('""', folder)
             if typ != "OK" or not data or data[0] is None:
                 self._ok(self.conn.create(folder), f"create the folder {u.processed_folder!r}")
             caps = self._capabilities()

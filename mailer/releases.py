@@ -338,7 +338,7 @@ def parse_release_text(text: str, where: str) -> tuple[FrontMatter, str]:
             raise ReleaseError(f"{where}:{line}: {key}: given twice (first on line {lines[key]})")
         lines[key] = line
     try:
-        data = yaml.load(yaml_text, Loader=_Loader)  # noqa: S506 (a SafeLoader)
+        data = yaml.load(yaml_text, Loader=_Loader)
     except yaml.MarkedYAMLError as err:
         raise ReleaseError(_yaml_message(err, where)) from None
     meta = _validate(data, lines, where)
@@ -350,7 +350,11 @@ class _Loader(yaml.SafeLoader):
     wrong (PyYAML itself fails on 2024-13-45 with a bare ValueError)."""
 
 
-_Loader.add_constructor("tag:yaml.org,2002:timestamp", yaml.SafeLoader.construct_yaml_str)
+def _timestamp_as_text(loader: _Loader, node: yaml.Node) -> str:
+    return str(node.value)
+
+
+_Loader.add_constructor("tag:yaml.org,2002:timestamp", _timestamp_as_text)
 
 
 def _compose(yaml_text: str, where: str) -> yaml.Node | None:

@@ -7,7 +7,9 @@ are skipped. Every cell is a str, NFC-normalised (macOS writes Hangul decomposed
 Encodings, in the order they are recognised:
   a byte-order mark (UTF-8, UTF-16, UTF-32); UTF-16 without a mark (NUL bytes between ASCII);
   strict UTF-8; CP949 (Korean Excel, a superset of EUC-KR) when its Korean pairs outnumber the
-  rarer extension pairs; cp1252 (Western Excel); Latin-1 as the last resort.
+  rarer extension pairs; cp1252 (Western Excel). A file that is mostly UTF-8 with a damaged
+  byte, or that none of these decode, is refused with the line to fix rather than guessed
+  (a wrong guess turns every Korean name into mojibake); `--encoding` settles any doubt.
 Delimiters: `sep=X` on the first line (Excel's hint), else whichever of , ; tab | splits the first
 lines into the most consistent number of columns.
 """
@@ -43,6 +45,10 @@ _BOMS = (
 _KS_PAIR = re.compile(rb"[\xb0-\xc8][\xa1-\xfe]")
 # CP949's extension pairs (rare syllables); also what "Är", "Ån" in cp1252 look like.
 _UHC_PAIR = re.compile(rb"[\x81-\xc6][\x41-\x5a\x61-\x7a\x81-\xa0]")
+_UTF8_SEQ = re.compile(
+    rb"[\xc2-\xdf][\x80-\xbf]|[\xe0-\xef][\x80-\xbf]{2}|[\xf0-\xf4][\x80-\xbf]{3}"
+)
+_HIGH = re.compile(rb"[\x80-\xff]")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
@@ -140,7 +146,8 @@ def detect_encoding(path: Path, head: bytes) -> str:
     alive = {"utf-8": codecs.getincrementaldecoder("utf-8")(),
              "cp949": codecs.getincrementaldecoder("cp949")(),
              "cp1252": codecs.getincrementaldecoder("cp1252")()}
-    ks = uhc = 0
+    ks = uhc = utf8_bytes = high_bytes = offset = 0
+    bad_utf8_at: int | None = None
     with path.open("rb") as fh:
         while True:
             chunk = fh.read(CHUNK)
@@ -148,20 +155,41 @@ def detect_encoding(path: Path, head: bytes) -> str:
             for name in list(alive):
                 try:
                     alive[name].decode(chunk, final)
-                except UnicodeDecodeError:
+                except UnicodeDecodeError as err:
+                    if name == "utf-8":
+                        bad_utf8_at = offset + max(0, err.start)
                     del alive[name]
+            ks += len(_KS_PAIR.findall(chunk))
+            uhc += len(_UHC_PAIR.findall(chunk))
+            utf8_bytes += sum(len(m) for m in _UTF8_SEQ.findall(chunk))
+            high_bytes += len(_HIGH.findall(chunk))
+            offset += len(chunk)
             if final or not alive:
                 break
-            if "cp949" in alive:
-                ks += len(_KS_PAIR.findall(chunk))
-                uhc += len(_UHC_PAIR.findall(chunk))
     if "utf-8" in alive:
         return "utf-8"
+    if bad_utf8_at is not None and utf8_bytes > high_bytes / 2:
+        # Mostly UTF-8 with a damaged byte (or two encodings pasted together): a guess would
+        # turn every Korean name into mojibake, so stop and say where.
+        raise ImportFileError(
+            f"{path}:{_line_at(path, bad_utf8_at)}: not valid UTF-8 at byte {bad_utf8_at}, "
+            "though most of the file is UTF-8; fix that line or name the encoding with "
+            "--encoding"
+        )
     if "cp949" in alive and (ks >= uhc or "cp1252" not in alive):
         return "cp949"
     if "cp1252" in alive:
         return "cp1252"
-    return "latin-1"
+    raise ImportFileError(
+        f"{path}: cannot tell the text encoding (not UTF-8, CP949 or cp1252); save it from "
+        "Excel as \"CSV UTF-8\", or name the encoding with --encoding"
+    )
+
+
+def _line_at(path: Path, offset: int) -> int:
+    """The line number of byte `offset` of a file."""
+    with path.open("rb") as fh:
+        return fh.read(offset).count(b"\n") + 1
 
 
 def _check_encoding(path: Path, encoding: str) -> str:

@@ -153,7 +153,8 @@ def import_suppressions(session: Session, path: str | Path, reason: str = "unsub
     from sqlalchemy.exc import DBAPIError
 
     from mailer.addresses import normalise
-    from mailer.importer import chunks, map_columns
+    from mailer.import_columns import map_columns
+    from mailer.import_plan import chunks
     from mailer.spreadsheet import Row, open_table
 
     path = Path(path)

@@ -1,7 +1,8 @@
 """A real IMAP server for the tests: Debian's dovecot on 127.0.0.1, configured in tmp_path.
 
-Each server gets free ports for imap (STARTTLS or plaintext) and imaps, a self-signed certificate
-for 127.0.0.1 (made with the openssl command), and one user `press` with the password `secret`.
+Each server gets a throwaway folder (config, certificate, password file, mail), free ports for imap
+(STARTTLS or plaintext) and imaps, a self-signed certificate for 127.0.0.1 (made with the openssl
+command), and one user `press` with the password `secret`.
 Tests that use it skip, saying why, only when dovecot is not installed
 (`apt-get install -y dovecot-imapd`).
 """
@@ -161,14 +162,17 @@ service anvil {{
 
 
 @pytest.fixture
-def imap_server(tmp_path: Path) -> Iterator[ImapServer]:
+def imap_server() -> Iterator[ImapServer]:
     """A dovecot IMAP server of its own for one test, stopped afterwards."""
     if DOVECOT is None:
         pytest.skip("dovecot is not installed (apt-get install -y dovecot-imapd)")
     if shutil.which("openssl") is None:
         pytest.skip("the openssl command is not installed (needed for the test certificate)")
-    folder = tmp_path / "dovecot"
-    (folder / "run").mkdir(parents=True)
+    # Outside tmp_path, which is private to its owner: dovecot's auth process runs as the
+    # `dovecot` user and must read the password file, and mail is stored as `nobody` (as root).
+    folder = Path(tempfile.mkdtemp(prefix="mailer-imap-"))
+    folder.chmod(0o755)
+    (folder / "run").mkdir()
     (folder / "state").mkdir()
     subprocess.run(
         ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
@@ -178,8 +182,8 @@ def imap_server(tmp_path: Path) -> Iterator[ImapServer]:
     )
     (folder / "passwd").write_text(f"{USER}:{{PLAIN}}{PASSWORD}\n")
     uid, gid = _mail_owner()
-    # The mail home lives outside tmp_path: pytest's folders are private to root (0700).
-    home = Path(tempfile.mkdtemp(prefix="mailer-imap-"))
+    home = folder / "home"
+    home.mkdir()
     os.chown(home, uid, gid)
     port, ssl_port = _free_port(), _free_port()
     config = folder / "dovecot.conf"
@@ -198,4 +202,4 @@ def imap_server(tmp_path: Path) -> Iterator[ImapServer]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-        shutil.rmtree(home, ignore_errors=True)
+        shutil.rmtree(folder, ignore_errors=True)

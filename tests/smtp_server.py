@@ -117,8 +117,7 @@ class SmtpServer:
             context.load_cert_chain(str(tls_cert), str(tls_key))
             kwargs["tls_context"] = context
             kwargs["require_starttls"] = True
-        self.controller = Controller(self.sink, hostname="127.0.0.1", port=self.port,
-                                     server_kwargs=kwargs)
+        self.controller = Controller(self.sink, hostname="127.0.0.1", port=self.port, **kwargs)
         self.tls = tls_cert is not None
 
     def _authenticate(self, server: Any, session: Any, envelope: Any, mechanism: str,

@@ -16,7 +16,7 @@ import pytest
 from mailer import inline, render, textpart
 from mailer.config import Settings
 from mailer.errors import ConfigError
-from mailer.personalise import PLACEHOLDERS, PersonalTemplate, placeholder
+from mailer.personalise import PLACEHOLDERS, placeholder
 from mailer.releases import Release, load_release
 from mailer.samples import sample_path
 from tests.release_support import BASE_URL, offline_cli, org_settings, write_release
@@ -170,9 +170,9 @@ def test_media_rules_keep_important_and_styles_are_inlined(sample: Release,
     assert "@media (prefers-color-scheme: dark)" in style
     assert re.search(r"\.card\s*\{\s*background-color:\s*#161b22\s*!important", style)
     assert "margin: 0 0 18px" not in style and "#eef1f5" not in style  # plain rules inlined
-    title = re.search(r'<h1 class="title" style="([^"]*)"', html)
-    assert title is not None and "font-size:30px" in title.group(1)
-    assert "Noto Sans KR" in title.group(1) and "word-break:keep-all" in title.group(1)
+    title = re.search(r"<h1 class=\"title\" style=([\"'])(.*?)\1", html)
+    assert title is not None and "font-size:30px" in title.group(2)
+    assert "Noto Sans KR" in title.group(2) and "word-break:keep-all" in title.group(2)
 
 
 def test_premailer_defaults_would_strip_important() -> None:

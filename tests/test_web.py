@@ -28,11 +28,11 @@ from mailer.web import create_app
 from tests.test_web_support import (  # noqa: F401  (fixtures)
     Web,
     confirm_url,
-    lists,
+    lists_fixture,
     page_text,
     snapshot,
     subscription,
-    web,
+    web_fixture,
 )
 
 

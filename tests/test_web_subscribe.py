@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import html
 import re
-import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from html.parser import HTMLParser
 
-import itsdangerous
 import pytest
 from sqlalchemy import select
 
-from mailer import clock, tokens
+from mailer import clock
 from mailer.contacts import add_contact, unsubscribe
 from mailer.models import Contact, Event, SubscriptionStatus, Suppression, SuppressionReason
 from mailer.suppressions import suppress
@@ -24,15 +22,16 @@ from tests.test_web_support import (  # noqa: F401  (fixtures)
     Web,
     confirm_url,
     consent_paragraph,
+    expired_confirm_token,
     html_part,
-    lists,
+    lists_fixture,
     page_text,
     sha256,
     snapshot,
     status_of,
     subscription,
     text_part,
-    web,
+    web_fixture,
 )
 
 
@@ -220,23 +219,13 @@ def test_confirm_refuses_a_hard_bounced_address(web: Web, lists: dict[str, int])
     assert snapshot(web) == before
 
 
-def _expired_token(web: Web, contact_id: int, list_ids: tuple[int, ...]) -> str:
-    class EightDaysAgo(itsdangerous.TimestampSigner):
-        def get_timestamp(self) -> int:
-            return int(time.time()) - 8 * 86400
-
-    serializer = itsdangerous.URLSafeTimedSerializer(
-        web.settings.secret_key, salt=tokens.CONFIRM, signer=EightDaysAgo)
-    return str(serializer.dumps([contact_id, list(list_ids)]))
-
-
 def test_expired_link_offers_a_new_email(web: Web, lists: dict[str, int]) -> None:
     web.subscribe(web.client(), "late@example.org", ["news"])
     with web.db() as s:
         contact = s.scalar(select(Contact).where(Contact.email == "late@example.org"))
         assert contact is not None
         contact_id = contact.id
-    token = _expired_token(web, contact_id, (lists["news"],))
+    token = expired_confirm_token(web.settings, contact_id, (lists["news"],))
     before = snapshot(web)
     for method in ("get", "post"):
         r = getattr(web.client(), method)(f"/confirm/{token}")

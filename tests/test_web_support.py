@@ -12,12 +12,14 @@ import hashlib
 import html
 import mailbox
 import re
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from email.message import EmailMessage
 from typing import Any
 
+import itsdangerous
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
@@ -25,6 +27,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 from werkzeug.test import TestResponse
 
+from mailer import tokens
 from mailer.config import Settings
 from mailer.db import session_scope
 from mailer.lists import create_list
@@ -85,13 +88,13 @@ class Web:
         return client.post("/subscribe", data=data)
 
 
-@pytest.fixture
-def web(settings: Settings) -> Web:
+@pytest.fixture(name="web")
+def web_fixture(settings: Settings) -> Web:
     return Web(create_app(settings), settings)
 
 
-@pytest.fixture
-def lists(web: Web) -> dict[str, int]:
+@pytest.fixture(name="lists")
+def lists_fixture(web: Web) -> dict[str, int]:
     """Two public lists and a private one; their ids by slug."""
     with web.db() as s:
         news = create_list(s, "news", "Community newsletter", "Monthly news and events",
@@ -163,3 +166,15 @@ def snapshot(web: Web) -> dict[str, Any]:
                 select(Suppression))),
             "events": s.scalar(select(func.count()).select_from(Event)),
         }
+
+
+def expired_confirm_token(settings: Settings, contact_id: int, list_ids: tuple[int, ...]) -> str:
+    """A genuine confirmation token made eight days ago (the default lifetime is seven)."""
+
+    class EightDaysAgo(itsdangerous.TimestampSigner):
+        def get_timestamp(self) -> int:
+            return int(time.time()) - 8 * 86400
+
+    serializer = itsdangerous.URLSafeTimedSerializer(
+        settings.secret_key, salt=tokens.CONFIRM, signer=EightDaysAgo)
+    return str(serializer.dumps([contact_id, list(list_ids)]))

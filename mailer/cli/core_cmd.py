@@ -60,3 +60,27 @@ def db_upgrade(app: AppContext) -> None:
         click.echo(f"Database already at {after}.")
     else:
         click.echo(f"Database upgraded from {before or 'empty'} to {after}.")
+
+
+@main.command()
+@click.option("--dir", "directory", type=click.Path(file_okay=False), default="mailer-demo",
+              show_default=True, help="A new folder for the demo.")
+def demo(directory: str) -> None:
+    """Run the whole job in a new folder: import, send a bilingual release to the outbox."""
+    from mailer.demo import run_demo
+
+    folder = Path(directory).absolute()
+    click.echo(f"Setting up a demo organisation in {folder} ...")
+    r = run_demo(folder)
+    sent = r.counts.get("sent", 0)
+    click.echo(f"Imported the sample press list: {r.imported.get('contacts_added', 0)} contacts.")
+    click.echo(f"Sent campaign {r.campaign_id} ({r.release.name} + its Korean variant) to the "
+               f"outbox: {sent} messages, one per reporter, each in their language.")
+    click.echo("")
+    click.echo("Where to look:")
+    click.echo(f"  {r.outbox}/new/                the messages as recipients get them")
+    cfg = f"mailer --config {r.config}"
+    click.echo(f"  {cfg} campaigns show {r.campaign_id}")
+    click.echo(f"  {cfg} release preview {r.release} --all-langs -o preview.html")
+    click.echo(f"  {cfg} contacts ls --list press")
+    click.echo("Nothing left this machine: the demo uses the outbox transport.")

@@ -1,0 +1,101 @@
+"""`mailer demo`: the whole job in a new folder, on SQLite and the outbox; nothing leaves."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from mailer.campaigns import status_counts
+from mailer.config import load_settings
+from mailer.db import session_scope
+from mailer.errors import MailerError
+from mailer.importer import import_contacts
+from mailer.lists import create_list
+from mailer.setup import init
+
+DEMO_SETTINGS = {
+    "organisation_name": "Hanul Community Center",
+    "from_name": "Hanul Community Center",
+    "from_address": "press@hanul.example.org",
+    "reply_to": "media@hanul.example.org",
+    "postal_address": "412 Welsh Road, North Wales, PA 19454, USA",
+    "website": "https://hanul.example.org",
+    "base_url": "https://news.hanul.example.org",
+}
+DEMO_ABOUT = {
+    "en": "Founded in 1994, Hanul Community Center organizes Korean and Asian Americans in "
+          "southeastern Pennsylvania for social, economic and racial justice.",
+    "ko": "1994년에 설립된 한울 커뮤니티 센터는 펜실베이니아 남동부의 한인 및 아시아계 "
+          "미국인이 사회적·경제적·인종적 정의를 이루도록 함께 조직하는 비영리 단체입니다.",
+}
+DEMO_SOCIAL = {"Facebook": "https://facebook.com/hanul.example",
+               "Instagram": "https://instagram.com/hanul.example"}
+
+
+@dataclass(frozen=True)
+class DemoResult:
+    folder: Path
+    config: Path
+    imported: dict[str, int]
+    campaign_id: int
+    counts: dict[str, int]
+    outbox: Path
+    release: Path
+
+
+def sample_release_files() -> list[Path]:
+    folder = resources.files("mailer.samples")
+    return [Path(str(folder / name)) for name in ("election-night.en.md", "election-night.ko.md")]
+
+
+def sample_list() -> Path:
+    return Path(str(resources.files("mailer.sample_lists") / "sample-press.csv"))
+
+
+def _toml(key: str, value: object) -> str:
+    if isinstance(value, dict):
+        inner = ", ".join(f"{json.dumps(k)} = {json.dumps(v, ensure_ascii=False)}"
+                          for k, v in value.items())
+        return f"{key} = {{{inner}}}"
+    return f"{key} = {json.dumps(value, ensure_ascii=False)}"
+
+
+def run_demo(folder: Path) -> DemoResult:
+    """Init a folder, import the sample press list, send the sample release to the outbox."""
+    from mailer.dispatch import checked_transport, load_for_sending, plan
+    from mailer.send import deliver
+
+    config = folder / "mailer.toml"
+    if config.exists():
+        raise MailerError(f"{folder} already holds a mailer.toml; choose a new folder with --dir")
+    extra = "\n# Settings of the demo organisation (fictional).\n" + "\n".join(
+        [_toml(k, v) for k, v in DEMO_SETTINGS.items()]
+        + [_toml("about", DEMO_ABOUT), _toml("social", DEMO_SOCIAL)]
+    ) + "\n"
+    init(config, extra=extra)
+    settings = load_settings(config, env={})
+    releases = folder / "releases"
+    releases.mkdir(exist_ok=True)
+    for source in sample_release_files():
+        shutil.copy(source, releases / source.name)
+    csv_copy = folder / "sample-press.csv"
+    shutil.copy(sample_list(), csv_copy)
+    with session_scope(settings) as s:
+        create_list(s, "press", "Press", "Reporters and editors who cover our community")
+        report = import_contacts(s, csv_copy, "press",
+                                 consent_source="demo: sample press list shipped with mailer")
+    release_path = releases / "election-night.en.md"
+    release = load_for_sending(release_path, settings, ["press"])
+    transport = checked_transport(settings)
+    p = plan(settings, release, ["press"], [], smtputf8=transport.supports_smtputf8(),
+             transport=transport.describe(), created_by="demo")
+    result = deliver(settings, p.campaign.id, transport)
+    with session_scope(settings) as s:
+        counts = status_counts(s, p.campaign.id)
+    if not result.complete:
+        raise MailerError(f"the demo campaign did not finish: {counts}")
+    return DemoResult(folder, config, dict(report.counts), p.campaign.id, counts,
+                      settings.outbox_dir, release_path)
