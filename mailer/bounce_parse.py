@@ -10,6 +10,7 @@ or a permanent failure that says the address does not exist) makes a bounce "har
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 from dataclasses import dataclass, field
 from email import message_from_bytes
@@ -32,6 +33,11 @@ AUTOREPLY = "autoreply"
 IGNORED = "ignored"      # a report that needs no action (delivered, relayed, not-spam, ...)
 
 COMPLAINT_TYPES = frozenset({"abuse", "fraud"})
+
+# flufl.bounce logs each detector that crashes, with a traceback; the run reports it instead.
+_flufl_log = logging.getLogger("flufl.bounce")
+_flufl_log.addHandler(logging.NullHandler())
+_flufl_log.propagate = False
 
 _ENHANCED = re.compile(r"(?<![\d.])([245])\.(\d{1,3})\.(\d{1,3})(?![\d.])")
 _BASIC = re.compile(r"(?<![\d.])([45]\d\d)(?:[ :-]|$)", re.M)
@@ -331,19 +337,19 @@ def _read_arf(msg: Message, report: Report) -> None:
         blocks = _field_blocks(part)
         fields = blocks[0] if blocks else None
     feedback = str(fields.get("feedback-type", "")).strip().lower() if fields else ""
-    if not feedback:
+    if fields is None or not feedback:
         report.form = "unrecognised"
         report.note = "a feedback report without a Feedback-Type"
         return
     report.feedback_type = feedback
     kind = COMPLAINT if feedback in COMPLAINT_TYPES else IGNORED
     why = f"Feedback-Type: {feedback}" + ("" if kind == COMPLAINT else " (not a complaint)")
-    rcpt = _address_field(str(fields.get("original-rcpt-to", ""))) if fields else None
-    # The complained-about message's envelope sender is our VERP address, when VERP is on.
-    for name in ("original-mail-from",):
-        addr = _address_field(str(fields.get(name, ""))) if fields else None
-        if addr:
-            report.envelope_to.insert(0, addr)
+    rcpt = _address_field(str(fields.get("original-rcpt-to", "")))
+    # The complained-about message's envelope sender (Original-Mail-From, or the Return-Path of
+    # the attached copy) is our VERP address when VERP is on: put it first for matching.
+    mail_from = _address_field(str(fields.get("original-mail-from", "")))
+    if mail_from:
+        report.envelope_to.insert(0, mail_from)
     part = _find(msg, "message/rfc822")
     inner = _attached(part) if part is not None else None
     to_header = None

@@ -21,6 +21,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from mailer import audit, bounce_parse, clock, tokens
@@ -59,6 +60,7 @@ KINDS = (HARD, SOFT, BLOCK, DELAYED, COMPLAINT, UNSUBSCRIBE, AUTOREPLY, IGNORED)
 UNKNOWN_ADDRESS = "unknown-address"
 UNPARSEABLE = "unparseable"
 UNRECOGNISED = "unrecognised"
+# A report recorded by an earlier run: processed, nothing done again.
 DUPLICATE = "duplicate"
 # Reports that say a delivery did not (yet) arrive: such a delivery never resets the score.
 NOT_DELIVERED = (HARD, SOFT, BLOCK, DELAYED)
@@ -135,11 +137,15 @@ def process_mailbox(session: Session, settings: Settings, source: Source, *,
                                          detail=message.problem or "unreadable"))
                 continue
             report.items.extend(process_message(session, settings, message.key, message.raw))
-    finally:
-        if dry_run:
-            outer.rollback()
-        elif outer.is_active:
-            outer.commit()
+    except BaseException:
+        # The source failed half-way (e.g. the IMAP connection dropped): nothing was moved,
+        # so nothing is recorded either; the next run starts over.
+        outer.rollback()
+        raise
+    if dry_run:
+        outer.rollback()
+    else:
+        outer.commit()
     return report
 
 
@@ -184,6 +190,11 @@ def process_message(session: Session, settings: Settings, key: str, raw: bytes) 
     except MailerError as err:
         savepoint.rollback()
         return [_copy(base, outcome=UNRECOGNISED, detail=f"not processed: {err}")]
+    except IntegrityError:
+        # Another run recorded the same report between our check and our insert.
+        savepoint.rollback()
+        return [_copy(base, outcome=DUPLICATE, processed=True,
+                      detail="recorded by another run at the same time")]
 
 
 def _copy(base: Item, **changes: Any) -> Item:
@@ -207,7 +218,7 @@ def _recipient(session: Session, settings: Settings, parsed: Report, r: Recipien
         item.detail = ("no known contact or delivery for " + (", ".join(named) or "this report")
                        + f" ({r.why}); left in place")
         return item
-    source_id = f"{parsed.source_id} {email}" if many else parsed.source_id
+    source_id = (f"{parsed.source_id} {email}" if many else parsed.source_id)[:500]
     item.email, item.matched_by, item.source_message_id = email, matched_by, source_id
     if _already(session, source_id):
         item.outcome, item.processed = DUPLICATE, True
@@ -216,7 +227,7 @@ def _recipient(session: Session, settings: Settings, parsed: Report, r: Recipien
     if delivery is None:
         delivery = _latest_delivery(session, email)
     item.campaign_id = delivery.campaign_id if delivery else None
-    bounce = Bounce(source_message_id=source_id[:500], email=email, kind=r.kind,
+    bounce = Bounce(source_message_id=source_id, email=email, kind=r.kind,
                     status_code=r.status, diagnostic=(r.diagnostic or r.why)[:2000],
                     delivery_id=delivery.id if delivery else None,
                     campaign_id=item.campaign_id, created_at=clock.now())
@@ -338,14 +349,14 @@ def _last_success(session: Session, email: str) -> datetime | None:
 def _autoreply(session: Session, settings: Settings, parsed: Report, base: Item) -> Item:
     item = _copy(base, outcome=AUTOREPLY, processed=True,
                  detail="an auto-reply or vacation notice: ignored, never a bounce")
-    if _already(session, parsed.source_id):
-        return _copy(item, outcome=DUPLICATE, detail="already processed in an earlier run")
     # Who is away: VERP or the Message-ID replied to, else the sender if it is a contact.
     email, how, delivery = _match(session, settings, parsed,
                                   Recipient(None, parsed.sender, AUTOREPLY, None, None, ""))
+    item.email, item.matched_by = email, "from" if how == "final-recipient" else how
+    if _already(session, parsed.source_id):
+        return _copy(item, outcome=DUPLICATE, detail="already processed in an earlier run")
     if delivery is None and email is not None:
         delivery = _latest_delivery(session, email)
-    item.email, item.matched_by = email, "from" if how == "final-recipient" else how
     item.campaign_id = delivery.campaign_id if delivery else None
     session.add(Bounce(source_message_id=parsed.source_id, email=email, kind=AUTOREPLY,
                        delivery_id=delivery.id if delivery else None,

@@ -235,7 +235,7 @@ def _rendered_findings(variant: ReleaseVariant, rendered: RenderedVariant,
 
 
 def summary_line(findings: Sequence[Finding], release: Release) -> str:
-    """'2 errors, 1 warning in election-night (en, ko)'."""
+    """'2 error(s), 1 warning(s) in election-night (en, ko, dated November 6, 2024)'."""
     errors = sum(f.level == "error" for f in findings)
     warnings = len(findings) - errors
     date = release.default.meta.date

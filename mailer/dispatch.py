@@ -15,6 +15,7 @@ from mailer.config import Settings
 from mailer.db import session_scope
 from mailer.errors import ReleaseError, SendError
 from mailer.message import dkim_signer
+from mailer.models import CampaignStatus
 from mailer.transport import OutboxTransport, SmtpTransport, open_transport
 
 
@@ -78,15 +79,22 @@ def plan(settings: Settings, release: Any, list_slugs: Sequence[str], tags: Sequ
          new_version: bool = False, created_by: str = "") -> Plan:
     """Find or create the campaign and freeze its audience (committed)."""
     embargo = release.embargo
-    if embargo is not None and clock.now() < embargo and not_before is None:
+    now = clock.now()
+    if embargo is not None and now < embargo and (not_before is None or not_before < embargo):
         raise SendError(
             f"{release.slug} is under embargo until {embargo.isoformat()}: it cannot be sent "
-            "before then (test sends can: --test ADDRESS)"
+            "before then (schedule it with --at, or test-send with --test ADDRESS)"
         )
+    if not_before is not None and not_before <= now:
+        raise SendError(f"--at {not_before.isoformat()} is in the past")
     with session_scope(settings) as s:
-        return _plan(s, settings, release, list_slugs, tags, smtputf8=smtputf8,
-                     transport=transport, not_before=not_before, not_after=not_after, rate=rate,
-                     new_version=new_version, created_by=created_by)
+        p = _plan(s, settings, release, list_slugs, tags, smtputf8=smtputf8,
+                  transport=transport, not_before=not_before, not_after=not_after, rate=rate,
+                  new_version=new_version, created_by=created_by)
+        if not_before is not None and p.created:
+            # A worker starts it when due (see mailer.worker).
+            p.campaign.status = CampaignStatus.SCHEDULED
+        return p
 
 
 def dry_run(settings: Settings, release: Any, list_slugs: Sequence[str], tags: Sequence[str],

@@ -8,12 +8,15 @@ holds the SAVEPOINT that makes it all or nothing.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar, cast
+from datetime import datetime
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
-from sqlalchemy import JSON, bindparam, literal, select, update
+from sqlalchemy import JSON, Text, bindparam, func, literal, select, update
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
 from mailer import clock
@@ -82,21 +85,26 @@ def plan(session: Session, records: dict[str, Record], list_id: int,
     columns: list[Any] = [Contact.id, Contact.email]
     if update_attributes:
         columns += [Contact.name, Contact.organisation, Contact.language, Contact.attributes]
+    # Only what the plan needs is kept, so a 100,000-row re-import stays small in memory.
     existing: dict[str, Any] = {}
     suppressed: set[str] = set()
     for keys in chunks(list(records)):
         for found in session.execute(select(*columns).where(Contact.email.in_(keys))):
-            existing[found.email] = found
+            existing[found.email] = found if update_attributes else found.id
         suppressed.update(session.scalars(select(Suppression.email)
                                           .where(Suppression.email.in_(keys))))
-    subs: dict[int, tuple[int, SubscriptionStatus]] = {}
+    status: dict[int, SubscriptionStatus] = {}
+    pending: dict[int, int] = {}  # contact id -> its pending subscription's id
     have_tags: dict[int, set[str]] = {}
     want_tags = any(r.tags for r in records.values())
-    for ids in chunks([c.id for c in existing.values()]):
-        for sub_id, contact_id, status in session.execute(
+    all_ids = [c.id if update_attributes else c for c in existing.values()]
+    for ids in chunks(all_ids):
+        for sub_id, contact_id, value in session.execute(
                 select(Subscription.id, Subscription.contact_id, Subscription.status)
                 .where(Subscription.list_id == list_id, Subscription.contact_id.in_(ids))):
-            subs[contact_id] = (sub_id, SubscriptionStatus(status))
+            status[contact_id] = SubscriptionStatus(value)
+            if status[contact_id] == SubscriptionStatus.PENDING:
+                pending[contact_id] = sub_id
         if want_tags:
             for contact_id, tag in session.execute(
                     select(ContactTag.contact_id, ContactTag.tag)
@@ -113,32 +121,33 @@ def plan(session: Session, records: dict[str, Record], list_id: int,
             counts["contacts_added"] += 1
             counts["subscribed"] += 1
             continue
+        contact_id = known.id if update_attributes else known
         changed = False
         if update_attributes:
             change = _changes(known, rec)
             if change:
-                todo.contact_updates.append({"_id": known.id, **change})
+                todo.contact_updates.append({"_id": contact_id, **change})
                 changed = True
         if rec.tags:
-            have = have_tags.get(known.id, set())
+            have = have_tags.get(contact_id, set())
             missing = [t for t in rec.tags if t not in have]
             if missing:
-                todo.new_tags.extend((known.id, t) for t in missing)
+                todo.new_tags.extend((contact_id, t) for t in missing)
                 changed = True
         counts["contacts_updated"] += changed
         if key in suppressed:
             counts["kept_unsubscribed"] += 1
             continue
-        sub = subs.get(known.id)
-        if sub is None:
-            todo.new_subscriptions.append(known.id)
+        current = status.get(contact_id)
+        if current is None:
+            todo.new_subscriptions.append(contact_id)
             counts["subscribed"] += 1
-        elif sub[1] == SubscriptionStatus.SUBSCRIBED:
+        elif current == SubscriptionStatus.SUBSCRIBED:
             counts["already_subscribed"] += 1
-        elif sub[1] == SubscriptionStatus.UNSUBSCRIBED:
+        elif current == SubscriptionStatus.UNSUBSCRIBED:
             counts["kept_unsubscribed"] += 1
         else:
-            todo.promote.append(sub[0])
+            todo.promote.append(pending[contact_id])
             counts["subscribed"] += 1
             counts["pending_confirmed"] += 1
     return todo
@@ -160,8 +169,53 @@ def _changes(known: Any, rec: Record) -> dict[str, Any]:
     return new if new != values else {}
 
 
+def _constant(session: Session, column: sa.Column[Any], value: datetime) -> Any:
+    """A timestamp converted for the database once, then bound to every row as it is.
+
+    Converting the same value again for each of 100,000 rows was a quarter of the insert time.
+    SQLite stores the text form (bound as a string), PostgreSQL the aware datetime.
+    """
+    dialect = session.get_bind().dialect
+    process = column.type.dialect_impl(dialect).bind_processor(dialect)
+    raw = process(value) if process else value
+    return literal(raw, sa.String() if isinstance(raw, str) else sa.DateTime(timezone=True))
+
+
+CONTACT_COLUMNS = ("email", "email_original", "name", "language", "organisation", "attributes")
+
+
+def _insert_contacts(session: Session, recs: Sequence[Record], stamp: Any) -> Any:
+    """Insert contacts; returns (id, email) rows."""
+    contact_t = _table(Contact)
+    values: dict[str, list[Any]] = {
+        "email": [r.key for r in recs], "email_original": [r.original for r in recs],
+        "name": [r.name for r in recs], "language": [r.language for r in recs],
+        "organisation": [r.organisation for r in recs],
+        "attributes": [r.attributes or {} for r in recs],
+    }
+    returning = (contact_t.c.id, contact_t.c.email)
+    if session.get_bind().dialect.name != "postgresql":
+        stmt = contact_t.insert().values(created_at=stamp, updated_at=stamp).returning(*returning)
+        params = [dict(zip(values, row, strict=True))
+                  for row in zip(*values.values(), strict=True)]
+        return session.execute(stmt, params)
+    # PostgreSQL: one array per column, unnested server-side. A multi-row VALUES statement
+    # with 6,000 placeholders costs psycopg more to parse than the server takes to insert.
+    values["attributes"] = [json.dumps(a, ensure_ascii=False) for a in values["attributes"]]
+    rows = func.unnest(*(bindparam(name, values[name], type_=ARRAY(Text))
+                         for name in CONTACT_COLUMNS)).table_valued(*CONTACT_COLUMNS) \
+        .render_derived()
+    source = select(*(rows.c[name] for name in CONTACT_COLUMNS[:-1]),
+                    sa.cast(rows.c["attributes"], JSON), stamp, stamp)
+    stmt = contact_t.insert().from_select([*CONTACT_COLUMNS, "created_at", "updated_at"],
+                                          source).returning(*returning)
+    return session.execute(stmt)
+
+
 def _table(model: type[Base]) -> sa.Table:
-    return cast(sa.Table, model.__table__)
+    table = model.__table__
+    assert isinstance(table, sa.Table)
+    return table
 
 
 def apply(session: Session, plan: Plan, list_id: int, *, file: str, sha256: str,
@@ -173,17 +227,10 @@ def apply(session: Session, plan: Plan, list_id: int, *, file: str, sha256: str,
     session.add(imp)
     session.flush()
     contact_t, sub_t, tag_t = _table(Contact), _table(Subscription), _table(ContactTag)
-    add_contacts = contact_t.insert().values(created_at=now, updated_at=now) \
-        .returning(contact_t.c.id, contact_t.c.email)
+    stamp = _constant(session, contact_t.c.created_at, now)
     ids: dict[str, int] = {}
     for recs in chunks(plan.new_contacts):
-        inserted = session.execute(
-            add_contacts,
-            [{"email": r.key, "email_original": r.original, "name": r.name,
-              "language": r.language, "organisation": r.organisation,
-              "attributes": r.attributes or {}} for r in recs],
-        )
-        ids.update((email, cid) for cid, email in inserted)
+        ids.update((email, cid) for cid, email in _insert_contacts(session, recs, stamp))
     for rec in plan.new_contacts:
         if rec.tags:
             plan.new_tags.extend((ids[rec.key], t) for t in rec.tags)

@@ -189,7 +189,6 @@ def _read(table: Table, columns: Columns, report: ImportReport, check_dns: bool,
     org_i, lang_i, tags_i = f.get("organisation"), f.get("language"), f.get("tags")
     width = len(table.headers)
     extra_tags = report.tags
-    cache: dict[str, Any] = {}
     languages: dict[str, str | InvalidInputError | None] = {}
     records: dict[str, Record] = {}
     counts = report.counts
@@ -213,14 +212,12 @@ def _read(table: Table, columns: Columns, report: ImportReport, check_dns: bool,
         if not raw:
             _reject(report, row, "no email address", raw)
             continue
-        address = cache.get(raw)
-        if address is None:
-            try:
-                address = normalise(raw, check_dns=check_dns)
-            except InvalidInputError as err:
-                _reject(report, row, str(err), raw)
-                continue
-            cache[raw] = address
+        try:
+            address = normalise(raw, check_dns=check_dns)
+        except InvalidInputError as err:
+            _reject(report, row, str(err), raw)
+            continue
+        key = address.key
         if name_i is not None and cells[name_i]:
             name = cells[name_i]
         else:
@@ -257,11 +254,13 @@ def _read(table: Table, columns: Columns, report: ImportReport, check_dns: bool,
             _reject(report, row, problem, raw)
             continue
         attributes = {a: cells[i] for i, a in columns.attributes if cells[i]} or None
-        record = Record(address.key, address.original, row.line, name, organisation,
-                        language, row_tags or None, attributes)
-        first = records.get(address.key)
+        # Most addresses are typed in lower case already: share the string.
+        original = key if address.original == key else address.original
+        record = Record(key, original, row.line, name, organisation, language,
+                        row_tags or None, attributes)
+        first = records.get(key)
         if first is None:
-            records[address.key] = record
+            records[key] = record
         else:
             first.merge(record)
             counts["duplicates"] += 1

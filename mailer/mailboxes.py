@@ -160,8 +160,8 @@ class ImapUrl:
 def parse_imap_url(url: str, env: dict[str, str] | None = None) -> ImapUrl:
     """Read an IMAP URL; the password may come from MAILER_IMAP_PASSWORD instead of the URL."""
     env = dict(os.environ) if env is None else env
-    label = mask_url(url)
     parts = urlsplit(url)
+    label = mask_url(url.split("?", 1)[0])
     query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
     unknown = set(query) - {"processed", "after", "ca_file", "tls"}
     if unknown:
@@ -204,7 +204,7 @@ class ImapSource(_Closing):
 
     def _connect(self) -> imaplib.IMAP4:
         u = self.url
-        where = f"{self.label}: {u.host}:{u.port}"
+        where = self.label
         try:
             context = ssl.create_default_context(cafile=u.ca_file) if u.tls != "none" else None
         except (OSError, ssl.SSLError) as err:
@@ -309,7 +309,9 @@ def _text(value: object) -> str:
     if isinstance(value, list | tuple):
         return " ".join(_text(v) for v in value if v is not None)
     if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
+        # Dovecot appends its timing, "(0.001 + 0.000 secs).": not for people.
+        text = value.decode("utf-8", "replace")
+        return re.sub(r"\s*\([\d.+ ]+secs\)\.?$", "", text).rstrip(".")
     if isinstance(value, BaseException) and value.args:
         return _text(value.args[0])
     return str(value)

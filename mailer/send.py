@@ -43,6 +43,7 @@ from mailer.models import (
     Suppression,
     SuppressionReason,
 )
+from mailer.throttle import SharedRateLimiter
 from mailer.transport import Connection, Outcome, Reply, Transport
 
 SENDER_LOCK = "sender"
@@ -88,43 +89,6 @@ class Progress:
     def as_dict(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in ("sent", "failed", "deferred", "skipped",
                                                "in_doubt", "cancelled")}
-
-
-# --- rate limits ----------------------------------------------------------------------------
-
-
-class RateLimiter:
-    """Messages per second and per hour for this process (thread-safe)."""
-
-    def __init__(self, per_second: float, per_hour: int) -> None:
-        self.interval = 1.0 / per_second if per_second > 0 else 0.0
-        self.per_hour = per_hour
-        self.next_at = time.monotonic()
-        self.hour: list[float] = []
-        self.lock = threading.Lock()
-
-    def wait(self, stop: threading.Event) -> bool:
-        """Block until one more message may go; False when asked to stop meanwhile."""
-        while True:
-            with self.lock:
-                now = time.monotonic()
-                delay = 0.0
-                if self.per_hour:
-                    cutoff = now - 3600
-                    while self.hour and self.hour[0] <= cutoff:
-                        self.hour.pop(0)
-                    if len(self.hour) >= self.per_hour:
-                        delay = self.hour[0] + 3600 - now
-                if not delay and self.interval:
-                    delay = max(0.0, self.next_at - now)
-                if delay <= 0:
-                    if self.interval:
-                        self.next_at = max(self.next_at, now) + self.interval
-                    if self.per_hour:
-                        self.hour.append(now)
-                    return True
-            if stop.wait(min(delay, 1.0)):
-                return False
 
 
 # --- locks and recovery ---------------------------------------------------------------------
@@ -289,6 +253,7 @@ class Deliverer:
         self.on_progress = on_progress
         self.worker = worker or this_process()
         self.stop = threading.Event()
+        self.done = threading.Event()
         self.stopped_by = ""
         self.remaining = limit
         self.count_lock = threading.Lock()
@@ -298,7 +263,7 @@ class Deliverer:
         self.sqlite = dialect == "sqlite"
         self.use_lock = self.sqlite if single_sender_lock is None else single_sender_lock
         self.rate_per_second = rate_per_second
-        self.limiter: RateLimiter | None = None
+        self.limiter: SharedRateLimiter | None = None
         self.compiler: Compiler | None = None
         self.envelope_from = settings.bounce_address
         self.redirect = settings.test_recipient or None
@@ -327,7 +292,8 @@ class Deliverer:
             self.compiler = Compiler(self.settings, campaign, rendered, lists)
             self.list_ids = list(campaign.audience.get("list_ids", []))
             audit.record(s, "campaign.send", campaign_id=campaign.id, actor=self.worker)
-        self.limiter = RateLimiter(rate or 0.0, self.settings.rate_per_hour)
+        self.limiter = SharedRateLimiter(self.factory, self.campaign_id, rate or 0.0,
+                                         self.settings.rate_per_hour)
         # A batch must finish well inside its lease, even at a slow rate.
         self.batch = self.settings.batch_size
         if rate:
@@ -350,7 +316,7 @@ class Deliverer:
             for t in threads:
                 t.join()
         finally:
-            self.stop.set()
+            self.done.set()
             heartbeat.join()
         if self.on_progress:
             self.on_progress(self.progress)
@@ -367,7 +333,7 @@ class Deliverer:
             )
 
     def _heartbeat(self) -> None:
-        while not self.stop.wait(LOCK_TTL.total_seconds() / 3):
+        while not self.done.wait(LOCK_TTL.total_seconds() / 3):
             if not self.use_lock:
                 continue
             try:

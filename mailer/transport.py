@@ -350,8 +350,16 @@ def _text(resp: bytes | str) -> str:
 
 def _dot_stuff(message: bytes) -> bytes:
     """CRLF line ends and leading dots doubled (RFC 5321 4.5.2), ending with CRLF."""
-    data = re.sub(rb"(?:\r\n|\n|\r(?!\n))", b"\r\n", message)
-    data = re.sub(rb"(?m)^\.", b"..", data)
+    # The messages built here have LF line ends only: a plain replace does in one C pass what the
+    # general regular expressions do several times slower (they stay for anything else).
+    if b"\r" in message:
+        data = re.sub(rb"(?:\r\n|\n|\r(?!\n))", b"\r\n", message)
+    else:
+        data = message.replace(b"\n", b"\r\n")
+    # Every line now ends in CRLF, so a line starts at the beginning or right after a LF.
+    data = data.replace(b"\n.", b"\n..")
+    if data.startswith(b"."):
+        data = b"." + data
     if not data.endswith(b"\r\n"):
         data += b"\r\n"
     return data

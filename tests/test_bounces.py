@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from mailer import clock, tokens
-from mailer.bounces import bounce_counts, process_message, soft_score
+from mailer.bounces import Item, bounce_counts, process_message, soft_score
 from mailer.config import Settings, load_settings
 from mailer.contacts import add_contact, erase
 from mailer.models import (
@@ -26,7 +26,6 @@ from mailer.models import (
     Event,
     MailingList,
     Subscription,
-    SubscriptionStatus,
     SuppressionReason,
 )
 from mailer.suppressions import get_suppression
@@ -132,7 +131,7 @@ def people(session: Session) -> world.World:
     return world.World(campaign, contacts, deliveries)
 
 
-def run(session: Session, settings: Settings, raw: bytes, key: str = "1") -> list:
+def run(session: Session, settings: Settings, raw: bytes, key: str = "1") -> list[Item]:
     with clock.pinned(NOW):
         return process_message(session, settings, key, raw)
 
@@ -217,7 +216,7 @@ def test_delayed_is_recorded_but_never_counts(session: Session, settings: Settin
 # -- the soft score ---------------------------------------------------------------------------
 
 def soft(session: Session, settings: Settings, w: world.World, email: str, n: int,
-         sent_at: datetime) -> tuple[Delivery, object]:
+         sent_at: datetime) -> tuple[Delivery, Item]:
     """Campaign n sent to `email` at sent_at, and a mailbox-full bounce for it."""
     campaign = world.make_campaign(session, f"c{n}")
     delivery = world.add_delivery(session, campaign, w.contacts[email],
@@ -238,7 +237,8 @@ def test_soft_bounces_suppress_at_the_threshold(session: Session, settings: Sett
     _, item = soft(session, settings, people, email, 5, NOW - timedelta(days=4))
     assert item.action == "suppressed (score 5/5)"
     assert reason(session, email) == SuppressionReason.HARD_BOUNCE
-    assert get_suppression(session, email).source == "5 soft bounces in 30 days"
+    sup = get_suppression(session, email)
+    assert sup is not None and sup.source == "5 soft bounces in 30 days"
 
 
 def test_soft_bounces_outside_the_window_do_not_count(session: Session, settings: Settings,
@@ -315,7 +315,7 @@ def test_report_without_message_id_is_still_counted_once(session: Session, setti
                      if not line.startswith(b"Message-Id:"))
     [first] = run(session, settings, raw)
     [second] = run(session, settings, raw)
-    assert first.source_message_id.startswith("sha256:") and first.outcome == "hard"
+    assert (first.source_message_id or "").startswith("sha256:") and first.outcome == "hard"
     assert second.outcome == "duplicate"
 
 
@@ -324,6 +324,7 @@ def test_report_without_message_id_is_still_counted_once(session: Session, setti
 def token_for(session: Session, settings: Settings, email: str, slug: str | None,
               campaign: Campaign) -> str:
     contact = session.scalar(select(Contact).where(Contact.email == email))
+    assert contact is not None
     list_id = session.scalar(select(MailingList.id).where(MailingList.slug == slug)) \
         if slug else None
     return tokens.make_unsubscribe(settings, contact.id, list_id, campaign.id)
@@ -440,3 +441,31 @@ def test_truncated_mbox_and_stray_lines_are_reported(cli: Cli, session: Session,
     assert outcomes[2][1:] == ("unparseable",
                                "truncated: the file ends in the middle of this message")
     assert reason(session, "lee@daily.example.com") is None
+
+
+def test_two_runs_at_once_count_a_report_once(session: Session, settings: Settings,
+                                              people: world.World, engine_name: str) -> None:
+    """PostgreSQL: a second process inserting the same report waits, then sees a duplicate."""
+    if engine_name != "postgresql":
+        pytest.skip("SQLite allows one writer: the second run waits before it reads anything")
+    import threading
+
+    from mailer.db import session_factory
+
+    session.commit()
+    raw = dsn("kim@news.example.kr")
+    first = run(session, settings, raw)  # flushed, not committed: holds the unique key
+    results: list[Item] = []
+    other = session_factory(settings)()
+    thread = threading.Thread(target=lambda: results.extend(run(other, settings, raw)))
+    thread.start()
+    thread.join(timeout=2)
+    assert thread.is_alive(), "the second insert should wait for the first transaction"
+    session.commit()
+    thread.join(timeout=30)
+    other.commit()
+    other.close()
+    assert first[0].outcome == "hard"
+    assert [(i.outcome, i.processed, i.detail) for i in results] == [
+        ("duplicate", True, "recorded by another run at the same time")]
+    assert session.scalar(select(func.count()).select_from(Bounce)) == 1

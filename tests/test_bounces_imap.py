@@ -115,3 +115,17 @@ def test_unreachable_server_untrusted_certificate_and_missing_folder(
     assert "cannot connect" in result.output and "CERTIFICATE_VERIFY_FAILED" in result.output
     result = cli("bounces", "process", imap_server.url("Nope"), expect=1)
     assert "cannot open the folder 'Nope'" in result.output
+
+
+def test_a_refused_move_is_reported_after_the_results(cli: Cli, session: Session,
+                                                      loaded: ImapServer) -> None:
+    result = cli("bounces", "process", loaded.url(processed="bad/name"), "--json", expect=1)
+    report = json.loads(result.output[:result.output.rindex("}") + 1])
+    assert report["suppressed"] == ["kim.minji@news.example.kr"]
+    assert "the messages are recorded, so the next run skips them" in \
+        report["acknowledge_error"]
+    assert "Error: " in result.output and len(loaded.folder("INBOX")) == 4
+    session.rollback()
+    again = json.loads(cli("bounces", "process", loaded.url(), "--json").output)
+    assert [i["outcome"] for i in again["items"]][:2] == ["duplicate", "duplicate"]
+    assert again["acknowledged"] == "moved 2 message(s) to 'mailer-processed'"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -143,3 +145,22 @@ def test_mbox_splitting_unquotes_from_lines(tmp_path: Path) -> None:
     path.write_bytes(b"Subject: no From line\n\nbody\n")
     [only] = list(MboxSource(path).messages())
     assert only.raw is None and "not an mbox file" in (only.problem or "")
+
+
+def test_a_heuristic_that_crashes_is_reported_not_raised() -> None:
+    # flufl.bounce's Yale detector raises IndexError on a bounce without a From header.
+    raw = report("Subject: Undelivered Mail Returned to Sender\nMessage-ID: <nf@x>",
+                 "<kim@news.example>: 550 5.1.1 User unknown\n")
+    parsed = parse(raw)
+    assert parsed.form == "bounce"
+    assert "flufl.bounce failed on this message: IndexError" in parsed.note
+    # No address from the text heuristics: VERP or the Message-ID may still name the recipient.
+    assert [(r.final, r.kind) for r in parsed.recipients] == [(None, "hard")]
+    # flufl.bounce logs the failure with a traceback; outside pytest's log capture, that would
+    # reach the terminal through logging's last-resort handler.
+    code = ("import sys; from mailer.bounce_parse import parse; "
+            "print(parse(sys.stdin.buffer.read()).form)")
+    done = subprocess.run([sys.executable, "-c", code], input=raw, capture_output=True,
+                          check=True)
+    assert done.stdout.strip() == b"bounce"
+    assert b"Traceback" not in done.stderr, done.stderr.decode()

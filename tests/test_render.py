@@ -281,6 +281,7 @@ def test_press_release_parts_in_korean(sample: Release, settings: Settings) -> N
     assert '<time datetime="2024-11-06">2024년 11월 6일</time>' in html
     assert "즉시 보도 가능" in html and "언론 문의" in html and "서민지" in html
     assert "&lt;끝&gt;" in html
+    assert "펜실베이니아주 노스웨일스</strong> – 올해 펜실베이니아주 남동부의 한인" in html
     assert "1998년에 설립된 한울커뮤니티센터" in html
     assert "‘보도자료 수신’ 수신 목록에 등록되어 있어" in html
     assert ">수신 거부</a>" in html and ">구독 설정 변경</a>" in html

@@ -47,6 +47,7 @@ def _register() -> None:
         send_cmd,
         serve_cmd,
         suppressions_cmd,
+        worker_cmd,
     )
 
 

@@ -119,12 +119,14 @@ class ProgressBar:
 @click.option("--limit", type=int, default=None, help="Send at most N messages in this run.")
 @click.option("--not-after", default=None, help="Cancel what is not sent by then (date, time, "
               "zone).")
+@click.option("--at", "at", default=None, help="Schedule instead of sending now, e.g. "
+              "\"2026-12-01 09:00 America/New_York\" (`mailer worker` starts it).")
 @click.option("--new-version", is_flag=True, help="The release changed after a campaign to this "
               "audience: send the new text as a new campaign.")
 @pass_app
 def send(app: AppContext, path: str, lists: tuple[str, ...], tags: tuple[str, ...],
          tests: tuple[str, ...], dry_run: bool, yes: bool, rate: float | None,
-         limit: int | None, not_after: str | None, new_version: bool) -> None:
+         limit: int | None, not_after: str | None, at: str | None, new_version: bool) -> None:
     """Send a release: plan, confirm, deliver, report (re-running resumes)."""
     from mailer.render import render_release
     from mailer.send import deliver
@@ -153,10 +155,17 @@ def send(app: AppContext, path: str, lists: tuple[str, ...], tags: tuple[str, ..
         click.echo(f"Dry run: built {built.messages} messages ({built.bytes / 1024:.0f} KiB); "
                    "none sent, nothing stored.")
         return
+    start_at = parse_when(at, "--at")
     p = dispatch.plan(settings, release, slugs, tags, smtputf8=smtputf8,
                       transport=transport.describe(), not_after=limit_after, rate=rate,
-                      new_version=new_version, created_by="cli")
+                      new_version=new_version, created_by="cli", not_before=start_at)
     echo_plan(p, transport.describe())
+    if p.campaign.status.value == "scheduled":
+        when = p.campaign.not_before
+        click.echo(f"Scheduled campaign {p.campaign.id} for {when:%Y-%m-%d %H:%M %Z}: "
+                   "`mailer worker` starts it then (cancel: mailer campaigns cancel "
+                   f"{p.campaign.id}).")
+        return
     due = p.statuses.get("pending", 0) + p.statuses.get("deferred", 0)
     if p.campaign.status.value == "done" or (not due and not p.created):
         click.echo("Nothing left to send.")

@@ -87,8 +87,12 @@ def suppressions_import(app: AppContext, file: str, reason: str, source: str | N
     if as_json:
         echo_json(data)
         return
-    click.echo(("Dry run, nothing changed: " if dry_run else "") +
-               f"{file}: {data['counts']['added']} address(es) suppressed ({reason}).")
+    added = data["counts"]["added"]
+    if dry_run:
+        click.echo(f"Dry run, nothing changed: {file}: {added} address(es) would be "
+                   f"suppressed ({reason}).")
+    else:
+        click.echo(f"{file}: {added} address(es) suppressed ({reason}).")
     for key, value in data["counts"].items():
         click.echo(f"  {key.replace('_', ' '):<22} {value:>7}")
     for err in data["errors"][:10]:

@@ -16,7 +16,7 @@ from werkzeug.wrappers import Response as BaseResponse
 from mailer import tokens
 from mailer.addresses import mask, normalise
 from mailer.errors import InvalidInputError, NotFoundError, TokenError
-from mailer.models import MailingList
+from mailer.models import Contact, MailingList
 from mailer.tokens import TokenExpiredError
 from mailer.web import i18n, ratelimit, subscribe, templating
 from mailer.web.pages import (
@@ -36,7 +36,6 @@ bp = Blueprint("web", __name__)
 
 HONEYPOT = "leave_empty"
 _FORM_ID = re.compile(r"^(?:(?:subscribe|embed)(?:/[a-z0-9][a-z0-9_-]{0,63})?|snippet)$")
-_SLUG = "<slug>"
 
 
 @bp.get("/")
@@ -90,7 +89,7 @@ def _lists_for(slug: str | None) -> list[MailingList]:
 
 
 @bp.get("/subscribe")
-@bp.get(f"/subscribe/{_SLUG}")
+@bp.get("/subscribe/<slug>")
 def subscribe_form(slug: str | None = None) -> Response:
     lists = _lists_for(slug)
     form_id = "subscribe" + (f"/{slug}" if slug else "")
@@ -98,7 +97,7 @@ def subscribe_form(slug: str | None = None) -> Response:
 
 
 @bp.get("/embed")
-@bp.get(f"/embed/{_SLUG}")
+@bp.get("/embed/<slug>")
 def embed_form(slug: str | None = None) -> Response:
     """The compact form for an iframe on the organisation's website (may be framed)."""
     lists = _lists_for(slug)
@@ -169,7 +168,9 @@ def subscribe_post() -> Response:
             lists = _lists_for(slug)
         except HTTPException:
             lists = subscribe.public_lists(db())
-        return _form_page(template, form_id=form_id, lists=lists, lang=page_lang, status=400,
+        # The corrected form is ours now, whatever page it came from.
+        shown = "subscribe" if form_id == "snippet" else form_id
+        return _form_page(template, form_id=shown, lists=lists, lang=page_lang, status=400,
                           embeddable=embeddable, errors=errors, values=values)
     return _check_inbox(email, page_lang, embeddable)
 
@@ -184,7 +185,13 @@ def _check_inbox(email: str, lang: str, embeddable: bool, *, resent: bool = Fals
 # --- confirm --------------------------------------------------------------------------------
 
 
-def _expired_page(token: str, lang: str) -> Response:
+def _contact_language(contact_id: int) -> str:
+    contact = db().get(Contact, contact_id)
+    return language(contact.language if contact else None)
+
+
+def _expired_page(token: str, err: TokenExpiredError) -> Response:
+    lang = _contact_language(err.token.contact_id)
     days = max(1, settings().confirm_max_age // 86400)
     return render("confirm_expired.html", lang=lang, status=410, days=days,
                   action=url_for("web.confirm_resend", token=token))
@@ -194,8 +201,8 @@ def _expired_page(token: str, lang: str) -> Response:
 def confirm_page(token: str) -> Response:
     try:
         data = tokens.read_confirm(settings(), token)
-    except TokenExpiredError:
-        return _expired_page(token, language())
+    except TokenExpiredError as err:
+        return _expired_page(token, err)
     except TokenError:
         abort(404)
     try:
@@ -211,8 +218,8 @@ def confirm_post(token: str) -> Response:
     s = settings()
     try:
         data = tokens.read_confirm(s, token)
-    except TokenExpiredError:
-        return _expired_page(token, language())
+    except TokenExpiredError as err:
+        return _expired_page(token, err)
     except TokenError:
         abort(404)
     try:
@@ -241,7 +248,7 @@ def confirm_resend(token: str) -> Response:
     else:
         # Still valid: nothing to resend; show the page that confirms.
         return confirm_page(token)
-    lang = language()
+    lang = _contact_language(expired.contact_id)
     hit = ratelimit.hit(db(), f"subscribe-ip:{client_ip()}", limit("MAILER_IP_LIMIT"))
     if not hit.allowed:
         return message("rate_title", "rate_body", lang=lang, status=429,

@@ -17,6 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from mailer import tokens
+from mailer.bounces import Item, RunReport
 from mailer.config import Settings
 from mailer.contacts import add_contact
 from mailer.lists import create_list
@@ -28,6 +29,10 @@ from mailer.models import (
     DeliveryStatus,
     MailingList,
     Release,
+    Subscription,
+    SubscriptionStatus,
+    Suppression,
+    SuppressionReason,
 )
 
 HERE = Path(__file__).parent
@@ -123,3 +128,70 @@ def write_mbox(path: Path, messages: list[bytes]) -> Path:
         out += b"\n"
     path.write_bytes(bytes(out))
     return path
+
+
+@dataclass
+class Evaluation:
+    """The corpus run scored against expected.json."""
+
+    rows: list[str]
+    wrong: list[str]
+    truth_suppressed: set[str]
+    suppressed: set[str]
+    truth_unsubscribed: set[str]
+    unsubscribed: set[str]
+
+    def lines(self) -> list[str]:
+        right = len(self.rows) - len(self.wrong)
+        hit_s = len(self.suppressed & self.truth_suppressed)
+        hit_u = len(self.unsubscribed & self.truth_unsubscribed)
+        missed = sorted(self.truth_suppressed - self.suppressed)
+        return [
+            f"bounce corpus: {len(self.rows)} messages", *self.rows,
+            f"classification (outcome and address right): {_ratio(right, len(self.rows))}",
+            "suppression by hard bounces and complaints:",
+            f"  precision {_ratio(hit_s, len(self.suppressed))}",
+            f"  recall    {_ratio(hit_s, len(self.truth_suppressed))}"
+            + (f"  (missed: {', '.join(missed)})" if missed else ""),
+            "mailed unsubscribes:",
+            f"  precision {_ratio(hit_u, len(self.unsubscribed))}",
+            f"  recall    {_ratio(hit_u, len(self.truth_unsubscribed))}",
+        ]
+
+
+def _ratio(a: int, b: int) -> str:
+    return f"{a}/{b} = {a / b:.2f}" if b else "n/a"
+
+
+def evaluate(session: Session, report: RunReport, names: list[str]) -> Evaluation:
+    """Compare a run over the corpus (an mbox in file order) with expected.json."""
+    expected = EXPECTED["messages"]
+    items: dict[str, list[Item]] = {name: [] for name in names}
+    for item in report.items:
+        items[names[int(item.message.split()[0]) - 1]].append(item)  # "12 (line 340)"
+    rows, wrong = [], []
+    for name in names:
+        exp, got = expected[name], items[name]
+        outcome = got[0].outcome if got else "(none)"
+        email = got[0].email if got else None
+        ok = len(got) == 1 and outcome == exp["outcome"] and email == exp["email"]
+        rows.append(f"  {'ok ' if ok else 'BAD'} {name:<42} {outcome:<16} {email or '-'}")
+        if not ok:
+            wrong.append(f"{name}: expected {exp['outcome']} {exp['email']}, "
+                         f"got {[(i.outcome, i.email, i.detail) for i in got]}")
+    bounced = {SuppressionReason.HARD_BOUNCE, SuppressionReason.COMPLAINT}
+    suppressed = set(session.scalars(select(Suppression.email)
+                                     .where(Suppression.reason.in_(bounced))))
+    unsubscribed = set(session.scalars(
+        select(Contact.email).join(Subscription, Subscription.contact_id == Contact.id)
+        .where(Subscription.status == SubscriptionStatus.UNSUBSCRIBED,
+               Subscription.unsubscribed_via.in_(["mailto", "unsubscribe-all"]))
+    )) | set(session.scalars(select(Suppression.email).where(
+        Suppression.reason == SuppressionReason.UNSUBSCRIBE_ALL)))
+    return Evaluation(
+        rows, wrong,
+        {e["email"] for e in expected.values() if e["suppress"] and not e["unsubscribe"]},
+        suppressed,
+        {e["email"] for e in expected.values() if e["unsubscribe"]},
+        unsubscribed,
+    )

@@ -1,0 +1,173 @@
+"""Workers: scheduled campaigns, shared rate limits, and four workers on PostgreSQL."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import insert, select
+
+from mailer import clock
+from mailer.config import Settings
+from mailer.db import session_factory, session_scope
+from mailer.lists import create_list
+from mailer.models import (
+    Campaign,
+    CampaignStatus,
+    Contact,
+    Delivery,
+    Subscription,
+    SubscriptionStatus,
+)
+from mailer.throttle import take
+from tests.conftest import Cli
+from tests.smtp_server import Received, SmtpServer
+from tests.test_send import populate, release, smtp, use_smtp  # noqa: F401
+
+ROOT = Path(__file__).parents[1]
+
+
+def test_scheduled_campaign_starts_when_due_and_not_before(
+    settings: Settings, tmp_path: Path, smtp: SmtpServer, release: Path, cli: Cli,  # noqa: F811
+) -> None:
+    settings = use_smtp(settings, tmp_path, smtp)
+    populate(settings)
+    start = datetime(2026, 12, 1, 14, 0, tzinfo=UTC)  # 09:00 in New York
+    clock.set_clock(lambda: start - timedelta(days=1))
+    out = cli("send", str(release), "--list", "press", "--yes", "--at",
+              "2026-12-01 09:00 America/New_York").output
+    assert "Scheduled campaign 1" in out
+    listed = cli("campaigns", "ls").output
+    assert "scheduled" in listed
+    clock.set_clock(lambda: start - timedelta(seconds=1))
+    cli("worker", "--once", "--poll", "0")
+    assert smtp.sink.received == []
+    with session_scope(settings) as s:
+        assert s.scalars(select(Campaign)).one().status == CampaignStatus.SCHEDULED
+    clock.set_clock(lambda: start + timedelta(seconds=1))
+    cli("worker", "--once", "--poll", "0")
+    assert len(smtp.sink.received) == 6
+    with session_scope(settings) as s:
+        assert s.scalars(select(Campaign)).one().status == CampaignStatus.DONE
+
+
+def test_scheduled_campaign_can_be_cancelled_before_it_starts(
+    settings: Settings, tmp_path: Path, smtp: SmtpServer, release: Path, cli: Cli,  # noqa: F811
+) -> None:
+    settings = use_smtp(settings, tmp_path, smtp)
+    populate(settings)
+    at = (datetime.now(UTC) + timedelta(hours=3)).strftime("%Y-%m-%d %H:%M")
+    cli("send", str(release), "--list", "press", "--yes", "--at", f"{at} UTC")
+    cli("campaigns", "cancel", "1")
+    clock.set_clock(lambda: datetime.now(UTC) + timedelta(hours=4))
+    cli("worker", "--once", "--poll", "0")
+    assert smtp.sink.received == []
+
+
+def test_schedule_must_respect_the_embargo(settings: Settings, tmp_path: Path,
+                                           release: Path, cli: Cli) -> None:  # noqa: F811
+    populate(settings)
+    embargo = (datetime.now(UTC) + timedelta(days=2)).replace(microsecond=0)
+    for f in release.parent.glob("*.md"):
+        f.write_text(f.read_text(encoding="utf-8").replace(
+            "---\n", f"---\nembargo: {embargo.isoformat()}\n", 1), encoding="utf-8")
+    early = (embargo - timedelta(hours=1)).strftime("%Y-%m-%d %H:%M")
+    assert "embargo" in cli("send", str(release), "--list", "press", "--yes", "--at",
+                            f"{early} UTC", expect=1).output
+    late = (embargo + timedelta(hours=1)).strftime("%Y-%m-%d %H:%M")
+    assert "Scheduled" in cli("send", str(release), "--list", "press", "--yes", "--at",
+                              f"{late} UTC").output
+
+
+def test_rate_windows_are_shared_by_all_senders(settings: Settings) -> None:
+    """Two senders (two sessions) together get exactly the window's allowance."""
+    factory = session_factory(settings)
+    now = datetime(2026, 12, 1, 9, 0, 0, 500000, tzinfo=UTC)
+    granted = 0
+    for i in range(10):
+        with factory() as s, s.begin():
+            if take(s, "send:campaign:1", 1, 4, now) == 0:
+                granted += 1
+    assert granted == 4
+    with factory() as s, s.begin():
+        wait = take(s, "send:campaign:1", 1, 4, now)
+    assert 0 < wait <= 0.5
+    with factory() as s, s.begin():
+        assert take(s, "send:campaign:1", 1, 4, now + timedelta(seconds=1)) == 0
+
+
+def _bulk_audience(settings: Settings, n: int) -> None:
+    with session_scope(settings) as s:
+        ml = create_list(s, "press", "Press")
+        list_id = ml.id
+    now = clock.now()
+    with session_scope(settings) as s:
+        s.execute(insert(Contact), [
+            {"email": f"r{i:05d}@example.org", "email_original": f"r{i:05d}@example.org",
+             "name": f"Reader {i}", "language": "ko" if i % 2 else "en", "organisation": "",
+             "attributes": {}, "created_at": now, "updated_at": now} for i in range(n)])
+        ids = s.scalars(select(Contact.id)).all()
+        s.execute(insert(Subscription), [
+            {"contact_id": cid, "list_id": list_id, "status": SubscriptionStatus.SUBSCRIBED,
+             "source": "test", "created_at": now, "updated_at": now} for cid in ids])
+
+
+@pytest.mark.slow
+def test_four_workers_on_postgresql_one_killed(settings: Settings, tmp_path: Path,
+                                               release: Path, cli: Cli) -> None:  # noqa: F811
+    if not settings.database_url.startswith("postgresql"):
+        pytest.skip("several workers need PostgreSQL")
+    n = 20_000
+    server = SmtpServer().start()
+    workers: list[subprocess.Popen[bytes]] = []
+    killed: list[int] = []
+    try:
+        settings = use_smtp(settings, tmp_path, server, concurrency=2, batch_size=50,
+                            lease_seconds=600)
+        _bulk_audience(settings, n)
+        out = cli("send", str(release), "--list", "press", "--yes", "--limit", "0").output
+        assert f"recipients: {n}" in out
+
+        def kill_one(received: Received) -> None:
+            if len(server.sink.received) == 4000 and not killed:
+                killed.append(workers[0].pid)
+                os.kill(workers[0].pid, signal.SIGKILL)
+
+        server.sink.on_message = kill_one
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        workers = [subprocess.Popen(
+            [sys.executable, "-m", "mailer", "--config", str(tmp_path / "mailer.toml"),
+             "worker", "--once", "--poll", "0.2"],
+            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) for _ in range(4)]
+        deadline = time.monotonic() + 600
+        for w in workers:
+            w.wait(timeout=max(1, deadline - time.monotonic()))
+        assert killed and workers[0].returncode == -signal.SIGKILL
+        assert all(w.returncode == 0 for w in workers[1:]), [w.returncode for w in workers]
+        # The survivors' last pass may have ended before the dead worker's rows were orphaned:
+        # one more pass turns them in_doubt (its pid is gone) and sends nothing new.
+        cli("worker", "--once", "--poll", "0")
+        with session_scope(settings) as s:
+            rows = dict(s.execute(select(Delivery.message_id, Delivery.status)).all())
+        at_sink = Counter(server.sink.message_ids())
+        assert max(at_sink.values()) == 1, "a message arrived twice"
+        statuses = Counter(v.value for v in rows.values())
+        assert set(statuses) <= {"sent", "in_doubt"}, statuses
+        assert 1 <= statuses["in_doubt"] <= 2 * 50  # the killed worker's claimed batches
+        for mid, status in rows.items():
+            if status.value == "sent":
+                assert at_sink[mid] == 1
+        assert sum(at_sink.values()) >= statuses["sent"]
+        assert set(at_sink) <= set(rows)
+    finally:
+        for w in workers:
+            if w.poll() is None:
+                w.kill()
+        server.stop()
