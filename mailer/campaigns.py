@@ -11,7 +11,19 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import String, and_, case, cast, exists, func, literal, or_, select, update
+from sqlalchemy import (
+    String,
+    and_,
+    case,
+    cast,
+    exists,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.orm import Session
 
 from mailer import audit, clock
@@ -143,7 +155,7 @@ def plan_campaign(
                            nonce, domain, now)
     if not smtputf8:
         _skip_smtputf8(session, campaign.id)
-    by_language: dict[str, int] = dict(session.execute(  # type: ignore[arg-type]
+    by_language: dict[str, int] = dict(session.execute(
         select(Delivery.language, func.count()).where(
             Delivery.campaign_id == campaign.id, Delivery.status == DeliveryStatus.PENDING)
         .group_by(Delivery.language)).all())
@@ -187,7 +199,7 @@ def _insert_deliveries(session: Session, campaign: Campaign, ml: MailingList,
         .where(*conditions)
     )
     session.execute(
-        Delivery.__table__.insert().from_select(
+        insert(Delivery).from_select(
             ["campaign_id", "contact_id", "list_id", "email", "language", "status", "attempts",
              "message_id", "updated_at"],
             select_rows,

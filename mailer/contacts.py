@@ -6,7 +6,7 @@ import hashlib
 from collections.abc import Iterator
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session, selectinload
 
 from mailer import audit, clock
@@ -231,7 +231,7 @@ def erase(session: Session, email: str, *, actor: str = "") -> None:
         for bounce in session.scalars(select(Bounce).where(Bounce.email == address.key)):
             bounce.email = None
             bounce.diagnostic = None
-        session.execute(ContactTag.__table__.delete().where(ContactTag.contact_id == contact.id))
+        session.execute(delete(ContactTag).where(ContactTag.contact_id == contact.id))
         session.delete(contact)
     # Events that named the address without a contact (e.g. suppressions) lose it as well.
     session.flush()

@@ -109,7 +109,14 @@ def dry_run(settings: Settings, release: Any, list_slugs: Sequence[str], tags: S
         p = _plan(session, settings, release, list_slugs, tags, smtputf8=smtputf8,
                   transport=transport, not_before=None, not_after=None, rate=None,
                   new_version=new_version, created_by="dry-run")
-        result = build_all(session, settings, p.campaign.id, render_release(release, settings))
+        names = [ml for ml in p.campaign.audience.get("lists", [])]
+        list_name = None
+        if len(names) == 1:
+            from mailer.lists import get_list
+
+            list_name = get_list(session, names[0]).name
+        result = build_all(session, settings, p.campaign.id,
+                           render_release(release, settings, list_name=list_name))
         return p, result
     finally:
         session.rollback()

@@ -331,7 +331,8 @@ class Bounce(Base):
     # The Message-ID of the report itself, so processing the same mailbox twice counts once.
     source_message_id: Mapped[str] = mapped_column(String(500), unique=True)
     email: Mapped[str | None] = mapped_column(String(320), index=True)
-    kind: Mapped[str] = mapped_column(String(20))  # hard, soft, block, complaint, unsubscribe
+    # hard, soft, block, complaint, unsubscribe, delayed, autoreply, ignored (see bounces.py)
+    kind: Mapped[str] = mapped_column(String(20))
     status_code: Mapped[str | None] = mapped_column(String(20))
     diagnostic: Mapped[str | None] = mapped_column(Text)
     delivery_id: Mapped[int | None] = mapped_column(

@@ -213,8 +213,13 @@ class Compiler:
         return compiled
 
 
-def render_campaign(settings: Settings, campaign: Campaign) -> dict[str, Any]:
-    """Render the campaign's stored release (premailer once per language)."""
+def render_campaign(settings: Settings, campaign: Campaign,
+                    list_names: dict[int, str] | None = None) -> dict[str, Any]:
+    """Render the campaign's stored release (premailer once per language).
+
+    A campaign to one list names it in the footer ("you are on the Press list"); a campaign to
+    several lists uses the organisation's wording, so each language is still inlined once.
+    """
     from mailer.releases import release_from_sources
     from mailer.render import render_release
 
@@ -223,7 +228,9 @@ def render_campaign(settings: Settings, campaign: Campaign) -> dict[str, Any]:
         stored.slug, {lang: v["source"] for lang, v in stored.variants.items()},
         stored.default_language,
     )
-    return render_release(release, settings)
+    list_ids = campaign.audience.get("list_ids", [])
+    list_name = (list_names or {}).get(list_ids[0]) if len(list_ids) == 1 else None
+    return render_release(release, settings, list_name=list_name)
 
 
 class Deliverer:
@@ -286,7 +293,8 @@ class Deliverer:
             lists = {ml.id: ml for ml in s.scalars(select(MailingList))}
             for ml in lists.values():
                 s.expunge(ml)
-            rendered = render_campaign(self.settings, campaign)
+            rendered = render_campaign(self.settings, campaign,
+                                       {i: ml.name for i, ml in lists.items()})
             self.started_at = campaign.started_at
             self.not_after = campaign.not_after
             self.compiler = Compiler(self.settings, campaign, rendered, lists)
@@ -529,8 +537,8 @@ class Deliverer:
     def _names(self, rows: list[Delivery]) -> dict[int | None, str]:
         ids = [d.contact_id for d in rows if d.contact_id is not None]
         with self.factory() as s:
-            rows = s.execute(select(Contact.id, Contact.name).where(Contact.id.in_(ids)))
-            return {contact_id: name for contact_id, name in rows}
+            found = s.execute(select(Contact.id, Contact.name).where(Contact.id.in_(ids)))
+            return {contact_id: name for contact_id, name in found}
 
     def _record(self, me: str, results: list[tuple[Delivery, Reply]]) -> None:
         now = clock.now()

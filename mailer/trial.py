@@ -60,7 +60,7 @@ def send_test(settings: Settings, rendered: dict[str, Any], addresses: Sequence[
 @dataclass(frozen=True)
 class DryRunResult:
     messages: int
-    bytes: int
+    size: int
     by_language: dict[str, int]
     sample: bytes | None
 

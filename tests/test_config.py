@@ -42,7 +42,7 @@ def test_a_bad_value_names_file_key_and_value(tmp_path: Path) -> None:
 
 def test_a_bad_environment_value_names_the_variable(tmp_path: Path) -> None:
     (tmp_path / "mailer.toml").write_text("")
-    with pytest.raises(ConfigError, match="MAILER_RATE_PER_HOUR.*'soon'"):
+    with pytest.raises(ConfigError, match=r"MAILER_RATE_PER_HOUR.*'soon'"):
         load_settings(tmp_path / "mailer.toml", env={"MAILER_RATE_PER_HOUR": "soon"})
 
 

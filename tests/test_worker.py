@@ -91,7 +91,7 @@ def test_rate_windows_are_shared_by_all_senders(settings: Settings) -> None:
     factory = session_factory(settings)
     now = datetime(2026, 12, 1, 9, 0, 0, 500000, tzinfo=UTC)
     granted = 0
-    for i in range(10):
+    for _ in range(10):
         with factory() as s, s.begin():
             if take(s, "send:campaign:1", 1, 4, now) == 0:
                 granted += 1

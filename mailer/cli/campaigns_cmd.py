@@ -58,8 +58,9 @@ def campaigns_show(app: AppContext, campaign_id: int, as_json: bool) -> None:
     if data["excluded"]:
         click.echo("  excluded at planning: "
                    + ", ".join(f"{k} {v}" for k, v in data["excluded"].items()))
-    if data["bounces"]:
-        click.echo("  bounces: " + ", ".join(f"{k} {v}" for k, v in data["bounces"].items()))
+    if any(data["bounces"].values()):
+        click.echo("  bounces: " + ", ".join(f"{k} {v}" for k, v in data["bounces"].items()
+                                             if v))
     for r in data["replies"]:
         click.echo(f"  {r['count']:>6} x {r['code'] or '-'} {r['reply']}")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -81,7 +82,7 @@ class ProgressBar:
 
     def __init__(self, total: int) -> None:
         self.total = total
-        self.enabled = click.get_text_stream("stderr").isatty()
+        self.enabled = sys.stderr.isatty()
         self.last = 0.0
 
     def __call__(self, progress: Any) -> None:
@@ -152,7 +153,7 @@ def send(app: AppContext, path: str, lists: tuple[str, ...], tags: tuple[str, ..
         p, built = dispatch.dry_run(settings, release, slugs, tags, smtputf8=smtputf8,
                                     transport=transport.describe(), new_version=new_version)
         echo_plan(p, "dry run (nothing is sent or stored)")
-        click.echo(f"Dry run: built {built.messages} messages ({built.bytes / 1024:.0f} KiB); "
+        click.echo(f"Dry run: built {built.messages} messages ({built.size / 1024:.0f} KiB); "
                    "none sent, nothing stored.")
         return
     start_at = parse_when(at, "--at")
@@ -171,7 +172,7 @@ def send(app: AppContext, path: str, lists: tuple[str, ...], tags: tuple[str, ..
         click.echo("Nothing left to send.")
         return
     if not yes:
-        if not click.get_text_stream("stdin").isatty():
+        if not sys.stdin.isatty():
             if p.created:
                 dispatch.discard_draft(settings, p.campaign.id)
             raise click.ClickException("not a terminal: pass --yes to send")
