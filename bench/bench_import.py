@@ -101,12 +101,16 @@ def run(case: str, url: str, file: Path, rows: int) -> dict[str, float]:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def db_url(url: str, folder: Path) -> str:
+    return f"sqlite:///{folder / 'bench.db'}" if url.startswith("sqlite") else url
+
+
 def reset(url: str, folder: Path) -> str:
+    """An empty database: a new SQLite file, or PostgreSQL's tables truncated."""
     if url.startswith("sqlite"):
-        db = folder / "bench.db"
         for suffix in ("", "-wal", "-shm"):
-            Path(str(db) + suffix).unlink(missing_ok=True)
-        return f"sqlite:///{db}"
+            Path(str(folder / "bench.db") + suffix).unlink(missing_ok=True)
+        return db_url(url, folder)
     from sqlalchemy import text
 
     from mailer.config import Settings
@@ -139,35 +143,35 @@ def main() -> None:
         file = folder / "contacts.csv"
         make_file(file, args.rows)
         print(f"{args.rows:,} rows, {file.stat().st_size / 1e6:.1f} MB; median of {args.runs} "
-              f"runs; each case in a fresh process", flush=True)
+              "rounds; each case in a fresh process; every round runs every case, so a busy "
+              "machine slows a round's baseline as much as its imports", flush=True)
         engines = [("sqlite", "sqlite:///")] + ([("postgresql", args.pg)] if args.pg else [])
-        results: list[tuple[str, str, float, float, float]] = []
-        base = [run("validator", "sqlite://", file, args.rows) for _ in range(args.runs)]
-        v_time = statistics.median(r["seconds"] for r in base)
-        results.append(("email-validator alone", "-", v_time, 1.0,
-                        max(r["peak_mb"] for r in base)))
-        for name, url in engines:
-            first, again = [], []
-            for _ in range(args.runs):
-                db = reset(url, folder)
-                first.append(run("import", db, file, args.rows))
-                again.append(run("import", db, file, args.rows))
-            cases = [("import, empty database", first), ("re-import (all known)", again)]
-            if name == "sqlite":
-                plain = []
-                for _ in range(args.runs):
-                    db = reset(url, folder)
-                    plain.append(run("import-uncached", db, file, args.rows))
-                cases.append(("import, no domain cache", plain))
-            for label, runs in cases:
-                t = statistics.median(r["seconds"] for r in runs)
-                results.append((label, name, t, v_time / t, max(r["peak_mb"] for r in runs)))
+        cases = [("email-validator alone", "-", "validator")]
+        for name, _ in engines:
+            cases += [("import, empty database", name, "import"),
+                      ("re-import (all known)", name, "import")]
+        cases.append(("import, no domain cache", "sqlite", "import-uncached"))
+        measured: dict[tuple[str, str], list[dict[str, float]]] = {}
+        ratios: dict[tuple[str, str], list[float]] = {}
+        for _ in range(args.runs):
+            base = run("validator", "sqlite://", file, args.rows)
+            measured.setdefault(cases[0][:2], []).append(base)
+            for label, engine, case in cases[1:]:
+                url = dict(engines)[engine]
+                db = db_url(url, folder) if label.startswith("re-import") else reset(url, folder)
+                result = run(case, db, file, args.rows)
+                measured.setdefault((label, engine), []).append(result)
+                ratios.setdefault((label, engine), []).append(
+                    base["seconds"] / result["seconds"])
         print(f"{'case':<25} {'engine':<11} {'seconds':>8} {'rows/s':>9} {'x validator':>12} "
               f"{'peak MB':>8}")
-        for label, engine, t, ratio, peak in results:
+        for label, engine, _ in cases:
+            runs = measured[(label, engine)]
+            t = statistics.median(r["seconds"] for r in runs)
+            ratio = statistics.median(ratios.get((label, engine), [1.0]))
+            peak = max(r["peak_mb"] for r in runs)
             print(f"{label:<25} {engine:<11} {t:>8.2f} {args.rows / t:>9,.0f} {ratio:>12.2f} "
                   f"{peak:>8.0f}")
-
 
 if __name__ == "__main__":
     main()

@@ -128,11 +128,11 @@ def test_a_compiled_message_survives_the_smtp_framing(
     assert parts(parse(received)) == parts(parse(built))
 
 
-def test_preferences_tokens_match_the_tokens_module(settings: Settings,
-                                                    rendered: dict[str, Any],
-                                                    sender: Sender) -> None:
+def test_tokens_match_the_tokens_module(settings: Settings, rendered: dict[str, Any],
+                                        sender: Sender) -> None:
+    """The compiled path signs its own tokens (faster); they are the tokens module's tokens."""
     compiled = CompiledVariant(rendered["en"], sender, settings, campaign_id=None)
-    for contact_id, list_id in [(1, None), (42, 3), (10**9, 7)]:
+    for contact_id, list_id in [(1, None), (42, 3), (987_654, 12), (2**31 - 1, 7)]:
         values = compiled.personal_values(Recipient(contact_id, "a@example.org", "A", list_id,
                                                     "<x@example.org>"))
         assert values["_unsubscribe_token"] == tokens.make_unsubscribe(settings, contact_id,
@@ -140,3 +140,34 @@ def test_preferences_tokens_match_the_tokens_module(settings: Settings,
         pref = values["preferences_url"].rsplit("/", 1)[1]
         assert pref == tokens.make_preferences(settings, contact_id)
         assert tokens.read_preferences(settings, pref) == contact_id
+
+
+def test_tokens_read_back_where_the_tokens_module_would_compress(
+        settings: Settings, rendered: dict[str, Any], sender: Sender) -> None:
+    """Repetitive ids are where itsdangerous zlib-compresses its payload; the compiled path never
+    does, and its tokens must still open the same pages."""
+    compiled = CompiledVariant(rendered["en"], sender, settings, campaign_id=11111)
+    for contact_id, list_id in [(111_111_111, 1111), (1_000_000_000, None), (11111, 1111)]:
+        r = Recipient(contact_id, "a@example.org", "A", list_id, "<x@example.org>")
+        values = compiled.personal_values(r)
+        assert tokens.read_unsubscribe(settings, values["_unsubscribe_token"]) == \
+            tokens.UnsubscribeToken(contact_id, list_id, 11111)
+        pref = values["preferences_url"].rsplit("/", 1)[1]
+        assert tokens.read_preferences(settings, pref) == contact_id
+    # The case exists: the tokens module does compress one of these (so the test means it).
+    assert tokens.make_unsubscribe(settings, 111_111_111, 1111, 11111).count(".") == 2
+
+
+def test_smtp_framing_matches_rfc_5321(settings: Settings) -> None:
+    """CRLF line ends and dot-stuffing (the fast path) equal the general rule on any input."""
+    import random
+
+    def reference(message: bytes) -> bytes:
+        data = re.sub(rb"(?:\r\n|\n|\r(?!\n))", b"\r\n", message)
+        data = re.sub(rb"(?m)^\.", b"..", data)
+        return data if data.endswith(b"\r\n") else data + b"\r\n"
+
+    rnd = random.Random(5321)
+    for _ in range(20000):
+        message = bytes(rnd.choice(b"a.\n\r ") for _ in range(rnd.randint(0, 24)))
+        assert _dot_stuff(message) == reference(message), message

@@ -506,3 +506,34 @@ def test_sqlite_refuses_a_second_sender(settings: Settings, session: Session) ->
         acquire_sender_lock(session, "otherhost:1")
     with pytest.raises(AlreadyRunningError, match="only one sender"), session.begin():
         acquire_sender_lock(session, "thishost:2")
+
+
+def test_release_with_check_errors_is_not_sent(settings: Settings, tmp_path: Path,
+                                               smtp: SmtpServer, release: Path,
+                                               cli: Cli) -> None:
+    settings = use_smtp(settings, tmp_path, smtp, postal_address="")
+    populate(settings)
+    out = cli("send", str(release), "--list", "press", "--yes", expect=1).output
+    assert "release check" in out and "postal address" in out
+    assert smtp.sink.received == []
+    with session_scope(settings) as s:
+        assert s.scalars(select(Campaign)).all() == []
+
+
+def test_second_sender_on_sqlite_is_refused_by_the_cli(settings: Settings, tmp_path: Path,
+                                                       smtp: SmtpServer, release: Path,
+                                                       cli: Cli) -> None:
+    from mailer.models import Lock
+
+    if settings.database_url.startswith("postgresql"):
+        pytest.skip("PostgreSQL allows many senders")
+    settings = use_smtp(settings, tmp_path, smtp)
+    populate(settings)
+    with session_scope(settings) as s:
+        s.add(Lock(name="sender", holder="press-laptop:4242",
+                   expires_at=clock.now() + timedelta(seconds=60)))
+    out = cli("send", str(release), "--list", "press", "--yes", expect=1).output
+    assert "another sender is running (press-laptop:4242)" in out
+    assert smtp.sink.received == []
+    with session_scope(settings) as s:
+        assert {d.status.value for d in s.scalars(select(Delivery))} == {"pending"}
