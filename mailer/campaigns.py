@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import secrets
+import zlib
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -20,7 +21,6 @@ from sqlalchemy import (
     func,
     insert,
     literal,
-    or_,
     select,
     update,
 )
@@ -115,6 +115,11 @@ def plan_campaign(
     if not list_slugs:
         raise InvalidInputError("no audience: give at least one --list (or `lists:` in the "
                                 "release's front matter)")
+    if session.get_bind().dialect.name == "postgresql":
+        # Two `mailer send` at once for one release must not both plan: the second waits here
+        # and then finds the first one's campaign (SQLite's BEGIN IMMEDIATE does the same).
+        session.execute(select(func.pg_advisory_xact_lock(
+            zlib.crc32(f"mailer.plan:{release.slug}".encode()))))
     lists = [get_list(session, slug) for slug in dict.fromkeys(list_slugs)]
     tags = sorted(set(tags))
     key = audience_key([ml.slug for ml in lists], tags)
@@ -152,7 +157,7 @@ def plan_campaign(
     languages = sorted(release.variants)
     for ml in lists:
         _insert_deliveries(session, campaign, ml, tags, languages, release.default_language,
-                           nonce, domain, now)
+                           nonce, domain, now, release.id)
     if not smtputf8:
         _skip_smtputf8(session, campaign.id)
     by_language: dict[str, int] = dict(session.execute(
@@ -170,7 +175,7 @@ def plan_campaign(
 
 def _insert_deliveries(session: Session, campaign: Campaign, ml: MailingList,
                        tags: Sequence[str], languages: list[str], default_language: str,
-                       nonce: str, domain: str, now: datetime) -> None:
+                       nonce: str, domain: str, now: datetime, release_id: int) -> None:
     # One INSERT ... SELECT per list, in the order given: a contact on several lists gets one
     # row, attributed to the first list. Nothing is loaded into Python, whatever the list size.
     # The INSERT's own table, aliased so the NOT EXISTS below does not correlate with it.
@@ -189,6 +194,7 @@ def _insert_deliveries(session: Session, campaign: Campaign, ml: MailingList,
         ~exists().where(Suppression.email == Contact.email),
         ~exists().where(planned.c.campaign_id == campaign.id, planned.c.contact_id == Contact.id),
     ]
+    conditions.append(~_already_has(release_id))
     if tags:
         conditions.append(exists().where(ContactTag.contact_id == Contact.id,
                                          ContactTag.tag.in_(tags)))
@@ -204,6 +210,25 @@ def _insert_deliveries(session: Session, campaign: Campaign, ml: MailingList,
              "message_id", "updated_at"],
             select_rows,
         )
+    )
+
+
+NOT_RECEIVED = (DeliveryStatus.FAILED.value, DeliveryStatus.SKIPPED.value,
+                DeliveryStatus.CANCELLED.value)
+
+
+def _already_has(release_id: int) -> Any:
+    """EXISTS: the contact got (or is getting) this very release in another campaign.
+
+    A cancelled campaign resent, or a second audience overlapping the first, must not mail
+    anyone twice; a changed text is a new release row (send --new-version)."""
+    earlier = Delivery.__table__.alias("earlier")
+    earlier_campaign = Campaign.__table__.alias("earlier_campaign")
+    return exists().where(
+        earlier.c.contact_id == Contact.id,
+        earlier.c.campaign_id == earlier_campaign.c.id,
+        earlier_campaign.c.release_id == release_id,
+        earlier.c.status.not_in(NOT_RECEIVED),
     )
 
 
@@ -243,7 +268,9 @@ def _excluded(session: Session, campaign: Campaign, list_ids: list[int],
     subscribed_any = exists().where(
         and_(other.c.contact_id == Contact.id, other.c.list_id.in_(list_ids),
              other.c.status == SubscriptionStatus.SUBSCRIBED.value))
+    received = _already_has(campaign.release_id)
     result = {
+        "already received this release": count(~suppressed, subscribed_any, received),
         "suppressed": count(suppressed),
         "unsubscribed": count(~suppressed, Subscription.status == SubscriptionStatus.UNSUBSCRIBED,
                               ~subscribed_any),
@@ -418,6 +445,8 @@ def retry_now(session: Session, campaign_id: int) -> int:
 def resolve_in_doubt(session: Session, campaign_id: int, action: str) -> int:
     """The operator's decision on in-doubt rows: resend them (same Message-ID) or mark sent."""
     c = get_campaign(session, campaign_id)
+    if c.status == CampaignStatus.CANCELLED:
+        raise SendError(f"campaign {c.id} was cancelled; its in-doubt messages stay as they are")
     now = clock.now()
     if action == "resend":
         values: dict[str, Any] = {"status": DeliveryStatus.PENDING, "claimed_by": None,
@@ -448,12 +477,6 @@ def language_summary(plan: Plan) -> str:
 
 def counter_text(counts: dict[str, int]) -> str:
     return ", ".join(f"{k} {v}" for k, v in Counter(counts).most_common() if v) or "none"
-
-
-def due_filter(now: datetime) -> Any:
-    """Rows a sender may claim now."""
-    return or_(Delivery.status == DeliveryStatus.PENDING,
-               and_(Delivery.status == DeliveryStatus.DEFERRED, Delivery.next_attempt_at <= now))
 
 
 def resume(session: Session, campaign_id: int) -> Campaign:

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from mailer.errors import ConfigError
 
@@ -172,13 +172,18 @@ def mask_secret(name: str, value: str) -> str:
 
 
 def mask_url(url: str) -> str:
-    """The URL with its password (if any) replaced by ****."""
-    parts = urlsplit(url)
-    if parts.password is None:
+    """The URL with its password (if any) replaced by ****.
+
+    Done on the text, not with urlsplit: a password holding '#', '/' or '?' must not leak
+    because the parser stopped early."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or "@" not in rest:
         return url
-    netloc = parts.netloc.rsplit("@", 1)[1]
-    user = parts.username or ""
-    return urlunsplit(parts._replace(netloc=f"{user}:****@{netloc}"))
+    credentials, _, host = rest.rpartition("@")
+    if ":" not in credentials:
+        return url
+    user = credentials.split(":", 1)[0]
+    return f"{scheme}://{user}:****@{host}"
 
 
 def find_config(explicit: str | os.PathLike[str] | None = None,

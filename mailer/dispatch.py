@@ -91,9 +91,24 @@ def plan(settings: Settings, release: Any, list_slugs: Sequence[str], tags: Sequ
         p = _plan(s, settings, release, list_slugs, tags, smtputf8=smtputf8,
                   transport=transport, not_before=not_before, not_after=not_after, rate=rate,
                   new_version=new_version, created_by=created_by)
-        if not_before is not None and p.created:
+        c = p.campaign
+        unstarted = c.started_at is None and c.status in (CampaignStatus.DRAFT,
+                                                          CampaignStatus.SCHEDULED)
+        if not p.created and not unstarted and (not_before or not_after or rate):
+            raise SendError(f"campaign {c.id} has already started: --at, --not-after and "
+                            "--rate apply only to a campaign that has not")
+        if not p.created and unstarted:
+            # An earlier plan that never went out (declined, interrupted): this command's
+            # options win, so --at is never ignored.
+            c.not_before = not_before or release.embargo
+            if not_after is not None:
+                c.not_after = not_after
+            if rate is not None:
+                c.rate_per_second = rate
+            c.status = CampaignStatus.DRAFT
+        if not_before is not None:
             # A worker starts it when due (see mailer.worker).
-            p.campaign.status = CampaignStatus.SCHEDULED
+            c.status = CampaignStatus.SCHEDULED
         return p
 
 

@@ -293,7 +293,7 @@ class Delivery(Base):
     __tablename__ = "delivery"
     __table_args__ = (
         UniqueConstraint("campaign_id", "contact_id"),
-        Index("ix_delivery_claim", "campaign_id", "status", "next_attempt_at"),
+        Index("ix_delivery_claim", "campaign_id", "status", "id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

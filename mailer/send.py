@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from mailer import audit, clock, failpoints
 from mailer.addresses import smtp_form, verp_encode
-from mailer.campaigns import due_filter, get_campaign, is_complete, status_counts
+from mailer.campaigns import get_campaign, is_complete, status_counts
 from mailer.config import Settings
 from mailer.errors import AlreadyRunningError, MailerError, SendError, TransportError
 from mailer.message import CompiledVariant, Recipient, dkim_signer, sender_for
@@ -47,8 +47,19 @@ from mailer.throttle import SharedRateLimiter
 from mailer.transport import Connection, Outcome, Reply, Transport
 
 SENDER_LOCK = "sender"
+# Claimed rows are looked at again (campaign paused or cancelled? address suppressed or
+# unsubscribed?) every few messages or every second, whichever comes first.
+RECHECK_EVERY = 4
+RECHECK_SECONDS = 1.0
+MAX_CONNECTION_FAILURES = 5
 LOCK_TTL = timedelta(seconds=60)
 MAX_BACKOFF = timedelta(hours=6)
+
+
+def clean_name(name: str) -> str:
+    """A display name safe for a header: no line breaks or control characters (Excel's
+    Alt+Enter, a pasted signature) and no runs of spaces."""
+    return " ".join("".join(ch if ch.isprintable() else " " for ch in name).split())
 
 
 def this_process() -> str:
@@ -249,10 +260,12 @@ class Deliverer:
         on_progress: Callable[[Progress], None] | None = None,
         worker: str | None = None,
         single_sender_lock: bool | None = None,
+        resume_paused: bool = True,
     ) -> None:
         self.settings = settings
         self.factory = factory
         self.campaign_id = campaign_id
+        self.resume_paused = resume_paused
         self.transport = transport
         self.concurrency = concurrency or settings.concurrency
         self.limit = limit
@@ -280,6 +293,9 @@ class Deliverer:
         with self.factory() as s, s.begin():
             campaign = get_campaign(s, self.campaign_id)
             self._check_startable(campaign)
+            if campaign.status == CampaignStatus.PAUSED and not self.resume_paused:
+                # Only the operator (send, campaigns resume) restarts a paused campaign.
+                raise SendError(f"campaign {campaign.id} is paused")
             if self.use_lock:
                 acquire_sender_lock(s, self.worker)
             recover_orphans(s, campaign.id)
@@ -302,10 +318,16 @@ class Deliverer:
             audit.record(s, "campaign.send", campaign_id=campaign.id, actor=self.worker)
         self.limiter = SharedRateLimiter(self.factory, self.campaign_id, rate or 0.0,
                                          self.settings.rate_per_hour)
-        # A batch must finish well inside its lease, even at a slow rate.
+        # A batch should finish well inside its lease even at a slow rate (the rate is shared
+        # by every connection); _send_batch also stops at half the lease whatever happens.
         self.batch = self.settings.batch_size
+        lease = self.settings.lease_seconds
         if rate:
-            self.batch = max(1, min(self.batch, int(rate * self.settings.lease_seconds / 4)))
+            self.batch = min(self.batch, int(rate * lease / 4 / self.concurrency))
+        if self.settings.rate_per_hour:
+            self.batch = min(self.batch,
+                             int(self.settings.rate_per_hour * lease / 3600 / 4 / self.concurrency))
+        self.batch = max(1, self.batch)
         threads = [threading.Thread(target=self._thread_main, name=f"mailer-send-{i}",
                                     daemon=True) for i in range(self.concurrency)]
         heartbeat = threading.Thread(target=self._heartbeat, daemon=True)
@@ -427,13 +449,8 @@ class Deliverer:
             if self.not_after is not None and now > self.not_after:
                 self._expire(s, now)
                 return []
-            stmt = (select(Delivery).where(Delivery.campaign_id == self.campaign_id,
-                                           due_filter(now))
-                    .order_by(Delivery.id).limit(size))
-            if not self.sqlite:
-                stmt = stmt.with_for_update(skip_locked=True)
             while True:
-                found = list(s.scalars(stmt))
+                found = self._due_rows(s, size, now)
                 if not found:
                     return []
                 rows = self._skip_opted_out(s, found, now)
@@ -451,6 +468,24 @@ class Deliverer:
             for d in rows:
                 s.expunge(d)
         failpoints.hit("after_claim")
+        return rows
+
+    def _due_rows(self, s: Session, size: int, now: datetime) -> list[Delivery]:
+        """Pending rows first, then deferred ones that are due; two indexed queries, because
+        one with OR would scan the whole campaign on every claim."""
+        def query(stmt: Any) -> list[Delivery]:
+            if not self.sqlite:
+                stmt = stmt.with_for_update(skip_locked=True)
+            return list(s.scalars(stmt))
+
+        rows = query(select(Delivery).where(Delivery.campaign_id == self.campaign_id,
+                                            Delivery.status == DeliveryStatus.PENDING)
+                     .order_by(Delivery.id).limit(size))
+        if len(rows) < size:
+            rows += query(select(Delivery).where(Delivery.campaign_id == self.campaign_id,
+                                                 Delivery.status == DeliveryStatus.DEFERRED,
+                                                 Delivery.next_attempt_at <= now)
+                          .order_by(Delivery.next_attempt_at).limit(size - len(rows)))
         return rows
 
     def _skip_opted_out(self, s: Session, rows: list[Delivery], now: datetime) -> list[Delivery]:
@@ -491,48 +526,96 @@ class Deliverer:
         self.progress.add("cancelled", int(result.rowcount or 0))  # type: ignore[attr-defined]
 
     def _send_batch(self, me: str, conn: Connection, rows: list[Delivery]) -> None:
+        """Send a claimed batch; stop early (giving the rest back) on pause, cancel, stop, or
+        when half the lease is gone, so no row is ever sent after its lease could expire."""
         assert self.compiler is not None and self.limiter is not None
         names = self._names(rows)
         pending: list[tuple[Delivery, Reply]] = []
         group = self.settings.ledger_group_size
         unsent = list(rows)
+        # Half the lease: the message in flight when we stop still ends well inside it.
+        deadline = time.monotonic() + self.settings.lease_seconds / 2
+        next_check = time.monotonic() + RECHECK_SECONDS
+        since_check = 0
+        failures = 0
         try:
             while unsent:
-                if self.stop.is_set() or self._paused_now(len(rows) - len(unsent)):
+                started = len(unsent) < len(rows)
+                if self.stop.is_set() or (started and time.monotonic() >= deadline):
                     break
+                if since_check >= RECHECK_EVERY or time.monotonic() >= next_check:
+                    next_check = time.monotonic() + RECHECK_SECONDS
+                    since_check = 0
+                    if pending:
+                        self._record(me, pending)
+                        pending = []
+                    if not self._recheck(me, unsent) or not unsent:
+                        break
                 d = unsent[0]
-                if not self.limiter.wait(self.stop):
+                if not self.limiter.wait(self.stop, until=deadline if started else None):
                     break
-                compiled = self.compiler.get(d.language, d.list_id)
-                recipient = Recipient(d.contact_id or 0, d.email, names.get(d.contact_id, ""),
-                                      d.list_id, d.message_id)
-                message = compiled.build(recipient, deliver_to=self.redirect)
-                address, utf8 = smtp_form(self.redirect or d.email)
-                env_from = (verp_encode(self.envelope_from, address) if self.settings.verp
-                            else self.envelope_from)
-                reply = conn.send(env_from, address, message, smtputf8=utf8)
+                reply = self._send_one(conn, d, names)
+                since_check += 1
                 unsent.pop(0)
                 failpoints.hit("after_reply")
                 pending.append((d, reply))
                 if len(pending) >= group:
                     self._record(me, pending)
                     pending = []
+                # A server that keeps failing before accepting anything is down or refusing
+                # us: stop instead of deferring the whole audience one row at a time.
+                lost = reply.code == 0 and reply.outcome == Outcome.DEFERRED
+                failures = failures + 1 if lost else 0
+                if failures >= MAX_CONNECTION_FAILURES:
+                    raise TransportError(
+                        f"the mail server failed {failures} times in a row ({reply.text}); "
+                        "stopped. Resume the campaign when it is reachable again."
+                    )
         finally:
             if pending:
                 self._record(me, pending)
             if unsent:
                 self._release(me, unsent)
 
-    def _paused_now(self, sent_in_batch: int) -> bool:
-        # Looking at the campaign every 20 messages keeps `pause` prompt without a query each.
-        if sent_in_batch == 0 or sent_in_batch % 20:
-            return False
-        with self.factory() as s:
+    def _send_one(self, conn: Connection, d: Delivery, names: dict[int | None, str]) -> Reply:
+        assert self.compiler is not None
+        try:
+            compiled = self.compiler.get(d.language, d.list_id)
+            recipient = Recipient(d.contact_id or 0, d.email,
+                                  clean_name(names.get(d.contact_id, "")), d.list_id,
+                                  d.message_id)
+            message = compiled.build(recipient, deliver_to=self.redirect)
+            address, utf8 = smtp_form(self.redirect or d.email)
+        except (MailerError, ValueError, KeyError, UnicodeError) as err:
+            # One malformed row must not stop the campaign (or a worker) for everyone else.
+            return Reply(0, f"could not build the message: {err}", Outcome.FAILED)
+        env_from = (verp_encode(self.envelope_from, address) if self.settings.verp
+                    else self.envelope_from)
+        return conn.send(env_from, address, message, smtputf8=utf8)
+
+    def _recheck(self, me: str, unsent: list[Delivery]) -> bool:
+        """Once a second: is the campaign still sending, and are the claimed rows still wanted?
+
+        Returns False to stop. Rows whose address was suppressed or unsubscribed since the claim
+        are marked skipped and dropped from `unsent` (an unsubscribe stops every later message).
+        """
+        now = clock.now()
+        with self.factory() as s, s.begin():
             status = s.scalar(select(Campaign.status).where(Campaign.id == self.campaign_id))
-        if status != CampaignStatus.SENDING:
-            self.stopped_by = CampaignStatus(status).value if status else "cancelled"
-            return True
-        return False
+            if status != CampaignStatus.SENDING:
+                self.stopped_by = CampaignStatus(status).value if status else "cancelled"
+                return False
+            # The rows are detached copies: _skip_opted_out only reads and marks them.
+            keep = self._skip_opted_out(s, list(unsent), now)
+            kept_ids = {d.id for d in keep}
+            for d in unsent:
+                if d.id not in kept_ids:
+                    s.execute(update(Delivery).where(Delivery.id == d.id,
+                                                     Delivery.claimed_by == me)
+                              .values(status=DeliveryStatus.SKIPPED, smtp_reply=d.smtp_reply,
+                                      claimed_by=None, lease_expires_at=None, updated_at=now))
+        unsent[:] = [d for d in unsent if d.id in kept_ids]
+        return True
 
     def _names(self, rows: list[Delivery]) -> dict[int | None, str]:
         ids = [d.contact_id for d in rows if d.contact_id is not None]
@@ -580,9 +663,19 @@ class Deliverer:
         failpoints.hit("after_commit")
 
     def _release(self, me: str, rows: list[Delivery]) -> None:
-        """Give unsent claimed rows back (pause, stop, a transport error): nothing was sent."""
+        """Give unsent claimed rows back (pause, stop, a transport error): nothing was sent.
+
+        In a cancelled campaign they become cancelled, never pending again."""
         now = clock.now()
         with self.factory() as s, s.begin():
+            status = s.scalar(select(Campaign.status).where(Campaign.id == self.campaign_id))
+            if status == CampaignStatus.CANCELLED:
+                s.execute(update(Delivery).where(
+                    Delivery.id.in_([d.id for d in rows]), Delivery.claimed_by == me,
+                    Delivery.status == DeliveryStatus.CLAIMED,
+                ).values(status=DeliveryStatus.CANCELLED, claimed_by=None, lease_expires_at=None,
+                         updated_at=now, smtp_reply="cancelled by the operator"))
+                return
             for d in rows:
                 s.execute(update(Delivery).where(
                     Delivery.id == d.id, Delivery.claimed_by == me,

@@ -7,6 +7,7 @@ because every message takes its token from the same database row. Used only when
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from datetime import datetime, timedelta
@@ -57,11 +58,13 @@ class SharedRateLimiter:
     def active(self) -> bool:
         return self.per_second > 0 or self.per_hour > 0
 
-    def wait(self, stop: threading.Event) -> bool:
-        """False when asked to stop while waiting."""
+    def wait(self, stop: threading.Event, until: float | None = None) -> bool:
+        """False when asked to stop, or when no token comes before `until` (monotonic)."""
         if not self.active:
             return not stop.is_set()
         while not stop.is_set():
+            if until is not None and time.monotonic() >= until:
+                return False
             now = clock.now()
             delay = 0.0
             with self.factory() as s, s.begin():
@@ -91,7 +94,7 @@ def _window(per_second: float) -> tuple[int, int]:
     """A whole-second window and its allowance: 0.2/s is 1 per 5 s, 50/s is 50 per second."""
     if per_second >= 1:
         return 1, int(per_second)
-    return max(1, round(1 / per_second)), 1
+    return max(1, math.ceil(1 / per_second)), 1
 
 
 def _give_back(s: Session, key: str, window: int, now: datetime) -> None:

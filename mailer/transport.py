@@ -22,7 +22,14 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from mailer.config import Settings, mask_url
 from mailer.errors import ConfigError, TransportError
 
+LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
 _ENHANCED = re.compile(r"^\s*([245])\.(\d{1,3})\.(\d{1,3})\b")
+
+
+# RFC 3463 X.1.Y codes that say the recipient's address is bad: 1 bad mailbox, 2 bad system,
+# 3 bad mailbox syntax, 6 mailbox moved, 10 null MX. (5.1.7 and 5.1.8 are about the sender.)
+RECIPIENT_GONE = frozenset({"1", "2", "3", "6", "10"})
+FINAL_REPLY_TIMEOUT = 600.0  # RFC 5321 4.5.3.2.6: ten minutes for the reply to the final dot
 
 
 class Outcome(enum.StrEnum):
@@ -54,7 +61,7 @@ def classify(code: int, text: str) -> Reply:
     if 400 <= code < 500:
         return Reply(code, text, Outcome.DEFERRED)
     m = _ENHANCED.match(text)
-    if m and m.group(1) == "5" and m.group(2) == "1":
+    if m and m.group(1) == "5" and m.group(2) == "1" and m.group(3) in RECIPIENT_GONE:
         return Reply(code, text, Outcome.BAD_ADDRESS)
     if m is None and code in (550, 553) and re.search(
         r"(no such|unknown|does not exist|user unknown|mailbox unavailable)", text, re.I
@@ -112,6 +119,11 @@ class SmtpTarget:
             port = parts.port or (465 if tls == "implicit" else 587)
         except ValueError:
             raise ConfigError(f"smtp_url: bad port in {mask_url(url)!r}") from None
+        if tls == "none" and parts.password and parts.hostname not in LOOPBACK:
+            raise ConfigError(
+                f"smtp_url: ?tls=none would send the password in clear text to "
+                f"{parts.hostname}; use STARTTLS (the default) or smtps://"
+            )
         return cls(parts.hostname, port, tls,
                    unquote(parts.username) if parts.username else None,
                    unquote(parts.password) if parts.password else None)
@@ -175,6 +187,15 @@ class SmtpConnection:
             if smtp.has_extn("8bitmime"):
                 options.append("BODY=8BITMIME")
             code, resp = smtp.mail(envelope_from, options)
+            if code >= 500:
+                # The sender is refused, not this recipient: blaming (or suppressing) every
+                # recipient in turn would be wrong. Stop the run; the rows are given back.
+                self._refused(code, resp)
+                t = self.transport.target
+                raise TransportError(
+                    f"{t.host}:{t.port} refused the sender {envelope_from}: {code} "
+                    f"{_text(resp)}"
+                )
             if code != 250:
                 return self._refused(code, resp)
             code, resp = smtp.rcpt(recipient)
@@ -195,11 +216,20 @@ class SmtpConnection:
             return Reply(0, f"connection lost while sending the message: {err}",
                          Outcome.DEFERRED)
         try:
+            if smtp.sock is not None:
+                smtp.sock.settimeout(max(self.transport.timeout, FINAL_REPLY_TIMEOUT))
             code, resp = smtp.getreply()
+            if smtp.sock is not None:
+                smtp.sock.settimeout(self.transport.timeout)
         except (OSError, smtplib.SMTPException) as err:
             self.close()
             return Reply(0, f"connection lost after the message was sent, before the server "
                             f"replied: {err}", Outcome.IN_DOUBT)
+        if code < 200:
+            # A garbled reply to the final dot: the server may well have the message.
+            self.close()
+            return Reply(0, f"unreadable reply after the message was sent: {_text(resp)}",
+                         Outcome.IN_DOUBT)
         reply = classify(code, _text(resp))
         if code == 421:
             self.close()

@@ -64,7 +64,8 @@ class Worker:
                 if self.stop.is_set():
                     break
                 deliverer = Deliverer(self.settings, factory, campaign_id, self.transport,
-                                      concurrency=self.concurrency, worker=name)
+                                      concurrency=self.concurrency, worker=name,
+                                      resume_paused=False)
                 deliverer.stop = self.stop
                 try:
                     result = deliverer.run()

@@ -55,6 +55,7 @@ class Sink:
     script: dict[str, deque[str]] = field(default_factory=lambda: defaultdict(deque))
     attempts: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     on_message: Callable[[Received], None] | None = None
+    refuse_sender: str | None = None  # a reply to MAIL FROM, e.g. "553 5.1.8 rejected"
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def plan(self, address: str, *actions: str) -> None:
@@ -63,6 +64,14 @@ class Sink:
     def _next(self, address: str) -> str:
         queue = self.script.get(address.lower())
         return queue.popleft() if queue else "ok"
+
+    async def handle_MAIL(self, server: Any, session: Any, envelope: Any, address: str,
+                          mail_options: list[str]) -> str:
+        if self.refuse_sender:
+            return self.refuse_sender
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 2.1.0 OK"
 
     async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str,
                           rcpt_options: list[str]) -> str:

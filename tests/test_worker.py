@@ -180,3 +180,36 @@ def _count_lines(path: Path) -> int:
             return sum(1 for _ in fh)
     except FileNotFoundError:
         return 0
+
+
+def test_at_is_honoured_for_an_earlier_unsent_plan(
+    settings: Settings, tmp_path: Path, smtp: SmtpServer, release: Path, cli: Cli,  # noqa: F811
+) -> None:
+    settings = use_smtp(settings, tmp_path, smtp)
+    populate(settings)
+    # A plan that never went out (as when Ctrl-C interrupts the confirmation prompt).
+    from mailer.dispatch import load_for_sending, plan
+
+    plan(settings, load_for_sending(release, settings), ["press"], [], smtputf8=True,
+         transport="test")
+    out = cli("send", str(release), "--list", "press", "--yes", "--at",
+              "2099-01-01 09:00 UTC").output
+    assert "Scheduled campaign 1" in out
+    assert smtp.sink.received == []
+    cli("worker", "--once", "--poll", "0")
+    assert smtp.sink.received == []
+
+
+def test_worker_leaves_a_paused_campaign_alone(
+    settings: Settings, tmp_path: Path, smtp: SmtpServer, release: Path, cli: Cli,  # noqa: F811
+) -> None:
+    settings = use_smtp(settings, tmp_path, smtp)
+    populate(settings)
+    cli("send", str(release), "--list", "press", "--yes", "--limit", "2")
+    cli("campaigns", "pause", "1")
+    cli("worker", "--once", "--poll", "0")
+    assert len(smtp.sink.received) == 2
+    with session_scope(settings) as s:
+        assert s.scalars(select(Campaign)).one().status == CampaignStatus.PAUSED
+    cli("campaigns", "resume", "1")
+    assert len(smtp.sink.received) == 6
