@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
-from sqlalchemy import JSON, Text, bindparam, func, literal, select, update
+from sqlalchemy import JSON, Text, bindparam, func, literal, select, text, update
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
@@ -31,6 +31,7 @@ from mailer.models import (
 )
 
 CHUNK = 1000  # addresses per IN (...) lookup and rows per bulk statement
+ANALYZE_AFTER = 5000  # new subscriptions after which PostgreSQL's statistics are refreshed
 T = TypeVar("T")
 
 
@@ -185,31 +186,37 @@ CONTACT_COLUMNS = ("email", "email_original", "name", "language", "organisation"
 
 
 def _insert_contacts(session: Session, recs: Sequence[Record], stamp: Any) -> Any:
-    """Insert contacts; returns (id, email) rows."""
+    """Insert contacts in one statement; returns (id, email) rows.
+
+    The rows travel as one parameter, not six per row: a multi-row VALUES statement spends
+    more time binding 6,000 placeholders (SQLAlchemy) and parsing them (psycopg) than the
+    database spends inserting. PostgreSQL gets one array per column to unnest, SQLite one
+    JSON array to walk with json_each.
+    """
     contact_t = _table(Contact)
-    values: dict[str, list[Any]] = {
-        "email": [r.key for r in recs], "email_original": [r.original for r in recs],
-        "name": [r.name for r in recs], "language": [r.language for r in recs],
-        "organisation": [r.organisation for r in recs],
-        "attributes": [r.attributes or {} for r in recs],
-    }
+    columns = [*CONTACT_COLUMNS, "created_at", "updated_at"]
     returning = (contact_t.c.id, contact_t.c.email)
-    if session.get_bind().dialect.name != "postgresql":
-        stmt = contact_t.insert().values(created_at=stamp, updated_at=stamp).returning(*returning)
-        params = [dict(zip(values, row, strict=True))
-                  for row in zip(*values.values(), strict=True)]
-        return session.execute(stmt, params)
-    # PostgreSQL: one array per column, unnested server-side. A multi-row VALUES statement
-    # with 6,000 placeholders costs psycopg more to parse than the server takes to insert.
-    values["attributes"] = [json.dumps(a, ensure_ascii=False) for a in values["attributes"]]
-    rows = func.unnest(*(bindparam(name, values[name], type_=ARRAY(Text))
-                         for name in CONTACT_COLUMNS)).table_valued(*CONTACT_COLUMNS) \
-        .render_derived()
-    source = select(*(rows.c[name] for name in CONTACT_COLUMNS[:-1]),
-                    sa.cast(rows.c["attributes"], JSON), stamp, stamp)
-    stmt = contact_t.insert().from_select([*CONTACT_COLUMNS, "created_at", "updated_at"],
-                                          source).returning(*returning)
-    return session.execute(stmt)
+    if session.get_bind().dialect.name == "postgresql":
+        values: dict[str, list[Any]] = {
+            "email": [r.key for r in recs], "email_original": [r.original for r in recs],
+            "name": [r.name for r in recs], "language": [r.language for r in recs],
+            "organisation": [r.organisation for r in recs],
+            "attributes": [json.dumps(r.attributes or {}, ensure_ascii=False) for r in recs],
+        }
+        rows = func.unnest(*(bindparam(name, values[name], type_=ARRAY(Text))
+                             for name in CONTACT_COLUMNS)).table_valued(*CONTACT_COLUMNS) \
+            .render_derived()
+        source = select(*(rows.c[name] for name in CONTACT_COLUMNS[:-1]),
+                        sa.cast(rows.c["attributes"], JSON), stamp, stamp)
+        return session.execute(contact_t.insert().from_select(columns, source)
+                               .returning(*returning))
+    payload = json.dumps([[r.key, r.original, r.name, r.language, r.organisation,
+                           r.attributes or {}] for r in recs], ensure_ascii=False)
+    each = func.json_each(bindparam("rows", payload, type_=Text)).table_valued("value")
+    value = each.c["value"]
+    source = select(*(func.json_extract(value, f"$[{i}]") for i in range(5)),
+                    func.json(func.json_extract(value, "$[5]")), stamp, stamp)
+    return session.execute(contact_t.insert().from_select(columns, source).returning(*returning))
 
 
 def _table(model: type[Base]) -> sa.Table:
@@ -227,13 +234,15 @@ def apply(session: Session, plan: Plan, list_id: int, *, file: str, sha256: str,
     session.add(imp)
     session.flush()
     contact_t, sub_t, tag_t = _table(Contact), _table(Subscription), _table(ContactTag)
+    pg = session.get_bind().dialect.name == "postgresql"
     stamp = _constant(session, contact_t.c.created_at, now)
     ids: dict[str, int] = {}
     for recs in chunks(plan.new_contacts):
         ids.update((email, cid) for cid, email in _insert_contacts(session, recs, stamp))
+    new_tags = list(plan.new_tags)
     for rec in plan.new_contacts:
         if rec.tags:
-            plan.new_tags.extend((ids[rec.key], t) for t in rec.tags)
+            new_tags.extend((ids[rec.key], t) for t in rec.tags)
     evidence = {"status": SubscriptionStatus.SUBSCRIBED, "source": "import",
                 "consent_at": now, "consent_form": f"import:{imp.id}",
                 "consent_note": consent_source, "updated_at": now}
@@ -242,11 +251,15 @@ def apply(session: Session, plan: Plan, list_id: int, *, file: str, sha256: str,
     constants = {"list_id": list_id, "created_at": now, **evidence}
     names = list(constants)
     for cids in chunks(contact_ids):
-        session.execute(sub_t.insert().from_select(
-            ["contact_id", *names],
-            select(contact_t.c.id, *(literal(constants[n], sub_t.c[n].type) for n in names))
-            .where(contact_t.c.id.in_(cids)),
-        ))
+        fixed = [literal(constants[n], sub_t.c[n].type) for n in names]
+        if pg:
+            # An array parameter: the planner never has to guess how to match 1,000 ids.
+            each = func.unnest(bindparam("ids", list(cids), type_=ARRAY(sa.Integer))) \
+                .table_valued("id").render_derived()
+            source = select(each.c["id"], *fixed)
+        else:
+            source = select(contact_t.c.id, *fixed).where(contact_t.c.id.in_(cids))
+        session.execute(sub_t.insert().from_select(["contact_id", *names], source))
     for sids in chunks(plan.promote):
         session.execute(update(sub_t).where(sub_t.c.id == bindparam("_id")).values(**evidence),
                         [{"_id": sid} for sid in sids])
@@ -256,6 +269,11 @@ def apply(session: Session, plan: Plan, list_id: int, *, file: str, sha256: str,
         updated_at=now)
     for changes in chunks(plan.contact_updates):
         session.execute(set_details, list(changes))
-    for pairs in chunks(plan.new_tags):
+    for pairs in chunks(new_tags):
         session.execute(tag_t.insert(), [{"contact_id": c, "tag": t} for c, t in pairs])
+    if pg and len(contact_ids) >= ANALYZE_AFTER:
+        # After a bulk load PostgreSQL's statistics still describe the tables before it, and
+        # the next import's lookups (or a campaign's planning) would scan instead of using the
+        # indexes: a re-import of 30,000 rows took 47 s instead of 3. ANALYZE is transactional.
+        session.execute(text("ANALYZE contact, subscription, contact_tag"))
     return imp

@@ -111,8 +111,6 @@ def open_table(path: str | Path, *, sheet: str | None = None,
             head = fh.read(SAMPLE)
     except OSError as err:
         raise ImportFileError(f"{path}: cannot read: {err.strerror}") from None
-    if path.is_dir():
-        raise ImportFileError(f"{path}: is a folder, not a file")
     if head.startswith(_ZIP) or path.suffix.lower() in (".xlsx", ".xlsm"):
         return _open_xlsx(path, sheet)
     if sheet is not None:
