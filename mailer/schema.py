@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
@@ -10,6 +12,9 @@ from sqlalchemy import Engine, inspect
 
 from mailer.errors import MailerError
 from mailer.models import Base
+
+# Alembic says "Context impl SQLiteImpl" at INFO on every check: noise in `mailer serve`'s log.
+logging.getLogger("alembic.runtime.migration").setLevel(logging.WARNING)
 
 
 def alembic_config(engine: Engine) -> Config:
