@@ -113,10 +113,11 @@ def test_complete_send(settings: Settings, tmp_path: Path, smtp: SmtpServer, rel
 
 def test_headers(settings: Settings, tmp_path: Path, smtp: SmtpServer, release: Path,
                  cli: Cli) -> None:
+    long_from = "한울 커뮤니티 센터 (펜실베이니아 노스웨일스) " + "언론 담당 사무국"
+    long_name = "김수한무거북이와두루미" + "삼천갑자동방삭치치카포" + "사리사리센타"
     settings = use_smtp(settings, tmp_path, smtp, reply_to="desk@hanul.example.org",
-                        from_name="한울 커뮤니티 센터 (펜실베이니아 노스웨일스) 언론 담당 사무국")
-    populate(settings, [*PEOPLE,
-                        ("long@example.org", "김수한무거북이와두루미삼천갑자동방삭치치카포사리사리센타", "ko"),
+                        from_name=long_from)
+    populate(settings, [*PEOPLE, ("long@example.org", long_name, "ko"),
                         ("newline@example.org", "Jane Doe\nThe Daily Times\r\n", "en")])
     cli("send", str(release), "--list", "press", "--yes")
     for r in smtp.sink.received:
@@ -151,11 +152,9 @@ def test_headers(settings: Settings, tmp_path: Path, smtp: SmtpServer, release: 
     assert not odd.defects and odd["Message-ID"] and odd["List-Unsubscribe"]
     # RFC 2047 decoding (whitespace between adjacent encoded words is dropped; the email
     # package's modern parser keeps it, so use the strict decoder here).
-    long_name = smtp.sink.to("long@example.org")[0].message
-    raw = dict((k, v) for k, v in long_name.raw_items())
-    assert rfc2047(raw["To"]) == ("김수한무거북이와두루미삼천갑자동방삭치치카포사리사리센타 "
-                                  "<long@example.org>")
-    assert rfc2047(raw["From"]).startswith("한울 커뮤니티 센터 (펜실베이니아 노스웨일스)")
+    raw = dict(smtp.sink.to("long@example.org")[0].message.raw_items())
+    assert rfc2047(raw["To"]) == f"{long_name} <long@example.org>"
+    assert rfc2047(raw["From"]) == f"{long_from} <press@hanul.example.org>"
     kim = smtp.sink.to("kim.reporter@example.com")[0].message
     assert str(kim["To"]) == "김민수 <kim.reporter@example.com>"
     assert "한인" in str(kim["Subject"])
