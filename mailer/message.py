@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import email.base64mime
+import email.quoprimime
 import email.utils
 import hashlib
 import hmac
@@ -101,11 +103,23 @@ def _fold(name: str, value: str) -> bytes:
     return f"{name}: {folded}\n".encode("ascii")
 
 
-def _address_header(name: str, address: str) -> str:
+def _address_header(name: str, address: str, header_name: str = "To") -> str:
     if not address.isascii():
         # An internationalised address goes out with SMTPUTF8; the header carries it as UTF-8.
         return f"{name} <{address}>" if name else address
-    return email.utils.formataddr((name, address), charset="utf-8")
+    if name and not name.isascii():
+        # RFC 2047: a long Korean name becomes several encoded words of at most 75 characters
+        # on folded lines (formataddr would write one word of any length).
+        raw = name.encode("utf-8")
+        word = "=?utf-8?b?" + base64.b64encode(raw).decode("ascii") + "?="
+        # What Header writes for a name that fits on the line and is shorter in base64 than in
+        # Q encoding (a Korean name is), at a fifth of the cost.
+        if len(header_name) + 2 + len(word) <= 76 and \
+                email.base64mime.header_length(raw) < email.quoprimime.header_length(raw):
+            return f"{word} <{address}>"
+        words = Header(name, "utf-8", maxlinelen=76, header_name=header_name)
+        return f"{words.encode(linesep=chr(10))} <{address}>"
+    return email.utils.formataddr((name, address))
 
 
 def _qp(text: str) -> bytes:
@@ -113,9 +127,13 @@ def _qp(text: str) -> bytes:
     return binascii.b2a_qp(text.encode("utf-8"), quotetabs=False, istext=True, header=False)
 
 
-def _b64(text: str) -> bytes:
+def _b64(text: str | bytes) -> bytes:
     """Base64 body in 76-character lines."""
-    raw = binascii.b2a_base64(text.encode("utf-8"), newline=False)
+    return _b64_bytes(text.encode("utf-8") if isinstance(text, str) else text)
+
+
+def _b64_bytes(data: bytes) -> bytes:
+    raw = binascii.b2a_base64(data, newline=False)
     return b"\n".join([raw[i:i + 76] for i in range(0, len(raw), 76)]) + b"\n"
 
 
@@ -131,7 +149,9 @@ class _Body:
 
     Quoted-printable: each literal stretch of the template is encoded once and ends with a soft
     line break, so a recipient's values are encoded alone and spliced in; the decoded text is
-    exactly the filled template. Base64 cannot be spliced, so it encodes the filled text.
+    exactly the filled template. Base64 cannot be spliced at any point, only after a whole
+    number of 57-byte lines: the text before the first value is encoded once up to such a
+    boundary, the rest per recipient (the bytes are those of encoding the filled text whole).
     """
 
     def __init__(self, template: PersonalTemplate) -> None:
@@ -143,11 +163,15 @@ class _Body:
                          for i, p in enumerate(template.parts[0::2])]
         self.names = template.parts[1::2]
         self.escape = template.escape_html
+        lead = template.parts[0].encode("utf-8")
+        cut = len(lead) // 57 * 57 if len(template.parts) > 1 else 0
+        self.b64_lead = _b64(lead[:cut]) if cut else b""
+        self.b64_rest = lead[cut:]
 
     def encode(self, values: dict[str, str], out: list[bytes]) -> None:
         """Append the encoded body to `out` (the message is joined once, at the end)."""
         if not self.qp:
-            out.append(_b64(self.template.fill(values)))
+            self._encode_b64(values, out)
             return
         literals = self.literals
         out.append(literals[0])
@@ -157,6 +181,24 @@ class _Body:
                 value = html.escape(value, quote=True)
             out.append(_qp(value))
             out.append(literals[i])
+
+    def _encode_b64(self, values: dict[str, str], out: list[bytes]) -> None:
+        parts = self.template.parts
+        if len(parts) == 1:
+            out.append(_b64(parts[0]))
+            return
+        tail = []
+        for i in range(1, len(parts)):
+            piece = parts[i]
+            if i % 2:
+                piece = values[piece]
+                if self.escape:
+                    piece = html.escape(piece, quote=True)
+            tail.append(piece)
+        rest = self.b64_rest + "".join(tail).encode("utf-8")
+        out.append(self.b64_lead)
+        if rest or not self.b64_lead:  # nothing after whole lines adds nothing, not a line end
+            out.append(_b64_bytes(rest))
 
 
 def _to_header(name: str, address: str) -> bytes:

@@ -171,3 +171,50 @@ def test_smtp_framing_matches_rfc_5321(settings: Settings) -> None:
     for _ in range(20000):
         message = bytes(rnd.choice(b"a.\n\r ") for _ in range(rnd.randint(0, 24)))
         assert _dot_stuff(message) == reference(message), message
+
+
+def test_base64_bodies_equal_encoding_the_filled_text_whole() -> None:
+    """A base64 part encoded partly once per variant has the bytes of encoding it whole."""
+    import random
+
+    from mailer.message import _b64, _Body
+    from mailer.personalise import placeholder
+
+    rnd = random.Random(2045)
+    alphabet = "가나다 abc\n&<>\"'"
+
+    def text(sizes: list[int]) -> str:
+        return "".join(rnd.choice(alphabet) for _ in range(rnd.choice(sizes)))
+
+    for _ in range(3000):
+        pieces = []
+        for _ in range(rnd.randint(0, 3)):
+            pieces += [text([0, 1, 19, 56, 57, 58, 120]),
+                       placeholder(rnd.choice(["name", "email", "unsubscribe_url"]))]
+        template = PersonalTemplate.compile("한" * rnd.choice([0, 19, 57]) + "".join(pieces)
+                                            + text([0, 1, 57]), escape_html=rnd.random() < 0.5)
+        body = _Body(template)
+        body.qp = False  # whatever the text, exercise the base64 path
+        values = {"name": text([0, 3, 9]), "email": "", "unsubscribe_url": "https://x/u/t"}
+        out: list[bytes] = []
+        body.encode(values, out)
+        assert b"".join(out) == _b64(template.fill(values)), (template.parts, values)
+
+
+def test_address_headers_are_what_the_email_package_writes() -> None:
+    """The short cut for a short non-ASCII name writes what email.header.Header writes."""
+    import random
+    from email.header import Header
+
+    from mailer.message import _address_header
+
+    rnd = random.Random(2047)
+    pool = "김박최이정한울서연민수 Jé-ü\"'(),.&=?_"
+    for _ in range(3000):
+        name = "".join(rnd.choice(pool) for _ in range(rnd.randint(1, 30)))
+        if name.isascii():
+            continue
+        for header_name in ("To", "From", "Reply-To"):
+            words = Header(name, "utf-8", maxlinelen=76, header_name=header_name)
+            assert _address_header(name, "a@example.org", header_name) == \
+                f"{words.encode(linesep=chr(10))} <a@example.org>", name
