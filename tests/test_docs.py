@@ -6,7 +6,9 @@ from pathlib import Path
 
 import click
 
-from mailer.cli import main
+from mailer.cli import load_all_commands, main
+
+load_all_commands()
 
 README = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
 
@@ -50,3 +52,14 @@ def test_readme_opens_with_the_two_commands() -> None:
     head = README[:2500]
     assert "pip install . && .venv/bin/mailer demo" in head
     assert "pip install -e '.[test]' && .venv/bin/pytest" in head
+
+
+def test_commands_load_lazily() -> None:
+    """`mailer send` must not pay for Flask, the bounce parsers or openpyxl."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from mailer.cli import main; main.get_command(None, 'send'); "
+            "print(' '.join(m for m in ('flask', 'flufl.bounce', 'openpyxl') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""
