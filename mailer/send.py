@@ -552,7 +552,9 @@ class Deliverer:
                     if not self._recheck(me, unsent) or not unsent:
                         break
                 d = unsent[0]
-                if not self.limiter.wait(self.stop, until=deadline if started else None):
+                # Waiting for a rate token counts against the lease too (an hourly quota can
+                # keep a sender waiting for long): no token before the deadline, give back.
+                if not self.limiter.wait(self.stop, until=deadline):
                     break
                 reply = self._send_one(conn, d, names)
                 since_check += 1
