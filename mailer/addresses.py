@@ -37,11 +37,6 @@ def normalise(value: str, *, check_dns: bool = False) -> Address:
     return Address(key=key, original=original, ascii=ascii_form)
 
 
-def normalise_key(value: str) -> str:
-    """The unique key of an address, or raise InvalidInputError."""
-    return normalise(value).key
-
-
 def smtp_form(key: str) -> tuple[str, bool]:
     """The address to give the SMTP server and whether it needs SMTPUTF8."""
     local, _, domain = key.rpartition("@")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import secrets
 import zlib
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -469,14 +468,6 @@ def resolve_in_doubt(session: Session, campaign_id: int, action: str) -> int:
         c.status = CampaignStatus.DONE
         c.finished_at = now
     return n
-
-
-def language_summary(plan: Plan) -> str:
-    return ", ".join(f"{lang}: {n}" for lang, n in sorted(plan.by_language.items())) or "none"
-
-
-def counter_text(counts: dict[str, int]) -> str:
-    return ", ".join(f"{k} {v}" for k, v in Counter(counts).most_common() if v) or "none"
 
 
 def resume(session: Session, campaign_id: int) -> Campaign:

@@ -11,7 +11,7 @@ import os
 import secrets
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -347,10 +347,6 @@ def _validate(settings: Settings, config_path: Path) -> None:
         raise ConfigError(
             f"{where}: from_address: expected an email address, got {settings.from_address!r}"
         )
-
-
-def settings_field_names() -> list[str]:
-    return [f.name for f in fields(Settings)]
 
 
 def config_template(secret_key: str | None = None) -> str:

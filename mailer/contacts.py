@@ -19,7 +19,6 @@ from mailer.models import (
     ContactTag,
     Delivery,
     Event,
-    MailingList,
     Subscription,
     SubscriptionStatus,
     SuppressionReason,
@@ -236,7 +235,3 @@ def erase(session: Session, email: str, *, actor: str = "") -> None:
     # Events that named the address without a contact (e.g. suppressions) lose it as well.
     session.flush()
     audit.record(session, "contact.erase", actor=actor)
-
-
-def lists_of(contact: Contact) -> list[MailingList]:
-    return [s.mailing_list for s in contact.subscriptions]

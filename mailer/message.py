@@ -17,7 +17,6 @@ import hashlib
 import hmac
 import html
 import secrets
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from email.header import Header
@@ -400,7 +399,3 @@ def generate_dkim_key(path: Path, selector: str, domain: str, bits: int = 2048) 
                                            serialization.PublicFormat.SubjectPublicKeyInfo)
     p = binascii.b2a_base64(public, newline=False).decode()
     return f'{selector}._domainkey.{domain}. IN TXT "v=DKIM1; k=rsa; p={p}"'
-
-
-def now_stamp() -> float:
-    return time.monotonic()

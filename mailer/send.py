@@ -192,11 +192,11 @@ class RunResult:
 class Compiler:
     """CompiledVariant per (language, list), built on first use; rendering once per language."""
 
-    def __init__(self, settings: Settings, campaign: Campaign,
+    def __init__(self, settings: Settings, campaign_id: int,
                  rendered: dict[str, Any], lists: dict[int, MailingList],
                  subject_prefix: str = "") -> None:
         self.settings = settings
-        self.campaign = campaign
+        self.campaign_id = campaign_id
         self.rendered = rendered
         self.lists = lists
         self.subject_prefix = subject_prefix
@@ -217,7 +217,7 @@ class Compiler:
                                         ml.slug if ml else "mail", from_address)
                     compiled = CompiledVariant(
                         self.rendered[language], sender, self.settings,
-                        subject_prefix=self.subject_prefix, campaign_id=self.campaign.id,
+                        subject_prefix=self.subject_prefix, campaign_id=self.campaign_id,
                         signer=dkim_signer(self.settings, from_address),
                     )
                     self.cache[key] = compiled
@@ -313,7 +313,7 @@ class Deliverer:
                                        {i: ml.name for i, ml in lists.items()})
             self.started_at = campaign.started_at
             self.not_after = campaign.not_after
-            self.compiler = Compiler(self.settings, campaign, rendered, lists)
+            self.compiler = Compiler(self.settings, campaign.id, rendered, lists)
             self.list_ids = list(campaign.audience.get("list_ids", []))
             audit.record(s, "campaign.send", campaign_id=campaign.id, actor=self.worker)
         self.limiter = SharedRateLimiter(self.factory, self.campaign_id, rate or 0.0,

@@ -11,7 +11,6 @@ import enum
 import mailbox
 import re
 import smtplib
-import socket
 import ssl
 import threading
 from dataclasses import dataclass
@@ -393,7 +392,3 @@ def _dot_stuff(message: bytes) -> bytes:
     if not data.endswith(b"\r\n"):
         data += b"\r\n"
     return data
-
-
-def hostname() -> str:
-    return socket.gethostname()

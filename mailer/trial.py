@@ -68,8 +68,10 @@ class DryRunResult:
 def dry_run(session: Session, settings: Settings, campaign_id: int,
             rendered: dict[str, Any]) -> DryRunResult:
     """Build every message of a planned campaign and send none (the caller rolls back)."""
-    lists = {ml.id: ml for ml in session.scalars(select(MailingList))}
-    compiled: dict[tuple[str, int | None], CompiledVariant] = {}
+    from mailer.send import Compiler
+
+    compiler = Compiler(settings, campaign_id, rendered,
+                        {ml.id: ml for ml in session.scalars(select(MailingList))})
     count = 0
     size = 0
     by_language: dict[str, int] = {}
@@ -80,17 +82,8 @@ def dry_run(session: Session, settings: Settings, campaign_id: int,
         .execution_options(yield_per=1000)
     )
     for d, name in rows:
-        key = (d.language, d.list_id)
-        if key not in compiled:
-            ml = lists.get(d.list_id or 0)
-            from_address = ml.from_address if ml and ml.from_address else settings.from_address
-            sender = sender_for(settings, ml.name if ml else "", ml.slug if ml else "mail",
-                                from_address)
-            compiled[key] = CompiledVariant(rendered[d.language], sender, settings,
-                                            campaign_id=campaign_id,
-                                            signer=dkim_signer(settings, from_address))
-        message = compiled[key].build(Recipient(d.contact_id or 0, d.email, name or "",
-                                                d.list_id, d.message_id))
+        recipient = Recipient(d.contact_id or 0, d.email, name or "", d.list_id, d.message_id)
+        message = compiler.get(d.language, d.list_id).build(recipient)
         count += 1
         size += len(message)
         by_language[d.language] = by_language.get(d.language, 0) + 1

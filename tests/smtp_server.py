@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import email
 import email.policy
 import socket
@@ -149,7 +148,3 @@ class SmtpServer:
 
     def stop(self) -> None:
         self.controller.stop()
-
-
-def run_coroutine(coro: Any) -> Any:  # pragma: no cover - helper for ad-hoc debugging
-    return asyncio.run(coro)
