@@ -48,9 +48,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("rate_per_second", "float", 0.0, "Most messages a second for a campaign (0: no limit)"),
     Setting("rate_per_hour", "int", 0, "Most messages an hour (provider quota; 0: no limit)"),
     Setting("batch_size", "int", 100, "Delivery rows claimed at once by each connection"),
-    Setting("ledger_group_size", "int", 1,
-            "Results committed to the ledger together; a crash leaves at most this many "
-            "messages per connection in doubt"),
+    Setting("ledger_group_size", "int", 10,
+            "Replies committed to the ledger together (at least once a second); a crash leaves "
+            "at most this many messages per connection in doubt, and a pause or an unsubscribe "
+            "reaches a connection's claimed batch within this many messages"),
     Setting("lease_seconds", "int", 600,
             "A claimed row whose sender is silent this long becomes in_doubt"),
     Setting("give_up_after", "int", 259200,
@@ -108,7 +109,7 @@ class Settings:
     rate_per_second: float = 0.0
     rate_per_hour: int = 0
     batch_size: int = 100
-    ledger_group_size: int = 1
+    ledger_group_size: int = 10
     lease_seconds: int = 600
     give_up_after: int = 259200
     retry_base_seconds: int = 300

@@ -16,7 +16,9 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -24,32 +26,29 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from mailer import audit, clock, failpoints
+from mailer import audit, clock, failpoints, ledger
 from mailer.addresses import smtp_form, verp_encode
 from mailer.campaigns import get_campaign, is_complete, status_counts
 from mailer.config import Settings
 from mailer.errors import AlreadyRunningError, MailerError, SendError, TransportError
+from mailer.ledger import Claimed, holder_name
 from mailer.message import CompiledVariant, Recipient, dkim_signer, sender_for
 from mailer.models import (
     Campaign,
     CampaignStatus,
-    Contact,
     Delivery,
     DeliveryStatus,
     Lock,
     MailingList,
-    Subscription,
-    SubscriptionStatus,
-    Suppression,
     SuppressionReason,
 )
 from mailer.throttle import SharedRateLimiter
 from mailer.transport import Connection, Outcome, Reply, Transport
 
 SENDER_LOCK = "sender"
-# Claimed rows are looked at again (campaign paused or cancelled? address suppressed or
-# unsubscribed?) every few messages or every second, whichever comes first.
-RECHECK_EVERY = 4
+# A connection commits its replies every `ledger_group_size` messages or every second, whichever
+# comes first, and looks again at the campaign (paused? cancelled?) and at its claimed rows
+# (unsubscribed? suppressed?) in the same transaction.
 RECHECK_SECONDS = 1.0
 MAX_CONNECTION_FAILURES = 5
 LOCK_TTL = timedelta(seconds=60)
@@ -59,6 +58,8 @@ MAX_BACKOFF = timedelta(hours=6)
 def clean_name(name: str) -> str:
     """A display name safe for a header: no line breaks or control characters (Excel's
     Alt+Enter, a pasted signature) and no runs of spaces."""
+    if name.isprintable() and "  " not in name and name == name.strip():
+        return name
     return " ".join("".join(ch if ch.isprintable() else " " for ch in name).split())
 
 
@@ -148,32 +149,9 @@ def release_sender_lock(session: Session, holder: str) -> None:
 
 
 def recover_orphans(session: Session, campaign_id: int) -> int:
-    """Claimed rows whose sender is gone become in_doubt; returns how many."""
-    now = clock.now()
-    n = 0
-    expired = session.execute(
-        update(Delivery).where(
-            Delivery.campaign_id == campaign_id, Delivery.status == DeliveryStatus.CLAIMED,
-            Delivery.lease_expires_at < now,
-        ).values(status=DeliveryStatus.IN_DOUBT, updated_at=now,
-                 smtp_reply="in doubt: its sender stopped before recording the server's reply")
-    )
-    n += int(expired.rowcount or 0)  # type: ignore[attr-defined]
-    holders = session.scalars(
-        select(Delivery.claimed_by).where(Delivery.campaign_id == campaign_id,
-                                          Delivery.status == DeliveryStatus.CLAIMED).distinct()
-    ).all()
-    dead = [h for h in holders if _holder_dead(h)]
-    if dead:
-        result = session.execute(
-            update(Delivery).where(
-                Delivery.campaign_id == campaign_id, Delivery.status == DeliveryStatus.CLAIMED,
-                Delivery.claimed_by.in_(dead),
-            ).values(status=DeliveryStatus.IN_DOUBT, updated_at=now,
-                     smtp_reply="in doubt: its sender died before recording the server's reply")
-        )
-        n += int(result.rowcount or 0)  # type: ignore[attr-defined]
-    return n
+    """Rows held by a sender that is gone become in_doubt (at most its group size per
+    connection; its other claimed rows go back to pending); returns how many."""
+    return ledger.recover(session, campaign_id, clock.now(), _holder_dead)
 
 
 # --- the engine -------------------------------------------------------------------------------
@@ -282,6 +260,7 @@ class Deliverer:
         dialect = bind.dialect.name if bind is not None else "sqlite"
         self.sqlite = dialect == "sqlite"
         self.use_lock = self.sqlite if single_sender_lock is None else single_sender_lock
+        self.write_lock: Any = threading.Lock() if self.sqlite else nullcontext()
         self.rate_per_second = rate_per_second
         self.limiter: SharedRateLimiter | None = None
         self.compiler: Compiler | None = None
@@ -317,7 +296,7 @@ class Deliverer:
             self.list_ids = list(campaign.audience.get("list_ids", []))
             audit.record(s, "campaign.send", campaign_id=campaign.id, actor=self.worker)
         self.limiter = SharedRateLimiter(self.factory, self.campaign_id, rate or 0.0,
-                                         self.settings.rate_per_hour)
+                                         self.settings.rate_per_hour, lock=self.write_lock)
         # A batch should finish well inside its lease even at a slow rate (the rate is shared
         # by every connection); _send_batch also stops at half the lease whatever happens.
         self.batch = self.settings.batch_size
@@ -367,7 +346,7 @@ class Deliverer:
             if not self.use_lock:
                 continue
             try:
-                with self.factory() as s, s.begin():
+                with self._transaction() as s:
                     lock = s.get(Lock, SENDER_LOCK)
                     if lock is not None and lock.holder == self.worker:
                         lock.expires_at = clock.now() + LOCK_TTL
@@ -401,8 +380,16 @@ class Deliverer:
                          self.stopped_by)
 
     # --- connection threads ---
+    @contextmanager
+    def _transaction(self) -> Iterator[Session]:
+        """One write transaction. On SQLite the connection threads take turns on a Python lock:
+        SQLite's own busy handler would make a waiting thread sleep for milliseconds at a time
+        (then every message waits); PostgreSQL locks rows, so its threads go in parallel."""
+        with self.write_lock, self.factory() as s, s.begin():
+            yield s
+
     def _thread_main(self) -> None:
-        me = f"{self.worker}:{threading.get_ident()}"
+        me = holder_name(self.worker, threading.get_ident(), self.settings.ledger_group_size)
         conn = self.transport.open()
         try:
             while not self.stop.is_set():
@@ -437,83 +424,23 @@ class Deliverer:
             if self.remaining is not None and n > 0:
                 self.remaining += n
 
-    def _claim(self, me: str, size: int) -> list[Delivery] | None:
+    def _claim(self, me: str, size: int) -> list[Claimed] | None:
         """Claim up to `size` due rows (committed before any is sent); None when paused."""
-        with self.factory() as s, s.begin():
-            campaign = s.get(Campaign, self.campaign_id)
-            assert campaign is not None
-            if campaign.status != CampaignStatus.SENDING:
-                self.stopped_by = campaign.status.value
+        with self._transaction() as s:
+            status = s.scalar(select(Campaign.status).where(Campaign.id == self.campaign_id))
+            if status != CampaignStatus.SENDING:
+                self.stopped_by = CampaignStatus(status).value if status else "cancelled"
                 return None
             now = clock.now()
             if self.not_after is not None and now > self.not_after:
                 self._expire(s, now)
                 return []
-            while True:
-                found = self._due_rows(s, size, now)
-                if not found:
-                    return []
-                rows = self._skip_opted_out(s, found, now)
-                if rows:
-                    break
-                s.flush()  # every row of this batch was skipped: look at the next ones
-            lease = now + timedelta(seconds=self.settings.lease_seconds)
-            for d in rows:
-                d.status = DeliveryStatus.CLAIMED
-                d.claimed_by = me
-                d.lease_expires_at = lease
-                d.attempts += 1
-                d.updated_at = now
-            s.flush()
-            for d in rows:
-                s.expunge(d)
+            rows, skipped = ledger.claim(
+                s, self.campaign_id, self.list_ids, me, size, now,
+                timedelta(seconds=self.settings.lease_seconds), skip_locked=not self.sqlite)
+        self.progress.add("skipped", skipped)
         failpoints.hit("after_claim")
         return rows
-
-    def _due_rows(self, s: Session, size: int, now: datetime) -> list[Delivery]:
-        """Pending rows first, then deferred ones that are due; two indexed queries, because
-        one with OR would scan the whole campaign on every claim."""
-        def query(stmt: Any) -> list[Delivery]:
-            if not self.sqlite:
-                stmt = stmt.with_for_update(skip_locked=True)
-            return list(s.scalars(stmt))
-
-        rows = query(select(Delivery).where(Delivery.campaign_id == self.campaign_id,
-                                            Delivery.status == DeliveryStatus.PENDING)
-                     .order_by(Delivery.id).limit(size))
-        if len(rows) < size:
-            rows += query(select(Delivery).where(Delivery.campaign_id == self.campaign_id,
-                                                 Delivery.status == DeliveryStatus.DEFERRED,
-                                                 Delivery.next_attempt_at <= now)
-                          .order_by(Delivery.next_attempt_at).limit(size - len(rows)))
-        return rows
-
-    def _skip_opted_out(self, s: Session, rows: list[Delivery], now: datetime) -> list[Delivery]:
-        emails = {d.email for d in rows}
-        suppressed = set(s.scalars(select(Suppression.email).where(Suppression.email.in_(emails))))
-        contact_ids = {d.contact_id for d in rows if d.contact_id is not None}
-        still = set(s.scalars(
-            select(Subscription.contact_id).where(
-                Subscription.contact_id.in_(contact_ids),
-                Subscription.list_id.in_(self.list_ids),
-                Subscription.status == SubscriptionStatus.SUBSCRIBED,
-            )
-        ))
-        keep = []
-        for d in rows:
-            reason = None
-            if d.email in suppressed:
-                reason = "skipped: the address was suppressed after the campaign was planned"
-            elif d.contact_id is None or d.contact_id not in still:
-                reason = "skipped: unsubscribed after the campaign was planned"
-            if reason:
-                d.status = DeliveryStatus.SKIPPED
-                d.smtp_reply = reason
-                d.updated_at = now
-                self.progress.add("skipped")
-            else:
-                keep.append(d)
-        return keep
 
     def _expire(self, s: Session, now: datetime) -> None:
         result = s.execute(
@@ -525,45 +452,39 @@ class Deliverer:
         )
         self.progress.add("cancelled", int(result.rowcount or 0))  # type: ignore[attr-defined]
 
-    def _send_batch(self, me: str, conn: Connection, rows: list[Delivery]) -> None:
-        """Send a claimed batch; stop early (giving the rest back) on pause, cancel, stop, or
-        when half the lease is gone, so no row is ever sent after its lease could expire."""
-        assert self.compiler is not None and self.limiter is not None
-        names = self._names(rows)
-        pending: list[tuple[Delivery, Reply]] = []
+    def _send_batch(self, me: str, conn: Connection, rows: list[Claimed]) -> None:
+        """Send a claimed batch in id order (recovery relies on it), committing the replies at
+        least every `ledger_group_size` messages and every second; each commit also looks at
+        the campaign again (paused? cancelled?) and at the rows still to send (unsubscribed?).
+        Stop early, giving the rest back, on pause, cancel, stop, or when half the lease is
+        gone, so no message is ever started after its lease could expire."""
+        assert self.limiter is not None
         group = self.settings.ledger_group_size
-        unsent = list(rows)
-        # Half the lease: the message in flight when we stop still ends well inside it.
+        pending: list[tuple[Claimed, Reply]] = []
+        unsent = deque(rows)
         deadline = time.monotonic() + self.settings.lease_seconds / 2
         next_check = time.monotonic() + RECHECK_SECONDS
-        since_check = 0
         failures = 0
         try:
             while unsent:
-                started = len(unsent) < len(rows)
-                if self.stop.is_set() or (started and time.monotonic() >= deadline):
+                if self.stop.is_set() or (len(unsent) < len(rows)
+                                          and time.monotonic() >= deadline):
                     break
-                if since_check >= RECHECK_EVERY or time.monotonic() >= next_check:
+                if pending and (len(pending) >= group or time.monotonic() >= next_check):
                     next_check = time.monotonic() + RECHECK_SECONDS
-                    since_check = 0
-                    if pending:
-                        self._record(me, pending)
-                        pending = []
-                    if not self._recheck(me, unsent) or not unsent:
+                    go_on = self._flush(me, pending, unsent)
+                    pending = []
+                    if not go_on or not unsent:
                         break
                 d = unsent[0]
                 # Waiting for a rate token counts against the lease too (an hourly quota can
                 # keep a sender waiting for long): no token before the deadline, give back.
                 if not self.limiter.wait(self.stop, until=deadline):
                     break
-                reply = self._send_one(conn, d, names)
-                since_check += 1
-                unsent.pop(0)
+                reply = self._send_one(conn, d)
+                unsent.popleft()
                 failpoints.hit("after_reply")
                 pending.append((d, reply))
-                if len(pending) >= group:
-                    self._record(me, pending)
-                    pending = []
                 # A server that keeps failing before accepting anything is down or refusing
                 # us: stop instead of deferring the whole audience one row at a time.
                 lost = reply.code == 0 and reply.outcome == Outcome.DEFERRED
@@ -575,16 +496,15 @@ class Deliverer:
                     )
         finally:
             if pending:
-                self._record(me, pending)
+                self._flush(me, pending, deque())
             if unsent:
-                self._release(me, unsent)
+                self._release(me, [d.id for d in unsent])
 
-    def _send_one(self, conn: Connection, d: Delivery, names: dict[int | None, str]) -> Reply:
+    def _send_one(self, conn: Connection, d: Claimed) -> Reply:
         assert self.compiler is not None
         try:
             compiled = self.compiler.get(d.language, d.list_id)
-            recipient = Recipient(d.contact_id or 0, d.email,
-                                  clean_name(names.get(d.contact_id, "")), d.list_id,
+            recipient = Recipient(d.contact_id or 0, d.email, clean_name(d.name), d.list_id,
                                   d.message_id)
             message = compiled.build(recipient, deliver_to=self.redirect)
             address, utf8 = smtp_form(self.redirect or d.email)
@@ -595,95 +515,63 @@ class Deliverer:
                     else self.envelope_from)
         return conn.send(env_from, address, message, smtputf8=utf8)
 
-    def _recheck(self, me: str, unsent: list[Delivery]) -> bool:
-        """Once a second: is the campaign still sending, and are the claimed rows still wanted?
-
-        Returns False to stop. Rows whose address was suppressed or unsubscribed since the claim
-        are marked skipped and dropped from `unsent` (an unsubscribe stops every later message).
-        """
+    def _flush(self, me: str, pending: list[tuple[Claimed, Reply]],
+               unsent: deque[Claimed]) -> bool:
+        """Commit a group of replies and, in the same transaction, look at the campaign and the
+        rows still to send. Returns False when the sender must stop (paused, cancelled)."""
         now = clock.now()
-        with self.factory() as s, s.begin():
-            status = s.scalar(select(Campaign.status).where(Campaign.id == self.campaign_id))
-            if status != CampaignStatus.SENDING:
-                self.stopped_by = CampaignStatus(status).value if status else "cancelled"
-                return False
-            # The rows are detached copies: _skip_opted_out only reads and marks them.
-            keep = self._skip_opted_out(s, list(unsent), now)
-            kept_ids = {d.id for d in keep}
-            for d in unsent:
-                if d.id not in kept_ids:
-                    s.execute(update(Delivery).where(Delivery.id == d.id,
-                                                     Delivery.claimed_by == me)
-                              .values(status=DeliveryStatus.SKIPPED, smtp_reply=d.smtp_reply,
-                                      claimed_by=None, lease_expires_at=None, updated_at=now))
-        unsent[:] = [d for d in unsent if d.id in kept_ids]
+        results = [self._result(d, reply, now) for d, reply in pending]
+        with self._transaction() as s:
+            ledger.record(s, me, results, now)
+            for d, reply in pending:
+                if reply.outcome == Outcome.BAD_ADDRESS:
+                    from mailer.suppressions import suppress
+
+                    suppress(s, d.email, SuppressionReason.HARD_BOUNCE,
+                             source=f"campaign {self.campaign_id}: {reply.code} "
+                                    f"{reply.text[:150]}", actor=me)
+            status, gone = ledger.still_wanted(s, self.campaign_id, self.list_ids, me,
+                                               list(unsent), now)
+        failpoints.hit("after_commit")
+        for r in results:
+            self.progress.add(r.status.value)
+        if gone:
+            self.progress.add("skipped", len(gone))
+            kept = [d for d in unsent if d.id not in gone]
+            unsent.clear()
+            unsent.extend(kept)
+        if status != CampaignStatus.SENDING:
+            self.stopped_by = CampaignStatus(status).value if status else "cancelled"
+            return False
         return True
 
-    def _names(self, rows: list[Delivery]) -> dict[int | None, str]:
-        ids = [d.contact_id for d in rows if d.contact_id is not None]
-        with self.factory() as s:
-            found = s.execute(select(Contact.id, Contact.name).where(Contact.id.in_(ids)))
-            return {contact_id: name for contact_id, name in found}
+    def _result(self, d: Claimed, reply: Reply, now: datetime) -> ledger.Result:
+        """The ledger row's new state for one reply."""
+        code = reply.code or None
+        outcome = reply.outcome
+        if outcome == Outcome.SENT:
+            return ledger.Result(d.id, DeliveryStatus.SENT, code, reply.text)
+        if outcome == Outcome.DEFERRED:
+            if now - self.started_at >= timedelta(seconds=self.settings.give_up_after):
+                return ledger.Result(d.id, DeliveryStatus.FAILED, code,
+                                     f"gave up after {self.settings.give_up_after}s; "
+                                     f"last reply: {reply.text}")
+            delay = timedelta(seconds=self.settings.retry_base_seconds
+                              * 2 ** max(0, d.attempts - 1))
+            return ledger.Result(d.id, DeliveryStatus.DEFERRED, code, reply.text,
+                                 now + min(delay, MAX_BACKOFF))
+        if outcome == Outcome.IN_DOUBT:
+            return ledger.Result(d.id, DeliveryStatus.IN_DOUBT, code, reply.text)
+        return ledger.Result(d.id, DeliveryStatus.FAILED, code, reply.text)
 
-    def _record(self, me: str, results: list[tuple[Delivery, Reply]]) -> None:
-        now = clock.now()
-        with self.factory() as s, s.begin():
-            for d, reply in results:
-                values: dict[str, Any] = {"smtp_code": reply.code or None,
-                                          "smtp_reply": reply.text[:2000], "updated_at": now,
-                                          "claimed_by": None, "lease_expires_at": None}
-                outcome = reply.outcome
-                if outcome == Outcome.SENT:
-                    values.update(status=DeliveryStatus.SENT, sent_at=now)
-                    self.progress.add("sent")
-                elif outcome == Outcome.DEFERRED:
-                    if now - self.started_at >= timedelta(seconds=self.settings.give_up_after):
-                        values.update(status=DeliveryStatus.FAILED,
-                                      smtp_reply=f"gave up after {self.settings.give_up_after}s; "
-                                                 f"last reply: {reply.text}"[:2000])
-                        self.progress.add("failed")
-                    else:
-                        delay = timedelta(seconds=self.settings.retry_base_seconds
-                                          * 2 ** max(0, d.attempts - 1))
-                        values.update(status=DeliveryStatus.DEFERRED,
-                                      next_attempt_at=now + min(delay, MAX_BACKOFF))
-                        self.progress.add("deferred")
-                elif outcome == Outcome.IN_DOUBT:
-                    values.update(status=DeliveryStatus.IN_DOUBT)
-                    self.progress.add("in_doubt")
-                else:
-                    values.update(status=DeliveryStatus.FAILED)
-                    self.progress.add("failed")
-                    if outcome == Outcome.BAD_ADDRESS:
-                        from mailer.suppressions import suppress
-
-                        suppress(s, d.email, SuppressionReason.HARD_BOUNCE,
-                                 source=f"campaign {self.campaign_id}: {reply.code} "
-                                        f"{reply.text[:150]}", actor=me)
-                s.execute(update(Delivery).where(Delivery.id == d.id,
-                                                 Delivery.claimed_by == me).values(**values))
-        failpoints.hit("after_commit")
-
-    def _release(self, me: str, rows: list[Delivery]) -> None:
+    def _release(self, me: str, ids: list[int]) -> None:
         """Give unsent claimed rows back (pause, stop, a transport error): nothing was sent.
 
         In a cancelled campaign they become cancelled, never pending again."""
         now = clock.now()
-        with self.factory() as s, s.begin():
+        with self._transaction() as s:
             status = s.scalar(select(Campaign.status).where(Campaign.id == self.campaign_id))
-            if status == CampaignStatus.CANCELLED:
-                s.execute(update(Delivery).where(
-                    Delivery.id.in_([d.id for d in rows]), Delivery.claimed_by == me,
-                    Delivery.status == DeliveryStatus.CLAIMED,
-                ).values(status=DeliveryStatus.CANCELLED, claimed_by=None, lease_expires_at=None,
-                         updated_at=now, smtp_reply="cancelled by the operator"))
-                return
-            for d in rows:
-                s.execute(update(Delivery).where(
-                    Delivery.id == d.id, Delivery.claimed_by == me,
-                    Delivery.status == DeliveryStatus.CLAIMED,
-                ).values(status=DeliveryStatus.PENDING, claimed_by=None, lease_expires_at=None,
-                         updated_at=now, attempts=max(0, d.attempts - 1)))
+            ledger.give_back(s, me, ids, now, cancelled=status == CampaignStatus.CANCELLED)
 
 
 def deliver(settings: Settings, campaign_id: int, transport: Transport, **kwargs: Any) -> RunResult:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import threading
 import time
+from contextlib import AbstractContextManager, nullcontext
 from datetime import datetime, timedelta
 
 from sqlalchemy import delete, select, update
@@ -47,8 +48,10 @@ class SharedRateLimiter:
     """Blocks until the campaign's per-second rate and the hourly quota allow one more message."""
 
     def __init__(self, factory: sessionmaker[Session], campaign_id: int, per_second: float,
-                 per_hour: int) -> None:
+                 per_hour: int, lock: AbstractContextManager[object] | None = None) -> None:
         self.factory = factory
+        # The sender's write lock on SQLite (see Deliverer._transaction).
+        self.lock = lock if lock is not None else nullcontext()
         self.campaign_id = campaign_id
         self.per_second = per_second
         self.per_hour = per_hour
@@ -67,7 +70,7 @@ class SharedRateLimiter:
                 return False
             now = clock.now()
             delay = 0.0
-            with self.factory() as s, s.begin():
+            with self.lock, self.factory() as s, s.begin():
                 if self.per_hour:
                     delay = take(s, "send:hour", 3600, self.per_hour, now)
                 if not delay and self.per_second:

@@ -55,7 +55,17 @@ class Sink:
     attempts: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     on_message: Callable[[Received], None] | None = None
     refuse_sender: str | None = None  # a reply to MAIL FROM, e.g. "553 5.1.8 rejected"
+    # Offer PIPELINING (RFC 2920) in the EHLO reply: the sender then writes MAIL, RCPT and DATA
+    # at once. aiosmtpd reads commands one line at a time, so it serves pipelined clients.
+    pipelining: bool = True
     lock: threading.Lock = field(default_factory=threading.Lock)
+
+    async def handle_EHLO(self, server: Any, session: Any, envelope: Any, hostname: str,
+                          responses: list[str]) -> list[str]:
+        session.host_name = hostname  # this hook must set it (aiosmtpd's documentation)
+        if self.pipelining:
+            responses.insert(1, "250-PIPELINING")
+        return responses
 
     def plan(self, address: str, *actions: str) -> None:
         self.script[address.lower()].extend(actions)

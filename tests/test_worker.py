@@ -163,7 +163,9 @@ def test_four_workers_on_postgresql_one_killed(settings: Settings, tmp_path: Pat
         assert max(at_sink.values()) == 1, "a message arrived twice"
         statuses = Counter(rows.values())
         assert set(statuses) <= {"sent", "in_doubt"}, statuses
-        assert 1 <= statuses["in_doubt"] <= 2 * 50  # at most the killed worker's batches
+        # At most ledger_group_size (default 10) per connection of the killed worker; the rest
+        # of its claimed batches went back to pending and were sent by the others.
+        assert 1 <= statuses["in_doubt"] <= 2 * 10
         missing = [mid for mid, st in rows.items() if st == "sent" and at_sink[mid] != 1]
         assert missing == []
         assert set(at_sink) <= set(rows)
