@@ -24,6 +24,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Table, and_, bindparam, case, exists, select, update
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from mailer.models import (
@@ -38,6 +39,9 @@ from mailer.models import (
 )
 
 DELIVERY: Table = Delivery.__table__  # type: ignore[assignment]
+# The sender's connection threads pass a Core connection (no ORM session on the hot path);
+# start-up and recovery pass the Session they already hold.
+Executor = Connection | Session
 _GROUP = re.compile(r":g(\d+)$")
 
 SUPPRESSED_REPLY = "skipped: the address was suppressed after the campaign was planned"
@@ -129,7 +133,7 @@ _OPTED_OUT = select(Delivery.id, _SUPPRESSED, _SUBSCRIBED).where(
     Delivery.id.in_(bindparam("ids", expanding=True)))
 
 
-def claim(s: Session, campaign_id: int, list_ids: Sequence[int], holder: str, size: int,
+def claim(s: Executor, campaign_id: int, list_ids: Sequence[int], holder: str, size: int,
           now: datetime, lease: timedelta, *, skip_locked: bool) -> tuple[list[Claimed], int]:
     """Claim up to `size` due rows, pending first, then deferred ones that are due.
 
@@ -165,7 +169,7 @@ def claim(s: Session, campaign_id: int, list_ids: Sequence[int], holder: str, si
                     r.attempts + 1, names.get(r.contact_id) or "") for r in keep], skipped
 
 
-def mark_skipped(s: Session, rows: Iterable[tuple[int, bool]], now: datetime,
+def mark_skipped(s: Executor, rows: Iterable[tuple[int, bool]], now: datetime,
                  holder: str | None = None) -> int:
     """Mark rows skipped: (id, suppressed?) pairs; with `holder`, only rows it still holds."""
     params = [{"b_id": i, "b_reply": SUPPRESSED_REPLY if sup else UNSUBSCRIBED_REPLY,
@@ -175,7 +179,7 @@ def mark_skipped(s: Session, rows: Iterable[tuple[int, bool]], now: datetime,
     return len(params)
 
 
-def record(s: Session, holder: str, results: Sequence[Result], now: datetime) -> None:
+def record(s: Executor, holder: str, results: Sequence[Result], now: datetime) -> None:
     """Write a group of results in one statement; a row no longer held is left alone."""
     if not results:
         return
@@ -186,7 +190,7 @@ def record(s: Session, holder: str, results: Sequence[Result], now: datetime) ->
 
 
 def still_wanted(
-    s: Session, campaign_id: int, list_ids: Sequence[int], holder: str,
+    s: Executor, campaign_id: int, list_ids: Sequence[int], holder: str,
     unsent: Sequence[Claimed], now: datetime,
 ) -> tuple[CampaignStatus | None, set[int]]:
     """The campaign's status, and the ids among `unsent` that were opted out since the claim
@@ -202,7 +206,7 @@ def still_wanted(
     return status, {i for i, _ in gone}
 
 
-def give_back(s: Session, holder: str, ids: Sequence[int], now: datetime, *,
+def give_back(s: Executor, holder: str, ids: Sequence[int], now: datetime, *,
               cancelled: bool) -> None:
     """Unsent claimed rows go back to pending (nothing was sent), or to cancelled."""
     if not ids:
@@ -220,7 +224,7 @@ def give_back(s: Session, holder: str, ids: Sequence[int], now: datetime, *,
                                           else_=0)))
 
 
-def recover(s: Session, campaign_id: int, now: datetime, is_dead: Any) -> int:
+def recover(s: Executor, campaign_id: int, now: datetime, is_dead: Any) -> int:
     """Rows held by a sender that is gone (lease expired, or a dead process on this machine):
     the lowest `group` of each holder become in_doubt, the rest pending. Returns how many
     became in_doubt."""

@@ -23,7 +23,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import Engine, select, update
+from sqlalchemy.engine import Connection as DbConnection
 from sqlalchemy.orm import Session, sessionmaker
 
 from mailer import audit, clock, failpoints, ledger
@@ -256,9 +257,8 @@ class Deliverer:
         self.remaining = limit
         self.count_lock = threading.Lock()
         self.errors: list[BaseException] = []
-        bind = factory.kw.get("bind")
-        dialect = bind.dialect.name if bind is not None else "sqlite"
-        self.sqlite = dialect == "sqlite"
+        self.engine: Engine = factory.kw["bind"]
+        self.sqlite = self.engine.dialect.name == "sqlite"
         self.use_lock = self.sqlite if single_sender_lock is None else single_sender_lock
         self.write_lock: Any = threading.Lock() if self.sqlite else nullcontext()
         self.rate_per_second = rate_per_second
@@ -346,10 +346,10 @@ class Deliverer:
             if not self.use_lock:
                 continue
             try:
-                with self._transaction() as s:
-                    lock = s.get(Lock, SENDER_LOCK)
-                    if lock is not None and lock.holder == self.worker:
-                        lock.expires_at = clock.now() + LOCK_TTL
+                with self._transaction() as conn:
+                    conn.execute(update(Lock).where(Lock.name == SENDER_LOCK,
+                                                    Lock.holder == self.worker)
+                                 .values(expires_at=clock.now() + LOCK_TTL))
             except Exception:
                 pass
 
@@ -381,12 +381,13 @@ class Deliverer:
 
     # --- connection threads ---
     @contextmanager
-    def _transaction(self) -> Iterator[Session]:
-        """One write transaction. On SQLite the connection threads take turns on a Python lock:
-        SQLite's own busy handler would make a waiting thread sleep for milliseconds at a time
-        (then every message waits); PostgreSQL locks rows, so its threads go in parallel."""
-        with self.write_lock, self.factory() as s, s.begin():
-            yield s
+    def _transaction(self) -> Iterator[DbConnection]:
+        """One write transaction on a Core connection (the ledger's statements need no ORM
+        session). On SQLite the connection threads take turns on a Python lock: SQLite's own
+        busy handler would make a waiting thread sleep for milliseconds at a time (then every
+        message waits); PostgreSQL locks rows, so its threads go in parallel."""
+        with self.write_lock, self.engine.begin() as conn:
+            yield conn
 
     def _thread_main(self) -> None:
         me = holder_name(self.worker, threading.get_ident(), self.settings.ledger_group_size)
@@ -442,7 +443,7 @@ class Deliverer:
         failpoints.hit("after_claim")
         return rows
 
-    def _expire(self, s: Session, now: datetime) -> None:
+    def _expire(self, s: DbConnection, now: datetime) -> None:
         result = s.execute(
             update(Delivery).where(
                 Delivery.campaign_id == self.campaign_id,
@@ -450,7 +451,7 @@ class Deliverer:
             ).values(status=DeliveryStatus.CANCELLED, updated_at=now,
                      smtp_reply="cancelled: the release expired before this message was sent")
         )
-        self.progress.add("cancelled", int(result.rowcount or 0))  # type: ignore[attr-defined]
+        self.progress.add("cancelled", int(result.rowcount or 0))
 
     def _send_batch(self, me: str, conn: Connection, rows: list[Claimed]) -> None:
         """Send a claimed batch in id order (recovery relies on it), committing the replies at
@@ -523,13 +524,17 @@ class Deliverer:
         results = [self._result(d, reply, now) for d, reply in pending]
         with self._transaction() as s:
             ledger.record(s, me, results, now)
-            for d, reply in pending:
-                if reply.outcome == Outcome.BAD_ADDRESS:
-                    from mailer.suppressions import suppress
+            bad = [(d, reply) for d, reply in pending if reply.outcome == Outcome.BAD_ADDRESS]
+            if bad:
+                from mailer.suppressions import suppress
 
-                    suppress(s, d.email, SuppressionReason.HARD_BOUNCE,
-                             source=f"campaign {self.campaign_id}: {reply.code} "
-                                    f"{reply.text[:150]}", actor=me)
+                # A session inside this transaction: suppress() works on ORM objects.
+                with Session(bind=s) as orm:
+                    for d, reply in bad:
+                        suppress(orm, d.email, SuppressionReason.HARD_BOUNCE,
+                                 source=f"campaign {self.campaign_id}: {reply.code} "
+                                        f"{reply.text[:150]}", actor=me)
+                    orm.flush()
             status, gone = ledger.still_wanted(s, self.campaign_id, self.list_ids, me,
                                                list(unsent), now)
         failpoints.hit("after_commit")

@@ -218,3 +218,18 @@ def test_address_headers_are_what_the_email_package_writes() -> None:
             words = Header(name, "utf-8", maxlinelen=76, header_name=header_name)
             assert _address_header(name, "a@example.org", header_name) == \
                 f"{words.encode(linesep=chr(10))} <a@example.org>", name
+
+
+def test_q_length_counts_what_the_email_package_counts() -> None:
+    # The To header picks base64 or Q encoding for a name by the shorter; _q_length must give
+    # the email package's figure for every byte value.
+    import email.quoprimime
+    import random
+
+    from mailer.message import _q_length
+
+    rnd = random.Random(5)
+    samples = [bytes(range(256)), "박서연 (한인일보)".encode(), b"Ann O'Neil", b"a_b=c?d"]
+    samples += [bytes(rnd.randrange(256) for _ in range(rnd.randrange(60))) for _ in range(500)]
+    for raw in samples:
+        assert _q_length(raw) == email.quoprimime.header_length(raw), raw

@@ -12,7 +12,13 @@ from alembic.migration import MigrationContext
 from sqlalchemy import Engine, create_engine, inspect, text
 
 from mailer.models import Base
-from mailer.schema import current_revision, ensure_schema, head_revision, upgrade
+from mailer.schema import (
+    HEAD_REVISION,
+    current_revision,
+    ensure_schema,
+    head_revision,
+    upgrade,
+)
 from tests.conftest import PG_URL
 
 
@@ -37,6 +43,11 @@ def empty_engine(engine_name: str, tmp_path: Path) -> Iterator[Engine]:
         with admin.connect() as conn:
             conn.execute(text(f'DROP DATABASE "{name}"'))
         admin.dispose()
+
+
+def test_the_quick_head_check_names_alembics_head() -> None:
+    # ensure_schema compares the database with HEAD_REVISION before it loads alembic at all.
+    assert HEAD_REVISION == head_revision()
 
 
 def test_migrations_match_the_models(empty_engine: Engine) -> None:
