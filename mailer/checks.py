@@ -9,7 +9,7 @@ already past, a subject longer than an inbox shows.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 from urllib.parse import urlsplit
@@ -93,8 +93,16 @@ def check_release_for_lists(session: Session, release: Release, settings: Settin
 
 
 def check_release(release: Release, settings: Settings, *,
-                  audience_languages: Mapping[str, int] | None = None) -> list[Finding]:
-    """Every finding for this release with these settings (and audience, when given)."""
+                  audience_languages: Mapping[str, int] | None = None,
+                  render_languages: Collection[str] | None = None,
+                  list_name: str | None = None,
+                  rendered_out: dict[str, RenderedVariant] | None = None) -> list[Finding]:
+    """Every finding for this release with these settings (and audience, when given).
+
+    `render_languages` limits the rendering checks to the variants that will be sent (every
+    variant by default); `rendered_out` receives each variant rendered, so a send can use them
+    instead of rendering (and inlining) again.
+    """
     out: list[Finding] = []
     out += _settings_findings(settings, release)
     out += _date_findings(release)
@@ -103,13 +111,28 @@ def check_release(release: Release, settings: Settings, *,
     for lang in release.languages:
         variant = release.variants[lang]
         out += _variant_findings(variant, settings)
+        if render_languages is not None and lang not in render_languages:
+            continue
         try:
-            rendered = render_variant(release, lang, settings)
+            rendered = render_variant(release, lang, settings, list_name=list_name)
         except MailerError as err:
             out.append(Finding("error", f"{variant.where}: cannot be rendered: {err}"))
             continue
         out += _rendered_findings(variant, rendered, settings)
+        if rendered_out is not None:
+            rendered_out[lang] = rendered
     return sorted(out, key=lambda f: f.level != "error")
+
+
+def variant_for(language: str | None, variants: Collection[str], default: str) -> str:
+    """The variant a reader of `language` gets: the same tag, else its primary language
+    ("ko-KR" reads "ko"), else the release's default (the planner's rule, in SQL there)."""
+    tag = (language or "").strip()
+    if tag in variants:
+        return tag
+    if tag[:2] in variants:
+        return tag[:2]
+    return default
 
 
 def _settings_findings(settings: Settings, release: Release) -> list[Finding]:

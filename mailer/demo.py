@@ -88,11 +88,11 @@ def run_demo(folder: Path) -> DemoResult:
         report = import_contacts(s, csv_copy, "press",
                                  consent_source="demo: sample press list shipped with mailer")
     release_path = releases / "election-night.en.md"
-    release = load_for_sending(release_path, settings, ["press"])
+    loaded = load_for_sending(release_path, settings, ["press"])
     transport = checked_transport(settings)
-    p = plan(settings, release, ["press"], [], smtputf8=transport.supports_smtputf8(),
+    p = plan(settings, loaded.release, ["press"], [], smtputf8=transport.supports_smtputf8(),
              transport=transport.describe(), created_by="demo")
-    result = deliver(settings, p.campaign.id, transport)
+    result = deliver(settings, p.campaign.id, transport, rendered=loaded.rendered)
     with session_scope(settings) as s:
         counts = status_counts(s, p.campaign.id)
     if not result.complete:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -13,33 +14,57 @@ from mailer import clock
 from mailer.campaigns import Plan, get_campaign, plan_campaign, store_release
 from mailer.config import Settings
 from mailer.db import session_scope
-from mailer.errors import ReleaseError, SendError
+from mailer.errors import MailerError, ReleaseError, SendError
 from mailer.message import dkim_signer
 from mailer.models import CampaignStatus
 from mailer.transport import OutboxTransport, SmtpTransport, open_transport
 
 
+@dataclass
+class Loaded:
+    """A release that passed its check, with the variants the check rendered for this
+    audience (the send uses them instead of rendering and inlining again)."""
+
+    release: Any
+    rendered: dict[str, Any] = field(default_factory=dict)
+    list_name: str | None = None
+
+
 def load_for_sending(path: str | Path, settings: Settings,
-                     list_slugs: Sequence[str] = ()) -> Any:
-    """Load a release and refuse it when `release check` finds errors."""
-    from mailer.checks import audience_languages, check_release
+                     list_slugs: Sequence[str] = ()) -> Loaded:
+    """Load a release and refuse it when `release check` finds errors.
+
+    Only the variants this audience will receive are rendered (all of them when the audience
+    is unknown), with the footer the campaign will carry: one list is named in it.
+    """
+    from mailer.checks import audience_languages, check_release, variant_for
     from mailer.releases import load_release
 
     release = load_release(path, settings.default_language)
     languages = None
+    list_name = None
     slugs = list(list_slugs) or list(release.lists)
     if slugs:
         with session_scope(settings) as s:
             try:
                 languages = audience_languages(s, slugs, release.default_language)
-            except Exception:
-                languages = None
-    errors = [f.message for f in check_release(release, settings, audience_languages=languages)
+                if len(set(slugs)) == 1:
+                    from mailer.lists import get_list
+
+                    list_name = get_list(s, slugs[0]).name
+            except MailerError:
+                languages = None  # an unknown list: the plan says so, by name
+    wanted = None if languages is None else {
+        variant_for(lang, release.languages, release.default_language) for lang in languages}
+    rendered: dict[str, Any] = {}
+    errors = [f.message for f in check_release(release, settings, audience_languages=languages,
+                                               render_languages=wanted, list_name=list_name,
+                                               rendered_out=rendered)
               if f.level == "error"]
     if errors:
         raise ReleaseError(f"{path}: `mailer release check` finds errors:\n  - "
                            + "\n  - ".join(errors))
-    return release
+    return Loaded(release, rendered, list_name)
 
 
 def checked_transport(settings: Settings) -> SmtpTransport | OutboxTransport:

@@ -169,16 +169,23 @@ class RunResult:
 
 
 class Compiler:
-    """CompiledVariant per (language, list), built on first use; rendering once per language."""
+    """CompiledVariant per (language, list), built on first use.
+
+    A language missing from `rendered` is rendered (premailer once) by `render` the first time
+    a recipient needs it: a campaign whose readers are all English never renders the Korean
+    variant.
+    """
 
     def __init__(self, settings: Settings, campaign_id: int,
                  rendered: dict[str, Any], lists: dict[int, MailingList],
-                 subject_prefix: str = "") -> None:
+                 subject_prefix: str = "",
+                 render: Callable[[str], Any] | None = None) -> None:
         self.settings = settings
         self.campaign_id = campaign_id
-        self.rendered = rendered
+        self.rendered = dict(rendered)
         self.lists = lists
         self.subject_prefix = subject_prefix
+        self.render = render
         self.cache: dict[tuple[str, int | None], CompiledVariant] = {}
         self.lock = threading.Lock()
 
@@ -194,6 +201,8 @@ class Compiler:
                                     else self.settings.from_address)
                     sender = sender_for(self.settings, ml.name if ml else "",
                                         ml.slug if ml else "mail", from_address)
+                    if language not in self.rendered and self.render is not None:
+                        self.rendered[language] = self.render(language)
                     compiled = CompiledVariant(
                         self.rendered[language], sender, self.settings,
                         subject_prefix=self.subject_prefix, campaign_id=self.campaign_id,
@@ -203,15 +212,15 @@ class Compiler:
         return compiled
 
 
-def render_campaign(settings: Settings, campaign: Campaign,
-                    list_names: dict[int, str] | None = None) -> dict[str, Any]:
-    """Render the campaign's stored release (premailer once per language).
+def campaign_renderer(settings: Settings, campaign: Campaign,
+                      list_names: dict[int, str] | None = None) -> Callable[[str], Any]:
+    """Renders one language of the campaign's stored release (premailer once per call).
 
     A campaign to one list names it in the footer ("you are on the Press list"); a campaign to
     several lists uses the organisation's wording, so each language is still inlined once.
     """
     from mailer.releases import release_from_sources
-    from mailer.render import render_release
+    from mailer.render import render_variant
 
     stored = campaign.release
     release = release_from_sources(
@@ -220,7 +229,11 @@ def render_campaign(settings: Settings, campaign: Campaign,
     )
     list_ids = campaign.audience.get("list_ids", [])
     list_name = (list_names or {}).get(list_ids[0]) if len(list_ids) == 1 else None
-    return render_release(release, settings, list_name=list_name)
+
+    def render(language: str) -> Any:
+        return render_variant(release, language, settings, list_name=list_name)
+
+    return render
 
 
 class Deliverer:
@@ -240,7 +253,11 @@ class Deliverer:
         worker: str | None = None,
         single_sender_lock: bool | None = None,
         resume_paused: bool = True,
+        rendered: dict[str, Any] | None = None,
     ) -> None:
+        # `rendered`: variants already rendered for this campaign (its release and its list's
+        # footer), e.g. by the release check of `mailer send`; others are rendered when needed.
+        self.prerendered = rendered or {}
         self.settings = settings
         self.factory = factory
         self.campaign_id = campaign_id
@@ -288,11 +305,12 @@ class Deliverer:
             lists = {ml.id: ml for ml in s.scalars(select(MailingList))}
             for ml in lists.values():
                 s.expunge(ml)
-            rendered = render_campaign(self.settings, campaign,
+            render = campaign_renderer(self.settings, campaign,
                                        {i: ml.name for i, ml in lists.items()})
             self.started_at = campaign.started_at
             self.not_after = campaign.not_after
-            self.compiler = Compiler(self.settings, campaign.id, rendered, lists)
+            self.compiler = Compiler(self.settings, campaign.id, self.prerendered, lists,
+                                     render=render)
             self.list_ids = list(campaign.audience.get("list_ids", []))
             audit.record(s, "campaign.send", campaign_id=campaign.id, actor=self.worker)
         self.limiter = SharedRateLimiter(self.factory, self.campaign_id, rate or 0.0,
@@ -535,16 +553,29 @@ class Deliverer:
                                  source=f"campaign {self.campaign_id}: {reply.code} "
                                         f"{reply.text[:150]}", actor=me)
                     orm.flush()
-            status, gone = ledger.still_wanted(s, self.campaign_id, self.list_ids, me,
-                                               list(unsent), now)
+            # The rows sent before the next commit (a group) are the ones to look at: each
+            # later row is looked at by the commit just before its turn. A row found opted out
+            # makes room for the next one, which is looked at too.
+            group = self.settings.ledger_group_size
+            rows, start, kept = list(unsent), 0, 0
+            gone: set[int] = set()
+            while True:
+                upcoming = rows[start:start + group - kept]
+                status, out = ledger.still_wanted(s, self.campaign_id, self.list_ids, me,
+                                                  upcoming, now)
+                gone |= out
+                start += len(upcoming)
+                kept += len(upcoming) - len(out)
+                if not out or status != CampaignStatus.SENDING or start >= len(rows):
+                    break
         failpoints.hit("after_commit")
         for r in results:
             self.progress.add(r.status.value)
         if gone:
             self.progress.add("skipped", len(gone))
-            kept = [d for d in unsent if d.id not in gone]
+            still = [d for d in unsent if d.id not in gone]
             unsent.clear()
-            unsent.extend(kept)
+            unsent.extend(still)
         if status != CampaignStatus.SENDING:
             self.stopped_by = CampaignStatus(status).value if status else "cancelled"
             return False

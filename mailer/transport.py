@@ -15,7 +15,7 @@ import ssl
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import NamedTuple, Protocol
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from mailer.config import Settings, mask_url
@@ -39,8 +39,7 @@ class Outcome(enum.StrEnum):
     IN_DOUBT = "in_doubt"  # the whole message went out but no reply came back
 
 
-@dataclass(frozen=True)
-class Reply:
+class Reply(NamedTuple):
     """What the server said about one message (code 0: no SMTP reply, e.g. a lost connection)."""
 
     code: int

@@ -47,7 +47,7 @@ def empty_engine(engine_name: str, tmp_path: Path) -> Iterator[Engine]:
 
 def test_the_quick_head_check_names_alembics_head() -> None:
     # ensure_schema compares the database with HEAD_REVISION before it loads alembic at all.
-    assert HEAD_REVISION == head_revision()
+    assert head_revision() == HEAD_REVISION
 
 
 def test_migrations_match_the_models(empty_engine: Engine) -> None:

@@ -633,3 +633,35 @@ def test_second_sender_on_sqlite_is_refused_by_the_cli(settings: Settings, tmp_p
     assert smtp.sink.received == []
     with session_scope(settings) as s:
         assert {d.status.value for d in s.scalars(select(Delivery))} == {"pending"}
+
+
+def test_send_inlines_each_language_it_sends_once(settings: Settings, tmp_path: Path,
+                                                  smtp: SmtpServer, release: Path, cli: Cli,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """The release check of `mailer send` renders the variants the audience receives, with the
+    campaign's footer, and the send uses them: premailer runs once per language sent."""
+    import premailer
+
+    calls: list[str] = []
+    real = premailer.Premailer.transform
+
+    def counting(self: premailer.Premailer, *args: object, **kwargs: object) -> str:
+        out = str(real(self, *args, **kwargs))
+        calls.append('lang="ko"' if 'lang="ko"' in out else 'lang="en"')
+        return out
+
+    monkeypatch.setattr(premailer.Premailer, "transform", counting)
+    settings = use_smtp(settings, tmp_path, smtp)
+    populate(settings)
+    english = [(f"en{i}@example.org", f"Reader {i}", "en") for i in range(3)]
+    populate(settings, english, slug="wire")
+    cli("send", str(release), "--list", "press", "--yes")
+    assert sorted(calls) == ['lang="en"', 'lang="ko"']
+    calls.clear()
+    cli("send", str(release), "--list", "wire", "--yes")
+    assert calls == ['lang="en"']  # nobody on the wire list reads Korean: never rendered
+    got = Counter(a for r in smtp.sink.received for a in r.rcpt_tos)
+    assert set(got) == {e for e, _, _ in PEOPLE + english} and max(got.values()) == 1
+    footer = {r.rcpt_tos[0]: r.message.get_body(("html",)).get_content()  # type: ignore[union-attr]
+              for r in smtp.sink.received}
+    assert "Press 기자단" in footer["park@example.org"]

@@ -69,7 +69,7 @@ def test_every_reply_ends_in_its_outcome_and_the_connection_goes_on(
 
 def test_a_refused_sender_stops_the_run(server: SmtpServer, conn: SmtpConnection) -> None:
     server.sink.refuse_sender = "553 5.1.8 Sender domain rejected"
-    with pytest.raises(TransportError, match="refused the sender bounces@example.org: 553"):
+    with pytest.raises(TransportError, match=r"refused the sender bounces@example\.org: 553"):
         send(conn, "someone@example.org")
     assert server.sink.attempts == {}  # no RCPT was accepted for anyone
     server.sink.refuse_sender = None
@@ -88,7 +88,7 @@ def test_a_deferred_sender_defers_the_message(server: SmtpServer,
 def test_connection_dropped_after_the_data_is_in_doubt(server: SmtpServer,
                                                        conn: SmtpConnection) -> None:
     server.sink.plan("dropped@example.org", "drop-after-data")
-    code, text, outcome = send(conn, "dropped@example.org")
+    _code, text, outcome = send(conn, "dropped@example.org")
     assert outcome == Outcome.IN_DOUBT and "after the message was sent" in text
     assert conn.smtp is None  # closed; the next message opens a new connection
     assert send(conn, "next@example.org")[2] == Outcome.SENT

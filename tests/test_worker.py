@@ -192,7 +192,7 @@ def test_at_is_honoured_for_an_earlier_unsent_plan(
     # A plan that never went out (as when Ctrl-C interrupts the confirmation prompt).
     from mailer.dispatch import load_for_sending, plan
 
-    plan(settings, load_for_sending(release, settings), ["press"], [], smtputf8=True,
+    plan(settings, load_for_sending(release, settings).release, ["press"], [], smtputf8=True,
          transport="test")
     out = cli("send", str(release), "--list", "press", "--yes", "--at",
               "2099-01-01 09:00 UTC").output

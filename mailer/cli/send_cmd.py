@@ -134,7 +134,8 @@ def send(app: AppContext, path: str, lists: tuple[str, ...], tags: tuple[str, ..
     from mailer.trial import send_test
 
     settings = app.settings
-    release = dispatch.load_for_sending(path, settings, lists)
+    loaded = dispatch.load_for_sending(path, settings, lists)
+    release = loaded.release
     if tests:
         transport = dispatch.checked_transport(settings)
         results = send_test(settings, render_release(release, settings), tests, transport,
@@ -182,7 +183,7 @@ def send(app: AppContext, path: str, lists: tuple[str, ...], tags: tuple[str, ..
             click.echo("Not sent; nothing stored.")
             return
     result = deliver(settings, p.campaign.id, transport, limit=limit, rate_per_second=rate,
-                     on_progress=ProgressBar(due))
+                     on_progress=ProgressBar(due), rendered=loaded.rendered)
     echo_result(result)
 
 
