@@ -1,13 +1,14 @@
 """The delivery engine: claim rows from the ledger, send, record what the server said.
 
-The guarantees (DESIGN.md, "The delivery ledger"):
-- A row is claimed (status `claimed`, a lease, committed) before its SMTP transaction starts, and
-  its result is committed right after the reply (or after `ledger_group_size` replies: a crash
-  then leaves at most that many rows per connection in doubt, never resent by themselves).
-- A claimed row whose sender died becomes `in_doubt` when its lease expires (at once when the
-  sender was a process on this machine that no longer exists); only the operator resends it.
-- Suppressions and unsubscribes are checked when a row is claimed, so they stop every message
-  not yet sent. A campaign is done only when every row is final.
+The guarantees (DESIGN.md, "The delivery ledger"; the SQL is in mailer/ledger.py):
+- A row is claimed (status `claimed`, a lease, committed) before its SMTP transaction starts.
+  Replies are committed in order, every `ledger_group_size` messages and at least once a second,
+  so a crash leaves at most that many rows per connection in doubt, never resent by themselves.
+- The claimed rows of a sender that is gone (lease expired, or a dead process on this machine)
+  are recovered: its lowest `ledger_group_size` become `in_doubt` (only the operator resends
+  them), the rest `pending`.
+- Suppressions and unsubscribes are checked when a row is claimed and again, for the rows about
+  to be sent, with every commit of replies. A campaign is done only when every row is final.
 """
 
 from __future__ import annotations
@@ -521,8 +522,10 @@ class Deliverer:
 
     def _send_one(self, conn: Connection, d: Claimed) -> Reply:
         assert self.compiler is not None
+        # Outside the try: a variant that cannot be rendered or compiled (a broken layout, no
+        # secret_key) stops the run with its error, rather than failing every reader of it.
+        compiled = self.compiler.get(d.language, d.list_id)
         try:
-            compiled = self.compiler.get(d.language, d.list_id)
             recipient = Recipient(d.contact_id or 0, d.email, clean_name(d.name), d.list_id,
                                   d.message_id)
             message = compiled.build(recipient, deliver_to=self.redirect)

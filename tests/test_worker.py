@@ -215,3 +215,27 @@ def test_worker_leaves_a_paused_campaign_alone(
         assert s.scalars(select(Campaign)).one().status == CampaignStatus.PAUSED
     cli("campaigns", "resume", "1")
     assert len(smtp.sink.received) == 6
+
+
+def test_a_layout_broken_after_planning_stops_the_worker_and_fails_nobody(
+    settings: Settings, tmp_path: Path, smtp: SmtpServer, release: Path, cli: Cli,  # noqa: F811
+) -> None:
+    """A worker renders a scheduled campaign when it starts it; if the layout no longer renders
+    the run stops with the layout's error, every row stays due, and fixing it sends them all."""
+    settings = use_smtp(settings, tmp_path, smtp)
+    populate(settings)
+    start = datetime(2026, 12, 1, 14, 0, tzinfo=UTC)
+    clock.set_clock(lambda: start - timedelta(days=1))
+    cli("send", str(release), "--list", "press", "--yes", "--at", "2026-12-01 14:00 UTC")
+    layout = settings.templates_dir / "email" / "release.html"
+    layout.parent.mkdir(parents=True)
+    layout.write_text("{% if %}broken{% endif %}", encoding="utf-8")
+    clock.set_clock(lambda: start + timedelta(seconds=1))
+    out = cli("worker", "--once", "--poll", "0", expect=1).output
+    assert "release.html" in out
+    assert smtp.sink.received == []
+    with session_scope(settings) as s:
+        assert {d.status.value for d in s.scalars(select(Delivery))} == {"pending"}
+    layout.unlink()
+    cli("worker", "--once", "--poll", "0")
+    assert len(smtp.sink.received) == 6
