@@ -23,6 +23,8 @@ from mailer.errors import ConfigError, TransportError
 
 LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
 _ENHANCED = re.compile(r"^\s*([245])\.(\d{1,3})\.(\d{1,3})\b")
+# What must never appear inside MAIL FROM:<...> or RCPT TO:<...>.
+_UNSAFE_ADDRESS = re.compile(r"[\r\n<>\x00]")
 
 
 # RFC 3463 X.1.Y codes that say the recipient's address is bad: 1 bad mailbox, 2 bad system,
@@ -183,6 +185,14 @@ class SmtpConnection:
         addresses are already in SMTP form (mailer.addresses.smtp_form), so the commands are
         written directly rather than through smtplib's parser of display names.
         """
+        if _UNSAFE_ADDRESS.search(envelope_from):
+            raise TransportError(f"the envelope sender {envelope_from!r} cannot be written in an "
+                                 "SMTP command")
+        if _UNSAFE_ADDRESS.search(recipient) or not (smtputf8 or recipient.isascii()):
+            # Never reached with addresses from the ledger (normalised, SMTPUTF8 flagged); a
+            # line break here would otherwise smuggle a command into the session.
+            return Reply(0, f"cannot be written in an SMTP command: {recipient!r}",
+                         Outcome.FAILED)
         try:
             if self.smtp is None:
                 self.smtp = self._connect()

@@ -100,3 +100,14 @@ def test_closing_service_421_closes_and_reconnects(server: SmtpServer,
     assert send(conn, "busy@example.org")[:2] == (421, "4.3.2 Shutting down")
     assert conn.smtp is None
     assert send(conn, "next@example.org")[2] == Outcome.SENT
+
+
+def test_an_address_with_a_line_break_never_reaches_the_server(server: SmtpServer,
+                                                               conn: SmtpConnection) -> None:
+    smuggled = "victim@example.org>\r\nRCPT TO:<other@example.org"
+    code, text, outcome = send(conn, smuggled)
+    assert (code, outcome) == (0, Outcome.FAILED) and "cannot be written" in text
+    assert server.sink.attempts == {} and server.sink.received == []
+    with pytest.raises(TransportError, match="envelope sender"):
+        conn.send("bounces@example.org\r\nRSET", "ok@example.org", MESSAGE)
+    assert send(conn, "ok@example.org")[2] == Outcome.SENT
