@@ -8,6 +8,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from mailer import clock
@@ -16,7 +17,7 @@ from mailer.config import Settings
 from mailer.db import session_scope
 from mailer.errors import MailerError, ReleaseError, SendError
 from mailer.message import dkim_signer
-from mailer.models import CampaignStatus
+from mailer.models import CampaignStatus, MailingList
 from mailer.transport import OutboxTransport, SmtpTransport, open_transport
 
 
@@ -27,7 +28,6 @@ class Loaded:
 
     release: Any
     rendered: dict[str, Any] = field(default_factory=dict)
-    list_name: str | None = None
 
 
 def load_for_sending(path: str | Path, settings: Settings,
@@ -64,7 +64,7 @@ def load_for_sending(path: str | Path, settings: Settings,
     if errors:
         raise ReleaseError(f"{path}: `mailer release check` finds errors:\n  - "
                            + "\n  - ".join(errors))
-    return Loaded(release, rendered, list_name)
+    return Loaded(release, rendered)
 
 
 def checked_transport(settings: Settings) -> SmtpTransport | OutboxTransport:
@@ -138,10 +138,14 @@ def plan(settings: Settings, release: Any, list_slugs: Sequence[str], tags: Sequ
 
 
 def dry_run(settings: Settings, release: Any, list_slugs: Sequence[str], tags: Sequence[str],
-            *, smtputf8: bool, transport: str, new_version: bool = False) -> tuple[Plan, Any]:
-    """Plan and build every message, then roll everything back: nothing is stored or sent."""
+            *, smtputf8: bool, transport: str, new_version: bool = False,
+            rendered: dict[str, Any] | None = None) -> tuple[Plan, Any]:
+    """Plan and build every message, then roll everything back: nothing is stored or sent.
+
+    `rendered`: the variants the release check rendered (`Loaded.rendered`); the others are
+    rendered the way a send renders them, when a recipient needs one."""
     from mailer.db import session_factory
-    from mailer.render import render_release
+    from mailer.send import campaign_renderer
     from mailer.trial import dry_run as build_all
 
     session = session_factory(settings)()
@@ -149,14 +153,9 @@ def dry_run(settings: Settings, release: Any, list_slugs: Sequence[str], tags: S
         p = _plan(session, settings, release, list_slugs, tags, smtputf8=smtputf8,
                   transport=transport, not_before=None, not_after=None, rate=None,
                   new_version=new_version, created_by="dry-run")
-        names = [ml for ml in p.campaign.audience.get("lists", [])]
-        list_name = None
-        if len(names) == 1:
-            from mailer.lists import get_list
-
-            list_name = get_list(session, names[0]).name
-        result = build_all(session, settings, p.campaign.id,
-                           render_release(release, settings, list_name=list_name))
+        names = dict(session.execute(select(MailingList.id, MailingList.name)).all())
+        result = build_all(session, settings, p.campaign.id, rendered or {},
+                           render=campaign_renderer(settings, p.campaign, names))
         return p, result
     finally:
         session.rollback()

@@ -18,7 +18,7 @@ it had already started, which is among those lowest rows.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -200,8 +200,7 @@ def still_wanted(
         return status, set()
     gone = [(r.id, bool(r.suppressed)) for r in s.execute(
         _OPTED_OUT, {"ids": [d.id for d in unsent], "list_ids": list(list_ids)}).all()
-        if r.suppressed or not r.subscribed]
-    gone += [(d.id, False) for d in unsent if d.contact_id is None]
+        if r.suppressed or not r.subscribed]  # an erased contact (NULL) is not subscribed
     mark_skipped(s, gone, now, holder)
     return status, {i for i, _ in gone}
 
@@ -224,7 +223,8 @@ def give_back(s: Executor, holder: str, ids: Sequence[int], now: datetime, *,
                                           else_=0)))
 
 
-def recover(s: Executor, campaign_id: int, now: datetime, is_dead: Any) -> int:
+def recover(s: Executor, campaign_id: int, now: datetime,
+            is_dead: Callable[[str], bool]) -> int:
     """Rows held by a sender that is gone (lease expired, or a dead process on this machine):
     the lowest `group` of each holder become in_doubt, the rest pending. Returns how many
     became in_doubt."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -66,12 +66,14 @@ class DryRunResult:
 
 
 def dry_run(session: Session, settings: Settings, campaign_id: int,
-            rendered: dict[str, Any]) -> DryRunResult:
+            rendered: dict[str, Any],
+            render: Callable[[str], Any] | None = None) -> DryRunResult:
     """Build every message of a planned campaign and send none (the caller rolls back)."""
     from mailer.send import Compiler
 
     compiler = Compiler(settings, campaign_id, rendered,
-                        {ml.id: ml for ml in session.scalars(select(MailingList))})
+                        {ml.id: ml for ml in session.scalars(select(MailingList))},
+                        render=render)
     count = 0
     size = 0
     by_language: dict[str, int] = {}

@@ -25,7 +25,7 @@ def server(request: pytest.FixtureRequest) -> Iterator[SmtpServer]:
 
 
 @pytest.fixture
-def conn(server: SmtpServer, tmp_path: object) -> Iterator[SmtpConnection]:
+def conn(server: SmtpServer) -> Iterator[SmtpConnection]:
     settings = Settings(transport="smtp", smtp_url=server.url())
     c = SmtpTransport(settings).open()
     yield c

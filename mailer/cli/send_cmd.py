@@ -152,7 +152,8 @@ def send(app: AppContext, path: str, lists: tuple[str, ...], tags: tuple[str, ..
     smtputf8 = transport.supports_smtputf8()
     if dry_run:
         p, built = dispatch.dry_run(settings, release, slugs, tags, smtputf8=smtputf8,
-                                    transport=transport.describe(), new_version=new_version)
+                                    transport=transport.describe(), new_version=new_version,
+                                    rendered=loaded.rendered)
         echo_plan(p, "dry run (nothing is sent or stored)")
         click.echo(f"Dry run: built {built.messages} messages ({built.size / 1024:.0f} KiB); "
                    "none sent, nothing stored.")
