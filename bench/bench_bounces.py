@@ -23,11 +23,12 @@ import flufl.bounce
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # for tests.bounce_corpus
 
-from mailer import bounce_parse, clock
-from mailer.bounces import process_mailbox
+from mailer import clock
+from mailer.bounces import parse as bounce_parse
+from mailer.bounces.policy import process_mailbox
+from mailer.bounces.sources import open_source
 from mailer.config import Settings
-from mailer.db import dispose_engines, session_factory
-from mailer.mailboxes import open_source
+from mailer.store.db import dispose_engines, session_factory
 from tests.bounce_corpus import world
 
 

@@ -5,7 +5,7 @@
 Both paths start from the same rendered (and CSS-inlined) variant of the sample release and the
 same personal values (name, e-mail, signed unsubscribe and preferences links), so the only
 difference measured is how the message is put together:
-- compiled: mailer.message.CompiledVariant, prepared once per variant, `build()` per recipient;
+- compiled: delivery.message.CompiledVariant, prepared once per variant, `build()` per recipient;
 - baseline: per recipient an email.message.EmailMessage, headers set one by one,
   set_content(text) + add_alternative(html), as_bytes() (tests/test_message_equivalence.py proves
   the two produce the same headers and decoded parts).
@@ -35,8 +35,8 @@ from bench.support import (
     table,
 )
 from mailer import clock
-from mailer.addresses import smtp_form
-from mailer.message import CompiledVariant, Recipient, Sender, sender_for
+from mailer.contacts.addresses import smtp_form
+from mailer.delivery.message import CompiledVariant, Recipient, Sender, sender_for
 
 NAMES = {"en": ["Jane O'Neil", "José García", "Dr. Ann Smith, PhD", "Jürgen \"JJ\" Müller"],
          "ko": KO_NAMES}
@@ -83,7 +83,7 @@ def rate(func: Any, people: list[Recipient]) -> tuple[float, float]:
 
 
 def measure(n: int, n_baseline: int, runs: int) -> dict[str, Any]:
-    from mailer.render import render_release
+    from mailer.releases.render import render_release
 
     settings = bench_settings("sqlite://", reply_to="desk@hanul.example.org")
     rendered = render_release(sample_release(), settings)

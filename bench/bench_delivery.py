@@ -5,7 +5,7 @@
 
 1. --recipients (10,000; 40% Korean) to a local sink (bench/sink.py, its own process) over
    --connections (4):
-   - mailer: mailer.send.deliver on a planned campaign with a SQLite ledger: claims, suppression
+   - mailer: delivery.engine.deliver on a planned campaign with a SQLite ledger: claims, suppression
      checks, per-recipient build, SMTP, results recorded (ledger_group_size from --group, default
      the shipped setting). Timed from the call to its return (rendering the release included).
    - baseline: plain smtplib, one SMTP connection per thread, `sendmail` of messages built
@@ -54,7 +54,7 @@ from mailer.config import Settings
 def fresh_database(folder: Path, sink: SinkProcess, n: int, korean_share: float,
                    **extra: Any) -> Settings:
     """A new SQLite database with n subscribed contacts."""
-    from mailer.db import dispose_engines
+    from mailer.store.db import dispose_engines
 
     dispose_engines()
     db = folder / "bench.db"
@@ -74,8 +74,8 @@ def fresh_campaign(folder: Path, sink: SinkProcess, n: int, korean_share: float,
 
 
 def run_mailer(settings: Settings, campaign_id: int) -> float:
-    from mailer.send import deliver
-    from mailer.transport import SmtpTransport
+    from mailer.delivery.engine import deliver
+    from mailer.delivery.transport import SmtpTransport
 
     start = time.perf_counter()
     result = deliver(settings, campaign_id, SmtpTransport(settings))
@@ -89,10 +89,10 @@ def prebuilt_messages(settings: Settings, campaign_id: int) -> list[tuple[str, b
     """(recipient, message) for every row of the campaign, built with the compiled path."""
     from sqlalchemy import select
 
-    from mailer.db import session_scope
-    from mailer.message import CompiledVariant, Recipient, sender_for
-    from mailer.models import Contact, Delivery
-    from mailer.render import render_release
+    from mailer.delivery.message import CompiledVariant, Recipient, sender_for
+    from mailer.releases.render import render_release
+    from mailer.store.db import session_scope
+    from mailer.store.models import Contact, Delivery
 
     rendered = render_release(sample_release(), settings)
     sender = sender_for(settings, "Press 기자단", "bench")
@@ -192,10 +192,10 @@ def mailmerge_job(folder: Path, settings: Settings, campaign_id: int, sink: Sink
 
     from sqlalchemy import select
 
-    from mailer.db import session_scope
-    from mailer.message import CompiledVariant, Recipient, sender_for
-    from mailer.models import Contact, Delivery
-    from mailer.render import render_release
+    from mailer.delivery.message import CompiledVariant, Recipient, sender_for
+    from mailer.releases.render import render_release
+    from mailer.store.db import session_scope
+    from mailer.store.models import Contact, Delivery
 
     rendered = render_release(sample_release(), settings)["en"]
     sender = sender_for(settings, "Press 기자단", "bench")

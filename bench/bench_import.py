@@ -3,7 +3,7 @@
 Prints a table: the median of several runs of each case, in a fresh process each (so peak memory
 is the case's own), with the rate of email-validator alone over the same addresses, measured in
 the same run, as the baseline ("x validator" is the import's rate over that rate). The import
-checks each distinct domain once (mailer.importer.domain_cache); "no domain cache" shows the
+checks each distinct domain once (mailer.imports.importer.domain_cache); "no domain cache" shows the
 import without it, for comparison. PostgreSQL figures too when --pg URL (or MAILER_BENCH_PG_URL)
 is set.
 
@@ -59,7 +59,7 @@ def make_file(path: Path, rows: int, seed: int = 7) -> list[str]:
 def child(args: argparse.Namespace) -> None:
     """One measured case in this process; prints JSON."""
     from mailer.config import Settings
-    from mailer.db import get_engine, session_scope
+    from mailer.store.db import get_engine, session_scope
 
     settings = Settings(database_url=args.url, secret_key="bench")
     if args.case == "validator":
@@ -72,10 +72,10 @@ def child(args: argparse.Namespace) -> None:
             validate_email(a, check_deliverability=False)
         elapsed = time.perf_counter() - start
     else:
-        from mailer import importer
-        from mailer.importer import import_contacts
-        from mailer.lists import create_list
-        from mailer.models import MailingList
+        from mailer.contacts.lists import create_list
+        from mailer.imports import importer
+        from mailer.imports.importer import import_contacts
+        from mailer.store.models import MailingList
 
         if args.case == "import-uncached":
             # For comparison only: every address's domain checked again, as email-validator does.
@@ -114,8 +114,8 @@ def reset(url: str, folder: Path) -> str:
     from sqlalchemy import text
 
     from mailer.config import Settings
-    from mailer.db import dispose_engines, get_engine
-    from mailer.models import Base
+    from mailer.store.db import dispose_engines, get_engine
+    from mailer.store.models import Base
 
     engine = get_engine(Settings(database_url=url, secret_key="bench"))
     names = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)

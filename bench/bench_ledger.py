@@ -3,7 +3,7 @@
     python bench/bench_ledger.py [--recipients 5000] [--runs 3] [--groups 1,10,50]
                                  [--pg postgresql+psycopg://...] [--json]
 
-Two figures per group size, both through mailer.send.deliver on a planned campaign:
+Two figures per group size, both through mailer.delivery.engine.deliver on a planned campaign:
 - "no SMTP": a transport whose connections accept every message at once (nothing leaves the
   process), one connection. What is left is the ledger: claims, suppression checks, building,
   and recording results. The baseline, measured in the same run, is the same send with
@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.sink import SinkProcess
 from bench.support import bench_settings, load_note, median, plan, populate, table
 from mailer.config import Settings
-from mailer.transport import DryRunConnection
+from mailer.delivery.transport import DryRunConnection
 
 
 class AcceptAll:
@@ -56,8 +56,8 @@ def empty_database(url: str, folder: Path) -> str:
     """A database with no mailer rows: a new SQLite file, or the PostgreSQL tables emptied."""
     from sqlalchemy import text
 
-    from mailer.db import dispose_engines, get_engine
-    from mailer.models import Base
+    from mailer.store.db import dispose_engines, get_engine
+    from mailer.store.models import Base
 
     dispose_engines()
     if url.startswith("sqlite"):
@@ -76,9 +76,9 @@ def empty_database(url: str, folder: Path) -> str:
 def one_send(url: str, folder: Path, n: int, group: int, transport: str,
              sink: SinkProcess) -> float:
     """Messages per second of one send of a fresh n-recipient campaign."""
-    from mailer.db import dispose_engines
-    from mailer.send import deliver
-    from mailer.transport import SmtpTransport
+    from mailer.delivery.engine import deliver
+    from mailer.delivery.transport import SmtpTransport
+    from mailer.store.db import dispose_engines
 
     db_url = empty_database(url, folder)
     connections = 1 if transport == "none" else 4

@@ -80,8 +80,8 @@ def empty_database(url: str, folder: Path) -> str:
     from sqlalchemy import text
 
     from mailer.config import Settings
-    from mailer.db import dispose_engines, get_engine
-    from mailer.models import Base
+    from mailer.store.db import dispose_engines, get_engine
+    from mailer.store.models import Base
 
     engine = get_engine(Settings(database_url=url, secret_key="x"))
     names = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)

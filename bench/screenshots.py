@@ -18,8 +18,8 @@ import tempfile
 from pathlib import Path
 
 from mailer.config import Settings
-from mailer.releases import load_release
-from mailer.render import preview
+from mailer.releases.render import preview
+from mailer.releases.source import load_release
 from mailer.samples import SAMPLE_ORGANISATION, sample_path
 
 WIDTHS = (600, 375)

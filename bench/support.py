@@ -47,7 +47,7 @@ def bench_settings(database_url: str, **extra: Any) -> Settings:
 
 
 def sample_release() -> Any:
-    from mailer.releases import load_release
+    from mailer.releases.source import load_release
 
     return load_release(sample_path())
 
@@ -63,9 +63,9 @@ def person(i: int, rnd: random.Random, korean_share: float) -> tuple[str, str, s
 def populate(settings: Settings, n: int, *, korean_share: float = 0.4, seed: int = 8,
              slug: str = SLUG) -> int:
     """Create the list `slug` and n subscribed contacts on it; returns the list id."""
-    from mailer.db import get_engine, session_scope
-    from mailer.lists import create_list
-    from mailer.models import Contact, MailingList, Subscription, SubscriptionStatus
+    from mailer.contacts.lists import create_list
+    from mailer.store.db import get_engine, session_scope
+    from mailer.store.models import Contact, MailingList, Subscription, SubscriptionStatus
 
     engine = get_engine(settings)
     with session_scope(settings) as s:
@@ -103,7 +103,7 @@ def populate(settings: Settings, n: int, *, korean_share: float = 0.4, seed: int
 
 def plan(settings: Settings, slug: str = SLUG) -> int:
     """Plan a campaign of the sample release to the list (the real planner); its id."""
-    from mailer import dispatch
+    from mailer.delivery import send as dispatch
 
     p = dispatch.plan(settings, sample_release(), [slug], [], smtputf8=True,
                       transport="bench", created_by="bench")

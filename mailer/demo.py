@@ -8,13 +8,13 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from mailer.campaigns import status_counts
 from mailer.config import load_settings
-from mailer.db import session_scope
+from mailer.contacts.lists import create_list
+from mailer.delivery.campaigns import status_counts
 from mailer.errors import MailerError
-from mailer.importer import import_contacts
-from mailer.lists import create_list
-from mailer.setup import init
+from mailer.imports.importer import import_contacts
+from mailer.store.db import session_scope
+from mailer.store.folder import init
 
 DEMO_SETTINGS = {
     "organisation_name": "Hanul Community Center",
@@ -65,8 +65,8 @@ def _toml(key: str, value: object) -> str:
 
 def run_demo(folder: Path) -> DemoResult:
     """Init a folder, import the sample press list, send the sample release to the outbox."""
-    from mailer.dispatch import checked_transport, load_for_sending, plan
-    from mailer.send import deliver
+    from mailer.delivery.engine import deliver
+    from mailer.delivery.send import checked_transport, load_for_sending, plan
 
     config = folder / "mailer.toml"
     if config.exists():

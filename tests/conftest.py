@@ -17,8 +17,8 @@ from sqlalchemy.orm import Session
 from mailer import clock
 from mailer.cli import main
 from mailer.config import Settings, load_settings
-from mailer.db import dispose_engines, get_engine, session_factory
-from mailer.models import Base
+from mailer.store.db import dispose_engines, get_engine, session_factory
+from mailer.store.models import Base
 
 PG_URL = os.environ.get("MAILER_TEST_DATABASE_URL", "")
 ENGINES = ["sqlite", "postgresql"]

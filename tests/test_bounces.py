@@ -14,10 +14,11 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from mailer import clock, tokens
-from mailer.bounces import Item, bounce_counts, process_message, soft_score
+from mailer.bounces.policy import Item, bounce_counts, process_message, soft_score
 from mailer.config import Settings, load_settings
-from mailer.contacts import add_contact, erase
-from mailer.models import (
+from mailer.contacts.contact import add_contact, erase
+from mailer.contacts.suppressions import get_suppression
+from mailer.store.models import (
     Bounce,
     Campaign,
     Contact,
@@ -28,7 +29,6 @@ from mailer.models import (
     Subscription,
     SuppressionReason,
 )
-from mailer.suppressions import get_suppression
 from tests.bounce_corpus import world
 from tests.conftest import Cli, write_config
 
@@ -115,7 +115,7 @@ def mail(subject: str, body: str = "", sender: str = "someone@example.org") -> b
 
 @pytest.fixture
 def people(session: Session) -> world.World:
-    from mailer.lists import create_list
+    from mailer.contacts.lists import create_list
 
     create_list(session, "press-en", "Press (English)")
     create_list(session, "press-ko", "보도자료")
@@ -450,7 +450,7 @@ def test_two_runs_at_once_count_a_report_once(session: Session, settings: Settin
         pytest.skip("SQLite allows one writer: the second run waits before it reads anything")
     import threading
 
-    from mailer.db import session_factory
+    from mailer.store.db import session_factory
 
     session.commit()
     raw = dsn("kim@news.example.kr")

@@ -12,10 +12,10 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from mailer import clock
-from mailer.bounces import RunReport, process_mailbox
+from mailer.bounces.policy import RunReport, process_mailbox
+from mailer.bounces.sources import open_source
 from mailer.config import Settings, load_settings
-from mailer.mailboxes import open_source
-from mailer.models import Bounce, Suppression
+from mailer.store.models import Bounce, Suppression
 from tests.bounce_corpus import world
 from tests.conftest import write_config
 

@@ -9,9 +9,9 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from mailer.mailboxes import MailboxError, open_source
-from mailer.models import Bounce, SuppressionReason
-from mailer.suppressions import get_suppression
+from mailer.bounces.sources import MailboxError, open_source
+from mailer.contacts.suppressions import get_suppression
+from mailer.store.models import Bounce, SuppressionReason
 from tests.bounce_corpus import world
 from tests.conftest import Cli
 from tests.imap_server import ImapServer, imap_server  # noqa: F401 - the fixture

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from mailer.bounce_parse import Unparseable, classify, parse
-from mailer.mailboxes import MailboxError, MboxSource, encode_mutf7, parse_imap_url
+from mailer.bounces.parse import Unparseable, classify, parse
+from mailer.bounces.sources import MailboxError, MboxSource, encode_mutf7, parse_imap_url
 
 
 @pytest.mark.parametrize(("action", "status", "diagnostic", "kind", "code"), [
@@ -158,7 +158,7 @@ def test_a_heuristic_that_crashes_is_reported_not_raised() -> None:
     assert [(r.final, r.kind) for r in parsed.recipients] == [(None, "hard")]
     # flufl.bounce logs the failure with a traceback; outside pytest's log capture, that would
     # reach the terminal through logging's last-resort handler.
-    code = ("import sys; from mailer.bounce_parse import parse; "
+    code = ("import sys; from mailer.bounces.parse import parse; "
             "print(parse(sys.stdin.buffer.read()).form)")
     done = subprocess.run([sys.executable, "-c", code], input=raw, capture_output=True,
                           check=True)

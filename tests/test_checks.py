@@ -10,14 +10,14 @@ import pytest
 from sqlalchemy.orm import Session
 
 from mailer import clock
-from mailer.checks import Finding, audience_languages, check_release, has_errors
 from mailer.config import Settings
-from mailer.contacts import add_contact
-from mailer.lists import create_list
-from mailer.models import Subscription, SubscriptionStatus, SuppressionReason
-from mailer.releases import load_release
+from mailer.contacts.contact import add_contact
+from mailer.contacts.lists import create_list
+from mailer.contacts.suppressions import suppress
+from mailer.releases.checks import Finding, audience_languages, check_release, has_errors
+from mailer.releases.source import load_release
 from mailer.samples import sample_path
-from mailer.suppressions import suppress
+from mailer.store.models import Subscription, SubscriptionStatus, SuppressionReason
 from tests.conftest import Cli
 from tests.release_support import offline_cli, org_settings, write_release
 

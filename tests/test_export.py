@@ -11,11 +11,11 @@ from typing import Any
 from sqlalchemy import delete
 from sqlalchemy.orm import Session
 
-from mailer.contacts import add_contact, contact_as_dict, iter_contacts, unsubscribe
-from mailer.export import attribute_header, export_contacts
-from mailer.lists import create_list
-from mailer.models import Contact, ContactTag, SuppressionReason
-from mailer.suppressions import suppress
+from mailer.contacts.contact import add_contact, contact_as_dict, iter_contacts, unsubscribe
+from mailer.contacts.lists import create_list
+from mailer.contacts.suppressions import suppress
+from mailer.imports.export import attribute_header, export_contacts
+from mailer.store.models import Contact, ContactTag, SuppressionReason
 from tests.conftest import Cli
 from tests.test_import import contact, write_csv
 

@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from mailer.models import Contact, Event, Subscription, Suppression
+from mailer.store.models import Contact, Event, Subscription, Suppression
 from tests.conftest import Cli
 
 

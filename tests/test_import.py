@@ -13,11 +13,12 @@ from openpyxl import Workbook
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
-from mailer.contacts import add_contact, unsubscribe
+from mailer.contacts.contact import add_contact, unsubscribe
+from mailer.contacts.lists import create_list
+from mailer.contacts.suppressions import suppress
 from mailer.errors import ImportFileError, MailerError
-from mailer.importer import import_contacts
-from mailer.lists import create_list
-from mailer.models import (
+from mailer.imports.importer import import_contacts
+from mailer.store.models import (
     Contact,
     ContactImport,
     ContactTag,
@@ -28,7 +29,6 @@ from mailer.models import (
     Suppression,
     SuppressionReason,
 )
-from mailer.suppressions import suppress
 from tests.conftest import Cli
 
 REPO = Path(__file__).resolve().parent.parent

@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 from openpyxl import Workbook
 
-from mailer.addresses import normalise
+from mailer.contacts.addresses import normalise
 from mailer.errors import ImportFileError, InvalidInputError
-from mailer.import_columns import map_columns, parse_map
-from mailer.importer import domain_cache, join_name
-from mailer.spreadsheet import neutralise, open_table, restore, sniff_delimiter
+from mailer.imports.columns import map_columns, parse_map
+from mailer.imports.importer import domain_cache, join_name
+from mailer.imports.spreadsheet import neutralise, open_table, restore, sniff_delimiter
 
 ROWS = [
     ["이메일", "이름", "언론사", "언어"],

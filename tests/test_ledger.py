@@ -11,11 +11,12 @@ from datetime import timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from mailer import clock, ledger
+from mailer import clock
 from mailer.config import Settings
-from mailer.db import session_scope
-from mailer.models import Campaign, Delivery, DeliveryStatus
-from mailer.send import recover_orphans
+from mailer.delivery import ledger
+from mailer.delivery.lock import recover_orphans
+from mailer.store.db import session_scope
+from mailer.store.models import Campaign, Delivery, DeliveryStatus
 from tests.test_send import PEOPLE, populate
 
 DEAD_PID = 2**22 + 7  # above Linux's pid_max: no such process
@@ -23,7 +24,7 @@ DEAD_PID = 2**22 + 7  # above Linux's pid_max: no such process
 
 def planned(settings: Settings, people: int) -> int:
     """A campaign with `people` pending rows; returns its id."""
-    from mailer.campaigns import plan_campaign, store_release
+    from mailer.delivery.planning import plan_campaign, store_release
 
     populate(settings, [(f"r{i:02d}@example.org", f"R {i}", "en") for i in range(people)])
     with session_scope(settings) as s:

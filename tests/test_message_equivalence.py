@@ -19,12 +19,12 @@ import pytest
 from bench.bench_build import straightforward_build
 from mailer import clock, tokens
 from mailer.config import Settings
-from mailer.message import CompiledVariant, Recipient, Sender, sender_for
-from mailer.personalise import PersonalTemplate
-from mailer.releases import load_release
-from mailer.render import render_release
+from mailer.delivery.message import CompiledVariant, Recipient, Sender, sender_for
+from mailer.delivery.transport import _dot_stuff
+from mailer.releases.personalise import PersonalTemplate
+from mailer.releases.render import render_release
+from mailer.releases.source import load_release
 from mailer.samples import SAMPLE_ORGANISATION, sample_path
-from mailer.transport import _dot_stuff
 
 NAMES = {
     "en": ["Jane Smith", "Jane O'Neil", "José García-Müller", 'Ann "Nan" Smith, PhD',
@@ -177,8 +177,8 @@ def test_base64_bodies_equal_encoding_the_filled_text_whole() -> None:
     """A base64 part encoded partly once per variant has the bytes of encoding it whole."""
     import random
 
-    from mailer.message import _b64, _Body
-    from mailer.personalise import placeholder
+    from mailer.delivery.message import _b64, _Body
+    from mailer.releases.personalise import placeholder
 
     rnd = random.Random(2045)
     alphabet = "가나다 abc\n&<>\"'"
@@ -206,7 +206,7 @@ def test_address_headers_are_what_the_email_package_writes() -> None:
     import random
     from email.header import Header
 
-    from mailer.message import _address_header
+    from mailer.delivery.message import _address_header
 
     rnd = random.Random(2047)
     pool = "김박최이정한울서연민수 Jé-ü\"'(),.&=?_"
@@ -226,7 +226,7 @@ def test_q_length_counts_what_the_email_package_counts() -> None:
     import email.quoprimime
     import random
 
-    from mailer.message import _q_length
+    from mailer.delivery.message import _q_length
 
     rnd = random.Random(5)
     samples = [bytes(range(256)), "박서연 (한인일보)".encode(), b"Ann O'Neil", b"a_b=c?d"]

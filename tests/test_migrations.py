@@ -11,8 +11,8 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import Engine, create_engine, inspect, text
 
-from mailer.models import Base
-from mailer.schema import (
+from mailer.store.models import Base
+from mailer.store.schema import (
     HEAD_REVISION,
     current_revision,
     ensure_schema,

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from mailer.releases import load_release
-from mailer.render import preview
+from mailer.releases.render import preview
+from mailer.releases.source import load_release
 from mailer.samples import sample_path
 from tests.release_support import org_settings
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from mailer.errors import ReleaseError
-from mailer.releases import load_release, release_from_sources
+from mailer.releases.source import load_release, release_from_sources
 from mailer.samples import sample_path
 from tests.release_support import write_release
 

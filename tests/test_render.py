@@ -13,11 +13,11 @@ from zoneinfo import ZoneInfo
 import premailer
 import pytest
 
-from mailer import inline, render, textpart
 from mailer.config import Settings
 from mailer.errors import ConfigError
-from mailer.personalise import PLACEHOLDERS, placeholder
-from mailer.releases import Release, load_release
+from mailer.releases import inline, render, textpart
+from mailer.releases.personalise import PLACEHOLDERS, placeholder
+from mailer.releases.source import Release, load_release
 from mailer.samples import sample_path
 from tests.release_support import BASE_URL, offline_cli, org_settings, write_release
 

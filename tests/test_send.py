@@ -16,10 +16,10 @@ from sqlalchemy.orm import Session
 
 from mailer import clock
 from mailer.config import Settings, load_settings
-from mailer.contacts import add_contact, unsubscribe
-from mailer.db import session_scope
-from mailer.lists import create_list
-from mailer.models import Campaign, CampaignStatus, Delivery, Suppression
+from mailer.contacts.contact import add_contact, unsubscribe
+from mailer.contacts.lists import create_list
+from mailer.store.db import session_scope
+from mailer.store.models import Campaign, CampaignStatus, Delivery, Suppression
 from tests.conftest import Cli, write_config
 from tests.smtp_server import Received, SmtpServer
 
@@ -376,7 +376,7 @@ def test_cancel_mid_batch_leaves_nothing_pending(settings: Settings, tmp_path: P
     def cancel_after_three(received: Received) -> None:
         if len(smtp.sink.received) == 3:
             with session_scope(settings) as s:
-                from mailer.campaigns import cancel
+                from mailer.delivery.campaigns import cancel
 
                 cancel(s, 1)
 
@@ -421,7 +421,7 @@ def test_a_refused_sender_stops_the_run_and_blames_nobody(settings: Settings, tm
 
 
 def test_sender_address_codes_never_suppress_the_recipient() -> None:
-    from mailer.transport import Outcome, classify
+    from mailer.delivery.transport import Outcome, classify
 
     assert classify(550, "5.1.1 User unknown").outcome == Outcome.BAD_ADDRESS
     assert classify(550, "5.1.10 Null MX").outcome == Outcome.BAD_ADDRESS
@@ -593,8 +593,8 @@ def test_campaigns_show_json_and_report(settings: Settings, tmp_path: Path, smtp
 
 
 def test_sqlite_refuses_a_second_sender(settings: Settings, session: Session) -> None:
+    from mailer.delivery.lock import acquire_sender_lock
     from mailer.errors import AlreadyRunningError
-    from mailer.send import acquire_sender_lock
 
     if settings.database_url.startswith("postgresql"):
         pytest.skip("PostgreSQL allows many senders")
@@ -619,7 +619,7 @@ def test_release_with_check_errors_is_not_sent(settings: Settings, tmp_path: Pat
 def test_second_sender_on_sqlite_is_refused_by_the_cli(settings: Settings, tmp_path: Path,
                                                        smtp: SmtpServer, release: Path,
                                                        cli: Cli) -> None:
-    from mailer.models import Lock
+    from mailer.store.models import Lock
 
     if settings.database_url.startswith("postgresql"):
         pytest.skip("PostgreSQL allows many senders")

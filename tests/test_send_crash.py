@@ -14,8 +14,8 @@ import pytest
 from sqlalchemy import select
 
 from mailer.config import Settings
-from mailer.db import session_scope
-from mailer.models import Campaign, CampaignStatus, Delivery
+from mailer.store.db import session_scope
+from mailer.store.models import Campaign, CampaignStatus, Delivery
 from tests.conftest import Cli
 from tests.smtp_server import SmtpServer
 from tests.test_send import populate, release, smtp, use_smtp  # noqa: F401

@@ -10,17 +10,17 @@ from openpyxl import Workbook
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from mailer.contacts import add_contact
-from mailer.errors import ImportFileError, InvalidInputError, NotFoundError
-from mailer.lists import create_list
-from mailer.models import Event, Suppression, SuppressionReason
-from mailer.suppressions import (
+from mailer.contacts.contact import add_contact
+from mailer.contacts.lists import create_list
+from mailer.contacts.suppressions import (
     add_suppression,
     import_suppressions,
     list_suppressions,
     remove_suppression,
     suppress,
 )
+from mailer.errors import ImportFileError, InvalidInputError, NotFoundError
+from mailer.store.models import Event, Suppression, SuppressionReason
 from tests.conftest import Cli
 from tests.test_import import status_on, tables, write_csv
 

@@ -15,8 +15,8 @@ from cryptography.x509.oid import NameOID
 from sqlalchemy import select
 
 from mailer.config import Settings
-from mailer.db import session_scope
-from mailer.models import Delivery
+from mailer.store.db import session_scope
+from mailer.store.models import Delivery
 from tests.conftest import Cli, write_config
 from tests.smtp_server import SmtpServer
 from tests.test_send import populate, release, use_smtp  # noqa: F401

@@ -8,8 +8,8 @@ from collections.abc import Iterator
 import pytest
 
 from mailer.config import Settings
+from mailer.delivery.transport import Outcome, SmtpConnection, SmtpTransport
 from mailer.errors import TransportError
-from mailer.transport import Outcome, SmtpConnection, SmtpTransport
 from tests.smtp_server import SmtpServer
 
 MESSAGE = b"From: a@example.org\nTo: b@example.org\nSubject: hi\n\n.leading dot\nbody\n"

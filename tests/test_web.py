@@ -21,9 +21,9 @@ from sqlalchemy.orm import sessionmaker
 
 from mailer import tokens
 from mailer.config import Settings
-from mailer.contacts import add_contact
+from mailer.contacts.contact import add_contact
 from mailer.errors import ConfigError
-from mailer.models import Contact
+from mailer.store.models import Contact
 from mailer.web import create_app
 from tests.test_web_support import (  # noqa: F401  (fixtures)
     Web,
@@ -144,7 +144,7 @@ def test_every_bad_token_gets_the_same_404(web: Web, lists: dict[str, int]) -> N
 
 
 def test_erased_contact_tokens(web: Web, lists: dict[str, int]) -> None:
-    from mailer.contacts import erase
+    from mailer.contacts.contact import erase
 
     contact_id = _contact(web)
     with web.db() as s:

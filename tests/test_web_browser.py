@@ -26,11 +26,12 @@ import pytest
 from sqlalchemy import select
 
 from mailer.config import Settings, load_settings
-from mailer.contacts import add_contact
-from mailer.db import session_scope
-from mailer.lists import create_list
-from mailer.models import Contact, Suppression
-from mailer.web import create_app, i18n
+from mailer.contacts.contact import add_contact
+from mailer.contacts.lists import create_list
+from mailer.store.db import session_scope
+from mailer.store.models import Contact, Suppression
+from mailer.subscribers import words as i18n
+from mailer.web import create_app
 from tests.conftest import Cli, write_config
 from tests.test_web_support import (
     Web,

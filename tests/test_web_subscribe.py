@@ -12,11 +12,11 @@ import pytest
 from sqlalchemy import select
 
 from mailer import clock
-from mailer.contacts import add_contact, unsubscribe
-from mailer.models import Contact, Event, SubscriptionStatus, Suppression, SuppressionReason
-from mailer.suppressions import suppress
+from mailer.contacts.contact import add_contact, unsubscribe
+from mailer.contacts.suppressions import suppress
+from mailer.store.models import Contact, Event, SubscriptionStatus, Suppression, SuppressionReason
+from mailer.store.ratelimit import Limit
 from mailer.web import create_app
-from mailer.web.ratelimit import Limit
 from tests.test_web_support import (  # noqa: F401  (fixtures)
     UA,
     Web,

@@ -29,9 +29,9 @@ from werkzeug.test import TestResponse
 
 from mailer import tokens
 from mailer.config import Settings
-from mailer.db import session_scope
-from mailer.lists import create_list
-from mailer.models import (
+from mailer.contacts.lists import create_list
+from mailer.store.db import session_scope
+from mailer.store.models import (
     Contact,
     Event,
     MailingList,

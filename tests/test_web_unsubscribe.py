@@ -10,9 +10,10 @@ import pytest
 from sqlalchemy import select
 
 from mailer import tokens
-from mailer.contacts import add_contact
-from mailer.lists import remove_list
-from mailer.models import (
+from mailer.contacts.contact import add_contact
+from mailer.contacts.lists import remove_list
+from mailer.contacts.suppressions import suppress
+from mailer.store.models import (
     Campaign,
     Contact,
     Event,
@@ -20,7 +21,6 @@ from mailer.models import (
     Suppression,
     SuppressionReason,
 )
-from mailer.suppressions import suppress
 from mailer.web import security
 from tests.conftest import Cli
 from tests.test_web_support import (  # noqa: F401  (fixtures)

@@ -16,9 +16,10 @@ from sqlalchemy import insert, select
 
 from mailer import clock
 from mailer.config import Settings
-from mailer.db import session_factory, session_scope
-from mailer.lists import create_list
-from mailer.models import (
+from mailer.contacts.lists import create_list
+from mailer.delivery.throttle import take
+from mailer.store.db import session_factory, session_scope
+from mailer.store.models import (
     Campaign,
     CampaignStatus,
     Contact,
@@ -26,7 +27,6 @@ from mailer.models import (
     Subscription,
     SubscriptionStatus,
 )
-from mailer.throttle import take
 from tests.conftest import Cli, write_config
 from tests.smtp_server import SmtpServer
 from tests.test_send import populate, release, smtp, use_smtp  # noqa: F401
@@ -190,7 +190,7 @@ def test_at_is_honoured_for_an_earlier_unsent_plan(
     settings = use_smtp(settings, tmp_path, smtp)
     populate(settings)
     # A plan that never went out (as when Ctrl-C interrupts the confirmation prompt).
-    from mailer.dispatch import load_for_sending, plan
+    from mailer.delivery.send import load_for_sending, plan
 
     plan(settings, load_for_sending(release, settings).release, ["press"], [], smtputf8=True,
          transport="test")

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import click
 
-from mailer import bounces as bounces_lib
+from mailer.bounces import policy as bounces_lib
+from mailer.bounces.sources import open_source
 from mailer.cli import main
 from mailer.cli.common import AppContext, echo_json, json_option, pass_app
-from mailer.mailboxes import open_source
 
 
 @main.group("bounces")

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import click
 
-from mailer import campaigns as campaigns_lib
 from mailer.cli import main
 from mailer.cli.common import AppContext, echo_json, json_option, pass_app
+from mailer.delivery import campaigns as campaigns_lib
 
 
 @main.group("campaigns")
@@ -72,8 +72,8 @@ def campaigns_show(app: AppContext, campaign_id: int, as_json: bool) -> None:
 def campaigns_resume(app: AppContext, campaign_id: int, limit: int | None) -> None:
     """Carry on sending a campaign (paused, interrupted, or with retries due)."""
     from mailer.cli.send_cmd import ProgressBar, echo_result
-    from mailer.dispatch import checked_transport
-    from mailer.send import deliver
+    from mailer.delivery.engine import deliver
+    from mailer.delivery.send import checked_transport
 
     settings = app.settings
     transport = checked_transport(settings)

@@ -12,7 +12,7 @@ import click
 from sqlalchemy.orm import Session
 
 from mailer.config import Settings, load_settings
-from mailer.db import session_scope
+from mailer.store.db import session_scope
 
 
 class AppContext:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import click
 
-from mailer import contacts as contacts_lib
 from mailer.cli import main
 from mailer.cli.common import AppContext, echo_json, json_option, pass_app
+from mailer.contacts import contact as contacts_lib
 
 
 @main.group("contacts")

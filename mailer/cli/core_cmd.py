@@ -6,9 +6,9 @@ from pathlib import Path
 
 import click
 
-from mailer import setup
 from mailer.cli import main
 from mailer.cli.common import AppContext, echo_json, json_option, pass_app
+from mailer.store import folder as setup
 
 
 @main.command()

@@ -8,10 +8,10 @@ from typing import Any
 
 import click
 
-from mailer import export as export_lib
-from mailer import importer
 from mailer.cli.common import AppContext, echo_json, json_option, pass_app
 from mailer.cli.contacts_cmd import contacts_group
+from mailer.imports import export as export_lib
+from mailer.imports import importer
 
 REPORT_LINES = (
     ("rows", "rows read"),

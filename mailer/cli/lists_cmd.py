@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import click
 
-from mailer import lists as lists_lib
 from mailer.cli import main
 from mailer.cli.common import AppContext, echo_json, json_option, pass_app
+from mailer.contacts import lists as lists_lib
 
 
 @main.group("lists")

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import click
 
-from mailer import checks, render
 from mailer.cli import main
 from mailer.cli.common import AppContext, echo_json, json_option, pass_app
 from mailer.errors import InvalidInputError
-from mailer.releases import load_release
+from mailer.releases import checks, render
+from mailer.releases.source import load_release
 
 
 @main.group("release")

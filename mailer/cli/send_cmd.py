@@ -9,9 +9,9 @@ from typing import Any
 
 import click
 
-from mailer import dispatch
 from mailer.cli import main
 from mailer.cli.common import AppContext, pass_app
+from mailer.delivery import send as dispatch
 from mailer.errors import InvalidInputError
 
 
@@ -129,9 +129,9 @@ def send(app: AppContext, path: str, lists: tuple[str, ...], tags: tuple[str, ..
          tests: tuple[str, ...], dry_run: bool, yes: bool, rate: float | None,
          limit: int | None, not_after: str | None, at: str | None, new_version: bool) -> None:
     """Send a release: plan, confirm, deliver, report (re-running resumes)."""
-    from mailer.render import render_release
-    from mailer.send import deliver
-    from mailer.trial import send_test
+    from mailer.delivery.engine import deliver
+    from mailer.delivery.trial import send_test
+    from mailer.releases.render import render_release
 
     settings = app.settings
     loaded = dispatch.load_for_sending(path, settings, lists)
@@ -202,7 +202,7 @@ def dkim() -> None:
 @pass_app
 def dkim_keygen(app: AppContext, selector: str | None, domain: str | None, output: str) -> None:
     """Write a DKIM private key and print the DNS TXT record to publish."""
-    from mailer.message import generate_dkim_key
+    from mailer.delivery.message import generate_dkim_key
 
     settings = app.settings
     sel = selector or settings.dkim_selector

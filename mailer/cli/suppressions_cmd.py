@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import click
 
-from mailer import suppressions as sup_lib
 from mailer.cli import main
 from mailer.cli.common import AppContext, echo_json, json_option, pass_app
-from mailer.models import SuppressionReason
+from mailer.contacts import suppressions as sup_lib
+from mailer.store.models import SuppressionReason
 
 REASONS = [r.value for r in SuppressionReason]
 

@@ -20,8 +20,8 @@ from mailer.cli.common import AppContext, pass_app
 @pass_app
 def worker(app: AppContext, concurrency: int | None, once: bool, poll: float) -> None:
     """Send due campaigns; run several on PostgreSQL to send in parallel."""
-    from mailer.dispatch import checked_transport
-    from mailer.worker import Worker
+    from mailer.delivery.send import checked_transport
+    from mailer.delivery.worker import Worker
 
     settings = app.settings
     transport = checked_transport(settings)

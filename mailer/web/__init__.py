@@ -14,11 +14,11 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from mailer.config import Settings
-from mailer.db import session_factory
 from mailer.errors import ConfigError, MailerError
+from mailer.store.db import session_factory
+from mailer.store.ratelimit import Limit
 from mailer.web import security
 from mailer.web.pages import EMBEDDABLE, language, message
-from mailer.web.ratelimit import Limit
 
 log = logging.getLogger("mailer.web")
 

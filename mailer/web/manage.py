@@ -10,13 +10,16 @@ from __future__ import annotations
 
 from flask import Response, abort, request, url_for
 
-from mailer import contacts, tokens
-from mailer.addresses import mask
+from mailer import tokens
+from mailer.contacts import contact as contacts
+from mailer.contacts.addresses import mask
+from mailer.contacts.suppressions import get_suppression
 from mailer.errors import NotFoundError, TokenError
-from mailer.models import Campaign, Contact, MailingList, SuppressionReason
-from mailer.suppressions import get_suppression
-from mailer.web import i18n, security, subscribe
-from mailer.web import preferences as prefs_lib
+from mailer.store.models import Campaign, Contact, MailingList, SuppressionReason
+from mailer.subscribers import optin as subscribe
+from mailer.subscribers import preferences as prefs_lib
+from mailer.subscribers import words as i18n
+from mailer.web import security
 from mailer.web.pages import (
     choose,
     client_ip,

@@ -8,8 +8,9 @@ from flask import Response, current_app, g, request, url_for
 from sqlalchemy.orm import Session, sessionmaker
 
 from mailer.config import Settings
-from mailer.web import i18n, templating
-from mailer.web.ratelimit import Limit
+from mailer.store.ratelimit import Limit
+from mailer.subscribers import templating
+from mailer.subscribers import words as i18n
 
 EMBEDDABLE = "mailer_embeddable"
 

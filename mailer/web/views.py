@@ -14,11 +14,14 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response as BaseResponse
 
 from mailer import tokens
-from mailer.addresses import mask, normalise
+from mailer.contacts.addresses import mask, normalise
 from mailer.errors import InvalidInputError, NotFoundError, TokenError
-from mailer.models import Contact, MailingList
+from mailer.store import ratelimit
+from mailer.store.models import Contact, MailingList
+from mailer.subscribers import optin as subscribe
+from mailer.subscribers import templating
+from mailer.subscribers import words as i18n
 from mailer.tokens import TokenExpiredError
-from mailer.web import i18n, ratelimit, subscribe, templating
 from mailer.web.pages import (
     choose,
     client_ip,

@@ -17,11 +17,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from mailer import tokens
-from mailer.bounces import Item, RunReport
+from mailer.bounces.policy import Item, RunReport
 from mailer.config import Settings
-from mailer.contacts import add_contact
-from mailer.lists import create_list
-from mailer.models import (
+from mailer.contacts.contact import add_contact
+from mailer.contacts.lists import create_list
+from mailer.store.models import (
     Campaign,
     CampaignStatus,
     Contact,

@@ -1,0 +1,1 @@
+"""Reports coming back: parsing bounces and complaints, reading mailboxes, applying policy."""

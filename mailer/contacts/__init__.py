@@ -1,0 +1,1 @@
+"""People and lists: mailing lists, contacts and subscriptions, the suppression list, addresses."""

@@ -1,0 +1,109 @@
+"""Mailing lists: create, look up, count, remove."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from mailer.errors import InvalidInputError, NotFoundError
+from mailer.store import audit
+from mailer.store.models import MailingList, Subscription, SubscriptionStatus
+
+SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+
+
+@dataclass(frozen=True)
+class ListSummary:
+    mailing_list: MailingList
+    counts: dict[str, int]
+
+    def as_dict(self) -> dict[str, Any]:
+        ml = self.mailing_list
+        return {
+            "slug": ml.slug,
+            "name": ml.name,
+            "description": ml.description,
+            "public": ml.public,
+            "from_address": ml.from_address,
+            "list_id": ml.list_id,
+            "created_at": ml.created_at.isoformat(),
+            "subscribers": dict(self.counts),
+        }
+
+
+def create_list(
+    session: Session,
+    slug: str,
+    name: str,
+    description: str = "",
+    *,
+    public: bool = False,
+    from_address: str | None = None,
+) -> MailingList:
+    """Create a list; the slug is short, lower-case and unique."""
+    if not SLUG_RE.match(slug):
+        raise InvalidInputError(
+            f"list slug {slug!r}: use lower-case letters, digits, '-' or '_' (at most 64)"
+        )
+    if not name.strip():
+        raise InvalidInputError("list name: must not be empty")
+    if session.scalar(select(MailingList.id).where(MailingList.slug == slug)) is not None:
+        raise InvalidInputError(f"a list named {slug!r} already exists")
+    if from_address is not None:
+        from mailer.contacts.addresses import normalise
+
+        from_address = normalise(from_address).original
+    ml = MailingList(slug=slug, name=name.strip(), description=description, public=public,
+                     from_address=from_address)
+    session.add(ml)
+    try:
+        session.flush()
+    except IntegrityError:
+        raise InvalidInputError(f"a list named {slug!r} already exists") from None
+    audit.record(session, "list.create", list_id=ml.id, slug=slug)
+    return ml
+
+
+def get_list(session: Session, slug: str) -> MailingList:
+    """The list with this slug, or NotFoundError."""
+    ml = session.scalar(select(MailingList).where(MailingList.slug == slug))
+    if ml is None:
+        raise NotFoundError(f"no list named {slug!r} (see `mailer lists ls`)")
+    return ml
+
+
+def subscriber_counts(session: Session, list_id: int) -> dict[str, int]:
+    counts = {s.value: 0 for s in SubscriptionStatus}
+    rows = session.execute(
+        select(Subscription.status, func.count())
+        .where(Subscription.list_id == list_id)
+        .group_by(Subscription.status)
+    )
+    for status, n in rows:
+        counts[SubscriptionStatus(status).value] = n
+    return counts
+
+
+def summarise(session: Session, ml: MailingList) -> ListSummary:
+    return ListSummary(ml, subscriber_counts(session, ml.id))
+
+
+def all_lists(session: Session) -> list[ListSummary]:
+    """Every list with its subscriber counts, by slug."""
+    lists = session.scalars(select(MailingList).order_by(MailingList.slug)).all()
+    return [summarise(session, ml) for ml in lists]
+
+
+def remove_list(session: Session, slug: str) -> dict[str, int]:
+    """Delete a list and its subscriptions (contacts and suppressions stay)."""
+    ml = get_list(session, slug)
+    counts = subscriber_counts(session, ml.id)
+    audit.record(session, "list.remove", slug=slug, subscriptions=sum(counts.values()))
+    session.delete(ml)
+    session.flush()
+    return counts

@@ -1,0 +1,230 @@
+"""The global suppression list: addresses that are never mailed and never re-subscribed."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import bindparam, select
+from sqlalchemy.orm import Session
+
+from mailer import clock
+from mailer.errors import ImportFileError, InvalidInputError, MailerError, NotFoundError
+from mailer.store import audit
+from mailer.store.models import (
+    Contact,
+    Subscription,
+    SubscriptionStatus,
+    Suppression,
+    SuppressionReason,
+)
+
+
+def is_suppressed(session: Session, key: str) -> bool:
+    return session.scalar(select(Suppression.id).where(Suppression.email == key)) is not None
+
+
+def get_suppression(session: Session, key: str) -> Suppression | None:
+    return session.scalar(select(Suppression).where(Suppression.email == key))
+
+
+def suppress(
+    session: Session,
+    key: str,
+    reason: SuppressionReason,
+    source: str = "",
+    *,
+    actor: str = "",
+) -> tuple[Suppression, bool]:
+    """Suppress `key` (already normalised); every subscription of its contact ends too.
+
+    Returns the suppression and whether it is new. An existing suppression keeps its first
+    reason, except that a stronger one (complaint, hard bounce) replaces a weaker one.
+    """
+    existing = get_suppression(session, key)
+    now = clock.now()
+    contact = session.scalar(select(Contact).where(Contact.email == key))
+    if contact is not None:
+        subs = session.scalars(
+            select(Subscription).where(
+                Subscription.contact_id == contact.id,
+                Subscription.status != SubscriptionStatus.UNSUBSCRIBED,
+            )
+        ).all()
+        for sub in subs:
+            sub.status = SubscriptionStatus.UNSUBSCRIBED
+            sub.unsubscribed_at = now
+            sub.unsubscribed_via = reason.value
+    if existing is not None:
+        if reason in (SuppressionReason.COMPLAINT, SuppressionReason.HARD_BOUNCE) and \
+                existing.reason not in (SuppressionReason.COMPLAINT, SuppressionReason.ERASED):
+            existing.reason = reason
+            existing.source = source
+        return existing, False
+    sup = Suppression(email=key, reason=reason, source=source, created_at=now)
+    session.add(sup)
+    session.flush()
+    audit.record(session, "suppress", contact_id=contact.id if contact else None, actor=actor,
+                 reason=reason.value, source=source)
+    return sup, True
+
+
+# --- Managing the list: `mailer suppressions ls | add | rm | import` ---------------------------
+
+REASON_STRENGTH_KEEP = (SuppressionReason.COMPLAINT, SuppressionReason.ERASED)
+STRONG_REASONS = (SuppressionReason.COMPLAINT, SuppressionReason.HARD_BOUNCE)
+
+
+def check_reason(value: str) -> SuppressionReason:
+    """A reason given by a user, or InvalidInputError listing the accepted ones."""
+    try:
+        return SuppressionReason(value)
+    except ValueError:
+        choices = ", ".join(r.value for r in SuppressionReason)
+        raise InvalidInputError(f"unknown suppression reason {value!r} ({choices})") from None
+
+
+def list_suppressions(session: Session, reason: str | None = None) -> list[Suppression]:
+    """Every suppression (newest first), optionally of one reason."""
+    stmt = select(Suppression).order_by(Suppression.created_at.desc(), Suppression.email)
+    if reason is not None:
+        stmt = stmt.where(Suppression.reason == check_reason(reason))
+    return list(session.scalars(stmt))
+
+
+def suppression_as_dict(sup: Suppression) -> dict[str, Any]:
+    """The documented JSON shape of a suppression."""
+    return {"email": sup.email, "reason": SuppressionReason(sup.reason).value,
+            "source": sup.source, "created_at": sup.created_at.isoformat()}
+
+
+def add_suppression(session: Session, email: str, reason: str = "manual", source: str = "cli",
+                    *, actor: str = "") -> tuple[Suppression, bool]:
+    """Suppress an address as typed (validated and normalised first); see suppress()."""
+    from mailer.contacts.addresses import normalise
+
+    return suppress(session, normalise(email).key, check_reason(reason), source, actor=actor)
+
+
+def remove_suppression(session: Session, email: str, *, actor: str = "") -> Suppression:
+    """Lift a suppression. Subscriptions it ended stay unsubscribed: only the person opts in."""
+    from mailer.contacts.addresses import normalise
+
+    key = normalise(email).key
+    sup = get_suppression(session, key)
+    if sup is None:
+        raise NotFoundError(f"{key} is not on the suppression list")
+    audit.record(session, "unsuppress", actor=actor, reason=SuppressionReason(sup.reason).value,
+                 source=sup.source)
+    session.delete(sup)
+    session.flush()
+    return sup
+
+
+@dataclass
+class SuppressionImportReport:
+    """What `suppressions import` did; see README for the JSON shape."""
+
+    file: str
+    reason: str
+    source: str
+    dry_run: bool
+    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(
+        ("rows", "added", "already_suppressed", "reason_upgraded", "subscriptions_ended",
+         "invalid", "duplicates"), 0))
+    errors: list[dict[str, Any]] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"file": self.file, "reason": self.reason, "source": self.source,
+                "dry_run": self.dry_run, "counts": dict(self.counts),
+                "errors": self.errors[:100]}
+
+
+def import_suppressions(session: Session, path: str | Path, reason: str = "unsubscribe-all",
+                        source: str | None = None, *, dry_run: bool = False,
+                        encoding: str | None = None, sheet: str | None = None,
+                        actor: str = "") -> SuppressionImportReport:
+    """Suppress every address of a CSV/XLSX file (e.g. another tool's unsubscribes), all or none.
+
+    The email column is found as for contact imports (or the file is a bare list of addresses).
+    An existing suppression keeps its reason unless the new one is stronger, as in suppress().
+    """
+    from sqlalchemy import update
+    from sqlalchemy.exc import DBAPIError
+
+    from mailer.contacts.addresses import normalise
+    from mailer.imports.columns import map_columns
+    from mailer.imports.plan import chunks
+    from mailer.imports.spreadsheet import Row, open_table
+
+    path = Path(path)
+    why = check_reason(reason)
+    source = (source or f"import {path.name}")[:200]
+    report = SuppressionImportReport(str(path), why.value, source, dry_run)
+    counts = report.counts
+    keys: dict[str, int] = {}
+    with open_table(path, sheet=sheet, encoding=encoding) as table:
+        columns = map_columns(path, table.headers, table.header_line)
+        email_i = columns.fields["email"]
+        rows = list(table.rows())
+        if columns.headerless:
+            rows.insert(0, Row(table.header_line, table.headers))
+    for row in rows:
+        counts["rows"] += 1
+        raw = row.cells[email_i] if email_i < len(row.cells) else ""
+        try:
+            key = normalise(raw).key
+        except InvalidInputError as err:
+            counts["invalid"] += 1
+            report.errors.append({"line": row.line, "reason": str(err), "email": raw})
+            continue
+        if key in keys:
+            counts["duplicates"] += 1
+        else:
+            keys[key] = row.line
+    if not counts["rows"]:
+        raise ImportFileError(f"{path}: no data rows below the header (line "
+                              f"{table.header_line})")
+    existing: dict[str, Suppression] = {}
+    for part in chunks(list(keys)):
+        existing.update((s.email, s) for s in session.scalars(
+            select(Suppression).where(Suppression.email.in_(part))))
+    new = [k for k in keys if k not in existing]
+    upgrade = [s for s in existing.values() if why in STRONG_REASONS
+               and SuppressionReason(s.reason) not in REASON_STRENGTH_KEEP and s.reason != why]
+    counts["added"] = len(new)
+    counts["already_suppressed"] = len(existing)
+    counts["reason_upgraded"] = len(upgrade)
+    ending = (select(Contact.id).where(Contact.email.in_(bindparam("keys", expanding=True))))
+    live = select(Subscription.id).where(
+        Subscription.status != SubscriptionStatus.UNSUBSCRIBED,
+        Subscription.contact_id.in_(ending.scalar_subquery()))
+    sub_ids: list[int] = []
+    for some_keys in chunks(list(keys)):
+        sub_ids.extend(session.scalars(live, {"keys": list(some_keys)}))
+    counts["subscriptions_ended"] = len(sub_ids)
+    if dry_run:
+        return report
+    now = clock.now()
+    try:
+        with session.begin_nested():
+            for part in chunks(new):
+                session.execute(Suppression.__table__.insert(), [  # type: ignore[attr-defined]
+                    {"email": k, "reason": why, "source": source, "created_at": now}
+                    for k in part])
+            for sup in upgrade:
+                sup.reason, sup.source = why, source
+            for some_ids in chunks(sub_ids):
+                session.execute(
+                    update(Subscription).where(Subscription.id.in_(some_ids))
+                    .values(status=SubscriptionStatus.UNSUBSCRIBED, unsubscribed_at=now,
+                            unsubscribed_via=why.value, updated_at=now)
+                    .execution_options(synchronize_session=False))
+            audit.record(session, "suppressions.import", actor=actor, file=str(path),
+                         reason=why.value, source=source, counts=dict(counts))
+            session.flush()
+    except DBAPIError as err:
+        raise MailerError(f"{path}: the database refused the import, nothing was imported: "
+                          f"{str(err.orig).strip().splitlines()[0]}") from None
+    return report

@@ -1,0 +1,1 @@
+"""Sending: the send use-case, planning, messages, transports, the ledger engine, workers."""

@@ -1,0 +1,233 @@
+"""Campaigns after planning: status, reports, the operator's controls (pause, cancel, resolve)."""
+
+from __future__ import annotations
+
+import csv
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    func,
+    select,
+    update,
+)
+from sqlalchemy.orm import Session
+
+from mailer import clock
+from mailer.errors import InvalidInputError, NotFoundError, SendError
+from mailer.store import audit
+from mailer.store.models import (
+    FINAL_DELIVERY_STATUSES,
+    Campaign,
+    CampaignStatus,
+    Delivery,
+    DeliveryStatus,
+    MailingList,
+)
+
+# --- status and reports -----------------------------------------------------------------
+
+
+def get_campaign(session: Session, campaign_id: int) -> Campaign:
+    campaign = session.get(Campaign, campaign_id)
+    if campaign is None:
+        raise NotFoundError(f"no campaign {campaign_id} (see `mailer campaigns ls`)")
+    return campaign
+
+
+def status_counts(session: Session, campaign_id: int) -> dict[str, int]:
+    counts = {s.value: 0 for s in DeliveryStatus}
+    for status, n in session.execute(
+        select(Delivery.status, func.count()).where(Delivery.campaign_id == campaign_id)
+        .group_by(Delivery.status)
+    ):
+        counts[DeliveryStatus(status).value] = n
+    return counts
+
+
+def is_complete(session: Session, campaign_id: int) -> bool:
+    """Every row final (in_doubt is not: the operator must decide)."""
+    open_rows = session.scalar(
+        select(func.count()).where(Delivery.campaign_id == campaign_id,
+                                   Delivery.status.not_in(list(FINAL_DELIVERY_STATUSES))))
+    return not open_rows
+
+
+def campaign_as_dict(session: Session, campaign: Campaign) -> dict[str, Any]:
+    """The documented JSON shape of `campaigns show --json`."""
+    def iso(value: datetime | None) -> str | None:
+        return value.isoformat() if value else None
+
+    by_lang: dict[str, dict[str, int]] = {}
+    for lang, status, n in session.execute(
+        select(Delivery.language, Delivery.status, func.count())
+        .where(Delivery.campaign_id == campaign.id)
+        .group_by(Delivery.language, Delivery.status)
+    ):
+        by_lang.setdefault(lang, {})[DeliveryStatus(status).value] = n
+    replies = [
+        {"code": code, "reply": reply, "count": n}
+        for code, reply, n in session.execute(
+            select(Delivery.smtp_code, Delivery.smtp_reply, func.count())
+            .where(Delivery.campaign_id == campaign.id, Delivery.smtp_reply.is_not(None),
+                   Delivery.status != DeliveryStatus.SENT)
+            .group_by(Delivery.smtp_code, Delivery.smtp_reply)
+            .order_by(func.count().desc()).limit(20)
+        )
+    ]
+    release = campaign.release
+    data: dict[str, Any] = {
+        "id": campaign.id,
+        "release": release.slug,
+        "title": release.title,
+        "content_hash": release.content_hash,
+        "status": campaign.status.value,
+        "lists": campaign.audience.get("lists", []),
+        "tags": campaign.audience.get("tags", []),
+        "created_at": iso(campaign.created_at),
+        "started_at": iso(campaign.started_at),
+        "finished_at": iso(campaign.finished_at),
+        "not_before": iso(campaign.not_before),
+        "not_after": iso(campaign.not_after),
+        "recipients": sum(status_counts(session, campaign.id).values()),
+        "counts": status_counts(session, campaign.id),
+        "by_language": by_lang,
+        "excluded": campaign.plan.get("excluded", {}),
+        "replies": replies,
+        "bounces": _bounce_counts(session, campaign.id),
+    }
+    return data
+
+
+def _bounce_counts(session: Session, campaign_id: int) -> dict[str, int]:
+    try:
+        from mailer.bounces.policy import bounce_counts
+    except ImportError:  # pragma: no cover - the bounces module ships with the package
+        return {}
+    return bounce_counts(session, campaign_id)
+
+
+def list_campaigns(session: Session) -> list[Campaign]:
+    return list(session.scalars(select(Campaign).order_by(Campaign.id.desc())))
+
+
+def write_report(session: Session, campaign_id: int, path: Path) -> int:
+    """Per-recipient CSV (UTF-8 with BOM for Excel); returns the number of rows."""
+    get_campaign(session, campaign_id)
+    n = 0
+    try:
+        with path.open("w", encoding="utf-8-sig", newline="") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(["email", "language", "list", "status", "attempts", "smtp_code",
+                             "smtp_reply", "sent_at", "updated_at", "message_id"])
+            slugs = dict(session.execute(select(MailingList.id, MailingList.slug)).all())
+            for d in session.scalars(select(Delivery).where(Delivery.campaign_id == campaign_id)
+                                     .order_by(Delivery.id).execution_options(yield_per=2000)):
+                writer.writerow([
+                    d.email, d.language, slugs.get(d.list_id or 0, ""), d.status.value,
+                    d.attempts, d.smtp_code or "", _safe_cell(d.smtp_reply or ""),
+                    d.sent_at.isoformat() if d.sent_at else "", d.updated_at.isoformat(),
+                    d.message_id,
+                ])
+                n += 1
+    except OSError as err:
+        raise InvalidInputError(f"cannot write {path}: {err.strerror}") from None
+    return n
+
+
+def _safe_cell(value: str) -> str:
+    # An SMTP reply is text chosen by a remote server: never let Excel run it as a formula.
+    return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
+
+
+# --- the operator's controls ------------------------------------------------------------
+
+
+def pause(session: Session, campaign_id: int) -> Campaign:
+    c = get_campaign(session, campaign_id)
+    if c.status not in (CampaignStatus.SENDING, CampaignStatus.SCHEDULED, CampaignStatus.DRAFT):
+        raise SendError(f"campaign {c.id} is {c.status.value}; only a sending or scheduled "
+                        "campaign can be paused")
+    c.status = CampaignStatus.PAUSED
+    audit.record(session, "campaign.pause", campaign_id=c.id)
+    return c
+
+
+def cancel(session: Session, campaign_id: int) -> int:
+    """Cancel what is not sent yet; returns how many rows were cancelled."""
+    c = get_campaign(session, campaign_id)
+    if c.status in (CampaignStatus.DONE, CampaignStatus.CANCELLED):
+        raise SendError(f"campaign {c.id} is already {c.status.value}")
+    result = session.execute(
+        update(Delivery).where(
+            Delivery.campaign_id == c.id,
+            Delivery.status.in_([DeliveryStatus.PENDING, DeliveryStatus.DEFERRED]),
+        ).values(status=DeliveryStatus.CANCELLED, smtp_reply="cancelled by the operator",
+                 updated_at=clock.now())
+    )
+    c.status = CampaignStatus.CANCELLED
+    c.finished_at = clock.now()
+    audit.record(session, "campaign.cancel", campaign_id=c.id)
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+def retry_now(session: Session, campaign_id: int) -> int:
+    """Make every deferred row due now; returns how many."""
+    c = get_campaign(session, campaign_id)
+    result = session.execute(
+        update(Delivery).where(Delivery.campaign_id == c.id,
+                               Delivery.status == DeliveryStatus.DEFERRED)
+        .values(next_attempt_at=clock.now())
+    )
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+def resolve_in_doubt(session: Session, campaign_id: int, action: str) -> int:
+    """The operator's decision on in-doubt rows: resend them (same Message-ID) or mark sent."""
+    c = get_campaign(session, campaign_id)
+    if c.status == CampaignStatus.CANCELLED:
+        raise SendError(f"campaign {c.id} was cancelled; its in-doubt messages stay as they are")
+    now = clock.now()
+    if action == "resend":
+        values: dict[str, Any] = {"status": DeliveryStatus.PENDING, "claimed_by": None,
+                                  "lease_expires_at": None, "updated_at": now}
+    elif action == "mark-sent":
+        values = {"status": DeliveryStatus.SENT, "sent_at": now, "claimed_by": None,
+                  "lease_expires_at": None, "updated_at": now,
+                  "smtp_reply": "marked sent by the operator (was in doubt)"}
+    else:
+        raise InvalidInputError(f"--in-doubt: expected resend or mark-sent, got {action!r}")
+    result = session.execute(
+        update(Delivery).where(Delivery.campaign_id == c.id,
+                               Delivery.status == DeliveryStatus.IN_DOUBT).values(**values)
+    )
+    n = int(result.rowcount or 0)  # type: ignore[attr-defined]
+    audit.record(session, "campaign.resolve", campaign_id=c.id, action=action, rows=n)
+    if n and c.status == CampaignStatus.DONE and action == "resend":
+        c.status = CampaignStatus.SENDING
+    if is_complete(session, c.id) and c.status == CampaignStatus.SENDING:
+        c.status = CampaignStatus.DONE
+        c.finished_at = now
+    return n
+
+
+def resume(session: Session, campaign_id: int) -> Campaign:
+    """Make a paused campaign sendable again (the sender does the rest)."""
+    c = get_campaign(session, campaign_id)
+    if c.status == CampaignStatus.CANCELLED:
+        raise SendError(f"campaign {c.id} was cancelled; it cannot be resumed")
+    if c.status == CampaignStatus.DONE:
+        raise SendError(f"campaign {c.id} is done: every recipient's fate is recorded")
+    if c.status == CampaignStatus.PAUSED:
+        c.status = CampaignStatus.SENDING
+        audit.record(session, "campaign.resume", campaign_id=c.id)
+    return c
+
+
+def due_count(session: Session, campaign_id: int) -> int:
+    return session.scalar(
+        select(func.count()).where(Delivery.campaign_id == campaign_id,
+                                   Delivery.status.in_([DeliveryStatus.PENDING,
+                                                        DeliveryStatus.DEFERRED]))
+    ) or 0

@@ -1,0 +1,283 @@
+"""Planning a campaign: the release stored, the audience frozen into the ledger (one row each)."""
+
+from __future__ import annotations
+
+import secrets
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    String,
+    and_,
+    case,
+    cast,
+    exists,
+    func,
+    insert,
+    literal,
+    select,
+    update,
+)
+from sqlalchemy.orm import Session
+
+from mailer import clock
+from mailer.config import Settings
+from mailer.contacts.lists import get_list
+from mailer.delivery.campaigns import status_counts
+from mailer.delivery.message import campaign_nonce
+from mailer.errors import InvalidInputError, SendError
+from mailer.store import audit
+from mailer.store.models import (
+    Campaign,
+    CampaignStatus,
+    Contact,
+    ContactTag,
+    Delivery,
+    DeliveryStatus,
+    MailingList,
+    Release,
+    Subscription,
+    SubscriptionStatus,
+    Suppression,
+)
+
+ACTIVE = (CampaignStatus.DRAFT, CampaignStatus.SCHEDULED, CampaignStatus.SENDING,
+          CampaignStatus.PAUSED)
+
+
+@dataclass
+class Plan:
+    """What a send will do; printed before the operator confirms."""
+
+    campaign: Campaign
+    created: bool
+    by_language: dict[str, int]
+    excluded: dict[str, int]
+    statuses: dict[str, int] = field(default_factory=dict)
+    release_slug: str = ""
+
+    @property
+    def total(self) -> int:
+        return sum(self.by_language.values())
+
+
+def audience_key(list_slugs: Sequence[str], tags: Sequence[str]) -> str:
+    """A stable name for an audience, so sending again finds the same campaign."""
+    return "lists=" + ",".join(sorted(set(list_slugs))) + ";tags=" + ",".join(sorted(set(tags)))
+
+
+def store_release(session: Session, slug: str, title: str, default_language: str,
+                  sources: dict[str, str], front_matter: dict[str, Any],
+                  content_hash: str) -> Release:
+    """The stored copy of a release version (created once per content hash)."""
+    row = session.scalar(select(Release).where(Release.slug == slug,
+                                               Release.content_hash == content_hash))
+    if row is None:
+        row = Release(slug=slug, title=title, default_language=default_language,
+                      front_matter=front_matter, content_hash=content_hash,
+                      variants={lang: {"source": text} for lang, text in sources.items()})
+        session.add(row)
+        session.flush()
+    return row
+
+
+def find_campaign(session: Session, slug: str, key: str) -> Campaign | None:
+    """The newest campaign that was not cancelled for this release name and audience."""
+    return session.scalar(
+        select(Campaign).join(Release)
+        .where(Release.slug == slug, Campaign.audience_key == key,
+               Campaign.status != CampaignStatus.CANCELLED)
+        .order_by(Campaign.id.desc()).limit(1)
+    )
+
+
+def plan_campaign(
+    session: Session,
+    settings: Settings,
+    release: Release,
+    list_slugs: Sequence[str],
+    tags: Sequence[str] = (),
+    *,
+    smtputf8: bool = True,
+    not_before: datetime | None = None,
+    not_after: datetime | None = None,
+    rate_per_second: float | None = None,
+    allow_new_version: bool = False,
+    created_by: str = "",
+    transport: str = "",
+) -> Plan:
+    """Find the campaign for this release and audience, or create it and freeze its audience."""
+    if not list_slugs:
+        raise InvalidInputError("no audience: give at least one --list (or `lists:` in the "
+                                "release's front matter)")
+    if session.get_bind().dialect.name == "postgresql":
+        # Two `mailer send` at once for one release must not both plan: the second waits here
+        # and then finds the first one's campaign (SQLite's BEGIN IMMEDIATE does the same).
+        session.execute(select(func.pg_advisory_xact_lock(
+            zlib.crc32(f"mailer.plan:{release.slug}".encode()))))
+    lists = [get_list(session, slug) for slug in dict.fromkeys(list_slugs)]
+    tags = sorted(set(tags))
+    key = audience_key([ml.slug for ml in lists], tags)
+    existing = find_campaign(session, release.slug, key)
+    if existing is not None:
+        if existing.release_id == release.id:
+            return Plan(existing, False, dict(existing.plan.get("by_language", {})),
+                        dict(existing.plan.get("excluded", {})),
+                        status_counts(session, existing.id), release.slug)
+        if not allow_new_version:
+            what = ("already sent" if existing.status == CampaignStatus.DONE
+                    else f"is {existing.status.value}")
+            raise SendError(
+                f"campaign {existing.id} for {release.slug!r} and this audience {what} with an "
+                "earlier version of the release. Sending the changed file would mail everyone "
+                "again: finish or cancel campaign "
+                f"{existing.id} first, or pass --new-version to send the new text as a new "
+                "campaign"
+            )
+        if existing.status in ACTIVE:
+            raise SendError(f"campaign {existing.id} is still {existing.status.value}: cancel it "
+                            f"(mailer campaigns cancel {existing.id}) before sending a new version")
+    now = clock.now()
+    campaign = Campaign(
+        release_id=release.id, audience_key=key,
+        audience={"lists": [ml.slug for ml in lists], "list_ids": [ml.id for ml in lists],
+                  "tags": tags},
+        status=CampaignStatus.DRAFT, not_before=not_before, not_after=not_after,
+        rate_per_second=rate_per_second, created_by=created_by, created_at=now, plan={},
+    )
+    session.add(campaign)
+    session.flush()
+    nonce = campaign_nonce(settings.secret_key or secrets.token_hex(8), campaign.id)
+    domain = settings.from_address.rpartition("@")[2].lower()
+    languages = sorted(release.variants)
+    for ml in lists:
+        _insert_deliveries(session, campaign, ml, tags, languages, release.default_language,
+                           nonce, domain, now, release.id)
+    if not smtputf8:
+        _skip_smtputf8(session, campaign.id)
+    by_language: dict[str, int] = dict(session.execute(
+        select(Delivery.language, func.count()).where(
+            Delivery.campaign_id == campaign.id, Delivery.status == DeliveryStatus.PENDING)
+        .group_by(Delivery.language)).all())
+    excluded = _excluded(session, campaign, [ml.id for ml in lists], tags)
+    campaign.plan = {"nonce": nonce, "by_language": by_language, "excluded": excluded,
+                     "transport": transport, "domain": domain}
+    audit.record(session, "campaign.plan", campaign_id=campaign.id, actor=created_by,
+                 release=release.slug, recipients=sum(by_language.values()))
+    return Plan(campaign, True, by_language, excluded, status_counts(session, campaign.id),
+                release.slug)
+
+
+def _insert_deliveries(session: Session, campaign: Campaign, ml: MailingList,
+                       tags: Sequence[str], languages: list[str], default_language: str,
+                       nonce: str, domain: str, now: datetime, release_id: int) -> None:
+    # One INSERT ... SELECT per list, in the order given: a contact on several lists gets one
+    # row, attributed to the first list. Nothing is loaded into Python, whatever the list size.
+    # The INSERT's own table, aliased so the NOT EXISTS below does not correlate with it.
+    planned = Delivery.__table__.alias("planned")
+    primary = func.substr(Contact.language, 1, 2)
+    language = case(
+        (Contact.language.in_(languages), Contact.language),
+        (primary.in_(languages), primary),
+        else_=literal(default_language),
+    )
+    msgid = (literal(f"<c{campaign.id}.r") + cast(Contact.id, String)
+             + literal(f".{nonce}@{domain}>"))
+    conditions = [
+        Subscription.list_id == ml.id,
+        Subscription.status == SubscriptionStatus.SUBSCRIBED,
+        ~exists().where(Suppression.email == Contact.email),
+        ~exists().where(planned.c.campaign_id == campaign.id, planned.c.contact_id == Contact.id),
+    ]
+    conditions.append(~_already_has(release_id))
+    if tags:
+        conditions.append(exists().where(ContactTag.contact_id == Contact.id,
+                                         ContactTag.tag.in_(tags)))
+    select_rows = (
+        select(literal(campaign.id), Contact.id, literal(ml.id), Contact.email, language,
+               literal(DeliveryStatus.PENDING.value), literal(0), msgid, literal(now))
+        .select_from(Subscription).join(Contact, Contact.id == Subscription.contact_id)
+        .where(*conditions)
+    )
+    session.execute(
+        insert(Delivery).from_select(
+            ["campaign_id", "contact_id", "list_id", "email", "language", "status", "attempts",
+             "message_id", "updated_at"],
+            select_rows,
+        )
+    )
+
+
+NOT_RECEIVED = (DeliveryStatus.FAILED.value, DeliveryStatus.SKIPPED.value,
+                DeliveryStatus.CANCELLED.value)
+
+
+def _already_has(release_id: int) -> Any:
+    """EXISTS: the contact got (or is getting) this very release in another campaign.
+
+    A cancelled campaign resent, or a second audience overlapping the first, must not mail
+    anyone twice; a changed text is a new release row (send --new-version)."""
+    earlier = Delivery.__table__.alias("earlier")
+    earlier_campaign = Campaign.__table__.alias("earlier_campaign")
+    return exists().where(
+        earlier.c.contact_id == Contact.id,
+        earlier.c.campaign_id == earlier_campaign.c.id,
+        earlier_campaign.c.release_id == release_id,
+        earlier.c.status.not_in(NOT_RECEIVED),
+    )
+
+
+def _skip_smtputf8(session: Session, campaign_id: int) -> None:
+    """Addresses whose local part is not ASCII cannot go to a server without SMTPUTF8."""
+    ids = [
+        row_id for row_id, email in session.execute(
+            select(Delivery.id, Delivery.email).where(Delivery.campaign_id == campaign_id)
+            .execution_options(yield_per=5000))
+        if not email.rpartition("@")[0].isascii()
+    ]
+    for start in range(0, len(ids), 500):
+        session.execute(
+            update(Delivery).where(Delivery.id.in_(ids[start:start + 500])).values(
+                status=DeliveryStatus.SKIPPED,
+                smtp_reply="excluded: the address needs SMTPUTF8, which the server does not offer",
+            )
+        )
+
+
+def _excluded(session: Session, campaign: Campaign, list_ids: list[int],
+              tags: Sequence[str]) -> dict[str, int]:
+    """Why contacts of these lists are not in the audience, by reason."""
+    in_lists = Subscription.list_id.in_(list_ids)
+    not_planned = ~exists().where(Delivery.campaign_id == campaign.id,
+                                  Delivery.contact_id == Subscription.contact_id)
+
+    def count(*where: Any) -> int:
+        return session.scalar(
+            select(func.count(func.distinct(Subscription.contact_id)))
+            .select_from(Subscription).join(Contact, Contact.id == Subscription.contact_id)
+            .where(in_lists, not_planned, *where)
+        ) or 0
+
+    suppressed = exists().where(Suppression.email == Contact.email)
+    other = Subscription.__table__.alias("other")
+    subscribed_any = exists().where(
+        and_(other.c.contact_id == Contact.id, other.c.list_id.in_(list_ids),
+             other.c.status == SubscriptionStatus.SUBSCRIBED.value))
+    received = _already_has(campaign.release_id)
+    result = {
+        "already received this release": count(~suppressed, subscribed_any, received),
+        "suppressed": count(suppressed),
+        "unsubscribed": count(~suppressed, Subscription.status == SubscriptionStatus.UNSUBSCRIBED,
+                              ~subscribed_any),
+        "unconfirmed": count(~suppressed, Subscription.status == SubscriptionStatus.PENDING,
+                             ~subscribed_any),
+    }
+    if tags:
+        result["without the tag"] = count(~suppressed, subscribed_any)
+    result["needs SMTPUTF8"] = session.scalar(
+        select(func.count()).where(Delivery.campaign_id == campaign.id,
+                                   Delivery.status == DeliveryStatus.SKIPPED)) or 0
+    return {k: v for k, v in result.items() if v}

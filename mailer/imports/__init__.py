@@ -1,0 +1,1 @@
+"""Spreadsheets in and out: reading CSV/XLSX, matching columns, planning and applying an import."""

@@ -1,0 +1,144 @@
+"""Which column is which: header rows in English and Korean matched to contact fields.
+
+A header matches when it equals an alias below after dropping case, spaces, - _ . * and a
+trailing "(note)": "E-mail Address", "email_address" and "이메일 주소(필수)" all mean email.
+`--map FIELD=COLUMN` overrides the guess. Columns that match no field are kept as contact
+attributes under their header. A file whose first row holds an address and no email header is
+read as a bare list of addresses (no header row).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from mailer.errors import ImportFileError, InvalidInputError
+from mailer.imports.spreadsheet import restore
+
+FIELDS = ("email", "name", "first_name", "last_name", "organisation", "language", "tags")
+_ALIASES = {
+    "email": "email e-mail emailaddress e-mailaddress mail mailaddress emailid "
+             "이메일 메일 이메일주소 메일주소 전자우편 전자메일 전자우편주소",
+    "name": "name fullname displayname contactname 이름 성명 성함 기자명 담당자 담당자명",
+    "first_name": "firstname givenname forename first",
+    "last_name": "lastname surname familyname last 성",
+    "organisation": "organisation organization org outlet company media mediaoutlet publication "
+                    "newspaper affiliation employer 언론사 소속 회사 회사명 매체 매체명 기관 "
+                    "소속기관 언론사명",
+    "language": "language lang locale preferredlanguage 언어 사용언어",
+    "tags": "tags tag 태그",
+}
+ALIASES: dict[str, str] = {
+    alias: name for name, words in _ALIASES.items() for alias in words.split()
+}
+EXPORT_MARKER = "mailer:subscriptions"  # a column only `contacts export` writes
+ATTRIBUTE_PREFIX = "attribute:"
+
+
+def header_key(header: str) -> str:
+    """A header reduced for matching: case, spaces, - _ . * and a trailing (note) ignored."""
+    text = re.sub(r"\(.*\)$", "", header.strip()).casefold()
+    return re.sub(r"[\s\-_.*]", "", text)
+
+
+@dataclass
+class Columns:
+    """Which column (index) feeds which field; the rest are attributes or ignored."""
+
+    fields: dict[str, int]
+    attributes: list[tuple[int, str]]
+    ignored: list[str]
+    headers: list[str]
+    headerless: bool = False
+    exported: bool = False  # the file was written by `contacts export`
+
+    def as_names(self) -> dict[str, str]:
+        return {f: self.headers[i] for f, i in self.fields.items()}
+
+
+def map_columns(path: Path, headers: list[str], line: int,
+                overrides: dict[str, str] | None = None) -> Columns:
+    """Match the header row to fields; raise ImportFileError when there is no email column."""
+    overrides = overrides or {}
+    for name in overrides:
+        if name not in FIELDS:
+            raise ImportFileError(
+                f"{path}: unknown --map field {name!r} (fields: {', '.join(FIELDS)})"
+            )
+    exported = EXPORT_MARKER in headers
+    if exported:
+        headers = [restore(h) for h in headers]
+    fields: dict[str, int] = {}
+    for name, column in overrides.items():
+        fields[name] = _find_column(path, headers, line, column, name)
+    taken = set(fields.values())
+    for i, header in enumerate(headers):
+        if i in taken:
+            continue
+        field_name = ALIASES.get(header_key(header))
+        if field_name is not None and field_name not in fields:
+            fields[field_name] = i
+            taken.add(i)
+    # Korean sheets with 성 and 이름 side by side: 이름 is then the given name.
+    if "last_name" in fields and "first_name" not in fields and "name" in fields and \
+            "name" not in overrides and header_key(headers[fields["name"]]) == "이름":
+        fields["first_name"] = fields.pop("name")
+    headerless = False
+    if "email" not in fields:
+        at = [i for i, h in enumerate(headers) if "@" in h and " " not in h.strip()]
+        if not at:
+            shown = ", ".join(repr(h) for h in headers if h) or "nothing"
+            raise ImportFileError(
+                f"{path}:{line}: no email column in the header row (found {shown}); name a "
+                "column email or 이메일, or use --map email=COLUMN"
+            )
+        # No header at all: the first row is already data (a plain list of addresses).
+        headerless = True
+        fields = {"email": at[0]}
+        taken = {at[0]}
+        headers = [f"column {i + 1}" for i in range(len(headers))]
+    attributes: list[tuple[int, str]] = []
+    ignored: list[str] = []
+    seen: set[str] = set()
+    for i, header in enumerate(headers):
+        if i in taken:
+            continue
+        if exported and header.startswith("mailer:"):
+            ignored.append(header)
+            continue
+        name = header[len(ATTRIBUTE_PREFIX):] if header.startswith(ATTRIBUTE_PREFIX) else header
+        name = name or f"column {i + 1}"
+        base, n = name, 2
+        while name in seen:
+            name, n = f"{base} ({n})", n + 1
+        seen.add(name)
+        attributes.append((i, name))
+    return Columns(fields, attributes, ignored, headers, headerless, exported)
+
+
+def _find_column(path: Path, headers: list[str], line: int, column: str, name: str) -> int:
+    wanted = column.strip()
+    for i, header in enumerate(headers):
+        if header == wanted:
+            return i
+    for i, header in enumerate(headers):
+        if header.casefold() == wanted.casefold() or header_key(header) == header_key(wanted):
+            return i
+    shown = ", ".join(repr(h) for h in headers)
+    raise ImportFileError(
+        f"{path}:{line}: --map {name}={column}: no column {column!r} (found {shown})"
+    )
+
+
+def parse_map(values: Iterable[str]) -> dict[str, str]:
+    """--map FIELD=COLUMN options into a dict; raise InvalidInputError on a malformed one."""
+    out: dict[str, str] = {}
+    for value in values:
+        name, sep, column = value.partition("=")
+        if not sep or not name.strip() or not column.strip():
+            raise InvalidInputError(f"--map {value!r}: expected FIELD=COLUMN, e.g. email=E-mail")
+        out[name.strip().lower().replace("-", "_").replace("organization", "organisation")] = \
+            column.strip()
+    return out

@@ -1,0 +1,124 @@
+"""`contacts export`: contacts as CSV that Excel opens correctly and `contacts import` reads back.
+
+The file is UTF-8 with a byte-order mark (Excel then shows Korean correctly), CRLF line ends.
+Columns: email (as typed), name, organisation, language, tags, one column per attribute, then
+`mailer:subscriptions` ("list:status; ...") and `mailer:suppressed` (the reason, if any). The
+`mailer:` columns are informational: the importer recognises them, ignores them, and knows from
+them that the file is an export. An attribute whose name the importer would read as a field
+(e.g. "Email" or "이름") is written as `attribute:NAME`.
+
+Every cell that starts like a spreadsheet formula (= + - @ tab CR), or like an already neutralised
+one (quotes then one of those), gets one extra leading quote; the importer takes exactly one off
+again, and only in files that carry the `mailer:subscriptions` column, so a user's own cells are
+never altered (see spreadsheet.neutralise / restore).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any, TypeVar
+
+from sqlalchemy import Select, select
+from sqlalchemy.orm import Session, selectinload
+
+from mailer.contacts.lists import get_list
+from mailer.errors import InvalidInputError, MailerError
+from mailer.imports.columns import ALIASES, ATTRIBUTE_PREFIX, EXPORT_MARKER, FIELDS, header_key
+from mailer.imports.spreadsheet import write_csv
+from mailer.store.models import Contact, Subscription, SubscriptionStatus, Suppression
+
+BASE_COLUMNS = ["email", "name", "organisation", "language", "tags"]
+INFO_COLUMNS = [EXPORT_MARKER, "mailer:suppressed"]
+S = TypeVar("S", bound="Select[*tuple[Any, ...]]")
+
+
+def _where(stmt: S, list_id: int | None, status: str | None) -> S:
+    if list_id is None and status is None:
+        return stmt
+    cond = select(Subscription.id).where(Subscription.contact_id == Contact.id)
+    if list_id is not None:
+        cond = cond.where(Subscription.list_id == list_id)
+    if status is not None:
+        cond = cond.where(Subscription.status == SubscriptionStatus(status))
+    return stmt.where(cond.exists())
+
+
+def attribute_header(key: str) -> str:
+    """The column name for an attribute, prefixed when the importer would misread it."""
+    if key in FIELDS or key.startswith(("mailer:", ATTRIBUTE_PREFIX)) or \
+            header_key(key) in ALIASES or key in BASE_COLUMNS:
+        return ATTRIBUTE_PREFIX + key
+    return key
+
+
+def export_contacts(session: Session, out: IO[bytes], list_slug: str | None = None,
+                    status: str | None = None) -> int:
+    """Write the selected contacts as CSV (UTF-8 with BOM) to a binary stream; returns the count."""
+    if status is not None and status not in {s.value for s in SubscriptionStatus}:
+        raise InvalidInputError(f"unknown status {status!r} (pending, subscribed or unsubscribed)")
+    list_id = get_list(session, list_slug).id if list_slug is not None else None
+    keys: dict[str, None] = {}
+    attrs_stmt = _where(select(Contact.attributes), list_id, status).order_by(Contact.email)
+    for attrs in session.scalars(attrs_stmt.execution_options(yield_per=1000)):
+        for key in attrs or {}:
+            keys.setdefault(key, None)
+    attribute_keys = list(keys)
+    text = io.TextIOWrapper(out, encoding="utf-8-sig", newline="", write_through=False)
+    try:
+        header = BASE_COLUMNS + [attribute_header(k) for k in attribute_keys] + INFO_COLUMNS
+        n = write_csv(text, _rows(session, header, attribute_keys, list_id, status)) - 1
+        text.flush()
+    finally:
+        text.detach()
+    return n
+
+
+def _rows(session: Session, header: list[str], keys: list[str], list_id: int | None,
+          status: str | None) -> Iterator[list[str]]:
+    yield header
+    stmt = _where(
+        select(Contact, Suppression.reason)
+        .outerjoin(Suppression, Suppression.email == Contact.email)
+        .options(selectinload(Contact.subscriptions).selectinload(Subscription.mailing_list),
+                 selectinload(Contact.tags)),
+        list_id, status,
+    ).order_by(Contact.email)
+    for contact, reason in session.execute(stmt.execution_options(yield_per=500)):
+        attrs = contact.attributes or {}
+        subs = sorted(contact.subscriptions, key=lambda s: s.mailing_list.slug)
+        yield [
+            contact.email_original or contact.email,
+            contact.name,
+            contact.organisation,
+            contact.language or "",
+            ", ".join(sorted(t.tag for t in contact.tags)),
+            *(_text(attrs.get(k)) for k in keys),
+            "; ".join(f"{s.mailing_list.slug}:{SubscriptionStatus(s.status).value}" for s in subs),
+            reason.value if reason is not None else "",
+        ]
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        return ""
+    return value if isinstance(value, str) else str(value)
+
+
+def export_to_file(session: Session, path: str | Path, list_slug: str | None = None,
+                   status: str | None = None) -> int:
+    """Export to a file, written beside it first and renamed, so a failure leaves no half file."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with tmp.open("wb") as fh:
+            n = export_contacts(session, fh, list_slug, status)
+        os.replace(tmp, path)
+    except OSError as err:
+        raise MailerError(f"{path}: cannot write the export: {err.strerror}") from None
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return n

@@ -1,0 +1,477 @@
+"""Release -> email: the Markdown body as HTML and text, the sandboxed Jinja2 layouts, inlined CSS.
+
+Per language variant: Markdown (markdown-it-py, CommonMark + tables, raw HTML off) -> body HTML
+and body text -> the layouts templates/email/release.html and release.txt -> premailer, once.
+What stays personal (name, email, unsubscribe and preferences URLs) is left as placeholders that
+only the layouts write; everything the release author wrote goes through personalise.neutralise().
+"""
+
+from __future__ import annotations
+
+import html as html_lib
+import importlib.resources
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import date, datetime
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from jinja2 import (
+    BaseLoader,
+    ChoiceLoader,
+    Environment,
+    FileSystemLoader,
+    StrictUndefined,
+    Template,
+    TemplateError,
+    TemplateNotFound,
+    TemplateSyntaxError,
+    UndefinedError,
+    select_autoescape,
+)
+from jinja2.loaders import split_template_path
+from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
+from markdown_it import MarkdownIt
+from markdown_it.token import Token
+from markdown_it.tree import SyntaxTreeNode
+from markupsafe import Markup
+
+from mailer.config import Settings
+from mailer.errors import ConfigError
+from mailer.releases import inline, textpart
+from mailer.releases.personalise import PersonalTemplate, neutralise, placeholder
+from mailer.releases.source import Release, ReleaseVariant
+
+HTML_LAYOUT = "email/release.html"
+TEXT_LAYOUT = "email/release.txt"
+PREHEADER_CHARS = 140
+
+# Raw HTML in a release is shown as text: the body is data, and a stray <style> or <script> must
+# not reach the reader.
+# Typographer: curly quotes and dashes, as a printed release would have them.
+_MD = MarkdownIt("commonmark", {"html": False, "typographer": True}).enable(
+    ["table", "strikethrough", "replacements", "smartquotes"])
+
+
+@dataclass(frozen=True)
+class RenderedVariant:
+    """One language, inlined once, ready for cheap per-recipient filling."""
+
+    language: str
+    subject: str
+    preheader: str
+    html: PersonalTemplate
+    text: PersonalTemplate
+
+
+@dataclass(frozen=True)
+class BodyLink:
+    """A link or image in a release body, with the file line it is written on."""
+
+    kind: Literal["link", "image"]
+    url: str
+    text: str  # link text or image alt text
+    line: int
+
+
+# --- per-language wording -----------------------------------------------------------------------
+
+LABELS: dict[str, dict[str, str]] = {
+    "en": {
+        "category": "Press Release",
+        "immediate": "For immediate release",
+        "embargo": "Embargoed until {when}",
+        "media_contact": "Media contact",
+        "about": "About {org}",
+        "why_list": "You are receiving this because you are on the {list} list of {org}.",
+        "why_default": "You are receiving this because you subscribed to news from {org}.",
+        "unsubscribe": "Unsubscribe",
+        "preferences": "Manage preferences",
+        "sent_to": "This email was sent to {email}.",
+        "end_mark": "###",
+        "website": "Website",
+        "phone": "Tel.",
+        "email": "Email",
+    },
+    "ko": {
+        "category": "보도자료",
+        "immediate": "즉시 보도 가능",
+        "embargo": "엠바고: {when} 이후 보도",
+        "media_contact": "언론 문의",
+        "about": "{org} 소개",
+        "why_list": "{org}의 {list} 수신 목록에 등록되어 있어 이 메일을 받으셨습니다.",
+        "why_default": "{org} 소식 받기를 신청하셔서 이 메일을 받으셨습니다.",
+        "unsubscribe": "수신 거부",
+        "preferences": "구독 설정 변경",
+        "sent_to": "이 메일은 {email} 주소로 발송되었습니다.",
+        "end_mark": "<끝>",
+        "website": "웹사이트",
+        "phone": "전화",
+        "email": "이메일",
+    },
+}
+_MONTHS = ("January", "February", "March", "April", "May", "June", "July", "August",
+           "September", "October", "November", "December")
+
+# Korean fonts lead in the Korean variant (Outlook on Windows does no per-glyph fallback); the
+# English variant lists them too, for Korean names quoted in English text.
+_LATIN_FONTS = '-apple-system, BlinkMacSystemFont, "Segoe UI", Roboto, "Helvetica Neue", Arial'
+_KOREAN_FONTS = '"Apple SD Gothic Neo", "Malgun Gothic", "맑은 고딕", "Noto Sans KR", ' \
+                '"Noto Sans CJK KR"'
+
+
+def labels_for(language: str) -> dict[str, str]:
+    """The layout's fixed wording in `language` (English for languages without a translation)."""
+    return dict(LABELS.get(language.split("-")[0], LABELS["en"]))
+
+
+def font_stack(language: str) -> str:
+    if language.split("-")[0] == "ko":
+        return f'-apple-system, BlinkMacSystemFont, {_KOREAN_FONTS}, "Segoe UI", Roboto, ' \
+               'Arial, sans-serif'
+    return f"{_LATIN_FONTS}, {_KOREAN_FONTS}, sans-serif"
+
+
+def format_date(value: date, language: str) -> str:
+    """'November 7, 2020' / '2020년 11월 7일' / ISO for other languages."""
+    lang = language.split("-")[0]
+    if lang == "ko":
+        return f"{value.year}년 {value.month}월 {value.day}일"
+    if lang == "en":
+        return f"{_MONTHS[value.month - 1]} {value.day}, {value.year}"
+    return value.isoformat()
+
+
+def format_when(value: datetime, language: str) -> str:
+    """A date and time in its own zone: 'November 7, 2020, 9:00 AM EST' / '... 오전 9:00 (EST)'."""
+    day = format_date(value.date(), language)
+    hour = value.hour % 12 or 12
+    zone = value.tzname() or ""
+    if language.split("-")[0] == "ko":
+        half = "오전" if value.hour < 12 else "오후"
+        return f"{day} {half} {hour}:{value.minute:02d} ({zone})"
+    if language.split("-")[0] == "en":
+        half = "AM" if value.hour < 12 else "PM"
+        return f"{day}, {hour}:{value.minute:02d} {half} {zone}".rstrip()
+    return value.isoformat()
+
+
+# --- Markdown -----------------------------------------------------------------------------------
+
+
+def _tokens(markdown: str, lead: str | None, lead_html: str | None) -> list[Token]:
+    """The body's tokens; `lead` (the dateline) starts the first paragraph, as in print."""
+    tokens = _MD.parse(markdown)
+    if lead is None:
+        return tokens
+    for i, tok in enumerate(tokens):
+        if tok.type == "paragraph_open" and tok.level == 0 and i + 1 < len(tokens):
+            inline_tok = tokens[i + 1]
+            lead_tok = Token("html_inline", "", 0, content=lead_html or "")
+            text_tok = Token("text", "", 0, content=lead)
+            inline_tok.children = [lead_tok if lead_html is not None else text_tok,
+                                   *(inline_tok.children or [])]
+            return tokens
+    # No paragraph to lead (a body of headings or lists): the dateline gets its own.
+    extra = _MD.parse("x")
+    extra[1].children = [Token("html_inline", "", 0, content=lead_html or "")
+                         if lead_html is not None else Token("text", "", 0, content=lead)]
+    return extra + tokens
+
+
+def body_html(variant: ReleaseVariant) -> str:
+    """The body as HTML, the dateline leading the first paragraph; placeholders neutralised."""
+    dateline = variant.meta.dateline
+    lead_html = (f'<strong class="dateline">{html_lib.escape(dateline)}</strong> – '
+                 if dateline else None)
+    tokens = _tokens(variant.body, f"{dateline} – " if dateline else None, lead_html)
+    return neutralise(_MD.renderer.render(tokens, _MD.options, {}))
+
+
+def body_text(variant: ReleaseVariant, width: int = textpart.WIDTH) -> str:
+    """The body as plain text wrapped at `width` columns; placeholders neutralised."""
+    dateline = variant.meta.dateline
+    tokens = _tokens(variant.body, f"{dateline} – " if dateline else None, None)
+    return neutralise("\n".join(textpart.render_blocks(SyntaxTreeNode(tokens).children, width)))
+
+
+def markdown_html(text: str) -> str:
+    """Settings text (the boilerplate) as HTML."""
+    return neutralise(_MD.render(text))
+
+
+def markdown_text(text: str, width: int = textpart.WIDTH) -> str:
+    tokens = _MD.parse(text)
+    return neutralise("\n".join(textpart.render_blocks(SyntaxTreeNode(tokens).children, width)))
+
+
+def body_links(variant: ReleaseVariant) -> list[BodyLink]:
+    """Every link and image of the body, with the file line each is on."""
+    root = SyntaxTreeNode(_MD.parse(variant.body))
+    offset = variant.meta.body_line
+    return list(_walk_links(root, offset, offset))
+
+
+def _walk_links(node: SyntaxTreeNode, offset: int, line: int) -> Iterator[BodyLink]:
+    if not node.is_root and node.map:
+        line = offset + node.map[0]
+    if node.type == "link":
+        yield BodyLink("link", str(node.attrs.get("href", "")), textpart.inline_text(node), line)
+    elif node.type == "image":
+        yield BodyLink("image", str(node.attrs.get("src", "")),
+                       textpart.inline_text(node).strip(), line)
+    for child in node.children:
+        yield from _walk_links(child, offset, line)
+
+
+def preheader_text(variant: ReleaseVariant) -> str:
+    """The hidden preview line: `summary`, else the start of the body."""
+    if variant.meta.summary:
+        return neutralise(" ".join(variant.meta.summary.split()))
+    text = " ".join(body_text(variant, width=10_000).split())
+    if len(text) <= PREHEADER_CHARS:
+        return text
+    cut = text[:PREHEADER_CHARS].rsplit(" ", 1)[0]
+    return cut + "…"
+
+
+# --- layouts ------------------------------------------------------------------------------------
+
+
+class _ShippedLoader(BaseLoader):
+    """The layouts shipped inside the package (templates/ in the source tree).
+
+    A shipped template stays cached until the user puts a file of the same name in their
+    templates/ folder, so an override takes effect without restarting.
+    """
+
+    def __init__(self, override_dir: Path) -> None:
+        self.override_dir = override_dir
+
+    def get_source(self, environment: Environment,
+                   template: str) -> tuple[str, str | None, Callable[[], bool] | None]:
+        parts = split_template_path(template)
+        node = importlib.resources.files("mailer.templates")
+        for part in parts:
+            node = node.joinpath(part)
+        if not node.is_file():
+            raise TemplateNotFound(template)
+        override = self.override_dir.joinpath(*parts)
+        return node.read_text(encoding="utf-8"), str(node), lambda: not override.exists()
+
+
+def _center(text: str, width: int = textpart.WIDTH) -> str:
+    pad = max(0, (width - textpart.display_width(text)) // 2)
+    return " " * pad + text
+
+
+def _wrap(text: str, width: int = textpart.WIDTH, indent: str = "") -> str:
+    return "\n".join(textpart.wrap(" ".join(str(text).split()), width, indent, indent))
+
+
+def _underline(text: str, char: str = "=") -> str:
+    widest = max((textpart.display_width(x) for x in str(text).split("\n")), default=0)
+    return char * min(widest, textpart.WIDTH)
+
+
+@lru_cache(maxsize=16)
+def layout_environment(templates_dir: Path) -> ImmutableSandboxedEnvironment:
+    """The sandboxed layout environment: the user's templates/ first, then the shipped ones."""
+    env = ImmutableSandboxedEnvironment(
+        loader=ChoiceLoader([FileSystemLoader(str(templates_dir)),
+                             _ShippedLoader(templates_dir)]),
+        autoescape=select_autoescape(enabled_extensions=("html", "htm", "xml"),
+                                     default_for_string=True, default=False),
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+    env.filters.update(wrap=_wrap, center=_center, underline=_underline)
+    return env
+
+
+def render_template(settings: Settings, name: str, context: Mapping[str, Any]) -> str:
+    """Render one layout; any template failure becomes a ConfigError naming the file and line."""
+    env = layout_environment(settings.templates_dir)
+    template: Template | None = None
+    try:
+        template = env.get_template(name)
+        return template.render(context)
+    except TemplateSyntaxError as err:
+        raise ConfigError(f"{err.filename or name}:{err.lineno}: template syntax error: "
+                          f"{err.message}") from None
+    except TemplateNotFound as err:
+        raise ConfigError(f"template {err.name!r} not found in {settings.templates_dir} "
+                          "or the shipped layouts") from None
+    except SecurityError as err:
+        where = _template_where(err, template, name)
+        raise ConfigError(f"{where}: the layout tried an unsafe operation and was stopped: "
+                          f"{err}") from None
+    except UndefinedError as err:
+        where = _template_where(err, template, name)
+        raise ConfigError(f"{where}: {err.message} (see the README for the layout variables)"
+                          ) from None
+    except (TemplateError, TypeError, ValueError, ArithmeticError, LookupError) as err:
+        where = _template_where(err, template, name)
+        raise ConfigError(f"{where}: the layout failed: {err}") from None
+
+
+def _template_where(err: BaseException, template: Template | None, name: str) -> str:
+    """'file:line' of the innermost template frame of the error's traceback."""
+    filename = template.filename if template is not None else None
+    line = None
+    tb = err.__traceback__
+    while tb is not None:
+        code_file = tb.tb_frame.f_code.co_filename
+        if (filename and code_file == filename) or code_file.endswith((".html", ".txt", ".css")):
+            filename, line = code_file, tb.tb_lineno
+        tb = tb.tb_next
+    where = filename or name
+    return f"{where}:{line}" if line else where
+
+
+def _website_label(url: str) -> str:
+    host = urlsplit(url).netloc
+    return host[4:] if host.startswith("www.") else host or url
+
+
+def layout_context(release: Release, language: str, settings: Settings,
+                   list_name: str | None = None, text: bool = False) -> dict[str, Any]:
+    """Every variable the layouts see (documented in the README); user text neutralised."""
+    variant = release.variants[language]
+    meta = variant.meta
+    labels = labels_for(language)
+    n = neutralise
+    org = n(settings.organisation_name)
+    about_source = settings.about.get(language) or settings.about.get(language.split("-")[0]) \
+        or ""
+    about: str | Markup = markdown_text(about_source) if text else Markup(
+        markdown_html(about_source))
+    if meta.embargo is not None:
+        release_line = labels["embargo"].format(when=format_when(meta.embargo, language))
+    else:
+        release_line = labels["immediate"]
+    why = (labels["why_list"].format(org=org, list=_quoted(n(list_name), language))
+           if list_name else labels["why_default"].format(org=org))
+    personal = {name: placeholder(name) for name in ("name", "email", "unsubscribe_url",
+                                                     "preferences_url")}
+    contact = None
+    if meta.contact is not None:
+        c = meta.contact
+        contact = {"name": n(c.name), "role": n(c.role), "email": n(c.email),
+                   "phone": n(c.phone), "phone_href": "".join(
+                       ch for ch in c.phone if ch.isdigit() or ch == "+")}
+    body: str | Markup = body_text(variant) if text else Markup(body_html(variant))
+    return {
+        "lang": language,
+        "dir": "ltr",
+        "text_part": text,
+        "slug": release.slug,
+        "subject": n(meta.subject or meta.title),
+        "title": n(meta.title),
+        "subtitle": n(meta.subtitle or ""),
+        "category": n(meta.category or labels["category"]),
+        "date_text": format_date(meta.date, language) if meta.date else "",
+        "date_iso": meta.date.isoformat() if meta.date else "",
+        "dateline": n(meta.dateline or ""),
+        "release_line": release_line,
+        "preheader": preheader_text(variant),
+        "image": {"url": n(meta.image.url), "alt": n(meta.image.alt)} if meta.image else None,
+        "body": body,
+        "end_mark": labels["end_mark"],
+        "about_title": labels["about"].format(org=org),
+        "about": about,
+        "contact": contact,
+        "org": {
+            "name": org,
+            "postal_address": n(settings.postal_address),
+            "website": n(settings.website),
+            "website_label": n(_website_label(settings.website)) if settings.website else "",
+            "social": [{"label": n(k), "url": n(v)} for k, v in settings.social.items()],
+        },
+        "why": why,
+        "list_name": n(list_name or ""),
+        "labels": labels,
+        "sent_to": labels["sent_to"].format(email=personal["email"]),
+        "personal": personal,
+        "extra": dict(meta.extra),
+        "fonts": font_stack(language),
+    }
+
+
+def _quoted(name: str, language: str) -> str:
+    return f"‘{name}’" if language.split("-")[0] == "ko" else f"“{name}”"
+
+
+def render_layouts(release: Release, language: str, settings: Settings,
+                   list_name: str | None = None) -> tuple[str, str]:
+    """The whole HTML document (not yet inlined) and the text part of one variant."""
+    html = render_template(settings, HTML_LAYOUT,
+                           layout_context(release, language, settings, list_name))
+    text = render_template(settings, TEXT_LAYOUT,
+                           layout_context(release, language, settings, list_name, text=True))
+    return html, _tidy_text(text)
+
+
+def _tidy_text(text: str) -> str:
+    """No trailing spaces, at most one blank line in a row, one final newline."""
+    out: list[str] = []
+    for line in text.split("\n"):
+        line = line.rstrip()
+        if not line and out and not out[-1]:
+            continue
+        out.append(line)
+    return "\n".join(out).strip("\n") + "\n"
+
+
+def render_variant(release: Release, language: str, settings: Settings, *,
+                   list_name: str | None = None) -> RenderedVariant:
+    """Render and inline one language variant (premailer runs once here)."""
+    if language not in release.variants:
+        raise ConfigError(f"release {release.slug!r} has no {language!r} variant "
+                          f"(it has {', '.join(release.languages)})")
+    html, text = render_layouts(release, language, settings, list_name)
+    before = PersonalTemplate.compile(html, escape_html=True)
+    inlined = inline.inline_css(html, where=HTML_LAYOUT)
+    after = PersonalTemplate.compile(inlined, escape_html=True)
+    if sorted(before.parts[1::2]) != sorted(after.parts[1::2]):
+        raise ConfigError(f"{HTML_LAYOUT}: CSS inlining changed the personal placeholders "
+                          f"({sorted(before.parts[1::2])} -> {sorted(after.parts[1::2])})")
+    meta = release.variants[language].meta
+    return RenderedVariant(
+        language=language,
+        subject=" ".join(neutralise(meta.subject or meta.title).split()),
+        preheader=preheader_text(release.variants[language]),
+        html=after,
+        text=PersonalTemplate.compile(text, escape_html=False),
+    )
+
+
+def render_release(release: Release, settings: Settings, *,
+                   list_name: str | None = None) -> dict[str, RenderedVariant]:
+    """Every language variant, rendered and inlined once each."""
+    return {lang: render_variant(release, lang, settings, list_name=list_name)
+            for lang in release.languages}
+
+
+def sample_values(settings: Settings, language: str) -> dict[str, str]:
+    """Personal values for previews and checks (no real contact behind them)."""
+    base = settings.base_url.rstrip("/")
+    name = "김하늘" if language.split("-")[0] == "ko" else "Alex Kim"
+    return {
+        "name": name,
+        "email": "reader@example.org",
+        "unsubscribe_url": f"{base}/u/SAMPLE-TOKEN",
+        "preferences_url": f"{base}/preferences/SAMPLE-TOKEN",
+    }
+
+
+def preview(release: Release, language: str, settings: Settings, *, text: bool = False,
+            list_name: str | None = None) -> str:
+    """One variant as a subscriber would get it, with sample personal values."""
+    rendered = render_variant(release, language, settings, list_name=list_name)
+    part = rendered.text if text else rendered.html
+    return part.fill(sample_values(settings, language))

@@ -1,0 +1,560 @@
+"""Release files: NAME.md, or NAME.en.md + NAME.ko.md, each YAML front matter and a Markdown body.
+
+The front matter is validated strictly (a misspelt key is an error; free keys go under `extra:`)
+and every error names the file and the line. The full text of each file is kept in `sources`, so a
+campaign stored in the database re-renders exactly what was planned (`release_from_sources`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import date, datetime, time
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import yaml
+
+from mailer.contacts.lists import SLUG_RE
+from mailer.errors import ReleaseError
+
+# A language suffix: NAME.en.md, NAME.ko.md, NAME.pt-br.md.
+_LANG_SUFFIX_RE = re.compile(r"^(?P<slug>.+)\.(?P<lang>[A-Za-z]{2,3}(?:-[A-Za-z0-9]{1,8})*)\.md$")
+_LANG_RE = re.compile(r"^[a-z]{2,3}(?:-[a-z0-9]{1,8})*$")
+_FENCE = "---"
+# Keys that belong to the release, not to one language: a second variant may omit them (it
+# inherits the default variant's value) but may not contradict them.
+SHARED_KEYS = ("date", "lists", "embargo", "expires")
+
+
+@dataclass(frozen=True)
+class MediaContact:
+    """The media contact printed under the release."""
+
+    name: str
+    email: str = ""
+    phone: str = ""
+    role: str = ""
+
+
+@dataclass(frozen=True)
+class Image:
+    """The header image: an absolute URL and its alt text."""
+
+    url: str
+    alt: str = ""
+
+
+@dataclass(frozen=True)
+class FrontMatter:
+    """The validated front matter of one language variant."""
+
+    title: str
+    subject: str | None = None
+    subtitle: str | None = None
+    date: date | None = None
+    dateline: str | None = None
+    category: str | None = None
+    summary: str | None = None
+    contact: MediaContact | None = None
+    lists: tuple[str, ...] = ()
+    embargo: datetime | None = None
+    expires: datetime | None = None
+    language: str | None = None
+    image: Image | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+    # 1-based line of the first body line in the file, so body findings can name their line.
+    body_line: int = 1
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-friendly form (stored with the release, printed by tools)."""
+        out: dict[str, Any] = {}
+        for key in FIELDS:
+            value = getattr(self, key)
+            if value is None or value == () or value == {}:
+                continue
+            if isinstance(value, date | datetime):
+                value = value.isoformat()
+            elif isinstance(value, MediaContact | Image):
+                value = {k: v for k, v in value.__dict__.items() if v}
+            elif isinstance(value, tuple):
+                value = list(value)
+            elif isinstance(value, Mapping):
+                value = dict(value)
+            out[key] = value
+        return out
+
+
+@dataclass(frozen=True)
+class ReleaseVariant:
+    """One language of a release."""
+
+    language: str
+    path: Path | None
+    meta: FrontMatter
+    body: str  # the Markdown body, as written
+
+    @property
+    def where(self) -> str:
+        """How messages name this variant: its file, or the language for stored text."""
+        return str(self.path) if self.path is not None else f"<{self.language}>"
+
+
+@dataclass(frozen=True)
+class Release:
+    """A release in one or more languages."""
+
+    slug: str
+    variants: dict[str, ReleaseVariant]
+    default_language: str
+    sources: dict[str, str]
+    content_hash: str
+
+    @property
+    def default(self) -> ReleaseVariant:
+        return self.variants[self.default_language]
+
+    @property
+    def title(self) -> str:
+        return self.default.meta.title
+
+    @property
+    def lists(self) -> tuple[str, ...]:
+        return self.default.meta.lists
+
+    @property
+    def embargo(self) -> datetime | None:
+        return self.default.meta.embargo
+
+    @property
+    def expires(self) -> datetime | None:
+        return self.default.meta.expires
+
+    @property
+    def languages(self) -> tuple[str, ...]:
+        """The variant languages, the default first."""
+        others = sorted(lang for lang in self.variants if lang != self.default_language)
+        return (self.default_language, *others)
+
+    def pick_language(self, wanted: str | None) -> str:
+        """The variant for readers of `wanted`: exact, then same primary language, else default."""
+        if wanted:
+            wanted = wanted.lower()
+            if wanted in self.variants:
+                return wanted
+            primary = wanted.split("-")[0]
+            if primary in self.variants:
+                return primary
+            for lang in self.languages:
+                if lang.split("-")[0] == primary:
+                    return lang
+        return self.default_language
+
+
+# --- loading ------------------------------------------------------------------------------------
+
+
+def find_release_files(path: str | Path) -> tuple[str, dict[str | None, Path]]:
+    """The slug and files of the release at `path` (NAME.md, NAME.LANG.md or NAME).
+
+    The key None is NAME.md (its language comes from its front matter); other keys are languages.
+    """
+    p = Path(path)
+    folder = p.parent
+    name = p.name
+    match = _LANG_SUFFIX_RE.match(name)
+    if match:
+        slug = match["slug"]
+    elif name.endswith(".md"):
+        slug = name[:-3]
+    else:
+        slug = name
+    if not slug:
+        raise ReleaseError(f"{p}: not a release file name (expected NAME.md or NAME.LANG.md)")
+    files: dict[str | None, Path] = {}
+    plain = folder / f"{slug}.md"
+    if plain.is_file():
+        files[None] = plain
+    if folder.is_dir():
+        for candidate in sorted(folder.glob(f"{glob_escape(slug)}.*.md")):
+            m = _LANG_SUFFIX_RE.match(candidate.name)
+            if m and m["slug"] == slug and candidate.is_file():
+                files[m["lang"].lower()] = candidate
+    if not files:
+        raise ReleaseError(
+            f"{p}: no release found (looked for {slug}.md and {slug}.LANG.md in {folder})"
+        )
+    if p.suffix == ".md" and not p.is_file():
+        raise ReleaseError(f"{p}: no such file")
+    return slug, files
+
+
+def glob_escape(text: str) -> str:
+    return re.sub(r"([*?\[])", r"[\1]", text)
+
+
+def load_release(path: str | Path, default_language: str = "en") -> Release:
+    """Read the release at `path` and its sibling language files; errors name the file and line."""
+    slug, files = find_release_files(path)
+    texts: dict[str | None, str] = {}
+    for key, file in files.items():
+        try:
+            raw = file.read_bytes()
+        except OSError as err:
+            raise ReleaseError(f"{file}: cannot read: {err.strerror}") from None
+        try:
+            texts[key] = raw.decode("utf-8-sig")
+        except UnicodeDecodeError as err:
+            raise ReleaseError(
+                f"{file}: not UTF-8 text (byte {err.start}); save the file as UTF-8"
+            ) from None
+    return _build(slug, texts, files, default_language)
+
+
+def release_from_sources(slug: str, sources: Mapping[str, str], default_language: str) -> Release:
+    """The release from stored file texts ({language: text}), as load_release built it."""
+    if default_language not in sources:
+        raise ReleaseError(
+            f"release {slug!r}: default language {default_language!r} has no source "
+            f"(have {', '.join(sorted(sources)) or 'none'})"
+        )
+    texts: dict[str | None, str] = {lang: text for lang, text in sources.items()}
+    return _build(slug, texts, {}, default_language, explicit_default=True)
+
+
+def _build(slug: str, texts: Mapping[str | None, str], files: Mapping[str | None, Path],
+           default_language: str, explicit_default: bool = False) -> Release:
+    parsed: dict[str, ReleaseVariant] = {}
+    sources: dict[str, str] = {}
+    plain_language: str | None = None
+    for key, text in texts.items():
+        path = files.get(key)
+        where = str(path) if path is not None else f"release {slug!r} <{key}>"
+        meta, body = parse_release_text(text, where)
+        if key is None:
+            language = meta.language or default_language
+            plain_language = language
+        else:
+            language = key
+            if meta.language is not None and meta.language != language:
+                raise ReleaseError(
+                    f"{where}:{_key_line(text, 'language')}: language: {meta.language!r} "
+                    f"contradicts the file name (.{language}.md)"
+                )
+        if language in parsed:
+            other = parsed[language].where
+            raise ReleaseError(f"{where}: a second {language!r} variant (the first is {other})")
+        parsed[language] = ReleaseVariant(language, path, replace(meta, language=language), body)
+        sources[language] = text
+    if plain_language is not None and not explicit_default:
+        default = plain_language
+    elif default_language in parsed:
+        default = default_language
+    else:
+        default = sorted(parsed)[0]
+    variants = _share_keys(parsed, default, sources)
+    return Release(slug=slug, variants=variants, default_language=default, sources=sources,
+                   content_hash=content_hash(sources, default))
+
+
+def _share_keys(variants: dict[str, ReleaseVariant], default: str,
+                sources: Mapping[str, str]) -> dict[str, ReleaseVariant]:
+    """The release-wide keys, given in any variant, agree and are set on every variant."""
+    order = [default, *sorted(lang for lang in variants if lang != default)]
+    shared: dict[str, Any] = {}
+    for key in SHARED_KEYS:
+        first: str | None = None
+        for lang in order:
+            value = getattr(variants[lang].meta, key)
+            if value in (None, ()):
+                continue
+            if first is None:
+                first, shared[key] = lang, value
+            elif value != shared[key]:
+                line = _key_line(sources[lang], key)
+                raise ReleaseError(
+                    f"{variants[lang].where}:{line}: {key}: {_show(value)} differs from "
+                    f"{_show(shared[key])} in {variants[first].where} (a release has one "
+                    f"{key}; give it in one file)"
+                )
+    return {lang: replace(variants[lang], meta=replace(variants[lang].meta, **shared))
+            for lang in order}
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, date | datetime):
+        return value.isoformat()
+    if isinstance(value, tuple):
+        return repr(list(value))
+    return repr(value)
+
+
+def content_hash(sources: Mapping[str, str], default_language: str) -> str:
+    """sha256 over the languages, their file texts and the default language."""
+    blob = json.dumps({"default": default_language, "sources": dict(sorted(sources.items()))},
+                      ensure_ascii=False, sort_keys=True)
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+
+# --- front matter -------------------------------------------------------------------------------
+
+
+def split_front_matter(text: str, where: str) -> tuple[str, str, int]:
+    """The YAML text, the body, and the 1-based file line where the body starts."""
+    text = text.lstrip("\ufeff")
+    lines = text.splitlines(keepends=True)
+    if not lines or lines[0].rstrip("\r\n").rstrip() != _FENCE:
+        raise ReleaseError(
+            f"{where}:1: a release starts with YAML front matter between '---' lines "
+            "(title: ... at least)"
+        )
+    for i in range(1, len(lines)):
+        if lines[i].rstrip("\r\n").rstrip() in (_FENCE, "..."):
+            yaml_text = "".join(lines[1:i])
+            body = "".join(lines[i + 1:])
+            return yaml_text, body, i + 2
+    raise ReleaseError(f"{where}:1: the front matter is not closed (no second '---' line)")
+
+
+def parse_release_text(text: str, where: str) -> tuple[FrontMatter, str]:
+    """Split and validate one release file's text; `where` names it in errors."""
+    yaml_text, body, body_line = split_front_matter(text, where)
+    node = _compose(yaml_text, where)
+    if node is None:
+        raise ReleaseError(f"{where}:2: the front matter is empty (title: ... at least)")
+    if not isinstance(node, yaml.MappingNode):
+        raise ReleaseError(
+            f"{where}:{node.start_mark.line + 2}: the front matter must be 'key: value' lines"
+        )
+    lines: dict[str, int] = {}
+    for key_node, _value in node.value:
+        key = key_node.value if isinstance(key_node, yaml.ScalarNode) else str(key_node)
+        line = key_node.start_mark.line + 2
+        if key in lines:
+            raise ReleaseError(f"{where}:{line}: {key}: given twice (first on line {lines[key]})")
+        lines[key] = line
+    try:
+        data = yaml.load(yaml_text, Loader=_Loader)
+    except yaml.MarkedYAMLError as err:
+        raise ReleaseError(_yaml_message(err, where)) from None
+    meta = _validate(data, lines, where)
+    return replace(meta, body_line=body_line), body
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that leaves timestamps as text: the validators parse them and say what is
+    wrong (PyYAML itself fails on 2024-13-45 with a bare ValueError)."""
+
+
+def _timestamp_as_text(loader: _Loader, node: yaml.Node) -> str:
+    return str(node.value)
+
+
+_Loader.add_constructor("tag:yaml.org,2002:timestamp", _timestamp_as_text)
+
+
+def _compose(yaml_text: str, where: str) -> yaml.Node | None:
+    try:
+        return yaml.compose(yaml_text, Loader=_Loader)
+    except yaml.MarkedYAMLError as err:
+        raise ReleaseError(_yaml_message(err, where)) from None
+    except yaml.YAMLError as err:
+        raise ReleaseError(f"{where}: bad YAML in the front matter: {err}") from None
+
+
+def _yaml_message(err: yaml.MarkedYAMLError, where: str) -> str:
+    """'FILE:LINE: bad YAML ...', with where the broken construct began when that differs."""
+    mark = err.problem_mark or err.context_mark
+    line = mark.line + 2 if mark is not None else 2  # +1 for 1-based, +1 for the --- line
+    message = f"{where}:{line}: bad YAML in the front matter: {err.problem or err.context}"
+    if err.context and err.context_mark is not None and err.context_mark.line + 2 != line:
+        message += f" ({err.context} that starts on line {err.context_mark.line + 2})"
+    return message
+
+
+def _key_line(text: str, key: str) -> int:
+    """The file line of a top-level front matter key (1 when it cannot be found)."""
+    for number, line in enumerate(text.lstrip("\ufeff").splitlines(), start=1):
+        if line.startswith(f"{key}:"):
+            return number
+    return 1
+
+
+def _validate(data: dict[Any, Any], lines: Mapping[str, int], where: str) -> FrontMatter:
+    values: dict[str, Any] = {}
+    for key, raw in data.items():
+        line = lines.get(str(key), 2)
+        at = f"{where}:{line}: {key}"
+        if not isinstance(key, str) or key not in _VALIDATORS:
+            hint = _suggest(str(key))
+            raise ReleaseError(
+                f"{where}:{line}: unknown front matter key {key!r}"
+                + (f" (did you mean {hint!r}?)" if hint else "")
+                + "; free keys go under 'extra:'"
+            )
+        if raw is None:
+            continue  # `subtitle:` with nothing after it means no subtitle
+        values[key] = _VALIDATORS[key](raw, at)
+    if "title" not in values:
+        raise ReleaseError(f"{where}:2: title: missing (every release needs a title)")
+    return FrontMatter(**values)
+
+
+def _suggest(key: str) -> str | None:
+    import difflib
+
+    close = difflib.get_close_matches(key.lower(), list(_VALIDATORS), n=1, cutoff=0.6)
+    return close[0] if close else None
+
+
+def _text(raw: Any, at: str, *, required: bool = False) -> str:
+    if isinstance(raw, bool) or not isinstance(raw, str | int | float):
+        hint = " (put quotes around it)" if isinstance(raw, bool | date) else ""
+        raise ReleaseError(f"{at}: expected text, got {raw!r}{hint}")
+    value = str(raw).strip()
+    if required and not value:
+        raise ReleaseError(f"{at}: must not be empty")
+    return value
+
+
+def _title(raw: Any, at: str) -> str:
+    value = _text(raw, at, required=True)
+    if "\n" in value:
+        raise ReleaseError(f"{at}: must be one line")
+    return value
+
+
+def _date(raw: Any, at: str) -> date:
+    if isinstance(raw, datetime):
+        return raw.date()
+    if isinstance(raw, date):
+        return raw
+    if isinstance(raw, str):
+        try:
+            return date.fromisoformat(raw.strip())
+        except ValueError:
+            pass
+    raise ReleaseError(f"{at}: expected a date like 2020-11-07, got {raw!r}")
+
+
+def _datetime(raw: Any, at: str) -> datetime:
+    """An aware date-time: ISO with an offset, or ISO followed by an IANA zone name."""
+    value: datetime | None = None
+    if isinstance(raw, datetime):
+        value = raw
+    elif isinstance(raw, date):
+        value = datetime.combine(raw, time())
+    elif isinstance(raw, str):
+        text = raw.strip()
+        zone_name = None
+        if (" " in text and "/" in text.rsplit(" ", 1)[1]) or text.endswith((" UTC", " Z")):
+            text, zone_name = text.rsplit(" ", 1)
+        try:
+            value = datetime.fromisoformat(text.replace(" ", "T", 1))
+        except ValueError:
+            value = None
+        if value is not None and zone_name is not None:
+            if value.tzinfo is not None:
+                raise ReleaseError(f"{at}: give either an offset or a zone name, not both")
+            try:
+                zone = ZoneInfo("UTC" if zone_name in ("UTC", "Z") else zone_name)
+            except (ZoneInfoNotFoundError, ValueError):
+                raise ReleaseError(f"{at}: unknown time zone {zone_name!r}") from None
+            value = value.replace(tzinfo=zone)
+    if value is None:
+        raise ReleaseError(
+            f"{at}: expected a date-time with a zone, e.g. 2020-11-07T09:00:00-05:00 "
+            f"or '2020-11-07 09:00 America/New_York', got {raw!r}"
+        )
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ReleaseError(
+            f"{at}: {raw!s} has no time zone; write e.g. 2020-11-07T09:00:00-05:00 "
+            "or '2020-11-07 09:00 America/New_York'"
+        )
+    return value
+
+
+def _mapping(raw: Any, at: str, allowed: tuple[str, ...]) -> dict[str, Any]:
+    if not isinstance(raw, dict):
+        raise ReleaseError(f"{at}: expected keys {', '.join(allowed)} (one per line), "
+                           f"got {raw!r}")
+    for key in raw:
+        if key not in allowed:
+            raise ReleaseError(f"{at}: unknown key {key!r} (allowed: {', '.join(allowed)})")
+    return raw
+
+
+def _contact(raw: Any, at: str) -> MediaContact:
+    data = _mapping(raw, at, ("name", "email", "phone", "role"))
+    if data.get("name") is None:
+        raise ReleaseError(f"{at}: name: missing (the media contact's name)")
+    contact = MediaContact(**{k: _text(v, f"{at}.{k}") for k, v in data.items() if v is not None})
+    if contact.email:
+        from mailer.contacts.addresses import normalise
+        from mailer.errors import InvalidInputError
+
+        try:
+            normalise(contact.email)
+        except InvalidInputError as err:
+            raise ReleaseError(f"{at}.email: {err}") from None
+    return contact
+
+
+def _image(raw: Any, at: str) -> Image:
+    if isinstance(raw, str):
+        return Image(url=_text(raw, at, required=True))
+    data = _mapping(raw, at, ("url", "alt"))
+    if data.get("url") is None:
+        raise ReleaseError(f"{at}: url: missing")
+    return Image(url=_text(data["url"], f"{at}.url", required=True),
+                 alt=_text(data.get("alt") or "", f"{at}.alt"))
+
+
+def _lists(raw: Any, at: str) -> tuple[str, ...]:
+    items = [raw] if isinstance(raw, str) else raw
+    if not isinstance(items, list):
+        raise ReleaseError(f"{at}: expected a list of list names, got {raw!r}")
+    out: list[str] = []
+    for item in items:
+        if not isinstance(item, str) or not SLUG_RE.match(item):
+            raise ReleaseError(f"{at}: not a list name: {item!r} (see `mailer lists ls`)")
+        if item not in out:
+            out.append(item)
+    return tuple(out)
+
+
+def _language(raw: Any, at: str) -> str:
+    value = _text(raw, at, required=True).lower().replace("_", "-")
+    if not _LANG_RE.match(value):
+        raise ReleaseError(f"{at}: not a language code: {raw!r} (expected e.g. en or ko)")
+    return value
+
+
+def _extra(raw: Any, at: str) -> dict[str, Any]:
+    if not isinstance(raw, dict) or not all(isinstance(k, str) for k in raw):
+        raise ReleaseError(f"{at}: expected 'key: value' lines, got {raw!r}")
+    # Round-trip through JSON so the stored front matter stays JSON (dates become text).
+    return dict(json.loads(json.dumps(raw, default=str)))
+
+
+_VALIDATORS: dict[str, Callable[[Any, str], Any]] = {
+    "title": _title,
+    "subject": _title,
+    "subtitle": _text,
+    "date": _date,
+    "dateline": _text,
+    "category": _text,
+    "summary": _text,
+    "contact": _contact,
+    "lists": _lists,
+    "embargo": _datetime,
+    "expires": _datetime,
+    "language": _language,
+    "image": _image,
+    "extra": _extra,
+}
+FIELDS = tuple(_VALIDATORS)

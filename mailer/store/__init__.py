@@ -1,0 +1,1 @@
+"""Where everything is kept: engine and sessions, typed models, schema and migrations, audit log."""

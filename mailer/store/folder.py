@@ -1,0 +1,42 @@
+"""Setting a folder up: mailer.toml and the database."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from mailer.config import Settings, config_template, load_settings, mask_url
+from mailer.errors import MailerError
+from mailer.store.db import get_engine, make_engine
+from mailer.store.schema import current_revision, ensure_schema, head_revision
+
+
+@dataclass(frozen=True)
+class InitResult:
+    config_path: Path
+    database: str
+
+
+def init(config_path: Path, *, extra: str = "") -> InitResult:
+    """Write a new mailer.toml (never over an existing one) and create its database."""
+    if config_path.exists():
+        raise MailerError(f"{config_path} already exists; not overwriting it")
+    try:
+        config_path.parent.mkdir(parents=True, exist_ok=True)
+        config_path.write_text(config_template() + extra, encoding="utf-8")
+    except OSError as err:
+        raise MailerError(f"cannot write {config_path}: {err.strerror}") from None
+    settings = load_settings(config_path)
+    get_engine(settings)
+    return InitResult(config_path, mask_url(settings.database_url))
+
+
+def upgrade_database(settings: Settings) -> tuple[str | None, str]:
+    """Upgrade the schema; returns the revisions before and after."""
+    engine = make_engine(settings.database_url)
+    try:
+        before = current_revision(engine)
+        ensure_schema(engine)
+        return before, head_revision()
+    finally:
+        engine.dispose()

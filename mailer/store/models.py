@@ -1,0 +1,393 @@
+"""The data model (docs/architecture.md) as typed SQLAlchemy 2.0 models; all times aware UTC."""
+
+from __future__ import annotations
+
+import enum
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Dialect,
+    Enum,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from mailer import clock
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Stores UTC; always hands back an aware UTC datetime (SQLite keeps no zone)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        value = value.astimezone(UTC)
+        if dialect.name == "sqlite":
+            return value.replace(tzinfo=None)
+        return value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map: ClassVar[dict[Any, Any]] = {datetime: UTCDateTime(),
+                                                     dict[str, Any]: JSON()}
+
+
+def _enum(cls: type[enum.Enum], name: str) -> Enum:
+    # Stored as VARCHAR with a CHECK so SQLite and PostgreSQL hold the same values and adding a
+    # member is a plain migration; values (not member names) go into the database.
+    return Enum(
+        cls, name=name, native_enum=False, create_constraint=True, length=20,
+        values_callable=lambda e: [m.value for m in e], validate_strings=True,
+    )
+
+
+class SubscriptionStatus(enum.StrEnum):
+    PENDING = "pending"
+    SUBSCRIBED = "subscribed"
+    UNSUBSCRIBED = "unsubscribed"
+
+
+class SuppressionReason(enum.StrEnum):
+    UNSUBSCRIBE_ALL = "unsubscribe-all"
+    HARD_BOUNCE = "hard-bounce"
+    COMPLAINT = "complaint"
+    MANUAL = "manual"
+    ERASED = "erased"
+
+
+class CampaignStatus(enum.StrEnum):
+    DRAFT = "draft"
+    SCHEDULED = "scheduled"
+    SENDING = "sending"
+    PAUSED = "paused"
+    DONE = "done"
+    CANCELLED = "cancelled"
+
+
+class DeliveryStatus(enum.StrEnum):
+    PENDING = "pending"
+    CLAIMED = "claimed"
+    SENT = "sent"
+    DEFERRED = "deferred"
+    FAILED = "failed"
+    IN_DOUBT = "in_doubt"
+    SKIPPED = "skipped"
+    CANCELLED = "cancelled"
+
+
+FINAL_DELIVERY_STATUSES = frozenset(
+    {DeliveryStatus.SENT, DeliveryStatus.FAILED, DeliveryStatus.SKIPPED, DeliveryStatus.CANCELLED}
+)
+
+
+def _now() -> datetime:
+    return clock.now()
+
+
+class MailingList(Base):
+    __tablename__ = "mailing_list"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    slug: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str] = mapped_column(Text, default="")
+    from_address: Mapped[str | None] = mapped_column(String(320))
+    list_id: Mapped[str | None] = mapped_column(String(255))
+    public: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(default=_now)
+
+    subscriptions: Mapped[list[Subscription]] = relationship(
+        back_populates="mailing_list", cascade="all, delete-orphan", passive_deletes=True
+    )
+
+    def __repr__(self) -> str:
+        return f"<MailingList {self.slug!r}>"
+
+
+class Contact(Base):
+    __tablename__ = "contact"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # Normalised by email-validator and lower-cased whole: the key for uniqueness and delivery.
+    email: Mapped[str] = mapped_column(String(320), unique=True)
+    email_original: Mapped[str] = mapped_column(String(320))
+    name: Mapped[str] = mapped_column(String(200), default="")
+    language: Mapped[str | None] = mapped_column(String(16))
+    organisation: Mapped[str] = mapped_column(String(200), default="")
+    attributes: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=_now)
+    updated_at: Mapped[datetime] = mapped_column(default=_now, onupdate=_now)
+
+    subscriptions: Mapped[list[Subscription]] = relationship(
+        back_populates="contact", cascade="all, delete-orphan", passive_deletes=True
+    )
+    tags: Mapped[list[ContactTag]] = relationship(
+        back_populates="contact", cascade="all, delete-orphan", passive_deletes=True
+    )
+
+    def __repr__(self) -> str:
+        return f"<Contact {self.email!r}>"
+
+
+class ContactTag(Base):
+    __tablename__ = "contact_tag"
+    __table_args__ = (UniqueConstraint("contact_id", "tag"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    contact_id: Mapped[int] = mapped_column(ForeignKey("contact.id", ondelete="CASCADE"))
+    tag: Mapped[str] = mapped_column(String(100), index=True)
+
+    contact: Mapped[Contact] = relationship(back_populates="tags")
+
+    def __repr__(self) -> str:
+        return f"<ContactTag {self.contact_id} {self.tag!r}>"
+
+
+class Subscription(Base):
+    __tablename__ = "subscription"
+    __table_args__ = (UniqueConstraint("contact_id", "list_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    contact_id: Mapped[int] = mapped_column(ForeignKey("contact.id", ondelete="CASCADE"))
+    list_id: Mapped[int] = mapped_column(
+        ForeignKey("mailing_list.id", ondelete="CASCADE"), index=True
+    )
+    status: Mapped[SubscriptionStatus] = mapped_column(
+        _enum(SubscriptionStatus, "subscription_status")
+    )
+    source: Mapped[str] = mapped_column(String(40), default="cli")
+    # Consent evidence: when, from where, through which form or import, and what text was shown.
+    consent_at: Mapped[datetime | None]
+    consent_ip: Mapped[str | None] = mapped_column(String(64))
+    consent_user_agent: Mapped[str | None] = mapped_column(String(500))
+    consent_form: Mapped[str | None] = mapped_column(String(200))
+    consent_text_hash: Mapped[str | None] = mapped_column(String(64))
+    consent_note: Mapped[str | None] = mapped_column(Text)
+    confirmed_at: Mapped[datetime | None]
+    unsubscribed_at: Mapped[datetime | None]
+    unsubscribed_via: Mapped[str | None] = mapped_column(String(40))
+    created_at: Mapped[datetime] = mapped_column(default=_now)
+    updated_at: Mapped[datetime] = mapped_column(default=_now, onupdate=_now)
+
+    contact: Mapped[Contact] = relationship(back_populates="subscriptions")
+    mailing_list: Mapped[MailingList] = relationship(back_populates="subscriptions")
+
+    def __repr__(self) -> str:
+        return f"<Subscription contact={self.contact_id} list={self.list_id} {self.status}>"
+
+
+class Suppression(Base):
+    __tablename__ = "suppression"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(String(320), unique=True)
+    reason: Mapped[SuppressionReason] = mapped_column(
+        _enum(SuppressionReason, "suppression_reason")
+    )
+    source: Mapped[str] = mapped_column(String(200), default="")
+    created_at: Mapped[datetime] = mapped_column(default=_now)
+
+    def __repr__(self) -> str:
+        return f"<Suppression {self.email!r} {self.reason}>"
+
+
+class ContactImport(Base):
+    """One run of `contacts import`: the id that consent evidence points to."""
+
+    __tablename__ = "contact_import"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    filename: Mapped[str] = mapped_column(String(500))
+    sha256: Mapped[str] = mapped_column(String(64))
+    list_id: Mapped[int | None] = mapped_column(
+        ForeignKey("mailing_list.id", ondelete="SET NULL")
+    )
+    consent_source: Mapped[str | None] = mapped_column(Text)
+    report: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=_now)
+
+    def __repr__(self) -> str:
+        return f"<ContactImport {self.id} {self.filename!r}>"
+
+
+class Release(Base):
+    """A release as sent: its sources frozen, so a campaign renders what was planned."""
+
+    __tablename__ = "release"
+    __table_args__ = (UniqueConstraint("slug", "content_hash"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    slug: Mapped[str] = mapped_column(String(200), index=True)
+    title: Mapped[str] = mapped_column(String(500))
+    default_language: Mapped[str] = mapped_column(String(16))
+    front_matter: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # {language: {"path": ..., "source": full file text}}
+    variants: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    content_hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=_now)
+
+    def __repr__(self) -> str:
+        return f"<Release {self.slug!r} {self.content_hash[:8]}>"
+
+
+class Campaign(Base):
+    __tablename__ = "campaign"
+    __table_args__ = (Index("ix_campaign_release_audience", "release_id", "audience_key"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    release_id: Mapped[int] = mapped_column(ForeignKey("release.id"))
+    # A stable description of the audience (lists and tags), so a second `send` resumes.
+    audience_key: Mapped[str] = mapped_column(String(500))
+    audience: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    status: Mapped[CampaignStatus] = mapped_column(_enum(CampaignStatus, "campaign_status"))
+    not_before: Mapped[datetime | None]
+    not_after: Mapped[datetime | None]
+    rate_per_second: Mapped[float | None]
+    plan: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_by: Mapped[str] = mapped_column(String(200), default="")
+    created_at: Mapped[datetime] = mapped_column(default=_now)
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+
+    release: Mapped[Release] = relationship()
+
+    def __repr__(self) -> str:
+        return f"<Campaign {self.id} {self.status}>"
+
+
+class Delivery(Base):
+    """One recipient of one campaign: the ledger row."""
+
+    __tablename__ = "delivery"
+    __table_args__ = (
+        UniqueConstraint("campaign_id", "contact_id"),
+        Index("ix_delivery_claim", "campaign_id", "status", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaign.id", ondelete="CASCADE"))
+    contact_id: Mapped[int | None] = mapped_column(
+        ForeignKey("contact.id", ondelete="SET NULL"), index=True
+    )
+    # The list this recipient is mailed for (List-Id, the unsubscribe link): the first of the
+    # campaign's lists the contact was subscribed to when the campaign was planned.
+    list_id: Mapped[int | None] = mapped_column(ForeignKey("mailing_list.id", ondelete="SET NULL"))
+    # Frozen at plan time: the ledger stays readable after a contact is erased.
+    email: Mapped[str] = mapped_column(String(320))
+    language: Mapped[str] = mapped_column(String(16))
+    status: Mapped[DeliveryStatus] = mapped_column(_enum(DeliveryStatus, "delivery_status"))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None]
+    claimed_by: Mapped[str | None] = mapped_column(String(200))
+    lease_expires_at: Mapped[datetime | None]
+    smtp_code: Mapped[int | None]
+    smtp_reply: Mapped[str | None] = mapped_column(Text)
+    message_id: Mapped[str] = mapped_column(String(255), index=True)
+    sent_at: Mapped[datetime | None]
+    updated_at: Mapped[datetime] = mapped_column(default=_now, onupdate=_now)
+
+    def __repr__(self) -> str:
+        return f"<Delivery {self.id} campaign={self.campaign_id} {self.email!r} {self.status}>"
+
+
+class Bounce(Base):
+    """A bounce, complaint or mailed unsubscribe read from the bounce mailbox."""
+
+    __tablename__ = "bounce"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # The Message-ID of the report itself, so processing the same mailbox twice counts once.
+    source_message_id: Mapped[str] = mapped_column(String(500), unique=True)
+    email: Mapped[str | None] = mapped_column(String(320), index=True)
+    # hard, soft, block, complaint, unsubscribe, delayed, autoreply, ignored (see bounces/parse.py)
+    kind: Mapped[str] = mapped_column(String(20))
+    status_code: Mapped[str | None] = mapped_column(String(20))
+    diagnostic: Mapped[str | None] = mapped_column(Text)
+    delivery_id: Mapped[int | None] = mapped_column(
+        ForeignKey("delivery.id", ondelete="SET NULL")
+    )
+    campaign_id: Mapped[int | None] = mapped_column(
+        ForeignKey("campaign.id", ondelete="SET NULL"), index=True
+    )
+    created_at: Mapped[datetime] = mapped_column(default=_now)
+
+    def __repr__(self) -> str:
+        return f"<Bounce {self.kind} {self.email!r}>"
+
+
+class RateLimit(Base):
+    """A fixed-window counter shared by every process on the database (web forms, send rate)."""
+
+    __tablename__ = "rate_limit"
+
+    key: Mapped[str] = mapped_column(String(300), primary_key=True)
+    window_start: Mapped[datetime]
+    count: Mapped[int] = mapped_column(Integer, default=0)
+
+    def __repr__(self) -> str:
+        return f"<RateLimit {self.key!r} {self.count}>"
+
+
+class Lock(Base):
+    """A named lease lock (e.g. the one sender allowed on SQLite)."""
+
+    __tablename__ = "lock"
+
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(200))
+    expires_at: Mapped[datetime]
+
+    def __repr__(self) -> str:
+        return f"<Lock {self.name!r} {self.holder!r}>"
+
+
+class Event(Base):
+    """Append-only audit log: imports, subscribes, confirms, unsubscribes, bounces, sends."""
+
+    __tablename__ = "event"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(default=_now, index=True)
+    kind: Mapped[str] = mapped_column(String(40), index=True)
+    contact_id: Mapped[int | None] = mapped_column(
+        ForeignKey("contact.id", ondelete="SET NULL"), index=True
+    )
+    list_id: Mapped[int | None] = mapped_column(ForeignKey("mailing_list.id", ondelete="SET NULL"))
+    campaign_id: Mapped[int | None] = mapped_column(ForeignKey("campaign.id", ondelete="SET NULL"))
+    actor: Mapped[str] = mapped_column(String(200), default="")
+    data: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+    def __repr__(self) -> str:
+        return f"<Event {self.id} {self.kind}>"

@@ -1,0 +1,1 @@
+"""The subscriber side without Flask: double opt-in, preferences, page words, page templates."""
