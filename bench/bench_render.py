@@ -15,7 +15,8 @@ import time
 from collections.abc import Callable
 
 from mailer.config import Settings
-from mailer.releases.render import body_html, layout_environment, render_variant, sample_values
+from mailer.releases.markdown import body_html
+from mailer.releases.render import layout_environment, render_variant, sample_values
 from mailer.releases.source import load_release
 from mailer.samples import SAMPLE_ORGANISATION, sample_path
 

@@ -4,9 +4,10 @@
                             [--pg postgresql+psycopg://...]
 
 Each benchmark runs in its own process (bench_build, bench_delivery, bench_ledger, bench_memory,
-and the other benchmarks in this folder when they are present: bench_import, bench_render,
-bench_bounces, whose own output is printed as it is). Every figure is a median of several runs
-with its baseline measured in the same run; see bench/README.md for what each one means.
+bench_startup, and the other benchmarks in this folder when they are present: bench_import,
+bench_render, bench_bounces, whose own output is printed as it is). Every figure is a median of
+several runs with its baseline measured in the same run; see bench/README.md for what each one
+means.
 --quick uses smaller sizes (a few minutes in all; the targets are stated for the full sizes).
 """
 
@@ -92,11 +93,22 @@ def rows_ledger(d: dict[str, Any]) -> list[list[str]]:
             for r in d["ledger"]]
 
 
+def rows_startup(d: dict[str, Any]) -> list[list[str]]:
+    """Issue 20: CPU time of starting the command line, against `python -c pass`."""
+    r = d["startup"]
+    rows = [["20. start-up: `python -c pass` (baseline)", f"{r['python -c pass']:.3f} s CPU",
+             "figure", ""]]
+    for name, target in d["targets"].items():
+        rows.append([f"20. start-up: `mailer {name}`", f"{r[name]:.3f} s CPU",
+                     f"<= {target:.1f} s", verdict(r[name] <= target)])
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--memory-sizes", default=None)
-    parser.add_argument("--only", default="build,delivery,ledger,memory,others")
+    parser.add_argument("--only", default="build,delivery,ledger,memory,startup,others")
     parser.add_argument("--pg", default=os.environ.get("MAILER_BENCH_PG_URL", ""))
     args = parser.parse_args(argv)
     only = set(args.only.split(","))
@@ -118,6 +130,8 @@ def main(argv: list[str] | None = None) -> int:
     if "memory" in only:
         sizes = args.memory_sizes or ("10000,50000" if quick else "100000,1000000")
         rows += rows_memory(run_json("bench_memory.py", "--sizes", sizes))
+    if "startup" in only:
+        rows += rows_startup(run_json("bench_startup.py", "--runs", "5" if quick else "10"))
     if "others" in only:
         for script in OTHERS:
             if (HERE / script).exists():

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import tomllib
 from collections.abc import Mapping
@@ -17,6 +18,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from mailer.errors import ConfigError
+
+# Masking lives in mailer.masking; imported here too, where the rest of the code finds it.
+from mailer.masking import mask_secret, mask_url
 
 CONFIG_NAME = "mailer.toml"
 ENV_PREFIX = "MAILER_"
@@ -78,6 +82,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("about", "dict", {},
             "Boilerplate after every release, per language: {en = '...', ko = '...'}"),
     Setting("default_language", "str", "en", "Language of contacts who do not say"),
+    Setting("timezone", "str", "",
+            "Time zone the CLI shows times in, e.g. America/New_York (empty: this machine's)"),
     Setting("languages", "list", ["en", "ko"], "Languages the organisation writes in"),
     Setting("dkim_key_file", "path", "", "PEM private key for DKIM signing (empty: no DKIM)"),
     Setting("dkim_selector", "str", "mailer", "DKIM selector"),
@@ -86,11 +92,32 @@ SETTINGS: tuple[Setting, ...] = (
             "Development: deliver every message to this address instead of the recipient"),
     Setting("trust_proxy", "bool", False, "Trust X-Forwarded-* headers (behind a reverse proxy)"),
     Setting("confirm_max_age", "int", 604800, "Seconds a confirmation link stays valid (7 days)"),
+    Setting("confirm_domain_per_hour", "int", 60,
+            "Most confirmation emails an hour to one domain (gmail.com...; 0: no limit)"),
+    Setting("confirm_global_per_hour", "int", 300,
+            "Most confirmation emails an hour in all (0: no limit)"),
+    Setting("web_max_body_bytes", "int", 32768,
+            "`mailer serve`: largest request body; a longer Content-Length gets 413 unread"),
+    Setting("web_max_header_bytes", "int", 16384, "`mailer serve`: largest request head"),
+    Setting("web_channel_timeout", "int", 20,
+            "`mailer serve`: seconds a silent connection is kept open"),
+    Setting("web_connection_limit", "int", 1000,
+            "`mailer serve`: open connections at once (slow clients hold one each)"),
     Setting("soft_bounce_threshold", "int", 5, "Soft bounces within the window that suppress"),
     Setting("soft_bounce_window_days", "int", 30, "Window for counting soft bounces"),
 )
 
 _BY_NAME = {s.name: s for s in SETTINGS}
+
+# Settings that may hold line breaks: they only reach message bodies. Every other text setting
+# must be one line without control characters, because several end up in headers (from_name,
+# reply_to, a CR LF there would add a Bcc: line) or inside <...> in List-Unsubscribe.
+MULTI_LINE = frozenset({"postal_address"})
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+# An address as it may stand in a header or a mailto: URL: no spaces, quotes, brackets or the
+# characters that separate addresses or start a query.
+_HEADER_ADDRESS = re.compile(r'^[^\s<>,;:"()\[\]\\?&@]+@[^\s<>,;:"()\[\]\\?&@]+$')
+ADDRESS_SETTINGS = ("from_address", "reply_to", "unsubscribe_mailto", "envelope_sender")
 
 
 @dataclass(frozen=True)
@@ -127,6 +154,7 @@ class Settings:
     social: dict[str, str] = field(default_factory=dict)
     about: dict[str, str] = field(default_factory=dict)
     default_language: str = "en"
+    timezone: str = ""
     languages: list[str] = field(default_factory=lambda: ["en", "ko"])
     dkim_key_file: Path | None = None
     dkim_selector: str = "mailer"
@@ -134,6 +162,12 @@ class Settings:
     test_recipient: str = ""
     trust_proxy: bool = False
     confirm_max_age: int = 604800
+    confirm_domain_per_hour: int = 60
+    confirm_global_per_hour: int = 300
+    web_max_body_bytes: int = 32768
+    web_max_header_bytes: int = 16384
+    web_channel_timeout: int = 20
+    web_connection_limit: int = 1000
     soft_bounce_threshold: int = 5
     soft_bounce_window_days: int = 30
 
@@ -163,28 +197,6 @@ class Settings:
                 value = mask_secret(s.name, str(value))
             out[s.name] = value
         return out
-
-
-def mask_secret(name: str, value: str) -> str:
-    """Hide a secret; for URLs keep everything but the password so the value stays useful."""
-    if name.endswith("_url") and "://" in value:
-        return mask_url(value)
-    return "********"
-
-
-def mask_url(url: str) -> str:
-    """The URL with its password (if any) replaced by ****.
-
-    Done on the text, not with urlsplit: a password holding '#', '/' or '?' must not leak
-    because the parser stopped early."""
-    scheme, sep, rest = url.partition("://")
-    if not sep or "@" not in rest:
-        return url
-    credentials, _, host = rest.rpartition("@")
-    if ":" not in credentials:
-        return url
-    user = credentials.split(":", 1)[0]
-    return f"{scheme}://{user}:****@{host}"
 
 
 def find_config(explicit: str | os.PathLike[str] | None = None,
@@ -240,6 +252,12 @@ def _coerce(setting: Setting, value: Any, where: str, from_env: bool = False) ->
     if kind in ("str", "url", "path"):
         if not isinstance(value, str):
             raise bad("a string")
+        control = _CONTROL.search(value) if setting.name not in MULTI_LINE else None
+        if control is not None:
+            raise ConfigError(
+                f"{where}: must be one line without control characters; found "
+                f"{control.group()!r} at character {control.start() + 1}"
+            )
         return value
     if kind == "bool":
         if isinstance(value, bool):
@@ -335,7 +353,8 @@ def _validate(settings: Settings, config_path: Path) -> None:
                 f"{where}: smtp_url: expected smtp:// or smtps://, got "
                 f"{mask_url(settings.smtp_url)!r}"
             )
-    if not settings.base_url.startswith(("http://", "https://")):
+    if not settings.base_url.startswith(("http://", "https://")) or \
+            re.search(r'[\s<>"\\^`{|}]', settings.base_url):
         raise ConfigError(f"{where}: base_url: expected an http(s) URL, got {settings.base_url!r}")
     if settings.concurrency < 1:
         raise ConfigError(f"{where}: concurrency: expected at least 1, got {settings.concurrency}")
@@ -344,10 +363,20 @@ def _validate(settings: Settings, config_path: Path) -> None:
                           f"{settings.ledger_group_size}")
     if settings.batch_size < 1:
         raise ConfigError(f"{where}: batch_size: expected at least 1, got {settings.batch_size}")
-    if "@" not in settings.from_address:
-        raise ConfigError(
-            f"{where}: from_address: expected an email address, got {settings.from_address!r}"
-        )
+    if settings.timezone:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(settings.timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ConfigError(
+                f"{where}: timezone: expected an IANA time zone such as America/New_York or "
+                f"Asia/Seoul, got {settings.timezone!r}"
+            ) from None
+    for name in ADDRESS_SETTINGS:
+        value = getattr(settings, name)
+        if (value or name == "from_address") and not _HEADER_ADDRESS.match(value):
+            raise ConfigError(f"{where}: {name}: expected an email address, got {value!r}")
 
 
 def config_template(secret_key: str | None = None) -> str:

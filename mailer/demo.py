@@ -65,8 +65,7 @@ def _toml(key: str, value: object) -> str:
 
 def run_demo(folder: Path) -> DemoResult:
     """Init a folder, import the sample press list, send the sample release to the outbox."""
-    from mailer.delivery.engine import deliver
-    from mailer.delivery.send import checked_transport, load_for_sending, plan
+    from mailer.delivery.send import send_release
 
     config = folder / "mailer.toml"
     if config.exists():
@@ -88,14 +87,15 @@ def run_demo(folder: Path) -> DemoResult:
         report = import_contacts(s, csv_copy, "press",
                                  consent_source="demo: sample press list shipped with mailer")
     release_path = releases / "election-night.en.md"
-    loaded = load_for_sending(release_path, settings, ["press"])
-    transport = checked_transport(settings)
-    p = plan(settings, loaded.release, ["press"], [], smtputf8=transport.supports_smtputf8(),
-             transport=transport.describe(), created_by="demo")
-    result = deliver(settings, p.campaign.id, transport, rendered=loaded.rendered)
+    # Nobody to ask: the demo's audience is the sample list it just imported, sent to the outbox.
+    outcome = send_release(settings, release_path, ["press"], confirm=lambda plan: True,
+                           created_by="demo")
+    if outcome.plan is None or outcome.result is None:
+        raise MailerError(f"the demo campaign was not sent ({outcome.status})")
+    campaign_id = outcome.plan.campaign.id
     with session_scope(settings) as s:
-        counts = status_counts(s, p.campaign.id)
-    if not result.complete:
+        counts = status_counts(s, campaign_id)
+    if not outcome.result.complete:
         raise MailerError(f"the demo campaign did not finish: {counts}")
-    return DemoResult(folder, config, dict(report.counts), p.campaign.id, counts,
+    return DemoResult(folder, config, dict(report.counts), campaign_id, counts,
                       settings.outbox_dir, release_path)

@@ -3,14 +3,24 @@
 HMAC-signed with itsdangerous, one salt per purpose so a token for one page never opens another.
 Unsubscribe and preferences tokens never expire (a years-old message must still unsubscribe);
 confirmation tokens expire after `confirm_max_age`. Any forged, altered or expired token raises
-TokenError, and the web app answers every such case with the same 404.
+TokenError, and the web app answers every such case with the same 404. "Altered" includes any
+text but the one we wrote: base64 decoders forgive padding, stray characters and unused bits, so
+a token is first checked to be exactly the canonical encoding of what it decodes to.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
-from itsdangerous import BadSignature, SignatureExpired, URLSafeSerializer, URLSafeTimedSerializer
+from itsdangerous import (
+    BadData,
+    BadSignature,
+    SignatureExpired,
+    URLSafeSerializer,
+    URLSafeTimedSerializer,
+)
+from itsdangerous.encoding import base64_decode, base64_encode
 
 from mailer.config import Settings
 from mailer.errors import ConfigError, TokenError
@@ -33,6 +43,26 @@ class ConfirmToken:
     list_ids: tuple[int, ...]
 
 
+_SEGMENT = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def _check_canonical(token: str) -> None:
+    """TokenError unless `token` is exactly as itsdangerous writes it (no '=', no other bytes)."""
+    # A leading "." marks a compressed payload; then payload[.timestamp].signature.
+    parts = (token[1:] if token.startswith(".") else token).split(".")
+    if len(parts) < 2:
+        raise TokenError("invalid token")
+    for part in parts:
+        if not _SEGMENT.fullmatch(part):
+            raise TokenError("invalid token")
+        try:
+            same = base64_encode(base64_decode(part)) == part.encode("ascii")
+        except BadData:
+            same = False
+        if not same:
+            raise TokenError("invalid token")
+
+
 def _key(settings: Settings) -> str:
     if not settings.secret_key:
         raise ConfigError("secret_key is empty: set it in mailer.toml (mailer init makes one)")
@@ -46,6 +76,7 @@ def make_unsubscribe(settings: Settings, contact_id: int, list_id: int | None,
 
 
 def read_unsubscribe(settings: Settings, token: str) -> UnsubscribeToken:
+    _check_canonical(token)
     try:
         data = URLSafeSerializer(_key(settings), salt=UNSUBSCRIBE).loads(token)
         contact_id, list_id, campaign_id = data
@@ -59,6 +90,7 @@ def make_preferences(settings: Settings, contact_id: int) -> str:
 
 
 def read_preferences(settings: Settings, token: str) -> int:
+    _check_canonical(token)
     try:
         (contact_id,) = URLSafeSerializer(_key(settings), salt=PREFERENCES).loads(token)
         return int(contact_id)
@@ -72,6 +104,7 @@ def make_confirm(settings: Settings, contact_id: int, list_ids: tuple[int, ...])
 
 def read_confirm(settings: Settings, token: str, *, max_age: int | None = None) -> ConfirmToken:
     """Raises TokenExpiredError (a TokenError) for an old but genuine token."""
+    _check_canonical(token)
     serializer = URLSafeTimedSerializer(_key(settings), salt=CONFIRM)
     try:
         contact_id, list_ids = serializer.loads(

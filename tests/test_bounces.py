@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from mailer import clock, tokens
 from mailer.bounces.policy import Item, bounce_counts, process_message, soft_score
 from mailer.config import Settings, load_settings
+from mailer.contacts.addresses import verp_encode
 from mailer.contacts.contact import add_contact, erase
 from mailer.contacts.suppressions import get_suppression
 from mailer.store.models import (
@@ -160,8 +161,7 @@ def test_hard_bounce_suppresses_and_is_recorded_once(session: Session, settings:
                                                      people: world.World) -> None:
     raw = dsn("kim@news.example.kr", about=world.message_id(1))
     [item] = run(session, settings, raw)
-    assert (item.outcome, item.action, item.matched_by) == ("hard", "suppressed",
-                                                            "final-recipient")
+    assert (item.outcome, item.action, item.matched_by) == ("hard", "suppressed", "message-id")
     assert reason(session, "kim@news.example.kr") == SuppressionReason.HARD_BOUNCE
     assert statuses(session, "kim@news.example.kr") == {"press-en": "unsubscribed",
                                                         "press-ko": "unsubscribed"}
@@ -183,13 +183,15 @@ def test_block_alone_never_suppresses_even_with_threshold_one(session: Session, 
     strict = load_settings(tmp_path / "mailer.toml", env={})
     for _ in range(3):
         [item] = run(session, strict, dsn("kim@news.example.kr", "5.7.1",
-                                          diagnostic="smtp; 550 5.7.1 spam blocked"))
+                                          diagnostic="smtp; 550 5.7.1 spam blocked",
+                                          about=world.message_id(1)))
         assert item.outcome == "block"
     assert reason(session, "kim@news.example.kr") is None
     assert item.action == "score 3/1 (blocks only: not suppressed)"
     # One soft bounce next to the blocks makes the evidence enough.
     [item] = run(session, strict, dsn("kim@news.example.kr", "5.2.2",
-                                      diagnostic="smtp; 552 5.2.2 Mailbox full"))
+                                      diagnostic="smtp; 552 5.2.2 Mailbox full",
+                                      about=world.message_id(1)))
     assert item.action.startswith("suppressed")
     assert reason(session, "kim@news.example.kr") == SuppressionReason.HARD_BOUNCE
 
@@ -276,19 +278,22 @@ def test_a_later_successful_delivery_resets_the_score(session: Session, settings
 
 # -- matching -------------------------------------------------------------------------------
 
-def test_verp_wins_over_final_recipient_and_is_ignored_when_off(session: Session,
-                                                               settings: Settings,
-                                                               people: world.World,
-                                                               tmp_path: Path) -> None:
-    raw = dsn("lee@daily.example.com", to="bounces+kim=news.example.kr@hanul.example.org")
-    [item] = run(session, settings, raw)  # verp is off by default
-    assert (item.email, item.matched_by) == ("lee@daily.example.com", "final-recipient")
+def test_signed_verp_wins_over_final_recipient_and_is_ignored_when_off(
+        session: Session, settings: Settings, people: world.World, tmp_path: Path) -> None:
     write_config(tmp_path, {"database_url": settings.database_url, "verp": True,
-                            "envelope_sender": "bounces@hanul.example.org"})
+                            "envelope_sender": "bounces@hanul.example.org",
+                            "secret_key": settings.secret_key})
     verp = load_settings(tmp_path / "mailer.toml", env={})
-    raw = dsn("lee@daily.example.com", to="bounces+kim=news.example.kr@hanul.example.org")
-    [item] = run(session, verp, raw)
-    assert (item.email, item.matched_by) == ("kim@news.example.kr", "verp")
+    signed = verp_encode("bounces@hanul.example.org", "kim@news.example.kr",
+                         secret_key=verp.secret_key, campaign_id=people.campaign.id)
+    [item] = run(session, settings, dsn("lee@daily.example.com", to=signed))  # verp is off
+    assert (item.email, item.matched_by) == ("lee@daily.example.com", "final-recipient")
+    assert item.action.startswith("held for review")
+    [item] = run(session, verp, dsn("lee@daily.example.com", to=signed))
+    assert (item.email, item.matched_by, item.action) == ("kim@news.example.kr", "verp",
+                                                          "suppressed")
+    assert item.campaign_id == people.campaign.id
+    assert reason(session, "lee@daily.example.com") is None
 
 
 def test_message_id_matches_when_the_recipient_is_unknown(session: Session, settings: Settings,
@@ -345,11 +350,15 @@ def test_token_unsubscribes_from_its_list_only(session: Session, settings: Setti
     assert bounce_counts(session, people.campaign.id)["unsubscribe"] == 1
 
 
-def test_from_only_request_needs_a_contact(session: Session, settings: Settings,
-                                           people: world.World) -> None:
+def test_from_only_request_is_held_and_needs_a_contact(session: Session, settings: Settings,
+                                                      people: world.World) -> None:
     [item] = run(session, settings, mail("unsubscribe", sender="Lee <LEE@daily.example.com>"))
-    assert item.action.startswith("unsubscribed from every list")
-    assert reason(session, "lee@daily.example.com") == SuppressionReason.UNSUBSCRIBE_ALL
+    assert (item.outcome, item.email, item.processed) == ("unsubscribe", "lee@daily.example.com",
+                                                         True)
+    assert item.action.startswith("held for review") and "From address proves nothing" in \
+        item.detail
+    assert reason(session, "lee@daily.example.com") is None
+    assert statuses(session, "lee@daily.example.com")["press-en"] == "subscribed"
     [item] = run(session, settings, mail("Unsubscribe", sender="nobody@else.example"))
     assert item.outcome == "unrecognised" and not item.processed
     assert reason(session, "nobody@else.example") is None
@@ -393,7 +402,7 @@ def test_cli_mbox_json_and_dry_run(cli: Cli, session: Session, settings: Setting
     session.rollback()  # SQLite: release the lock before the command writes
     data = json.loads(cli("bounces", "process", str(mbox), "--json").output)
     assert set(data) == {"source", "dry_run", "messages", "counts", "suppressed", "unsubscribed",
-                         "left_in_place", "acknowledged", "acknowledge_error", "items"}
+                         "held", "left_in_place", "acknowledged", "acknowledge_error", "items"}
     assert data["messages"] == 4 and data["left_in_place"] == 2
     assert {k: v for k, v in data["counts"].items() if v} == {
         "hard": 1, "delayed": 1, "unparseable": 1, "unknown-address": 1}
@@ -411,7 +420,7 @@ def test_cli_maildir_and_bad_sources(cli: Cli, session: Session, people: world.W
                                      tmp_path: Path) -> None:
     session.commit()
     box = mailbox.Maildir(tmp_path / "Maildir", create=True)
-    box.add(dsn("kim@news.example.kr"))
+    box.add(dsn("kim@news.example.kr", about=world.message_id(1)))
     box.add(mail("Automatic reply: festival", "I am away.", sender="lee@daily.example.com"))
     session.rollback()
     out = cli("bounces", "process", str(tmp_path / "Maildir")).output

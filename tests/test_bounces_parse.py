@@ -27,7 +27,28 @@ from mailer.bounces.sources import MailboxError, MboxSource, encode_mutf7, parse
     ("failed", "4.7.0", "smtp; 421 4.7.0 try again later", "block", "4.7.0"),
     ("failed", "5.6.0", "smtp; 554 5.6.0 content rejected", "block", "5.6.0"),
     ("failed", "5.1.8", "smtp; 553 5.1.8 sender domain not found", "block", "5.1.8"),
-    ("failed", "5.4.4", "smtp; 554 5.4.4 unrouteable", "soft", "5.4.4"),
+    # x.4.4 "unable to route": the domain has no mail server at all, so the address is dead.
+    ("failed", "5.4.4", "smtp; 554 5.4.4 unrouteable", "hard", "5.4.4"),
+    # The remote server's own code wins over the reporting MTA's summary (Sendmail).
+    ("failed", "5.1.1", "smtp; 550 5.7.1 IP address blacklisted", "block", "5.7.1"),
+    # After the end of DATA a bare "user unknown" is a content filter; at RCPT TO it is not.
+    ("failed", "5.0.0", "smtp; 550 Unknown user (in reply to end of DATA command)", "soft",
+     "5.0.0"),
+    ("failed", "5.0.0", "smtp; 550 Unknown user (in reply to RCPT TO command)", "hard", "5.0.0"),
+    # A refusal of MAIL FROM is about our sender, whatever it says.
+    ("failed", None, "SMTP error from remote mail server after MAIL FROM:<a@b.example>: "
+     "550 Unroutable sender address", "block", None),
+    # Words inside an address mean nothing ("filtered@..."); the text around it does.
+    ("failed", "5.1.1", "smtp; 550 5.1.1 <filtered@x.example>: User unknown", "hard", "5.1.1"),
+    # DNS trouble is not proof that the domain is gone.
+    ("failed", "5.4.4", "X-Postfix; Name service error for name=x.example type=MX: "
+     "Malformed or unexpected name server reply", "soft", "5.4.4"),
+    ("failed", "5.4.4", "X-Postfix; Host or domain name not found. Name service error for "
+     "name=x.example type=A: Host not found", "hard", "5.4.4"),
+    # A full mailbox is never hard, even under 5.1.1; a disabled one is soft unless 5.1.1.
+    ("failed", "5.2.1", "smtp; 550 5.2.1 The email account that you tried to reach is disabled",
+     "soft", "5.2.1"),
+    ("failed", "5.2.1", "smtp; 550 5.2.1 <k@x.example>... User Unknown", "hard", "5.2.1"),
     ("failed", None, None, "soft", None),
     ("delayed", "4.4.1", "connection timed out", "delayed", "4.4.1"),
     ("delayed", "5.1.1", "smtp; 550 5.1.1 User unknown", "delayed", "5.1.1"),
@@ -149,12 +170,13 @@ def test_mbox_splitting_unquotes_from_lines(tmp_path: Path) -> None:
 
 def test_a_heuristic_that_crashes_is_reported_not_raised() -> None:
     # flufl.bounce's Yale detector raises IndexError on a bounce without a From header.
+    # flufl.bounce is asked only when the text names no address.
     raw = report("Subject: Undelivered Mail Returned to Sender\nMessage-ID: <nf@x>",
-                 "<kim@news.example>: 550 5.1.1 User unknown\n")
+                 "550 5.1.1 User unknown\n")
     parsed = parse(raw)
     assert parsed.form == "bounce"
     assert "flufl.bounce failed on this message: IndexError" in parsed.note
-    # No address from the text heuristics: VERP or the Message-ID may still name the recipient.
+    # No address anywhere: VERP or the Message-ID may still name the recipient.
     assert [(r.final, r.kind) for r in parsed.recipients] == [(None, "hard")]
     # flufl.bounce logs the failure with a traceback; outside pytest's log capture, that would
     # reach the terminal through logging's last-resort handler.
@@ -164,3 +186,117 @@ def test_a_heuristic_that_crashes_is_reported_not_raised() -> None:
                           check=True)
     assert done.stdout.strip() == b"bounce"
     assert b"Traceback" not in done.stderr, done.stderr.decode()
+
+
+def test_the_text_names_the_failed_address_when_flufl_bounce_cannot() -> None:
+    raw = report("Subject: Undelivered Mail Returned to Sender\nMessage-ID: <nf2@x>",
+                 "<kim@news.example>: 550 5.1.1 User unknown\n")
+    parsed = parse(raw)
+    assert [(r.final, r.kind) for r in parsed.recipients] == [("kim@news.example", "hard")]
+
+
+def test_amazon_ses_notifications_by_mail() -> None:
+    bounce = report(
+        "From: no-reply@sns.amazonaws.com\nSubject: AWS Notification Message\nMessage-ID: <s1@x>",
+        '{"notificationType":"Bounce","bounce":{"bounceType":"Permanent","bouncedRecipients":'
+        '[{"emailAddress":"kim@news.example","action":"failed","status":"5.1.1",'
+        '"diagnosticCode":"smtp; 550 5.1.1 user unknown"}]},"mail":{"messageId":"abc"}}\n')
+    parsed = parse(bounce)
+    assert parsed.form == "dsn" and parsed.original_ids == ["<abc@email.amazonses.com>"]
+    assert [(r.final, r.kind, r.status) for r in parsed.recipients] == \
+        [("kim@news.example", "hard", "5.1.1")]
+    complaint = report(
+        "From: no-reply@sns.amazonaws.com\nSubject: AWS Notification Message\nMessage-ID: <s2@x>",
+        '{"notificationType":"Complaint","complaint":{"complainedRecipients":'
+        '[{"emailAddress":"lee@daily.example"}],"complaintFeedbackType":"abuse"}}\n')
+    parsed = parse(complaint)
+    assert parsed.form == "arf" and [(r.original, r.kind) for r in parsed.recipients] == \
+        [("lee@daily.example", "complaint")]
+
+
+def test_an_old_hotmail_complaint_names_the_recipient_in_the_copy() -> None:
+    raw = report(
+        "From: staff@hotmail.example\nSubject: complaint about message from 192.0.2.1\n"
+        "Message-ID: <j@x>\nContent-Type: multipart/mixed; boundary=B",
+        "--B\nContent-Type: message/rfc822\n\nX-HmXmrOriginalRecipient: kim@news.example\n"
+        "From: press@hanul.example\nTo: kim@news.example\nMessage-ID: <c1@hanul.example>\n\n"
+        "Hello\n--B--\n")
+    parsed = parse(raw)
+    assert parsed.form == "arf" and parsed.original_ids == ["<c1@hanul.example>"]
+    assert [(r.original, r.kind) for r in parsed.recipients] == [("kim@news.example", "complaint")]
+
+
+def dsn_fields(fields: str, *, tail: str = "--D--\n") -> bytes:
+    return report(
+        "From: MAILER-DAEMON@mx.example\nSubject: Undelivered Mail\nMessage-ID: <d2@x>\n"
+        "Content-Type: multipart/report; report-type=delivery-status; boundary=D",
+        "--D\nContent-Type: text/plain\n\nThe mail system\n\n"
+        "--D\nContent-Type: message/delivery-status\n\nReporting-MTA: dns; mx\n\n"
+        + fields + "\n" + tail)
+
+
+def test_recipients_run_together_in_one_block_are_read_one_by_one() -> None:
+    parsed = parse(dsn_fields(
+        "Final-Recipient: rfc822; a@x.example\nAction: failed\nStatus: 5.2.2\n"
+        "Final-Recipient: rfc822; b@x.example\nAction: failed\nStatus: 5.1.1\n"))
+    assert [(r.final, r.kind) for r in parsed.recipients] == \
+        [("a@x.example", "soft"), ("b@x.example", "hard")]
+
+
+def test_truncation_inside_the_report_part() -> None:
+    whole_fields = "Final-Recipient: rfc822; a@x.example\nAction: failed\nStatus: 5.1.1\n"
+    # Cut after the recipient's fields: they are whole, so the report is read.
+    parsed = parse(dsn_fields(whole_fields, tail=""))
+    assert [(r.final, r.kind) for r in parsed.recipients] == [("a@x.example", "hard")]
+    assert "truncated" in parsed.note
+    # Cut before its Status: half a report, never acted on.
+    with pytest.raises(Unparseable, match="report part"):
+        parse(dsn_fields("Final-Recipient: rfc822; a@x.example\nAction: failed\n", tail=""))
+
+
+def test_a_multipart_whose_boundary_never_appears_is_read_as_text() -> None:
+    raw = report(
+        "From: MAILER-DAEMON@mx.example\nSubject: Returned mail\nMessage-ID: <nb@x>\n"
+        "Content-Type: multipart/report; report-type=delivery-status; boundary=NEVER",
+        "The following addresses had permanent fatal errors\n\n"
+        "Final-Recipient: rfc822; a@x.example\nAction: failed\nStatus: 5.1.1\n")
+    parsed = parse(raw)
+    assert [(r.final, r.kind) for r in parsed.recipients] == [("a@x.example", "hard")]
+    assert "boundary never appears" in parsed.note
+
+
+def test_plain_text_bounces_name_the_failed_addresses_not_ours() -> None:
+    raw = report(
+        "From: MAILER-DAEMON@mx.example\nTo: bounces@hanul.example\n"
+        "Subject: failure notice\nMessage-ID: <q@x>\nContent-Type: multipart/mixed; boundary=Q",
+        "--Q\nContent-Type: text/plain\n\nHi. This is the qmail-send program at mx.example.\n"
+        "Reply to postmaster... or write to bounces@hanul.example\n\n"
+        "<a@x.example>:\nSorry, no mailbox here by that name. (#5.1.1)\n\n"
+        "<b@x.example>:\n552 5.2.2 Mailbox full\n\n"
+        "--Q\nContent-Type: message/rfc822\n\nFrom: press@hanul.example\n"
+        "To: a@x.example\nMessage-ID: <c1@hanul.example>\n\nHello\n--Q--\n")
+    parsed = parse(raw)
+    assert [(r.final, r.kind) for r in parsed.recipients] == \
+        [("a@x.example", "hard"), ("b@x.example", "soft")]
+    assert parsed.original_ids == ["<c1@hanul.example>"]
+
+
+def test_a_filtering_gateways_user_unknown_needs_5_1_1() -> None:
+    def gateway_bounce(code: str) -> bytes:
+        return report(
+            "From: MAILER-DAEMON@gw.example\nX-Mailer: SurfControl E-mail Filter\n"
+            "Subject: Undeliverable mail\nMessage-ID: <g@x>",
+            f"Unable to deliver to <a@x.example>: 550 {code}No such user\n")
+    [verdict] = parse(gateway_bounce("")).recipients
+    assert verdict.kind == "soft" and "SurfControl" in verdict.why
+    [verdict] = parse(gateway_bounce("5.1.1 ")).recipients
+    assert verdict.kind == "hard"
+
+
+def test_delay_warnings_in_plain_text_are_delays() -> None:
+    raw = report(
+        "From: postmaster@mx.example\nSubject: Delivery failure notification\n"
+        "Message-ID: <w@x>",
+        "Your message could not be delivered to the following recipients:\n"
+        "a@x.example\nDelivery attempts will continue to be made for 5 day(s).\n")
+    assert [(r.final, r.kind) for r in parse(raw).recipients] == [("a@x.example", "delayed")]

@@ -14,7 +14,8 @@ from mailer.config import Settings
 from mailer.contacts.contact import add_contact
 from mailer.contacts.lists import create_list
 from mailer.contacts.suppressions import suppress
-from mailer.releases.checks import Finding, audience_languages, check_release, has_errors
+from mailer.delivery.planning import audience_languages
+from mailer.releases.checks import Finding, check_release, has_errors
 from mailer.releases.source import load_release
 from mailer.samples import sample_path
 from mailer.store.models import Subscription, SubscriptionStatus, SuppressionReason

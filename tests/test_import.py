@@ -35,7 +35,8 @@ REPO = Path(__file__).resolve().parent.parent
 SAMPLE = REPO / "lists" / "sample-press.csv"
 REPORT_KEYS = ["import_id", "dry_run", "file", "sha256", "format", "encoding", "delimiter",
                "sheet", "list", "tags", "consent_source", "columns", "attribute_columns",
-               "ignored_columns", "counts", "errors", "errors_file"]
+               "ignored_columns", "counts", "errors", "errors_file", "warnings",
+               "warnings_total"]
 COUNT_KEYS = ["rows", "contacts_added", "contacts_updated", "subscribed", "pending_confirmed",
               "already_subscribed", "kept_unsubscribed", "invalid", "duplicates"]
 
@@ -164,6 +165,10 @@ def test_xlsx_with_korean_headers_and_sheet_choice(cli: Cli, session: Session,
     before = tables(session)
     failed = run_import(cli, str(path), "--list", "press", expect=1)
     assert "no email column" in failed["output"] and "press.xlsx" in failed["output"]
+    # The first sheet holds instructions: the message names the sheets and the one to pick.
+    assert "of the sheet '안내'" in failed["output"]
+    assert "The workbook's sheets are '안내', '기자'; '기자' has one ('이메일'): use --sheet 기자" \
+        in " ".join(failed["output"].split())
     missing = run_import(cli, str(path), "--list", "press", "--sheet", "Press", expect=1)
     assert "no sheet named 'Press' (the sheets are '안내', '기자')" in missing["output"]
     assert tables(session) == before
@@ -211,15 +216,19 @@ def test_invalid_rows_are_reported_with_line_and_reason(cli: Cli, session: Sessi
     cli("lists", "create", "press", "--name", "Press")
     report = run_import(cli, str(path), "--list", "press", "--errors", str(errors))
     c = report["counts"]
-    assert (c["rows"], c["invalid"], c["contacts_added"]) == (7, 5, 2)
+    assert (c["rows"], c["invalid"], c["contacts_added"]) == (7, 4, 3)
     check_invariant(c)
     assert [(e["line"], e["email"]) for e in report["errors"]] == [
-        (3, "not-an-address"), (4, ""), (5, "lang@example.com"), (8, "x@exa mple.com"),
-        (9, "long@example.com")]
+        (3, "not-an-address"), (4, ""), (8, "x@exa mple.com"), (9, "long@example.com")]
     assert "not an email address: 'not-an-address'" in report["errors"][0]["reason"]
     assert report["errors"][1]["reason"] == "no email address"
-    assert "not a language code: 'Klingon!'" in report["errors"][2]["reason"]
-    assert "name longer than 200 characters" in report["errors"][4]["reason"]
+    assert "name longer than 200 characters" in report["errors"][3]["reason"]
+    # An unreadable language keeps the reporter, without a language, with a warning.
+    assert [(w["line"], w["email"]) for w in report["warnings"]] == [(5, "lang@example.com")]
+    assert "language 'Klingon!' not recognised" in report["warnings"][0]["message"]
+    assert "imported with en" in report["warnings"][0]["message"]
+    assert contact(session, "lang@example.com").language is None
+    session.rollback()
     assert report["errors_file"] == str(errors)
     raw = errors.read_bytes()
     assert raw.startswith(b"\xef\xbb\xbf")  # Excel opens it as UTF-8
@@ -227,7 +236,7 @@ def test_invalid_rows_are_reported_with_line_and_reason(cli: Cli, session: Sessi
     assert rows[0] == ["line", "reason", "Email", "Name", "Language", "Beat"]
     assert rows[1][0] == "3" and rows[1][2:] == ["not-an-address", "Bad One", "en",
                                                  "'=HYPERLINK(\"x\")"]
-    assert len(rows) == 6
+    assert len(rows) == 5
     assert contact(session, "also.good@example.org").name == "Also\nGood"
 
 
@@ -565,3 +574,59 @@ def test_large_import_counts(session: Session, tmp_path: Path) -> None:
     check_invariant(c)
     assert tables(session)["contact_tag"] == 3000
     assert tables(session)["subscription"] == 3000
+
+
+def test_outlook_addresses_keep_the_reporter_and_the_name(cli: Cli, session: Session,
+                                                          tmp_path: Path) -> None:
+    path = write_csv(tmp_path / "outlook.csv", [
+        ["email", "name", "language"],
+        ["박민수 <MSPark@radiokorea.com>", "", "한국어"],
+        ['"Park, Minsu" <minsu.park@example.com>', "", "KR"],
+        ["lee@example.org (이지은)", "", "일본어"],
+        ["Named In Cell <named@example.org>", "Cell Name", "English"],
+        ["bare@example.org", "", "中文"],
+        ["Broken <not an address>", "", ""],
+    ])
+    cli("lists", "create", "press", "--name", "Press")
+    report = run_import(cli, str(path), "--list", "press")
+    assert (report["counts"]["contacts_added"], report["counts"]["invalid"]) == (5, 1)
+    assert report["warnings"] == [] and report["errors"][0]["line"] == 7
+    got = {e: (contact(session, e).name, contact(session, e).language, contact(session, e)
+               .email_original)
+           for e in ("mspark@radiokorea.com", "minsu.park@example.com", "lee@example.org",
+                     "named@example.org", "bare@example.org")}
+    assert got == {
+        "mspark@radiokorea.com": ("박민수", "ko", "MSPark@radiokorea.com"),
+        "minsu.park@example.com": ("Park, Minsu", "ko", "minsu.park@example.com"),
+        "lee@example.org": ("이지은", "ja", "lee@example.org"),
+        "named@example.org": ("Cell Name", "en", "named@example.org"),  # the column wins
+        "bare@example.org": ("", "zh", "bare@example.org"),
+    }
+
+
+@pytest.mark.parametrize("cell, language", [
+    ("일본어", "ja"), ("Korean", "ko"), ("한국어", "ko"), ("KR", "ko"), ("English", "en"),
+    ("영어", "en"), ("中文", "zh"), ("Spanish", "es"), ("스페인어", "es"), ("ko", "ko"),
+    ("pt-BR", "pt-BR"), ("Vietnamese", "vi"), ("타갈로그어", "tl"),
+])
+def test_language_names_are_read(session: Session, tmp_path: Path, cell: str,
+                                 language: str) -> None:
+    create_list(session, "press", "Press")
+    path = write_csv(tmp_path / "l.csv", [["email", "언어"], ["a@example.com", cell]])
+    report = import_contacts(session, path, "press", default_language="en")
+    assert report.warnings == [] and report.counts["invalid"] == 0
+    assert contact(session, "a@example.com").language == language
+
+
+def test_unknown_language_is_a_warning_in_the_text_report(cli: Cli, tmp_path: Path) -> None:
+    path = write_csv(tmp_path / "l.csv", [["email", "language"], ["a@example.com", "Klingon"]])
+    cli("lists", "create", "press", "--name", "Press")
+    result = cli("contacts", "import", str(path), "--list", "press")
+    assert "WARNING line 2: language 'Klingon' not recognised" in result.output
+    assert "contacts added                 1" in result.output
+
+
+def test_contacts_add_reads_a_language_name(cli: Cli, session: Session) -> None:
+    cli("lists", "create", "press", "--name", "Press")
+    cli("contacts", "add", "a@example.com", "--list", "press", "--lang", "한국어")
+    assert contact(session, "a@example.com").language == "ko"

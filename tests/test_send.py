@@ -6,7 +6,7 @@ import json
 import re
 import shutil
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -58,7 +58,7 @@ def use_smtp(settings: Settings, tmp_path: Path, server: SmtpServer, **extra: ob
     return load_settings(tmp_path / "mailer.toml", env={})
 
 
-def populate(settings: Settings, people: list[tuple[str, str, str | None]] = PEOPLE,
+def populate(settings: Settings, people: Sequence[tuple[str, str, str | None]] = PEOPLE,
              slug: str = "press") -> None:
     with session_scope(settings) as s:
         create_list(s, slug, "Press 기자단")

@@ -139,3 +139,47 @@ def test_bad_suppression_files(cli: Cli, session: Session, tmp_path: Path) -> No
     assert tables(session) == before
     with pytest.raises(ImportFileError):
         import_suppressions(session, path)
+
+
+def test_every_check_matches_the_mailbox_in_one_query(session: Session) -> None:
+    from sqlalchemy import event
+
+    from mailer.contacts.suppressions import get_suppression, is_suppressed
+
+    suppress(session, "kimlee@gmail.com", SuppressionReason.UNSUBSCRIBE_ALL, source="test")
+    suppress(session, "kim.lee+x@googlemail.com", SuppressionReason.COMPLAINT, source="test")
+    session.flush()
+    rows = {s.email: s.mailbox for s in session.scalars(select(Suppression))}
+    assert set(rows.values()) == {"kimlee@gmail.com"}
+    seen: list[str] = []
+
+    def count(*args: object) -> None:
+        seen.append(str(args[2]))
+
+    engine = session.get_bind()
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        sup = get_suppression(session, "K.I.M.L.E.E+news@gmail.com")
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+    assert len(seen) == 1 and "mailbox" in seen[0]
+    # Of two rows for one mailbox, the one the person cannot lift wins.
+    assert sup is not None and sup.reason == SuppressionReason.COMPLAINT
+    assert is_suppressed(session, "kimlee+whatever@gmail.com")
+    assert not is_suppressed(session, "kimlee@example.org")
+    # Lifting takes the whole mailbox, or a variant left behind would still match.
+    remove_suppression(session, "kimlee@gmail.com")
+    assert not is_suppressed(session, "kim.lee@gmail.com")
+
+
+def test_imported_suppressions_get_their_mailbox(cli: Cli, session: Session,
+                                                 tmp_path: Path) -> None:
+    path = tmp_path / "unsubs.csv"
+    path.write_text("email\nAnn.Lee+promo@Gmail.com\n", encoding="utf-8")
+    cli("suppressions", "import", str(path))
+    session.rollback()
+    (sup,) = session.scalars(select(Suppression))
+    assert sup.mailbox == "annlee@gmail.com"
+    from mailer.contacts.suppressions import is_suppressed
+
+    assert is_suppressed(session, "annlee@googlemail.com")

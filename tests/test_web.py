@@ -149,13 +149,13 @@ def test_erased_contact_tokens(web: Web, lists: dict[str, int]) -> None:
     contact_id = _contact(web)
     with web.db() as s:
         erase(s, "kim@example.org")
-    s = web.settings
-    assert web.client().get(f"/preferences/{tokens.make_preferences(s, contact_id)}") \
+    st = web.settings
+    assert web.client().get(f"/preferences/{tokens.make_preferences(st, contact_id)}") \
         .status_code == 404
-    assert web.client().get(f"/confirm/{tokens.make_confirm(s, contact_id, (1,))}") \
+    assert web.client().get(f"/confirm/{tokens.make_confirm(st, contact_id, (1,))}") \
         .status_code == 404
     # An old message's unsubscribe link still answers kindly (and one-click gets its 200).
-    u = f"/u/{tokens.make_unsubscribe(s, contact_id, lists['news'])}"
+    u = f"/u/{tokens.make_unsubscribe(st, contact_id, lists['news'])}"
     assert "no longer on any of our lists" in page_text(web.client().get(u))
     assert web.client().post(u, data={"List-Unsubscribe": "One-Click"}).status_code == 200
 
@@ -225,6 +225,7 @@ def test_forwarded_headers_count_only_behind_a_trusted_proxy(web: Web,
     trusted = Web(create_app(replace(web.settings, trust_proxy=True)), web.settings)
     trusted.client(REMOTE_ADDR="10.0.0.1").post(
         "/subscribe", headers=headers, data={"email": "b@example.org", "list": "news"})
+    web.send_notices()
     with web.db() as s:
         a = subscription(s, "a@example.org", "news")
         b = subscription(s, "b@example.org", "news")

@@ -226,6 +226,7 @@ def test_subscribe_confirm_receive_unsubscribe(served: Settings, driver: Any, tm
     _wait_for_h1(driver, t("check_title"))
     _check_page(driver, lang)
     camera.shoot("check-inbox")
+    web.send_notices()  # what the server's sender thread does within seconds
     assert status(address, "press") == "pending"
 
     # 2. The confirmation email, from the outbox: its link opens a page that changes nothing.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -17,8 +18,8 @@ from sqlalchemy import insert, select
 from mailer import clock
 from mailer.config import Settings
 from mailer.contacts.lists import create_list
-from mailer.delivery.throttle import take
 from mailer.store.db import session_factory, session_scope
+from mailer.store.ratelimit import take
 from mailer.store.models import (
     Campaign,
     CampaignStatus,
@@ -93,14 +94,23 @@ def test_rate_windows_are_shared_by_all_senders(settings: Settings) -> None:
     granted = 0
     for _ in range(10):
         with factory() as s, s.begin():
-            if take(s, "send:campaign:1", 1, 4, now) == 0:
+            if take(s, "campaign:1", 1, 4, now) == 0:
                 granted += 1
     assert granted == 4
     with factory() as s, s.begin():
-        wait = take(s, "send:campaign:1", 1, 4, now)
+        wait = take(s, "campaign:1", 1, 4, now)
     assert 0 < wait <= 0.5
     with factory() as s, s.begin():
-        assert take(s, "send:campaign:1", 1, 4, now + timedelta(seconds=1)) == 0
+        assert take(s, "campaign:1", 1, 4, now + timedelta(seconds=1)) == 0
+
+
+def test_only_store_ratelimit_writes_the_rate_limit_table() -> None:
+    """The send rate (delivery/throttle.py) and the web forms share one writer of the table."""
+    writers = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "mailer").rglob("*.py")
+                     if re.search(r"\bRateLimit\b", p.read_text(encoding="utf-8"))
+                     and p.name not in ("models.py", "ratelimit.py")
+                     and "migrations" not in p.parts)
+    assert writers == []
 
 
 def _bulk_audience(settings: Settings, n: int) -> None:

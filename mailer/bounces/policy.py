@@ -1,13 +1,17 @@
 """Bounces, complaints and mailed unsubscribes -> the suppression list and the campaign report.
 
-Policy (documented in the README, "Bounces"):
-- Hard bounce (5.1.x, or a permanent failure saying the address does not exist): suppressed at once.
-- Complaint (ARF Feedback-Type abuse or fraud): suppressed at once.
+Policy (docs/bounces.md):
+- Only a report provably about a message mailer sent to that recipient is applied by itself:
+  a signed VERP address, or a Message-ID from the ledger on a delivery to that recipient that
+  was attempted (bounces/proof.py); for a mailed unsubscribe, a valid signed token. Anything
+  else naming a known address is recorded and held for review (bounces/review.py), never applied.
+- Hard bounce (5.1.x, or a permanent failure saying the address does not exist): suppressed.
+- Complaint (ARF Feedback-Type abuse or fraud): suppressed.
 - Soft bounce (4.x.x given up, mailbox full, other failures) and block (x.7.x, content refusals):
   one point each. A bounce's time is the sending time of the delivery it names (else when it was
-  recorded). The score counts those within `soft_bounce_window_days` of now and after the last
-  successful delivery; reaching `soft_bounce_threshold` (0 turns this off) suppresses, but only if
-  at least one of them is a soft bounce, so blocks alone never suppress.
+  recorded). The score counts proven ones within `soft_bounce_window_days` of now and after the
+  last successful delivery; reaching `soft_bounce_threshold` (0 turns this off) suppresses, but
+  only if at least one of them is a soft bounce, so blocks alone never suppress.
 - A successful delivery: `sent`, and no hard/soft/block/delay report names it.
 - Delay notices, auto-replies and other reports are recorded, never counted.
 Every report is recorded once in the Bounce table, keyed by its Message-ID.
@@ -15,9 +19,7 @@ Every report is recorded once in the Bounce table, keyed by its Message-ID.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select
@@ -38,11 +40,12 @@ from mailer.bounces.parse import (
     Recipient,
     Report,
 )
+from mailer.bounces.proof import match
+from mailer.bounces.review import act, hold, soft_score
 from mailer.bounces.sources import MailboxError, Source
 from mailer.config import Settings
-from mailer.contacts.addresses import normalise, verp_decode
+from mailer.contacts.addresses import normalise
 from mailer.contacts.contact import unsubscribe
-from mailer.contacts.suppressions import get_suppression, suppress
 from mailer.errors import InvalidInputError, MailerError, TokenError
 from mailer.store import audit
 from mailer.store.models import (
@@ -50,12 +53,13 @@ from mailer.store.models import (
     Campaign,
     Contact,
     Delivery,
-    DeliveryStatus,
     MailingList,
     Subscription,
     SubscriptionStatus,
-    SuppressionReason,
 )
+
+__all__ = ["Item", "RunReport", "acknowledge", "bounce_counts", "process_mailbox",
+           "process_message", "soft_score"]
 
 KINDS = (HARD, SOFT, BLOCK, DELAYED, COMPLAINT, UNSUBSCRIBE, AUTOREPLY, IGNORED)
 # Outcomes of a message that is left in the mailbox for a person.
@@ -64,8 +68,6 @@ UNPARSEABLE = "unparseable"
 UNRECOGNISED = "unrecognised"
 # A report recorded by an earlier run: processed, nothing done again.
 DUPLICATE = "duplicate"
-# Reports that say a delivery did not (yet) arrive: such a delivery never resets the score.
-NOT_DELIVERED = (HARD, SOFT, BLOCK, DELAYED)
 
 
 @dataclass
@@ -119,6 +121,9 @@ class RunReport:
                                   if i.email and i.action.startswith("suppressed")}),
             "unsubscribed": sorted({i.email for i in self.items
                                     if i.email and i.action.startswith("unsubscribed")}),
+            # Recorded but not applied: nothing proves them (see `mailer bounces review`).
+            "held": sorted({i.email for i in self.items
+                            if i.email and i.action.startswith("held for review")}),
             "left_in_place": len({i.message for i in self.items}) - len(self.acknowledge_keys),
             "acknowledged": self.acknowledged,
             "acknowledge_error": self.acknowledge_error,
@@ -212,7 +217,8 @@ def _recipient(session: Session, settings: Settings, parsed: Report, r: Recipien
                many: bool) -> Item:
     item = _copy(base, status=r.status, diagnostic=(r.diagnostic or "")[:500] or None,
                  detail=r.why)
-    email, matched_by, delivery = _match(session, settings, parsed, r)
+    found = match(session, settings, parsed, r, many=many)
+    email = found.email
     if email is None:
         named = [a for a in (r.original, r.final) if a] + \
             [f"Message-ID {m}" for m in parsed.original_ids[:1]]
@@ -221,14 +227,21 @@ def _recipient(session: Session, settings: Settings, parsed: Report, r: Recipien
                        + f" ({r.why}); left in place")
         return item
     source_id = (f"{parsed.source_id} {email}" if many else parsed.source_id)[:500]
-    item.email, item.matched_by, item.source_message_id = email, matched_by, source_id
+    item.email, item.matched_by, item.source_message_id = email, found.matched_by, source_id
     if _already(session, source_id):
         item.outcome, item.processed = DUPLICATE, True
         item.detail = "already processed in an earlier run"
         return item
-    if delivery is None:
+    needs_proof = r.kind in (HARD, SOFT, BLOCK, COMPLAINT)
+    delivery = found.delivery
+    if delivery is None and (found.proven or not needs_proof):
         delivery = _latest_delivery(session, email)
-    item.campaign_id = delivery.campaign_id if delivery else None
+    # An unproven report is attributed to no delivery and no campaign: a forgery must not mark
+    # a delivery as failed (that would stop it resetting the score) nor change campaign figures.
+    if not found.proven and needs_proof:
+        delivery = None
+    item.campaign_id = _campaign(session, delivery.campaign_id if delivery else
+                                 found.campaign_id if found.proven else None)
     bounce = Bounce(source_message_id=source_id, email=email, kind=r.kind,
                     status_code=r.status, diagnostic=(r.diagnostic or r.why)[:2000],
                     delivery_id=delivery.id if delivery else None,
@@ -236,76 +249,20 @@ def _recipient(session: Session, settings: Settings, parsed: Report, r: Recipien
     session.add(bounce)
     session.flush()
     item.outcome, item.processed = r.kind, True
+    if not needs_proof:
+        return item
+    if not found.proven:
+        review = hold(session, bounce, email, found.why)
+        item.action = f"held for review {review.id}"
+        item.detail = f"{found.why} ({r.why}); `mailer bounces review` to apply or dismiss it"
+        return item
     contact_id = session.scalar(select(Contact.id).where(Contact.email == email))
-    if r.kind in (HARD, SOFT, BLOCK, COMPLAINT):
-        audit.record(session, "bounce", contact_id=contact_id, campaign_id=item.campaign_id,
-                     bounce_kind=r.kind, status=r.status, source=source_id)
-    if r.kind == HARD:
-        item.action = _suppress(session, email, SuppressionReason.HARD_BOUNCE,
-                                f"bounce {r.status or ''} {parsed.source_id}")
-    elif r.kind == COMPLAINT:
-        item.action = _suppress(session, email, SuppressionReason.COMPLAINT,
-                                f"complaint {parsed.feedback_type} {parsed.source_id}")
-    elif r.kind in (SOFT, BLOCK):
-        score, soft = soft_score(session, settings, email)
-        threshold = settings.soft_bounce_threshold
-        item.action = f"score {score}/{threshold or 'off'}"
-        if threshold and score >= threshold and soft:
-            item.action = _suppress(
-                session, email, SuppressionReason.HARD_BOUNCE,
-                f"{score} soft bounces in {settings.soft_bounce_window_days} days",
-            ) + f" (score {score}/{threshold})"
-        elif threshold and score >= threshold:
-            item.action += " (blocks only: not suppressed)"
+    audit.record(session, "bounce", contact_id=contact_id, campaign_id=item.campaign_id,
+                 bounce_kind=r.kind, status=r.status, source=source_id)
+    what = f"{parsed.feedback_type} {parsed.source_id}" if r.kind == COMPLAINT \
+        else parsed.source_id
+    item.action = act(session, settings, r.kind, email, what, r.status)
     return item
-
-
-def _suppress(session: Session, email: str, reason: SuppressionReason, source: str) -> str:
-    existing = get_suppression(session, email)
-    suppress(session, email, reason, source=source[:200], actor="bounces")
-    return "already suppressed" if existing is not None else "suppressed"
-
-
-def _match(session: Session, settings: Settings, parsed: Report,
-           r: Recipient) -> tuple[str | None, str | None, Delivery | None]:
-    """(address, how it was matched, the delivery named by Message-ID if any)."""
-    by_id = _deliveries_by_message_id(session, parsed.original_ids)
-    candidates: list[tuple[str, str]] = []
-    if settings.verp:
-        for addr in parsed.envelope_to:
-            decoded = verp_decode(settings.bounce_address, addr)
-            if decoded:
-                candidates.append((decoded, "verp"))
-    candidates += [(a, how) for a, how in ((r.original, "original-recipient"),
-                                           (r.final, "final-recipient")) if a]
-    candidates += [(d.email, "message-id") for d in by_id]
-    for value, how in candidates:
-        email = _key(value)
-        if email is None or not _known(session, email):
-            continue
-        delivery = next((d for d in by_id if d.email == email), None)
-        return email, how, delivery
-    return None, None, None
-
-
-def _key(value: str) -> str | None:
-    try:
-        return normalise(value).key
-    except InvalidInputError:
-        return None
-
-
-def _known(session: Session, email: str) -> bool:
-    if session.scalar(select(Contact.id).where(Contact.email == email)) is not None:
-        return True
-    return session.scalar(select(Delivery.id).where(Delivery.email == email).limit(1)) is not None
-
-
-def _deliveries_by_message_id(session: Session, ids: Iterable[str]) -> list[Delivery]:
-    ids = [i for i in ids if i][:10]
-    if not ids:
-        return []
-    return list(session.scalars(select(Delivery).where(Delivery.message_id.in_(ids))))
 
 
 def _latest_delivery(session: Session, email: str) -> Delivery | None:
@@ -317,43 +274,13 @@ def _latest_delivery(session: Session, email: str) -> Delivery | None:
     )
 
 
-def soft_score(session: Session, settings: Settings, email: str) -> tuple[int, int]:
-    """(soft and block bounces that count now, how many of them are soft) for one address."""
-    now = clock.now()
-    since = now - timedelta(days=settings.soft_bounce_window_days)
-    rows = session.execute(
-        select(Bounce.kind, Bounce.created_at, Delivery.sent_at)
-        .outerjoin(Delivery, Delivery.id == Bounce.delivery_id)
-        .where(Bounce.email == email, Bounce.kind.in_((SOFT, BLOCK)))
-    ).all()
-    reset = _last_success(session, email)
-    counted = []
-    for kind, created_at, sent_at in rows:
-        at: datetime = sent_at or created_at
-        if at >= since and (reset is None or at > reset):
-            counted.append(kind)
-    return len(counted), sum(1 for k in counted if k == SOFT)
-
-
-def _last_success(session: Session, email: str) -> datetime | None:
-    """The sending time of the last delivery that no bounce or delay report names."""
-    not_delivered = select(Bounce.delivery_id).where(
-        Bounce.delivery_id.is_not(None), Bounce.kind.in_(NOT_DELIVERED)
-    )
-    return session.scalar(
-        select(func.max(Delivery.sent_at)).where(
-            Delivery.email == email, Delivery.status == DeliveryStatus.SENT,
-            Delivery.sent_at.is_not(None), Delivery.id.not_in(not_delivered),
-        )
-    )
-
-
 def _autoreply(session: Session, settings: Settings, parsed: Report, base: Item) -> Item:
     item = _copy(base, outcome=AUTOREPLY, processed=True,
                  detail="an auto-reply or vacation notice: ignored, never a bounce")
     # Who is away: VERP or the Message-ID replied to, else the sender if it is a contact.
-    email, how, delivery = _match(session, settings, parsed,
-                                  Recipient(None, parsed.sender, AUTOREPLY, None, None, ""))
+    found = match(session, settings, parsed,
+                  Recipient(None, parsed.sender, AUTOREPLY, None, None, ""))
+    email, how, delivery = found.email, found.matched_by, found.delivery
     item.email, item.matched_by = email, "from" if how == "final-recipient" else how
     if _already(session, parsed.source_id):
         return _copy(item, outcome=DUPLICATE, detail="already processed in an earlier run")
@@ -382,13 +309,15 @@ def _unsubscribe(session: Session, settings: Settings, parsed: Report, base: Ite
         if contact is None:
             item.outcome = IGNORED
             item.detail = "a valid token for a contact that no longer exists: nothing to do"
-            return _record(session, parsed, item, None)
+            _record(session, parsed, item, None)
+            return item
         item.email, item.matched_by, item.campaign_id = contact.email, "token", data.campaign_id
         ml = session.get(MailingList, data.list_id) if data.list_id is not None else None
         if data.list_id is not None and ml is None:
             item.outcome = IGNORED
             item.detail = "a valid token for a list that no longer exists: nothing to do"
-            return _record(session, parsed, item, contact.email)
+            _record(session, parsed, item, contact.email)
+            return item
         if ml is not None and not _subscribed_to(session, contact.id, ml.id):
             item.action = f"not subscribed to {ml.slug!r} (any more)"
         else:
@@ -398,7 +327,8 @@ def _unsubscribe(session: Session, settings: Settings, parsed: Report, base: Ite
             item.action = f"unsubscribed from {where}" if changed or ml is None else \
                 f"already unsubscribed from {where}"
         item.detail = "a signed unsubscribe token"
-        return _record(session, parsed, item, contact.email)
+        _record(session, parsed, item, contact.email)
+        return item
     sender = _key(parsed.sender or "")
     contact = session.scalar(select(Contact).where(Contact.email == sender)) if sender else None
     if contact is None or not parsed.intent:
@@ -407,12 +337,23 @@ def _unsubscribe(session: Session, settings: Settings, parsed: Report, base: Ite
         item.detail = (f"an unsubscribe request, but {reason} and its sender "
                        f"{parsed.sender or '(none)'} is not a contact; left for a person")
         return item
-    changed = unsubscribe(session, contact.email, None, via="mailto", actor="bounces")
+    # A From header is anyone's to write: without a valid token the request waits for a person.
     item.email, item.matched_by = contact.email, "from"
-    item.action = "unsubscribed from every list (suppressed)" + \
-        (f": {', '.join(changed)}" if changed else "")
-    item.detail = "a request from the contact's own address without a valid token"
-    return _record(session, parsed, item, contact.email)
+    why = (f"an unsubscribe request from {contact.email} "
+           + ("whose token is not valid" if parsed.tokens else "without the signed token")
+           + " of the List-Unsubscribe address: the From address proves nothing")
+    bounce = _record(session, parsed, item, contact.email)
+    review = hold(session, bounce, contact.email, why)
+    item.action = f"held for review {review.id}"
+    item.detail = why + "; `mailer bounces review` to apply or dismiss it"
+    return item
+
+
+def _key(value: str) -> str | None:
+    try:
+        return normalise(value).key
+    except InvalidInputError:
+        return None
 
 
 def _subscribed_to(session: Session, contact_id: int, list_id: int) -> bool:
@@ -421,14 +362,14 @@ def _subscribed_to(session: Session, contact_id: int, list_id: int) -> bool:
         Subscription.status != SubscriptionStatus.UNSUBSCRIBED)) is not None
 
 
-def _record(session: Session, parsed: Report, item: Item, email: str | None) -> Item:
+def _record(session: Session, parsed: Report, item: Item, email: str | None) -> Bounce:
     item.campaign_id = _campaign(session, item.campaign_id)
-    session.add(Bounce(source_message_id=parsed.source_id, email=email, kind=item.outcome,
-                       diagnostic=item.detail, campaign_id=item.campaign_id,
-                       created_at=clock.now()))
+    bounce = Bounce(source_message_id=parsed.source_id, email=email, kind=item.outcome,
+                    diagnostic=item.detail, campaign_id=item.campaign_id, created_at=clock.now())
+    session.add(bounce)
     session.flush()
     item.processed = True
-    return item
+    return bounce
 
 
 def _campaign(session: Session, campaign_id: int | None) -> int | None:

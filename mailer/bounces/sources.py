@@ -161,7 +161,8 @@ def parse_imap_url(url: str, env: dict[str, str] | None = None) -> ImapUrl:
     """Read an IMAP URL; the password may come from MAILER_IMAP_PASSWORD instead of the URL."""
     env = dict(os.environ) if env is None else env
     parts = urlsplit(url)
-    label = mask_url(url.split("?", 1)[0])
+    # Masked whole: cut at the first '?' first, a password holding '?' would show its start.
+    label = mask_url(url)
     query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
     unknown = set(query) - {"processed", "after", "ca_file", "tls"}
     if unknown:

@@ -1,6 +1,9 @@
 """The command line: each command parses, calls one library function, and echoes.
 
 No SQL, SMTP or rendering here. MailerError becomes `Error: ...` and exit status 1.
+
+Start-up cost matters (every command pays it): `mailer --help` and `mailer --version` import click
+and nothing of the library; a command imports only its own module (tests/test_startup.py).
 """
 
 from __future__ import annotations
@@ -11,7 +14,6 @@ from typing import Any
 import click
 
 from mailer import __version__
-from mailer.cli.common import AppContext
 from mailer.errors import MailerError
 
 # Each command family lives in its own module, imported only when one of its commands runs
@@ -30,6 +32,27 @@ LAZY_COMMANDS = {
     "bounces": ("bounces_cmd",),
 }
 
+# The one-line help `mailer --help` lists, so that listing the commands imports none of them
+# (importing them all costs over a second: SQLAlchemy's ORM, premailer, the bounce parsers).
+# Each line is the first line of the command's docstring; tests/test_startup.py checks that they
+# still agree, so edit both together.
+COMMAND_HELP = {
+    "bounces": "Bounces, complaints and mailed unsubscribes.",
+    "campaigns": "Campaigns and their delivery ledgers.",
+    "config": "Inspect the effective settings.",
+    "contacts": "Contacts and their subscriptions.",
+    "db": "Database schema.",
+    "demo": "Run the whole job in a new folder: import, send a bilingual release to the outbox.",
+    "dkim": "DKIM signing keys.",
+    "init": "Create mailer.toml (with a new secret key) and the database.",
+    "lists": "Mailing lists.",
+    "release": "Preview and check press releases (NAME.md, or NAME.en.md + NAME.ko.md).",
+    "send": "Send a release: plan, confirm, deliver, report (re-running resumes).",
+    "serve": "Serve the subscribe, confirm, unsubscribe and preferences pages.",
+    "suppressions": "The global suppression list: addresses never mailed and never re-subscribed.",
+    "worker": "Send due campaigns; run several on PostgreSQL to send in parallel.",
+}
+
 
 class MailerGroup(click.Group):
     """Loads command modules on demand and turns the library's errors into one-line messages."""
@@ -42,6 +65,31 @@ class MailerGroup(click.Group):
             for module in LAZY_COMMANDS[cmd_name]:
                 importlib.import_module(f"mailer.cli.{module}")
         return super().get_command(ctx, cmd_name)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """click's listing, but a command not imported yet shows its line from COMMAND_HELP."""
+        rows: list[tuple[str, str | None]] = []
+        for name in self.list_commands(ctx):
+            cmd = self.commands.get(name)
+            if cmd is None and name in COMMAND_HELP:
+                rows.append((name, COMMAND_HELP[name]))
+                continue
+            cmd = self.get_command(ctx, name)
+            if cmd is not None and not cmd.hidden:
+                rows.append((name, None))
+        if not rows:
+            return
+        limit = formatter.width - 6 - max(len(name) for name, _ in rows)
+        lines = []
+        for name, short in rows:
+            if short is None:
+                cmd = self.commands[name]
+                lines.append((name, cmd.get_short_help_str(limit)))
+            else:
+                # A stand-in command shortens the line exactly as click shortens a real one.
+                lines.append((name, click.Command(name, help=short).get_short_help_str(limit)))
+        with formatter.section("Commands"):
+            formatter.write_dl(lines)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -57,6 +105,10 @@ class MailerGroup(click.Group):
 @click.pass_context
 def main(ctx: click.Context, config_path: str | None) -> None:
     """Send press releases and newsletters by email, safely."""
+    # Imported here, not at the top: mailer.cli.common loads SQLAlchemy's ORM (about 0.3 s), and
+    # `mailer --help` / `--version` never reach this body; every command does, and needs it.
+    from mailer.cli.common import AppContext
+
     ctx.obj = AppContext(config_path)
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from mailer.cli import main
-from mailer.cli.common import AppContext, echo_json, json_option, pass_app
+from mailer.cli.common import AppContext, echo, echo_json, json_option, pass_app
 from mailer.delivery import campaigns as campaigns_lib
 
 
@@ -27,12 +27,12 @@ def campaigns_ls(app: AppContext, as_json: bool) -> None:
         echo_json(rows)
         return
     if not rows:
-        click.echo("No campaigns yet: mailer send RELEASE.md --list SLUG")
+        echo("No campaigns yet: mailer send RELEASE.md --list SLUG")
         return
-    click.echo(f"{'ID':>4}  {'STATUS':<10} {'SENT':>7} {'TOTAL':>7}  {'CREATED':<16}  RELEASE")
+    echo(f"{'ID':>4}  {'STATUS':<10} {'SENT':>7} {'TOTAL':>7}  {'CREATED':<16}  RELEASE")
     for r in rows:
         when = r["not_before"] if r["status"] == "scheduled" else r["created_at"]
-        click.echo(f"{r['id']:>4}  {r['status']:<10} {r['counts']['sent']:>7} "
+        echo(f"{r['id']:>4}  {r['status']:<10} {r['counts']['sent']:>7} "
                    f"{r['recipients']:>7}  {(when or '')[:16]:<16}  {r['release']} -> "
                    f"{', '.join(r['lists'])}")
 
@@ -48,21 +48,21 @@ def campaigns_show(app: AppContext, campaign_id: int, as_json: bool) -> None:
     if as_json:
         echo_json(data)
         return
-    click.echo(f"Campaign {data['id']}: {data['title']} ({data['release']})")
-    click.echo(f"  status: {data['status']}  lists: {', '.join(data['lists'])}")
-    click.echo(f"  created {data['created_at'][:19]}  started {(data['started_at'] or '-')[:19]}"
+    echo(f"Campaign {data['id']}: {data['title']} ({data['release']})")
+    echo(f"  status: {data['status']}  lists: {', '.join(data['lists'])}")
+    echo(f"  created {data['created_at'][:19]}  started {(data['started_at'] or '-')[:19]}"
                f"  finished {(data['finished_at'] or '-')[:19]}")
-    click.echo("  " + ", ".join(f"{k} {v}" for k, v in data["counts"].items() if v))
+    echo("  " + ", ".join(f"{k} {v}" for k, v in data["counts"].items() if v))
     for lang, counts in sorted(data["by_language"].items()):
-        click.echo(f"  [{lang}] " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+        echo(f"  [{lang}] " + ", ".join(f"{k} {v}" for k, v in counts.items()))
     if data["excluded"]:
-        click.echo("  excluded at planning: "
+        echo("  excluded at planning: "
                    + ", ".join(f"{k} {v}" for k, v in data["excluded"].items()))
     if any(data["bounces"].values()):
-        click.echo("  bounces: " + ", ".join(f"{k} {v}" for k, v in data["bounces"].items()
+        echo("  bounces: " + ", ".join(f"{k} {v}" for k, v in data["bounces"].items()
                                              if v))
     for r in data["replies"]:
-        click.echo(f"  {r['count']:>6} x {r['code'] or '-'} {r['reply']}")
+        echo(f"  {r['count']:>6} x {r['code'] or '-'} {r['reply']}")
 
 
 @campaigns_group.command("resume")
@@ -72,16 +72,9 @@ def campaigns_show(app: AppContext, campaign_id: int, as_json: bool) -> None:
 def campaigns_resume(app: AppContext, campaign_id: int, limit: int | None) -> None:
     """Carry on sending a campaign (paused, interrupted, or with retries due)."""
     from mailer.cli.send_cmd import ProgressBar, echo_result
-    from mailer.delivery.engine import deliver
-    from mailer.delivery.send import checked_transport
+    from mailer.delivery.send import resume_campaign
 
-    settings = app.settings
-    transport = checked_transport(settings)
-    with app.session() as s:
-        campaigns_lib.resume(s, campaign_id)
-        due = campaigns_lib.due_count(s, campaign_id)
-    result = deliver(settings, campaign_id, transport, limit=limit, on_progress=ProgressBar(due))
-    echo_result(result)
+    echo_result(resume_campaign(app.settings, campaign_id, limit=limit, on_progress=ProgressBar))
 
 
 @campaigns_group.command("pause")
@@ -91,7 +84,7 @@ def campaigns_pause(app: AppContext, campaign_id: int) -> None:
     """Stop sending after the messages in flight (resume carries on)."""
     with app.session() as s:
         campaigns_lib.pause(s, campaign_id)
-    click.echo(f"Campaign {campaign_id} paused; senders stop after the messages in flight.")
+    echo(f"Campaign {campaign_id} paused; senders stop after the messages in flight.")
 
 
 @campaigns_group.command("cancel")
@@ -101,7 +94,7 @@ def campaigns_cancel(app: AppContext, campaign_id: int) -> None:
     """Cancel every message not sent yet."""
     with app.session() as s:
         n = campaigns_lib.cancel(s, campaign_id)
-    click.echo(f"Campaign {campaign_id} cancelled; {n} message(s) will not be sent.")
+    echo(f"Campaign {campaign_id} cancelled; {n} message(s) will not be sent.")
 
 
 @campaigns_group.command("retry")
@@ -111,7 +104,7 @@ def campaigns_retry(app: AppContext, campaign_id: int) -> None:
     """Make deferred messages due now (then resume)."""
     with app.session() as s:
         n = campaigns_lib.retry_now(s, campaign_id)
-    click.echo(f"{n} deferred message(s) are due now: mailer campaigns resume {campaign_id}")
+    echo(f"{n} deferred message(s) are due now: mailer campaigns resume {campaign_id}")
 
 
 @campaigns_group.command("resolve")
@@ -124,10 +117,10 @@ def campaigns_resolve(app: AppContext, campaign_id: int, action: str) -> None:
     with app.session() as s:
         n = campaigns_lib.resolve_in_doubt(s, campaign_id, action)
     if action == "resend":
-        click.echo(f"{n} in-doubt message(s) will be sent again: "
+        echo(f"{n} in-doubt message(s) will be sent again: "
                    f"mailer campaigns resume {campaign_id}")
     else:
-        click.echo(f"{n} in-doubt message(s) marked sent.")
+        echo(f"{n} in-doubt message(s) marked sent.")
 
 
 @campaigns_group.command("report")
@@ -139,4 +132,4 @@ def campaigns_report(app: AppContext, campaign_id: int, csv_path: str) -> None:
     """Write every recipient's fate to a CSV file."""
     with app.session() as s:
         n = campaigns_lib.write_report(s, campaign_id, Path(csv_path))
-    click.echo(f"Wrote {n} row(s) to {csv_path}.")
+    echo(f"Wrote {n} row(s) to {csv_path}.")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -38,9 +39,41 @@ class AppContext:
 pass_app = click.make_pass_decorator(AppContext)
 
 
+# What a terminal may act on instead of printing: C0 controls (ESC starts the sequences that
+# retitle the window or clear the screen, BEL ends them), DEL, C1 controls (CSI 0x9b is ESC [ on
+# some terminals) and the bidirectional overrides that make text display in another order.
+_UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069"
+                     r"\u2028\u2029]")
+
+_UNSAFE_IN_JSON = re.compile(r"[\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069"
+                             r"\u2028\u2029]")
+
+
+def _escape_char(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def shown(value: object) -> str:
+    """Text from the database or a file as the terminal may print it: control characters
+    (line breaks included: one value, one line) written as \\xNN / \\uNNNN escapes."""
+    text = value if isinstance(value, str) else str(value)
+    return _UNSAFE.sub(_escape_char, text) if _UNSAFE.search(text) else text
+
+
+def echo(line: str, *, err: bool = False) -> None:
+    """click.echo for a line that contains stored data: every control character escaped."""
+    click.echo(shown(line), err=err)
+
+
 def echo_json(data: Any) -> None:
-    """Print `data` as indented JSON; Korean and other scripts stay readable."""
-    click.echo(json.dumps(data, ensure_ascii=False, indent=2, default=str))
+    """Print `data` as indented JSON; Korean and other scripts stay readable.
+
+    json.dumps escapes C0 controls itself; C1 controls and bidi overrides it leaves as they are
+    (ensure_ascii=False), so those are escaped here (inside JSON strings, where alone they occur,
+    \\uNNNN reads back as the same character)."""
+    text = json.dumps(data, ensure_ascii=False, indent=2, default=str)
+    click.echo(_UNSAFE_IN_JSON.sub(lambda m: f"\\u{ord(m.group()):04x}", text))
 
 
 def is_tty() -> bool:

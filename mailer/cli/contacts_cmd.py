@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from mailer.cli import main
-from mailer.cli.common import AppContext, echo_json, json_option, pass_app
+from mailer.cli.common import AppContext, echo, echo_json, json_option, pass_app
 from mailer.contacts import contact as contacts_lib
 
 
@@ -27,7 +27,7 @@ def contacts_add(app: AppContext, email: str, list_slug: str, name: str, languag
     with app.session() as s:
         contact, sub = contacts_lib.add_contact(s, email, list_slug, name=name, language=language,
                                                 organisation=organisation)
-        click.echo(f"{contact.email}: {sub.status.value} to {list_slug!r}.")
+        echo(f"{contact.email}: {sub.status.value} to {list_slug!r}.")
 
 
 @contacts_group.command("show")
@@ -41,19 +41,19 @@ def contacts_show(app: AppContext, email: str, as_json: bool) -> None:
     if as_json:
         echo_json(data)
         return
-    click.echo(f"{data['email']}" + (f"  ({data['name']})" if data["name"] else ""))
-    click.echo(f"  typed as:     {data['email_original']}")
-    click.echo(f"  language:     {data['language'] or '-'}")
-    click.echo(f"  organisation: {data['organisation'] or '-'}")
+    echo(f"{data['email']}" + (f"  ({data['name']})" if data["name"] else ""))
+    echo(f"  typed as:     {data['email_original']}")
+    echo(f"  language:     {data['language'] or '-'}")
+    echo(f"  organisation: {data['organisation'] or '-'}")
     if data["tags"]:
-        click.echo(f"  tags:         {', '.join(data['tags'])}")
+        echo(f"  tags:         {', '.join(data['tags'])}")
     for key, value in data["attributes"].items():
-        click.echo(f"  {key}: {value}")
+        echo(f"  {key}: {value}")
     if data["suppressed"]:
-        click.echo(f"  SUPPRESSED:   {data['suppressed']['reason']} since "
+        echo(f"  SUPPRESSED:   {data['suppressed']['reason']} since "
                    f"{data['suppressed']['since'][:10]}")
     for sub in data["subscriptions"]:
-        click.echo(f"  list {sub['list']}: {sub['status']} (source {sub['source']})")
+        echo(f"  list {sub['list']}: {sub['status']} (source {sub['source']})")
 
 
 @contacts_group.command("ls")
@@ -74,9 +74,9 @@ def contacts_ls(app: AppContext, list_slug: str | None, status: str | None,
         for contact, subs in rows:
             n += 1
             lists = ", ".join(f"{x.mailing_list.slug}:{x.status.value}" for x in subs)
-            click.echo(f"{contact.email:<40} {contact.language or '-':<5} "
+            echo(f"{contact.email:<40} {contact.language or '-':<5} "
                        f"{contact.name:<24} {lists}")
-        click.echo(f"{n} contact(s)", err=True)
+        echo(f"{n} contact(s)", err=True)
 
 
 @contacts_group.command("unsubscribe")
@@ -89,12 +89,12 @@ def contacts_unsubscribe(app: AppContext, email: str, list_slug: str | None) -> 
     with app.session() as s:
         changed = contacts_lib.unsubscribe(s, email, list_slug, via="cli")
     if list_slug is None:
-        click.echo(f"{email}: suppressed (never mailed again)" +
+        echo(f"{email}: suppressed (never mailed again)" +
                    (f"; unsubscribed from {', '.join(changed)}." if changed else "."))
     elif changed:
-        click.echo(f"{email}: unsubscribed from {list_slug!r}.")
+        echo(f"{email}: unsubscribed from {list_slug!r}.")
     else:
-        click.echo(f"{email}: already unsubscribed from {list_slug!r}.")
+        echo(f"{email}: already unsubscribed from {list_slug!r}.")
 
 
 @contacts_group.command("erase")
@@ -107,4 +107,4 @@ def contacts_erase(app: AppContext, email: str, yes: bool) -> None:
         click.confirm(f"Erase every personal detail of {email}?", abort=True)
     with app.session() as s:
         contacts_lib.erase(s, email)
-    click.echo(f"{email}: erased; the address stays suppressed so it is never mailed again.")
+    echo(f"{email}: erased; the address stays suppressed so it is never mailed again.")

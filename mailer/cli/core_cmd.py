@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from mailer.cli import main
-from mailer.cli.common import AppContext, echo_json, json_option, pass_app
+from mailer.cli.common import AppContext, echo, echo_json, json_option, pass_app
 from mailer.store import folder as setup
 
 
@@ -19,9 +19,9 @@ def init(app: AppContext, directory: str) -> None:
     """Create mailer.toml (with a new secret key) and the database."""
     target = Path(app.config_path) if app.config_path else Path(directory) / "mailer.toml"
     result = setup.init(target)
-    click.echo(f"Created {result.config_path}")
-    click.echo(f"Database ready: {result.database}")
-    click.echo("Next: mailer lists create press --name \"Press\"")
+    echo(f"Created {result.config_path}")
+    echo(f"Database ready: {result.database}")
+    echo("Next: mailer lists create press --name \"Press\"")
 
 
 @main.group()
@@ -39,10 +39,10 @@ def config_show(app: AppContext, as_json: bool) -> None:
     if as_json:
         echo_json({"source": settings.source, "settings": data})
         return
-    click.echo(f"# from {settings.source} and MAILER_* variables")
+    echo(f"# from {settings.source} and MAILER_* variables")
     width = max(len(k) for k in data)
     for key, value in data.items():
-        click.echo(f"{key.ljust(width)} = {value!r}" if not isinstance(value, str)
+        echo(f"{key.ljust(width)} = {value!r}" if not isinstance(value, str)
                    else f"{key.ljust(width)} = {value}")
 
 
@@ -57,9 +57,9 @@ def db_upgrade(app: AppContext) -> None:
     """Bring the database schema to the newest version."""
     before, after = setup.upgrade_database(app.settings)
     if before == after:
-        click.echo(f"Database already at {after}.")
+        echo(f"Database already at {after}.")
     else:
-        click.echo(f"Database upgraded from {before or 'empty'} to {after}.")
+        echo(f"Database upgraded from {before or 'empty'} to {after}.")
 
 
 @main.command()
@@ -70,17 +70,17 @@ def demo(directory: str) -> None:
     from mailer.demo import run_demo
 
     folder = Path(directory).absolute()
-    click.echo(f"Setting up a demo organisation in {folder} ...")
+    echo(f"Setting up a demo organisation in {folder} ...")
     r = run_demo(folder)
     sent = r.counts.get("sent", 0)
-    click.echo(f"Imported the sample press list: {r.imported.get('contacts_added', 0)} contacts.")
-    click.echo(f"Sent campaign {r.campaign_id} ({r.release.name} + its Korean variant) to the "
+    echo(f"Imported the sample press list: {r.imported.get('contacts_added', 0)} contacts.")
+    echo(f"Sent campaign {r.campaign_id} ({r.release.name} + its Korean variant) to the "
                f"outbox: {sent} messages, one per reporter, each in their language.")
-    click.echo("")
-    click.echo("Where to look:")
-    click.echo(f"  {r.outbox}/new/                the messages as recipients get them")
+    echo("")
+    echo("Where to look:")
+    echo(f"  {r.outbox}/new/                the messages as recipients get them")
     cfg = f"mailer --config {r.config}"
-    click.echo(f"  {cfg} campaigns show {r.campaign_id}")
-    click.echo(f"  {cfg} release preview {r.release} --all-langs -o preview.html")
-    click.echo(f"  {cfg} contacts ls --list press")
-    click.echo("Nothing left this machine: the demo uses the outbox transport.")
+    echo(f"  {cfg} campaigns show {r.campaign_id}")
+    echo(f"  {cfg} release preview {r.release} --all-langs -o preview.html")
+    echo(f"  {cfg} contacts ls --list press")
+    echo("Nothing left this machine: the demo uses the outbox transport.")

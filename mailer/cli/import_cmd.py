@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from mailer.cli.common import AppContext, echo_json, json_option, pass_app
+from mailer.cli.common import AppContext, echo, echo_json, json_option, pass_app
 from mailer.cli.contacts_cmd import contacts_group
 from mailer.imports import export as export_lib
 from mailer.imports import importer
@@ -81,7 +81,7 @@ def contacts_import(app: AppContext, file: str, list_slug: str, tags: tuple[str,
             s, file, list_slug, tags=tags, mapping=mapping, dry_run=dry_run,
             update_attributes=update_attributes, consent_source=consent_source,
             check_dns=check_dns, sheet=sheet, encoding=encoding, errors_path=errors_path,
-            progress=bar,
+            progress=bar, default_language=app.settings.default_language,
         )
     if as_json:
         echo_json(report.as_dict())
@@ -93,26 +93,30 @@ def contacts_import(app: AppContext, file: str, list_slug: str, tags: tuple[str,
     if data["sheet"]:
         where += f", sheet {data['sheet']!r}"
     if dry_run:
-        click.echo(f"Dry run of {file} ({where}) into {list_slug!r}: nothing was changed.")
+        echo(f"Dry run of {file} ({where}) into {list_slug!r}: nothing was changed.")
     else:
-        click.echo(f"Imported {file} ({where}) into {list_slug!r} as import "
+        echo(f"Imported {file} ({where}) into {list_slug!r} as import "
                    f"{data['import_id']}.")
     cols = ", ".join(f"{k}={v!r}" for k, v in data["columns"].items())
-    click.echo(f"  columns: {cols}")
+    echo(f"  columns: {cols}")
     if data["attribute_columns"]:
-        click.echo(f"  kept as attributes: {', '.join(data['attribute_columns'])}")
+        echo(f"  kept as attributes: {', '.join(data['attribute_columns'])}")
     for key, label in REPORT_LINES:
         if key == "pending_confirmed" and not data["counts"][key]:
             continue
-        click.echo(f"  {label:<24} {data['counts'][key]:>7}")
+        echo(f"  {label:<24} {data['counts'][key]:>7}")
+    for warning in report.warnings[:10]:
+        echo(f"  WARNING line {warning.line}: {warning.message}", err=True)
+    if len(report.warnings) > 10:
+        echo(f"  ... and {len(report.warnings) - 10} more warnings (--json lists 100)", err=True)
     for err in report.rejected[:10]:
-        click.echo(f"  line {err.line}: {err.reason}", err=True)
+        echo(f"  line {err.line}: {err.reason}", err=True)
     more = len(report.rejected) - 10
     if more > 0:
         hint = f" (all in {errors_path})" if errors_path else " (use --errors FILE to see all)"
-        click.echo(f"  ... and {more} more rejected rows{hint}", err=True)
+        echo(f"  ... and {more} more rejected rows{hint}", err=True)
     elif errors_path:
-        click.echo(f"  rejected rows written to {errors_path}", err=True)
+        echo(f"  rejected rows written to {errors_path}", err=True)
 
 
 @contacts_group.command("export")
@@ -130,4 +134,4 @@ def contacts_export(app: AppContext, list_slug: str | None, status: str | None,
             n = export_lib.export_contacts(s, click.open_file("-", "wb"), list_slug, status)
         else:
             n = export_lib.export_to_file(s, output, list_slug, status)
-    click.echo(f"{n} contact(s) exported" + (f" to {output}." if output else "."), err=True)
+    echo(f"{n} contact(s) exported" + (f" to {output}." if output else "."), err=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from mailer.cli import main
-from mailer.cli.common import AppContext, echo_json, json_option, pass_app
+from mailer.cli.common import AppContext, echo, echo_json, json_option, pass_app
 from mailer.contacts import lists as lists_lib
 
 
@@ -27,7 +27,22 @@ def lists_create(app: AppContext, slug: str, name: str, description: str, public
     with app.session() as s:
         ml = lists_lib.create_list(s, slug, name, description, public=public,
                                    from_address=from_address)
-        click.echo(f"Created list {ml.slug!r} ({ml.name}).")
+        echo(f"Created list {ml.slug!r} ({ml.name}).")
+
+
+@lists_group.command("edit")
+@click.argument("slug")
+@click.option("--name", default=None, help="New display name.")
+@click.option("--description", default=None, help="New description.")
+@click.option("--public/--private", "public", default=None,
+              help="Offer (or stop offering) this list on the subscribe form.")
+@pass_app
+def lists_edit(app: AppContext, slug: str, name: str | None, description: str | None,
+               public: bool | None) -> None:
+    """Change a list's name, description or visibility."""
+    with app.session() as s:
+        ml = lists_lib.edit_list(s, slug, name=name, description=description, public=public)
+        echo(f"Updated list {ml.slug!r} ({ml.name}).")
 
 
 @lists_group.command("ls")
@@ -41,12 +56,12 @@ def lists_ls(app: AppContext, as_json: bool) -> None:
             echo_json([x.as_dict() for x in summaries])
             return
         if not summaries:
-            click.echo("No lists yet: mailer lists create SLUG --name NAME")
+            echo("No lists yet: mailer lists create SLUG --name NAME")
             return
-        click.echo(f"{'SLUG':<20} {'SUBSCRIBED':>10} {'PENDING':>8} {'UNSUBSCRIBED':>12}  NAME")
+        echo(f"{'SLUG':<20} {'SUBSCRIBED':>10} {'PENDING':>8} {'UNSUBSCRIBED':>12}  NAME")
         for x in summaries:
             c = x.counts
-            click.echo(f"{x.mailing_list.slug:<20} {c['subscribed']:>10} {c['pending']:>8} "
+            echo(f"{x.mailing_list.slug:<20} {c['subscribed']:>10} {c['pending']:>8} "
                        f"{c['unsubscribed']:>12}  {x.mailing_list.name}")
 
 
@@ -62,12 +77,12 @@ def lists_show(app: AppContext, slug: str, as_json: bool) -> None:
         if as_json:
             echo_json(data)
             return
-        click.echo(f"{data['slug']}: {data['name']}")
+        echo(f"{data['slug']}: {data['name']}")
         if data["description"]:
-            click.echo(f"  {data['description']}")
-        click.echo(f"  public: {'yes' if data['public'] else 'no'}")
+            echo(f"  {data['description']}")
+        echo(f"  public: {'yes' if data['public'] else 'no'}")
         for status, n in data["subscribers"].items():
-            click.echo(f"  {status:<13} {n}")
+            echo(f"  {status:<13} {n}")
 
 
 @lists_group.command("rm")
@@ -82,4 +97,4 @@ def lists_rm(app: AppContext, slug: str, yes: bool) -> None:
         if total and not yes:
             click.confirm(f"List {slug!r} has {total} subscriptions. Delete it?", abort=True)
         lists_lib.remove_list(s, slug)
-        click.echo(f"Deleted list {slug!r} ({total} subscriptions).")
+        echo(f"Deleted list {slug!r} ({total} subscriptions).")

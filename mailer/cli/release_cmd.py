@@ -10,6 +10,7 @@ from mailer.cli import main
 from mailer.cli.common import AppContext, echo_json, json_option, pass_app
 from mailer.errors import InvalidInputError
 from mailer.releases import checks, render
+from mailer.releases.languages import normalise
 from mailer.releases.source import load_release
 
 
@@ -39,7 +40,7 @@ def release_preview(app: AppContext, path: str, language: str | None, all_langs:
     if all_langs:
         languages = list(release.languages)
     else:
-        languages = [language.lower() if language else release.default_language]
+        languages = [normalise(language) if language else release.default_language]
         if languages[0] not in release.variants:
             raise InvalidInputError(f"{path}: no {languages[0]!r} variant "
                                     f"(it has {', '.join(release.languages)})")
@@ -66,15 +67,13 @@ def release_preview(app: AppContext, path: str, language: str | None, all_langs:
 def release_check(app: AppContext, path: str, list_slugs: tuple[str, ...],
                   as_json: bool) -> None:
     """Report errors (exit status 1) and warnings before a release is sent."""
+    from mailer.delivery.send import check_for_lists
+
     settings = app.settings
     release = load_release(path, settings.default_language)
     slugs = list(list_slugs) or list(release.lists)
-    audience: dict[str, int] | None = None
-    if slugs:
-        with app.session() as s:
-            findings, audience = checks.check_release_for_lists(s, release, settings, slugs)
-    else:
-        findings = checks.check_release(release, settings)
+    checked = check_for_lists(settings, release, slugs)
+    findings, audience = checked.findings, checked.audience
     if as_json:
         echo_json({"release": release.slug, "languages": list(release.languages),
                    "lists": slugs, "audience": audience,

@@ -11,7 +11,8 @@ import click
 
 from mailer.cli import main
 from mailer.cli.common import AppContext, pass_app
-from mailer.delivery import send as dispatch
+from mailer.delivery.planning import Plan
+from mailer.delivery.send import send_release
 from mailer.errors import InvalidInputError
 
 
@@ -129,63 +130,45 @@ def send(app: AppContext, path: str, lists: tuple[str, ...], tags: tuple[str, ..
          tests: tuple[str, ...], dry_run: bool, yes: bool, rate: float | None,
          limit: int | None, not_after: str | None, at: str | None, new_version: bool) -> None:
     """Send a release: plan, confirm, deliver, report (re-running resumes)."""
-    from mailer.delivery.engine import deliver
-    from mailer.delivery.trial import send_test
-    from mailer.releases.render import render_release
+    not_after_at = parse_when(not_after, "--not-after")
+    start_at = None if dry_run else parse_when(at, "--at")
 
-    settings = app.settings
-    loaded = dispatch.load_for_sending(path, settings, lists)
-    release = loaded.release
-    if tests:
-        transport = dispatch.checked_transport(settings)
-        results = send_test(settings, render_release(release, settings), tests, transport,
-                            embargo=release.embargo)
-        for r in results:
+    def show_plan(p: Plan, transport: str) -> None:
+        echo_plan(p, "dry run (nothing is sent or stored)" if dry_run else transport)
+
+    def ask(p: Plan) -> bool:
+        if yes:
+            return True
+        if not sys.stdin.isatty():
+            raise click.ClickException("not a terminal: pass --yes to send")
+        return click.confirm(f"Send to {p.due} recipient(s) now?")
+
+    outcome = send_release(app.settings, path, lists, tags=tags, confirm=ask, on_plan=show_plan,
+                           on_progress=ProgressBar, dry_run=dry_run, tests=tests, at=start_at,
+                           not_after=not_after_at, rate=rate, limit=limit,
+                           new_version=new_version, created_by="cli")
+    p = outcome.plan
+    if outcome.status == "tested":
+        for r in outcome.tests:
             click.echo(f"{r.address} [{r.language}] {r.reply.outcome.value}: {r.reply.code} "
                        f"{r.reply.text}  ({r.subject})")
-        if any(r.reply.outcome.value != "sent" for r in results):
+        if any(r.reply.outcome.value != "sent" for r in outcome.tests):
             raise click.ClickException("some test messages were not accepted")
-        return
-    slugs = dispatch.audience_of(release, lists)
-    limit_after = parse_when(not_after, "--not-after")
-    transport = dispatch.checked_transport(settings)
-    smtputf8 = transport.supports_smtputf8()
-    if dry_run:
-        p, built = dispatch.dry_run(settings, release, slugs, tags, smtputf8=smtputf8,
-                                    transport=transport.describe(), new_version=new_version,
-                                    rendered=loaded.rendered)
-        echo_plan(p, "dry run (nothing is sent or stored)")
+    elif outcome.status == "dry-run" and outcome.built is not None:
+        built = outcome.built
         click.echo(f"Dry run: built {built.messages} messages ({built.size / 1024:.0f} KiB); "
                    "none sent, nothing stored.")
-        return
-    start_at = parse_when(at, "--at")
-    p = dispatch.plan(settings, release, slugs, tags, smtputf8=smtputf8,
-                      transport=transport.describe(), not_after=limit_after, rate=rate,
-                      new_version=new_version, created_by="cli", not_before=start_at)
-    echo_plan(p, transport.describe())
-    if p.campaign.status.value == "scheduled":
+    elif outcome.status == "scheduled" and p is not None:
         when = p.campaign.not_before
         click.echo(f"Scheduled campaign {p.campaign.id} for {when:%Y-%m-%d %H:%M %Z}: "
                    "`mailer worker` starts it then (cancel: mailer campaigns cancel "
                    f"{p.campaign.id}).")
-        return
-    due = p.statuses.get("pending", 0) + p.statuses.get("deferred", 0)
-    if p.campaign.status.value == "done" or (not due and not p.created):
+    elif outcome.status == "nothing-left":
         click.echo("Nothing left to send.")
-        return
-    if not yes:
-        if not sys.stdin.isatty():
-            if p.created:
-                dispatch.discard_draft(settings, p.campaign.id)
-            raise click.ClickException("not a terminal: pass --yes to send")
-        if not click.confirm(f"Send to {due} recipient(s) now?"):
-            if p.created:
-                dispatch.discard_draft(settings, p.campaign.id)
-            click.echo("Not sent; nothing stored.")
-            return
-    result = deliver(settings, p.campaign.id, transport, limit=limit, rate_per_second=rate,
-                     on_progress=ProgressBar(due), rendered=loaded.rendered)
-    echo_result(result)
+    elif outcome.status == "declined":
+        click.echo("Not sent; nothing stored.")
+    elif outcome.result is not None:
+        echo_result(outcome.result)
 
 
 @main.group()

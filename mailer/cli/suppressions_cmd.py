@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from mailer.cli import main
-from mailer.cli.common import AppContext, echo_json, json_option, pass_app
+from mailer.cli.common import AppContext, echo, echo_json, json_option, pass_app
 from mailer.contacts import suppressions as sup_lib
 from mailer.store.models import SuppressionReason
 
@@ -29,9 +29,9 @@ def suppressions_ls(app: AppContext, reason: str | None, as_json: bool) -> None:
         echo_json(rows)
         return
     for row in rows:
-        click.echo(f"{row['email']:<40} {row['reason']:<16} {row['created_at'][:10]}  "
+        echo(f"{row['email']:<40} {row['reason']:<16} {row['created_at'][:10]}  "
                    f"{row['source']}")
-    click.echo(f"{len(rows)} suppressed address(es)", err=True)
+    echo(f"{len(rows)} suppressed address(es)", err=True)
 
 
 @suppressions_group.command("add")
@@ -45,9 +45,9 @@ def suppressions_add(app: AppContext, email: str, reason: str, source: str) -> N
     with app.session() as s:
         sup, new = sup_lib.add_suppression(s, email, reason, source)
         if new:
-            click.echo(f"{sup.email}: suppressed ({reason}).")
+            echo(f"{sup.email}: suppressed ({reason}).")
         else:
-            click.echo(f"{sup.email}: already suppressed ({sup.reason.value} since "
+            echo(f"{sup.email}: already suppressed ({sup.reason.value} since "
                        f"{sup.created_at:%Y-%m-%d}).")
 
 
@@ -62,7 +62,7 @@ def suppressions_rm(app: AppContext, email: str, yes: bool) -> None:
                       abort=True)
     with app.session() as s:
         sup = sup_lib.remove_suppression(s, email)
-    click.echo(f"{sup.email}: no longer suppressed; it can be subscribed again, its old "
+    echo(f"{sup.email}: no longer suppressed; it can be subscribed again, its old "
                "subscriptions stay unsubscribed.")
 
 
@@ -74,26 +74,31 @@ def suppressions_rm(app: AppContext, email: str, yes: bool) -> None:
 @click.option("--dry-run", is_flag=True, help="Print the report, change nothing.")
 @click.option("--sheet", default=None, help="XLSX: the sheet to read (default: the first).")
 @click.option("--encoding", default=None, help="CSV: the encoding, when detection guesses wrong.")
+@click.option("--map", "mappings", multiple=True, metavar="email=COLUMN",
+              help="Read the address from COLUMN (as for `contacts import`).")
 @json_option
 @pass_app
 def suppressions_import(app: AppContext, file: str, reason: str, source: str | None,
                         dry_run: bool, sheet: str | None, encoding: str | None,
-                        as_json: bool) -> None:
+                        mappings: tuple[str, ...], as_json: bool) -> None:
     """Suppress every address in a CSV/XLSX file, e.g. another tool's unsubscribes."""
+    from mailer.imports.columns import parse_map
+
+    mapping = parse_map(mappings)
     with app.session() as s:
         report = sup_lib.import_suppressions(s, file, reason, source, dry_run=dry_run,
-                                             sheet=sheet, encoding=encoding)
+                                             sheet=sheet, encoding=encoding, mapping=mapping)
     data = report.as_dict()
     if as_json:
         echo_json(data)
         return
     added = data["counts"]["added"]
     if dry_run:
-        click.echo(f"Dry run, nothing changed: {file}: {added} address(es) would be "
+        echo(f"Dry run, nothing changed: {file}: {added} address(es) would be "
                    f"suppressed ({reason}).")
     else:
-        click.echo(f"{file}: {added} address(es) suppressed ({reason}).")
+        echo(f"{file}: {added} address(es) suppressed ({reason}).")
     for key, value in data["counts"].items():
-        click.echo(f"  {key.replace('_', ' '):<22} {value:>7}")
+        echo(f"  {key.replace('_', ' '):<22} {value:>7}")
     for err in data["errors"][:10]:
-        click.echo(f"  line {err['line']}: {err['reason']}", err=True)
+        echo(f"  line {err['line']}: {err['reason']}", err=True)

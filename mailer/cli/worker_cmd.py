@@ -22,6 +22,7 @@ def worker(app: AppContext, concurrency: int | None, once: bool, poll: float) ->
     """Send due campaigns; run several on PostgreSQL to send in parallel."""
     from mailer.delivery.send import checked_transport
     from mailer.delivery.worker import Worker
+    from mailer.subscribers.queue import NoticeSender, send_due
 
     settings = app.settings
     transport = checked_transport(settings)
@@ -37,8 +38,17 @@ def worker(app: AppContext, concurrency: int | None, once: bool, poll: float) ->
 
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
     click.echo(f"mailer worker: {transport.describe()}" + (" (once)" if once else ""), err=True)
+    # Queued confirmation emails (the web form's notices) go out from here too.
+    notices = None if once else NoticeSender(settings, poll=poll)
+    if notices is not None:
+        notices.start()
     try:
         w.run(once=once)
+        if once:
+            send_due(settings)
     finally:
+        if notices is not None:
+            notices.stop.set()
+            notices.join(timeout=10)
         for sig, handler in previous.items():
             signal.signal(sig, handler)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
+import re
 from dataclasses import dataclass
 
 import idna
-from email_validator import EmailNotValidError, validate_email
 
-from mailer.errors import InvalidInputError
+from mailer.errors import ConfigError, InvalidInputError
 
 
 @dataclass(frozen=True)
@@ -28,6 +31,10 @@ def normalise(value: str, *, check_dns: bool = False) -> Address:
     original = value.strip()
     if not original:
         raise InvalidInputError("not an email address: empty")
+    # Imported here: email_validator compiles its grammar on import (~50 ms), and the models import
+    # this module (mailbox_key) in every command, most of which validate no address.
+    from email_validator import EmailNotValidError, validate_email
+
     try:
         info = validate_email(original, check_deliverability=check_dns)
     except EmailNotValidError as err:
@@ -61,21 +68,87 @@ def mask(key: str) -> str:
     return f"{shown}@{domain}"
 
 
-def verp_encode(bounce_address: str, recipient: str) -> str:
-    """bounces@example.org + kim@news.kr -> bounces+kim=news.kr@example.org (VERP)."""
+# VERP: the recipient and the campaign are written into the envelope sender, with an HMAC of
+# both, so a bounce sent to that address proves it is about a message mailer sent to that
+# recipient. Anyone can mail `press+victim=example.com@...`; nobody without the secret key can
+# write the tag. 16 base32 characters are 80 bits: far beyond guessing by mail.
+_VERP_TAG = re.compile(r"^(\d{1,12})\.([a-z2-7]{16})$")
+
+
+@dataclass(frozen=True)
+class Verp:
+    """What a VERP address says: the recipient, and the campaign when its tag is genuine."""
+
+    email: str
+    campaign_id: int | None
+    signed: bool  # True only when the HMAC tag verified against the secret key
+
+
+def verp_tag(secret_key: str, recipient: str, campaign_id: int) -> str:
+    """`12.mfrggzdfmztwq2lk`: the campaign and an HMAC of (campaign, recipient)."""
+    if not secret_key:
+        raise ConfigError("verp needs a secret_key: set secret_key in mailer.toml")
+    key = hmac.new(secret_key.encode(), b"mailer verp v1", hashlib.sha256).digest()
+    mac = hmac.new(key, f"{campaign_id}:{recipient.lower()}".encode(), hashlib.sha256).digest()
+    return f"{campaign_id}.{base64.b32encode(mac[:10]).decode('ascii').lower()}"
+
+
+def verp_encode(bounce_address: str, recipient: str, *, secret_key: str,
+                campaign_id: int | None) -> str:
+    """bounces@example.org + kim@news.kr (campaign 12) -> bounces+kim=news.kr=12.TAG@example.org.
+
+    `campaign_id` None (a confirmation email, no campaign) is written as 0.
+    """
     local, _, domain = bounce_address.rpartition("@")
     r_local, _, r_domain = recipient.rpartition("@")
-    return f"{local}+{r_local}={r_domain}@{domain}"
+    tag = verp_tag(secret_key, recipient, campaign_id or 0)
+    return f"{local}+{r_local}={r_domain}={tag}@{domain}"
 
 
-def verp_decode(bounce_address: str, envelope_to: str) -> str | None:
-    """The recipient encoded in a VERP address for `bounce_address`, or None."""
+def verp_decode(bounce_address: str, envelope_to: str, *, secret_key: str) -> Verp | None:
+    """The recipient written in a VERP address for `bounce_address`, or None if it is not one.
+
+    `signed` is True only when the tag is the HMAC of that recipient and campaign (compared in
+    constant time); an old-style or hand-written address decodes with signed False.
+    """
     local, _, domain = bounce_address.rpartition("@")
     e_local, _, e_domain = envelope_to.rpartition("@")
     if e_domain.lower() != domain.lower() or not e_local.lower().startswith(local.lower() + "+"):
         return None
     encoded = e_local[len(local) + 1:]
-    r_local, sep, r_domain = encoded.rpartition("=")
+    rest, sep, tag = encoded.rpartition("=")
+    found = _VERP_TAG.match(tag.lower()) if sep else None
+    if found is None:
+        rest = encoded  # no tag: the old unsigned form, recipient only
+    r_local, sep, r_domain = rest.rpartition("=")
     if not sep or not r_local or not r_domain:
         return None
-    return f"{r_local}@{r_domain}".lower()
+    email = f"{r_local}@{r_domain}".lower()
+    if found is None or not secret_key:
+        return Verp(email, None, False)
+    campaign_id = int(found.group(1))
+    signed = hmac.compare_digest(verp_tag(secret_key, email, campaign_id), tag.lower())
+    return Verp(email, (campaign_id or None) if signed else None, signed)
+
+
+# Providers known to deliver every dot variant of a local part to one mailbox.
+_DOTLESS_DOMAINS = {"gmail.com": "gmail.com", "googlemail.com": "gmail.com"}
+
+
+def mailbox_key(key: str) -> str:
+    """The mailbox an address reaches: what rate limits and suppressions are keyed on.
+
+    `victim+1@gmail.com`, `v.i.c.t.i.m@googlemail.com` and `victim@gmail.com` are one inbox, so
+    they must share one limit and one suppression. A `+tag` is dropped for every domain (the
+    common subaddress rule; at worst two people who differ only by a tag share a limit). Dots
+    are dropped only where the provider ignores them (Gmail). Contacts stay keyed on the full
+    address: this key only decides who is the same person for abuse and opt-out purposes.
+    """
+    local, _, domain = key.strip().lower().rpartition("@")
+    base = local.split("+", 1)[0]
+    if base:  # "+x@example.org" keeps its local part: there is nothing before the tag
+        local = base
+    if domain in _DOTLESS_DOMAINS:
+        domain = _DOTLESS_DOMAINS[domain]
+        local = local.replace(".", "") or local
+    return f"{local}@{domain}"

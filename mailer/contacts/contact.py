@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
+import json
+import re
+from collections.abc import Callable, Iterator
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import Text, cast, delete, or_, select
 from sqlalchemy.orm import Session, selectinload
 
 from mailer import clock
@@ -14,6 +16,7 @@ from mailer.contacts.addresses import normalise
 from mailer.contacts.lists import get_list
 from mailer.contacts.suppressions import get_suppression, suppress
 from mailer.errors import InvalidInputError, NotFoundError
+from mailer.releases.languages import from_name
 from mailer.store import audit
 from mailer.store.models import (
     Bounce,
@@ -30,10 +33,13 @@ LANGUAGE_MAX = 16
 
 
 def check_language(value: str | None) -> str | None:
-    """A language tag such as en, ko or pt-BR, lower-cased; None when empty."""
+    """A language tag such as en, ko or pt-BR (primary subtag lower-cased); None when empty.
+
+    A language name or alias code ('Korean', '한국어', 'KR') reads as its tag: the names table
+    is mailer.releases.languages', the one language rule."""
     if value is None or not value.strip():
         return None
-    tag = value.strip().replace("_", "-")
+    tag = (from_name(value) or value).strip().replace("_", "-")
     parts = tag.split("-")
     if not (2 <= len(parts[0]) <= 3 and parts[0].isascii() and parts[0].isalpha()) or \
             len(tag) > LANGUAGE_MAX:
@@ -211,28 +217,82 @@ def unsubscribe(
 
 
 def erase(session: Session, email: str, *, actor: str = "") -> None:
-    """Forget a person: delete the contact, scrub the ledger and log, keep a suppression."""
+    """Forget a person: delete the contact, scrub the ledger, bounces and log, keep a suppression.
+
+    The address survives only in its suppression (the one thing needed so it is never mailed
+    again). Everywhere else it is replaced by `erased-HASH`: in delivery rows (and their SMTP
+    replies), in bounce rows (including the report's id, which names the recipient when one
+    report covers several) and in the data of every event that names it."""
     address = normalise(email)
-    contact = session.scalar(select(Contact).where(Contact.email == address.key))
-    if contact is None and get_suppression(session, address.key) is None:
+    key = address.key
+    contact = session.scalar(select(Contact).where(Contact.email == key))
+    if contact is None and get_suppression(session, key) is None:
         raise NotFoundError(f"no contact with the address {email!r}")
-    # The suppression keeps the address, the one thing needed so it is never mailed again.
-    sup = get_suppression(session, address.key)
+    sup = get_suppression(session, key)
     if sup is None:
-        suppress(session, address.key, SuppressionReason.ERASED, source="erase", actor=actor)
+        suppress(session, key, SuppressionReason.ERASED, source="erase", actor=actor)
+    placeholder = "erased-" + hashlib.sha256(key.encode()).hexdigest()[:16]
+    forms = {key, address.original, email.strip()}
+    if contact is not None and contact.email_original:
+        forms.add(contact.email_original)
+    scrub = _scrubber(forms, placeholder)
+    contact_id = contact.id if contact is not None else -1
+    for delivery in session.scalars(select(Delivery).where(
+            or_(Delivery.contact_id == contact_id, Delivery.email == key))):
+        delivery.email = placeholder
+        delivery.contact_id = None
+        if delivery.smtp_reply:
+            delivery.smtp_reply = scrub(delivery.smtp_reply)
+    for bounce in session.scalars(select(Bounce).where(or_(
+            Bounce.email == key, *_mentions(Bounce.source_message_id, forms)))):
+        bounce.email = None
+        bounce.diagnostic = None
+        bounce.source_message_id = scrub(bounce.source_message_id)
+    for ev in session.scalars(select(Event).where(Event.contact_id == contact_id)):
+        ev.data = {}
+        ev.contact_id = None
+    # Events that named the address without a contact (a suppression's source, a bounce) lose
+    # it as well; JSON may hold it escaped (non-ASCII as \\uXXXX), hence both forms.
+    json_forms = forms | {json.dumps(f)[1:-1] for f in forms}
+    for ev in session.scalars(select(Event).where(
+            or_(*_mentions(cast(Event.data, Text), json_forms)))):
+        ev.data = _scrub_data(ev.data, scrub)
+    if sup is not None and sup.source:
+        sup.source = scrub(sup.source)
     if contact is not None:
-        placeholder = "erased-" + hashlib.sha256(address.key.encode()).hexdigest()[:16]
-        for delivery in session.scalars(select(Delivery).where(Delivery.contact_id == contact.id)):
-            delivery.email = placeholder
-            delivery.contact_id = None
-        for ev in session.scalars(select(Event).where(Event.contact_id == contact.id)):
-            ev.data = {}
-            ev.contact_id = None
-        for bounce in session.scalars(select(Bounce).where(Bounce.email == address.key)):
-            bounce.email = None
-            bounce.diagnostic = None
         session.execute(delete(ContactTag).where(ContactTag.contact_id == contact.id))
         session.delete(contact)
-    # Events that named the address without a contact (e.g. suppressions) lose it as well.
     session.flush()
     audit.record(session, "contact.erase", actor=actor)
+
+
+def _mentions(column: Any, forms: set[str]) -> list[Any]:
+    """Conditions true when `column` contains one of `forms` (any case; LIKE's own wildcards
+    escaped)."""
+    out = []
+    for form in forms:
+        if form:
+            pattern = form.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            out.append(column.ilike(f"%{pattern}%", escape="\\"))
+    return out
+
+
+def _scrubber(forms: set[str], placeholder: str) -> Callable[[str], str]:
+    pattern = re.compile("|".join(re.escape(f) for f in sorted(forms, key=len, reverse=True)
+                                  if f), re.IGNORECASE)
+
+    def scrub(text: str) -> str:
+        return pattern.sub(placeholder, text)
+
+    return scrub
+
+
+def _scrub_data(value: Any, scrub: Callable[[str], str]) -> Any:
+    """A JSON value with the address replaced in every string, keys included."""
+    if isinstance(value, str):
+        return scrub(value)
+    if isinstance(value, dict):
+        return {scrub(k): _scrub_data(v, scrub) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_scrub_data(v, scrub) for v in value]
+    return value

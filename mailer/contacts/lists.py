@@ -10,11 +10,31 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from mailer.contacts.slugs import SLUG_RE as SLUG_RE
 from mailer.errors import InvalidInputError, NotFoundError
 from mailer.store import audit
 from mailer.store.models import MailingList, Subscription, SubscriptionStatus
 
-SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+# A list name is written into every message's List-Id header: no line break or other control
+# character (a CR LF there would start a header of the admin's choosing).
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+MAX_NAME = 200
+
+
+def check_list_name(name: str) -> str:
+    """The name stripped, or InvalidInputError saying what is wrong with it."""
+    name = name.strip()
+    if not name:
+        raise InvalidInputError("list name: must not be empty")
+    found = _CONTROL.search(name)
+    if found is not None:
+        raise InvalidInputError(
+            f"list name {name!r}: must be one line without control characters (found "
+            f"{found.group()!r})"
+        )
+    if len(name) > MAX_NAME:
+        raise InvalidInputError(f"list name: at most {MAX_NAME} characters, got {len(name)}")
+    return name
 
 
 @dataclass(frozen=True)
@@ -50,15 +70,14 @@ def create_list(
         raise InvalidInputError(
             f"list slug {slug!r}: use lower-case letters, digits, '-' or '_' (at most 64)"
         )
-    if not name.strip():
-        raise InvalidInputError("list name: must not be empty")
+    name = check_list_name(name)
     if session.scalar(select(MailingList.id).where(MailingList.slug == slug)) is not None:
         raise InvalidInputError(f"a list named {slug!r} already exists")
     if from_address is not None:
         from mailer.contacts.addresses import normalise
 
         from_address = normalise(from_address).original
-    ml = MailingList(slug=slug, name=name.strip(), description=description, public=public,
+    ml = MailingList(slug=slug, name=name, description=description, public=public,
                      from_address=from_address)
     session.add(ml)
     try:
@@ -66,6 +85,22 @@ def create_list(
     except IntegrityError:
         raise InvalidInputError(f"a list named {slug!r} already exists") from None
     audit.record(session, "list.create", list_id=ml.id, slug=slug)
+    return ml
+
+
+def edit_list(session: Session, slug: str, *, name: str | None = None,
+              description: str | None = None, public: bool | None = None) -> MailingList:
+    """Change a list's name, description or visibility on the subscribe form."""
+    ml = get_list(session, slug)
+    changes: dict[str, Any] = {}
+    if name is not None:
+        ml.name = changes["name"] = check_list_name(name)
+    if description is not None:
+        ml.description = changes["description"] = description
+    if public is not None:
+        ml.public = changes["public"] = public
+    session.flush()
+    audit.record(session, "list.edit", list_id=ml.id, slug=slug, **changes)
     return ml
 
 

@@ -1,4 +1,8 @@
-"""The global suppression list: addresses that are never mailed and never re-subscribed."""
+"""The global suppression list: addresses that are never mailed and never re-subscribed.
+
+Every check matches the MAILBOX (addresses.mailbox_key, stored in suppression.mailbox with an
+index): suppressing `kim@gmail.com` covers `k.i.m+news@googlemail.com` too, in one query.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import Select, bindparam, case, select
 from sqlalchemy.orm import Session
 
 from mailer import clock
@@ -21,12 +25,25 @@ from mailer.store.models import (
 )
 
 
+def _of_mailbox(key: str) -> Select[Suppression]:
+    from mailer.contacts.addresses import mailbox_key
+
+    return select(Suppression).where(Suppression.mailbox == mailbox_key(key))
+
+
 def is_suppressed(session: Session, key: str) -> bool:
-    return session.scalar(select(Suppression.id).where(Suppression.email == key)) is not None
+    return get_suppression(session, key) is not None
 
 
 def get_suppression(session: Session, key: str) -> Suppression | None:
-    return session.scalar(select(Suppression).where(Suppression.email == key))
+    """The suppression covering `key`'s mailbox; of several, one the person cannot lift wins."""
+    liftable = case((Suppression.reason == SuppressionReason.UNSUBSCRIBE_ALL, 1), else_=0)
+    return session.scalar(_of_mailbox(key).order_by(liftable, Suppression.id).limit(1))
+
+
+def mailbox_suppressions(session: Session, key: str) -> list[Suppression]:
+    """Every suppression row of `key`'s mailbox (dot and +tag variants stored separately)."""
+    return list(session.scalars(_of_mailbox(key).order_by(Suppression.id)))
 
 
 def suppress(
@@ -117,7 +134,9 @@ def remove_suppression(session: Session, email: str, *, actor: str = "") -> Supp
         raise NotFoundError(f"{key} is not on the suppression list")
     audit.record(session, "unsuppress", actor=actor, reason=SuppressionReason(sup.reason).value,
                  source=sup.source)
-    session.delete(sup)
+    # The whole mailbox: a variant left behind would keep the address suppressed.
+    for row in mailbox_suppressions(session, key):
+        session.delete(row)
     session.flush()
     return sup
 
@@ -144,19 +163,22 @@ class SuppressionImportReport:
 def import_suppressions(session: Session, path: str | Path, reason: str = "unsubscribe-all",
                         source: str | None = None, *, dry_run: bool = False,
                         encoding: str | None = None, sheet: str | None = None,
+                        mapping: dict[str, str] | None = None,
                         actor: str = "") -> SuppressionImportReport:
     """Suppress every address of a CSV/XLSX file (e.g. another tool's unsubscribes), all or none.
 
-    The email column is found as for contact imports (or the file is a bare list of addresses).
-    An existing suppression keeps its reason unless the new one is stronger, as in suppress().
+    The file is read exactly as `contacts import` reads it (imports.spreadsheet, columns and
+    importer.file_rows: same formats, limits, column matching, --map and messages), or as a
+    bare list of addresses. An existing suppression keeps its reason unless the new one is
+    stronger, as in suppress().
     """
     from sqlalchemy import update
     from sqlalchemy.exc import DBAPIError
 
-    from mailer.contacts.addresses import normalise
     from mailer.imports.columns import map_columns
+    from mailer.imports.importer import file_rows, read_address
     from mailer.imports.plan import chunks
-    from mailer.imports.spreadsheet import Row, open_table
+    from mailer.imports.spreadsheet import open_table
 
     path = Path(path)
     why = check_reason(reason)
@@ -165,24 +187,23 @@ def import_suppressions(session: Session, path: str | Path, reason: str = "unsub
     counts = report.counts
     keys: dict[str, int] = {}
     with open_table(path, sheet=sheet, encoding=encoding) as table:
-        columns = map_columns(path, table.headers, table.header_line)
+        columns = map_columns(path, table.headers, table.header_line, mapping)
         email_i = columns.fields["email"]
-        rows = list(table.rows())
-        if columns.headerless:
-            rows.insert(0, Row(table.header_line, table.headers))
-    for row in rows:
-        counts["rows"] += 1
-        raw = row.cells[email_i] if email_i < len(row.cells) else ""
-        try:
-            key = normalise(raw).key
-        except InvalidInputError as err:
-            counts["invalid"] += 1
-            report.errors.append({"line": row.line, "reason": str(err), "email": raw})
-            continue
-        if key in keys:
-            counts["duplicates"] += 1
-        else:
-            keys[key] = row.line
+        for row, cells, problem in file_rows(table, columns):
+            counts["rows"] += 1
+            raw = cells[email_i] if problem is None else ""
+            try:
+                if problem is not None:
+                    raise InvalidInputError(problem)
+                key = read_address(raw).key
+            except InvalidInputError as err:
+                counts["invalid"] += 1
+                report.errors.append({"line": row.line, "reason": str(err), "email": raw})
+                continue
+            if key in keys:
+                counts["duplicates"] += 1
+            else:
+                keys[key] = row.line
     if not counts["rows"]:
         raise ImportFileError(f"{path}: no data rows below the header (line "
                               f"{table.header_line})")

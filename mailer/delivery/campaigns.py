@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import csv
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -15,6 +15,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 
 from mailer import clock
+from mailer.csvsafe import write_csv
 from mailer.errors import InvalidInputError, NotFoundError, SendError
 from mailer.store import audit
 from mailer.store.models import (
@@ -113,32 +114,28 @@ def list_campaigns(session: Session) -> list[Campaign]:
 
 
 def write_report(session: Session, campaign_id: int, path: Path) -> int:
-    """Per-recipient CSV (UTF-8 with BOM for Excel); returns the number of rows."""
+    """Per-recipient CSV (UTF-8 with BOM for Excel); returns the number of rows.
+
+    Every cell is guarded against formula injection (mailer.csvsafe): an address like
+    `=1+2@x` or an SMTP reply chosen by a remote server never runs as a formula."""
     get_campaign(session, campaign_id)
-    n = 0
+    slugs = dict(session.execute(select(MailingList.id, MailingList.slug)).all())
+
+    def rows() -> Iterator[list[Any]]:
+        yield ["email", "language", "list", "status", "attempts", "smtp_code", "smtp_reply",
+               "sent_at", "updated_at", "message_id"]
+        for d in session.scalars(select(Delivery).where(Delivery.campaign_id == campaign_id)
+                                 .order_by(Delivery.id).execution_options(yield_per=2000)):
+            yield [d.email, d.language, slugs.get(d.list_id or 0, ""), d.status.value,
+                   d.attempts, d.smtp_code or "", d.smtp_reply or "",
+                   d.sent_at.isoformat() if d.sent_at else "", d.updated_at.isoformat(),
+                   d.message_id]
+
     try:
         with path.open("w", encoding="utf-8-sig", newline="") as fh:
-            writer = csv.writer(fh)
-            writer.writerow(["email", "language", "list", "status", "attempts", "smtp_code",
-                             "smtp_reply", "sent_at", "updated_at", "message_id"])
-            slugs = dict(session.execute(select(MailingList.id, MailingList.slug)).all())
-            for d in session.scalars(select(Delivery).where(Delivery.campaign_id == campaign_id)
-                                     .order_by(Delivery.id).execution_options(yield_per=2000)):
-                writer.writerow([
-                    d.email, d.language, slugs.get(d.list_id or 0, ""), d.status.value,
-                    d.attempts, d.smtp_code or "", _safe_cell(d.smtp_reply or ""),
-                    d.sent_at.isoformat() if d.sent_at else "", d.updated_at.isoformat(),
-                    d.message_id,
-                ])
-                n += 1
+            return write_csv(fh, rows()) - 1
     except OSError as err:
         raise InvalidInputError(f"cannot write {path}: {err.strerror}") from None
-    return n
-
-
-def _safe_cell(value: str) -> str:
-    # An SMTP reply is text chosen by a remote server: never let Excel run it as a formula.
-    return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
 
 
 # --- the operator's controls ------------------------------------------------------------

@@ -1,24 +1,25 @@
-"""The delivery engine: claim rows from the ledger, send, record what the server said.
+"""The delivery engine: claim rows from the ledger, prove each row, send, record the reply.
 
-The guarantees (docs/architecture.md, "The delivery ledger"; the SQL is in delivery/ledger.py):
-- A row is claimed (status `claimed`, a lease, committed) before its SMTP transaction starts.
-  Replies are committed in order, every `ledger_group_size` messages and at least once a second,
-  so a crash leaves at most that many rows per connection in doubt, never resent by themselves.
-- The claimed rows of a sender that is gone (lease expired, or a dead process on this machine)
-  are recovered: its lowest `ledger_group_size` become `in_doubt` (only the operator resends
-  them), the rest `pending`.
-- Suppressions and unsubscribes are checked when a row is claimed and again, for the rows about
-  to be sent, with every commit of replies. A campaign is done only when every row is final.
+The guarantees (docs/ledger.md gives the argument; the SQL is in delivery/ledger.py):
+- A batch is claimed (status `claimed`, a lease, a unique claim id, committed) before any of
+  its messages is sent.
+- Immediately before each message's SMTP transaction, after any wait for the rate limit, the
+  sender commits a proof that it still holds the row with half its lease left, that the
+  address is still wanted and the campaign still sending (ledger.prove). No proof, no send; a
+  failed proof gives the batch back. The previous message's reply is committed in the same
+  transaction, so a crash leaves at most one message per connection in doubt.
+- Rows of a sender that is gone (lease expired by the database's clock, or a dead process on
+  this machine) are recovered: proven ones become `in_doubt` (only the operator resends them),
+  the others `pending`. A stalled sender cannot send a row that was given back.
+- A campaign is done only when every row is final.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -32,7 +33,7 @@ from mailer.contacts.addresses import smtp_form, verp_encode
 from mailer.delivery import failpoints, ledger
 from mailer.delivery.campaigns import get_campaign, is_complete, status_counts
 from mailer.delivery.compiler import Compiler, campaign_renderer
-from mailer.delivery.ledger import Claimed, holder_name
+from mailer.delivery.ledger import Claimed, Verdict, new_holder
 from mailer.delivery.lock import (
     LOCK_TTL,
     SENDER_LOCK,
@@ -42,6 +43,7 @@ from mailer.delivery.lock import (
     this_process,
 )
 from mailer.delivery.message import Recipient
+from mailer.delivery.progress import Progress, RunResult, clean_name
 from mailer.delivery.throttle import SharedRateLimiter
 from mailer.delivery.transport import Connection, Outcome, Reply, Transport
 from mailer.errors import MailerError, SendError, TransportError
@@ -56,69 +58,8 @@ from mailer.store.models import (
     SuppressionReason,
 )
 
-# A connection commits its replies every `ledger_group_size` messages or every second, whichever
-# comes first, and looks again at the campaign (paused? cancelled?) and at its claimed rows
-# (unsubscribed? suppressed?) in the same transaction.
-RECHECK_SECONDS = 1.0
 MAX_CONNECTION_FAILURES = 5
 MAX_BACKOFF = timedelta(hours=6)
-
-
-def clean_name(name: str) -> str:
-    """A display name safe for a header: no line breaks or control characters (Excel's
-    Alt+Enter, a pasted signature) and no runs of spaces."""
-    if name.isprintable() and "  " not in name and name == name.strip():
-        return name
-    return " ".join("".join(ch if ch.isprintable() else " " for ch in name).split())
-
-
-# --- progress -----------------------------------------------------------------------------
-
-
-@dataclass
-class Progress:
-    """Counters of one run, shared by the connection threads."""
-
-    total: int = 0
-    sent: int = 0
-    failed: int = 0
-    deferred: int = 0
-    skipped: int = 0
-    in_doubt: int = 0
-    cancelled: int = 0
-    started: float = field(default_factory=time.monotonic)
-    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-
-    def add(self, outcome: str, n: int = 1) -> None:
-        with self.lock:
-            setattr(self, outcome, getattr(self, outcome) + n)
-
-    @property
-    def done(self) -> int:
-        return self.sent + self.failed + self.deferred + self.skipped + self.in_doubt \
-            + self.cancelled
-
-    @property
-    def rate(self) -> float:
-        elapsed = time.monotonic() - self.started
-        return self.sent / elapsed if elapsed > 0 else 0.0
-
-    def as_dict(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in ("sent", "failed", "deferred", "skipped",
-                                               "in_doubt", "cancelled")}
-
-
-# --- the engine -------------------------------------------------------------------------------
-
-
-@dataclass
-class RunResult:
-    campaign_id: int
-    progress: Progress
-    complete: bool
-    counts: dict[str, int]
-    next_retry: datetime | None
-    stopped_by: str = ""  # "", "paused", "cancelled", "limit", "interrupted"
 
 
 class Deliverer:
@@ -293,7 +234,6 @@ class Deliverer:
             yield conn
 
     def _thread_main(self) -> None:
-        me = holder_name(self.worker, threading.get_ident(), self.settings.ledger_group_size)
         conn = self.transport.open()
         try:
             while not self.stop.is_set():
@@ -301,6 +241,7 @@ class Deliverer:
                 if size == 0:
                     self.stopped_by = self.stopped_by or "limit"
                     break
+                me = new_holder(self.worker, threading.get_ident())  # one per batch
                 rows = self._claim(me, size)
                 if rows is None:  # paused or cancelled
                     self._give_back_quota(size)
@@ -357,36 +298,46 @@ class Deliverer:
         self.progress.add("cancelled", int(result.rowcount or 0))
 
     def _send_batch(self, me: str, conn: Connection, rows: list[Claimed]) -> None:
-        """Send a claimed batch in id order (recovery relies on it), committing the replies at
-        least every `ledger_group_size` messages and every second; each commit also looks at
-        the campaign again (paused? cancelled?) and at the rows still to send (unsubscribed?).
-        Stop early, giving the rest back, on pause, cancel, stop, or when half the lease is
-        gone, so no message is ever started after its lease could expire."""
+        """Send a claimed batch in id order. Each message waits for its rate token, then its
+        proof is committed (with the previous reply), then it is sent: so the last word on
+        an unsubscribe, a pause or a lost claim comes after every wait, immediately before the
+        SMTP transaction. A failed proof or a stop gives the rest of the batch back."""
         assert self.limiter is not None
-        group = self.settings.ledger_group_size
-        pending: list[tuple[Claimed, Reply]] = []
-        unsent = deque(rows)
-        deadline = time.monotonic() + self.settings.lease_seconds / 2
-        next_check = time.monotonic() + RECHECK_SECONDS
+        half = timedelta(seconds=self.settings.lease_seconds / 2)
+        # The rate limiter gives up once half the lease is gone (an hourly quota can keep a
+        # sender waiting for long); the proof would refuse the row after that anyway.
+        deadline = time.monotonic() + half.total_seconds()
+        pending: list[tuple[Claimed, Reply]] = []  # the reply not yet committed (at most one)
+        unsent = list(reversed(rows))  # popped from the end: lowest id first
         failures = 0
         try:
-            while unsent:
-                if self.stop.is_set() or (len(unsent) < len(rows)
-                                          and time.monotonic() >= deadline):
-                    break
-                if pending and (len(pending) >= group or time.monotonic() >= next_check):
-                    next_check = time.monotonic() + RECHECK_SECONDS
-                    go_on = self._flush(me, pending, unsent)
-                    pending = []
-                    if not go_on or not unsent:
-                        break
-                d = unsent[0]
-                # Waiting for a rate token counts against the lease too (an hourly quota can
-                # keep a sender waiting for long): no token before the deadline, give back.
+            while unsent and not self.stop.is_set():
                 if not self.limiter.wait(self.stop, until=deadline):
                     break
-                reply = self._send_one(conn, d)
-                unsent.popleft()
+                d = unsent[-1]
+                # A variant that cannot be rendered stops the run (see _send_one): find out
+                # before the proof, so the row goes back untouched.
+                assert self.compiler is not None
+                self.compiler.get(d.language, d.list_id)
+                verdict = self._prove(me, d, pending, half)
+                pending = []
+                if verdict == Verdict.OPTED_OUT:
+                    unsent.pop()
+                    self.progress.add("skipped")
+                    continue
+                if verdict != Verdict.GO:
+                    break
+                unsent.pop()
+                failpoints.hit("after_commit")
+                try:
+                    reply = self._send_one(conn, d)
+                except TransportError:
+                    # Raised only before the server accepted anything of this message (the
+                    # sender refused): it was not sent, so it goes back with the rest.
+                    with self._transaction() as s:
+                        ledger.unprove(s, me, d.id)
+                    unsent.append(d)
+                    raise
                 failpoints.hit("after_reply")
                 pending.append((d, reply))
                 # A server that keeps failing before accepting anything is down or refusing
@@ -400,7 +351,8 @@ class Deliverer:
                     )
         finally:
             if pending:
-                self._flush(me, pending, deque())
+                with self._transaction() as s:
+                    self._write_replies(s, me, pending)
             if unsent:
                 self._release(me, [d.id for d in unsent])
 
@@ -417,56 +369,41 @@ class Deliverer:
         except (MailerError, ValueError, KeyError, UnicodeError) as err:
             # One malformed row must not stop the campaign (or a worker) for everyone else.
             return Reply(0, f"could not build the message: {err}", Outcome.FAILED)
-        env_from = (verp_encode(self.envelope_from, address) if self.settings.verp
-                    else self.envelope_from)
+        env_from = (verp_encode(self.envelope_from, address, secret_key=self.settings.secret_key,
+                                campaign_id=self.campaign_id)
+                    if self.settings.verp else self.envelope_from)
         return conn.send(env_from, address, message, smtputf8=utf8)
 
-    def _flush(self, me: str, pending: list[tuple[Claimed, Reply]],
-               unsent: deque[Claimed]) -> bool:
-        """Commit a group of replies and, in the same transaction, look at the campaign and the
-        rows still to send. Returns False when the sender must stop (paused, cancelled)."""
+    def _prove(self, me: str, d: Claimed, pending: list[tuple[Claimed, Reply]],
+               half: timedelta) -> Verdict:
+        """One transaction: commit the replies so far, then the proof for `d` (ledger.prove)."""
+        with self._transaction() as s:
+            self._write_replies(s, me, pending)
+            verdict, status = ledger.prove(s, me, d.id, self.list_ids, half, clock.now())
+        if verdict == Verdict.STOPPED:
+            self.stopped_by = CampaignStatus(status).value if status else "cancelled"
+        return verdict
+
+    def _write_replies(self, s: DbConnection, me: str,
+                       pending: list[tuple[Claimed, Reply]]) -> None:
+        if not pending:
+            return
         now = clock.now()
         results = [self._result(d, reply, now) for d, reply in pending]
-        with self._transaction() as s:
-            ledger.record(s, me, results, now)
-            bad = [(d, reply) for d, reply in pending if reply.outcome == Outcome.BAD_ADDRESS]
-            if bad:
-                from mailer.contacts.suppressions import suppress
+        ledger.record(s, me, results, now)
+        bad = [(d, reply) for d, reply in pending if reply.outcome == Outcome.BAD_ADDRESS]
+        if bad:
+            from mailer.contacts.suppressions import suppress
 
-                # A session inside this transaction: suppress() works on ORM objects.
-                with Session(bind=s) as orm:
-                    for d, reply in bad:
-                        suppress(orm, d.email, SuppressionReason.HARD_BOUNCE,
-                                 source=f"campaign {self.campaign_id}: {reply.code} "
-                                        f"{reply.text[:150]}", actor=me)
-                    orm.flush()
-            # The rows sent before the next commit (a group) are the ones to look at: each
-            # later row is looked at by the commit just before its turn. A row found opted out
-            # makes room for the next one, which is looked at too.
-            group = self.settings.ledger_group_size
-            rows, start, kept = list(unsent), 0, 0
-            gone: set[int] = set()
-            while True:
-                upcoming = rows[start:start + group - kept]
-                status, out = ledger.still_wanted(s, self.campaign_id, self.list_ids, me,
-                                                  upcoming, now)
-                gone |= out
-                start += len(upcoming)
-                kept += len(upcoming) - len(out)
-                if not out or status != CampaignStatus.SENDING or start >= len(rows):
-                    break
-        failpoints.hit("after_commit")
+            # A session inside this transaction: suppress() works on ORM objects.
+            with Session(bind=s) as orm:
+                for d, reply in bad:
+                    suppress(orm, d.email, SuppressionReason.HARD_BOUNCE,
+                             source=f"campaign {self.campaign_id}: {reply.code} "
+                                    f"{reply.text[:150]}", actor=me)
+                orm.flush()
         for r in results:
             self.progress.add(r.status.value)
-        if gone:
-            self.progress.add("skipped", len(gone))
-            still = [d for d in unsent if d.id not in gone]
-            unsent.clear()
-            unsent.extend(still)
-        if status != CampaignStatus.SENDING:
-            self.stopped_by = CampaignStatus(status).value if status else "cancelled"
-            return False
-        return True
 
     def _result(self, d: Claimed, reply: Reply, now: datetime) -> ledger.Result:
         """The ledger row's new state for one reply."""

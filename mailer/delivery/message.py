@@ -16,6 +16,7 @@ import email.utils
 import hashlib
 import hmac
 import html
+import re
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,7 +31,8 @@ from itsdangerous.signer import HMACAlgorithm
 from mailer import clock, tokens
 from mailer.config import Settings
 from mailer.contacts.addresses import smtp_form
-from mailer.errors import ConfigError
+from mailer.errors import ConfigError, MailerError
+from mailer.private import write_private
 from mailer.releases.personalise import PersonalTemplate
 
 
@@ -82,29 +84,89 @@ def sender_for(settings: Settings, list_name: str, list_slug: str,
                   domain=address.rpartition("@")[2].lower())
 
 
-def message_id(campaign_id: int, contact_id: int, nonce: str, domain: str) -> str:
-    """Deterministic per (campaign, contact): a resend of an in-doubt message keeps its id."""
-    return f"<c{campaign_id}.r{contact_id}.{nonce}@{domain}>"
+def message_id(campaign_id: int, contact_id: int, secret_key: str, domain: str) -> str:
+    """`<c12.TAG@domain>`, TAG an HMAC of (campaign, contact) under the secret key.
+
+    Deterministic per (campaign, contact), so a resend of an in-doubt message keeps its id, and
+    unguessable: a recipient who sees their own id cannot write another recipient's, so a report
+    quoting an id found in the ledger proves it is about the message sent to that recipient.
+    """
+    return message_id_maker(secret_key, domain)(campaign_id, contact_id)
+
+
+def message_id_maker(secret_key: str, domain: str) -> Callable[[int, int], str]:
+    """message_id for many recipients, with the HMAC key derived once."""
+    prepared = hmac.new(message_id_key(secret_key), digestmod=hashlib.sha256)
+
+    def make(campaign_id: int, contact_id: int) -> str:
+        mac = prepared.copy()
+        mac.update(f"{campaign_id}:{contact_id}".encode())
+        # 24 hex characters: 96 bits, beyond guessing.
+        return f"<c{campaign_id}.{mac.hexdigest()[:24]}@{domain}>"
+
+    return make
+
+
+def message_id_key(secret_key: str) -> bytes:
+    """The HMAC key of Message-IDs: derived, so it differs from every other use of the secret."""
+    return hmac.new(secret_key.encode(), b"mailer message-id v1", hashlib.sha256).digest()
 
 
 def test_message_id(domain: str) -> str:
-    return f"<test.{secrets.token_hex(8)}@{domain}>"
+    """A test message's id: random, never in the ledger, so no report about it proves anything."""
+    return f"<test.{secrets.token_hex(12)}@{domain}>"
 
 
 def campaign_nonce(secret_key: str, campaign_id: int) -> str:
-    """A short value that makes Message-IDs unguessable across installations."""
+    """A short per-campaign value, kept in the campaign's plan (no longer part of Message-IDs)."""
     digest = hmac.new(secret_key.encode(), f"campaign:{campaign_id}".encode(), hashlib.sha256)
     return digest.hexdigest()[:10]
 
 
+class HeaderValueError(MailerError):
+    """A header value holds a line break: it would end the header and start another."""
+
+
+# Every character str.splitlines() treats as a line end: a mail reader may break a line there.
+_LINE_BREAK = re.compile(r"[\r\n\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")
+# The same, except the one fold a value may already hold: the one email.header writes between
+# two RFC 2047 encoded words of a long non-ASCII name ("?=\n =?", from _address_header and
+# _list_id_value). Its next line starts with a space, so it continues the header; any other
+# line break (a bare "\n ", which may leave a line of blanks some readers take for the end of
+# the headers, included) is refused.
+_BREAK_NOT_FOLD = re.compile(
+    r"\r|(?<!\?=)\n|\n(?! =\?)|[\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]"
+)
+
+
+def check_header_value(name: str, value: str) -> str:
+    """`value` unchanged, or HeaderValueError if it holds a line break (header injection)."""
+    found = _BREAK_NOT_FOLD.search(value)
+    if found is not None:
+        raise HeaderValueError(f"{name}: the value {value!r} holds a line break "
+                               f"({found.group(0)!r}): refused")
+    return value
+
+
+def one_line(text: str) -> str:
+    """Data shown in a header (a name): each line break becomes a space."""
+    return _LINE_BREAK.sub(" ", text)
+
+
 def _fold(name: str, value: str) -> bytes:
-    """One unstructured header, folded at 78; non-ASCII as RFC 2047 encoded words (<= 75 each)."""
+    """One unstructured header, folded at 78; non-ASCII as RFC 2047 encoded words (<= 75 each).
+
+    The only line breaks in the result are the folds this function makes: a value holding one
+    is refused (HeaderValueError)."""
+    check_header_value(name, value)
     charset = "us-ascii" if value.isascii() else "utf-8"
     folded = Header(value, charset, maxlinelen=78, header_name=name).encode(linesep="\n")
     return f"{name}: {folded}\n".encode("ascii")
 
 
 def _address_header(name: str, address: str, header_name: str = "To") -> str:
+    check_header_value(header_name, name)
+    check_header_value(header_name, address)
     if not address.isascii():
         # An internationalised address goes out with SMTPUTF8; the header carries it as UTF-8.
         return f"{name} <{address}>" if name else address
@@ -214,7 +276,9 @@ class _Body:
 
 def _to_header(name: str, address: str) -> bytes:
     """The To header without the email package's general folder (the per-message hot path)."""
-    value = _address_header(name, address)
+    # A name is data (from a web form or a spreadsheet cell); a line break in it is shown as a
+    # space. The address was validated on the way in; a break there is refused.
+    value = check_header_value("To", _address_header(one_line(name), address))
     if len(value) > 900:
         return _fold("To", value)
     return b"To: " + value.encode("utf-8") + b"\n"
@@ -318,6 +382,8 @@ class CompiledVariant:
         self._unsubscribe = _TokenMaker(settings.secret_key, tokens.UNSUBSCRIBE)
         self._preferences = _TokenMaker(settings.secret_key, tokens.PREFERENCES)
         self._mailto = f"mailto:{self.unsubscribe_address}?subject=unsubscribe%20".encode()
+        # Both are written into List-Unsubscribe for every recipient without _fold.
+        check_header_value("List-Unsubscribe", self.base_url + " " + self.unsubscribe_address)
 
     def personal_values(self, r: Recipient) -> dict[str, str]:
         """The values a layout's placeholders take for this recipient."""
@@ -357,6 +423,9 @@ class CompiledVariant:
 
 
 def _list_id_value(sender: Sender) -> str:
+    check_header_value("List-Id", sender.list_name)
+    # Checked before encoding: an encoded word would hide the line break from _fold.
+    check_header_value("List-Id", sender.list_name)
     ident = f"<{sender.list_slug}.{sender.domain}>"
     if sender.list_name.isascii():
         return f"{sender.list_name} {ident}" if sender.list_name else ident
@@ -415,8 +484,10 @@ def generate_dkim_key(path: Path, selector: str, domain: str, bits: int = 2048) 
     pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                             serialization.NoEncryption())
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.touch(mode=0o600)
-    path.write_bytes(pem)
+    try:
+        write_private(path, pem)
+    except FileExistsError:
+        raise ConfigError(f"{path} already exists; not overwriting a key") from None
     public = key.public_key().public_bytes(serialization.Encoding.DER,
                                            serialization.PublicFormat.SubjectPublicKeyInfo)
     p = binascii.b2a_base64(public, newline=False).decode()

@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import secrets
 import zlib
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
-    String,
     and_,
     case,
-    cast,
     exists,
     func,
     insert,
@@ -28,7 +27,10 @@ from mailer.config import Settings
 from mailer.contacts.lists import get_list
 from mailer.delivery.campaigns import status_counts
 from mailer.delivery.message import campaign_nonce
+from mailer.delivery.message_ids import message_id_column
 from mailer.errors import InvalidInputError, SendError
+from mailer.releases.languages import choose as choose_language
+from mailer.releases.languages import normalise as normalise_language
 from mailer.store import audit
 from mailer.store.models import (
     Campaign,
@@ -62,6 +64,11 @@ class Plan:
     @property
     def total(self) -> int:
         return sum(self.by_language.values())
+
+    @property
+    def due(self) -> int:
+        """Messages a run would send now: pending, and deferred ones (their retry may wait)."""
+        return self.statuses.get("pending", 0) + self.statuses.get("deferred", 0)
 
 
 def audience_key(list_slugs: Sequence[str], tags: Sequence[str]) -> str:
@@ -152,10 +159,15 @@ def plan_campaign(
     session.flush()
     nonce = campaign_nonce(settings.secret_key or secrets.token_hex(8), campaign.id)
     domain = settings.from_address.rpartition("@")[2].lower()
-    languages = sorted(release.variants)
+    # Unguessable and the same on every resend: an HMAC of (campaign, contact), see
+    # bounces/proof.py.
+    msgid = message_id_column(session, campaign.id, settings.secret_key or secrets.token_hex(16),
+                              domain, Contact.id)
+    language = language_case(session, [ml.id for ml in lists], release.variants,
+                             release.default_language)
     for ml in lists:
-        _insert_deliveries(session, campaign, ml, tags, languages, release.default_language,
-                           nonce, domain, now, release.id)
+        _insert_deliveries(session, campaign, ml, tags, language, msgid, now,
+                           release.id)
     if not smtputf8:
         _skip_smtputf8(session, campaign.id)
     by_language: dict[str, int] = dict(session.execute(
@@ -171,21 +183,70 @@ def plan_campaign(
                 release.slug)
 
 
+def audience_languages(session: Session, list_slugs: Sequence[str],
+                       default_language: str) -> dict[str, int]:
+    """Subscribed, unsuppressed contacts on any of these lists, counted once, per language.
+
+    Tags are normalised (mailer.releases.languages); a contact without a language is counted
+    under `default_language` (pass the release's: that is what the planner gives them). This is
+    what `release check` warns about, handed to the pure check_release."""
+    list_ids = [get_list(session, slug).id for slug in list_slugs]
+    if not list_ids:
+        return {}
+    suppressed = exists(select(Suppression.id).where(Suppression.email == Contact.email))
+    # Counted by the database, one row per language: the audience may be a million contacts.
+    rows = session.execute(
+        select(Contact.language, func.count(func.distinct(Contact.id)))
+        .join(Subscription, Subscription.contact_id == Contact.id)
+        .where(Subscription.list_id.in_(list_ids),
+               Subscription.status == SubscriptionStatus.SUBSCRIBED,
+               ~suppressed)
+        .group_by(Contact.language)
+    )
+    counts: Counter[str] = Counter()
+    for language, n in rows:
+        counts[normalise_language(language) or default_language] += n
+    return dict(sorted(counts.items()))
+
+
+def language_case(session: Session, list_ids: Sequence[int], variants: Collection[str],
+                  default_language: str) -> Any:
+    """SQL for the variant each contact of these lists gets, generated from the Python rule.
+
+    The rule (mailer.releases.languages.choose) is applied to each distinct language value
+    stored for these lists' contacts (a handful: one per way of writing a language), and the
+    answers become `CASE language WHEN IN (...) THEN variant ... ELSE default END`. So the
+    planner cannot disagree with `release check` or `release preview`, on either engine. A
+    contact whose language is first written between this query and the INSERT (PostgreSQL,
+    another connection) gets the default; SQLite plans under its write lock.
+    """
+    stored = session.scalars(
+        select(Contact.language).distinct()
+        .join(Subscription, Subscription.contact_id == Contact.id)
+        .where(Subscription.list_id.in_(list_ids))
+    ).all()
+    readers: dict[str, list[str]] = {}
+    for raw in stored:
+        if raw is None:
+            continue  # NULL is in no IN (...) list: the ELSE gives it the default
+        chosen = choose_language(raw, variants, default_language)
+        if chosen != default_language:
+            readers.setdefault(chosen, []).append(raw)
+    if not readers:
+        return literal(default_language)
+    return case(*[(Contact.language.in_(sorted(raws)), literal(variant))
+                  for variant, raws in sorted(readers.items())],
+                else_=literal(default_language))
+
+
 def _insert_deliveries(session: Session, campaign: Campaign, ml: MailingList,
-                       tags: Sequence[str], languages: list[str], default_language: str,
-                       nonce: str, domain: str, now: datetime, release_id: int) -> None:
+                       tags: Sequence[str], language: Any, msgid: Any,
+                       now: datetime, release_id: int) -> None:
     # One INSERT ... SELECT per list, in the order given: a contact on several lists gets one
     # row, attributed to the first list. Nothing is loaded into Python, whatever the list size.
+    # `language` is the SQL of language_case.
     # The INSERT's own table, aliased so the NOT EXISTS below does not correlate with it.
     planned = Delivery.__table__.alias("planned")
-    primary = func.substr(Contact.language, 1, 2)
-    language = case(
-        (Contact.language.in_(languages), Contact.language),
-        (primary.in_(languages), primary),
-        else_=literal(default_language),
-    )
-    msgid = (literal(f"<c{campaign.id}.r") + cast(Contact.id, String)
-             + literal(f".{nonce}@{domain}>"))
     conditions = [
         Subscription.list_id == ml.id,
         Subscription.status == SubscriptionStatus.SUBSCRIBED,

@@ -1,12 +1,22 @@
-"""The steps of `mailer send`, each a library call the CLI strings together."""
+"""Sending a release: the one entry point, `send_release`, and the steps it is made of.
+
+`mailer send`, `mailer demo` and (later) the web console call send_release; `campaigns resume`
+calls resume_campaign, the same last step for a campaign planned earlier. Callers differ only in
+how they ask for confirmation (a y/N prompt, a page) and show progress: both are callbacks.
+
+The steps, in order: load the release and refuse it when `release check` finds errors (rendering
+only the variants this audience reads); test sends stop there; prove the transport works; plan
+(find or create the campaign, freeze its audience) or, for a dry run, plan and build every
+message inside a transaction that is rolled back; confirm; deliver.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -14,58 +24,206 @@ from sqlalchemy.orm import Session
 from mailer import clock
 from mailer.config import Settings
 from mailer.delivery.campaigns import get_campaign
-from mailer.delivery.message import dkim_signer
-from mailer.delivery.planning import Plan, plan_campaign, store_release
+from mailer.delivery.message import Recipient, dkim_signer
+from mailer.delivery.planning import Plan, audience_languages, plan_campaign, store_release
 from mailer.delivery.transport import OutboxTransport, SmtpTransport, open_transport
-from mailer.errors import MailerError, ReleaseError, SendError
+from mailer.errors import NotFoundError, ReleaseError, SendError
+from mailer.releases.languages import choose
 from mailer.store.db import session_scope
-from mailer.store.models import CampaignStatus, MailingList
+from mailer.store.models import CampaignStatus, Contact, Delivery, MailingList
+
+if TYPE_CHECKING:
+    # Rendering and checking are imported when a release is loaded, not when the CLI starts.
+    from mailer.delivery.engine import Progress, RunResult
+    from mailer.delivery.testsend import TestResult
+    from mailer.releases.checks import Finding
+    from mailer.releases.source import Release
+
+# Given the number of messages due, the callback the engine calls with each Progress (the CLI
+# passes its ProgressBar class: ProgressBar(due) is such a callback).
+ProgressFactory = Callable[[int], Callable[["Progress"], None]]
+SendStatus = Literal["tested", "dry-run", "scheduled", "nothing-left", "declined", "sent"]
 
 
 @dataclass
-class Loaded:
-    """A release that passed its check, with the variants the check rendered for this
-    audience (the send uses them instead of rendering and inlining again)."""
+class Checked:
+    """A release after its check: the findings, its audience's languages (None when unknown)
+    and the variants the check rendered (a send uses them instead of rendering again)."""
 
-    release: Any
+    release: Release
+    findings: list[Finding]
+    audience: dict[str, int] | None
     rendered: dict[str, Any] = field(default_factory=dict)
 
 
-def load_for_sending(path: str | Path, settings: Settings,
-                     list_slugs: Sequence[str] = ()) -> Loaded:
-    """Load a release and refuse it when `release check` finds errors.
+@dataclass(frozen=True)
+class DryRun:
+    """Every message of a planned campaign, built and not sent."""
 
-    Only the variants this audience will receive are rendered (all of them when the audience
-    is unknown), with the footer the campaign will carry: one list is named in it.
+    messages: int
+    size: int
+    by_language: dict[str, int]
+    sample: bytes | None
+
+
+@dataclass
+class SendOutcome:
+    """What send_release did. `status` says which of the other fields are set:
+
+    tested: `tests`; dry-run: `plan` and `built`; scheduled, nothing-left, declined: `plan`;
+    sent: `plan` and `result` (the run may have stopped early: see result.stopped_by).
     """
-    from mailer.releases.checks import audience_languages, check_release, variant_for
-    from mailer.releases.source import load_release
 
-    release = load_release(path, settings.default_language)
-    languages = None
-    list_name = None
+    status: SendStatus
+    release: Release
+    transport: str = ""
+    plan: Plan | None = None
+    tests: list[TestResult] = field(default_factory=list)
+    built: DryRun | None = None
+    result: RunResult | None = None
+
+
+def send_release(
+    settings: Settings,
+    path: str | Path,
+    audience: Sequence[str] = (),
+    *,
+    confirm: Callable[[Plan], bool],
+    tags: Sequence[str] = (),
+    on_plan: Callable[[Plan, str], None] | None = None,
+    on_progress: ProgressFactory | None = None,
+    dry_run: bool = False,
+    tests: Sequence[str] = (),
+    at: datetime | None = None,
+    not_after: datetime | None = None,
+    rate: float | None = None,
+    limit: int | None = None,
+    new_version: bool = False,
+    created_by: str = "",
+) -> SendOutcome:
+    """Send the release at `path` to the lists `audience` (default: the release's `lists`).
+
+    `tests`: send every variant to these addresses only (no campaign). `dry_run`: plan and
+    build every message, store and send nothing. `at`: schedule (a worker starts it).
+    `on_plan(plan, transport)` is called once the audience is frozen (after building, for a dry
+    run); `confirm(plan)` only when there is something to send now: False (or an exception)
+    forgets a campaign this call created, so a declined send stores nothing.
+    """
+    checked = load_for_sending(path, settings, audience)
+    release = checked.release
+    if tests:
+        from mailer.delivery.testsend import send_test
+        from mailer.releases.render import render_release
+
+        transport = checked_transport(settings)
+        results = send_test(settings, render_release(release, settings), tests, transport,
+                            embargo=release.embargo)
+        return SendOutcome("tested", release, transport.describe(), tests=results)
+    slugs = audience_of(release, audience)
+    transport = checked_transport(settings)
+    described = transport.describe()
+    smtputf8 = transport.supports_smtputf8()
+    if dry_run:
+        p, built = build_dry_run(settings, release, slugs, tags, smtputf8=smtputf8,
+                                 transport=described, new_version=new_version,
+                                 rendered=checked.rendered)
+        if on_plan is not None:
+            on_plan(p, described)
+        return SendOutcome("dry-run", release, described, plan=p, built=built)
+    p = plan(settings, release, slugs, tags, smtputf8=smtputf8, transport=described,
+             not_before=at, not_after=not_after, rate=rate, new_version=new_version,
+             created_by=created_by)
+    if on_plan is not None:
+        on_plan(p, described)
+    if p.campaign.status == CampaignStatus.SCHEDULED:
+        return SendOutcome("scheduled", release, described, plan=p)
+    if p.campaign.status == CampaignStatus.DONE or (not p.due and not p.created):
+        return SendOutcome("nothing-left", release, described, plan=p)
+    try:
+        go = confirm(p)
+    except BaseException:
+        if p.created:
+            discard_draft(settings, p.campaign.id)
+        raise
+    if not go:
+        if p.created:
+            discard_draft(settings, p.campaign.id)
+        return SendOutcome("declined", release, described, plan=p)
+    from mailer.delivery.engine import deliver
+
+    result = deliver(settings, p.campaign.id, transport, limit=limit, rate_per_second=rate,
+                     on_progress=on_progress(p.due) if on_progress else None,
+                     rendered=checked.rendered)
+    return SendOutcome("sent", release, described, plan=p, result=result)
+
+
+def resume_campaign(settings: Settings, campaign_id: int, *, limit: int | None = None,
+                    on_progress: ProgressFactory | None = None) -> RunResult:
+    """Carry on sending a campaign planned earlier (paused, interrupted, retries due)."""
+    from mailer.delivery import campaigns
+    from mailer.delivery.engine import deliver
+
+    transport = checked_transport(settings)
+    with session_scope(settings) as s:
+        campaigns.resume(s, campaign_id)
+        due = campaigns.due_count(s, campaign_id)
+    return deliver(settings, campaign_id, transport, limit=limit,
+                   on_progress=on_progress(due) if on_progress else None)
+
+
+# --- the steps ---------------------------------------------------------------------------------
+
+
+def check_for_lists(settings: Settings, release: Release, list_slugs: Sequence[str] = (), *,
+                    sending: bool = False) -> Checked:
+    """`release check` with the audience of these lists (default: the release's `lists`).
+
+    An unknown list is an error finding; when `sending`, it is left to the plan (which names
+    it), only the variants the audience reads are rendered, and with the footer the campaign
+    will carry (one list is named in it).
+    """
+    from mailer.contacts.lists import get_list
+    from mailer.releases.checks import Finding, check_release
+
     slugs = list(list_slugs) or list(release.lists)
+    audience: dict[str, int] | None = None
+    missing: list[Finding] = []
+    list_name = None
     if slugs:
         with session_scope(settings) as s:
-            try:
-                languages = audience_languages(s, slugs, release.default_language)
-                if len(set(slugs)) == 1:
-                    from mailer.contacts.lists import get_list
-
-                    list_name = get_list(s, slugs[0]).name
-            except MailerError:
-                languages = None  # an unknown list: the plan says so, by name
-    wanted = None if languages is None else {
-        variant_for(lang, release.languages, release.default_language) for lang in languages}
+            known = []
+            for slug in slugs:
+                try:
+                    known.append(get_list(s, slug))
+                except NotFoundError as err:
+                    missing.append(Finding("error", f"{release.default.where}: {err}"))
+            audience = audience_languages(s, [ml.slug for ml in known], release.default_language)
+            if sending and len(set(slugs)) == 1 and known:
+                list_name = known[0].name
+    if sending and missing:
+        audience, missing = None, []
+    wanted = None if not sending or audience is None else {
+        choose(lang, release.variants, release.default_language) for lang in audience}
     rendered: dict[str, Any] = {}
-    errors = [f.message for f in check_release(release, settings, audience_languages=languages,
-                                               render_languages=wanted, list_name=list_name,
-                                               rendered_out=rendered)
-              if f.level == "error"]
+    findings = check_release(release, settings, audience_languages=audience,
+                             render_languages=wanted, list_name=list_name,
+                             rendered_out=rendered if sending else None)
+    return Checked(release, sorted(missing + findings, key=lambda f: f.level != "error"),
+                   audience, rendered)
+
+
+def load_for_sending(path: str | Path, settings: Settings,
+                     list_slugs: Sequence[str] = ()) -> Checked:
+    """Load a release and refuse it when `release check` finds errors."""
+    from mailer.releases.source import load_release
+
+    checked = check_for_lists(settings, load_release(path, settings.default_language),
+                              list_slugs, sending=True)
+    errors = [f.message for f in checked.findings if f.level == "error"]
     if errors:
         raise ReleaseError(f"{path}: `mailer release check` finds errors:\n  - "
                            + "\n  - ".join(errors))
-    return Loaded(release, rendered)
+    return checked
 
 
 def checked_transport(settings: Settings) -> SmtpTransport | OutboxTransport:
@@ -76,14 +234,14 @@ def checked_transport(settings: Settings) -> SmtpTransport | OutboxTransport:
     return transport
 
 
-def audience_of(release: Any, list_slugs: Sequence[str]) -> list[str]:
+def audience_of(release: Release, list_slugs: Sequence[str]) -> list[str]:
     slugs = list(list_slugs) or list(release.lists)
     if not slugs:
         raise SendError("no audience: give --list SLUG (or `lists:` in the release)")
     return slugs
 
 
-def _plan(session: Session, settings: Settings, release: Any, list_slugs: Sequence[str],
+def _plan(session: Session, settings: Settings, release: Release, list_slugs: Sequence[str],
           tags: Sequence[str], *, smtputf8: bool, transport: str,
           not_before: datetime | None, not_after: datetime | None, rate: float | None,
           new_version: bool, created_by: str) -> Plan:
@@ -99,7 +257,7 @@ def _plan(session: Session, settings: Settings, release: Any, list_slugs: Sequen
     )
 
 
-def plan(settings: Settings, release: Any, list_slugs: Sequence[str], tags: Sequence[str],
+def plan(settings: Settings, release: Release, list_slugs: Sequence[str], tags: Sequence[str],
          *, smtputf8: bool, transport: str, not_before: datetime | None = None,
          not_after: datetime | None = None, rate: float | None = None,
          new_version: bool = False, created_by: str = "") -> Plan:
@@ -138,15 +296,15 @@ def plan(settings: Settings, release: Any, list_slugs: Sequence[str], tags: Sequ
         return p
 
 
-def dry_run(settings: Settings, release: Any, list_slugs: Sequence[str], tags: Sequence[str],
-            *, smtputf8: bool, transport: str, new_version: bool = False,
-            rendered: dict[str, Any] | None = None) -> tuple[Plan, Any]:
+def build_dry_run(settings: Settings, release: Release, list_slugs: Sequence[str],
+                  tags: Sequence[str], *, smtputf8: bool, transport: str,
+                  new_version: bool = False,
+                  rendered: dict[str, Any] | None = None) -> tuple[Plan, DryRun]:
     """Plan and build every message, then roll everything back: nothing is stored or sent.
 
-    `rendered`: the variants the release check rendered (`Loaded.rendered`); the others are
+    `rendered`: the variants the release check rendered (`Checked.rendered`); the others are
     rendered the way a send renders them, when a recipient needs one."""
-    from mailer.delivery.compiler import campaign_renderer
-    from mailer.delivery.trial import dry_run as build_all
+    from mailer.delivery.compiler import Compiler, campaign_renderer
     from mailer.store.db import session_factory
 
     session = session_factory(settings)()
@@ -154,10 +312,28 @@ def dry_run(settings: Settings, release: Any, list_slugs: Sequence[str], tags: S
         p = _plan(session, settings, release, list_slugs, tags, smtputf8=smtputf8,
                   transport=transport, not_before=None, not_after=None, rate=None,
                   new_version=new_version, created_by="dry-run")
-        names = dict(session.execute(select(MailingList.id, MailingList.name)).all())
-        result = build_all(session, settings, p.campaign.id, rendered or {},
-                           render=campaign_renderer(settings, p.campaign, names))
-        return p, result
+        lists = {ml.id: ml for ml in session.scalars(select(MailingList))}
+        compiler = Compiler(settings, p.campaign.id, rendered or {}, lists,
+                            render=campaign_renderer(settings, p.campaign,
+                                                     {i: ml.name for i, ml in lists.items()}))
+        count = size = 0
+        by_language: dict[str, int] = {}
+        sample = None
+        rows = session.execute(
+            select(Delivery, Contact.name).outerjoin(Contact, Contact.id == Delivery.contact_id)
+            .where(Delivery.campaign_id == p.campaign.id).order_by(Delivery.id)
+            .execution_options(yield_per=1000)
+        )
+        for d, name in rows:
+            recipient = Recipient(d.contact_id or 0, d.email, name or "", d.list_id,
+                                  d.message_id)
+            message = compiler.get(d.language, d.list_id).build(recipient)
+            count += 1
+            size += len(message)
+            by_language[d.language] = by_language.get(d.language, 0) + 1
+            if sample is None:
+                sample = message
+        return p, DryRun(count, size, by_language, sample)
     finally:
         session.rollback()
         session.close()
@@ -171,8 +347,9 @@ def discard_draft(settings: Settings, campaign_id: int) -> None:
             s.delete(campaign)
 
 
-def _front_matter(release: Any) -> dict[str, Any]:
+def _front_matter(release: Release) -> dict[str, Any]:
     meta = release.variants[release.default_language].meta
     as_dict = getattr(meta, "as_dict", None)
     data: dict[str, Any] = as_dict() if callable(as_dict) else {}
     return {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in data.items()}
+

@@ -3,6 +3,7 @@
 Several `mailer worker` processes on several machines send one campaign; the campaign's rate
 (messages a second) and the provider's quota (messages an hour) hold for all of them together
 because every message takes its token from the same database row. Used only when a limit is set.
+The table itself is written only by mailer/store/ratelimit.py.
 """
 
 from __future__ import annotations
@@ -11,37 +12,12 @@ import math
 import threading
 import time
 from contextlib import AbstractContextManager, nullcontext
-from datetime import datetime, timedelta
+from datetime import datetime
 
-from sqlalchemy import delete, select, update
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from mailer import clock
-from mailer.store.models import RateLimit
-
-
-def take(session: Session, key: str, window: int, allowance: int, now: datetime) -> float:
-    """Take one token from the window holding `now`; 0 when granted, else seconds to wait."""
-    epoch = int(now.timestamp())
-    start = epoch - epoch % window
-    row_key = f"{key}:{window}:{start}"
-    granted = session.execute(
-        update(RateLimit).where(RateLimit.key == row_key, RateLimit.count < allowance)
-        .values(count=RateLimit.count + 1)
-    )
-    if granted.rowcount:  # type: ignore[attr-defined]
-        return 0.0
-    exists = session.scalar(select(RateLimit.count).where(RateLimit.key == row_key))
-    if exists is None:
-        try:
-            with session.begin_nested():
-                session.add(RateLimit(key=row_key, count=1,
-                                      window_start=datetime.fromtimestamp(start, now.tzinfo)))
-            return 0.0
-        except IntegrityError:  # another sender opened the window first: try again
-            return 0.001
-    return max(0.001, start + window - now.timestamp())
+from mailer.store.ratelimit import purge_send, take, untake
 
 
 class SharedRateLimiter:
@@ -72,13 +48,13 @@ class SharedRateLimiter:
             delay = 0.0
             with self.lock, self.factory() as s, s.begin():
                 if self.per_hour:
-                    delay = take(s, "send:hour", 3600, self.per_hour, now)
+                    delay = take(s, "hour", 3600, self.per_hour, now)
                 if not delay and self.per_second:
                     window, allowance = _window(self.per_second)
-                    delay = take(s, f"send:campaign:{self.campaign_id}", window, allowance, now)
+                    delay = take(s, f"campaign:{self.campaign_id}", window, allowance, now)
                     if delay and self.per_hour:
                         # Give the hourly token back: this message is not going yet.
-                        _give_back(s, "send:hour", 3600, now)
+                        untake(s, "hour", 3600, now)
                 self._cleanup(s, now)
             if not delay:
                 return True
@@ -89,8 +65,7 @@ class SharedRateLimiter:
         if time.monotonic() - self.last_cleanup < 60:
             return
         self.last_cleanup = time.monotonic()
-        s.execute(delete(RateLimit).where(RateLimit.key.like("send:%"),
-                                          RateLimit.window_start < now - timedelta(hours=2)))
+        purge_send(s, now)
 
 
 def _window(per_second: float) -> tuple[int, int]:
@@ -98,11 +73,3 @@ def _window(per_second: float) -> tuple[int, int]:
     if per_second >= 1:
         return 1, int(per_second)
     return max(1, math.ceil(1 / per_second)), 1
-
-
-def _give_back(s: Session, key: str, window: int, now: datetime) -> None:
-    epoch = int(now.timestamp())
-    start = epoch - epoch % window
-    s.execute(update(RateLimit).where(RateLimit.key == f"{key}:{window}:{start}",
-                                      RateLimit.count > 0)
-              .values(count=RateLimit.count - 1))

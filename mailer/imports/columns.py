@@ -59,8 +59,11 @@ class Columns:
 
 
 def map_columns(path: Path, headers: list[str], line: int,
-                overrides: dict[str, str] | None = None) -> Columns:
-    """Match the header row to fields; raise ImportFileError when there is no email column."""
+                overrides: dict[str, str] | None = None, *, sheet: str | None = None) -> Columns:
+    """Match the header row to fields; raise ImportFileError when there is no email column.
+
+    `sheet` names the XLSX sheet read; without an email column, the error then says which
+    sheets the workbook holds and which of them has one (`--sheet NAME` to pick it)."""
     overrides = overrides or {}
     for name in overrides:
         if name not in FIELDS:
@@ -90,9 +93,10 @@ def map_columns(path: Path, headers: list[str], line: int,
         at = [i for i, h in enumerate(headers) if "@" in h and " " not in h.strip()]
         if not at:
             shown = ", ".join(repr(h) for h in headers if h) or "nothing"
+            where = f" of the sheet {sheet!r}" if sheet else ""
             raise ImportFileError(
-                f"{path}:{line}: no email column in the header row (found {shown}); name a "
-                "column email or 이메일, or use --map email=COLUMN"
+                f"{path}:{line}: no email column in the header row{where} (found {shown}); "
+                f"name a column email or 이메일, or use --map email=COLUMN{_sheet_hint(path)}"
             )
         # No header at all: the first row is already data (a plain list of addresses).
         headerless = True
@@ -116,6 +120,49 @@ def map_columns(path: Path, headers: list[str], line: int,
         seen.add(name)
         attributes.append((i, name))
     return Columns(fields, attributes, ignored, headers, headerless, exported)
+
+
+def email_column(headers: list[str]) -> str | None:
+    """The header of the column `map_columns` would read addresses from, else None."""
+    for header in headers:
+        if ALIASES.get(header_key(header)) == "email":
+            return header
+    for header in headers:
+        if "@" in header and " " not in header.strip():
+            return header
+    return None
+
+
+def _sheet_hint(path: Path) -> str:
+    """For a workbook: its sheets and which have an email column, as the end of a message."""
+    try:
+        with path.open("rb") as fh:
+            workbook = fh.read(4) == b"PK\x03\x04"
+    except OSError:
+        return ""
+    if not workbook:
+        return ""
+    from mailer.imports.xlsx import sheet_headers
+
+    sheets = sheet_headers(path)
+    if len(sheets) < 2:
+        return ""
+    names = ", ".join(repr(name) for name, _ in sheets)
+    found = [(name, column) for name, headers in sheets
+             if (column := email_column(headers)) is not None]
+    if not found:
+        return f". The workbook's sheets are {names}; none has an email column in its first row"
+    has = "; ".join(f"{name!r} has one ({column!r})" for name, column in found)
+    return f". The workbook's sheets are {names}; {has}: use --sheet {_shell_word(found[0][0])}"
+
+
+def _shell_word(text: str) -> str:
+    """A sheet name as it may be typed after --sheet (quoted unless letters, digits, - . _)."""
+    if re.fullmatch(r"[\w.\-]+", text):
+        return text
+    import shlex
+
+    return shlex.quote(text)
 
 
 def _find_column(path: Path, headers: list[str], line: int, column: str, name: str) -> int:

@@ -8,9 +8,10 @@ them that the file is an export. An attribute whose name the importer would read
 (e.g. "Email" or "이름") is written as `attribute:NAME`.
 
 Every cell that starts like a spreadsheet formula (= + - @ tab CR), or like an already neutralised
-one (quotes then one of those), gets one extra leading quote; the importer takes exactly one off
-again, and only in files that carry the `mailer:subscriptions` column, so a user's own cells are
-never altered (see spreadsheet.neutralise / restore).
+one (quotes then one of those), gets one extra leading quote, except plain numbers and phone
+numbers (+1 215-555-0101); the importer takes exactly one off again, and only in files that
+carry the `mailer:subscriptions` column, so a user's own cells are never altered (the rule is
+in mailer.csvsafe, shared by every CSV mailer writes).
 """
 
 from __future__ import annotations
@@ -25,9 +26,9 @@ from sqlalchemy import Select, select
 from sqlalchemy.orm import Session, selectinload
 
 from mailer.contacts.lists import get_list
+from mailer.csvsafe import write_csv
 from mailer.errors import InvalidInputError, MailerError
 from mailer.imports.columns import ALIASES, ATTRIBUTE_PREFIX, EXPORT_MARKER, FIELDS, header_key
-from mailer.imports.spreadsheet import write_csv
 from mailer.store.models import Contact, Subscription, SubscriptionStatus, Suppression
 
 BASE_COLUMNS = ["email", "name", "organisation", "language", "tags"]

@@ -33,7 +33,7 @@ from typing import Any
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
-from mailer.contacts.addresses import normalise
+from mailer.contacts.addresses import Address, normalise
 from mailer.contacts.contact import check_language
 from mailer.contacts.lists import get_list
 from mailer.errors import ImportFileError, InvalidInputError, MailerError
@@ -42,10 +42,13 @@ from mailer.imports.plan import Record, apply, plan
 from mailer.imports.spreadsheet import Row, Table, open_table, restore, write_csv
 from mailer.store import audit
 
-__all__ = ["ImportReport", "check_tag", "import_contacts", "parse_map"]
+__all__ = ["ImportReport", "check_tag", "file_rows", "import_contacts", "parse_map",
+           "read_address"]
 
-LANGUAGE_WORDS = {"english": "en", "eng": "en", "영어": "en", "korean": "ko", "kor": "ko",
-                  "kr": "ko", "한국어": "ko", "한국": "ko", "국문": "ko", "영문": "en"}
+# What Outlook and address books copy: `Name <addr>` ("Park, Minsu" quoted) or `addr (Name)`.
+_ANGLE = re.compile(r'^(?P<name>[^<>]*?)\s*<(?P<addr>[^<>\s]+)>$')
+_COMMENT = re.compile(r'^(?P<addr>[^\s()<>]+)\s*\((?P<name>[^()]*)\)$')
+MAX_WARNINGS_SHOWN = 100
 TAG_SPLIT = re.compile(r"[,;]")
 MAX_TEXT = 200  # Contact.name and Contact.organisation
 MAX_ERRORS_SHOWN = 100
@@ -75,6 +78,15 @@ class Rejected:
 
 
 @dataclass
+class RowWarning:
+    """A row imported with something read in a way its author may not expect."""
+
+    line: int
+    message: str
+    email: str
+
+
+@dataclass
 class ImportReport:
     """What an import did (or, with dry_run, would do). See README for the JSON shape."""
 
@@ -96,6 +108,8 @@ class ImportReport:
     errors_file: str | None = None
     counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(COUNTS, 0))
     rejected: list[Rejected] = field(default_factory=list)
+    warnings: list[RowWarning] = field(default_factory=list)
+    default_language: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """The stable JSON shape of the report."""
@@ -118,6 +132,9 @@ class ImportReport:
             "errors": [{"line": r.line, "reason": r.reason, "email": r.email}
                        for r in self.rejected[:MAX_ERRORS_SHOWN]],
             "errors_file": self.errors_file,
+            "warnings": [{"line": w.line, "message": w.message, "email": w.email}
+                         for w in self.warnings[:MAX_WARNINGS_SHOWN]],
+            "warnings_total": len(self.warnings),
         }
 
 
@@ -137,15 +154,21 @@ def import_contacts(
     errors_path: str | Path | None = None,
     progress: Progress | None = None,
     actor: str = "",
+    default_language: str | None = None,
 ) -> ImportReport:
-    """Import a CSV/XLSX file into a list, all or nothing; see the module docstring for rules."""
+    """Import a CSV/XLSX file into a list, all or nothing; see the module docstring for rules.
+
+    `default_language` (the setting) is only named in the warning for a language cell that
+    cannot be read: such a contact is stored without a language, so it gets the default."""
     path = Path(path)
     extra_tags = [check_tag(t) for t in tags]
     report = ImportReport(file=str(path), list_slug=list_slug, dry_run=dry_run,
                           tags=list(dict.fromkeys(extra_tags)), consent_source=consent_source,
-                          errors_file=str(errors_path) if errors_path is not None else None)
+                          errors_file=str(errors_path) if errors_path is not None else None,
+                          default_language=default_language)
     with open_table(path, sheet=sheet, encoding=encoding) as table:
-        columns = map_columns(path, table.headers, table.header_line, mapping)
+        columns = map_columns(path, table.headers, table.header_line, mapping,
+                              sheet=table.sheet)
         report.format, report.encoding = table.format, table.encoding
         report.delimiter, report.sheet = table.delimiter, table.sheet
         report.columns = columns.as_names()
@@ -187,33 +210,21 @@ def _read(table: Table, columns: Columns, report: ImportReport, check_dns: bool,
     email_i = f["email"]
     name_i, first_i, last_i = f.get("name"), f.get("first_name"), f.get("last_name")
     org_i, lang_i, tags_i = f.get("organisation"), f.get("language"), f.get("tags")
-    width = len(table.headers)
     extra_tags = report.tags
     languages: dict[str, str | InvalidInputError | None] = {}
     records: dict[str, Record] = {}
     counts = report.counts
-    rows: Iterator[Row] = table.rows()
-    if columns.headerless:
-        rows = _chain([Row(table.header_line, table.headers)], rows)
-    for n, row in enumerate(rows, start=1):
+    for n, (row, cells, problem) in enumerate(file_rows(table, columns), start=1):
         counts["rows"] += 1
         if progress is not None and n % 1000 == 0:
             progress(*table.progress())
-        cells = row.cells
-        if len(cells) > width and any(cells[width:]):
-            _reject(report, row, f"{len(cells)} cells but the header has {width} (a "
-                    "delimiter inside an unquoted cell?)", "")
+        if problem is not None:
+            _reject(report, row, problem, "")
             continue
-        if len(cells) < width:
-            cells = cells + [""] * (width - len(cells))
-        if columns.exported:
-            cells = [restore(c) for c in cells]
         raw = cells[email_i]
-        if not raw:
-            _reject(report, row, "no email address", raw)
-            continue
+        written, display_name = split_mailbox(raw)
         try:
-            address = normalise(raw, check_dns=check_dns)
+            address = read_address(written, check_dns=check_dns)
         except InvalidInputError as err:
             _reject(report, row, str(err), raw)
             continue
@@ -222,7 +233,7 @@ def _read(table: Table, columns: Columns, report: ImportReport, check_dns: bool,
             name = cells[name_i]
         else:
             name = join_name(cells[first_i] if first_i is not None else "",
-                             cells[last_i] if last_i is not None else "")
+                             cells[last_i] if last_i is not None else "") or display_name
         organisation = cells[org_i] if org_i is not None else ""
         problem = None
         if len(name) > MAX_TEXT:
@@ -234,12 +245,18 @@ def _read(table: Table, columns: Columns, report: ImportReport, check_dns: bool,
             value = cells[lang_i]
             if value not in languages:
                 try:
-                    languages[value] = check_language(LANGUAGE_WORDS.get(value.casefold(), value))
+                    languages[value] = check_language(value)
                 except InvalidInputError as err:
                     languages[value] = err
             checked = languages[value]
             if isinstance(checked, InvalidInputError):
-                problem = str(checked)
+                # A language nobody can read is no reason to lose the reporter: the contact is
+                # kept without a language (so gets the default) and the report says so.
+                default = report.default_language or "the default language"
+                report.warnings.append(RowWarning(
+                    row.line, f"language {value!r} not recognised (use a code such as en or ko, "
+                              f"or a name such as English or 한국어): imported with {default}",
+                    raw))
             else:
                 language = checked
         row_tags = list(extra_tags)
@@ -267,6 +284,60 @@ def _read(table: Table, columns: Columns, report: ImportReport, check_dns: bool,
     if progress is not None:
         progress(*table.progress())
     return records
+
+
+def file_rows(table: Table, columns: Columns) -> Iterator[tuple[Row, list[str], str | None]]:
+    """Every data row of an opened file as (row, cells, problem), the one way rows are read.
+
+    Used by `contacts import` and `suppressions import`. The cells are as wide as the header
+    (short rows padded), with mailer's own export guard taken off (columns.exported); `problem`
+    says why a row cannot be read at all (more cells than the header has), else None. A
+    headerless file (a bare list of addresses) starts with its first row."""
+    width = len(table.headers)
+    rows: Iterator[Row] = table.rows()
+    if columns.headerless:
+        rows = _chain([Row(table.header_line, table.headers)], rows)
+    for row in rows:
+        cells = row.cells
+        if len(cells) > width and any(cells[width:]):
+            yield row, cells, (f"{len(cells)} cells but the header has {width} (a delimiter "
+                               "inside an unquoted cell?)")
+            continue
+        if len(cells) < width:
+            cells = cells + [""] * (width - len(cells))
+        elif len(cells) > width:
+            cells = cells[:width]
+        if columns.exported:
+            cells = [restore(c) for c in cells]
+        yield row, cells, None
+
+
+def read_address(raw: str, *, check_dns: bool = False) -> Address:
+    """The address of a cell, or InvalidInputError with the reason the row is rejected.
+
+    A cell with a display name (`Name <addr>`, `addr (Name)`) gives its address."""
+    address, _ = split_mailbox(raw)
+    if not address:
+        raise InvalidInputError("no email address")
+    return normalise(address, check_dns=check_dns)
+
+
+def split_mailbox(raw: str) -> tuple[str, str]:
+    """(address, display name) of a cell: `박민수 <m@x.com>`, `"Park, Minsu" <m@x.com>` and
+    `m@x.com (박민수)` give the name; a bare address gives ''. Anything else is returned as it
+    is, for the address check to explain."""
+    text = raw.strip()
+    if not text.endswith((">", ")")):
+        return text, ""
+    match = _ANGLE.match(text) or _COMMENT.match(text)
+    if match is None:
+        return text, ""
+    name = match.group("name").strip()
+    if len(name) >= 2 and name[0] == name[-1] == '"':
+        name = name[1:-1].replace('\\"', '"').replace("\\\\", "\\").strip()
+    elif len(name) >= 2 and name[0] == name[-1] == "'":
+        name = name[1:-1].strip()  # Outlook quotes with ' when it copies some names
+    return match.group("addr").strip(), name
 
 
 def _reject(report: ImportReport, row: Row, reason: str, email: str) -> None:

@@ -23,15 +23,18 @@ import re
 import unicodedata
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import date, datetime, time
 from pathlib import Path
-from typing import IO, Any
 
+from mailer.csvsafe import FORMULA_START, neutralise, restore, write_csv
 from mailer.errors import ImportFileError
+
+# The CSV writer and its formula guard live in mailer.csvsafe; imported here for the importer.
+__all__ = ["FORMULA_START", "Row", "Table", "neutralise", "open_table", "restore", "write_csv"]
 
 CHUNK = 1 << 20
 SAMPLE = 64 * 1024
 DELIMITERS = (",", ";", "\t", "|")
+MAX_COLUMNS = 1000  # a value further right than this is refused (CSV and XLSX)
 DELIMITER_NAMES = {",": "comma", ";": "semicolon", "\t": "tab", "|": "pipe"}
 
 _ZIP = b"PK\x03\x04"
@@ -112,7 +115,9 @@ def open_table(path: str | Path, *, sheet: str | None = None,
     except OSError as err:
         raise ImportFileError(f"{path}: cannot read: {err.strerror}") from None
     if head.startswith(_ZIP) or path.suffix.lower() in (".xlsx", ".xlsm"):
-        return _open_xlsx(path, sheet)
+        from mailer.imports.xlsx import open_xlsx
+
+        return open_xlsx(path, sheet)
     if sheet is not None:
         raise ImportFileError(f"{path}: --sheet applies to XLSX workbooks; this is a CSV file")
     if head.startswith(_OLE):
@@ -230,6 +235,14 @@ def _open_csv(path: Path, encoding: str, size: int) -> Table:
                     continue
                 if not any(c.strip() for c in cells):
                     continue
+                if len(cells) > MAX_COLUMNS:
+                    far = [i for i in range(MAX_COLUMNS, len(cells)) if cells[i].strip()]
+                    if far:
+                        raise ImportFileError(
+                            f"{path}:{start}: a value in column {far[-1] + 1}; at most "
+                            f"{MAX_COLUMNS} columns are read"
+                        )
+                    del cells[MAX_COLUMNS:]
                 yield Row(start, [clean(c) for c in cells])
         except csv.Error as err:
             raise ImportFileError(f"{path}:{previous + 1}: cannot read the CSV: {err}") from None
@@ -276,98 +289,3 @@ def sniff_delimiter(sample: str, *, truncated: bool = False) -> str:
         if score > best_score:
             best, best_score = delimiter, score
     return best
-
-
-def _open_xlsx(path: Path, sheet: str | None) -> Table:
-    import zipfile
-
-    from openpyxl import load_workbook
-
-    try:
-        wb = load_workbook(path, read_only=True, data_only=True)
-    except (zipfile.BadZipFile, KeyError, OSError, ValueError, TypeError) as err:
-        raise ImportFileError(f"{path}: not a readable XLSX workbook ({err})") from None
-    except Exception as err:  # openpyxl raises its own InvalidFileException and others
-        raise ImportFileError(f"{path}: not a readable XLSX workbook ({err})") from None
-    if sheet is None:
-        if not wb.worksheets:
-            wb.close()
-            raise ImportFileError(f"{path}: the workbook has no sheets")
-        ws = wb.worksheets[0]
-    elif sheet in wb.sheetnames:
-        ws = wb[sheet]
-    else:
-        names = ", ".join(repr(n) for n in wb.sheetnames)
-        wb.close()
-        raise ImportFileError(f"{path}: no sheet named {sheet!r} (the sheets are {names})")
-    total = ws.max_row or 0
-    done = 0
-
-    def rows() -> Iterator[Row]:
-        nonlocal done
-        for number, values in enumerate(ws.iter_rows(values_only=True), start=1):
-            done = number
-            cells = [clean(cell_text(v)) for v in values]
-            while cells and not cells[-1]:
-                cells.pop()
-            if cells:
-                yield Row(number, cells)
-
-    it = rows()
-    header = next(it, None)
-    if header is None:
-        wb.close()
-        raise ImportFileError(f"{path}: the sheet {ws.title!r} is empty")
-    return Table(path=path, format="xlsx", headers=header.cells, header_line=header.line,
-                 sheet=ws.title, _rows=it, _progress=lambda: (done, max(total, done)),
-                 _close=wb.close)
-
-
-def cell_text(value: Any) -> str:
-    """An XLSX cell value as the text a user sees in Excel (dates as ISO 8601)."""
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "TRUE" if value else "FALSE"
-    if isinstance(value, float):
-        return str(int(value)) if value.is_integer() else repr(value)
-    if isinstance(value, datetime):
-        if value.time() == time(0):
-            return value.date().isoformat()
-        return value.isoformat(sep=" ")
-    if isinstance(value, date | time):
-        return value.isoformat()
-    return str(value)
-
-
-def write_csv(out: IO[str], rows: Iterator[list[str]] | list[list[str]]) -> int:
-    """Write rows as CSV, every cell neutralised against formula injection; returns the count."""
-    writer = csv.writer(out, lineterminator="\r\n")
-    n = 0
-    for row in rows:
-        writer.writerow([neutralise(c) for c in row])
-        n += 1
-    return n
-
-
-# A cell a spreadsheet would run as a formula starts with one of these (OWASP "CSV injection").
-FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-_ESCAPED = re.compile(r"^'+[=+\-@\t\r]")
-
-
-def neutralise(value: str) -> str:
-    """Prefix a quote to a cell that starts like a formula (or like an already prefixed one).
-
-    Values matching ^'*[=+-@ tab CR] get one more leading quote, so `restore` can undo exactly
-    what was added: restore(neutralise(v)) == v for every v.
-    """
-    if value.lstrip("'").startswith(FORMULA_START):
-        return "'" + value
-    return value
-
-
-def restore(value: str) -> str:
-    """Undo `neutralise` (only for files mailer exported; see importer)."""
-    if _ESCAPED.match(value):
-        return value[1:]
-    return value

@@ -8,30 +8,24 @@ already past, a subject longer than an inbox shows.
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 from urllib.parse import urlsplit
 
-from sqlalchemy import exists, func, select
-from sqlalchemy.orm import Session
-
 from mailer import clock
 from mailer.config import Settings
-from mailer.contacts.lists import get_list
-from mailer.errors import MailerError, NotFoundError
+from mailer.errors import MailerError
 from mailer.releases import textpart
+from mailer.releases.languages import choose, normalise, primary
+from mailer.releases.markdown import BodyLink, body_links
 from mailer.releases.render import (
-    BodyLink,
     RenderedVariant,
-    body_links,
     format_date,
     render_variant,
     sample_values,
 )
 from mailer.releases.source import Release, ReleaseVariant
-from mailer.store.models import Contact, Subscription, SubscriptionStatus, Suppression
 
 GMAIL_CLIP_BYTES = 102 * 1024
 # Inboxes show roughly 60-70 columns of a subject on a desktop and fewer on a phone; beyond 78
@@ -55,50 +49,15 @@ def has_errors(findings: Sequence[Finding]) -> bool:
     return any(f.level == "error" for f in findings)
 
 
-def audience_languages(session: Session, list_slugs: Sequence[str],
-                       default_language: str) -> dict[str, int]:
-    """Subscribed, unsuppressed contacts on any of these lists, counted once, per language."""
-    list_ids = [get_list(session, slug).id for slug in list_slugs]
-    if not list_ids:
-        return {}
-    suppressed = exists(select(Suppression.id).where(Suppression.email == Contact.email))
-    # Counted by the database, one row per language: the audience may be a million contacts.
-    rows = session.execute(
-        select(Contact.language, func.count(func.distinct(Contact.id)))
-        .join(Subscription, Subscription.contact_id == Contact.id)
-        .where(Subscription.list_id.in_(list_ids),
-               Subscription.status == SubscriptionStatus.SUBSCRIBED,
-               ~suppressed)
-        .group_by(Contact.language)
-    )
-    counts: Counter[str] = Counter()
-    for language, n in rows:
-        counts[(language or "").strip().lower() or default_language] += n
-    return dict(sorted(counts.items()))
-
-
-def check_release_for_lists(session: Session, release: Release, settings: Settings,
-                            list_slugs: Sequence[str]) -> tuple[list[Finding], dict[str, int]]:
-    """check_release with the audience of these lists; an unknown list is an error finding."""
-    known: list[str] = []
-    missing: list[Finding] = []
-    for slug in list_slugs:
-        try:
-            get_list(session, slug)
-            known.append(slug)
-        except NotFoundError as err:
-            missing.append(Finding("error", f"{release.default.where}: {err}"))
-    audience = audience_languages(session, known, settings.default_language)
-    findings = check_release(release, settings, audience_languages=audience)
-    return sorted(missing + findings, key=lambda f: f.level != "error"), audience
-
-
 def check_release(release: Release, settings: Settings, *,
                   audience_languages: Mapping[str, int] | None = None,
                   render_languages: Collection[str] | None = None,
                   list_name: str | None = None,
                   rendered_out: dict[str, RenderedVariant] | None = None) -> list[Finding]:
     """Every finding for this release with these settings (and audience, when given).
+
+    A pure function of its arguments (no database): `audience_languages` counts the readers per
+    language tag; the planning layer (mailer.delivery.planning.audience_languages) computes it.
 
     `render_languages` limits the rendering checks to the variants that will be sent (every
     variant by default); `rendered_out` receives each variant rendered, so a send can use them
@@ -125,17 +84,6 @@ def check_release(release: Release, settings: Settings, *,
     return sorted(out, key=lambda f: f.level != "error")
 
 
-def variant_for(language: str | None, variants: Collection[str], default: str) -> str:
-    """The variant a reader of `language` gets: the same tag, else its primary language
-    ("ko-KR" reads "ko"), else the release's default (the planner's rule, in SQL there)."""
-    tag = (language or "").strip()
-    if tag in variants:
-        return tag
-    if tag[:2] in variants:
-        return tag[:2]
-    return default
-
-
 def _settings_findings(settings: Settings, release: Release) -> list[Finding]:
     out: list[Finding] = []
     where = settings.source if settings.source != "defaults" else "settings"
@@ -147,7 +95,7 @@ def _settings_findings(settings: Settings, release: Release) -> list[Finding]:
         if lang not in settings.languages:
             out.append(Finding("warning", f"{release.variants[lang].where}: {lang!r} is not in "
                                           f"the settings' languages {settings.languages}"))
-        if not (settings.about.get(lang) or settings.about.get(lang.split("-")[0])):
+        if not (settings.about.get(lang) or settings.about.get(primary(lang))):
             out.append(Finding("warning", f"{where}: about has no {lang!r} text; the {lang} "
                                           "release goes out without its 'About' boilerplate"))
     checked = [("website", settings.website)] + [
@@ -183,11 +131,12 @@ def _date_findings(release: Release) -> list[Finding]:
 
 def _language_findings(release: Release, audience: Mapping[str, int]) -> list[Finding]:
     out: list[Finding] = []
-    for lang, count in sorted(audience.items()):
-        if count <= 0:
-            continue
-        chosen = release.pick_language(lang)
-        if chosen.split("-")[0] != lang.split("-")[0]:
+    for raw, count in sorted(audience.items()):
+        lang = normalise(raw)
+        if count <= 0 or not lang:
+            continue  # a reader without a language gets the default: nothing to warn about
+        chosen = choose(lang, release.variants, release.default_language)
+        if primary(chosen) != primary(lang):
             out.append(Finding("warning", f"{count} subscriber(s) read {lang!r} but the release "
                                           f"has no {lang} variant ({release.slug}.{lang}.md); "
                                           f"they would get the {chosen} one"))

@@ -8,14 +8,13 @@ only the layouts write; everything the release author wrote goes through persona
 
 from __future__ import annotations
 
-import html as html_lib
 import importlib.resources
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 from urllib.parse import urlsplit
 
 from jinja2 import (
@@ -33,26 +32,24 @@ from jinja2 import (
 )
 from jinja2.loaders import split_template_path
 from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
-from markdown_it import MarkdownIt
-from markdown_it.token import Token
-from markdown_it.tree import SyntaxTreeNode
 from markupsafe import Markup
 
 from mailer.config import Settings
 from mailer.errors import ConfigError
 from mailer.releases import inline, textpart
+from mailer.releases.markdown import (
+    body_html,
+    body_text,
+    markdown_html,
+    markdown_text,
+    preheader_text,
+)
 from mailer.releases.personalise import PersonalTemplate, neutralise, placeholder
-from mailer.releases.source import Release, ReleaseVariant
+from mailer.releases.source import Release
 
 HTML_LAYOUT = "email/release.html"
 TEXT_LAYOUT = "email/release.txt"
-PREHEADER_CHARS = 140
 
-# Raw HTML in a release is shown as text: the body is data, and a stray <style> or <script> must
-# not reach the reader.
-# Typographer: curly quotes and dashes, as a printed release would have them.
-_MD = MarkdownIt("commonmark", {"html": False, "typographer": True}).enable(
-    ["table", "strikethrough", "replacements", "smartquotes"])
 
 
 @dataclass(frozen=True)
@@ -64,16 +61,6 @@ class RenderedVariant:
     preheader: str
     html: PersonalTemplate
     text: PersonalTemplate
-
-
-@dataclass(frozen=True)
-class BodyLink:
-    """A link or image in a release body, with the file line it is written on."""
-
-    kind: Literal["link", "image"]
-    url: str
-    text: str  # link text or image alt text
-    line: int
 
 
 # --- per-language wording -----------------------------------------------------------------------
@@ -156,85 +143,6 @@ def format_when(value: datetime, language: str) -> str:
         half = "AM" if value.hour < 12 else "PM"
         return f"{day}, {hour}:{value.minute:02d} {half} {zone}".rstrip()
     return value.isoformat()
-
-
-# --- Markdown -----------------------------------------------------------------------------------
-
-
-def _tokens(markdown: str, lead: str | None, lead_html: str | None) -> list[Token]:
-    """The body's tokens; `lead` (the dateline) starts the first paragraph, as in print."""
-    tokens = _MD.parse(markdown)
-    if lead is None:
-        return tokens
-    for i, tok in enumerate(tokens):
-        if tok.type == "paragraph_open" and tok.level == 0 and i + 1 < len(tokens):
-            inline_tok = tokens[i + 1]
-            lead_tok = Token("html_inline", "", 0, content=lead_html or "")
-            text_tok = Token("text", "", 0, content=lead)
-            inline_tok.children = [lead_tok if lead_html is not None else text_tok,
-                                   *(inline_tok.children or [])]
-            return tokens
-    # No paragraph to lead (a body of headings or lists): the dateline gets its own.
-    extra = _MD.parse("x")
-    extra[1].children = [Token("html_inline", "", 0, content=lead_html or "")
-                         if lead_html is not None else Token("text", "", 0, content=lead)]
-    return extra + tokens
-
-
-def body_html(variant: ReleaseVariant) -> str:
-    """The body as HTML, the dateline leading the first paragraph; placeholders neutralised."""
-    dateline = variant.meta.dateline
-    lead_html = (f'<strong class="dateline">{html_lib.escape(dateline)}</strong> – '
-                 if dateline else None)
-    tokens = _tokens(variant.body, f"{dateline} – " if dateline else None, lead_html)
-    return neutralise(_MD.renderer.render(tokens, _MD.options, {}))
-
-
-def body_text(variant: ReleaseVariant, width: int = textpart.WIDTH) -> str:
-    """The body as plain text wrapped at `width` columns; placeholders neutralised."""
-    dateline = variant.meta.dateline
-    tokens = _tokens(variant.body, f"{dateline} – " if dateline else None, None)
-    return neutralise("\n".join(textpart.render_blocks(SyntaxTreeNode(tokens).children, width)))
-
-
-def markdown_html(text: str) -> str:
-    """Settings text (the boilerplate) as HTML."""
-    return neutralise(_MD.render(text))
-
-
-def markdown_text(text: str, width: int = textpart.WIDTH) -> str:
-    tokens = _MD.parse(text)
-    return neutralise("\n".join(textpart.render_blocks(SyntaxTreeNode(tokens).children, width)))
-
-
-def body_links(variant: ReleaseVariant) -> list[BodyLink]:
-    """Every link and image of the body, with the file line each is on."""
-    root = SyntaxTreeNode(_MD.parse(variant.body))
-    offset = variant.meta.body_line
-    return list(_walk_links(root, offset, offset))
-
-
-def _walk_links(node: SyntaxTreeNode, offset: int, line: int) -> Iterator[BodyLink]:
-    if not node.is_root and node.map:
-        line = offset + node.map[0]
-    if node.type == "link":
-        yield BodyLink("link", str(node.attrs.get("href", "")), textpart.inline_text(node), line)
-    elif node.type == "image":
-        yield BodyLink("image", str(node.attrs.get("src", "")),
-                       textpart.inline_text(node).strip(), line)
-    for child in node.children:
-        yield from _walk_links(child, offset, line)
-
-
-def preheader_text(variant: ReleaseVariant) -> str:
-    """The hidden preview line: `summary`, else the start of the body."""
-    if variant.meta.summary:
-        return neutralise(" ".join(variant.meta.summary.split()))
-    text = " ".join(body_text(variant, width=10_000).split())
-    if len(text) <= PREHEADER_CHARS:
-        return text
-    cut = text[:PREHEADER_CHARS].rsplit(" ", 1)[0]
-    return cut + "…"
 
 
 # --- layouts ------------------------------------------------------------------------------------

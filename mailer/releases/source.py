@@ -19,8 +19,10 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 
-from mailer.contacts.lists import SLUG_RE
+from mailer.contacts.slugs import SLUG_RE
 from mailer.errors import ReleaseError
+from mailer.releases.languages import choose
+from mailer.releases.languages import normalise as normalise_language
 
 # A language suffix: NAME.en.md, NAME.ko.md, NAME.pt-br.md.
 _LANG_SUFFIX_RE = re.compile(r"^(?P<slug>.+)\.(?P<lang>[A-Za-z]{2,3}(?:-[A-Za-z0-9]{1,8})*)\.md$")
@@ -141,18 +143,8 @@ class Release:
         return (self.default_language, *others)
 
     def pick_language(self, wanted: str | None) -> str:
-        """The variant for readers of `wanted`: exact, then same primary language, else default."""
-        if wanted:
-            wanted = wanted.lower()
-            if wanted in self.variants:
-                return wanted
-            primary = wanted.split("-")[0]
-            if primary in self.variants:
-                return primary
-            for lang in self.languages:
-                if lang.split("-")[0] == primary:
-                    return lang
-        return self.default_language
+        """The variant for readers of `wanted` (the one rule: mailer.releases.languages)."""
+        return choose(wanted, self.variants, self.default_language)
 
 
 # --- loading ------------------------------------------------------------------------------------
@@ -183,7 +175,7 @@ def find_release_files(path: str | Path) -> tuple[str, dict[str | None, Path]]:
         for candidate in sorted(folder.glob(f"{glob_escape(slug)}.*.md")):
             m = _LANG_SUFFIX_RE.match(candidate.name)
             if m and m["slug"] == slug and candidate.is_file():
-                files[m["lang"].lower()] = candidate
+                files[normalise_language(m["lang"])] = candidate
     if not files:
         raise ReleaseError(
             f"{p}: no release found (looked for {slug}.md and {slug}.LANG.md in {folder})"
@@ -357,7 +349,28 @@ def _timestamp_as_text(loader: _Loader, node: yaml.Node) -> str:
 _Loader.add_constructor("tag:yaml.org,2002:timestamp", _timestamp_as_text)
 
 
+def _refuse_aliases(yaml_text: str, where: str) -> None:
+    """ReleaseError at the first anchor (&name) or alias (*name) of the front matter.
+
+    A few lines of nested aliases (a "billion laughs") expand to more values than memory
+    holds, and a press release has no use for them; the event stream is read before anything
+    is built from it, so refusing costs one pass over the text."""
+    try:
+        for event in yaml.parse(yaml_text, Loader=_Loader):
+            name = getattr(event, "anchor", None)
+            if name is not None:
+                sign = "*" if isinstance(event, yaml.AliasEvent) else "&"
+                line = event.start_mark.line + 2 if event.start_mark is not None else 2
+                raise ReleaseError(
+                    f"{where}:{line}: YAML anchors and aliases "
+                    f"({sign}{name}) are not allowed in the front matter; write the value out"
+                )
+    except yaml.YAMLError:
+        return  # malformed YAML: _compose reports it with its line
+
+
 def _compose(yaml_text: str, where: str) -> yaml.Node | None:
+    _refuse_aliases(yaml_text, where)
     try:
         return yaml.compose(yaml_text, Loader=_Loader)
     except yaml.MarkedYAMLError as err:
@@ -528,7 +541,7 @@ def _lists(raw: Any, at: str) -> tuple[str, ...]:
 
 
 def _language(raw: Any, at: str) -> str:
-    value = _text(raw, at, required=True).lower().replace("_", "-")
+    value = normalise_language(_text(raw, at, required=True))
     if not _LANG_RE.match(value):
         raise ReleaseError(f"{at}: not a language code: {raw!r} (expected e.g. en or ko)")
     return value

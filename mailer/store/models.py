@@ -24,6 +24,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from mailer import clock
+from mailer.contacts.addresses import mailbox_key
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -116,8 +117,15 @@ def _now() -> datetime:
     return clock.now()
 
 
+# SQLite without AUTOINCREMENT gives a new row the id of the newest deleted one. Links carry
+# contact and list ids (unsubscribe, preferences, confirm): an erased person's old link must never
+# name the next subscriber, so these tables never reuse an id (PostgreSQL sequences never do).
+_NO_ID_REUSE = {"sqlite_autoincrement": True}
+
+
 class MailingList(Base):
     __tablename__ = "mailing_list"
+    __table_args__ = _NO_ID_REUSE
 
     id: Mapped[int] = mapped_column(primary_key=True)
     slug: Mapped[str] = mapped_column(String(64), unique=True)
@@ -138,6 +146,7 @@ class MailingList(Base):
 
 class Contact(Base):
     __tablename__ = "contact"
+    __table_args__ = _NO_ID_REUSE
 
     id: Mapped[int] = mapped_column(primary_key=True)
     # Normalised by email-validator and lower-cased whole: the key for uniqueness and delivery.
@@ -208,11 +217,18 @@ class Subscription(Base):
         return f"<Subscription contact={self.contact_id} list={self.list_id} {self.status}>"
 
 
+def _mailbox_of_email(context: Any) -> str:
+    # A column default, so every insert (ORM or a bulk Core insert) fills it.
+    return mailbox_key(context.get_current_parameters()["email"])
+
+
 class Suppression(Base):
     __tablename__ = "suppression"
 
     id: Mapped[int] = mapped_column(primary_key=True)
     email: Mapped[str] = mapped_column(String(320), unique=True)
+    # addresses.mailbox_key(email): dot and +tag variants of one inbox match one suppression.
+    mailbox: Mapped[str] = mapped_column(String(320), index=True, default=_mailbox_of_email)
     reason: Mapped[SuppressionReason] = mapped_column(
         _enum(SuppressionReason, "suppression_reason")
     )
@@ -345,6 +361,60 @@ class Bounce(Base):
 
     def __repr__(self) -> str:
         return f"<Bounce {self.kind} {self.email!r}>"
+
+
+class BounceReview(Base):
+    """A report that could not be tied to a message mailer sent: held for a person to decide.
+
+    Until `bounces review --apply` it suppresses nothing and its bounce counts toward no score.
+    """
+
+    __tablename__ = "bounce_review"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    bounce_id: Mapped[int] = mapped_column(ForeignKey("bounce.id", ondelete="CASCADE"),
+                                           unique=True)
+    email: Mapped[str] = mapped_column(String(320), index=True)
+    # What applying it does: suppress (hard bounce), complaint, score (soft/block), unsubscribe
+    action: Mapped[str] = mapped_column(String(20))
+    why: Mapped[str] = mapped_column(Text)  # why it was not applied automatically
+    state: Mapped[str] = mapped_column(String(20), default="pending", index=True)
+    created_at: Mapped[datetime] = mapped_column(default=_now)
+    decided_at: Mapped[datetime | None]
+    decided_by: Mapped[str | None] = mapped_column(String(200))
+    outcome: Mapped[str | None] = mapped_column(Text)  # what applying it did
+
+    def __repr__(self) -> str:
+        return f"<BounceReview {self.id} {self.action} {self.email!r} {self.state}>"
+
+
+class Notice(Base):
+    """An email to send outside any campaign (a confirmation link), queued by a web request.
+
+    The form only writes this row, whatever the address: the checks that depend on the address
+    (suppression, per-mailbox limits) and the sending happen later, in `mailer serve`'s sender
+    thread or `mailer worker`, so the answer cannot tell one address from another. The row is
+    deleted once sent or dropped (the event log keeps what happened, without the address).
+    """
+
+    __tablename__ = "notice"
+    __table_args__ = (Index("ix_notice_due", "state", "due_at"), _NO_ID_REUSE)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(20))  # "subscribe", "resend"
+    # queued: as the form left it; ready: checked, pending subscription written; sending: leased
+    state: Mapped[str] = mapped_column(String(20), default="queued")
+    email: Mapped[str] = mapped_column(String(320))
+    contact_id: Mapped[int | None] = mapped_column(ForeignKey("contact.id", ondelete="CASCADE"))
+    language: Mapped[str] = mapped_column(String(16))
+    data: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    due_at: Mapped[datetime] = mapped_column(default=_now)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=_now)
+
+    def __repr__(self) -> str:
+        return f"<Notice {self.id} {self.kind} {self.state}>"
 
 
 class RateLimit(Base):

@@ -1,4 +1,9 @@
-"""Fixed-window rate limits kept in the database, so they hold across `mailer serve` processes.
+"""Fixed-window rate limits kept in the database: the only module that writes `rate_limit`.
+
+Two users: the web forms (`hit`, `purge`: keys under "web:") and the sender's shared send rate
+(`take`, `untake`, `purge_send`: keys under "send:", used by delivery/throttle.py).
+
+Web forms. Limits hold across `mailer serve` processes.
 
 A window starts at the first hit on a key and lasts `seconds`; the hit that finds the window over
 starts a new one. Counting is one `INSERT ... ON CONFLICT DO UPDATE ... RETURNING` statement:
@@ -13,14 +18,16 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import cast
 
-from sqlalchemy import Table, bindparam, case, delete
+from sqlalchemy import Table, bindparam, case, delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from mailer import clock
 from mailer.store.models import RateLimit
 
 PREFIX = "web:"
+SEND_PREFIX = "send:"
 # Rows older than this belong to windows that are long over (the longest window is a day).
 PURGE_AFTER = timedelta(days=2)
 
@@ -77,3 +84,49 @@ def purge(session: Session) -> int:
                                 RateLimit.window_start < cutoff)
     )
     return int(getattr(result, "rowcount", 0) or 0)
+
+
+# --- the sender's windows ---------------------------------------------------------------------
+# Aligned fixed windows (every sender on the database agrees where a window starts) so that a
+# campaign's rate and the provider's hourly quota hold for all senders together.
+
+
+def _send_key(key: str, window: int, now: datetime) -> tuple[str, int]:
+    epoch = int(now.timestamp())
+    start = epoch - epoch % window
+    return f"{SEND_PREFIX}{key}:{window}:{start}", start
+
+
+def take(session: Session, key: str, window: int, allowance: int, now: datetime) -> float:
+    """Take one token from the `window`-second window holding `now`; 0 when granted, else the
+    seconds to wait. `key` is e.g. "campaign:1" (stored under "send:")."""
+    row_key, start = _send_key(key, window, now)
+    granted = session.execute(
+        update(RateLimit).where(RateLimit.key == row_key, RateLimit.count < allowance)
+        .values(count=RateLimit.count + 1)
+    )
+    if granted.rowcount:  # type: ignore[attr-defined]
+        return 0.0
+    exists = session.scalar(select(RateLimit.count).where(RateLimit.key == row_key))
+    if exists is None:
+        try:
+            with session.begin_nested():
+                session.add(RateLimit(key=row_key, count=1,
+                                      window_start=datetime.fromtimestamp(start, now.tzinfo)))
+            return 0.0
+        except IntegrityError:  # another sender opened the window first: try again
+            return 0.001
+    return max(0.001, start + window - now.timestamp())
+
+
+def untake(session: Session, key: str, window: int, now: datetime) -> None:
+    """Give back a token taken by `take` in the window holding `now` (it was not used)."""
+    row_key, _ = _send_key(key, window, now)
+    session.execute(update(RateLimit).where(RateLimit.key == row_key, RateLimit.count > 0)
+                    .values(count=RateLimit.count - 1))
+
+
+def purge_send(session: Session, now: datetime) -> None:
+    """Delete the sender's windows that ended long ago (the longest is an hour)."""
+    session.execute(delete(RateLimit).where(RateLimit.key.like(SEND_PREFIX + "%"),
+                                            RateLimit.window_start < now - timedelta(hours=2)))

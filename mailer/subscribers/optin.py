@@ -9,31 +9,34 @@ Rules (README, "Subscribing on the web"):
   a person who unsubscribed from everything may subscribe again, and confirming the emailed link
   (proof that they hold the mailbox) lifts that suppression. Hard bounces, complaints, manual
   suppressions and erasures are never mailed.
-- At most one confirmation email per address per 24 hours (counted in the database).
+- At most one confirmation email per MAILBOX per 24 hours (dot and +tag variants count as one,
+  addresses.mailbox_key), and at most confirm_domain_per_hour to one domain and
+  confirm_global_per_hour in all (counted in the database).
+- The form only queues the request (a `notice` row); the checks above, the pending subscription
+  and the email happen in the notice sender (mailer.subscribers.queue), so the form's answer and
+  its database work are the same for every address.
 """
 
 from __future__ import annotations
 
-import email.policy
-import email.utils
 import hashlib
 from dataclasses import dataclass
 from datetime import datetime
-from email.message import EmailMessage
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from mailer import clock, tokens
 from mailer.config import Settings
-from mailer.contacts.addresses import mask, normalise, smtp_form, verp_encode
-from mailer.contacts.suppressions import get_suppression
-from mailer.delivery.transport import Outcome, open_transport
-from mailer.errors import InvalidInputError, NotFoundError, TransportError
+from mailer.contacts.addresses import mailbox_key, normalise
+from mailer.contacts.suppressions import get_suppression, mailbox_suppressions
+from mailer.delivery import notices
+from mailer.errors import InvalidInputError, NotFoundError
 from mailer.store import audit, ratelimit
 from mailer.store.models import (
     Contact,
     MailingList,
+    Notice,
     Subscription,
     SubscriptionStatus,
     Suppression,
@@ -44,6 +47,7 @@ from mailer.subscribers import words as i18n
 
 # Suppressions that a confirmed double opt-in may lift: only the person's own "stop everything".
 LIFTABLE = frozenset({SuppressionReason.UNSUBSCRIBE_ALL})
+# Confirmation emails per mailbox (the one definition; domain and global caps are settings).
 ADDRESS_LIMIT = ratelimit.Limit(1, 24 * 3600)
 NAME_MAX = 200
 UA_MAX = 500
@@ -76,12 +80,14 @@ class Evidence:
 
 
 @dataclass(frozen=True)
-class RequestOutcome:
-    """What happened; the page shown is the same whatever it says."""
+class PrepareOutcome:
+    """What the notice sender made of a queued request (the form's answer never depends on it)."""
 
-    address: str
-    emailed: bool
-    reason: str  # "sent", "suppressed", "throttled"
+    reason: str  # "ready", "suppressed", "throttled-mailbox|domain|global", "no-lists", "gone"
+
+    @property
+    def ready(self) -> bool:
+        return self.reason == "ready"
 
 
 @dataclass(frozen=True)
@@ -126,23 +132,103 @@ def request_subscription(
     name: str = "",
     language: str,
     evidence: Evidence,
-    limit: ratelimit.Limit = ADDRESS_LIMIT,
-) -> RequestOutcome:
-    """Record a subscription request and email a confirmation link (if allowed)."""
+) -> Notice:
+    """Queue a subscription request; the notice sender checks and mails it (see `prepare`).
+
+    Nothing here reads anything about the address: a new, known, suppressed or erased one costs
+    the same statements and writes the same one row, so neither the answer nor its timing can
+    tell them apart.
+    """
     address = normalise(email)
     lists = _resolve_lists(session, list_slugs)
-    sup = get_suppression(session, address.key)
-    if sup is not None and sup.reason not in LIFTABLE:
-        audit.record(session, "subscribe.refused", reason=sup.reason.value, form=evidence.form)
-        return RequestOutcome(address.key, False, "suppressed")
-    if not ratelimit.hit(session, "confirm-address:" + _digest(address.key), limit).allowed:
-        return RequestOutcome(address.key, False, "throttled")
-    now = clock.now()
-    contact = session.scalar(select(Contact).where(Contact.email == address.key))
+    notice = Notice(kind="subscribe", state="queued", email=address.key, language=language,
+                    data={"original": address.original, "lists": [ml.id for ml in lists],
+                          "name": name.strip()[:NAME_MAX],
+                          "evidence": {"ip": evidence.ip, "user_agent": evidence.user_agent,
+                                       "form": evidence.form, "text": evidence.text}},
+                    created_at=clock.now(), due_at=clock.now())
+    session.add(notice)
+    session.flush()
+    return notice
+
+
+def resend(session: Session, expired: tokens.ConfirmToken, *, language: str) -> str:
+    """Queue a fresh link for the request an expired token stood for; returns the address.
+
+    The same checks as a request (suppression, per-mailbox limits) run when it is sent.
+    """
+    contact = session.get(Contact, expired.contact_id)
     if contact is None:
-        contact = Contact(email=address.key, email_original=address.original,
-                          name=name.strip()[:NAME_MAX], language=language, organisation="",
-                          attributes={})
+        raise NotFoundError("the contact of this link no longer exists")
+    session.add(Notice(kind="resend", state="queued", email=contact.email,
+                       contact_id=contact.id, language=language,
+                       data={"lists": list(expired.list_ids)},
+                       created_at=clock.now(), due_at=clock.now()))
+    session.flush()
+    return contact.email
+
+
+def prepare(session: Session, settings: Settings, notice: Notice) -> PrepareOutcome:
+    """Apply a queued request: suppression, limits, contact and pending subscriptions.
+
+    On "ready" the notice names the contact and the lists its confirmation link is for, written
+    in this same transaction as the pending subscriptions.
+    """
+    lists = [ml for ml in (session.get(MailingList, i) for i in notice.data.get("lists", []))
+             if ml is not None]
+    if not lists:
+        return PrepareOutcome("no-lists")
+    sup = get_suppression(session, notice.email)
+    if sup is not None and sup.reason not in LIFTABLE:
+        evidence = notice.data.get("evidence") or {}
+        audit.record(session, "subscribe.refused", reason=sup.reason.value,
+                     form=evidence.get("form", "web:resend"))
+        return PrepareOutcome("suppressed")
+    throttled = _throttled(session, settings, notice.email)
+    if throttled:
+        return PrepareOutcome(throttled)
+    if notice.kind == "resend":
+        contact = session.get(Contact, notice.contact_id) if notice.contact_id else None
+        if contact is None:
+            return PrepareOutcome("gone")
+        audit.record(session, "subscribe.resend", contact_id=contact.id,
+                     lists=[ml.slug for ml in lists])
+    else:
+        contact = _record_request(session, notice, lists)
+    notice.contact_id = contact.id
+    notice.data = {**notice.data, "lists": [ml.id for ml in lists]}
+    notice.state = "ready"
+    session.flush()
+    return PrepareOutcome("ready")
+
+
+def _throttled(session: Session, settings: Settings, key: str) -> str:
+    """"" when one more confirmation email may go to `key`, else which limit stops it."""
+    mailbox = mailbox_key(key)
+    checks = [("mailbox", "confirm-mailbox:" + _digest(mailbox), ADDRESS_LIMIT)]
+    if settings.confirm_domain_per_hour:
+        checks.append(("domain", "confirm-domain:" + _digest(mailbox.rpartition("@")[2]),
+                       ratelimit.Limit(settings.confirm_domain_per_hour, 3600)))
+    if settings.confirm_global_per_hour:
+        checks.append(("global", "confirm-all",
+                       ratelimit.Limit(settings.confirm_global_per_hour, 3600)))
+    for name, key_, limit in checks:
+        if not ratelimit.hit(session, key_, limit).allowed:
+            return f"throttled-{name}"
+    return ""
+
+
+def _record_request(session: Session, notice: Notice, lists: list[MailingList]) -> Contact:
+    data = notice.data
+    ev = data.get("evidence") or {}
+    evidence = Evidence(ip=ev.get("ip"), user_agent=ev.get("user_agent"),
+                        form=ev.get("form", "web:subscribe"), text=ev.get("text", ""))
+    at = notice.created_at
+    contact = session.scalar(select(Contact).where(Contact.email == notice.email))
+    if contact is None:
+        contact = Contact(email=notice.email, email_original=data.get("original", notice.email),
+                          name=str(data.get("name", ""))[:NAME_MAX], language=notice.language,
+                          organisation="", attributes={})
         session.add(contact)
         session.flush()
         audit.record(session, "contact.add", contact_id=contact.id, source="web")
@@ -157,34 +243,13 @@ def request_subscription(
         if sub.status == SubscriptionStatus.SUBSCRIBED:
             continue
         # The evidence of this request; an unsubscribed row keeps its status until confirmed.
-        evidence.apply(sub, now)
+        evidence.apply(sub, at)
     session.flush()
     audit.record(session, "subscribe.request", contact_id=contact.id, form=evidence.form,
                  lists=[ml.slug for ml in lists], ip=evidence.ip,
                  user_agent=evidence.user_agent, consent_text=evidence.text,
-                 consent_text_hash=evidence.text_hash, language=language)
-    send_confirmation(settings, contact, lists, language=language)
-    return RequestOutcome(address.key, True, "sent")
-
-
-def resend(session: Session, settings: Settings, expired: tokens.ConfirmToken, *,
-           language: str, limit: ratelimit.Limit = ADDRESS_LIMIT) -> RequestOutcome:
-    """Send a fresh link for the request an expired token stood for (same rules as a request)."""
-    contact = session.get(Contact, expired.contact_id)
-    if contact is None:
-        raise NotFoundError("the contact of this link no longer exists")
-    lists = [ml for ml in (session.get(MailingList, i) for i in expired.list_ids) if ml]
-    sup = get_suppression(session, contact.email)
-    if sup is not None and sup.reason not in LIFTABLE:
-        return RequestOutcome(contact.email, False, "suppressed")
-    if not lists:
-        return RequestOutcome(contact.email, False, "no-lists")
-    if not ratelimit.hit(session, "confirm-address:" + _digest(contact.email), limit).allowed:
-        return RequestOutcome(contact.email, False, "throttled")
-    audit.record(session, "subscribe.resend", contact_id=contact.id,
-                 lists=[ml.slug for ml in lists])
-    send_confirmation(settings, contact, lists, language=language)
-    return RequestOutcome(contact.email, True, "sent")
+                 consent_text_hash=evidence.text_hash, language=notice.language)
+    return contact
 
 
 def describe_confirm(session: Session,
@@ -236,7 +301,10 @@ def lift_suppression(session: Session, contact: Contact, sup: Suppression, *, vi
         raise InvalidInputError(f"{contact.email} is suppressed ({sup.reason.value}); "
                                 "only an administrator can lift that")
     audit.record(session, "unsuppress", contact_id=contact.id, reason=sup.reason.value, via=via)
-    session.delete(sup)
+    # Every variant of the mailbox the person opted out with: one left behind would still match.
+    for row in mailbox_suppressions(session, contact.email):
+        if row.reason in LIFTABLE:
+            session.delete(row)
     session.flush()
 
 
@@ -258,9 +326,13 @@ def _digest(key: str) -> str:
 # --- the confirmation email -----------------------------------------------------------------
 
 
-def build_confirmation(settings: Settings, contact: Contact, lists: list[MailingList], *,
-                       language: str) -> EmailMessage:
-    """The confirmation email (text + HTML, UTF-8) in `language`."""
+def confirmation(settings: Settings, contact: Contact, lists: list[MailingList], *,
+                 language: str) -> notices.OutgoingNotice:
+    """The confirmation email (text + HTML, UTF-8) in `language`.
+
+    It greets nobody by name: the name was typed by whoever filled in the form, and this email
+    goes to an address that may belong to someone else.
+    """
     token = tokens.make_confirm(settings, contact.id, tuple(ml.id for ml in lists))
     link = tokens.confirm_url(settings, token)
     days = max(1, settings.confirm_max_age // 86400)
@@ -270,7 +342,7 @@ def build_confirmation(settings: Settings, contact: Contact, lists: list[Mailing
         "organisation": org,
         "postal_address": settings.postal_address,
         "website": settings.website,
-        "name": contact.name,
+        "name": "",
         "lists": [{"name": ml.name, "description": ml.description} for ml in lists],
         "confirm_url": link,
         "days": days,
@@ -278,43 +350,18 @@ def build_confirmation(settings: Settings, contact: Contact, lists: list[Mailing
         "p": lambda key, **kw: i18n.plain(language, key, **kw),
     }
     env = templating.environment(settings)
-    text = env.get_template("confirm_email.txt").render(values)
-    html = env.get_template("confirm_email.html").render(values)
-    msg = EmailMessage(policy=email.policy.SMTP.clone(linesep="\n"))
-    msg["From"] = email.utils.formataddr((settings.from_name, settings.from_address))
-    msg["To"] = contact.email
-    msg["Subject"] = i18n.plain(language, "mail_subject", org=org)
-    msg["Date"] = email.utils.format_datetime(clock.now())
-    domain = settings.from_address.rpartition("@")[2]
-    msg["Message-ID"] = email.utils.make_msgid("confirm", domain=domain)
-    # RFC 3834: an automatic message; vacation responders must not answer it.
-    msg["Auto-Submitted"] = "auto-generated"
-    if settings.reply_to:
-        msg["Reply-To"] = settings.reply_to
-    msg.set_content(text, charset="utf-8")
-    msg.add_alternative(html, subtype="html", charset="utf-8")
-    # After the parts exist: making a message multipart moves Content-* headers into its first part.
-    msg["Content-Language"] = language
-    return msg
+    return notices.OutgoingNotice(
+        to=contact.email, subject=i18n.plain(language, "mail_subject", org=org),
+        text=env.get_template("confirm_email.txt").render(values),
+        html=env.get_template("confirm_email.html").render(values), language=language)
 
 
-def send_confirmation(settings: Settings, contact: Contact, lists: list[MailingList], *,
-                      language: str) -> None:
-    """Build and send the confirmation email through the configured transport."""
-    msg = build_confirmation(settings, contact, lists, language=language)
-    target = settings.test_recipient or contact.email
-    recipient, utf8 = smtp_form(normalise(target).key)
-    envelope_from = settings.bounce_address
-    if settings.verp:
-        envelope_from = verp_encode(envelope_from, recipient)
-    transport = open_transport(settings)
-    conn = transport.open()
-    try:
-        reply = conn.send(envelope_from, recipient, msg.as_bytes(), smtputf8=utf8)
-    finally:
-        conn.close()
-    if reply.outcome != Outcome.SENT:
-        raise TransportError(
-            f"{transport.describe()}: the confirmation email to {mask(contact.email)} was not "
-            f"accepted: {reply.code} {reply.text}"
-        )
+def ready_confirmation(session: Session, settings: Settings,
+                       notice: Notice) -> notices.OutgoingNotice | None:
+    """The email a "ready" notice stands for, or None when its contact or lists are gone."""
+    contact = session.get(Contact, notice.contact_id) if notice.contact_id else None
+    lists = [ml for ml in (session.get(MailingList, i) for i in notice.data.get("lists", []))
+             if ml is not None]
+    if contact is None or not lists:
+        return None
+    return confirmation(settings, contact, lists, language=notice.language)

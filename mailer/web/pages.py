@@ -31,7 +31,7 @@ def db() -> Session:
 
 
 def limit(name: str) -> Limit:
-    """A rate limit from the app's config (MAILER_IP_LIMIT, MAILER_ADDRESS_LIMIT)."""
+    """A rate limit from the app's config (MAILER_IP_LIMIT)."""
     value: Limit = current_app.config[name]
     return value
 

@@ -160,9 +160,9 @@ def subscribe_post() -> Response:
         errors["email"] = True
     if not errors:
         try:
+            # Only queued: the address's state is looked at later, by the notice sender.
             subscribe.request_subscription(db(), s, email, slugs, name=name,
-                                           language=email_lang, evidence=evidence,
-                                           limit=limit("MAILER_ADDRESS_LIMIT"))
+                                           language=email_lang, evidence=evidence)
         except (subscribe.NoListsError, NotFoundError):
             errors["lists"] = True
     if errors:
@@ -241,9 +241,8 @@ def confirm_post(token: str) -> Response:
 
 @bp.post("/confirm/<token>/resend")
 def confirm_resend(token: str) -> Response:
-    s = settings()
     try:
-        tokens.read_confirm(s, token)
+        tokens.read_confirm(settings(), token)
     except TokenExpiredError as err:
         expired = err.token
     except TokenError:
@@ -257,8 +256,7 @@ def confirm_resend(token: str) -> Response:
         return message("rate_title", "rate_body", lang=lang, status=429,
                        headers={"Retry-After": str(hit.retry_after)})
     try:
-        outcome = subscribe.resend(db(), s, expired, language=lang,
-                                   limit=limit("MAILER_ADDRESS_LIMIT"))
+        address = subscribe.resend(db(), expired, language=lang)
     except NotFoundError:
         abort(404)
-    return _check_inbox(mask(outcome.address), lang, False, resent=True)
+    return _check_inbox(mask(address), lang, False, resent=True)

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from mailer import tokens
 from mailer.bounces.policy import Item, RunReport
 from mailer.config import Settings
+from mailer.contacts.addresses import verp_encode
 from mailer.contacts.contact import add_contact
 from mailer.contacts.lists import create_list
 from mailer.store.models import (
@@ -40,6 +41,7 @@ EXPECTED: dict[str, Any] = json.loads((HERE / "expected.json").read_text(encodin
 SENT_AT = datetime(2025, 3, 3, 9, 2, 9, tzinfo=UTC)
 PROCESSED_AT = datetime(2025, 3, 6, 12, 0, tzinfo=UTC)
 _TOKEN = re.compile(r"@@TOKEN (\S+) (\S+) (\S+)@@")
+_VERP = re.compile(r"bounces\+([^=@\s<>]+)=([^=@\s<>]+)@hanul\.example\.org")
 
 
 def message_id(n: int | str, campaign: int = 1) -> str:
@@ -109,6 +111,14 @@ def render(raw: bytes, session: Session, settings: Settings, campaign_id: int) -
             list_id = session.scalar(select(MailingList.id).where(MailingList.slug == slug))
         return tokens.make_unsubscribe(settings, contact.id, list_id, campaign_id).encode()
 
+    def verp(m: re.Match[bytes]) -> bytes:
+        # The corpus was captured with unsigned VERP; mailer's envelope sender carries an HMAC
+        # tag now, so a genuine bounce comes back to the signed address.
+        recipient = f"{m.group(1).decode()}@{m.group(2).decode()}"
+        return verp_encode("bounces@hanul.example.org", recipient,
+                           secret_key=settings.secret_key, campaign_id=campaign_id).encode()
+
+    raw = re.sub(_VERP.pattern.encode(), verp, raw)
     return re.sub(_TOKEN.pattern.encode(), token, raw)
 
 

@@ -1,13 +1,10 @@
-"""Sends that touch no campaign: test sends to the staff's own addresses, and dry runs."""
+"""Test sends: every language variant to the staff's own addresses; no campaign, no ledger."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
-
-from sqlalchemy import select
-from sqlalchemy.orm import Session
 
 from mailer import clock
 from mailer.config import Settings
@@ -20,7 +17,6 @@ from mailer.delivery.message import (
     test_message_id,
 )
 from mailer.delivery.transport import Reply, Transport
-from mailer.store.models import Contact, Delivery, MailingList
 
 
 @dataclass(frozen=True)
@@ -61,40 +57,3 @@ def send_test(settings: Settings, rendered: dict[str, Any], addresses: Sequence[
     finally:
         conn.close()
     return results
-
-
-@dataclass(frozen=True)
-class DryRunResult:
-    messages: int
-    size: int
-    by_language: dict[str, int]
-    sample: bytes | None
-
-
-def dry_run(session: Session, settings: Settings, campaign_id: int,
-            rendered: dict[str, Any],
-            render: Callable[[str], Any] | None = None) -> DryRunResult:
-    """Build every message of a planned campaign and send none (the caller rolls back)."""
-    from mailer.delivery.compiler import Compiler
-
-    compiler = Compiler(settings, campaign_id, rendered,
-                        {ml.id: ml for ml in session.scalars(select(MailingList))},
-                        render=render)
-    count = 0
-    size = 0
-    by_language: dict[str, int] = {}
-    sample = None
-    rows = session.execute(
-        select(Delivery, Contact.name).outerjoin(Contact, Contact.id == Delivery.contact_id)
-        .where(Delivery.campaign_id == campaign_id).order_by(Delivery.id)
-        .execution_options(yield_per=1000)
-    )
-    for d, name in rows:
-        recipient = Recipient(d.contact_id or 0, d.email, name or "", d.list_id, d.message_id)
-        message = compiler.get(d.language, d.list_id).build(recipient)
-        count += 1
-        size += len(message)
-        by_language[d.language] = by_language.get(d.language, 0) + 1
-        if sample is None:
-            sample = message
-    return DryRunResult(count, size, by_language, sample)

@@ -1,0 +1,171 @@
+"""MIME helpers for reading reports: parts, header blocks, decoded text, addresses."""
+
+from __future__ import annotations
+
+import re
+from email.header import Header, decode_header
+from email.message import Message
+from email.parser import HeaderParser
+from email.utils import parseaddr
+
+# Text read from one part: reports say what they have to say in far less.
+_MAX_PART = 200_000
+MSGID = re.compile(r"^message-id:\s*(<[^<>\s]+>)", re.I | re.M)
+
+
+def header_text(value: object) -> str:
+    """A header as text: RFC 2047 words decoded, raw 8-bit bytes read as UTF-8."""
+    try:
+        parts = decode_header(value if isinstance(value, Header) else str(value))
+        text = "".join(
+            data.decode("utf-8" if charset in (None, "unknown-8bit") else charset, "replace")
+            if isinstance(data, bytes) else data
+            for data, charset in parts
+        )
+    except (ValueError, LookupError, UnicodeError):
+        text = str(value)
+    return " ".join(text.split())
+
+
+def find(msg: Message, content_type: str) -> Message | None:
+    for part in msg.walk():
+        if part.get_content_type() == content_type:
+            return part
+    return None
+
+
+def field_blocks(part: Message) -> list[Message]:
+    """The header blocks of a delivery-status or feedback-report part, however it was parsed."""
+    payload = part.get_payload()
+    if isinstance(payload, list):
+        return [p for p in payload if isinstance(p, Message)]
+    return text_blocks(decoded(part))
+
+
+def text_blocks(text: str) -> list[Message]:
+    blocks = re.split(r"\r?\n\s*\r?\n", text)
+    return [HeaderParser().parsestr(b.strip() + "\n") for b in blocks if b.strip()]
+
+
+def address_field(value: object) -> str | None:
+    """`rfc822; kim@news.kr` (RFC 3464 address-type; address) -> kim@news.kr."""
+    if not value:
+        return None
+    text = " ".join(str(value).split())
+    if ";" in text:
+        text = text.split(";", 1)[1]
+    addr = parseaddr(text.strip())[1] or text.strip().strip("<>")
+    return addr if "@" in addr and " " not in addr else None
+
+
+def attached(part: Message) -> Message | None:
+    """The message inside a message/rfc822 part."""
+    payload = part.get_payload()
+    if isinstance(payload, list) and payload and isinstance(payload[0], Message):
+        return payload[0]
+    return None
+
+
+def returned_headers(msg: Message) -> Message | None:
+    """The returned original: the attached message, or its headers (text/rfc822-headers)."""
+    for part in msg.walk():
+        ctype = part.get_content_type()
+        if ctype == "message/rfc822":
+            inner = attached(part)
+            if inner is not None:
+                return inner
+        elif ctype in ("text/rfc822-headers", "message/rfc822-headers"):
+            return HeaderParser().parsestr(decoded(part).lstrip())
+    return None
+
+
+def original_ids(msg: Message) -> list[str]:
+    """Message-IDs of the message a report is about: attached message or headers."""
+    ids: list[str] = []
+    for part in msg.walk():
+        ctype = part.get_content_type()
+        headers: Message | None = None
+        if ctype == "message/rfc822":
+            headers = attached(part)
+        elif ctype in ("text/rfc822-headers", "message/rfc822-headers"):
+            headers = HeaderParser().parsestr(decoded(part).lstrip())
+        if headers is not None:
+            for value in headers.get_all("message-id", []):
+                found = re.search(r"<[^<>\s]+>", str(value))
+                if found and found.group(0) not in ids:
+                    ids.append(found.group(0))
+    if not ids:
+        ids = list(MSGID.findall(body_text(msg, stop_at_attachment=False)))
+    return ids
+
+
+_TEXTS: dict[tuple[int, bool], tuple[Message, str]] = {}
+
+
+def body_text(msg: Message, *, stop_at_attachment: bool) -> str:
+    """The message's text parts, decoded; HTML reduced to its text (only without plain text).
+
+    Several readers ask for the same message's text: the last few results are kept (keyed by
+    the message object, which is held so that its id cannot be reused meanwhile)."""
+    key = (id(msg), stop_at_attachment)
+    cached = _TEXTS.get(key)
+    if cached is not None and cached[0] is msg:
+        return cached[1]
+    text = _body_text(msg, stop_at_attachment=stop_at_attachment)
+    if len(_TEXTS) >= 8:
+        _TEXTS.clear()
+    _TEXTS[key] = (msg, text)
+    return text
+
+
+def _body_text(msg: Message, *, stop_at_attachment: bool) -> str:
+    out: list[str] = []
+
+    def visit(part: Message) -> None:
+        ctype = part.get_content_type()
+        if part.is_multipart():
+            if ctype == "message/rfc822" and stop_at_attachment:
+                return
+            payload = part.get_payload()
+            subs = [s for s in payload if isinstance(s, Message)] if isinstance(payload, list) \
+                else []
+            if ctype == "multipart/alternative":
+                # One rendering is enough: the plain one when it has words.
+                plain = [s for s in subs if s.get_content_type() == "text/plain"
+                         and decoded(s).strip()]
+                subs = plain[:1] or subs[:1]
+            for sub in subs:
+                visit(sub)
+            return
+        if ctype.startswith("multipart/") and isinstance(part.get_payload(), str):
+            # A multipart whose boundary never appears: its body is all there is.
+            out.append(str(part.get_payload()))
+            return
+        if part.get_content_maintype() != "text" or (
+                ctype == "text/rfc822-headers" and stop_at_attachment):
+            return
+        text = decoded(part)[:_MAX_PART]
+        if ctype == "text/html":
+            text = re.sub(r"<br\s*/?>|</p>|</div>|</tr>|</li>", "\n", text, flags=re.I)
+            text = re.sub(r"<(style|script)\b.*?</\1>", " ", text, flags=re.I | re.S)
+            text = re.sub(r"<[^>]+>", " ", text)
+            text = re.sub(r"&nbsp;", " ", text).replace("&lt;", "<").replace("&gt;", ">")
+        out.append(text)
+
+    visit(msg)
+    return "\n".join(out)
+
+
+def decoded(part: Message) -> str:
+    """A leaf part's payload as text, in its declared charset (UTF-8 when unknown)."""
+    try:
+        data = part.get_payload(decode=True)
+    except (ValueError, LookupError, AssertionError):
+        return str(part.get_payload())
+    if not isinstance(data, bytes):
+        return ""
+    charset = part.get_content_charset() or "utf-8"
+    try:
+        return data.decode(charset, "replace")
+    except LookupError:
+        return data.decode("utf-8", "replace")

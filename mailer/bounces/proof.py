@@ -1,0 +1,129 @@
+"""Is a report provably about a message mailer sent to this recipient?
+
+Anyone can mail the bounce address, so what a report *says* (Final-Recipient, Original-Rcpt-To,
+the From of a mailed unsubscribe, a hand-written VERP address) proves nothing. Two things do:
+
+- a signed VERP address (contacts/addresses.py): the envelope sender mailer used for exactly
+  this recipient and campaign, with an HMAC only the holder of secret_key can write;
+- a Message-ID quoted from the original that is in the ledger (delivery.message_id, an HMAC of
+  campaign and contact), on a delivery that was actually attempted, and whose recipient is the
+  address the report names (or the report names no address of ours: a forwarding address).
+
+Anything else is recorded and held for review (bounces/review.py), never applied.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from mailer.bounces.parse import Recipient, Report
+from mailer.config import Settings
+from mailer.contacts.addresses import normalise, verp_decode
+from mailer.errors import InvalidInputError
+from mailer.store.models import Contact, Delivery, DeliveryStatus
+
+# A delivery some server received or refused: a report about it can be genuine.
+ATTEMPTED = (DeliveryStatus.SENT, DeliveryStatus.IN_DOUBT, DeliveryStatus.DEFERRED,
+             DeliveryStatus.FAILED)
+
+
+@dataclass
+class Match:
+    """Whom a report is about, how that was found, and whether it is proven."""
+
+    email: str | None
+    matched_by: str | None
+    delivery: Delivery | None = None
+    campaign_id: int | None = None
+    proven: bool = False
+    why: str = ""  # when not proven: why not, for the person reviewing it
+
+
+def match(session: Session, settings: Settings, parsed: Report, r: Recipient,
+          *, many: bool = False) -> Match:
+    """The recipient `r` of `parsed`: proven by signed VERP or a ledger Message-ID, else named."""
+    named = [k for k in (_key(a) for a in (r.original, r.final) if a) if k]
+    unsigned_verp: str | None = None
+    if settings.verp:
+        for addr in parsed.envelope_to:
+            v = verp_decode(settings.bounce_address, addr, secret_key=settings.secret_key)
+            if v is None:
+                continue
+            email = _key(v.email)
+            if not v.signed:
+                unsigned_verp = unsigned_verp or email
+                continue
+            # One VERP address proves one recipient: in a report about several, only theirs.
+            if email is None or (many and named and email not in named):
+                continue
+            if _known(session, email):
+                delivery = _campaign_delivery(session, v.campaign_id, email)
+                return Match(email, "verp", delivery, v.campaign_id, proven=True)
+    by_id = _deliveries(session, parsed.original_ids)
+    sent = [d for d in by_id if d.status in ATTEMPTED]
+    for d in sent:
+        if d.email in named:
+            return Match(d.email, "message-id", d, d.campaign_id, proven=True)
+    if sent and not many and not any(_known(session, n) for n in named):
+        # The report names no address of ours (a forwarding address, or none at all): the
+        # message it quotes says whom it is about.
+        d = sent[0]
+        return Match(d.email, "message-id", d, d.campaign_id, proven=True)
+    candidates = ([(unsigned_verp, "verp")] if unsigned_verp else []) + \
+        [(a, how) for a, how in ((r.original, "original-recipient"),
+                                 (r.final, "final-recipient")) if a]
+    for value, how in candidates:
+        email = _key(value or "")
+        if email is not None and _known(session, email):
+            return Match(email, how, why=_why_not(parsed, email, by_id, unsigned_verp))
+    return Match(None, None)
+
+
+def _why_not(parsed: Report, email: str, by_id: list[Delivery], unsigned_verp: str | None) -> str:
+    reasons = []
+    if unsigned_verp:
+        reasons.append(f"its VERP address names {unsigned_verp} but carries no valid signature")
+    ids = [i for i in parsed.original_ids if i][:3]
+    if not ids:
+        reasons.append("it quotes no Message-ID of the original")
+    elif not by_id:
+        reasons.append(f"the Message-ID it quotes ({ids[0]}) is not one mailer sent")
+    else:
+        d = by_id[0]
+        if d.email != email:
+            reasons.append(f"the message it quotes ({d.message_id}) was sent to another address")
+        else:
+            reasons.append(f"the message it quotes ({d.message_id}) was never sent "
+                           f"(status {DeliveryStatus(d.status).value})")
+    return "no proof it is about a message mailer sent to " + email + ": " + "; ".join(reasons)
+
+
+def _key(value: str) -> str | None:
+    try:
+        return normalise(value).key
+    except InvalidInputError:
+        return None
+
+
+def _known(session: Session, email: str) -> bool:
+    if session.scalar(select(Contact.id).where(Contact.email == email)) is not None:
+        return True
+    return session.scalar(select(Delivery.id).where(Delivery.email == email).limit(1)) is not None
+
+
+def _deliveries(session: Session, ids: Iterable[str]) -> list[Delivery]:
+    ids = [i for i in ids if i][:10]
+    if not ids:
+        return []
+    return list(session.scalars(select(Delivery).where(Delivery.message_id.in_(ids))))
+
+
+def _campaign_delivery(session: Session, campaign_id: int | None, email: str) -> Delivery | None:
+    if campaign_id is None:
+        return None
+    return session.scalar(select(Delivery).where(Delivery.campaign_id == campaign_id,
+                                                 Delivery.email == email).limit(1))

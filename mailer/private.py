@@ -1,0 +1,37 @@
+"""Files that hold secrets (mailer.toml, the SQLite database, a DKIM key) are created readable by
+their owner only, whatever the umask: mode 0600 from the moment they exist, never chmod-ed after
+a window in which another user could have opened them."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+PRIVATE_MODE = 0o600
+
+
+def write_private(path: Path, data: bytes) -> None:
+    """Create `path` with mode 0600 and write `data`; FileExistsError if it exists already."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_MODE)
+    try:
+        # The mode given to open() passes through the umask, which can only remove bits; set it
+        # again in case an unusual umask removed the owner's own.
+        os.fchmod(fd, PRIVATE_MODE)
+        with os.fdopen(fd, "wb") as fh:
+            fd = -1
+            fh.write(data)
+    finally:
+        if fd != -1:
+            os.close(fd)
+
+
+def create_private(path: Path) -> bool:
+    """Create an empty file with mode 0600 unless it exists; True when it was created.
+
+    SQLite accepts an empty file as a new database and creates its -wal and -shm files with
+    the database file's own mode, so this keeps all three private."""
+    try:
+        write_private(path, b"")
+    except FileExistsError:
+        return False
+    return True

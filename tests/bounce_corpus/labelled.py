@@ -1,0 +1,151 @@
+"""The shared labelled corpus (real bounces from many mail systems): scoring `bounces classify`.
+
+Used by tests/test_bounce_classify.py and bench/bench_bounce_classify.py. The corpus lives
+outside the repository: MAILER_BOUNCE_CORPUS, else ../shared/bounce-corpus beside the checkout.
+Figures are per recipient, as the labels are:
+- hard recall: labelled `hard` recipients that are suppressed with the labelled address;
+- false suppression: messages whose labels hold no `hard` or `complaint` that suppress anyone;
+- complaints: labelled complaints found as complaints, with the address where the label has one.
+DISPUTED names labels the classifier deliberately disagrees with, each with the reason; the
+figures are given both against the labels as they are and with those labels set aside.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mailer.bounces.classify import MessageVerdict, classify_bytes
+
+ROOT = Path(__file__).resolve().parents[2]
+
+_FILTER_NOT_PROVEN = ("the server says the address does not exist ('user unknown', 'no such "
+                      "user', 'invalid address') in a permanent failure at RCPT TO or with no "
+                      "stage given; the labels call the same words hard in other files")
+_CARRIER = ("a Japanese carrier's '550 User unknown' (labelled filtered): the words say the "
+            "address does not exist and the same words are labelled hard in other files")
+# Labels that say soft where the server's own words say the address does not exist.
+DISPUTED_SOFT: dict[str, str] = {
+    "lhost-amazonses-02.eml": _CARRIER,
+    "lhost-courier-02.eml": _FILTER_NOT_PROVEN,
+    "lhost-exchange2003-04.eml": "Exchange 2003's 'Recipient Not Found' is its user-unknown",
+    "lhost-messagingserver-06.eml": "550 5.2.1 'User Unknown' (labelled hard in postfix-13)",
+    "lhost-messagingserver-08.eml": _CARRIER,
+    "lhost-powermta-01.eml": "550 5.2.1 'User Unknown' (labelled hard in postfix-13)",
+    "lhost-powermta-03.eml": "550 5.2.1 'User Unknown' (labelled hard in postfix-13)",
+    "lhost-x1-01.eml": _FILTER_NOT_PROVEN,
+    "lhost-x1-02.eml": _FILTER_NOT_PROVEN,
+    "lhost-x2-01.eml": _FILTER_NOT_PROVEN,
+    "lhost-yahoo-06.eml": _CARRIER,
+    "lhost-zoho-02.eml": "5.2.1 'User Unknown' for this recipient (labelled hard elsewhere)",
+    "lhost-zoho-03.eml": _FILTER_NOT_PROVEN,
+    "rfc3464-35.eml": "'550 user unknown' for mikeneko, labelled filtered without a stage",
+    "rfc3464-42.eml": "Gmail's 'The email account that you tried to reach does not exist'",
+}
+# Labels that say hard where the code or the words say something else.
+DISPUTED_HARD: dict[str, str] = {
+    "lhost-bigfoot-02.eml": "5.7.1 is a policy refusal: the code wins over 'user unknown'",
+    "lhost-exim-30.eml": "5.7.1 is a policy refusal: the code wins over 'user unknown'",
+    "lhost-exim-37.eml": "'<our domain> does not exist' after end of DATA: about the sender",
+    "lhost-opensmtpd-12.eml": "the report says Action: delayed; a delay never suppresses",
+    "lhost-sendmail-57.eml": "5.7.27: the sender's domain publishes no mail server (RFC 7505)",
+    "lhost-outlook-08.eml": "Outlook.com 5.5.0 'mailbox unavailable': ambiguous, scored not "
+                            "suppressed (tests/bounce_corpus 41 makes the same choice)",
+    "rhost-microsoft-02.eml": "5.4.1 'Access denied' (directory-based edge blocking): the code "
+                              "does not say the address is gone (tests/bounce_corpus 22)",
+}
+
+
+def corpus_dir() -> Path | None:
+    """The shared corpus folder, or None when it is not there."""
+    given = os.environ.get("MAILER_BOUNCE_CORPUS")
+    path = Path(given) if given else ROOT.parent / "shared" / "bounce-corpus"
+    return path if (path / "labels.json").is_file() else None
+
+
+@dataclass
+class Score:
+    hard: int = 0
+    hard_found: int = 0
+    hard_disputed: int = 0
+    hard_found_disputed: int = 0
+    clean: int = 0  # messages whose labels hold no hard or complaint
+    false_suppress: list[str] = field(default_factory=list)
+    complaints: int = 0
+    complaints_found: int = 0
+    missed: list[str] = field(default_factory=list)
+    slowest: tuple[float, str] = (0.0, "")
+    unparseable: list[str] = field(default_factory=list)
+
+    @property
+    def false_undisputed(self) -> list[str]:
+        return [f for f in self.false_suppress if f not in DISPUTED_SOFT]
+
+    @property
+    def clean_undisputed(self) -> int:
+        return self.clean - sum(1 for f in self.false_suppress if f in DISPUTED_SOFT)
+
+    def lines(self) -> list[str]:
+        def pct(a: int, b: int) -> str:
+            return f"{a}/{b} = {a / b:.3f}" if b else f"{a}/0"
+        undisputed = self.hard - self.hard_disputed
+        return [
+            f"hard bounces suppressed with the right address: {pct(self.hard_found, self.hard)}"
+            f" (labels as they are); {pct(self.hard_found - self.hard_found_disputed, undisputed)}"
+            f" with {self.hard_disputed} disputed labels set aside",
+            f"messages without hard/complaint labels that suppress anyone: "
+            f"{pct(len(self.false_suppress), self.clean)} (labels as they are); "
+            f"{pct(len(self.false_undisputed), self.clean_undisputed)} with the disputed set "
+            "aside",
+            f"complaints found: {pct(self.complaints_found, self.complaints)}",
+            f"slowest message: {self.slowest[0] * 1000:.1f} ms ({self.slowest[1]})",
+            f"unparseable: {len(self.unparseable)} {self.unparseable}",
+        ]
+
+
+def load() -> tuple[Path, dict[str, list[dict[str, Any]]]]:
+    folder = corpus_dir()
+    assert folder is not None
+    return folder, json.loads((folder / "labels.json").read_text(encoding="utf-8"))
+
+
+def score() -> tuple[Score, dict[str, MessageVerdict]]:
+    """Classify every labelled message and score it."""
+    folder, labels = load()
+    out = Score()
+    verdicts: dict[str, MessageVerdict] = {}
+    for name, expected in sorted(labels.items()):
+        raw = (folder / "samples" / name).read_bytes()
+        start = time.perf_counter()
+        got = classify_bytes(raw, name)
+        took = time.perf_counter() - start
+        out.slowest = max(out.slowest, (took, name))
+        verdicts[name] = got
+        if got.form == "unparseable":
+            out.unparseable.append(name)
+        suppressed = {(r.address or "").lower() for r in got.recipients if r.suppress}
+        complaints = {(r.address or "").lower() for r in got.recipients if r.kind == "complaint"}
+        classes = {e["class"] for e in expected}
+        if not classes & {"hard", "complaint"}:
+            out.clean += 1
+            if suppressed:
+                out.false_suppress.append(name)
+        for e in expected:
+            address = (e["address"] or "").lower()
+            if e["class"] == "hard":
+                out.hard += 1
+                found = address in suppressed
+                out.hard_found += found
+                if name in DISPUTED_HARD:
+                    out.hard_disputed += 1
+                    out.hard_found_disputed += found
+                elif not found:
+                    out.missed.append(f"{name} {address}")
+            elif e["class"] == "complaint":
+                out.complaints += 1
+                out.complaints_found += bool(complaints) and (not address or address in complaints)
+    return out, verdicts

@@ -1,0 +1,91 @@
+"""Start-up: `mailer --help` and `--version` import click and not the library; a command imports
+only its own module. Checked in a fresh interpreter (sys.modules), never by timing."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import click
+from click.testing import CliRunner
+
+from mailer.cli import COMMAND_HELP, LAZY_COMMANDS, load_all_commands, main
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# What `--help` used to import (over a second of CPU): none of it is needed to print help.
+HEAVY = ("premailer", "flask", "mailer.bounces", "sqlalchemy.orm", "requests", "cssutils",
+         "openpyxl", "alembic")
+
+
+def modules_after(args: list[str], cwd: Path) -> tuple[str, list[str]]:
+    """Run `mailer ARGS` in a fresh interpreter; its output and the modules it imported."""
+    code = (
+        "import json, sys\n"
+        "import click.formatting\n"
+        "from mailer.cli import main\n"
+        # The width CliRunner gives in-process, so that the two listings compare line for line.
+        "click.formatting.FORCED_WIDTH = 80\n"
+        "try:\n"
+        f"    main({args!r}, prog_name='mailer')\n"
+        "except SystemExit as exit:\n"
+        "    assert not exit.code, exit.code\n"
+        "print('MODULES=' + json.dumps(sorted(sys.modules)))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env.pop("MAILER_CONFIG", None)
+    proc = subprocess.run([sys.executable, "-c", code], cwd=cwd, env=env, capture_output=True,
+                          text=True, check=True)
+    output, _, modules = proc.stdout.rpartition("MODULES=")
+    return output, json.loads(modules)
+
+
+def loaded(modules: list[str], prefix: str) -> list[str]:
+    return [m for m in modules if m == prefix or m.startswith(prefix + ".")]
+
+
+def test_help_and_version_import_none_of_the_library(tmp_path: Path) -> None:
+    for args in (["--help"], ["--version"]):
+        output, modules = modules_after(args, tmp_path)
+        assert output.strip(), args
+        for heavy in HEAVY:
+            assert loaded(modules, heavy) == [], (args, heavy)
+        # Not one command module either: listing the commands must not import them.
+        assert [m for m in modules if m.endswith("_cmd")] == [], args
+
+
+def test_lists_ls_imports_only_what_it_uses(tmp_path: Path) -> None:
+    subprocess.run([sys.executable, "-m", "mailer", "init"], cwd=tmp_path, check=True,
+                   capture_output=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    output, modules = modules_after(["lists", "ls"], tmp_path)
+    assert "No lists yet" in output
+    for heavy in ("premailer", "flask", "mailer.bounces", "requests", "openpyxl", "alembic",
+                  "mailer.releases", "mailer.delivery", "mailer.web"):
+        assert loaded(modules, heavy) == [], heavy
+    assert [m for m in modules if m.endswith("_cmd")] == ["mailer.cli.lists_cmd"]
+
+
+def test_help_lists_every_command_with_its_own_first_line(tmp_path: Path) -> None:
+    # The listing from COMMAND_HELP (nothing imported) is the listing click makes from the
+    # commands themselves once they are all imported.
+    lazy_output, _ = modules_after(["--help"], tmp_path)
+    load_all_commands()
+    ctx = click.Context(main)
+    for name in main.list_commands(ctx):
+        command = main.get_command(ctx, name)
+        assert command is not None
+        assert COMMAND_HELP.get(name) == command.get_short_help_str(limit=1000), name
+    assert set(COMMAND_HELP) == set(LAZY_COMMANDS)
+    loaded_output = CliRunner().invoke(main, ["--help"], prog_name="mailer").output
+    assert lazy_output.strip() == loaded_output.strip()
+
+
+def test_startup_bench_reports_each_command(tmp_path: Path) -> None:
+    proc = subprocess.run([sys.executable, str(ROOT / "bench" / "bench_startup.py"), "--runs",
+                           "1", "--json"], capture_output=True, text=True, check=True)
+    data = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert set(data["startup"]) == {"python -c pass", "--help", "--version", "lists ls"}
+    assert all(seconds > 0 for seconds in data["startup"].values())
