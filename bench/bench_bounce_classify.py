@@ -47,18 +47,34 @@ def corpus_figures() -> None:
     if score.missed:
         print("  hard bounces missed (undisputed): " + ", ".join(score.missed))
     folder, labels = labelled.load()
-    slowest, cut_count, cut_unparseable = (0.0, ""), 0, 0
+    slowest, slowest_cut, cut_count, cut_unparseable = (0.0, ""), (0.0, ""), 0, 0
     for name in sorted(labels):
-        cut = _cut_in_copy((folder / "samples" / name).read_bytes())
+        raw = (folder / "samples" / name).read_bytes()
+        slowest = max(slowest, (seconds(raw, name), name))
+        cut = _cut_in_copy(raw)
         if cut is None:
             continue
         cut_count += 1
-        start = time.perf_counter()
-        verdict = classify_bytes(cut, name)
-        slowest = max(slowest, (time.perf_counter() - start, name))
-        cut_unparseable += verdict.form == "unparseable"
+        cut_unparseable += classify_bytes(cut, name).form == "unparseable"
+        slowest_cut = max(slowest_cut, (seconds(cut, name), name))
+    print(f"  slowest message (best of {RUNS} runs each): {slowest[0] * 1000:.1f} ms "
+          f"({slowest[1]})")
     print(f"  cut off in their copy: {cut_count} messages, {cut_unparseable} unparseable, "
-          f"slowest {slowest[0] * 1000:.1f} ms ({slowest[1]})")
+          f"slowest {slowest_cut[0] * 1000:.1f} ms ({slowest_cut[1]})")
+
+
+RUNS = 3
+
+
+def seconds(raw: bytes, name: str) -> float:
+    """One message's classification time: the best of a few runs (a shared machine's other
+    work only ever adds time)."""
+    times = []
+    for _ in range(RUNS):
+        start = time.perf_counter()
+        classify_bytes(raw, name)
+        times.append(time.perf_counter() - start)
+    return min(times)
 
 
 def flufl_figures() -> None:
@@ -86,12 +102,18 @@ def throughput(count: int) -> None:
             messages = [f"Message-ID: <bench.{n}@bench.example>\n".encode()
                         + corpus[n % len(corpus)] for n in range(count)]
             mbox = world.write_mbox(folder / "in.mbox", messages)
+            start = time.perf_counter()
+            for n, raw in enumerate(messages):
+                classify_bytes(raw, str(n))
+            parsing = time.perf_counter() - start
             with clock.pinned(world.PROCESSED_AT), open_source(str(mbox)) as box:
                 start = time.perf_counter()
                 report = process_mailbox(session, settings, box)
                 session.commit()
                 elapsed = time.perf_counter() - start
         dispose_engines()
+    print(f"classify alone, the same {count} messages: {parsing:.1f} s, "
+          f"{count / parsing:.0f} messages/s")
     print(f"bounces process, {count} messages on SQLite: {elapsed:.1f} s, "
           f"{count / elapsed:.0f} messages/s ({report.messages} read, "
           f"{len(report.items)} items)")

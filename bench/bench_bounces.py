@@ -2,7 +2,7 @@
 
     python bench/bench_bounces.py [--runs 5] [--copies 10]
 
-The corpus (tests/bounce_corpus, 40 messages) is scored once against its expected.json. Then
+The corpus (tests/bounce_corpus, 44 messages) is scored once against its expected.json. Then
 `copies` copies of it, each report with a Message-ID of its own, are timed three ways, median of
 `runs`: the baseline (the email package and flufl.bounce alone), mailer's parser, and the whole
 `process_mailbox` (parse, match, record, suppress) on a fresh SQLite database.

@@ -27,8 +27,9 @@ TARGETS = {"--help": 0.3, "--version": 0.3, "lists ls": 0.5}
 
 def cpu_seconds(argv: list[str], cwd: Path, env: dict[str, str]) -> float:
     """User + sys CPU seconds of one run of argv (the child alone, not this process)."""
-    proc = subprocess.Popen(argv, cwd=cwd, env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        argv, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
     _, status, usage = os.wait4(proc.pid, 0)
     proc.returncode = os.waitstatus_to_exitcode(status)
     stderr = proc.stderr.read().decode() if proc.stderr else ""
@@ -49,8 +50,9 @@ def measure(runs: int) -> dict[str, float]:
     py = sys.executable
     with tempfile.TemporaryDirectory(prefix="bench-startup-") as tmp:
         folder = Path(tmp)
-        subprocess.run([py, "-m", "mailer", "init"], cwd=folder, env=env, check=True,
-                       capture_output=True)
+        subprocess.run(
+            [py, "-m", "mailer", "init"], cwd=folder, env=env, check=True, capture_output=True
+        )
         # One run of each first, so the bytecode caches are written before anything is timed.
         for args in (["--help"], ["--version"], ["lists", "ls"]):
             cpu_seconds([py, "-m", "mailer", *args], folder, env)
@@ -75,11 +77,17 @@ def main(argv: list[str] | None = None) -> int:
     print(f"start-up CPU time (user+sys, median of {args.runs} runs)")
     for name, seconds in results.items():
         target = TARGETS.get(name)
-        verdict = "" if target is None else (
-            f"  target <= {target:.1f} s: {'met' if seconds <= target else 'MISSED'}")
+        verdict = (
+            ""
+            if target is None
+            else (f"  target <= {target:.1f} s: {'met' if seconds <= target else 'MISSED'}")
+        )
         extra = "" if name == "python -c pass" else f"  (+{seconds - base:.3f} s over python)"
-        print(f"  mailer {name:<10} {seconds:.3f} s{extra}{verdict}" if name != "python -c pass"
-              else f"  {name:<17} {seconds:.3f} s")
+        print(
+            f"  mailer {name:<10} {seconds:.3f} s{extra}{verdict}"
+            if name != "python -c pass"
+            else f"  {name:<17} {seconds:.3f} s"
+        )
     return 0
 
 

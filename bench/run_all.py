@@ -30,8 +30,12 @@ OTHERS = ("bench_import.py", "bench_render.py", "bench_bounces.py")
 def run_json(script: str, *args: str) -> dict[str, Any]:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     start = time.perf_counter()
-    proc = subprocess.run([sys.executable, str(HERE / script), *args, "--json"], env=env,
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, str(HERE / script), *args, "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     if proc.returncode != 0:
         raise RuntimeError(f"{script} failed:\n{proc.stderr[-3000:]}")
     data: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -46,12 +50,22 @@ def verdict(ok: bool) -> str:
 def rows_build(d: dict[str, Any]) -> list[list[str]]:
     rows = []
     for lang, r in d["build"].items():
-        rows.append([f"1. build, {lang}: messages/s (CPU-time rate)",
-                     f"{r['compiled_per_s']:,.0f} ({r['compiled_per_cpu_s']:,.0f})",
-                     ">= 5,000", verdict(r["compiled_per_s"] >= 5000)])
-        rows.append([f"1. build, {lang}: x EmailMessage per recipient",
-                     f"{r['ratio']:.0f}x (CPU {r['ratio_cpu']:.0f}x)", ">= 25x",
-                     verdict(r["ratio"] >= 25)])
+        rows.append(
+            [
+                f"1. build, {lang}: messages/s (CPU-time rate)",
+                f"{r['compiled_per_s']:,.0f} ({r['compiled_per_cpu_s']:,.0f})",
+                ">= 5,000",
+                verdict(r["compiled_per_s"] >= 5000),
+            ]
+        )
+        rows.append(
+            [
+                f"1. build, {lang}: x EmailMessage per recipient",
+                f"{r['ratio']:.0f}x (CPU {r['ratio_cpu']:.0f}x)",
+                ">= 25x",
+                verdict(r["ratio"] >= 25),
+            ]
+        )
     return rows
 
 
@@ -59,15 +73,26 @@ def rows_delivery(d: dict[str, Any]) -> list[list[str]]:
     rows = []
     if "delivery" in d:
         r = d["delivery"]
-        rows.append([f"2. delivery, {r['recipients']:,} to the sink, {r['connections']} conns "
-                     f"(group {r['ledger_group_size']})",
-                     f"{r['mailer_per_s']:,.0f}/s vs smtplib {r['smtplib_per_s']:,.0f}/s = "
-                     f"{r['ratio']:.2f}x", ">= 0.7x", verdict(r["ratio"] >= 0.7)])
+        rows.append(
+            [
+                f"2. delivery, {r['recipients']:,} to the sink, {r['connections']} conns "
+                f"(group {r['ledger_group_size']})",
+                f"{r['mailer_per_s']:,.0f}/s vs smtplib {r['smtplib_per_s']:,.0f}/s = "
+                f"{r['ratio']:.2f}x",
+                ">= 0.7x",
+                verdict(r["ratio"] >= 0.7),
+            ]
+        )
     if "mailmerge" in d:
         m = d["mailmerge"]
-        rows.append([f"2. `mailer send` vs `mailmerge`, {m['recipients']:,} recipients",
-                     f"{m['mailer_send_s']:.1f} s vs {m['mailmerge_s']:.1f} s = "
-                     f"{m['ratio']:.1f}x", ">= 15x", verdict(m["ratio"] >= 15)])
+        rows.append(
+            [
+                f"2. `mailer send` vs `mailmerge`, {m['recipients']:,} recipients",
+                f"{m['mailer_send_s']:.1f} s vs {m['mailmerge_s']:.1f} s = {m['ratio']:.1f}x",
+                ">= 15x",
+                verdict(m["ratio"] >= 15),
+            ]
+        )
     return rows
 
 
@@ -76,31 +101,60 @@ def rows_memory(d: dict[str, Any]) -> list[list[str]]:
     results = d["memory"]
     for r in results:
         mb = r["peak_mb"] * 1.048576  # the figure is MiB; the target is 100 MB
-        rows.append([f"3. memory, `mailer send` to {r['recipients']:,}: peak RSS",
-                     f"{mb:.1f} MB ({r['peak_mb']:.1f} MiB)", "<= 100 MB", verdict(mb <= 100)])
+        rows.append(
+            [
+                f"3. memory, `mailer send` to {r['recipients']:,}: peak RSS",
+                f"{mb:.1f} MB ({r['peak_mb']:.1f} MiB)",
+                "<= 100 MB",
+                verdict(mb <= 100),
+            ]
+        )
     if len(results) > 1:
         first, last = results[0], results[-1]
-        rows.append([f"3. memory growth {first['recipients']:,} -> {last['recipients']:,}",
-                     f"{last['growth'] * 100:+.1f}%", "<= +10%",
-                     verdict(last["growth"] <= 0.10)])
+        rows.append(
+            [
+                f"3. memory growth {first['recipients']:,} -> {last['recipients']:,}",
+                f"{last['growth'] * 100:+.1f}%",
+                "<= +10%",
+                verdict(last["growth"] <= 0.10),
+            ]
+        )
     return rows
 
 
 def rows_ledger(d: dict[str, Any]) -> list[list[str]]:
     how = {"none": "no SMTP, 1 conn", "sink": "sink, 4 conns"}
-    return [[f"4. ledger, {r['engine']}, {how[r['transport']]}, group {r['group']}",
-             f"{r['per_s']:,.0f}/s ({r['ratio']:.2f}x group 1)", "figure", ""]
-            for r in d["ledger"]]
+    return [
+        [
+            f"4. ledger, {r['engine']}, {how[r['transport']]}, group {r['group']}",
+            f"{r['per_s']:,.0f}/s ({r['ratio']:.2f}x group 1)",
+            "figure",
+            "",
+        ]
+        for r in d["ledger"]
+    ]
 
 
 def rows_startup(d: dict[str, Any]) -> list[list[str]]:
     """Issue 20: CPU time of starting the command line, against `python -c pass`."""
     r = d["startup"]
-    rows = [["20. start-up: `python -c pass` (baseline)", f"{r['python -c pass']:.3f} s CPU",
-             "figure", ""]]
+    rows = [
+        [
+            "20. start-up: `python -c pass` (baseline)",
+            f"{r['python -c pass']:.3f} s CPU",
+            "figure",
+            "",
+        ]
+    ]
     for name, target in d["targets"].items():
-        rows.append([f"20. start-up: `mailer {name}`", f"{r[name]:.3f} s CPU",
-                     f"<= {target:.1f} s", verdict(r[name] <= target)])
+        rows.append(
+            [
+                f"20. start-up: `mailer {name}`",
+                f"{r[name]:.3f} s CPU",
+                f"<= {target:.1f} s",
+                verdict(r[name] <= target),
+            ]
+        )
     return rows
 
 
@@ -116,17 +170,39 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[list[str]] = []
     print("running the benchmarks (each in its own process)...", flush=True)
     if "build" in only:
-        rows += rows_build(run_json("bench_build.py", "--recipients",
-                                    "2000" if quick else "5000", "--runs", "3" if quick else "5"))
+        rows += rows_build(
+            run_json(
+                "bench_build.py",
+                "--recipients",
+                "2000" if quick else "5000",
+                "--runs",
+                "3" if quick else "5",
+            )
+        )
     if "delivery" in only:
-        rows += rows_delivery(run_json(
-            "bench_delivery.py", "--recipients", "2000" if quick else "10000",
-            "--mailmerge", "200" if quick else "1000", "--runs", "1" if quick else "3"))
+        rows += rows_delivery(
+            run_json(
+                "bench_delivery.py",
+                "--recipients",
+                "2000" if quick else "10000",
+                "--mailmerge",
+                "200" if quick else "1000",
+                "--runs",
+                "1" if quick else "3",
+            )
+        )
     if "ledger" in only:
         extra = ["--pg", args.pg] if args.pg else []
-        rows += rows_ledger(run_json("bench_ledger.py", "--recipients",
-                                     "1000" if quick else "5000", "--runs",
-                                     "1" if quick else "3", *extra))
+        rows += rows_ledger(
+            run_json(
+                "bench_ledger.py",
+                "--recipients",
+                "1000" if quick else "5000",
+                "--runs",
+                "1" if quick else "3",
+                *extra,
+            )
+        )
     if "memory" in only:
         sizes = args.memory_sizes or ("10000,50000" if quick else "100000,1000000")
         rows += rows_memory(run_json("bench_memory.py", "--sizes", sizes))
@@ -136,9 +212,12 @@ def main(argv: list[str] | None = None) -> int:
         for script in OTHERS:
             if (HERE / script).exists():
                 print(f"\n== {script} ==", flush=True)
-                proc = subprocess.run([sys.executable, str(HERE / script)], text=True,
-                                      env={**os.environ, "PYTHONPATH": str(ROOT)},
-                                      capture_output=True)
+                proc = subprocess.run(
+                    [sys.executable, str(HERE / script)],
+                    text=True,
+                    env={**os.environ, "PYTHONPATH": str(ROOT)},
+                    capture_output=True,
+                )
                 print(proc.stdout.rstrip() or proc.stderr[-2000:])
     from bench.support import load_note, table
 

@@ -47,7 +47,9 @@ def render_configuration() -> str:
         "Every setting mailer reads, in the order `mailer init` writes them into `mailer.toml`.",
         "Any setting can also be given as an environment variable `MAILER_<NAME>` (upper case),",
         "which wins over the file; `--config PATH` or `MAILER_CONFIG` chooses the file.",
-        "Secret settings are masked by `mailer config show`. How to use them:",
+        "Secret settings are masked by `mailer config show`. A setting marked **must be set**",
+        "has a stand-in default, and mail to real readers is refused until it is changed.",
+        "How to use them:",
         "[Configuration](../configuration.md).",
         "",
         "| setting | type | default | meaning |",
@@ -59,7 +61,13 @@ def render_configuration() -> str:
             default = "made by `mailer init`"
         else:
             default = _code(default)
-        meaning = s.help.rstrip(".") + "." + (" Secret: masked in output." if s.secret else "")
+        meaning = s.help.rstrip(".") + "."
+        example = getattr(s, "placeholder", "")
+        if example:
+            # The default is only a stand-in: sends to real readers are refused until it is set.
+            meaning += f" **Must be set before mailing real readers**, e.g. {_code(example)}."
+        if s.secret:
+            meaning += " Secret: masked in output."
         lines.append(f"| `{s.name}` | {s.kind} | {_cell(default)} | {_cell(meaning)} |")
     lines.append("")
     lines.append("Environment variables: " + ", ".join(

@@ -2,6 +2,9 @@
 
 Each setting is declared once, in SETTINGS, beside its default and its help text. `mailer init`
 writes a mailer.toml that lists every one of them, commented, with its default.
+
+Longer than 400 lines because of that table and the Settings fields that mirror it; reading the
+file itself (with errors that name the line and the fix) is in mailer.config_toml.
 """
 
 from __future__ import annotations
@@ -10,13 +13,13 @@ import json
 import os
 import re
 import secrets
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from mailer.config_toml import read_toml
 from mailer.errors import ConfigError
 
 # Masking lives in mailer.masking; imported here too, where the rest of the code finds it.
@@ -35,6 +38,10 @@ class Setting:
     default: Any
     help: str
     secret: bool = False
+    # Non-empty when the default is only a placeholder (an example value, or empty where a value
+    # is required): mail to real readers is refused while the setting still holds it. The text
+    # is an example of a real value, shown in that refusal.
+    placeholder: str = ""
 
 
 SETTINGS: tuple[Setting, ...] = (
@@ -67,16 +74,20 @@ SETTINGS: tuple[Setting, ...] = (
             "Encode the recipient in the envelope sender (bounces+user=domain@...)"),
     Setting("secret_key", "str", "", "Signs unsubscribe/confirm/preferences tokens", secret=True),
     Setting("base_url", "str", "http://127.0.0.1:8000",
-            "Public https address of `mailer serve`, used in links and List-Unsubscribe"),
-    Setting("from_address", "str", "press@example.org", "From address of every message"),
-    Setting("from_name", "str", "Example Community Center", "Display name in From"),
+            "Public https address of `mailer serve`, used in links and List-Unsubscribe",
+            placeholder="https://news.your-organisation.org"),
+    Setting("from_address", "str", "press@example.org", "From address of every message",
+            placeholder="press@your-organisation.org"),
+    Setting("from_name", "str", "Example Community Center", "Display name in From",
+            placeholder="Your Organisation"),
     Setting("reply_to", "str", "", "Reply-To address (empty: none)"),
     Setting("unsubscribe_mailto", "str", "",
             "Address for mailed unsubscribes in List-Unsubscribe (default: from_address)"),
     Setting("organisation_name", "str", "Example Community Center",
-            "Organisation name shown in headers and footers"),
+            "Organisation name shown in headers and footers", placeholder="Your Organisation"),
     Setting("postal_address", "str", "",
-            "Organisation's postal address for the footer (required for bulk mail by law)"),
+            "Organisation's postal address for the footer (required for bulk mail by law)",
+            placeholder="100 Main Street, Springfield, PA 19000, USA"),
     Setting("website", "str", "", "Organisation website, linked in the footer"),
     Setting("social", "dict", {}, "Social links for the footer, e.g. {Facebook = 'https://...'}"),
     Setting("about", "dict", {},
@@ -200,39 +211,60 @@ class Settings:
 
 
 def find_config(explicit: str | os.PathLike[str] | None = None,
-                env: Mapping[str, str] | None = None) -> Path:
-    """The config file path: --config, then MAILER_CONFIG, then ./mailer.toml (may not exist)."""
+                env: Mapping[str, str] | None = None, *, start: Path | None = None) -> Path:
+    """The config file path: --config, then MAILER_CONFIG, then the mailer.toml of the current
+    folder or of the nearest folder above it (as git finds its repository, so a command run in
+    a project's subfolder uses the project). Without one: ./mailer.toml, which does not exist."""
     env = os.environ if env is None else env
     if explicit:
         return Path(explicit)
     if env.get("MAILER_CONFIG"):
         return Path(env["MAILER_CONFIG"])
-    return Path.cwd() / CONFIG_NAME
+    here = (start or Path.cwd()).absolute()
+    for folder in (here, *here.parents):
+        try:
+            if (folder / CONFIG_NAME).is_file():
+                return folder / CONFIG_NAME
+        except OSError:
+            continue  # a folder we may not look into: go on upward
+    return here / CONFIG_NAME
+
+
+def no_config_message(start: Path | None = None) -> str:
+    """Why a command will not run without mailer.toml, naming every folder looked in."""
+    here = (start or Path.cwd()).absolute()
+    looked = ", ".join(str(f) for f in (here, *here.parents))
+    return (f"no {CONFIG_NAME} here or in any folder above (looked in {looked}). Run the "
+            f"command in your project's folder (where `mailer init` wrote {CONFIG_NAME}), pass "
+            f"--config PATH or set MAILER_CONFIG; to start a new project here: mailer init")
 
 
 def load_settings(path: str | os.PathLike[str] | None = None,
                   env: Mapping[str, str] | None = None, *, must_exist: bool = False) -> Settings:
-    """Read mailer.toml (if present) and MAILER_* variables into a Settings object."""
+    """Read mailer.toml (if present) and MAILER_* variables into a Settings object.
+
+    `must_exist`: refuse when no mailer.toml is found, instead of using the defaults in the
+    current folder (the CLI: a command run in the wrong folder must not start a new database)."""
     env = os.environ if env is None else env
     config_path = find_config(path, env).absolute()
     raw: dict[str, Any] = {}
+    lines: dict[str, int] = {}
     explicit = bool(path) or bool(env.get("MAILER_CONFIG"))
     if config_path.exists():
-        try:
-            with config_path.open("rb") as fh:
-                raw = tomllib.load(fh)
-        except tomllib.TOMLDecodeError as err:
-            raise ConfigError(f"{config_path}: not valid TOML: {err}") from None
-        except OSError as err:
-            raise ConfigError(f"{config_path}: cannot read: {err.strerror}") from None
-    elif explicit or must_exist:
+        raw, lines = read_toml(config_path, {s.name: s.kind for s in SETTINGS})
+    elif explicit:
         raise ConfigError(f"{config_path}: no such config file (run `mailer init` to create one)")
+    elif must_exist:
+        raise ConfigError(no_config_message())
     base_dir = config_path.parent
     values: dict[str, Any] = {}
     for key, value in raw.items():
-        if key not in _BY_NAME:
-            raise ConfigError(f"{config_path}: unknown setting {key!r}")
-        values[key] = _coerce(_BY_NAME[key], value, f"{config_path}: {key}")
+        try:
+            values[key] = _coerce(_BY_NAME[key], value, f"{config_path}: {key}")
+        except ConfigError as err:
+            if key not in lines:
+                raise
+            raise ConfigError(f"{err} (line {lines[key]})") from None
     for name, setting in _BY_NAME.items():
         var = ENV_PREFIX + name.upper()
         if var in env:
@@ -379,6 +411,41 @@ def _validate(settings: Settings, config_path: Path) -> None:
             raise ConfigError(f"{where}: {name}: expected an email address, got {value!r}")
 
 
+def placeholder_settings(settings: Settings) -> list[Setting]:
+    """The settings still at their placeholder (see Setting.placeholder), in declaration order."""
+    found = []
+    for s in SETTINGS:
+        if s.placeholder:
+            value = getattr(settings, s.name)
+            if value == s.default or not str(value).strip():
+                found.append(s)
+    return found
+
+
+def placeholder_message(settings: Settings, found: list[Setting]) -> str:
+    """One message naming every setting in `found`, its value, and the lines that fix it."""
+    where = settings.source if settings.source != "defaults" else "settings"
+    file = settings.source if settings.source != "defaults" else CONFIG_NAME
+    described = ", ".join(
+        f"{s.name} is empty" if not str(getattr(settings, s.name)).strip()
+        else f"{s.name} is still the example {getattr(settings, s.name)!r}" for s in found)
+    law = (" (the footer must show the organisation's postal address: CAN-SPAM, and Gmail and "
+           "Yahoo bulk-sender rules)" if any(s.name == "postal_address" for s in found) else "")
+    fix = "\n".join(f"    {s.name} = {json.dumps(s.placeholder, ensure_ascii=False)}"
+                    for s in found)
+    envs = ", ".join(ENV_PREFIX + s.name.upper() for s in found)
+    return (f"{where}: {described}: set {'them' if len(found) > 1 else 'it'} to your "
+            f"organisation's own before mail goes to real readers{law}. In {file}, e.g.:\n"
+            f"{fix}\n  (or the environment variable{'s' if len(found) > 1 else ''} {envs})")
+
+
+def refuse_placeholders(settings: Settings) -> None:
+    """Raise ConfigError when any setting is still at its placeholder (before a real send)."""
+    found = placeholder_settings(settings)
+    if found:
+        raise ConfigError(placeholder_message(settings, found))
+
+
 def config_template(secret_key: str | None = None) -> str:
     """The text of a new mailer.toml: a fresh secret and every other setting commented."""
     key = secret_key or secrets.token_urlsafe(32)
@@ -395,6 +462,8 @@ def config_template(secret_key: str | None = None) -> str:
         if s.name == "secret_key":
             continue
         lines.append(f"# {s.help}")
+        if s.placeholder:
+            lines.append("# SET THIS before sending to real readers: the default is a placeholder.")
         lines.append(f"# {s.name} = {_toml_value(s.default)}")
         lines.append("")
     return "\n".join(lines)

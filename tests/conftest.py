@@ -121,9 +121,13 @@ def truncate_all(url: str) -> None:
     tables = [t.name for t in reversed(Base.metadata.sorted_tables)]  # children first
     with engine.begin() as conn:
         if url not in _sequences:
-            _sequences[url] = list(conn.execute(text(
-                "SELECT sequencename FROM pg_sequences WHERE schemaname = current_schema()"
-            )).scalars())
+            _sequences[url] = list(
+                conn.execute(
+                    text(
+                        "SELECT sequencename FROM pg_sequences WHERE schemaname = current_schema()"
+                    )
+                ).scalars()
+            )
         statements = [f'DELETE FROM "{name}"' for name in tables]
         statements += [f'ALTER SEQUENCE "{name}" RESTART' for name in _sequences[url]]
         conn.exec_driver_sql("; ".join(statements))
@@ -195,8 +199,9 @@ class Cli:
         self.runner = CliRunner()
 
     def __call__(self, *args: str, input: str | None = None, expect: int | None = 0) -> Result:
-        result = self.runner.invoke(main, ["--config", str(self.config), *args], input=input,
-                                    catch_exceptions=True)
+        result = self.runner.invoke(
+            main, ["--config", str(self.config), *args], input=input, catch_exceptions=True
+        )
         if result.exception is not None and not isinstance(result.exception, SystemExit):
             raise result.exception
         if expect is not None:
@@ -226,8 +231,10 @@ def _lock_dir(config: pytest.Config) -> Path:
 def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Any:
     folder = _lock_dir(item.config)
     serial = item.get_closest_marker("serial") is not None
-    with open(folder / "serial.turnstile", "a") as turnstile, \
-            open(folder / "serial.lock", "a") as lock:
+    with (
+        open(folder / "serial.turnstile", "a") as turnstile,
+        open(folder / "serial.lock", "a") as lock,
+    ):
         fcntl.flock(turnstile, fcntl.LOCK_EX)
         fcntl.flock(lock, fcntl.LOCK_EX if serial else fcntl.LOCK_SH)
         fcntl.flock(turnstile, fcntl.LOCK_UN)

@@ -178,6 +178,18 @@ def test_five_forged_mailbox_full_reports_count_nothing(sent: Sent, db: Session)
     assert suppressed(db, VICTIM) == SuppressionReason.HARD_BOUNCE
 
 
+def test_forged_delay_does_not_mark_the_real_delivery(sent: Sent, db: Session) -> None:
+    """A delivery named by a delay or failure report never resets the soft score: a forged one
+    must not name the victim's real delivery (it would keep genuine soft bounces counting)."""
+    [item] = run(db, sent.settings, dsn(VICTIM, "4.4.1", action="delayed"))
+    assert item.outcome == "delayed" and item.processed
+    assert db.execute(select(Bounce.delivery_id, Bounce.campaign_id)).one() == (None, None)
+    # The same notice about the real message is attributed to it.
+    real = sent.received[VICTIM]
+    [item] = run(db, sent.settings, dsn(VICTIM, "4.4.1", action="delayed", to=real.mail_from))
+    assert item.campaign_id == sent.campaign_id
+
+
 def test_guessed_message_id_proves_nothing(sent: Sent, db: Session) -> None:
     victim_id = db.scalar(select(Contact.id).where(Contact.email == VICTIM))
     campaign = db.get(Campaign, sent.campaign_id)
@@ -291,6 +303,7 @@ def test_the_database_computes_the_same_message_ids(sent: Sent, db: Session) -> 
                              Delivery.message_id)).all()
     assert len(rows) == len(PEOPLE)
     for campaign_id, contact_id, email, mid in rows:
+        assert contact_id is not None
         assert mid == message_id(campaign_id, contact_id, sent.settings.secret_key,
                                  "hanul.example.org")
         assert sent.received[email].message_id == mid

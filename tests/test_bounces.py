@@ -447,6 +447,9 @@ def test_truncated_mbox_and_stray_lines_are_reported(cli: Cli, session: Session,
     assert outcomes[0] == ("0 (line 1)", "unparseable",
                            "lines 1-2 come before the first 'From ' line: skipped")
     assert outcomes[1][:2] == ("1 (line 3)", "hard")
+    # No Message-ID, no VERP: recorded and held, not applied.
+    assert data["held"] == ["kim@news.example.kr"]
+    assert data["suppressed"] == []
     assert outcomes[2][1:] == ("unparseable",
                                "truncated: the file ends in the middle of this message")
     assert reason(session, "lee@daily.example.com") is None

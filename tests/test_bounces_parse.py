@@ -49,6 +49,14 @@ from mailer.bounces.sources import MailboxError, MboxSource, encode_mutf7, parse
     ("failed", "5.2.1", "smtp; 550 5.2.1 The email account that you tried to reach is disabled",
      "soft", "5.2.1"),
     ("failed", "5.2.1", "smtp; 550 5.2.1 <k@x.example>... User Unknown", "hard", "5.2.1"),
+    # RFC 7504: 521 and 556 say the host or domain takes no mail at all.
+    ("failed", None, "521 5.3.2 <a@x.example>: System not accepting network messages", "hard",
+     "5.3.2"),
+    # Other languages' words for the same things.
+    ("failed", None, "550 존재하지 않는 계정입니다", "hard", None),
+    ("failed", None, "552 메일함이 가득 찼습니다", "soft", None),
+    ("failed", None, "550 Empfänger unbekannt", "hard", None),
+    ("failed", None, "552 Boîte aux lettres pleine", "soft", None),
     ("failed", None, None, "soft", None),
     ("delayed", "4.4.1", "connection timed out", "delayed", "4.4.1"),
     ("delayed", "5.1.1", "smtp; 550 5.1.1 User unknown", "delayed", "5.1.1"),
@@ -300,3 +308,25 @@ def test_delay_warnings_in_plain_text_are_delays() -> None:
         "Your message could not be delivered to the following recipients:\n"
         "a@x.example\nDelivery attempts will continue to be made for 5 day(s).\n")
     assert [(r.final, r.kind) for r in parse(raw).recipients] == [("a@x.example", "delayed")]
+
+
+def test_hostile_input_is_bounded_not_fatal() -> None:
+    """Shapes that made regexes or parsers quadratic: each is read within fixed bounds."""
+    head = b"From: MAILER-DAEMON@x.example\nSubject: Undelivered Mail\n"
+    many = parse(head + b"\n" + b"".join(b"<u%d@x.example>: 550 5.1.1 user unknown\n" % i
+                                         for i in range(2000)))
+    assert len(many.recipients) == 100 and {r.kind for r in many.recipients} == {"hard"}
+    blocks = parse(head + b"Content-Type: multipart/report; report-type=delivery-status; "
+                   b"boundary=D\n\n--D\nContent-Type: message/delivery-status\n\n"
+                   + b"".join(b"Final-Recipient: rfc822; u%d@x.example\nAction: failed\n"
+                              b"Status: 5.1.1\n\n" % i for i in range(600)) + b"--D--\n")
+    assert len(blocks.recipients) == 500
+    with pytest.raises(Unparseable, match="multipart MIME parts"):
+        parse(head + b"Content-Type: multipart/mixed; boundary=A\n\n" + b"".join(
+            b"--A\nContent-Type: multipart/mixed; boundary=A%d\n\n" % i for i in range(300)))
+    # An HTML part of opening tags that never close, a run without spaces, a huge header.
+    for body in (b"Content-Type: text/html\n\n" + b"<style><a " * 20000,
+                 b"\n" + b"a" * 200000 + b"\n<kim@x.example>: 550 user unknown\n",
+                 b"To: " + b"a@b.example, " * 5000 + b"\n\n<kim@x.example>: 550 no such user\n"):
+        parsed = parse(head + body)
+        assert parsed.form == "bounce"

@@ -79,6 +79,8 @@ def test_the_reference_names_every_setting() -> None:
         assert row, f"setting {setting.name} is not a row of the configuration reference"
         assert " ".join(setting.help.split()).split(";")[0][:30] in row.group(2)
         assert f"`MAILER_{setting.name.upper()}`" in text
+        if getattr(setting, "placeholder", ""):
+            assert "Must be set before mailing real readers" in row.group(2), setting.name
 
 
 def test_the_reference_has_every_command_and_option() -> None:

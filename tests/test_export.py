@@ -9,12 +9,14 @@ import re
 from pathlib import Path
 from typing import Any
 
+import pytest
 from sqlalchemy import delete
 from sqlalchemy.orm import Session
 
 from mailer.contacts.contact import add_contact, contact_as_dict, iter_contacts, unsubscribe
 from mailer.contacts.lists import create_list
 from mailer.contacts.suppressions import suppress
+from mailer.csvsafe import neutralise, restore
 from mailer.imports.export import attribute_header, export_contacts
 from mailer.store.models import Contact, ContactTag, SuppressionReason
 from tests.conftest import Cli
@@ -185,3 +187,20 @@ def test_attribute_headers_the_importer_would_misread_are_prefixed() -> None:
     assert attribute_header("이름") == "attribute:이름"
     assert attribute_header("mailer:x") == "attribute:mailer:x"
     assert attribute_header("attribute:y") == "attribute:attribute:y"
+
+
+@pytest.mark.parametrize("value, written", [
+    ("+1 215-555-0101", "+1 215-555-0101"),  # a phone number: not a formula, left alone
+    ("(02) 123-4567", "(02) 123-4567"),
+    ("-12.50", "-12.50"),  # a negative amount
+    ("+82 10 1234 5678", "+82 10 1234 5678"),
+    ("=1+2", "'=1+2"),
+    ("+cmd|' /C calc'!A0", "'+cmd|' /C calc'!A0"),
+    ("-2+3+cmd|' /C calc'!A0", "'-2+3+cmd|' /C calc'!A0"),
+    ("@SUM(A1)", "'@SUM(A1)"),
+    ("-", "'-"),  # no digit: not a number
+    ("'+1 215-555-0101", "''+1 215-555-0101"),  # already quoted by the user: kept reversible
+])
+def test_the_formula_guard_leaves_numbers_alone(value: str, written: str) -> None:
+    assert neutralise(value) == written
+    assert restore(neutralise(value)) == value

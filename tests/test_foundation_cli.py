@@ -107,7 +107,7 @@ def test_global_unsubscribe_suppresses_and_blocks_re_adding(cli: Cli) -> None:
     cli("lists", "create", "members", "--name", "Members")
     cli("contacts", "add", "a@example.org", "--list", "press")
     cli("contacts", "add", "a@example.org", "--list", "members")
-    cli("contacts", "unsubscribe", "A@example.org")
+    cli("contacts", "unsubscribe", "A@example.org", "--yes")
     data = json.loads(cli("contacts", "show", "a@example.org", "--json").output)
     assert data["suppressed"]["reason"] == "unsubscribe-all"
     assert {s["status"] for s in data["subscriptions"]} == {"unsubscribed"}

@@ -279,5 +279,5 @@ def test_an_unsubscribe_stops_the_very_next_message_at_a_low_rate(
     cli("campaigns", "resume", "1")
     assert sorted(a for r in smtp.sink.received for a in r.rcpt_tos) == sorted(order[::2])
     with session_scope(settings) as s:
-        rows = dict(s.execute(select(Delivery.email, Delivery.status)).tuples().all())
+        rows = {e: st for e, st in s.execute(select(Delivery.email, Delivery.status))}
     assert [rows[e].value for e in order] == ["sent", "skipped"] * 4

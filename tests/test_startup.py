@@ -17,8 +17,16 @@ from mailer.cli import COMMAND_HELP, LAZY_COMMANDS, load_all_commands, main
 ROOT = Path(__file__).resolve().parents[1]
 
 # What `--help` used to import (over a second of CPU): none of it is needed to print help.
-HEAVY = ("premailer", "flask", "mailer.bounces", "sqlalchemy.orm", "requests", "cssutils",
-         "openpyxl", "alembic")
+HEAVY = (
+    "premailer",
+    "flask",
+    "mailer.bounces",
+    "sqlalchemy.orm",
+    "requests",
+    "cssutils",
+    "openpyxl",
+    "alembic",
+)
 
 
 def modules_after(args: list[str], cwd: Path) -> tuple[str, list[str]]:
@@ -37,8 +45,9 @@ def modules_after(args: list[str], cwd: Path) -> tuple[str, list[str]]:
     )
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     env.pop("MAILER_CONFIG", None)
-    proc = subprocess.run([sys.executable, "-c", code], cwd=cwd, env=env, capture_output=True,
-                          text=True, check=True)
+    proc = subprocess.run(
+        [sys.executable, "-c", code], cwd=cwd, env=env, capture_output=True, text=True, check=True
+    )
     output, _, modules = proc.stdout.rpartition("MODULES=")
     return output, json.loads(modules)
 
@@ -58,12 +67,26 @@ def test_help_and_version_import_none_of_the_library(tmp_path: Path) -> None:
 
 
 def test_lists_ls_imports_only_what_it_uses(tmp_path: Path) -> None:
-    subprocess.run([sys.executable, "-m", "mailer", "init"], cwd=tmp_path, check=True,
-                   capture_output=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    subprocess.run(
+        [sys.executable, "-m", "mailer", "init"],
+        cwd=tmp_path,
+        check=True,
+        capture_output=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     output, modules = modules_after(["lists", "ls"], tmp_path)
     assert "No lists yet" in output
-    for heavy in ("premailer", "flask", "mailer.bounces", "requests", "openpyxl", "alembic",
-                  "mailer.releases", "mailer.delivery", "mailer.web"):
+    for heavy in (
+        "premailer",
+        "flask",
+        "mailer.bounces",
+        "requests",
+        "openpyxl",
+        "alembic",
+        "mailer.releases",
+        "mailer.delivery",
+        "mailer.web",
+    ):
         assert loaded(modules, heavy) == [], heavy
     assert [m for m in modules if m.endswith("_cmd")] == ["mailer.cli.lists_cmd"]
 
@@ -84,8 +107,12 @@ def test_help_lists_every_command_with_its_own_first_line(tmp_path: Path) -> Non
 
 
 def test_startup_bench_reports_each_command(tmp_path: Path) -> None:
-    proc = subprocess.run([sys.executable, str(ROOT / "bench" / "bench_startup.py"), "--runs",
-                           "1", "--json"], capture_output=True, text=True, check=True)
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "bench_startup.py"), "--runs", "1", "--json"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     data = json.loads(proc.stdout.strip().splitlines()[-1])
     assert set(data["startup"]) == {"python -c pass", "--help", "--version", "lists ls"}
     assert all(seconds > 0 for seconds in data["startup"].values())

@@ -123,9 +123,25 @@ def test_serial_runs_alone_and_skips_are_grouped(tmp_path: Path) -> None:
     (tmp_path / "shared").mkdir()
     (tmp_path / "pytest.ini").write_text("[pytest]\nmarkers =\n    serial: alone\n")
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.run([sys.executable, "-m", "pytest", "-n", "2", "--dist", "loadfile", "-q",
-                           "-p", "no:cacheprovider", str(tmp_path)], cwd=tmp_path, env=env,
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-n",
+            "2",
+            "--dist",
+            "loadfile",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            str(tmp_path),
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:]
     assert "2 passed, 5 skipped" in proc.stdout
     assert "skipped 3: needs part A" in proc.stdout

@@ -1,5 +1,8 @@
 """Abuse of the public pages (issue 12): mail bombing, name injection, address probing by the
-answer, reused ids in old links, altered tokens, and what the confirmation email is built with."""
+answer, reused ids in old links, altered tokens, what the confirmation email is built with, the
+notice queue, and `mailer serve` under slow and oversized requests. One file (over 400 lines) on
+purpose: each test is one finding of the review, and they share the serving helper.
+"""
 
 from __future__ import annotations
 

@@ -52,10 +52,10 @@ def read_arf(msg: Message, report: Report) -> None:
     inner = mime.returned_headers(msg)
     to_header = None
     if inner is not None:
-        rp = parseaddr(str(inner.get("return-path", "")))[1]
+        rp = parseaddr(str(inner.get("return-path", ""))[:4000])[1]
         if rp:
             report.envelope_to.insert(0, rp)
-        to_header = parseaddr(str(inner.get("to", "")))[1] or None
+        to_header = parseaddr(str(inner.get("to", ""))[:4000])[1] or None
         rcpts = rcpts or [a for a in (mime.address_field(inner.get(h))
                                       for h in _RECIPIENT_HEADERS) if a]
     if not rcpts:
@@ -80,10 +80,10 @@ def read_old_complaint(msg: Message, report: Report) -> None:
     assert inner is not None
     report.original_ids = mime.original_ids(msg)
     rcpt = mime.address_field(inner.get(_RECIPIENT_HEADERS[0]))
-    rp = parseaddr(str(inner.get("return-path", "")))[1]
+    rp = parseaddr(str(inner.get("return-path", ""))[:4000])[1]
     if rp:
         report.envelope_to.insert(0, rp)
-    to_header = parseaddr(str(inner.get("to", "")))[1] or None
+    to_header = parseaddr(str(inner.get("to", ""))[:4000])[1] or None
     report.recipients.append(Recipient(
         rcpt, to_header, COMPLAINT, None, None,
         "a feedback-loop complaint (the copy names the recipient in X-HmXmrOriginalRecipient)"))
@@ -100,19 +100,19 @@ def ses_notification(text: str) -> dict[str, Any] | None:
     start = text.index("{")
     try:
         data, _ = json.JSONDecoder().raw_decode(text[start:])
-    except ValueError:
+    except (ValueError, RecursionError):
         # SNS folds long lines ("!\n " marks a fold): undo the folding and try once more.
         unfolded = re.sub(r"!\r?\n ", "", text[start:])
         try:
             data, _ = json.JSONDecoder().raw_decode(unfolded)
-        except ValueError:
+        except (ValueError, RecursionError):
             return None
     if not isinstance(data, dict):
         return None
     if isinstance(data.get("Message"), str):  # an SNS envelope around the notification
         try:
             data = json.loads(data["Message"])
-        except ValueError:
+        except (ValueError, RecursionError):
             return None
     kind = data.get("notificationType") or data.get("eventType")
     return data if kind in ("Bounce", "Complaint", "Delivery") else None

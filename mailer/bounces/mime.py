@@ -6,7 +6,7 @@ import re
 from email.header import Header, decode_header
 from email.message import Message
 from email.parser import HeaderParser
-from email.utils import parseaddr
+from email.utils import getaddresses, parseaddr
 
 # Text read from one part: reports say what they have to say in far less.
 _MAX_PART = 200_000
@@ -25,6 +25,16 @@ def header_text(value: object) -> str:
     except (ValueError, LookupError, UnicodeError):
         text = str(value)
     return " ".join(text.split())
+
+
+# A header worth reading names a few addresses; parsing a huge one costs seconds.
+_MAX_HEADER = 4_000
+
+
+def header_addresses(msg: Message, name: str) -> list[str]:
+    """The addresses in every `name` header of `msg` (each header read up to a bound)."""
+    values = [str(v)[:_MAX_HEADER] for v in msg.get_all(name, [])]
+    return [addr for _, addr in getaddresses(values) if addr]
 
 
 def find(msg: Message, content_type: str) -> Message | None:
@@ -54,6 +64,7 @@ def address_field(value: object) -> str | None:
     text = " ".join(str(value).split())
     if ";" in text:
         text = text.split(";", 1)[1]
+    text = text[:_MAX_HEADER]
     addr = parseaddr(text.strip())[1] or text.strip().strip("<>")
     return addr if "@" in addr and " " not in addr else None
 
@@ -147,13 +158,33 @@ def _body_text(msg: Message, *, stop_at_attachment: bool) -> str:
         text = decoded(part)[:_MAX_PART]
         if ctype == "text/html":
             text = re.sub(r"<br\s*/?>|</p>|</div>|</tr>|</li>", "\n", text, flags=re.I)
-            text = re.sub(r"<(style|script)\b.*?</\1>", " ", text, flags=re.I | re.S)
-            text = re.sub(r"<[^>]+>", " ", text)
+            text = _drop_blocks(text)
+            text = re.sub(r"<[^<>]*>", " ", text)  # never past the next "<": one pass
             text = re.sub(r"&nbsp;", " ", text).replace("&lt;", "<").replace("&gt;", ">")
         out.append(text)
 
     visit(msg)
     return "\n".join(out)
+
+
+def _drop_blocks(html: str) -> str:
+    """HTML without its <style> and <script> blocks (one pass: a regex would be quadratic on
+    an opening tag that is never closed)."""
+    lowered = html.lower()
+    out: list[str] = []
+    at = 0
+    while True:
+        starts = [i for i in (lowered.find("<style", at), lowered.find("<script", at)) if i >= 0]
+        if not starts:
+            out.append(html[at:])
+            return " ".join(out)
+        start = min(starts)
+        out.append(html[at:start])
+        closing = "</style>" if lowered.startswith("<style", start) else "</script>"
+        end = lowered.find(closing, start)
+        if end < 0:
+            return " ".join(out)
+        at = end + len(closing)
 
 
 def decoded(part: Message) -> str:

@@ -18,7 +18,7 @@ import re
 from email import message_from_bytes
 from email.errors import CloseBoundaryNotFoundDefect, StartBoundaryNotFoundDefect
 from email.message import Message
-from email.utils import getaddresses, parseaddr
+from email.utils import parseaddr
 
 import flufl.bounce
 
@@ -80,6 +80,11 @@ _GATEWAYS = (
     ("ActiveHunter", re.compile(r".", re.S), ("x-ahmailid",)),
 )
 _MAX_EXPLANATION = 100_000
+_MAX_FOR_FLUFL = 64_000
+# One report about more recipients than this is not about a message mailer sent (one
+# recipient per message); reading further only costs time.
+_MAX_RECIPIENTS = 500
+_MAX_MULTIPARTS = 100
 _REPORT_TYPES = ("message/delivery-status", "message/feedback-report",
                  "message/global-delivery-status")
 _DSN_FIELD = re.compile(r"^(final-recipient|original-recipient)\s*:", re.I | re.M)
@@ -92,10 +97,14 @@ def parse(raw: bytes) -> Report:
     msg = message_from_bytes(raw)
     if not any(msg.get(h) for h in ("from", "subject", "message-id", "date", "content-type")):
         raise Unparseable("no mail headers (From, Subject, Date, Message-ID)")
+    containers = (p for p in msg.walk() if p.get_content_maintype() == "multipart")
+    for count, _ in enumerate(containers, 1):
+        if count > _MAX_MULTIPARTS:
+            raise Unparseable(f"more than {_MAX_MULTIPARTS} multipart MIME parts: not a report")
     note = _check_complete(msg)
     report = Report(form="unrecognised", source_id=_source_id(msg, raw))
     report.subject = mime.header_text(msg.get("subject", ""))
-    report.sender = parseaddr(str(msg.get("from", "")))[1] or None
+    report.sender = parseaddr(str(msg.get("from", ""))[:4000])[1] or None
     report.envelope_to = _envelope_to(msg)
     _read(msg, report)
     if note:
@@ -192,7 +201,7 @@ def _envelope_to(msg: Message) -> list[str]:
     headers = ("delivered-to", "x-original-to", "envelope-to", "x-envelope-to", "x-rcpt-to", "to")
     found: list[str] = []
     for name in headers:
-        for _, addr in getaddresses([str(v) for v in msg.get_all(name, [])]):
+        for addr in mime.header_addresses(msg, name):
             if "@" in addr and addr not in found:
                 found.append(addr)
     return found
@@ -219,7 +228,7 @@ def _read_dsn(msg: Message, report: Report, part: Message | None) -> None:
         blocks = mime.text_blocks(text[found.start():]) if found else []
     explanation = _explanation(msg)[0]
     gateway = _gateway(msg)
-    for block in _split_recipients(blocks):
+    for block in _split_recipients(blocks)[:_MAX_RECIPIENTS]:
         final = mime.address_field(block.get("final-recipient"))
         original = mime.address_field(block.get("original-recipient")) or \
             mime.address_field(block.get("x-actual-recipient"))
@@ -282,7 +291,7 @@ def _is_autoreply(msg: Message, report: Report) -> bool:
 
 
 def _bounce_signs(msg: Message, report: Report) -> bool:
-    name, _ = parseaddr(str(msg.get("from", "")))
+    name, _ = parseaddr(str(msg.get("from", ""))[:4000])
     return bool(
         msg.get("x-failed-recipients")
         or _DAEMON.search(report.sender or "")
@@ -312,8 +321,9 @@ def _read_nonstandard(msg: Message, report: Report) -> None:
     addresses = textbounce.failed_addresses(msg, explanation, own, [])
     temporary: frozenset[bytes] = frozenset()
     permanent: frozenset[bytes] = frozenset()
-    if not addresses:
-        # flufl.bounce's detectors (slow: tens of milliseconds) only when the text names no one.
+    if not addresses and len(explanation) + len(rest) < _MAX_FOR_FLUFL:
+        # flufl.bounce's detectors (slow: tens of milliseconds, more on long lines) only when
+        # the text names no one, and only on a message of a bounce's usual size.
         try:
             temporary, permanent = (frozenset(x) for x in flufl.bounce.all_failures(msg))
         except Exception as err:  # a third-party heuristic must never stop the run

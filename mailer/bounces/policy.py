@@ -233,13 +233,13 @@ def _recipient(session: Session, settings: Settings, parsed: Report, r: Recipien
         item.detail = "already processed in an earlier run"
         return item
     needs_proof = r.kind in (HARD, SOFT, BLOCK, COMPLAINT)
-    delivery = found.delivery
-    if delivery is None and (found.proven or not needs_proof):
+    # An unproven failure or delay is attributed to no delivery and no campaign: a forgery must
+    # not mark a delivery as not delivered (that would stop it resetting the score) nor change
+    # campaign figures.
+    attributable = found.proven or (not needs_proof and r.kind != DELAYED)
+    delivery = found.delivery if found.proven else None
+    if delivery is None and attributable:
         delivery = _latest_delivery(session, email)
-    # An unproven report is attributed to no delivery and no campaign: a forgery must not mark
-    # a delivery as failed (that would stop it resetting the score) nor change campaign figures.
-    if not found.proven and needs_proof:
-        delivery = None
     item.campaign_id = _campaign(session, delivery.campaign_id if delivery else
                                  found.campaign_id if found.proven else None)
     bounce = Bounce(source_message_id=source_id, email=email, kind=r.kind,

@@ -78,6 +78,7 @@ FULL_WORDS = _words(
     r"over ?quota", r"exceed(ed|s)? .{0,30}(quota|storage|size limit)", r"full mailbox",
     r"mailbox size limit", r"mailbox has exceeded", r"postfach (ist )?voll",
     r"bo(î|i)te (aux lettres )?pleine", r"buz(ó|o)n lleno", r"casella piena",
+    r"용량(이)? 초과", r"메일함(이)? (가득|꽉)", r"容量(を)?超過", r"メールボックスがいっぱい",
 )
 # The mailbox exists but is switched off for now (disabled, suspended, inactive).
 STATE_WORDS = _words(
@@ -113,6 +114,9 @@ USER_UNKNOWN = _words(
     r"(adresse|destinataire|utilisateur) (\S+ )?(inconnue?|invalide|inexistante?)",
     r"usuario (desconocido|inexistente|no existe)", r"utente (sconosciuto|inesistente)",
     r"(usu(á|a)rio|destinat(á|a)rio) (desconhecido|inexistente)",
+    # Korean and Japanese carriers' and portals' own words.
+    r"존재하지 않는 (계정|주소|사용자|아이디|메일)", r"(수신자|받는 ?사람)(를|을)? 찾을 수 없",
+    r"存在しない(アドレス|ユーザ|メールアドレス)", r"宛先(が)?不明", r"该用户不存在",
 )
 # The recipient's domain does not exist or takes no mail at all.
 HOST_UNKNOWN = _words(
@@ -215,7 +219,9 @@ def judge(action: str | None, status: str | None, text: str | None, *,
         return SOFT, code, f"the mailbox is full: {full.group(0)!r}"
     if klass == "4":
         return SOFT, code, f"temporary failure{' ' + code if code else ''}, given up"
-    hard_code = bool(code and klass == "5" and (subject, detail) in _HARD_CODES)
+    # RFC 7504: reply 521 (this host) and 556 (this domain) "does not accept mail" at all.
+    hard_code = bool(code and klass == "5" and (subject, detail) in _HARD_CODES) or \
+        bool(basic and basic.group(1) in ("521", "556"))
     state = STATE_WORDS.search(text)
     if state and not hard_code:
         return SOFT, code, f"the mailbox exists but is switched off: {state.group(0)!r}"
@@ -237,7 +243,9 @@ def judge(action: str | None, status: str | None, text: str | None, *,
     if subject == 2:
         return SOFT, code, f"status {code} (mailbox state: full or disabled)"
     if hard_code:
-        return HARD, code, f"status {code} (bad destination address or domain)"
+        said = f"status {code}" if code and (subject, detail) in _HARD_CODES else \
+            f"reply {basic.group(1) if basic else ''}"
+        return HARD, code, f"{said} (bad destination address, or a domain that takes no mail)"
     if code and subject == 6:
         return BLOCK, code, f"status {code} (content refusal; never suppresses)"
     if klass == "5" and code and not code.endswith(".0.0"):

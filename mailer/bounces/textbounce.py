@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import re
 from email.message import Message
-from email.utils import getaddresses, parseaddr
+from email.utils import parseaddr
+
+from mailer.bounces import mime
 
 _ADDR = re.compile(
     r"(?<![A-Za-z0-9!#$%&'*+/=?^_`{|}~.-])[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}"
@@ -64,11 +66,11 @@ def ours(msg: Message, attached: Message | None) -> set[str]:
     found: set[str] = set()
     for name in ("from", "to", "delivered-to", "x-original-to", "return-path", "reply-to",
                  "envelope-to"):
-        for _, addr in getaddresses([str(v) for v in msg.get_all(name, [])]):
+        for addr in mime.header_addresses(msg, name):
             found.add(addr.lower())
     if attached is not None:
         for name in ("from", "sender", "return-path", "reply-to", "errors-to"):
-            for _, addr in getaddresses([str(v) for v in attached.get_all(name, [])]):
+            for addr in mime.header_addresses(attached, name):
                 found.add(addr.lower())
     found.discard("")
     return found
@@ -87,9 +89,8 @@ def failed_addresses(msg: Message, explanation: str, own: set[str],
             out.append(addr)
             seen.add(addr.lower())
 
-    for value in msg.get_all("x-failed-recipients", []):
-        for _, addr in getaddresses([str(value)]):
-            add(addr)
+    for addr in mime.header_addresses(msg, "x-failed-recipients"):
+        add(addr)
     for line in explanation.splitlines():
         if _HEADER_LINE.match(line) or "message-id" in line.lower():
             continue
@@ -128,12 +129,12 @@ def segments(explanation: str, addresses: list[str]) -> dict[str, str]:
 def original_to(attached: Message | None, explanation: str) -> list[str]:
     """The To of the returned message (its copy, or its headers quoted in the text)."""
     if attached is not None:
-        found = [a for _, a in getaddresses([str(v) for v in attached.get_all("to", [])]) if a]
+        found = mime.header_addresses(attached, "to")
         if found:
             return found
     quoted = re.search(r"^\s*to:\s*(.+)$", explanation, re.I | re.M)
     if quoted:
-        addr = parseaddr(quoted.group(1))[1]
+        addr = parseaddr(quoted.group(1)[:4000])[1]
         if "@" in addr:
             return [addr]
     return []

@@ -20,13 +20,18 @@ from mailer.errors import MailerError
 # (`mailer send` does not load Flask, the bounce parsers or openpyxl): faster start-up, and less
 # memory for long sends. Importing a module attaches its commands to `main`.
 LAZY_COMMANDS = {
-    "init": ("core_cmd",), "config": ("core_cmd",), "db": ("core_cmd",), "demo": ("core_cmd",),
+    "init": ("core_cmd",),
+    "config": ("core_cmd",),
+    "db": ("core_cmd",),
+    "demo": ("core_cmd",),
     "lists": ("lists_cmd",),
     "contacts": ("contacts_cmd", "import_cmd"),
     "suppressions": ("suppressions_cmd",),
     "release": ("release_cmd",),
-    "send": ("send_cmd",), "dkim": ("send_cmd",),
+    "send": ("send_cmd",),
+    "dkim": ("send_cmd",),
     "campaigns": ("campaigns_cmd",),
+    "segments": ("segments_cmd",),
     "worker": ("worker_cmd",),
     "serve": ("serve_cmd",),
     "bounces": ("bounces_cmd",),
@@ -48,6 +53,7 @@ COMMAND_HELP = {
     "lists": "Mailing lists.",
     "release": "Preview and check press releases (NAME.md, or NAME.en.md + NAME.ko.md).",
     "send": "Send a release: plan, confirm, deliver, report (re-running resumes).",
+    "segments": "Saved segments: part of lists, chosen with --where expressions.",
     "serve": "Serve the subscribe, confirm, unsubscribe and preferences pages.",
     "suppressions": "The global suppression list: addresses never mailed and never re-subscribed.",
     "worker": "Send due campaigns; run several on PostgreSQL to send in parallel.",
@@ -99,8 +105,13 @@ class MailerGroup(click.Group):
 
 
 @click.group(cls=MailerGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--config", "config_path", type=click.Path(dir_okay=False),
-              help="Path to mailer.toml (default: MAILER_CONFIG, then ./mailer.toml).")
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False),
+    help="Path to mailer.toml (default: MAILER_CONFIG, then mailer.toml in this folder or "
+    "the nearest folder above it, as git finds its repository).",
+)
 @click.version_option(__version__, prog_name="mailer")
 @click.pass_context
 def main(ctx: click.Context, config_path: str | None) -> None:

@@ -7,7 +7,16 @@ from pathlib import Path
 import click
 
 from mailer.cli import main
-from mailer.cli.common import AppContext, echo, echo_json, json_option, pass_app
+from mailer.cli.common import (
+    AppContext,
+    echo,
+    echo_json,
+    echo_table,
+    json_option,
+    local_time,
+    pass_app,
+    time_zone,
+)
 from mailer.delivery import campaigns as campaigns_lib
 
 
@@ -29,12 +38,14 @@ def campaigns_ls(app: AppContext, as_json: bool) -> None:
     if not rows:
         echo("No campaigns yet: mailer send RELEASE.md --list SLUG")
         return
-    echo(f"{'ID':>4}  {'STATUS':<10} {'SENT':>7} {'TOTAL':>7}  {'CREATED':<16}  RELEASE")
-    for r in rows:
-        when = r["not_before"] if r["status"] == "scheduled" else r["created_at"]
-        echo(f"{r['id']:>4}  {r['status']:<10} {r['counts']['sent']:>7} "
-                   f"{r['recipients']:>7}  {(when or '')[:16]:<16}  {r['release']} -> "
-                   f"{', '.join(r['lists'])}")
+    zone, zone_name = time_zone(app.settings)
+    echo_table(
+        ["ID", "STATUS", "SENT", "TOTAL", f"CREATED ({zone_name})",
+         f"SCHEDULED ({zone_name})", "RELEASE", "LISTS"],
+        ([r["id"], r["status"], r["counts"]["sent"], r["recipients"],
+          local_time(r["created_at"], zone), local_time(r["not_before"], zone), r["release"],
+          ", ".join(r["lists"])] for r in rows),
+        right=(0, 2, 3))
 
 
 @campaigns_group.command("show")
@@ -50,8 +61,18 @@ def campaigns_show(app: AppContext, campaign_id: int, as_json: bool) -> None:
         return
     echo(f"Campaign {data['id']}: {data['title']} ({data['release']})")
     echo(f"  status: {data['status']}  lists: {', '.join(data['lists'])}")
-    echo(f"  created {data['created_at'][:19]}  started {(data['started_at'] or '-')[:19]}"
-               f"  finished {(data['finished_at'] or '-')[:19]}")
+    if data.get("segment") or data.get("where"):
+        echo(f"  segment: {data.get('segment') or '(--where)'}: "
+             + " and ".join(data.get("where") or []))
+    zone, zone_name = time_zone(app.settings)
+    echo(f"  times in {zone_name}:")
+    echo(f"  created {local_time(data['created_at'], zone, named=True)}  started "
+         f"{local_time(data['started_at'], zone, named=True)}  finished "
+         f"{local_time(data['finished_at'], zone, named=True)}")
+    if data["not_before"] or data["not_after"]:
+        echo(f"  scheduled for {local_time(data['not_before'], zone, named=True)}"
+             + (f"  not after {local_time(data['not_after'], zone, named=True)}"
+                if data["not_after"] else ""))
     echo("  " + ", ".join(f"{k} {v}" for k, v in data["counts"].items() if v))
     for lang, counts in sorted(data["by_language"].items()):
         echo(f"  [{lang}] " + ", ".join(f"{k} {v}" for k, v in counts.items()))

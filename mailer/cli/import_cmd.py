@@ -125,13 +125,20 @@ def contacts_import(app: AppContext, file: str, list_slug: str, tags: tuple[str,
               default=None, help="Only contacts with a subscription in this status.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
               help="Write to this file (default: standard output).")
+@click.option("--where", "where", multiple=True, metavar="EXPRESSION",
+              help="Only contacts for whom this holds (repeatable; docs/segments.md).")
+@click.option("--segment", default=None, metavar="NAME", help="Only this saved segment's "
+              "contacts.")
 @pass_app
 def contacts_export(app: AppContext, list_slug: str | None, status: str | None,
-                    output: str | None) -> None:
+                    output: str | None, where: tuple[str, ...] = (),
+                    segment: str | None = None) -> None:
     """Export contacts as CSV (UTF-8 with BOM) that Excel opens and `import` reads back."""
     with app.session() as s:
         if output is None:
-            n = export_lib.export_contacts(s, click.open_file("-", "wb"), list_slug, status)
+            n = export_lib.export_contacts(s, click.open_file("-", "wb"), list_slug, status,
+                                           where=where, segment=segment)
         else:
-            n = export_lib.export_to_file(s, output, list_slug, status)
+            n = export_lib.export_to_file(s, output, list_slug, status, where=where,
+                                          segment=segment)
     echo(f"{n} contact(s) exported" + (f" to {output}." if output else "."), err=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from mailer.cli import main
-from mailer.cli.common import AppContext, echo, echo_json, json_option, pass_app
+from mailer.cli.common import AppContext, echo, echo_json, echo_table, json_option, pass_app
 from mailer.contacts import lists as lists_lib
 
 
@@ -58,11 +58,10 @@ def lists_ls(app: AppContext, as_json: bool) -> None:
         if not summaries:
             echo("No lists yet: mailer lists create SLUG --name NAME")
             return
-        echo(f"{'SLUG':<20} {'SUBSCRIBED':>10} {'PENDING':>8} {'UNSUBSCRIBED':>12}  NAME")
-        for x in summaries:
-            c = x.counts
-            echo(f"{x.mailing_list.slug:<20} {c['subscribed']:>10} {c['pending']:>8} "
-                       f"{c['unsubscribed']:>12}  {x.mailing_list.name}")
+        echo_table(["SLUG", "SUBSCRIBED", "PENDING", "UNSUBSCRIBED", "PUBLIC", "NAME"],
+                   ([x.mailing_list.slug, x.counts["subscribed"], x.counts["pending"],
+                     x.counts["unsubscribed"], "yes" if x.mailing_list.public else "no",
+                     x.mailing_list.name] for x in summaries), right=(1, 2, 3))
 
 
 @lists_group.command("show")

@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from mailer.cli import main
-from mailer.cli.common import AppContext, pass_app
+from mailer.cli.common import AppContext, echo, pass_app, shown
+from mailer.config import placeholder_message, placeholder_settings
 from mailer.delivery.planning import Plan
-from mailer.delivery.send import send_release
+from mailer.delivery.send import headline, send_release
 from mailer.errors import InvalidInputError
+
+if TYPE_CHECKING:
+    from mailer.releases.source import Release
 
 
 def parse_when(value: str | None, option: str) -> datetime | None:
@@ -40,11 +45,15 @@ def parse_when(value: str | None, option: str) -> datetime | None:
     return when
 
 
-def echo_plan(p: Any, transport: str) -> None:
+def echo_plan(p: Any, transport: str, headline: Sequence[tuple[str, str]] = ()) -> None:
     c = p.campaign
     verb = "Planned" if p.created else "Resuming"
     click.echo(f"{verb} campaign {c.id}: {p.release_slug!r} to {', '.join(c.audience['lists'])}"
                + (f" (tags: {', '.join(c.audience['tags'])})" if c.audience.get("tags") else ""))
+    if c.audience.get("segment") or c.audience.get("where"):
+        name = c.audience.get("segment")
+        click.echo(f"  segment:    {name or '(--where)'}: "
+                   + " and ".join(c.audience.get("where", [])))
     click.echo(f"  recipients: {p.total}  ("
                + ", ".join(f"{lang}: {n}" for lang, n in sorted(p.by_language.items())) + ")")
     if p.excluded:
@@ -55,7 +64,12 @@ def echo_plan(p: Any, transport: str) -> None:
     if not p.created:
         done = {k: v for k, v in p.statuses.items() if v}
         click.echo("  so far:     " + ", ".join(f"{k} {v}" for k, v in done.items()))
-    click.echo(f"  transport:  {transport}")
+    # What the readers will see, last before the question: a placeholder From or a wrong
+    # subject is caught here, not in the readers' inboxes.
+    width = max([len(label) for label, _ in headline] + [10])
+    for label, value in headline:
+        echo(f"  {(label + ':').ljust(width + 1)} {value}")
+    click.echo(f"  {'transport:'.ljust(width + 1)} {transport}")
 
 
 def echo_result(result: Any) -> None:
@@ -112,6 +126,11 @@ class ProgressBar:
 @click.option("--list", "lists", multiple=True, help="List to send to (repeatable; default: the "
               "release's `lists`).")
 @click.option("--tag", "tags", multiple=True, help="Only contacts with this tag (repeatable: any).")
+@click.option("--where", "where", multiple=True, metavar="EXPRESSION",
+              help="Only contacts for whom this holds, e.g. \"beat in (politics, elections)\" "
+              "(repeatable: all must hold; docs/segments.md).")
+@click.option("--segment", default=None, metavar="NAME",
+              help="Send to a saved segment (its lists and expressions; see `mailer segments`).")
 @click.option("--test", "tests", multiple=True, metavar="ADDRESS",
               help="Send every language variant to this address only, subject [TEST].")
 @click.option("--dry-run", is_flag=True, help="Plan and build every message; send and store "
@@ -128,25 +147,42 @@ class ProgressBar:
 @pass_app
 def send(app: AppContext, path: str, lists: tuple[str, ...], tags: tuple[str, ...],
          tests: tuple[str, ...], dry_run: bool, yes: bool, rate: float | None,
-         limit: int | None, not_after: str | None, at: str | None, new_version: bool) -> None:
+         limit: int | None, not_after: str | None, at: str | None, new_version: bool,
+         where: tuple[str, ...], segment: str | None) -> None:
     """Send a release: plan, confirm, deliver, report (re-running resumes)."""
     not_after_at = parse_when(not_after, "--not-after")
     start_at = None if dry_run else parse_when(at, "--at")
 
+    settings = app.settings
+    rows: list[tuple[str, str]] = []
+    shown_transport = [""]
+
+    def keep_release(release: Release) -> None:
+        rows.extend(headline(settings, release))
+        # A real send has refused them already; to the outbox or a tester, say so once.
+        found = placeholder_settings(settings)
+        if found:
+            click.echo("warning: " + placeholder_message(settings, found), err=True)
+
     def show_plan(p: Plan, transport: str) -> None:
-        echo_plan(p, "dry run (nothing is sent or stored)" if dry_run else transport)
+        shown_transport[0] = transport
+        echo_plan(p, "dry run (nothing is sent or stored)" if dry_run else transport, rows)
 
     def ask(p: Plan) -> bool:
         if yes:
             return True
         if not sys.stdin.isatty():
             raise click.ClickException("not a terminal: pass --yes to send")
-        return click.confirm(f"Send to {p.due} recipient(s) now?")
+        sender = next((value for label, value in rows if label == "From"), "")
+        return click.confirm(shown(f"Send to {p.due} recipient(s) now, from {sender} via "
+                                   f"{shown_transport[0]}?"))
 
-    outcome = send_release(app.settings, path, lists, tags=tags, confirm=ask, on_plan=show_plan,
+    outcome = send_release(settings, path, lists, tags=tags, confirm=ask, on_plan=show_plan,
+                           on_release=keep_release,
                            on_progress=ProgressBar, dry_run=dry_run, tests=tests, at=start_at,
                            not_after=not_after_at, rate=rate, limit=limit,
-                           new_version=new_version, created_by="cli")
+                           new_version=new_version, created_by="cli", where=where,
+                           segment=segment)
     p = outcome.plan
     if outcome.status == "tested":
         for r in outcome.tests:

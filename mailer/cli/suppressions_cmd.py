@@ -5,7 +5,16 @@ from __future__ import annotations
 import click
 
 from mailer.cli import main
-from mailer.cli.common import AppContext, echo, echo_json, json_option, pass_app
+from mailer.cli.common import (
+    AppContext,
+    echo,
+    echo_json,
+    echo_table,
+    json_option,
+    local_time,
+    pass_app,
+    time_zone,
+)
 from mailer.contacts import suppressions as sup_lib
 from mailer.store.models import SuppressionReason
 
@@ -28,9 +37,11 @@ def suppressions_ls(app: AppContext, reason: str | None, as_json: bool) -> None:
     if as_json:
         echo_json(rows)
         return
-    for row in rows:
-        echo(f"{row['email']:<40} {row['reason']:<16} {row['created_at'][:10]}  "
-                   f"{row['source']}")
+    if rows:
+        zone, zone_name = time_zone(app.settings)
+        echo_table(["EMAIL", "REASON", f"SINCE ({zone_name})", "SOURCE"],
+                   ([r["email"], r["reason"], local_time(r["created_at"], zone), r["source"]]
+                    for r in rows))
     echo(f"{len(rows)} suppressed address(es)", err=True)
 
 

@@ -1,11 +1,11 @@
-"""Contacts and their subscriptions: add, show, list, unsubscribe, erase."""
+"""Contacts and their subscriptions: add, edit, tag, show, list, unsubscribe, erase."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator, Mapping
 from typing import Any
 
 from sqlalchemy import Text, cast, delete, or_, select
@@ -30,6 +30,24 @@ from mailer.store.models import (
 )
 
 LANGUAGE_MAX = 16
+MAX_TEXT = 200  # Contact.name and Contact.organisation
+MAX_ATTRIBUTE_NAME = 100
+TAG_SPLIT = re.compile(r"[,;]")
+
+
+def check_tag(tag: str) -> str:
+    """A tag: 1-100 characters, no comma or semicolon (those separate tags in a cell)."""
+    tag = tag.strip()
+    if not tag or len(tag) > 100 or TAG_SPLIT.search(tag):
+        raise InvalidInputError(f"tag {tag!r}: use 1-100 characters without ',' or ';'")
+    return tag
+
+
+def _check_text(field: str, value: str) -> str:
+    value = value.strip()
+    if len(value) > MAX_TEXT:
+        raise InvalidInputError(f"{field}: at most {MAX_TEXT} characters, got {len(value)}")
+    return value
 
 
 def check_language(value: str | None) -> str | None:
@@ -67,12 +85,15 @@ def add_contact(
     name: str = "",
     language: str | None = None,
     organisation: str = "",
+    tags: Collection[str] = (),
     source: str = "cli",
     actor: str = "",
 ) -> tuple[Contact, Subscription]:
     """Add (or update) a contact and subscribe it to a list, never over an opt-out."""
     address = normalise(email)
     language = check_language(language)
+    name, organisation = _check_text("name", name), _check_text("organisation", organisation)
+    tags = [check_tag(t) for t in tags]
     ml = get_list(session, list_slug)
     sup = get_suppression(session, address.key)
     if sup is not None:
@@ -113,7 +134,84 @@ def add_contact(
         session.flush()
         audit.record(session, "subscribe", contact_id=contact.id, list_id=ml.id, actor=actor,
                      source=source)
+    if tags:
+        tag_contact(session, contact.email, tags, actor=actor)
     return contact, sub
+
+
+def edit_contact(
+    session: Session, email: str, *, name: str | None = None, language: str | None = None,
+    organisation: str | None = None, set_attributes: Mapping[str, str] | None = None,
+    unset_attributes: Collection[str] = (), actor: str = "",
+) -> tuple[Contact, list[str]]:
+    """Change a contact's details; None leaves a field as it is, '' empties it.
+
+    Returns the contact and the names of the fields that changed. Attributes are set one by one
+    (`set_attributes`) or removed (`unset_attributes`, each of which must exist). The event names
+    the fields changed, never their values (an erasure scrubs events by contact anyway)."""
+    contact = get_contact(session, email)
+    changed: list[str] = []
+    if name is not None and (value := _check_text("name", name)) != contact.name:
+        contact.name = value
+        changed.append("name")
+    if organisation is not None and \
+            (value := _check_text("organisation", organisation)) != contact.organisation:
+        contact.organisation = value
+        changed.append("organisation")
+    if language is not None and (tag := check_language(language)) != contact.language:
+        contact.language = tag
+        changed.append("language")
+    attributes = dict(contact.attributes or {})
+    for key in unset_attributes:
+        if key not in attributes:
+            known = ", ".join(repr(k) for k in attributes) or "none"
+            raise InvalidInputError(f"{contact.email} has no attribute {key!r} (it has {known})")
+        del attributes[key]
+    for key, value in (set_attributes or {}).items():
+        key = key.strip()
+        if not key or len(key) > MAX_ATTRIBUTE_NAME:
+            raise InvalidInputError(
+                f"attribute name {key!r}: use 1-{MAX_ATTRIBUTE_NAME} characters")
+        attributes[key] = value
+    if attributes != (contact.attributes or {}):
+        # A new dict: the JSON column notices a reassignment, not an edit in place.
+        contact.attributes = attributes
+        changed.append("attributes")
+    if changed:
+        contact.updated_at = clock.now()
+        session.flush()
+        audit.record(session, "contact.edit", contact_id=contact.id, actor=actor, fields=changed)
+    return contact, changed
+
+
+def tag_contact(session: Session, email: str, tags: Collection[str], *,
+                actor: str = "") -> list[str]:
+    """Add tags to a contact; returns the ones it did not have yet."""
+    contact = get_contact(session, email)
+    have = {t.tag for t in contact.tags}
+    added = [t for t in dict.fromkeys(check_tag(t) for t in tags) if t not in have]
+    for tag in added:
+        contact.tags.append(ContactTag(tag=tag))
+    if added:
+        session.flush()
+        audit.record(session, "contact.tag", contact_id=contact.id, actor=actor, added=added)
+    return added
+
+
+def untag_contact(session: Session, email: str, tags: Collection[str], *,
+                  actor: str = "") -> list[str]:
+    """Remove tags from a contact; returns the ones it had (others are ignored)."""
+    contact = get_contact(session, email)
+    wanted = {t.strip() for t in tags}
+    removed = [t.tag for t in contact.tags if t.tag in wanted]
+    if removed:
+        session.execute(delete(ContactTag).where(ContactTag.contact_id == contact.id,
+                                                 ContactTag.tag.in_(removed)))
+        session.expire(contact, ["tags"])
+        session.flush()
+        audit.record(session, "contact.untag", contact_id=contact.id, actor=actor,
+                     removed=removed)
+    return sorted(removed)
 
 
 def iter_contacts(

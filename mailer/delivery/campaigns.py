@@ -22,6 +22,7 @@ from mailer.store.models import (
     FINAL_DELIVERY_STATUSES,
     Campaign,
     CampaignStatus,
+    Contact,
     Delivery,
     DeliveryStatus,
     MailingList,
@@ -86,6 +87,8 @@ def campaign_as_dict(session: Session, campaign: Campaign) -> dict[str, Any]:
         "status": campaign.status.value,
         "lists": campaign.audience.get("lists", []),
         "tags": campaign.audience.get("tags", []),
+        "segment": campaign.audience.get("segment"),
+        "where": campaign.audience.get("where", []),
         "created_at": iso(campaign.created_at),
         "started_at": iso(campaign.started_at),
         "finished_at": iso(campaign.finished_at),
@@ -122,14 +125,20 @@ def write_report(session: Session, campaign_id: int, path: Path) -> int:
     slugs = dict(session.execute(select(MailingList.id, MailingList.slug)).all())
 
     def rows() -> Iterator[list[Any]]:
+        # name, outlet and beat come last: scripts reading the earlier columns keep working.
         yield ["email", "language", "list", "status", "attempts", "smtp_code", "smtp_reply",
-               "sent_at", "updated_at", "message_id"]
-        for d in session.scalars(select(Delivery).where(Delivery.campaign_id == campaign_id)
-                                 .order_by(Delivery.id).execution_options(yield_per=2000)):
+               "sent_at", "updated_at", "message_id", "name", "outlet", "beat"]
+        # Who the recipient is, for the press office reading the report (empty once erased).
+        beat = Contact.attributes["beat"].as_string()
+        for d, name, outlet, beat_text in session.execute(
+                select(Delivery, Contact.name, Contact.organisation, beat)
+                .outerjoin(Contact, Contact.id == Delivery.contact_id)
+                .where(Delivery.campaign_id == campaign_id)
+                .order_by(Delivery.id).execution_options(yield_per=2000)):
             yield [d.email, d.language, slugs.get(d.list_id or 0, ""), d.status.value,
                    d.attempts, d.smtp_code or "", d.smtp_reply or "",
                    d.sent_at.isoformat() if d.sent_at else "", d.updated_at.isoformat(),
-                   d.message_id]
+                   d.message_id, name or "", outlet or "", beat_text or ""]
 
     try:
         with path.open("w", encoding="utf-8-sig", newline="") as fh:

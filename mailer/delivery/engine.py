@@ -30,7 +30,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from mailer import clock
 from mailer.config import Settings
 from mailer.contacts.addresses import smtp_form, verp_encode
-from mailer.delivery import failpoints, ledger
+from mailer.delivery import failpoints, ledger, replies
 from mailer.delivery.campaigns import get_campaign, is_complete, status_counts
 from mailer.delivery.compiler import Compiler, campaign_renderer
 from mailer.delivery.ledger import Claimed, Verdict, new_holder
@@ -55,11 +55,9 @@ from mailer.store.models import (
     DeliveryStatus,
     Lock,
     MailingList,
-    SuppressionReason,
 )
 
 MAX_CONNECTION_FAILURES = 5
-MAX_BACKOFF = timedelta(hours=6)
 
 
 class Deliverer:
@@ -386,43 +384,10 @@ class Deliverer:
 
     def _write_replies(self, s: DbConnection, me: str,
                        pending: list[tuple[Claimed, Reply]]) -> None:
-        if not pending:
-            return
-        now = clock.now()
-        results = [self._result(d, reply, now) for d, reply in pending]
-        ledger.record(s, me, results, now)
-        bad = [(d, reply) for d, reply in pending if reply.outcome == Outcome.BAD_ADDRESS]
-        if bad:
-            from mailer.contacts.suppressions import suppress
-
-            # A session inside this transaction: suppress() works on ORM objects.
-            with Session(bind=s) as orm:
-                for d, reply in bad:
-                    suppress(orm, d.email, SuppressionReason.HARD_BOUNCE,
-                             source=f"campaign {self.campaign_id}: {reply.code} "
-                                    f"{reply.text[:150]}", actor=me)
-                orm.flush()
+        results = replies.write(s, self.settings, self.campaign_id, self.started_at, me,
+                                pending)
         for r in results:
             self.progress.add(r.status.value)
-
-    def _result(self, d: Claimed, reply: Reply, now: datetime) -> ledger.Result:
-        """The ledger row's new state for one reply."""
-        code = reply.code or None
-        outcome = reply.outcome
-        if outcome == Outcome.SENT:
-            return ledger.Result(d.id, DeliveryStatus.SENT, code, reply.text)
-        if outcome == Outcome.DEFERRED:
-            if now - self.started_at >= timedelta(seconds=self.settings.give_up_after):
-                return ledger.Result(d.id, DeliveryStatus.FAILED, code,
-                                     f"gave up after {self.settings.give_up_after}s; "
-                                     f"last reply: {reply.text}")
-            delay = timedelta(seconds=self.settings.retry_base_seconds
-                              * 2 ** max(0, d.attempts - 1))
-            return ledger.Result(d.id, DeliveryStatus.DEFERRED, code, reply.text,
-                                 now + min(delay, MAX_BACKOFF))
-        if outcome == Outcome.IN_DOUBT:
-            return ledger.Result(d.id, DeliveryStatus.IN_DOUBT, code, reply.text)
-        return ledger.Result(d.id, DeliveryStatus.FAILED, code, reply.text)
 
     def _release(self, me: str, ids: list[int]) -> None:
         """Give unsent claimed rows back (pause, stop, a transport error): nothing was sent.

@@ -25,7 +25,6 @@ def this_process() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -69,6 +68,7 @@ def release_sender_lock(session: Session, holder: str) -> None:
 
 
 def recover_orphans(session: Session, campaign_id: int) -> int:
-    """Rows held by a sender that is gone become in_doubt (at most its group size per
-    connection; its other claimed rows go back to pending); returns how many."""
+    """Rows held by a sender that is gone: the one each connection had proven (and maybe sent)
+    becomes in_doubt, the others go back to pending (ledger.recover); returns how many became
+    in_doubt."""
     return ledger.recover(session, campaign_id, clock.now(), _holder_dead)

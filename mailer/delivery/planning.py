@@ -25,6 +25,8 @@ from sqlalchemy.orm import Session
 from mailer import clock
 from mailer.config import Settings
 from mailer.contacts.lists import get_list
+from mailer.contacts.segments import Audience
+from mailer.contacts.segments import suppressed as suppressed_sql
 from mailer.delivery.campaigns import status_counts
 from mailer.delivery.message import campaign_nonce
 from mailer.delivery.message_ids import message_id_column
@@ -43,7 +45,6 @@ from mailer.store.models import (
     Release,
     Subscription,
     SubscriptionStatus,
-    Suppression,
 )
 
 ACTIVE = (CampaignStatus.DRAFT, CampaignStatus.SCHEDULED, CampaignStatus.SENDING,
@@ -71,9 +72,19 @@ class Plan:
         return self.statuses.get("pending", 0) + self.statuses.get("deferred", 0)
 
 
-def audience_key(list_slugs: Sequence[str], tags: Sequence[str]) -> str:
-    """A stable name for an audience, so sending again finds the same campaign."""
-    return "lists=" + ",".join(sorted(set(list_slugs))) + ";tags=" + ",".join(sorted(set(tags)))
+def audience_key(list_slugs: Sequence[str], tags: Sequence[str],
+                 where: Sequence[str] = ()) -> str:
+    """A stable name for an audience, so sending again finds the same campaign.
+
+    `--where` expressions enter as a hash of their text (the key has 500 characters)."""
+    key = "lists=" + ",".join(sorted(set(list_slugs))) + ";tags=" + ",".join(sorted(set(tags)))
+    if where:
+        import hashlib
+        import json
+
+        digest = hashlib.sha256(json.dumps(sorted(set(where))).encode()).hexdigest()[:24]
+        key += ";where=" + digest
+    return key
 
 
 def store_release(session: Session, slug: str, title: str, default_language: str,
@@ -115,8 +126,13 @@ def plan_campaign(
     allow_new_version: bool = False,
     created_by: str = "",
     transport: str = "",
+    where: Sequence[str] = (),
+    segment: str | None = None,
 ) -> Plan:
-    """Find the campaign for this release and audience, or create it and freeze its audience."""
+    """Find the campaign for this release and audience, or create it and freeze its audience.
+
+    `where`: filter expressions (mailer.contacts.filters), ANDed, evaluated by the database at
+    planning time; `segment` only names where they came from (the campaign records both)."""
     if not list_slugs:
         raise InvalidInputError("no audience: give at least one --list (or `lists:` in the "
                                 "release's front matter)")
@@ -127,7 +143,8 @@ def plan_campaign(
             zlib.crc32(f"mailer.plan:{release.slug}".encode()))))
     lists = [get_list(session, slug) for slug in dict.fromkeys(list_slugs)]
     tags = sorted(set(tags))
-    key = audience_key([ml.slug for ml in lists], tags)
+    where = list(where)
+    key = audience_key([ml.slug for ml in lists], tags, where)
     existing = find_campaign(session, release.slug, key)
     if existing is not None:
         if existing.release_id == release.id:
@@ -151,7 +168,8 @@ def plan_campaign(
     campaign = Campaign(
         release_id=release.id, audience_key=key,
         audience={"lists": [ml.slug for ml in lists], "list_ids": [ml.id for ml in lists],
-                  "tags": tags},
+                  "tags": tags, **({"segment": segment} if segment else {}),
+                  **({"where": where} if where else {})},
         status=CampaignStatus.DRAFT, not_before=not_before, not_after=not_after,
         rate_per_second=rate_per_second, created_by=created_by, created_at=now, plan={},
     )
@@ -165,16 +183,19 @@ def plan_campaign(
                               domain, Contact.id)
     language = language_case(session, [ml.id for ml in lists], release.variants,
                              release.default_language)
+    chosen = Audience([ml.slug for ml in lists], where, segment,
+                      [ml.id for ml in lists]).condition(session, now)
     for ml in lists:
         _insert_deliveries(session, campaign, ml, tags, language, msgid, now,
-                           release.id)
+                           release.id, chosen)
     if not smtputf8:
         _skip_smtputf8(session, campaign.id)
     by_language: dict[str, int] = dict(session.execute(
         select(Delivery.language, func.count()).where(
             Delivery.campaign_id == campaign.id, Delivery.status == DeliveryStatus.PENDING)
         .group_by(Delivery.language)).all())
-    excluded = _excluded(session, campaign, [ml.id for ml in lists], tags)
+    excluded = _excluded(session, campaign, [ml.id for ml in lists], tags,
+                         chosen if where else None)
     campaign.plan = {"nonce": nonce, "by_language": by_language, "excluded": excluded,
                      "transport": transport, "domain": domain}
     audit.record(session, "campaign.plan", campaign_id=campaign.id, actor=created_by,
@@ -193,7 +214,7 @@ def audience_languages(session: Session, list_slugs: Sequence[str],
     list_ids = [get_list(session, slug).id for slug in list_slugs]
     if not list_ids:
         return {}
-    suppressed = exists(select(Suppression.id).where(Suppression.email == Contact.email))
+    suppressed = suppressed_sql(session)
     # Counted by the database, one row per language: the audience may be a million contacts.
     rows = session.execute(
         select(Contact.language, func.count(func.distinct(Contact.id)))
@@ -241,7 +262,7 @@ def language_case(session: Session, list_ids: Sequence[int], variants: Collectio
 
 def _insert_deliveries(session: Session, campaign: Campaign, ml: MailingList,
                        tags: Sequence[str], language: Any, msgid: Any,
-                       now: datetime, release_id: int) -> None:
+                       now: datetime, release_id: int, chosen: Any = None) -> None:
     # One INSERT ... SELECT per list, in the order given: a contact on several lists gets one
     # row, attributed to the first list. Nothing is loaded into Python, whatever the list size.
     # `language` is the SQL of language_case.
@@ -250,13 +271,16 @@ def _insert_deliveries(session: Session, campaign: Campaign, ml: MailingList,
     conditions = [
         Subscription.list_id == ml.id,
         Subscription.status == SubscriptionStatus.SUBSCRIBED,
-        ~exists().where(Suppression.email == Contact.email),
+        # Suppressed by this address or another spelling of its mailbox (addresses.mailbox_key).
+        ~suppressed_sql(session),
         ~exists().where(planned.c.campaign_id == campaign.id, planned.c.contact_id == Contact.id),
     ]
     conditions.append(~_already_has(release_id))
     if tags:
         conditions.append(exists().where(ContactTag.contact_id == Contact.id,
                                          ContactTag.tag.in_(tags)))
+    if chosen is not None:
+        conditions.append(chosen)  # the segment's expressions: one SQL condition
     select_rows = (
         select(literal(campaign.id), Contact.id, literal(ml.id), Contact.email, language,
                literal(DeliveryStatus.PENDING.value), literal(0), msgid, literal(now))
@@ -309,7 +333,7 @@ def _skip_smtputf8(session: Session, campaign_id: int) -> None:
 
 
 def _excluded(session: Session, campaign: Campaign, list_ids: list[int],
-              tags: Sequence[str]) -> dict[str, int]:
+              tags: Sequence[str], chosen: Any = None) -> dict[str, int]:
     """Why contacts of these lists are not in the audience, by reason."""
     in_lists = Subscription.list_id.in_(list_ids)
     not_planned = ~exists().where(Delivery.campaign_id == campaign.id,
@@ -322,7 +346,7 @@ def _excluded(session: Session, campaign: Campaign, list_ids: list[int],
             .where(in_lists, not_planned, *where)
         ) or 0
 
-    suppressed = exists().where(Suppression.email == Contact.email)
+    suppressed = suppressed_sql(session)
     other = Subscription.__table__.alias("other")
     subscribed_any = exists().where(
         and_(other.c.contact_id == Contact.id, other.c.list_id.in_(list_ids),
@@ -338,6 +362,8 @@ def _excluded(session: Session, campaign: Campaign, list_ids: list[int],
     }
     if tags:
         result["without the tag"] = count(~suppressed, subscribed_any)
+    if chosen is not None:
+        result["outside the segment"] = count(~suppressed, subscribed_any, ~chosen)
     result["needs SMTPUTF8"] = session.scalar(
         select(func.count()).where(Delivery.campaign_id == campaign.id,
                                    Delivery.status == DeliveryStatus.SKIPPED)) or 0

@@ -22,7 +22,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from mailer import clock
-from mailer.config import Settings
+from mailer.config import Settings, refuse_placeholders
 from mailer.delivery.campaigns import get_campaign
 from mailer.delivery.message import Recipient, dkim_signer
 from mailer.delivery.planning import Plan, audience_languages, plan_campaign, store_release
@@ -100,6 +100,9 @@ def send_release(
     limit: int | None = None,
     new_version: bool = False,
     created_by: str = "",
+    on_release: Callable[[Release], None] | None = None,
+    where: Sequence[str] = (),
+    segment: str | None = None,
 ) -> SendOutcome:
     """Send the release at `path` to the lists `audience` (default: the release's `lists`).
 
@@ -107,15 +110,26 @@ def send_release(
     build every message, store and send nothing. `at`: schedule (a worker starts it).
     `on_plan(plan, transport)` is called once the audience is frozen (after building, for a dry
     run); `confirm(plan)` only when there is something to send now: False (or an exception)
-    forgets a campaign this call created, so a declined send stores nothing.
+    forgets a campaign this call created, so a declined send stores nothing. `on_release` is
+    called with the release once it passed its check (a caller shows its subjects with
+    `headline`).
+
+    Settings still at their placeholder (mailer.config.placeholder_settings) stop a send to
+    real readers; a test send and the outbox only warn.
+
+    `segment` (a saved segment: its lists and expressions) or `where` (filter expressions on
+    the lists `audience`) send to part of the lists (docs/segments.md).
     """
-    checked = load_for_sending(path, settings, audience)
+    audience, where = segment_audience(settings, segment, audience, where)
+    checked = load_for_sending(path, settings, audience, test_send=bool(tests))
     release = checked.release
+    if on_release is not None:
+        on_release(release)
     if tests:
         from mailer.delivery.testsend import send_test
         from mailer.releases.render import render_release
 
-        transport = checked_transport(settings)
+        transport = checked_transport(settings, test_send=True)
         results = send_test(settings, render_release(release, settings), tests, transport,
                             embargo=release.embargo)
         return SendOutcome("tested", release, transport.describe(), tests=results)
@@ -126,13 +140,13 @@ def send_release(
     if dry_run:
         p, built = build_dry_run(settings, release, slugs, tags, smtputf8=smtputf8,
                                  transport=described, new_version=new_version,
-                                 rendered=checked.rendered)
+                                 rendered=checked.rendered, where=where, segment=segment)
         if on_plan is not None:
             on_plan(p, described)
         return SendOutcome("dry-run", release, described, plan=p, built=built)
     p = plan(settings, release, slugs, tags, smtputf8=smtputf8, transport=described,
              not_before=at, not_after=not_after, rate=rate, new_version=new_version,
-             created_by=created_by)
+             created_by=created_by, where=where, segment=segment)
     if on_plan is not None:
         on_plan(p, described)
     if p.campaign.status == CampaignStatus.SCHEDULED:
@@ -175,7 +189,7 @@ def resume_campaign(settings: Settings, campaign_id: int, *, limit: int | None =
 
 
 def check_for_lists(settings: Settings, release: Release, list_slugs: Sequence[str] = (), *,
-                    sending: bool = False) -> Checked:
+                    sending: bool = False, test_send: bool = False) -> Checked:
     """`release check` with the audience of these lists (default: the release's `lists`).
 
     An unknown list is an error finding; when `sending`, it is left to the plan (which names
@@ -207,18 +221,18 @@ def check_for_lists(settings: Settings, release: Release, list_slugs: Sequence[s
     rendered: dict[str, Any] = {}
     findings = check_release(release, settings, audience_languages=audience,
                              render_languages=wanted, list_name=list_name,
-                             rendered_out=rendered if sending else None)
+                             rendered_out=rendered if sending else None, test_send=test_send)
     return Checked(release, sorted(missing + findings, key=lambda f: f.level != "error"),
                    audience, rendered)
 
 
 def load_for_sending(path: str | Path, settings: Settings,
-                     list_slugs: Sequence[str] = ()) -> Checked:
+                     list_slugs: Sequence[str] = (), *, test_send: bool = False) -> Checked:
     """Load a release and refuse it when `release check` finds errors."""
     from mailer.releases.source import load_release
 
     checked = check_for_lists(settings, load_release(path, settings.default_language),
-                              list_slugs, sending=True)
+                              list_slugs, sending=True, test_send=test_send)
     errors = [f.message for f in checked.findings if f.level == "error"]
     if errors:
         raise ReleaseError(f"{path}: `mailer release check` finds errors:\n  - "
@@ -226,12 +240,44 @@ def load_for_sending(path: str | Path, settings: Settings,
     return checked
 
 
-def checked_transport(settings: Settings) -> SmtpTransport | OutboxTransport:
-    """The configured transport, after proving it works (login, TLS) and DKIM is consistent."""
+def checked_transport(settings: Settings, *,
+                      test_send: bool = False) -> SmtpTransport | OutboxTransport:
+    """The configured transport, after proving it works (login, TLS) and DKIM is consistent.
+
+    Every road to real readers (send, resume, worker) passes here: one still at a placeholder
+    setting (the example From, organisation name...) is refused, except a test send."""
+    if settings.transport != "outbox" and not test_send:
+        refuse_placeholders(settings)
     transport = open_transport(settings)
     dkim_signer(settings, settings.from_address)
     transport.check()
     return transport
+
+
+def headline(settings: Settings, release: Release) -> list[tuple[str, str]]:
+    """What readers see before they open the message: From, Reply-To and each language's
+    subject, as (label, value) rows for the plan shown before a send is confirmed."""
+    # As a reader's mail program shows it (formataddr would encode a Korean name as =?utf-8?).
+    sender = f"{settings.from_name} <{settings.from_address}>" if settings.from_name \
+        else settings.from_address
+    rows = [("From", sender),
+            ("Reply-To", settings.reply_to or "(none: replies go to From)")]
+    for lang in release.languages:
+        meta = release.variants[lang].meta
+        rows.append((f"Subject [{lang}]", " ".join((meta.subject or meta.title).split())))
+    return rows
+
+
+def segment_audience(settings: Settings, segment: str | None, list_slugs: Sequence[str],
+                     where: Sequence[str]) -> tuple[list[str], list[str]]:
+    """The lists and expressions of --segment (plus any --where), or the --where checked."""
+    if segment is None and not where:
+        return list(list_slugs), []
+    from mailer.contacts.segments import resolve
+
+    with session_scope(settings) as s:
+        chosen = resolve(s, segment, list_slugs if segment else (), where)
+    return (chosen.lists if segment else list(list_slugs)), chosen.expressions
 
 
 def audience_of(release: Release, list_slugs: Sequence[str]) -> list[str]:
@@ -244,7 +290,8 @@ def audience_of(release: Release, list_slugs: Sequence[str]) -> list[str]:
 def _plan(session: Session, settings: Settings, release: Release, list_slugs: Sequence[str],
           tags: Sequence[str], *, smtputf8: bool, transport: str,
           not_before: datetime | None, not_after: datetime | None, rate: float | None,
-          new_version: bool, created_by: str) -> Plan:
+          new_version: bool, created_by: str, where: Sequence[str] = (),
+          segment: str | None = None) -> Plan:
     stored = store_release(session, release.slug, release.title, release.default_language,
                            dict(release.sources), _front_matter(release), release.content_hash)
     expires = release.expires
@@ -253,14 +300,15 @@ def _plan(session: Session, settings: Settings, release: Release, list_slugs: Se
         session, settings, stored, list_slugs, tags, smtputf8=smtputf8,
         not_before=not_before or release.embargo, not_after=limit_after,
         rate_per_second=rate, allow_new_version=new_version, created_by=created_by,
-        transport=transport,
+        transport=transport, where=where, segment=segment,
     )
 
 
 def plan(settings: Settings, release: Release, list_slugs: Sequence[str], tags: Sequence[str],
          *, smtputf8: bool, transport: str, not_before: datetime | None = None,
          not_after: datetime | None = None, rate: float | None = None,
-         new_version: bool = False, created_by: str = "") -> Plan:
+         new_version: bool = False, created_by: str = "", where: Sequence[str] = (),
+         segment: str | None = None) -> Plan:
     """Find or create the campaign and freeze its audience (committed)."""
     embargo = release.embargo
     now = clock.now()
@@ -274,7 +322,7 @@ def plan(settings: Settings, release: Release, list_slugs: Sequence[str], tags: 
     with session_scope(settings) as s:
         p = _plan(s, settings, release, list_slugs, tags, smtputf8=smtputf8,
                   transport=transport, not_before=not_before, not_after=not_after, rate=rate,
-                  new_version=new_version, created_by=created_by)
+                  new_version=new_version, created_by=created_by, where=where, segment=segment)
         c = p.campaign
         unstarted = c.started_at is None and c.status in (CampaignStatus.DRAFT,
                                                           CampaignStatus.SCHEDULED)
@@ -299,7 +347,8 @@ def plan(settings: Settings, release: Release, list_slugs: Sequence[str], tags: 
 def build_dry_run(settings: Settings, release: Release, list_slugs: Sequence[str],
                   tags: Sequence[str], *, smtputf8: bool, transport: str,
                   new_version: bool = False,
-                  rendered: dict[str, Any] | None = None) -> tuple[Plan, DryRun]:
+                  rendered: dict[str, Any] | None = None, where: Sequence[str] = (),
+                  segment: str | None = None) -> tuple[Plan, DryRun]:
     """Plan and build every message, then roll everything back: nothing is stored or sent.
 
     `rendered`: the variants the release check rendered (`Checked.rendered`); the others are
@@ -311,7 +360,7 @@ def build_dry_run(settings: Settings, release: Release, list_slugs: Sequence[str
     try:
         p = _plan(session, settings, release, list_slugs, tags, smtputf8=smtputf8,
                   transport=transport, not_before=None, not_after=None, rate=None,
-                  new_version=new_version, created_by="dry-run")
+                  new_version=new_version, created_by="dry-run", where=where, segment=segment)
         lists = {ml.id: ml for ml in session.scalars(select(MailingList))}
         compiler = Compiler(settings, p.campaign.id, rendered or {}, lists,
                             render=campaign_renderer(settings, p.campaign,

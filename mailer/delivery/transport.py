@@ -35,10 +35,15 @@ FINAL_REPLY_TIMEOUT = 600.0  # RFC 5321 4.5.3.2.6: ten minutes for the reply to 
 
 class Outcome(enum.StrEnum):
     SENT = "sent"
-    DEFERRED = "deferred"  # 4xx, or the connection failed before the message was complete
+    # 4xx; or the connection failed while the server could not have the whole message: before
+    # its 354 reply to DATA, or a write of the message (which ends with the final dot) failed.
+    DEFERRED = "deferred"
     FAILED = "failed"  # 5xx
     BAD_ADDRESS = "bad_address"  # 5.1.x: failed, and the address is suppressed as a hard bounce
-    IN_DOUBT = "in_doubt"  # the whole message went out but no reply came back
+    # The final dot was handed to the network and no reply came back: the connection was cut
+    # after the body started, or the reply was lost. Whether the server kept the message,
+    # this machine cannot tell (the bytes may still be in flight when the server hangs up).
+    IN_DOUBT = "in_doubt"
 
 
 class Reply(NamedTuple):

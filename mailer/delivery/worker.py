@@ -10,8 +10,9 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
-from sqlalchemy import and_, exists, or_, select
+from sqlalchemy import and_, exists, func, or_, select
 from sqlalchemy.orm import Session
 
 from mailer import clock
@@ -27,11 +28,15 @@ from mailer.store.models import Campaign, CampaignStatus, Delivery, DeliveryStat
 def due_campaigns(session: Session) -> list[int]:
     """Campaigns with work now: scheduled and due, or sending with due or orphaned rows."""
     now = clock.now()
+    # Leases are set by the database's clock on PostgreSQL (delivery/ledger.py).
+    lease_now: Any = (func.clock_timestamp() if session.get_bind().dialect.name == "postgresql"
+                      else now)
     has_work = exists().where(
         Delivery.campaign_id == Campaign.id,
         or_(Delivery.status == DeliveryStatus.PENDING,
             and_(Delivery.status == DeliveryStatus.DEFERRED, Delivery.next_attempt_at <= now),
-            and_(Delivery.status == DeliveryStatus.CLAIMED, Delivery.lease_expires_at < now)),
+            and_(Delivery.status == DeliveryStatus.CLAIMED,
+                 Delivery.lease_expires_at < lease_now)),
     )
     stmt = select(Campaign.id).where(
         or_(

@@ -25,13 +25,27 @@ _ALIASES = {
     "first_name": "firstname givenname forename first",
     "last_name": "lastname surname familyname last 성",
     "organisation": "organisation organization org outlet company media mediaoutlet publication "
-                    "newspaper affiliation employer 언론사 소속 회사 회사명 매체 매체명 기관 "
+                    "newspaper affiliation employer 언론사 소속 회사 회사명 매체명 기관 "
                     "소속기관 언론사명",
     "language": "language lang locale preferredlanguage 언어 사용언어",
     "tags": "tags tag 태그",
 }
 ALIASES: dict[str, str] = {
     alias: name for name, words in _ALIASES.items() for alias in words.split()
+}
+# Press fields: stored as attributes under these names whatever the header says, so `--where
+# "beat = politics"` (mailer.contacts.filters) finds them in every file. (Outlet is the
+# organisation field above.)
+_PRESS = {
+    "role": "role title jobtitle position 직함 직책 직위",
+    "beat": "beat beats desk section coverage 분야 담당 담당분야 출입처",
+    "media_type": "mediatype mediumtype typeofmedia medium 매체 매체유형 매체구분 매체종류",
+    "region": "region area territory 지역 권역 지역구분",
+    "phone": "phone telephone tel phonenumber mobile cellphone 전화 전화번호 휴대폰 핸드폰 "
+             "연락처",
+}
+PRESS_ALIASES: dict[str, str] = {
+    alias: name for name, words in _PRESS.items() for alias in words.split()
 }
 EXPORT_MARKER = "mailer:subscriptions"  # a column only `contacts export` writes
 ATTRIBUTE_PREFIX = "attribute:"
@@ -113,6 +127,7 @@ def map_columns(path: Path, headers: list[str], line: int,
             ignored.append(header)
             continue
         name = header[len(ATTRIBUTE_PREFIX):] if header.startswith(ATTRIBUTE_PREFIX) else header
+        name = PRESS_ALIASES.get(header_key(name), name)
         name = name or f"column {i + 1}"
         base, n = name, 2
         while name in seen:

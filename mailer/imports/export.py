@@ -18,11 +18,11 @@ from __future__ import annotations
 
 import io
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
-from sqlalchemy import Select, select
+from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session, selectinload
 
 from mailer.contacts.lists import get_list
@@ -36,7 +36,9 @@ INFO_COLUMNS = [EXPORT_MARKER, "mailer:suppressed"]
 S = TypeVar("S", bound="Select[*tuple[Any, ...]]")
 
 
-def _where(stmt: S, list_id: int | None, status: str | None) -> S:
+def _where(stmt: S, list_id: int | None, status: str | None, chosen: Any = None) -> S:
+    if chosen is not None:
+        stmt = stmt.where(chosen)  # --where / --segment (mailer.contacts.segments)
     if list_id is None and status is None:
         return stmt
     cond = select(Subscription.id).where(Subscription.contact_id == Contact.id)
@@ -56,13 +58,20 @@ def attribute_header(key: str) -> str:
 
 
 def export_contacts(session: Session, out: IO[bytes], list_slug: str | None = None,
-                    status: str | None = None) -> int:
-    """Write the selected contacts as CSV (UTF-8 with BOM) to a binary stream; returns the count."""
+                    status: str | None = None, *, where: Sequence[str] = (),
+                    segment: str | None = None) -> int:
+    """Write the selected contacts as CSV (UTF-8 with BOM) to a binary stream; returns the count.
+
+    `where` / `segment`: only the contacts they choose (mailer.contacts.segments)."""
+    from mailer.contacts.segments import contact_filter
+
     if status is not None and status not in {s.value for s in SubscriptionStatus}:
         raise InvalidInputError(f"unknown status {status!r} (pending, subscribed or unsubscribed)")
     list_id = get_list(session, list_slug).id if list_slug is not None else None
+    chosen = contact_filter(session, segment, where)
     keys: dict[str, None] = {}
-    attrs_stmt = _where(select(Contact.attributes), list_id, status).order_by(Contact.email)
+    attrs_stmt = _where(select(Contact.attributes), list_id, status, chosen) \
+        .order_by(Contact.email)
     for attrs in session.scalars(attrs_stmt.execution_options(yield_per=1000)):
         for key in attrs or {}:
             keys.setdefault(key, None)
@@ -70,7 +79,8 @@ def export_contacts(session: Session, out: IO[bytes], list_slug: str | None = No
     text = io.TextIOWrapper(out, encoding="utf-8-sig", newline="", write_through=False)
     try:
         header = BASE_COLUMNS + [attribute_header(k) for k in attribute_keys] + INFO_COLUMNS
-        n = write_csv(text, _rows(session, header, attribute_keys, list_id, status)) - 1
+        n = write_csv(text, _rows(session, header, attribute_keys, list_id, status,
+                                  chosen)) - 1
         text.flush()
     finally:
         text.detach()
@@ -78,14 +88,25 @@ def export_contacts(session: Session, out: IO[bytes], list_slug: str | None = No
 
 
 def _rows(session: Session, header: list[str], keys: list[str], list_id: int | None,
-          status: str | None) -> Iterator[list[str]]:
+          status: str | None, chosen: Any = None) -> Iterator[list[str]]:
+    from mailer.contacts.segments import mailbox_sql
+
     yield header
+    # The suppression of this address or of another spelling of its mailbox (+tag, Gmail
+    # dots): one reason per contact, the exact address's first.
+    reason_of = func.coalesce(
+        select(Suppression.reason).where(Suppression.email == Contact.email)
+        .scalar_subquery(),
+        select(Suppression.reason)
+        .where(Suppression.mailbox == mailbox_sql(session, Contact.email))
+        .order_by(Suppression.id).limit(1).scalar_subquery(),
+        type_=Suppression.reason.type,
+    )
     stmt = _where(
-        select(Contact, Suppression.reason)
-        .outerjoin(Suppression, Suppression.email == Contact.email)
+        select(Contact, reason_of)
         .options(selectinload(Contact.subscriptions).selectinload(Subscription.mailing_list),
                  selectinload(Contact.tags)),
-        list_id, status,
+        list_id, status, chosen,
     ).order_by(Contact.email)
     for contact, reason in session.execute(stmt.execution_options(yield_per=500)):
         attrs = contact.attributes or {}
@@ -109,13 +130,14 @@ def _text(value: Any) -> str:
 
 
 def export_to_file(session: Session, path: str | Path, list_slug: str | None = None,
-                   status: str | None = None) -> int:
+                   status: str | None = None, *, where: Sequence[str] = (),
+                   segment: str | None = None) -> int:
     """Export to a file, written beside it first and renamed, so a failure leaves no half file."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         with tmp.open("wb") as fh:
-            n = export_contacts(session, fh, list_slug, status)
+            n = export_contacts(session, fh, list_slug, status, where=where, segment=segment)
         os.replace(tmp, path)
     except OSError as err:
         raise MailerError(f"{path}: cannot write the export: {err.strerror}") from None

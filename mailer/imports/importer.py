@@ -4,6 +4,9 @@ The pipeline: read and validate every row (no database yet), merge duplicates, l
 up in bulk, plan, then write everything inside one SAVEPOINT. A failure anywhere leaves the
 database as it was. The rules (README, "Importing contacts") are:
 
+- an email cell may carry a name (`Name <addr>`, `addr (Name)`): the name fills an empty name;
+- a language cell is a code or a name (mailer.releases.languages.from_name); one that is neither
+  keeps the row, without a language, and adds a warning to the report;
 - first + last name: "First Last", or "LastFirst" when both are Hangul (Korean order);
 - duplicates in the file merge into the first row: its values win, later rows fill empty fields,
   tags are unioned; each merged row counts once under `duplicates`;
@@ -34,7 +37,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from mailer.contacts.addresses import Address, normalise
-from mailer.contacts.contact import check_language
+from mailer.contacts.contact import TAG_SPLIT, check_language, check_tag
 from mailer.contacts.lists import get_list
 from mailer.errors import ImportFileError, InvalidInputError, MailerError
 from mailer.imports.columns import Columns, map_columns, parse_map
@@ -49,20 +52,11 @@ __all__ = ["ImportReport", "check_tag", "file_rows", "import_contacts", "parse_m
 _ANGLE = re.compile(r'^(?P<name>[^<>]*?)\s*<(?P<addr>[^<>\s]+)>$')
 _COMMENT = re.compile(r'^(?P<addr>[^\s()<>]+)\s*\((?P<name>[^()]*)\)$')
 MAX_WARNINGS_SHOWN = 100
-TAG_SPLIT = re.compile(r"[,;]")
 MAX_TEXT = 200  # Contact.name and Contact.organisation
 MAX_ERRORS_SHOWN = 100
 _HANGUL = re.compile(r"^[\uac00-\ud7a3\u1100-\u11ff\u3130-\u318f ]+$")
 
 Progress = Callable[[int, int], None]
-
-
-def check_tag(tag: str) -> str:
-    """A tag: 1-100 characters, no comma or semicolon (those separate tags in a cell)."""
-    tag = tag.strip()
-    if not tag or len(tag) > 100 or TAG_SPLIT.search(tag):
-        raise InvalidInputError(f"tag {tag!r}: use 1-100 characters without ',' or ';'")
-    return tag
 
 
 COUNTS = ("rows", "contacts_added", "contacts_updated", "subscribed", "pending_confirmed",

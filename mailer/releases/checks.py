@@ -1,6 +1,7 @@
 """`release check`: what would go wrong if this release were sent now, as errors and warnings.
 
-Errors stop a send (the CLI exits 1): a footer without a postal address, a message Gmail would
+Errors stop a send (the CLI exits 1): a footer without a postal address, settings still at their
+placeholder (the example From...) when the transport reaches readers, a message Gmail would
 clip, a link that cannot work in email, an expiry already past. Warnings are worth a look: a
 language its readers would not get, an image without alt text, a plain-http link, an embargo
 already past, a subject longer than an inbox shows.
@@ -14,7 +15,7 @@ from typing import Literal
 from urllib.parse import urlsplit
 
 from mailer import clock
-from mailer.config import Settings
+from mailer.config import Settings, placeholder_message, placeholder_settings
 from mailer.errors import MailerError
 from mailer.releases import textpart
 from mailer.releases.languages import choose, normalise, primary
@@ -53,8 +54,13 @@ def check_release(release: Release, settings: Settings, *,
                   audience_languages: Mapping[str, int] | None = None,
                   render_languages: Collection[str] | None = None,
                   list_name: str | None = None,
-                  rendered_out: dict[str, RenderedVariant] | None = None) -> list[Finding]:
+                  rendered_out: dict[str, RenderedVariant] | None = None,
+                  test_send: bool = False) -> list[Finding]:
     """Every finding for this release with these settings (and audience, when given).
+
+    Settings still at their placeholder (the example From, organisation name...) are an error
+    when the transport reaches real readers, a warning for the outbox and for a `test_send`
+    (`mailer send --test`); an empty postal address is an error everywhere.
 
     A pure function of its arguments (no database): `audience_languages` counts the readers per
     language tag; the planning layer (mailer.delivery.planning.audience_languages) computes it.
@@ -64,7 +70,7 @@ def check_release(release: Release, settings: Settings, *,
     instead of rendering (and inlining) again.
     """
     out: list[Finding] = []
-    out += _settings_findings(settings, release)
+    out += _settings_findings(settings, release, test_send=test_send)
     out += _date_findings(release)
     if audience_languages is not None:
         out += _language_findings(release, audience_languages)
@@ -84,13 +90,17 @@ def check_release(release: Release, settings: Settings, *,
     return sorted(out, key=lambda f: f.level != "error")
 
 
-def _settings_findings(settings: Settings, release: Release) -> list[Finding]:
+def _settings_findings(settings: Settings, release: Release, *,
+                       test_send: bool = False) -> list[Finding]:
     out: list[Finding] = []
     where = settings.source if settings.source != "defaults" else "settings"
-    if not settings.postal_address.strip():
-        out.append(Finding("error", f"{where}: postal_address is empty; the footer must show "
-                                    "the organisation's postal address (CAN-SPAM, and Gmail "
-                                    "and Yahoo bulk-sender rules)"))
+    found = placeholder_settings(settings)
+    if found:
+        # One finding for them all, so the operator fixes them in one go.
+        real = settings.transport != "outbox" and not test_send
+        legal = any(s.name == "postal_address" for s in found)
+        out.append(Finding("error" if real or legal else "warning",
+                           placeholder_message(settings, found)))
     for lang in release.languages:
         if lang not in settings.languages:
             out.append(Finding("warning", f"{release.variants[lang].where}: {lang!r} is not in "

@@ -239,6 +239,28 @@ class Suppression(Base):
         return f"<Suppression {self.email!r} {self.reason}>"
 
 
+class Segment(Base):
+    """A saved audience: contacts subscribed to these lists for whom every expression holds.
+
+    The expressions are the `--where` filter language (mailer.contacts.filters), kept as typed;
+    a campaign planned from a segment copies them, so editing the segment later changes no
+    ledger."""
+
+    __tablename__ = "segment"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    description: Mapped[str] = mapped_column(Text, default="")
+    lists: Mapped[list[str]] = mapped_column(JSON, default=list)  # list slugs
+    expressions: Mapped[list[str]] = mapped_column(JSON, default=list)
+    created_by: Mapped[str] = mapped_column(String(200), default="")
+    created_at: Mapped[datetime] = mapped_column(default=_now)
+    updated_at: Mapped[datetime] = mapped_column(default=_now, onupdate=_now)
+
+    def __repr__(self) -> str:
+        return f"<Segment {self.name!r}>"
+
+
 class ContactImport(Base):
     """One run of `contacts import`: the id that consent evidence points to."""
 

@@ -55,6 +55,8 @@ DISPUTED_HARD: dict[str, str] = {
     "lhost-sendmail-57.eml": "5.7.27: the sender's domain publishes no mail server (RFC 7505)",
     "lhost-outlook-08.eml": "Outlook.com 5.5.0 'mailbox unavailable': ambiguous, scored not "
                             "suppressed (tests/bounce_corpus 41 makes the same choice)",
+    "rhost-aol-06.eml": "'Name service error ... Malformed or unexpected name server reply' is "
+                        "a DNS failure, labelled networkerror (soft) in lhost-postfix-17",
     "rhost-microsoft-02.eml": "5.4.1 'Access denied' (directory-based edge blocking): the code "
                               "does not say the address is gone (tests/bounce_corpus 22)",
 }
