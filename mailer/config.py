@@ -78,19 +78,21 @@ SETTINGS: tuple[Setting, ...] = (
             placeholder="https://news.your-organisation.org"),
     Setting("from_address", "str", "press@example.org", "From address of every message",
             placeholder="press@your-organisation.org"),
-    Setting("from_name", "str", "Example Community Center", "Display name in From",
+    Setting("from_name", "text", "Example Community Center",
+            "Display name in From (one text, or one per language: {en = '...', ko = '...'})",
             placeholder="Your Organisation"),
     Setting("reply_to", "str", "", "Reply-To address (empty: none)"),
     Setting("unsubscribe_mailto", "str", "",
             "Address for mailed unsubscribes in List-Unsubscribe (default: from_address)"),
-    Setting("organisation_name", "str", "Example Community Center",
-            "Organisation name shown in headers and footers", placeholder="Your Organisation"),
-    Setting("postal_address", "str", "",
+    Setting("organisation_name", "text", "Example Community Center",
+            "Organisation name shown in headers and footers (one text, or one per language: "
+            "{en = '...', ko = '...'})", placeholder="Your Organisation"),
+    Setting("postal_address", "text", "",
             "Organisation's postal address for the footer (required for bulk mail by law)",
             placeholder="100 Main Street, Springfield, PA 19000, USA"),
     Setting("website", "str", "", "Organisation website, linked in the footer"),
     Setting("social", "dict", {}, "Social links for the footer, e.g. {Facebook = 'https://...'}"),
-    Setting("about", "dict", {},
+    Setting("about", "text", {},
             "Boilerplate after every release, per language: {en = '...', ko = '...'}"),
     Setting("default_language", "str", "en", "Language of contacts who do not say"),
     Setting("timezone", "str", "",
@@ -123,7 +125,7 @@ _BY_NAME = {s.name: s for s in SETTINGS}
 # Settings that may hold line breaks: they only reach message bodies. Every other text setting
 # must be one line without control characters, because several end up in headers (from_name,
 # reply_to, a CR LF there would add a Bcc: line) or inside <...> in List-Unsubscribe.
-MULTI_LINE = frozenset({"postal_address"})
+MULTI_LINE = frozenset({"postal_address", "about"})
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 # An address as it may stand in a header or a mailto: URL: no spaces, quotes, brackets or the
 # characters that separate addresses or start a query.
@@ -163,7 +165,7 @@ class Settings:
     postal_address: str = ""
     website: str = ""
     social: dict[str, str] = field(default_factory=dict)
-    about: dict[str, str] = field(default_factory=dict)
+    about: dict[str, str] = field(default_factory=dict)  # {language: Markdown}
     default_language: str = "en"
     timezone: str = ""
     languages: list[str] = field(default_factory=lambda: ["en", "ko"])
@@ -328,6 +330,8 @@ def _coerce(setting: Setting, value: Any, where: str, from_env: bool = False) ->
         if result_f < 0:
             raise bad("a number >= 0")
         return result_f
+    if kind == "text":
+        return _coerce_text(setting, value, where, from_env)
     if kind in ("dict", "list"):
         if from_env and isinstance(value, str):
             try:
@@ -346,10 +350,45 @@ def _coerce(setting: Setting, value: Any, where: str, from_env: bool = False) ->
     raise AssertionError(kind)  # pragma: no cover
 
 
+def _coerce_text(setting: Setting, value: Any, where: str, from_env: bool) -> Any:
+    """Human-facing text: one string for every language, or a table {language: text}."""
+    if from_env and isinstance(value, str) and value.lstrip().startswith("{"):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            raise ConfigError(f"{where}: expected text or a JSON object of texts per language, "
+                              f"got {value!r}") from None
+    if isinstance(value, dict):
+        from mailer.releases.languages import from_name, normalise
+
+        out: dict[str, str] = {}
+        for tag, text in value.items():
+            language = normalise(from_name(tag) or tag)
+            if not re.fullmatch(r"[a-z]{2,3}(-[a-z0-9]{1,8})*", language):
+                raise ConfigError(f"{where}: {tag!r} is not a language code (write e.g. "
+                                  f"{setting.name} = {{en = \"...\", ko = \"...\"}})")
+            out[language] = _coerce(Setting(setting.name, "str", "", ""), text,
+                                    f"{where}.{tag}", from_env)
+        return out
+    if setting.name == "about" and isinstance(value, str):
+        return {"": _coerce(Setting(setting.name, "str", "", ""), value, where, from_env)}
+    return _coerce(Setting(setting.name, "str", "", ""), value, where, from_env)
+
+
 def _build(base_dir: Path, source: str, values: dict[str, Any]) -> Settings:
     kwargs: dict[str, Any] = {"base_dir": base_dir, "source": source}
+    default_language = values.get("default_language", "en")
     for s in SETTINGS:
         value = values.get(s.name, s.default)
+        if s.kind == "text" and isinstance(value, dict) and s.name != "about":
+            # A str that is the default language's text and knows the others (mailer.localtext).
+            from mailer.localtext import LocalText
+
+            value = LocalText(value, default_language)
+        elif s.name == "about" and "" in value:
+            # One About text for every language: it is the default language's, and the others
+            # fall back to it.
+            value = {default_language: value[""]}
         if s.kind == "path":
             value = (base_dir / value) if value else None
         if s.name == "database_url":
@@ -417,7 +456,9 @@ def placeholder_settings(settings: Settings) -> list[Setting]:
     for s in SETTINGS:
         if s.placeholder:
             value = getattr(settings, s.name)
-            if value == s.default or not str(value).strip():
+            # Per-language text (mailer.localtext.LocalText) is a str too: check every language.
+            texts = [str(value), *getattr(value, "values", {}).values()]
+            if any(text == s.default or not str(text).strip() for text in texts):
                 found.append(s)
     return found
 

@@ -111,7 +111,8 @@ def check_tables(path: Path, lines: list[KeyLine], kinds: Mapping[str, str]) -> 
     table = first.table
     more = [k.key for k in swallowed[1:] if k.table == table]
     also = f" (so are {', '.join(f'`{k}`' for k in more)} after it)" if more else ""
-    example = f"{table} = {{en = \"...\", ko = \"...\"}}" if kinds.get(table or "") == "dict" \
+    per_language = kinds.get(table or "") in ("dict", "text")
+    example = f"{table} = {{en = \"...\", ko = \"...\"}}" if per_language \
         else f"{table} = {{...}}"
     raise ConfigError(
         f"{path} line {first.line}: `{first.key}` is inside the [{table}] table started on line "

@@ -1,7 +1,7 @@
 """Fixtures: every database test runs on SQLite, and on PostgreSQL when MAILER_TEST_DATABASE_URL
 is set. Each test gets empty tables of its own.
 
-Speed (the suite runs under pytest-xdist, `pytest -n 4`):
+Speed (the whole suite runs under pytest-xdist, `pytest -n auto`):
 - SQLite: the schema is built once per test process into a template file, and each test gets a
   copy of that file (a copy is ten times cheaper than create_all + alembic's stamp).
 - PostgreSQL: each xdist worker has a database of its own, named after MAILER_TEST_DATABASE_URL's

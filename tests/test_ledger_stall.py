@@ -90,7 +90,7 @@ class Rig:
         with session_scope(self.settings) as s:
             return {e: st.value for e, st in s.execute(select(Delivery.email, Delivery.status))}
 
-    def wait_until_final(self, timeout: float = 90) -> dict[str, str]:
+    def wait_until_final(self, timeout: float = 180) -> dict[str, str]:
         deadline = time.monotonic() + timeout
         while True:
             rows = self.statuses()

@@ -222,7 +222,9 @@ def tag_terms(draw: Any) -> G:
     if op == "~":
         return G(f"tag ~ {written}", lambda p: any(
             _ascii_lower(wanted[0]) in _ascii_lower(t) for t in p.tags))
-    found = (lambda p: any(_ascii_lower(t) == _ascii_lower(wanted[0]) for t in p.tags))
+    def found(p: Person) -> bool:
+        return any(_ascii_lower(t) == _ascii_lower(wanted[0]) for t in p.tags)
+
     return G(f"tag {op} {written}", found if op == "=" else (lambda p: not found(p)))
 
 

@@ -27,6 +27,7 @@ from mailer.store.db import session_scope
 from mailer.store.models import (
     Campaign,
     Delivery,
+    DeliveryStatus,
     Subscription,
     SubscriptionStatus,
     SuppressionReason,
@@ -267,3 +268,19 @@ def test_import_reads_korean_and_english_press_columns(settings: Settings, cli: 
                            "--where", "media_type in (신문, print)", "--where",
                            "attr.트위터 ~ kim or outlet = inquirer").output)
     assert sorted(c["email"] for c in found) == ["jane@example.net", "kim@example.com"]
+
+
+def test_campaigns_show_names_who_was_not_reached(settings: Settings, cli: Cli,
+                                                  release: Path) -> None:
+    populate(settings)
+    cli("send", str(release), "--list", "press", "--where", "outlet = 'korea daily'", "--yes")
+    with session_scope(settings) as s:
+        row = s.scalars(select(Delivery).where(Delivery.email == "kim@example.com")).one()
+        row.status = DeliveryStatus.FAILED
+        row.smtp_reply = "550 no such user"
+        campaign_id = row.campaign_id
+    shown = cli("campaigns", "show", str(campaign_id)).output
+    assert "failed    kim@example.com (김민수, Korea Daily, politics)" in shown
+    assert "lee@example.com" not in shown.split("not reached")[1]
+    data = json.loads(cli("campaigns", "show", str(campaign_id), "--json").output)
+    assert data["where"] == ["outlet = 'korea daily'"] and data["segment"] is None

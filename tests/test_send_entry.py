@@ -18,6 +18,7 @@ from mailer.delivery.send import check_for_lists, resume_campaign, send_release
 from mailer.releases.source import load_release
 from mailer.store.db import session_scope
 from mailer.store.models import Campaign, CampaignStatus
+from tests.conftest import Cli
 from tests.test_send import populate, release  # noqa: F401  (release is a fixture)
 
 pytestmark = pytest.mark.db
@@ -162,3 +163,16 @@ def test_unknown_list_is_a_check_error_but_left_to_the_plan_when_sending(
     populate(settings, [("reader@example.org", "Reader", "en-GB")], slug="english")
     english = check_for_lists(settings, loaded, ["english"], sending=True)
     assert sorted(english.rendered) == ["en"]
+
+
+def test_dry_run_after_a_finished_campaign_shows_its_plan(settings: Settings, release: Path,
+                                                           cli: Cli) -> None:  # noqa: F811
+    """A dry run of an audience already sent to resumes the stored campaign (nothing due): the
+    plan it prints reads the campaign after the dry run's rollback (was DetachedInstanceError)."""
+    populate(settings)
+    send_release(settings, release, ["press"], confirm=lambda plan: True)
+    outcome = send_release(settings, release, ["press"], dry_run=True, confirm=lambda plan: True)
+    assert outcome.status == "dry-run" and outcome.plan is not None
+    assert outcome.plan.campaign.audience["lists"] == ["press"]
+    result = cli("send", str(release), "--list", "press", "--dry-run")
+    assert "Resuming campaign 1" in result.output and "Dry run: built 0 messages" in result.output

@@ -238,14 +238,16 @@ def _read_dsn(msg: Message, report: Report, part: Message | None) -> None:
         diagnostic = " ".join(str(block.get("diagnostic-code", "")).split()) or None
         addr = final or original or ""
         segment = textbounce.segments(explanation, [addr]).get(addr, "")
+        # The stage the server refused at, as the report's text around the address names it.
+        context = textbounce.around(explanation, addr)
         kind, code, why = judge(action, block.get("status"), diagnostic, permanent=True,
-                                context=segment, gateway=gateway)
+                                context=context, gateway=gateway)
         if kind == SOFT and (why.endswith("without a stated reason")
                              or (code or "").endswith(".0")):
             # The report's fields say only "failed" (or a code's catch-all, x.y.0): its own
             # words about this address may say why (Courier, Exchange, Gmail notifications).
             more = judge(action, block.get("status"), f"{diagnostic or ''}\n{segment}",
-                         permanent=True, gateway=gateway)
+                         permanent=True, context=context, gateway=gateway)
             if more[2] != why and not more[2].endswith("without a stated reason"):
                 kind, code, why = more[0], more[1], more[2] + " (in the report's text)"
         report.recipients.append(Recipient(original, final, kind, code, diagnostic, why))
@@ -337,14 +339,17 @@ def _read_nonstandard(msg: Message, report: Report) -> None:
     temp = {a.lower() for a in (x.decode("ascii", "replace") for x in temporary)}
     texts = textbounce.segments(explanation, addresses) if not from_copy else {}
     for addr in addresses or [""]:
-        segment = texts.get(addr) or ""
+        before = textbounce.lead(explanation, addr) if addr else ""
+        # The words on the address's line before it are about it ("Unknown user: <addr>").
+        segment = f"{before} {texts.get(addr) or ''}".strip()
         if len(addresses) <= 1 and not _says_something(segment):
             segment = explanation
         if delayed or (addr.lower() in temp and addr.encode() not in permanent):
             kind, code, why = DELAYED, None, "a delay warning, not a failure"
         else:
             kind, code, why = judge("failed", None, segment, permanent=True,
-                                    gateway=_gateway(msg))
+                                    context=textbounce.around(explanation, addr) if addr
+                                    else explanation, gateway=_gateway(msg))
         if from_copy:
             why += " (address from the returned message's To header)"
         diagnostic = " ".join(segment.split())[:1000] or None

@@ -15,10 +15,14 @@ Policy (docs/bounces.md):
 - A successful delivery: `sent`, and no hard/soft/block/delay report names it.
 - Delay notices, auto-replies and other reports are recorded, never counted.
 Every report is recorded once in the Bounce table, keyed by its Message-ID.
+
+Messages are handled in batches (bounces/batch.py): a few queries load what a batch names, each
+message is decided in order as if alone, and the batch is written in bulk in one savepoint.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -26,8 +30,10 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from mailer import clock, tokens
+from mailer import tokens
 from mailer.bounces import parse as bounce_parse
+from mailer.bounces import proof
+from mailer.bounces.batch import Batch
 from mailer.bounces.parse import (
     AUTOREPLY,
     BLOCK,
@@ -40,22 +46,20 @@ from mailer.bounces.parse import (
     Recipient,
     Report,
 )
-from mailer.bounces.proof import match
-from mailer.bounces.review import act, hold, soft_score
-from mailer.bounces.sources import MailboxError, Source
+from mailer.bounces.proof import Match, match
+from mailer.bounces.review import soft_score
+from mailer.bounces.sources import MailboxError, Source, SourceMessage
 from mailer.config import Settings
 from mailer.contacts.addresses import normalise
 from mailer.contacts.contact import unsubscribe
 from mailer.errors import InvalidInputError, MailerError, TokenError
-from mailer.store import audit
 from mailer.store.models import (
     Bounce,
-    Campaign,
     Contact,
-    Delivery,
     MailingList,
     Subscription,
     SubscriptionStatus,
+    SuppressionReason,
 )
 
 __all__ = ["Item", "RunReport", "acknowledge", "bounce_counts", "process_mailbox",
@@ -68,6 +72,9 @@ UNPARSEABLE = "unparseable"
 UNRECOGNISED = "unrecognised"
 # A report recorded by an earlier run: processed, nothing done again.
 DUPLICATE = "duplicate"
+# Messages classified, looked up and written together (bounces/batch.py): large enough that
+# the queries of a batch cost little per message, small enough for IN (...) lists.
+BATCH_SIZE = 500
 
 
 @dataclass
@@ -137,13 +144,14 @@ def process_mailbox(session: Session, settings: Settings, source: Source, *,
     report = RunReport(source=source.label, dry_run=dry_run)
     outer = session.begin_nested()
     try:
+        pending: list[SourceMessage] = []
         for message in source.messages():
             report.messages += 1
-            if message.raw is None:
-                report.items.append(Item(message.key, UNPARSEABLE,
-                                         detail=message.problem or "unreadable"))
-                continue
-            report.items.extend(process_message(session, settings, message.key, message.raw))
+            pending.append(message)
+            if len(pending) >= BATCH_SIZE:
+                report.items.extend(process_batch(session, settings, pending))
+                pending = []
+        report.items.extend(process_batch(session, settings, pending))
     except BaseException:
         # The source failed half-way (e.g. the IMAP connection dropped): nothing was moved,
         # so nothing is recorded either; the next run starts over.
@@ -171,53 +179,115 @@ def acknowledge(source: Source, report: RunReport) -> None:
 
 def process_message(session: Session, settings: Settings, key: str, raw: bytes) -> list[Item]:
     """Parse one message and act on it inside a savepoint: an error undoes only this message."""
+    return process_batch(session, settings, [SourceMessage(key, raw)])
+
+
+def process_batch(session: Session, settings: Settings,
+                  messages: Sequence[SourceMessage]) -> list[Item]:
+    """Classify every message, load what they name in a few queries, decide each in order,
+    write in bulk, all in one savepoint. If that fails (another run recorded the same report
+    meanwhile, or a message cannot be applied), the batch is undone and redone one message
+    at a time, so the failure costs only its own message."""
+    results: list[list[Item]] = []
+    reports: list[tuple[int, str, Report]] = []
+    for message in messages:
+        if message.raw is None:
+            results.append([Item(message.key, UNPARSEABLE,
+                                 detail=message.problem or "unreadable")])
+            continue
+        parsed = _parse(message.key, message.raw)
+        if isinstance(parsed, Report):
+            reports.append((len(results), message.key, parsed))
+        results.append([] if isinstance(parsed, Report) else parsed)
+    if not reports:
+        return [item for items in results for item in items]
+    savepoint = session.begin_nested()
+    try:
+        batch = Batch(session, settings)
+        batch.load_people(
+            (a for _, _, p in reports for a in proof.addresses(settings, p)),
+            (i for _, _, p in reports for i in proof.message_ids(p)),
+        )
+        plans = [_plan(batch, settings, p) for _, _, p in reports]
+        emails = {m.email for plan in plans for m in plan if m.email}
+        source_ids = {p.source_id for _, _, p in reports} | {
+            _source_id(p, m.email) for (_, _, p), plan in zip(reports, plans, strict=True)
+            for m in plan if m.email and len(p.recipients) > 1}
+        batch.load_state(emails, source_ids,
+                         {m.campaign_id for plan in plans for m in plan if m.campaign_id})
+        for (n, key, parsed), plan in zip(reports, plans, strict=True):
+            results[n] = _decide(batch, settings, key, parsed, plan)
+        batch.write()
+        savepoint.commit()
+    except (MailerError, IntegrityError) as err:
+        savepoint.rollback()
+        if len(messages) > 1:
+            return [item for m in messages for item in process_batch(session, settings, [m])]
+        _, key, parsed = reports[0]
+        base = _base(key, parsed)
+        if isinstance(err, MailerError):
+            return [_copy(base, outcome=UNRECOGNISED, detail=f"not processed: {err}")]
+        # Another run recorded the same report between our check and our insert.
+        return [_copy(base, outcome=DUPLICATE, processed=True,
+                      detail="recorded by another run at the same time")]
+    return [item for items in results for item in items]
+
+
+def _parse(key: str, raw: bytes) -> Report | list[Item]:
     try:
         parsed = bounce_parse.parse(raw)
     except bounce_parse.Unparseable as err:
         return [Item(key, UNPARSEABLE, detail=str(err))]
     except Exception as err:  # the email package on hostile input: report, never a traceback
         return [Item(key, UNPARSEABLE, detail=f"{type(err).__name__}: {err}")]
-    base = Item(key, UNRECOGNISED, source_message_id=parsed.source_id,
-                subject=parsed.subject[:200])
     if parsed.form == "unrecognised":
+        base = _base(key, parsed)
         base.detail = parsed.note
         return [base]
-    savepoint = session.begin_nested()
-    try:
-        if parsed.form == UNSUBSCRIBE:
-            items = [_unsubscribe(session, settings, parsed, base)]
-        elif parsed.form == AUTOREPLY:
-            items = [_autoreply(session, settings, parsed, base)]
-        else:
-            many = len(parsed.recipients) > 1
-            items = [_recipient(session, settings, parsed, r, base, many)
-                     for r in parsed.recipients]
-        savepoint.commit()
-        return items
-    except MailerError as err:
-        savepoint.rollback()
-        return [_copy(base, outcome=UNRECOGNISED, detail=f"not processed: {err}")]
-    except IntegrityError:
-        # Another run recorded the same report between our check and our insert.
-        savepoint.rollback()
-        return [_copy(base, outcome=DUPLICATE, processed=True,
-                      detail="recorded by another run at the same time")]
+    return parsed
+
+
+def _base(key: str, parsed: Report) -> Item:
+    return Item(key, UNRECOGNISED, source_message_id=parsed.source_id,
+                subject=parsed.subject[:200])
+
+
+def _plan(batch: Batch, settings: Settings, parsed: Report) -> list[Match]:
+    """Whom each recipient of `parsed` is (an auto-reply: who is away); none for unsubscribes."""
+    if parsed.form == UNSUBSCRIBE:
+        return []
+    if parsed.form == AUTOREPLY:
+        # Who is away: VERP or the Message-ID replied to, else the sender if it is a contact.
+        return [match(batch, settings, parsed,
+                      Recipient(None, parsed.sender, AUTOREPLY, None, None, ""))]
+    many = len(parsed.recipients) > 1
+    return [match(batch, settings, parsed, r, many=many) for r in parsed.recipients]
+
+
+def _decide(batch: Batch, settings: Settings, key: str, parsed: Report,
+            plan: list[Match]) -> list[Item]:
+    base = _base(key, parsed)
+    if parsed.form == UNSUBSCRIBE:
+        return [_unsubscribe(batch, settings, parsed, base)]
+    if parsed.form == AUTOREPLY:
+        return [_autoreply(batch, parsed, base, plan[0])]
+    many = len(parsed.recipients) > 1
+    return [_recipient(batch, settings, parsed, r, found, base, many)
+            for r, found in zip(parsed.recipients, plan, strict=True)]
 
 
 def _copy(base: Item, **changes: Any) -> Item:
     return Item(**{**asdict(base), **changes})
 
 
-def _already(session: Session, source_id: str) -> bool:
-    return session.scalar(select(Bounce.id).where(Bounce.source_message_id == source_id)) \
-        is not None
+def _source_id(parsed: Report, email: str) -> str:
+    return f"{parsed.source_id} {email}"[:500]
 
 
-def _recipient(session: Session, settings: Settings, parsed: Report, r: Recipient, base: Item,
-               many: bool) -> Item:
+def _recipient(batch: Batch, settings: Settings, parsed: Report, r: Recipient, found: Match,
+               base: Item, many: bool) -> Item:
     item = _copy(base, status=r.status, diagnostic=(r.diagnostic or "")[:500] or None,
                  detail=r.why)
-    found = match(session, settings, parsed, r, many=many)
     email = found.email
     if email is None:
         named = [a for a in (r.original, r.final) if a] + \
@@ -226,9 +296,9 @@ def _recipient(session: Session, settings: Settings, parsed: Report, r: Recipien
         item.detail = ("no known contact or delivery for " + (", ".join(named) or "this report")
                        + f" ({r.why}); left in place")
         return item
-    source_id = (f"{parsed.source_id} {email}" if many else parsed.source_id)[:500]
+    source_id = _source_id(parsed, email) if many else parsed.source_id[:500]
     item.email, item.matched_by, item.source_message_id = email, found.matched_by, source_id
-    if _already(session, source_id):
+    if batch.already(source_id):
         item.outcome, item.processed = DUPLICATE, True
         item.detail = "already processed in an earlier run"
         return item
@@ -239,84 +309,96 @@ def _recipient(session: Session, settings: Settings, parsed: Report, r: Recipien
     attributable = found.proven or (not needs_proof and r.kind != DELAYED)
     delivery = found.delivery if found.proven else None
     if delivery is None and attributable:
-        delivery = _latest_delivery(session, email)
-    item.campaign_id = _campaign(session, delivery.campaign_id if delivery else
-                                 found.campaign_id if found.proven else None)
-    bounce = Bounce(source_message_id=source_id, email=email, kind=r.kind,
-                    status_code=r.status, diagnostic=(r.diagnostic or r.why)[:2000],
-                    delivery_id=delivery.id if delivery else None,
-                    campaign_id=item.campaign_id, created_at=clock.now())
-    session.add(bounce)
-    session.flush()
+        delivery = batch.latest_delivery(email)
+    item.campaign_id = batch.campaign(delivery.campaign_id if delivery else
+                                      found.campaign_id if found.proven else None)
+    bounce = batch.record(source_id=source_id, email=email, kind=r.kind, status=r.status,
+                          diagnostic=(r.diagnostic or r.why)[:2000], delivery=delivery,
+                          campaign_id=item.campaign_id, proven=found.proven)
     item.outcome, item.processed = r.kind, True
     if not needs_proof:
         return item
     if not found.proven:
-        review = hold(session, bounce, email, found.why)
-        item.action = f"held for review {review.id}"
+        batch.hold(bounce, email, found.why, item)
+        item.action = "held for review"  # and its id, once written (Batch.write)
         item.detail = f"{found.why} ({r.why}); `mailer bounces review` to apply or dismiss it"
         return item
-    contact_id = session.scalar(select(Contact.id).where(Contact.email == email))
-    audit.record(session, "bounce", contact_id=contact_id, campaign_id=item.campaign_id,
-                 bounce_kind=r.kind, status=r.status, source=source_id)
+    batch.audit("bounce", contact_id=batch.contacts.get(email), campaign_id=item.campaign_id,
+                bounce_kind=r.kind, status=r.status, source=source_id)
     what = f"{parsed.feedback_type} {parsed.source_id}" if r.kind == COMPLAINT \
         else parsed.source_id
-    item.action = act(session, settings, r.kind, email, what, r.status)
+    item.action = _act(batch, settings, r.kind, email, what, r.status)
     return item
 
 
-def _latest_delivery(session: Session, email: str) -> Delivery | None:
-    """For the campaign report only: the most recent message sent to this address."""
-    return session.scalar(
-        select(Delivery).where(Delivery.email == email, Delivery.sent_at.is_not(None),
-                               Delivery.sent_at <= clock.now())
-        .order_by(Delivery.sent_at.desc()).limit(1)
-    )
+def _act(batch: Batch, settings: Settings, kind: str, email: str, source: str,
+         status: str | None) -> str:
+    """bounces/review.act on the batch: what a proven failure or complaint does."""
+    if kind == HARD:
+        return _suppress(batch, email, SuppressionReason.HARD_BOUNCE,
+                         f"bounce {status or ''} {source}")
+    if kind == COMPLAINT:
+        return _suppress(batch, email, SuppressionReason.COMPLAINT, f"complaint {source}")
+    score, soft = batch.soft_score(email)
+    threshold = settings.soft_bounce_threshold
+    done = f"score {score}/{threshold or 'off'}"
+    if threshold and score >= threshold and soft:
+        return _suppress(
+            batch, email, SuppressionReason.HARD_BOUNCE,
+            f"{score} soft bounces in {settings.soft_bounce_window_days} days",
+        ) + f" (score {score}/{threshold})"
+    if threshold and score >= threshold:
+        done += " (blocks only: not suppressed)"
+    return done
 
 
-def _autoreply(session: Session, settings: Settings, parsed: Report, base: Item) -> Item:
+def _suppress(batch: Batch, email: str, reason: SuppressionReason, source: str) -> str:
+    already = batch.suppress(email, reason, source[:200], actor="bounces")
+    return "already suppressed" if already else "suppressed"
+
+
+def _autoreply(batch: Batch, parsed: Report, base: Item, found: Match) -> Item:
     item = _copy(base, outcome=AUTOREPLY, processed=True,
                  detail="an auto-reply or vacation notice: ignored, never a bounce")
-    # Who is away: VERP or the Message-ID replied to, else the sender if it is a contact.
-    found = match(session, settings, parsed,
-                  Recipient(None, parsed.sender, AUTOREPLY, None, None, ""))
     email, how, delivery = found.email, found.matched_by, found.delivery
     item.email, item.matched_by = email, "from" if how == "final-recipient" else how
-    if _already(session, parsed.source_id):
+    if batch.already(parsed.source_id):
         return _copy(item, outcome=DUPLICATE, detail="already processed in an earlier run")
     if delivery is None and email is not None:
-        delivery = _latest_delivery(session, email)
+        delivery = batch.latest_delivery(email)
     item.campaign_id = delivery.campaign_id if delivery else None
-    session.add(Bounce(source_message_id=parsed.source_id, email=email, kind=AUTOREPLY,
-                       delivery_id=delivery.id if delivery else None,
-                       campaign_id=item.campaign_id, created_at=clock.now()))
-    session.flush()
+    batch.record(source_id=parsed.source_id, email=email, kind=AUTOREPLY, delivery=delivery,
+                 campaign_id=item.campaign_id)
     return item
 
 
-def _unsubscribe(session: Session, settings: Settings, parsed: Report, base: Item) -> Item:
-    """A valid token unsubscribes its contact; else a From that is a contact leaves every list."""
+def _unsubscribe(batch: Batch, settings: Settings, parsed: Report, base: Item) -> Item:
+    """A valid token unsubscribes its contact; else a From that is a contact is held."""
     item = _copy(base, outcome=UNSUBSCRIBE)
-    if _already(session, parsed.source_id):
+    if batch.already(parsed.source_id):
         return _copy(item, outcome=DUPLICATE, processed=True,
                      detail="already processed in an earlier run")
+    session = batch.session
     for token in parsed.tokens:
         try:
             data = tokens.read_unsubscribe(settings, token)
         except TokenError:
             continue
+        # Rare: done through contacts/contact.py on the database, so what the batch has
+        # pending is written first, and the suppressions it changes are read again after.
+        batch.write()
         contact = session.get(Contact, data.contact_id)
         if contact is None:
             item.outcome = IGNORED
             item.detail = "a valid token for a contact that no longer exists: nothing to do"
-            _record(session, parsed, item, None)
+            _record(batch, parsed, item, None)
             return item
         item.email, item.matched_by, item.campaign_id = contact.email, "token", data.campaign_id
         ml = session.get(MailingList, data.list_id) if data.list_id is not None else None
         if data.list_id is not None and ml is None:
             item.outcome = IGNORED
             item.detail = "a valid token for a list that no longer exists: nothing to do"
-            _record(session, parsed, item, contact.email)
+            _record(batch, parsed, item, contact.email)
             return item
         if ml is not None and not _subscribed_to(session, contact.id, ml.id):
             item.action = f"not subscribed to {ml.slug!r} (any more)"
@@ -326,25 +408,25 @@ def _unsubscribe(session: Session, settings: Settings, parsed: Report, base: Ite
             where = ml.slug if ml else "every list (suppressed)"
             item.action = f"unsubscribed from {where}" if changed or ml is None else \
                 f"already unsubscribed from {where}"
+            batch.reload_suppressions(contact.email)
         item.detail = "a signed unsubscribe token"
-        _record(session, parsed, item, contact.email)
+        _record(batch, parsed, item, contact.email)
         return item
     sender = _key(parsed.sender or "")
-    contact = session.scalar(select(Contact).where(Contact.email == sender)) if sender else None
-    if contact is None or not parsed.intent:
+    if sender is None or sender not in batch.contacts or not parsed.intent:
         reason = "its token is not valid" if parsed.tokens else "it carries no token"
         item.outcome = UNRECOGNISED
         item.detail = (f"an unsubscribe request, but {reason} and its sender "
                        f"{parsed.sender or '(none)'} is not a contact; left for a person")
         return item
     # A From header is anyone's to write: without a valid token the request waits for a person.
-    item.email, item.matched_by = contact.email, "from"
-    why = (f"an unsubscribe request from {contact.email} "
+    item.email, item.matched_by = sender, "from"
+    why = (f"an unsubscribe request from {sender} "
            + ("whose token is not valid" if parsed.tokens else "without the signed token")
            + " of the List-Unsubscribe address: the From address proves nothing")
-    bounce = _record(session, parsed, item, contact.email)
-    review = hold(session, bounce, contact.email, why)
-    item.action = f"held for review {review.id}"
+    bounce = _record(batch, parsed, item, sender)
+    batch.hold(bounce, sender, why, item)
+    item.action = "held for review"  # and its id, once written (Batch.write)
     item.detail = why + "; `mailer bounces review` to apply or dismiss it"
     return item
 
@@ -362,20 +444,12 @@ def _subscribed_to(session: Session, contact_id: int, list_id: int) -> bool:
         Subscription.status != SubscriptionStatus.UNSUBSCRIBED)) is not None
 
 
-def _record(session: Session, parsed: Report, item: Item, email: str | None) -> Bounce:
-    item.campaign_id = _campaign(session, item.campaign_id)
-    bounce = Bounce(source_message_id=parsed.source_id, email=email, kind=item.outcome,
-                    diagnostic=item.detail, campaign_id=item.campaign_id, created_at=clock.now())
-    session.add(bounce)
-    session.flush()
+def _record(batch: Batch, parsed: Report, item: Item, email: str | None) -> dict[str, Any]:
+    item.campaign_id = batch.campaign(item.campaign_id)
+    bounce = batch.record(source_id=parsed.source_id, email=email, kind=item.outcome,
+                          diagnostic=item.detail, campaign_id=item.campaign_id)
     item.processed = True
     return bounce
-
-
-def _campaign(session: Session, campaign_id: int | None) -> int | None:
-    if campaign_id is None or session.get(Campaign, campaign_id) is None:
-        return None
-    return campaign_id
 
 
 def bounce_counts(session: Session, campaign_id: int) -> dict[str, int]:

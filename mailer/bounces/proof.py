@@ -10,21 +10,20 @@ the From of a mailed unsubscribe, a hand-written VERP address) proves nothing. T
   address the report names (or the report names no address of ours: a forwarding address).
 
 Anything else is recorded and held for review (bounces/review.py), never applied.
+Contacts and deliveries are read from the batch (bounces/batch.py), loaded beforehand by
+`addresses` and `message_ids` below.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
-
+from mailer.bounces.batch import Batch, DRow
 from mailer.bounces.parse import Recipient, Report
 from mailer.config import Settings
 from mailer.contacts.addresses import normalise, verp_decode
 from mailer.errors import InvalidInputError
-from mailer.store.models import Contact, Delivery, DeliveryStatus
+from mailer.store.models import DeliveryStatus
 
 # A delivery some server received or refused: a report about it can be genuine.
 ATTEMPTED = (DeliveryStatus.SENT, DeliveryStatus.IN_DOUBT, DeliveryStatus.DEFERRED,
@@ -37,13 +36,30 @@ class Match:
 
     email: str | None
     matched_by: str | None
-    delivery: Delivery | None = None
+    delivery: DRow | None = None
     campaign_id: int | None = None
     proven: bool = False
     why: str = ""  # when not proven: why not, for the person reviewing it
 
 
-def match(session: Session, settings: Settings, parsed: Report, r: Recipient,
+def addresses(settings: Settings, parsed: Report) -> set[str]:
+    """Every address `match` may look up for `parsed`: named, in a VERP address, the sender."""
+    found = {_key(a) for r in parsed.recipients for a in (r.original, r.final) if a}
+    found.add(_key(parsed.sender or ""))
+    if settings.verp:
+        for addr in parsed.envelope_to:
+            v = verp_decode(settings.bounce_address, addr, secret_key=settings.secret_key)
+            if v is not None:
+                found.add(_key(v.email))
+    return {k for k in found if k}
+
+
+def message_ids(parsed: Report) -> list[str]:
+    """The Message-IDs `match` looks up in the ledger."""
+    return [i for i in parsed.original_ids if i][:10]
+
+
+def match(batch: Batch, settings: Settings, parsed: Report, r: Recipient,
           *, many: bool = False) -> Match:
     """The recipient `r` of `parsed`: proven by signed VERP or a ledger Message-ID, else named."""
     named = [k for k in (_key(a) for a in (r.original, r.final) if a) if k]
@@ -60,15 +76,15 @@ def match(session: Session, settings: Settings, parsed: Report, r: Recipient,
             # One VERP address proves one recipient: in a report about several, only theirs.
             if email is None or (many and named and email not in named):
                 continue
-            if _known(session, email):
-                delivery = _campaign_delivery(session, v.campaign_id, email)
+            if batch.known(email):
+                delivery = batch.campaign_delivery(v.campaign_id, email)
                 return Match(email, "verp", delivery, v.campaign_id, proven=True)
-    by_id = _deliveries(session, parsed.original_ids)
+    by_id = batch.deliveries(parsed.original_ids)
     sent = [d for d in by_id if d.status in ATTEMPTED]
     for d in sent:
         if d.email in named:
             return Match(d.email, "message-id", d, d.campaign_id, proven=True)
-    if sent and not many and not any(_known(session, n) for n in named):
+    if sent and not many and not any(batch.known(n) for n in named):
         # The report names no address of ours (a forwarding address, or none at all): the
         # message it quotes says whom it is about.
         d = sent[0]
@@ -78,12 +94,12 @@ def match(session: Session, settings: Settings, parsed: Report, r: Recipient,
                                  (r.final, "final-recipient")) if a]
     for value, how in candidates:
         email = _key(value or "")
-        if email is not None and _known(session, email):
+        if email is not None and batch.known(email):
             return Match(email, how, why=_why_not(parsed, email, by_id, unsigned_verp))
     return Match(None, None)
 
 
-def _why_not(parsed: Report, email: str, by_id: list[Delivery], unsigned_verp: str | None) -> str:
+def _why_not(parsed: Report, email: str, by_id: list[DRow], unsigned_verp: str | None) -> str:
     reasons = []
     if unsigned_verp:
         reasons.append(f"its VERP address names {unsigned_verp} but carries no valid signature")
@@ -107,23 +123,3 @@ def _key(value: str) -> str | None:
         return normalise(value).key
     except InvalidInputError:
         return None
-
-
-def _known(session: Session, email: str) -> bool:
-    if session.scalar(select(Contact.id).where(Contact.email == email)) is not None:
-        return True
-    return session.scalar(select(Delivery.id).where(Delivery.email == email).limit(1)) is not None
-
-
-def _deliveries(session: Session, ids: Iterable[str]) -> list[Delivery]:
-    ids = [i for i in ids if i][:10]
-    if not ids:
-        return []
-    return list(session.scalars(select(Delivery).where(Delivery.message_id.in_(ids))))
-
-
-def _campaign_delivery(session: Session, campaign_id: int | None, email: str) -> Delivery | None:
-    if campaign_id is None:
-        return None
-    return session.scalar(select(Delivery).where(Delivery.campaign_id == campaign_id,
-                                                 Delivery.email == email).limit(1))

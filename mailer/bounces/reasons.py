@@ -13,8 +13,13 @@ The order of the rules is the policy, precision first:
 3. words about the mailbox's state (full, disabled, suspended, inactive) make a soft bounce:
    the address exists and may come back;
 4. a temporary (4xx) failure is soft;
-5. words that say the address or its domain does not exist, in a permanent failure, make a
-   hard bounce; so do the codes that say so (5.1.1, 5.1.2, 5.1.6, 5.1.10, 5.4.4);
+5. words that say the domain does not exist, in a permanent failure, make a hard bounce; so do
+   the codes that say the address is bad (5.1.1, 5.1.2, 5.1.6, 5.1.10, 5.4.4). Words that say
+   the user does not exist ("550 User unknown") make a hard bounce only where something ties
+   them to the address: an x.1.x code about it, a refusal at RCPT TO, or the receiving
+   system's own directory verdict. After DATA, or with nothing of the kind, they are a
+   recipient's filter speaking as often as a missing mailbox (Japanese carriers' domain
+   filters, filtering gateways): soft, the address is kept;
 6. other x.7.x and 5.1.7/5.1.8 (our sender address) are blocks; anything else is soft.
 The phrase tables are the ones mail systems are known to use (Postfix, Exim, Sendmail, qmail,
 Exchange, Office 365, Gmail, Yahoo, Notes, Japanese and Korean carriers...), never one file's.
@@ -103,7 +108,7 @@ USER_UNKNOWN = _words(
     r"not our customer", r"no account by that name", r"unknown or illegal alias",
     r"account (has been )?(removed|deleted|terminated)", r"user (doesn't|does not) have",
     r"no longer exists", r"not listed in", r"invalid-recipient", r"undeliverable address",
-    r"recipient (address )?rejected: (user unknown|unknown user|undeliverable)",
+    r"recipient (address )?rejected: (user unknown|unknown user|undeliverable|access denied)",
     r"mailbox unavailable: user unknown", r"user account is (unavailable|expired)",
     r"this user doesn't have", r"unknown mailbox", r"address couldn't be found",
     r"no valid recipients?\b", r"no mailbox by that name", r"mailbox not present",
@@ -127,24 +132,61 @@ HOST_UNKNOWN = _words(
     r"does not accept mail", r"null mx", r"bad destination system", r"unknown domain",
     r"no mx record", r"domaine inexistant", r"dom(ä|ae)ne (existiert nicht|unbekannt)",
     r"domain (is )?not (valid|resolvable|reachable)", r"name or service not known",
+    r"mx records point to non-?existent hosts", r"couldn't find any host (named|by that name)",
 )
 # A failure the server itself calls passing (DNS lookups that may succeed later, ...).
 TEMPORARY_WORDS = _words(r"try again later", r"try later", r"temporar", r"timed? ?out",
                          r"timeout", r"retry",
                          r"lookup fail", r"connection (refused|reset|lost)", r"server busy")
-# Where in the SMTP dialogue the server refused. A refusal of MAIL FROM is about our sender; a
-# "user unknown" after the message's end is a content filter speaking (the recipient was
-# accepted at RCPT TO).
-_AT_MAIL_FROM = _words(r"(after|in reply to|response to) (the )?mail from", r">>> ?mail from")
-_AT_RCPT = _words(r"(after|in reply to|response to) (the )?rcpt to", r">>> ?rcpt to",
-                  r"rcpt to:?\s*<")
-_AT_DATA = _words(r"(after|in reply to|response to) (the )?(end of )?data\b", r">>> ?data\b")
-# Phrasings that one mail system uses only for an account that does not exist (Yahoo, Gmail,
-# qmail, Exchange): they hold at any stage, where a bare "user unknown" after DATA does not.
-_PROVEN_GONE = _words(
-    r"doesn't have an? \S+ account", r"account that you tried to reach does not exist",
-    r"no mailbox here by that name", r"recipientnotfound", r"recipient not found by smtp",
+# Where in the SMTP dialogue the server refused, in the words each mail system uses (Postfix
+# "in reply to RCPT TO command", Exim "after RCPT TO:<...>" / "after end of data", Sendmail
+# ">>> DATA" transcripts, qmail "does not like recipient" / "most progress was RCPT TO" /
+# "failed after I sent the message", OpenSMTPD "did not like our RCPT TO", Yahoo "[RCPT_TO]").
+# A refusal of MAIL FROM is about our sender. A "user unknown" at RCPT TO is the server's
+# directory speaking; after DATA the recipient had been accepted, so the same words are a
+# filter's (Japanese carriers answer "550 User unknown" to a message their domain filter
+# refuses).
+MAIL, RCPT, DATA = "MAIL FROM", "RCPT TO", "DATA"
+_STAGES = re.compile(
+    r"(?P<mail>(?:after|in reply to|response to) (?:the )?mail from|>>> ?mail from"
+    r"|did not like our mail from)"
+    r"|(?P<rcpt>(?:after|in reply to|response to|for) (?:the )?rcpt\b|>>> ?rcpt\b"
+    r"|\brcpt to:?\s*<|\[rcpt_to\]|does not like recipient|did not like our rcpt"
+    r"|smtp:rcpt\b|rcpt to response)"
+    r"|(?P<data>(?:after|in reply to|response to|for) (?:the )?(?:end of )?data\b|>>> ?data\b"
+    r"|failed after i sent the message|did not like our data)"
 )
+
+
+def smtp_stage(text: str) -> str | None:
+    """The SMTP command the refusal answered, as `text` last names it (None: not said)."""
+    last = None
+    for found in _STAGES.finditer(text.lower()):
+        last = found
+    if last is None:
+        return None
+    return {"mail": MAIL, "rcpt": RCPT, "data": DATA}[last.lastgroup or ""]
+
+
+# Phrasings in which the receiving system reports its own directory lookup of the recipient:
+# Exchange 2003's IMS code 000C05A6 "The recipient name is not recognized", Lotus Notes' "not
+# listed in public Name & Address Book", Exchange's RESOLVER.ADR.RecipientNotFound, Gmail's
+# "Address not found" notice, qmail-local's "no mailbox here by that name", IMail's "Unknown
+# user: <address>", Verizon's MMS gateway, Yahoo's "dd This user doesn't have a ... account"
+# (Yahoo refuses unknown users after DATA), La Poste's LPN007_416. They name the address as
+# unknown without a status code or a stage and make a hard bounce; a bare "user unknown" does
+# not.
+_DIRECTORY_VERDICT = _words(
+    r"recipient name is not recognized", r"\(000c05a6\)",
+    r"not listed in (the )?(public )?(name (&|and) address book|domino directory)",
+    r"recipientnotfound", r"recipient not found by smtp address lookup",
+    r"address couldn't be found", r"\*\* address not found \*\*",
+    r"no mailbox here by that name", r"unknown user: +<address>",
+    r"no valid recipients for this mm", r"\bdd this user doesn't have an? \S+ account",
+    r"invalid recipient\. lpn\d+_41[68]",
+)
+# RFC 7505 (null MX) and RFC 7504 (521/556): the destination host or domain takes no mail.
+_NULL_MX = _words(r"(host|domain) (\S+ )?does not accept mail")
 # DNS trouble while looking the domain up (Postfix): not proof that the domain does not exist.
 _NETWORK_WORDS = _words(r"name service error", r"name server reply", r"servfail")
 # Anchored at the start of a run of non-delimiters, so that a long run costs one pass.
@@ -203,15 +245,21 @@ def judge(action: str | None, status: str | None, text: str | None, *,
         return IGNORED, code, f"status {code} (success)"
     if code and subject == 1 and detail in (7, 8):
         return BLOCK, code, f"status {code} (about the sender's address, not the recipient)"
-    stage = f"{text} {' '.join(context.split())}".lower()
+    # The server's own words name the stage first; the report's text around them otherwise.
+    stage = smtp_stage(text) or smtp_stage(" ".join(context.split()))
     # Words inside addresses and the paths of links ("filtered@example.jp",
     # ".../reason/#filtered") say nothing about the failure; a link's host may (spamhaus.org).
     text = _URL_PATH.sub(r"\1", _ADDRESS.sub(" <address> ", text)).lower()
-    at_rcpt = _AT_RCPT.search(stage)
-    if _AT_MAIL_FROM.search(stage) and not at_rcpt:
+    if stage == MAIL:
         return BLOCK, code, "refused at MAIL FROM: about our sender, not the recipient"
     words = BLOCK_WORDS.search(text)
-    if words or subject == 7:
+    # At RCPT TO the server judges the recipient: its "user unknown" (or Postfix's and Office
+    # 365's "Recipient address rejected: Access denied") outweighs a policy code such as 5.7.1
+    # (Sendmail reports Status 5.7.1 for a bare "553 Invalid recipient"). RFC 7505's "does not
+    # accept mail" names the destination host as taking no mail at all, whatever the code.
+    rcpt_gone = bool(stage == RCPT and USER_UNKNOWN.search(text))
+    null_mx = _NULL_MX.search(text)
+    if words or (subject == 7 and not rcpt_gone and not null_mx):
         said = f"{words.group(0)!r}" if words else f"status {code}"
         return BLOCK, code, f"refusal about the sender or content: {said} (never suppresses)"
     full = FULL_WORDS.search(text)
@@ -225,16 +273,25 @@ def judge(action: str | None, status: str | None, text: str | None, *,
     state = STATE_WORDS.search(text)
     if state and not hard_code:
         return SOFT, code, f"the mailbox exists but is switched off: {state.group(0)!r}"
-    gone = USER_UNKNOWN.search(text) or HOST_UNKNOWN.search(text)
+    host_gone = HOST_UNKNOWN.search(text)
+    gone = host_gone or USER_UNKNOWN.search(text)
     network = _NETWORK_WORDS.search(text)
     if network and (not gone or "try again" in text):
         return SOFT, code, f"a DNS lookup failed: {network.group(0)!r} (not proof of anything)"
-    if gone and _AT_DATA.search(stage) and not at_rcpt and not hard_code and \
-            not _PROVEN_GONE.search(text):
+    directory = _DIRECTORY_VERDICT.search(text)
+    if gone and stage == DATA and not hard_code and not directory:
         return SOFT, code, f"{gone.group(0)!r} after DATA: a content filter, not the address"
     if gone and gateway and not hard_code:
         return SOFT, code, (f"{gone.group(0)!r} from a filtering gateway ({gateway}) without "
                             "5.1.1: its filter's verdict, not proof the address is gone")
+    # "User unknown" proves the address gone only where something ties it to the address: a
+    # status code about the address (x.1.x other than the sender's), a refusal at RCPT TO, or
+    # the receiving system's own directory verdict. Without them it is what a recipient's
+    # filter says too (the domain filters of Japanese carriers, gateways), so keep the address.
+    address_code = bool(code and klass == "5" and subject == 1 and detail not in (4, 5, 9))
+    if gone and not host_gone and not (hard_code or address_code or rcpt_gone or directory):
+        return SOFT, code, (f"{gone.group(0)!r} with no status code about the address and no "
+                            "refusal at RCPT TO: a filter's answer as often as a missing address")
     if gone and (klass == "5" or (permanent and not klass)):
         return HARD, code, f"permanent failure: {gone.group(0)!r}" + (f" ({code})" if code else "")
     passing = TEMPORARY_WORDS.search(text)

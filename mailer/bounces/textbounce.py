@@ -126,6 +126,45 @@ def segments(explanation: str, addresses: list[str]) -> dict[str, str]:
     return {a: "\n".join(parts) for a, parts in out.items()}
 
 
+def lead(explanation: str, addr: str) -> str:
+    """The words on the line of the first mention of `addr`, before it (after any other
+    address on that line): several mail systems put the reason there ("Unknown user: addr")."""
+    at = explanation.lower().find(addr.lower())
+    if at < 0:
+        return ""
+    line = explanation[explanation.rfind("\n", 0, at) + 1:at]
+    others = list(_ADDR.finditer(line))
+    return (line[others[-1].end():] if others else line)[-MAX_SEGMENT:]
+
+
+def around(explanation: str, addr: str) -> str:
+    """The text about each mention of `addr` that may name the SMTP command refused.
+
+    From the line before the mention (a transcript's ">>> DATA" before "<<< 550 <addr> ...")
+    to the end of its paragraph (Postfix's "(in reply to RCPT TO command)", Exim's "after RCPT
+    TO:<addr>:", qmail's "does not like recipient"), stopping at the next command of a
+    transcript (">>> ...") or at a line that names another address."""
+    lowered = explanation.lower()
+    needle = addr.lower()
+    pieces: list[str] = []
+    start = 0
+    while len(pieces) < MAX_MENTIONS and (at := lowered.find(needle, start)) >= 0:
+        start = at + len(needle)
+        line_start = explanation.rfind("\n", 0, at) + 1
+        before = explanation[:line_start].rstrip("\r\n")
+        previous = before[before.rfind("\n") + 1:]
+        piece = [previous] if previous.strip() and not _ADDR.search(previous) else []
+        lines = explanation[line_start:at + MAX_SEGMENT].split("\n")
+        piece.append(lines[0])
+        for line in lines[1:13]:
+            if not line.strip() or line.lstrip().startswith(">>>") or any(
+                    m.group(0).lower() != needle for m in _ADDR.finditer(line)):
+                break
+            piece.append(line)
+        pieces.append("\n".join(piece))
+    return "\n".join(pieces)
+
+
 def original_to(attached: Message | None, explanation: str) -> list[str]:
     """The To of the returned message (its copy, or its headers quoted in the text)."""
     if attached is not None:

@@ -84,6 +84,11 @@ def campaigns_show(app: AppContext, campaign_id: int, as_json: bool) -> None:
                                              if v))
     for r in data["replies"]:
         echo(f"  {r['count']:>6} x {r['code'] or '-'} {r['reply']}")
+    if data.get("problems"):
+        echo("  not reached (first 20):")
+        for p in data["problems"]:
+            who = ", ".join(x for x in (p["name"], p["outlet"], p["beat"]) if x)
+            echo(f"    {p['status']:<9} {p['email']}" + (f" ({who})" if who else ""))
 
 
 @campaigns_group.command("resume")

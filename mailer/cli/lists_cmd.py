@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 from mailer.cli import main
@@ -14,34 +16,60 @@ def lists_group() -> None:
     """Mailing lists."""
 
 
+def _names(name_ko: str | None, local: tuple[str, ...]) -> dict[str, str]:
+    """--name-ko and --local-name LANG=NAME as {language: name}."""
+    out: dict[str, str] = {}
+    for item in local:
+        language, sep, text = item.partition("=")
+        if not sep or not language.strip():
+            raise click.BadParameter(f"expected LANG=NAME, e.g. ko=보도자료, got {item!r}",
+                                     param_hint="--local-name")
+        out[language.strip()] = text
+    if name_ko is not None:
+        out["ko"] = name_ko
+    return out
+
+
+def _local_name_options(f: Any) -> Any:
+    f = click.option("--local-name", "local", multiple=True, metavar="LANG=NAME",
+                     help="The name in another language (repeatable), e.g. ja=プレス.")(f)
+    return click.option("--name-ko", default=None,
+                        help="The name Korean readers see (default: --name).")(f)
+
+
 @lists_group.command("create")
 @click.argument("slug")
-@click.option("--name", required=True, help="Display name, e.g. \"Press\".")
+@click.option("--name", required=True, help="Display name in the default language, e.g. "
+              "\"Press\".")
+@_local_name_options
 @click.option("--description", default="", help="What subscribers get.")
 @click.option("--public", is_flag=True, help="Offer this list on the subscribe form.")
 @click.option("--from", "from_address", default=None, help="From address for this list.")
 @pass_app
 def lists_create(app: AppContext, slug: str, name: str, description: str, public: bool,
-                 from_address: str | None) -> None:
+                 from_address: str | None, name_ko: str | None, local: tuple[str, ...]) -> None:
     """Create a list."""
     with app.session() as s:
         ml = lists_lib.create_list(s, slug, name, description, public=public,
-                                   from_address=from_address)
-        echo(f"Created list {ml.slug!r} ({ml.name}).")
+                                   from_address=from_address, names=_names(name_ko, local))
+        others = "".join(f", {lang}: {text}" for lang, text in sorted(ml.names.items()))
+        echo(f"Created list {ml.slug!r} ({ml.name}{others}).")
 
 
 @lists_group.command("edit")
 @click.argument("slug")
-@click.option("--name", default=None, help="New display name.")
+@click.option("--name", default=None, help="New display name (default language).")
+@_local_name_options
 @click.option("--description", default=None, help="New description.")
 @click.option("--public/--private", "public", default=None,
               help="Offer (or stop offering) this list on the subscribe form.")
 @pass_app
 def lists_edit(app: AppContext, slug: str, name: str | None, description: str | None,
-               public: bool | None) -> None:
-    """Change a list's name, description or visibility."""
+               public: bool | None, name_ko: str | None, local: tuple[str, ...]) -> None:
+    """Change a list's name, description or visibility (--name-ko "" removes the Korean name)."""
     with app.session() as s:
-        ml = lists_lib.edit_list(s, slug, name=name, description=description, public=public)
+        ml = lists_lib.edit_list(s, slug, name=name, description=description, public=public,
+                                 names=_names(name_ko, local))
         echo(f"Updated list {ml.slug!r} ({ml.name}).")
 
 
@@ -77,6 +105,8 @@ def lists_show(app: AppContext, slug: str, as_json: bool) -> None:
             echo_json(data)
             return
         echo(f"{data['slug']}: {data['name']}")
+        for lang, text in sorted(data["names"].items()):
+            echo(f"  name [{lang}]: {text}")
         if data["description"]:
             echo(f"  {data['description']}")
         echo(f"  public: {'yes' if data['public'] else 'no'}")

@@ -45,7 +45,28 @@ def parse_when(value: str | None, option: str) -> datetime | None:
     return when
 
 
-def echo_plan(p: Any, transport: str, headline: Sequence[tuple[str, str]] = ()) -> None:
+def reader_lines(checked: Any, counted: bool = True) -> list[tuple[str, bool]]:
+    """One line per reader language: who gets which variant, and whether that is a fallback
+    (another language's variant). `counted`: with the number of readers (on the lists; a
+    --tag, --where or --segment send reaches part of them)."""
+    from mailer.releases.checks import reader_variants
+
+    if checked.audience is None:
+        return []
+    out = []
+    for rv in reader_variants(checked.release, checked.audience):
+        who = f"{rv.language} readers" if rv.language else "readers without a language"
+        if counted:
+            who = f"{rv.readers} {who}"
+        line = f"{who} get the {rv.variant} variant"
+        if rv.fallback:
+            line += f" (there is no {rv.language} variant)"
+        out.append((line, rv.fallback))
+    return out
+
+
+def echo_plan(p: Any, transport: str, headline: Sequence[tuple[str, str]] = (),
+              readers: Sequence[tuple[str, bool]] = ()) -> None:
     c = p.campaign
     verb = "Planned" if p.created else "Resuming"
     click.echo(f"{verb} campaign {c.id}: {p.release_slug!r} to {', '.join(c.audience['lists'])}"
@@ -56,6 +77,10 @@ def echo_plan(p: Any, transport: str, headline: Sequence[tuple[str, str]] = ()) 
                    + " and ".join(c.audience.get("where", [])))
     click.echo(f"  recipients: {p.total}  ("
                + ", ".join(f"{lang}: {n}" for lang, n in sorted(p.by_language.items())) + ")")
+    for i, (line, fallback) in enumerate(readers):
+        # A fallback is red on a terminal: those readers get another language's text.
+        click.echo(("  languages:  " if i == 0 else " " * 14)
+                   + (click.style(line, fg="red") if fallback else line))
     if p.excluded:
         click.echo("  excluded:   " + ", ".join(f"{k}: {v}" for k, v in p.excluded.items()))
     if c.not_before or c.not_after:
@@ -155,6 +180,7 @@ def send(app: AppContext, path: str, lists: tuple[str, ...], tags: tuple[str, ..
 
     settings = app.settings
     rows: list[tuple[str, str]] = []
+    readers: list[tuple[str, bool]] = []
     shown_transport = [""]
 
     def keep_release(release: Release) -> None:
@@ -164,9 +190,27 @@ def send(app: AppContext, path: str, lists: tuple[str, ...], tags: tuple[str, ..
         if found:
             click.echo("warning: " + placeholder_message(settings, found), err=True)
 
+    warnings: list[str] = []
+
+    def show_checked(checked: Any) -> None:
+        found = placeholder_settings(settings)
+        said = placeholder_message(settings, found) if found else None
+        warnings.extend(f.message for f in checked.findings
+                        if f.level == "warning" and f.message != said)
+        readers.extend(reader_lines(checked, counted=not (tags or where or segment)))
+
+    def show_warnings() -> None:
+        # Every warning `release check` finds (the placeholder one is said above), red on a
+        # terminal, with the plan: a missing language variant is only a warning, and Korean
+        # readers getting the English text must not go unseen.
+        for message in warnings:
+            click.echo(click.style("warning: " + message, fg="red"), err=True)
+
     def show_plan(p: Plan, transport: str) -> None:
+        show_warnings()
         shown_transport[0] = transport
-        echo_plan(p, "dry run (nothing is sent or stored)" if dry_run else transport, rows)
+        echo_plan(p, "dry run (nothing is sent or stored)" if dry_run else transport, rows,
+                  readers)
 
     def ask(p: Plan) -> bool:
         if yes:
@@ -178,13 +222,14 @@ def send(app: AppContext, path: str, lists: tuple[str, ...], tags: tuple[str, ..
                                    f"{shown_transport[0]}?"))
 
     outcome = send_release(settings, path, lists, tags=tags, confirm=ask, on_plan=show_plan,
-                           on_release=keep_release,
+                           on_release=keep_release, on_checked=show_checked,
                            on_progress=ProgressBar, dry_run=dry_run, tests=tests, at=start_at,
                            not_after=not_after_at, rate=rate, limit=limit,
                            new_version=new_version, created_by="cli", where=where,
                            segment=segment)
     p = outcome.plan
     if outcome.status == "tested":
+        show_warnings()
         for r in outcome.tests:
             click.echo(f"{r.address} [{r.language}] {r.reply.outcome.value}: {r.reply.code} "
                        f"{r.reply.text}  ({r.subject})")

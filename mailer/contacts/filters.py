@@ -1,5 +1,8 @@
 """The contact filter language of `--where` (docs/segments.md): parsed here, compiled to SQL.
 
+(Over 400 lines on purpose: the reader, the checks and the compiler share one small tree and
+one set of field names; split apart, each half would need the other to be understood.)
+
 One expression, e.g. `beat in (politics, elections) and not bounced_since 90d`, parses into a
 small tree (Term, Not, BoolOp); `compile_where` turns the tree into one SQLAlchemy condition on
 Contact, with every value a bound parameter (never text pasted into SQL). Nothing here loads

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from mailer.contacts.slugs import SLUG_RE as SLUG_RE
 from mailer.errors import InvalidInputError, NotFoundError
+from mailer.releases.languages import from_name, normalise
 from mailer.store import audit
 from mailer.store.models import MailingList, Subscription, SubscriptionStatus
 
@@ -37,6 +39,19 @@ def check_list_name(name: str) -> str:
     return name
 
 
+def check_list_names(names: Mapping[str, str]) -> dict[str, str]:
+    """{language: name} with each language written one way (kr, ko-KR -> ko) and each name
+    checked like the default one; an empty name removes that language's."""
+    out: dict[str, str] = {}
+    for raw, name in names.items():
+        language = normalise(from_name(raw) or raw)
+        if not re.fullmatch(r"[a-z]{2,3}(-[a-z0-9]{1,8})*", language):
+            raise InvalidInputError(f"list name language {raw!r}: not a language code "
+                                    "(e.g. ko, en)")
+        out[language] = check_list_name(name) if name.strip() else ""
+    return out
+
+
 @dataclass(frozen=True)
 class ListSummary:
     mailing_list: MailingList
@@ -47,6 +62,7 @@ class ListSummary:
         return {
             "slug": ml.slug,
             "name": ml.name,
+            "names": dict(ml.names or {}),
             "description": ml.description,
             "public": ml.public,
             "from_address": ml.from_address,
@@ -64,20 +80,23 @@ def create_list(
     *,
     public: bool = False,
     from_address: str | None = None,
+    names: Mapping[str, str] | None = None,
 ) -> MailingList:
-    """Create a list; the slug is short, lower-case and unique."""
+    """Create a list; the slug is short, lower-case and unique. `names`: the name in other
+    languages ({"ko": "보도자료"}); `name` is the default language's."""
     if not SLUG_RE.match(slug):
         raise InvalidInputError(
             f"list slug {slug!r}: use lower-case letters, digits, '-' or '_' (at most 64)"
         )
     name = check_list_name(name)
+    local = {k: v for k, v in check_list_names(names or {}).items() if v}
     if session.scalar(select(MailingList.id).where(MailingList.slug == slug)) is not None:
         raise InvalidInputError(f"a list named {slug!r} already exists")
     if from_address is not None:
         from mailer.contacts.addresses import normalise
 
         from_address = normalise(from_address).original
-    ml = MailingList(slug=slug, name=name, description=description, public=public,
+    ml = MailingList(slug=slug, name=name, names=local, description=description, public=public,
                      from_address=from_address)
     session.add(ml)
     try:
@@ -89,12 +108,18 @@ def create_list(
 
 
 def edit_list(session: Session, slug: str, *, name: str | None = None,
-              description: str | None = None, public: bool | None = None) -> MailingList:
-    """Change a list's name, description or visibility on the subscribe form."""
+              description: str | None = None, public: bool | None = None,
+              names: Mapping[str, str] | None = None) -> MailingList:
+    """Change a list's name (`names`: per language, "" removes one), description or visibility
+    on the subscribe form."""
     ml = get_list(session, slug)
     changes: dict[str, Any] = {}
     if name is not None:
         ml.name = changes["name"] = check_list_name(name)
+    if names:
+        merged = {**(ml.names or {}), **check_list_names(names)}
+        # A new dict, so the JSON column is seen as changed.
+        ml.names = changes["names"] = {k: v for k, v in merged.items() if v}
     if description is not None:
         ml.description = changes["description"] = description
     if public is not None:

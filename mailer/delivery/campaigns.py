@@ -100,8 +100,24 @@ def campaign_as_dict(session: Session, campaign: Campaign) -> dict[str, Any]:
         "excluded": campaign.plan.get("excluded", {}),
         "replies": replies,
         "bounces": _bounce_counts(session, campaign.id),
+        "problems": _problems(session, campaign.id),
     }
     return data
+
+
+def _problems(session: Session, campaign_id: int, limit: int = 20) -> list[dict[str, Any]]:
+    """Recipients not reached (failed, in doubt), with who they are: a press office calls."""
+    beat = Contact.attributes["beat"].as_string()
+    rows = session.execute(
+        select(Delivery.email, Delivery.status, Delivery.smtp_reply, Contact.name,
+               Contact.organisation, beat)
+        .outerjoin(Contact, Contact.id == Delivery.contact_id)
+        .where(Delivery.campaign_id == campaign_id,
+               Delivery.status.in_([DeliveryStatus.FAILED, DeliveryStatus.IN_DOUBT]))
+        .order_by(Delivery.id).limit(limit))
+    return [{"email": email, "status": DeliveryStatus(status).value, "reply": reply or "",
+             "name": name or "", "outlet": outlet or "", "beat": beat_text or ""}
+            for email, status, reply, name, outlet, beat_text in rows]
 
 
 def _bounce_counts(session: Session, campaign_id: int) -> dict[str, int]:

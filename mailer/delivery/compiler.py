@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from mailer.config import Settings
 from mailer.delivery.message import CompiledVariant, dkim_signer, sender_for
+from mailer.localtext import in_language
 from mailer.store.models import Campaign, MailingList
 
 
@@ -44,6 +46,9 @@ class Compiler:
                                     else self.settings.from_address)
                     sender = sender_for(self.settings, ml.name if ml else "",
                                         ml.slug if ml else "mail", from_address)
+                    # From in the reader's language when from_name is given per language.
+                    sender = replace(sender, from_name=in_language(
+                        self.settings.from_name, language, self.settings.default_language))
                     if language not in self.rendered and self.render is not None:
                         self.rendered[language] = self.render(language)
                     compiled = CompiledVariant(

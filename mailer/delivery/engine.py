@@ -130,7 +130,8 @@ class Deliverer:
             for ml in lists.values():
                 s.expunge(ml)
             render = campaign_renderer(self.settings, campaign,
-                                       {i: ml.name for i, ml in lists.items()})
+                                       {i: ml.local_name(self.settings.default_language)
+                                        for i, ml in lists.items()})
             self.started_at = campaign.started_at
             self.not_after = campaign.not_after
             self.compiler = Compiler(self.settings, campaign.id, self.prerendered, lists,

@@ -28,9 +28,10 @@ from mailer.delivery.message import Recipient, dkim_signer
 from mailer.delivery.planning import Plan, audience_languages, plan_campaign, store_release
 from mailer.delivery.transport import OutboxTransport, SmtpTransport, open_transport
 from mailer.errors import NotFoundError, ReleaseError, SendError
+from mailer.localtext import in_language
 from mailer.releases.languages import choose
 from mailer.store.db import session_scope
-from mailer.store.models import CampaignStatus, Contact, Delivery, MailingList
+from mailer.store.models import CampaignStatus, Contact, Delivery, DeliveryStatus, MailingList
 
 if TYPE_CHECKING:
     # Rendering and checking are imported when a release is loaded, not when the CLI starts.
@@ -103,6 +104,7 @@ def send_release(
     on_release: Callable[[Release], None] | None = None,
     where: Sequence[str] = (),
     segment: str | None = None,
+    on_checked: Callable[[Checked], None] | None = None,
 ) -> SendOutcome:
     """Send the release at `path` to the lists `audience` (default: the release's `lists`).
 
@@ -112,7 +114,8 @@ def send_release(
     run); `confirm(plan)` only when there is something to send now: False (or an exception)
     forgets a campaign this call created, so a declined send stores nothing. `on_release` is
     called with the release once it passed its check (a caller shows its subjects with
-    `headline`).
+    `headline`); `on_checked` with the whole check (its warnings, who reads which language: a
+    caller shows every warning `release check` would, and `reader_variants`).
 
     Settings still at their placeholder (mailer.config.placeholder_settings) stop a send to
     real readers; a test send and the outbox only warn.
@@ -125,6 +128,8 @@ def send_release(
     release = checked.release
     if on_release is not None:
         on_release(release)
+    if on_checked is not None:
+        on_checked(checked)
     if tests:
         from mailer.delivery.testsend import send_test
         from mailer.releases.render import render_release
@@ -213,7 +218,8 @@ def check_for_lists(settings: Settings, release: Release, list_slugs: Sequence[s
                     missing.append(Finding("error", f"{release.default.where}: {err}"))
             audience = audience_languages(s, [ml.slug for ml in known], release.default_language)
             if sending and len(set(slugs)) == 1 and known:
-                list_name = known[0].name
+                # Named in each reader's language where the list has a name in it.
+                list_name = known[0].local_name(settings.default_language)
     if sending and missing:
         audience, missing = None, []
     wanted = None if not sending or audience is None else {
@@ -260,8 +266,13 @@ def headline(settings: Settings, release: Release) -> list[tuple[str, str]]:
     # As a reader's mail program shows it (formataddr would encode a Korean name as =?utf-8?).
     sender = f"{settings.from_name} <{settings.from_address}>" if settings.from_name \
         else settings.from_address
-    rows = [("From", sender),
-            ("Reply-To", settings.reply_to or "(none: replies go to From)")]
+    rows = [("From", sender)]
+    for lang in release.languages:
+        # A From name given per language (mailer.localtext): show each one that differs.
+        name = in_language(settings.from_name, lang, settings.default_language)
+        if name and name != settings.from_name:
+            rows.append((f"From [{lang}]", f"{name} <{settings.from_address}>"))
+    rows.append(("Reply-To", settings.reply_to or "(none: replies go to From)"))
     for lang in release.languages:
         meta = release.variants[lang].meta
         rows.append((f"Subject [{lang}]", " ".join((meta.subject or meta.title).split())))
@@ -364,13 +375,17 @@ def build_dry_run(settings: Settings, release: Release, list_slugs: Sequence[str
         lists = {ml.id: ml for ml in session.scalars(select(MailingList))}
         compiler = Compiler(settings, p.campaign.id, rendered or {}, lists,
                             render=campaign_renderer(settings, p.campaign,
-                                                     {i: ml.name for i, ml in lists.items()}))
+                                                     {i: ml.local_name(settings.default_language)
+                                                      for i, ml in lists.items()}))
         count = size = 0
         by_language: dict[str, int] = {}
         sample = None
         rows = session.execute(
             select(Delivery, Contact.name).outerjoin(Contact, Contact.id == Delivery.contact_id)
-            .where(Delivery.campaign_id == p.campaign.id).order_by(Delivery.id)
+            .where(Delivery.campaign_id == p.campaign.id,
+                   # What a send would deliver now: a resumed campaign's sent rows are not.
+                   Delivery.status.in_((DeliveryStatus.PENDING, DeliveryStatus.DEFERRED)))
+            .order_by(Delivery.id)
             .execution_options(yield_per=1000)
         )
         for d, name in rows:
@@ -384,6 +399,9 @@ def build_dry_run(settings: Settings, release: Release, list_slugs: Sequence[str
                 sample = message
         return p, DryRun(count, size, by_language, sample)
     finally:
+        # Detach before the rollback: a rollback expires what was already stored (an audience
+        # sent to before is resumed, not created), and the caller still prints that plan.
+        session.expunge_all()
         session.rollback()
         session.close()
 

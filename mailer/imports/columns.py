@@ -38,7 +38,7 @@ ALIASES: dict[str, str] = {
 # organisation field above.)
 _PRESS = {
     "role": "role title jobtitle position 직함 직책 직위",
-    "beat": "beat beats desk section coverage 분야 담당 담당분야 출입처",
+    "beat": "beat beats 분야 담당 담당분야 출입처",
     "media_type": "mediatype mediumtype typeofmedia medium 매체 매체유형 매체구분 매체종류",
     "region": "region area territory 지역 권역 지역구분",
     "phone": "phone telephone tel phonenumber mobile cellphone 전화 전화번호 휴대폰 핸드폰 "
@@ -120,6 +120,13 @@ def map_columns(path: Path, headers: list[str], line: int,
     attributes: list[tuple[int, str]] = []
     ignored: list[str] = []
     seen: set[str] = set()
+    # The first column of each press field takes its canonical name; a second one ("Beat" and
+    # "Desk" side by side) keeps its header, so no value is lost or renamed twice.
+    press_columns: dict[int, str] = {}
+    for i, header in enumerate(headers):
+        press = PRESS_ALIASES.get(header_key(header.removeprefix(ATTRIBUTE_PREFIX)))
+        if i not in taken and press is not None and press not in press_columns.values():
+            press_columns[i] = press
     for i, header in enumerate(headers):
         if i in taken:
             continue
@@ -127,7 +134,8 @@ def map_columns(path: Path, headers: list[str], line: int,
             ignored.append(header)
             continue
         name = header[len(ATTRIBUTE_PREFIX):] if header.startswith(ATTRIBUTE_PREFIX) else header
-        name = PRESS_ALIASES.get(header_key(name), name)
+        if press_columns.get(i):
+            name = press_columns[i]
         name = name or f"column {i + 1}"
         base, n = name, 2
         while name in seen:

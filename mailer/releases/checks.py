@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 from mailer import clock
 from mailer.config import Settings, placeholder_message, placeholder_settings
 from mailer.errors import MailerError
+from mailer.localtext import LocalText, has_language, in_language
 from mailer.releases import textpart
 from mailer.releases.languages import choose, normalise, primary
 from mailer.releases.markdown import BodyLink, body_links
@@ -50,6 +51,33 @@ def has_errors(findings: Sequence[Finding]) -> bool:
     return any(f.level == "error" for f in findings)
 
 
+@dataclass(frozen=True)
+class ReaderVariant:
+    """Which variant the readers of one language get: `fallback` when it is another language's
+    (the plan of a send shows one line per language, the check warns about the fallbacks)."""
+
+    language: str  # as the readers' contacts say it, normalised ('' when they do not say)
+    readers: int
+    variant: str
+    fallback: bool
+
+
+def reader_variants(release: Release, audience: Mapping[str, int]) -> list[ReaderVariant]:
+    """Per reader language (most readers first), the variant they get by the one language
+    rule (mailer.releases.languages.choose)."""
+    counts: dict[str, int] = {}
+    for raw, count in audience.items():
+        if count > 0:
+            counts[normalise(raw)] = counts.get(normalise(raw), 0) + count
+    out = []
+    for lang, count in sorted(counts.items(), key=lambda item: (-item[1], item[0])):
+        chosen = choose(lang, release.variants, release.default_language)
+        # A reader without a language gets the default: that is no fallback.
+        out.append(ReaderVariant(lang, count, chosen,
+                                 bool(lang) and primary(chosen) != primary(lang)))
+    return out
+
+
 def check_release(release: Release, settings: Settings, *,
                   audience_languages: Mapping[str, int] | None = None,
                   render_languages: Collection[str] | None = None,
@@ -71,6 +99,8 @@ def check_release(release: Release, settings: Settings, *,
     """
     out: list[Finding] = []
     out += _settings_findings(settings, release, test_send=test_send)
+    where = settings.source if settings.source != "defaults" else "settings"
+    out += _local_text_findings(settings, release, where, list_name)
     out += _date_findings(release)
     if audience_languages is not None:
         out += _language_findings(release, audience_languages)
@@ -105,9 +135,12 @@ def _settings_findings(settings: Settings, release: Release, *,
         if lang not in settings.languages:
             out.append(Finding("warning", f"{release.variants[lang].where}: {lang!r} is not in "
                                           f"the settings' languages {settings.languages}"))
-        if not (settings.about.get(lang) or settings.about.get(primary(lang))):
+        if not has_language(settings.about, lang, settings.default_language):
+            shown = in_language(settings.about, lang, settings.default_language)
+            fate = "shows the About text of another language" if shown else \
+                "goes out without its 'About' boilerplate"
             out.append(Finding("warning", f"{where}: about has no {lang!r} text; the {lang} "
-                                          "release goes out without its 'About' boilerplate"))
+                                          f"release {fate}"))
     checked = [("website", settings.website)] + [
         (f"social.{label}", url) for label, url in settings.social.items()]
     for key, url in checked:
@@ -141,15 +174,32 @@ def _date_findings(release: Release) -> list[Finding]:
 
 def _language_findings(release: Release, audience: Mapping[str, int]) -> list[Finding]:
     out: list[Finding] = []
-    for raw, count in sorted(audience.items()):
-        lang = normalise(raw)
-        if count <= 0 or not lang:
-            continue  # a reader without a language gets the default: nothing to warn about
-        chosen = choose(lang, release.variants, release.default_language)
-        if primary(chosen) != primary(lang):
-            out.append(Finding("warning", f"{count} subscriber(s) read {lang!r} but the release "
-                                          f"has no {lang} variant ({release.slug}.{lang}.md); "
-                                          f"they would get the {chosen} one"))
+    for rv in sorted(reader_variants(release, audience), key=lambda r: r.language):
+        if rv.fallback:
+            out.append(Finding("warning", f"{rv.readers} subscriber(s) read {rv.language!r} but "
+                                          f"the release has no {rv.language} variant "
+                                          f"({release.slug}.{rv.language}.md); they would get "
+                                          f"the {rv.variant} one"))
+    return out
+
+
+def _local_text_findings(settings: Settings, release: Release, where: str,
+                         list_name: str | None) -> list[Finding]:
+    """A text given per language (organisation_name = {en = ..., ko = ...}, a list's names)
+    that lacks one of the release's languages: those readers get the default language's."""
+    out: list[Finding] = []
+    texts = [(name, getattr(settings, name)) for name in ("organisation_name", "from_name",
+                                                          "postal_address")]
+    for lang in release.languages:
+        for name, value in texts:
+            if isinstance(value, LocalText) and value.values and not value.has(lang):
+                out.append(Finding("warning", f"{where}: {name} has no {lang!r} text; the {lang} "
+                                              f"release shows the {value.default_language} one "
+                                              f"({value!s})"))
+        if isinstance(list_name, LocalText) and not list_name.has(lang):
+            out.append(Finding("warning", f"the list {list_name!s} has no {lang!r} name; the "
+                                          f"{lang} release names it as it is (set one: mailer "
+                                          f"lists edit SLUG --local-name {lang}=NAME)"))
     return out
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from markdown_it import MarkdownIt
+from markdown_it.rules_core import StateCore
 from markdown_it.token import Token
 from markdown_it.tree import SyntaxTreeNode
 
@@ -24,9 +25,62 @@ PREHEADER_CHARS = 140
 
 # Raw HTML in a release is shown as text: the body is data, and a stray <style> or <script> must
 # not reach the reader.
-# Typographer: curly quotes and dashes, as a printed release would have them.
+# Typographer: dashes and ellipses, as a printed release would have them; curly quotes come from
+# _pair_quotes below, not from markdown-it's smartquotes, which decides by the characters on
+# both sides as for English: in `그는 '...아니다'라는` the opening quote stands before
+# punctuation and the closing one before a Hangul syllable, and it left the first straight
+# while curling the second.
 _MD = MarkdownIt("commonmark", {"html": False, "typographer": True}).enable(
-    ["table", "strikethrough", "replacements", "smartquotes"])
+    ["table", "strikethrough", "replacements"])
+_MD.disable("smartquotes")
+# A quote opens at the start of a paragraph or after a space or an opening bracket, dash or
+# quote, and closes before a space or punctuation. Between two other characters a ' is an
+# apostrophe (the same ’ as a closing quote: "don't") and a " closes the one left open, else
+# opens (Korean puts particles right after a closing quote: "했다"고, '아니다'라는).
+_OPEN_AFTER = frozenset(" \t\n\u00a0\u3000([{<‘“«—–-/")
+_CLOSE_BEFORE = frozenset(" \t\n\u00a0\u3000)]}>.,;:!?…*_—–-")
+_CURLY = {'"': ("“", "”"), "'": ("‘", "’")}
+
+
+def _curl(text: str, before: str, open_doubles: int) -> tuple[str, str, int]:
+    """`text` with its straight quotes curled, given the character before it and how many
+    double quotes are open; with its last character and the double quotes then open."""
+    out: list[str] = []
+    for i, ch in enumerate(text):
+        pair = _CURLY.get(ch)
+        if pair is not None:
+            after = text[i + 1] if i + 1 < len(text) else ""
+            if before in _OPEN_AFTER:
+                opening = True
+            elif after == "" or after in _CLOSE_BEFORE or ch == "'":
+                opening = False
+            else:
+                opening = open_doubles == 0
+            if ch == '"':
+                open_doubles = open_doubles + 1 if opening else max(0, open_doubles - 1)
+            ch = pair[0] if opening else pair[1]
+        out.append(ch)
+        before = ch
+    return "".join(out), before, open_doubles
+
+
+def _pair_quotes(state: StateCore) -> None:
+    """Curl the quotes of every text run, carrying what came before across emphasis and links
+    (code spans are left as written)."""
+    for block in state.tokens:
+        if block.type != "inline" or not block.children:
+            continue
+        before, open_doubles = " ", 0
+        for tok in block.children:
+            if tok.type == "text":
+                tok.content, before, open_doubles = _curl(tok.content, before, open_doubles)
+            elif tok.type in ("softbreak", "hardbreak"):
+                before = " "
+            elif tok.type == "code_inline" and tok.content:
+                before = tok.content[-1]
+
+
+_MD.core.ruler.push("pair_quotes", _pair_quotes)
 
 
 @dataclass(frozen=True)

@@ -36,6 +36,7 @@ from markupsafe import Markup
 
 from mailer.config import Settings
 from mailer.errors import ConfigError
+from mailer.localtext import in_language
 from mailer.releases import inline, textpart
 from mailer.releases.markdown import (
     body_html,
@@ -253,9 +254,10 @@ def layout_context(release: Release, language: str, settings: Settings,
     meta = variant.meta
     labels = labels_for(language)
     n = neutralise
-    org = n(settings.organisation_name)
-    about_source = settings.about.get(language) or settings.about.get(language.split("-")[0]) \
-        or ""
+    # Each text setting and the list name in the reader's language, else the default's.
+    org = n(in_language(settings.organisation_name, language, settings.default_language))
+    about_source = in_language(settings.about, language, settings.default_language)
+    list_name = in_language(list_name, language, settings.default_language) or None
     about: str | Markup = markdown_text(about_source) if text else Markup(
         markdown_html(about_source))
     if meta.embargo is not None:
@@ -295,7 +297,8 @@ def layout_context(release: Release, language: str, settings: Settings,
         "contact": contact,
         "org": {
             "name": org,
-            "postal_address": n(settings.postal_address),
+            "postal_address": n(in_language(settings.postal_address, language,
+                                            settings.default_language)),
             "website": n(settings.website),
             "website_label": n(_website_label(settings.website)) if settings.website else "",
             "social": [{"label": n(k), "url": n(v)} for k, v in settings.social.items()],

@@ -21,11 +21,16 @@ import yaml
 
 from mailer.contacts.slugs import SLUG_RE
 from mailer.errors import ReleaseError
-from mailer.releases.languages import choose
+from mailer.releases.languages import choose, from_name
 from mailer.releases.languages import normalise as normalise_language
 
-# A language suffix: NAME.en.md, NAME.ko.md, NAME.pt-br.md.
-_LANG_SUFFIX_RE = re.compile(r"^(?P<slug>.+)\.(?P<lang>[A-Za-z]{2,3}(?:-[A-Za-z0-9]{1,8})*)\.md$")
+# A language suffix: NAME.en.md, NAME.ko.md, NAME.pt-br.md; also as people write them:
+# NAME.ko_KR.md, NAME.KR.md, NAME.kor.md (normalise reads them: mailer.releases.languages).
+_LANG_SUFFIX_RE = re.compile(
+    r"^(?P<slug>.+)\.(?P<lang>[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]{1,8})*)\.md$")
+# Any NAME.SOMETHING.md: a language written as a name (NAME.korean.md, NAME.한국어.md) is refused
+# with the file name to use instead of being silently left out.
+_ANY_SUFFIX_RE = re.compile(r"^(?P<slug>.+)\.(?P<word>[^.]+)\.md$")
 _LANG_RE = re.compile(r"^[a-z]{2,3}(?:-[a-z0-9]{1,8})*$")
 _FENCE = "---"
 # Keys that belong to the release, not to one language: a second variant may omit them (it
@@ -159,6 +164,10 @@ def find_release_files(path: str | Path) -> tuple[str, dict[str | None, Path]]:
     folder = p.parent
     name = p.name
     match = _LANG_SUFFIX_RE.match(name)
+    named = _ANY_SUFFIX_RE.match(name)
+    if not match and named and from_name(named["word"]):
+        raise ReleaseError(f"{p}: {named['word']!r} is a language name, not a code: name the "
+                           f"file {named['slug']}.{from_name(named['word'])}.md")
     if match:
         slug = match["slug"]
     elif name.endswith(".md"):
@@ -173,9 +182,24 @@ def find_release_files(path: str | Path) -> tuple[str, dict[str | None, Path]]:
         files[None] = plain
     if folder.is_dir():
         for candidate in sorted(folder.glob(f"{glob_escape(slug)}.*.md")):
+            if not candidate.is_file():
+                continue
             m = _LANG_SUFFIX_RE.match(candidate.name)
-            if m and m["slug"] == slug and candidate.is_file():
-                files[normalise_language(m["lang"])] = candidate
+            if m and m["slug"] == slug:
+                language = normalise_language(m["lang"])
+                if language in files:
+                    first = files[language]
+                    raise ReleaseError(
+                        f"{candidate}: a second {language!r} file (the first is {first.name}); "
+                        f"keep one {slug}.{language}.md")
+                files[language] = candidate
+                continue
+            named = _ANY_SUFFIX_RE.match(candidate.name)
+            if named and named["slug"] == slug and from_name(named["word"]):
+                right = from_name(named["word"])
+                raise ReleaseError(
+                    f"{candidate}: {named['word']!r} is a language name, not a code: name the "
+                    f"file {slug}.{right}.md")
     if not files:
         raise ReleaseError(
             f"{p}: no release found (looked for {slug}.md and {slug}.LANG.md in {folder})"
@@ -541,7 +565,8 @@ def _lists(raw: Any, at: str) -> tuple[str, ...]:
 
 
 def _language(raw: Any, at: str) -> str:
-    value = normalise_language(_text(raw, at, required=True))
+    text = _text(raw, at, required=True)
+    value = normalise_language(from_name(text) or text)
     if not _LANG_RE.match(value):
         raise ReleaseError(f"{at}: not a language code: {raw!r} (expected e.g. en or ko)")
     return value

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 from datetime import UTC, datetime
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from sqlalchemy import (
     JSON,
@@ -25,6 +25,9 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from mailer import clock
 from mailer.contacts.addresses import mailbox_key
+
+if TYPE_CHECKING:
+    from mailer.localtext import LocalText
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -130,6 +133,9 @@ class MailingList(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     slug: Mapped[str] = mapped_column(String(64), unique=True)
     name: Mapped[str] = mapped_column(String(200))
+    # The name in other languages than the default ({"ko": "보도자료"}): `name` is the default
+    # language's, and readers of a language without one get it (local_name).
+    names: Mapped[dict[str, Any]] = mapped_column(default=dict)
     description: Mapped[str] = mapped_column(Text, default="")
     from_address: Mapped[str | None] = mapped_column(String(320))
     list_id: Mapped[str | None] = mapped_column(String(255))
@@ -142,6 +148,13 @@ class MailingList(Base):
 
     def __repr__(self) -> str:
         return f"<MailingList {self.slug!r}>"
+
+    def local_name(self, default_language: str = "") -> LocalText:
+        """The name as a str that knows its languages (mailer.localtext.LocalText); `name` is
+        the default language's ("" when it does not matter which that is)."""
+        from mailer.localtext import LocalText
+
+        return LocalText({**(self.names or {}), default_language: self.name}, default_language)
 
 
 class Contact(Base):

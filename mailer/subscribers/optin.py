@@ -32,6 +32,7 @@ from mailer.contacts.addresses import mailbox_key, normalise
 from mailer.contacts.suppressions import get_suppression, mailbox_suppressions
 from mailer.delivery import notices
 from mailer.errors import InvalidInputError, NotFoundError
+from mailer.localtext import in_language
 from mailer.store import audit, ratelimit
 from mailer.store.models import (
     Contact,
@@ -104,7 +105,7 @@ def consent_hash(text: str) -> str:
 
 def consent_text(language: str, organisation: str) -> str:
     """The consent statement of the form in `language` (what the snippet must show too)."""
-    return i18n.plain(language, "consent_text", org=organisation)
+    return i18n.plain(language, "consent_text", org=in_language(organisation, language))
 
 
 def public_lists(session: Session) -> list[MailingList]:
@@ -336,14 +337,17 @@ def confirmation(settings: Settings, contact: Contact, lists: list[MailingList],
     token = tokens.make_confirm(settings, contact.id, tuple(ml.id for ml in lists))
     link = tokens.confirm_url(settings, token)
     days = max(1, settings.confirm_max_age // 86400)
-    org = settings.organisation_name
+    # The organisation and the lists as readers of `language` know them (mailer.localtext).
+    org = in_language(settings.organisation_name, language, settings.default_language)
     values = {
         "lang": language,
         "organisation": org,
-        "postal_address": settings.postal_address,
+        "postal_address": in_language(settings.postal_address, language,
+                                      settings.default_language),
         "website": settings.website,
         "name": "",
-        "lists": [{"name": ml.name, "description": ml.description} for ml in lists],
+        "lists": [{"name": ml.local_name(settings.default_language).get(language),
+                   "description": ml.description} for ml in lists],
         "confirm_url": link,
         "days": days,
         "t": lambda key, **kw: i18n.translate(language, key, **kw),

@@ -10,6 +10,7 @@ import importlib.resources
 from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 from jinja2 import (
     BaseLoader,
@@ -49,15 +50,24 @@ def loader(settings: Settings) -> ChoiceLoader:
     return ChoiceLoader([FileSystemLoader(str(user_dir(settings))), ShippedLoader()])
 
 
+def local_name(mailing_list: Any, language: str) -> str:
+    """A list's name for readers of `language` (`{{ ml | local_name(lang) }}`): its name in
+    that language, else its default name."""
+    name: str = mailing_list.local_name().get(language)
+    return name
+
+
 @lru_cache(maxsize=8)
 def _environment(folder: str) -> Environment:
-    return Environment(
+    env = Environment(
         loader=ChoiceLoader([FileSystemLoader(folder), ShippedLoader()]),
         autoescape=select_autoescape(["html"]),
         undefined=StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
     )
+    env.filters["local_name"] = local_name
+    return env
 
 
 def environment(settings: Settings) -> Environment:

@@ -11,6 +11,8 @@ from collections.abc import Iterable
 
 from markupsafe import Markup, escape
 
+from mailer.releases import languages
+
 FALLBACK = "en"
 
 STRINGS: dict[str, dict[str, str]] = {
@@ -217,21 +219,18 @@ def supported(configured: Iterable[str]) -> list[str]:
 
 
 def primary(tag: str | None) -> str | None:
-    """The primary subtag of a language tag: ko-KR -> ko."""
-    if not tag:
-        return None
-    return tag.replace("_", "-").split("-")[0].strip().lower() or None
+    """The primary subtag of a language tag: ko-KR -> ko, kr -> ko (the one language rule:
+    mailer.releases.languages)."""
+    return languages.primary(tag) or None
 
 
 def pick(available: list[str], *, explicit: str | None = None, contact: str | None = None,
          accept: Iterable[str] = (), default: str = FALLBACK) -> str:
-    """Choose the page language: ?lang= first, then the contact's, then Accept-Language."""
-    for candidate in (primary(explicit), primary(contact)):
-        if candidate in available:
-            return candidate
-    for tag in accept:
-        candidate = primary(tag)
-        if candidate in available:
-            return candidate
-    fallback = primary(default)
-    return fallback if fallback in available else available[0]
+    """Choose the page language: ?lang= first, then the contact's, then Accept-Language; each
+    by the rule that chooses a release's variant (languages.choose), so a contact written 'kr'
+    or 'ko-KR' reads the Korean pages as they read the Korean release."""
+    for candidate in (explicit, contact, *accept):
+        chosen = languages.choose(candidate, available, "") if candidate else ""
+        if chosen:
+            return chosen
+    return languages.choose(default, available, "") or available[0]

@@ -8,6 +8,7 @@ from flask import Response, current_app, g, request, url_for
 from sqlalchemy.orm import Session, sessionmaker
 
 from mailer.config import Settings
+from mailer.localtext import in_language
 from mailer.store.ratelimit import Limit
 from mailer.subscribers import templating
 from mailer.subscribers import words as i18n
@@ -74,8 +75,9 @@ def render(template: str, *, lang: str, status: int = 200, embeddable: bool = Fa
     values: dict[str, Any] = {
         "lang": lang,
         "t": lambda key, **kw: i18n.translate(lang, key, **kw),
-        "organisation": s.organisation_name,
-        "postal_address": s.postal_address,
+        # Settings given per language (mailer.localtext): the page's language, else the default.
+        "organisation": in_language(s.organisation_name, lang, s.default_language),
+        "postal_address": in_language(s.postal_address, lang, s.default_language),
         "website": s.website,
         "language_links": language_links(lang),
         "stylesheet": url_for("web.stylesheet"),
