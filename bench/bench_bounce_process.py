@@ -93,7 +93,7 @@ def templates(corpus: Path | None) -> list[tuple[str, str, bytes]]:
 def message(n: int, kind: str, address: str, raw: bytes, email: str, mid: str, verp: str,
             forged: bool) -> bytes:
     """`raw` rewritten to be about `email` (its delivery `mid`, its VERP address)."""
-    local, _, domain = address.partition("@")
+    local = address.partition("@")[0]
     raw = re.sub(re.escape(address).encode(), email.encode(), raw, flags=re.IGNORECASE)
     raw = re.sub(rf"bounces\+{re.escape(local)}=[^@\s<>]+@hanul\.example\.org".encode(),
                  verp.encode(), raw, flags=re.IGNORECASE)

@@ -1,18 +1,21 @@
-"""Ledger writes: what recording results costs with ledger_group_size 1, 10 and 50.
+"""Ledger proofs: messages per second with ledger_group_size 1, 10 and 50.
 
     python bench/bench_ledger.py [--recipients 5000] [--runs 3] [--groups 1,10,50]
                                  [--pg postgresql+psycopg://...] [--json]
 
-Two figures per group size, both through mailer.delivery.engine.deliver on a planned campaign:
+ledger_group_size is how many rows a connection proves in one committed UPDATE ... RETURNING
+before sending them (docs/ledger.md); 1, the default, is a commit immediately before every
+message. Two figures per group size, both through mailer.delivery.engine.deliver on a planned
+campaign:
 - "no SMTP": a transport whose connections accept every message at once (nothing leaves the
-  process), one connection. What is left is the ledger: claims, suppression checks, building,
-  and recording results. The baseline, measured in the same run, is the same send with
-  ledger_group_size 1.
+  process), one connection. What is left is the ledger: claims, proofs, building, and
+  recording replies. The baseline, measured in the same run, is the first group size given.
 - "sink": the real SMTP transport to bench/sink.py over 4 connections.
-SQLite always; PostgreSQL too with --pg (or MAILER_BENCH_PG_URL): that database's mailer tables
-are emptied first, so give it a database of its own.
+SQLite always; PostgreSQL too with --pg, or when MAILER_BENCH_DATABASE_URL or
+MAILER_TEST_DATABASE_URL is set: that database's mailer tables are emptied first, so give it a
+database of its own.
 
-The in-doubt bound each group size buys is explained in bench/README.md.
+What each group size allows in doubt after a crash is in bench/README.md section 4.
 """
 
 from __future__ import annotations
@@ -124,7 +127,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--recipients", type=int, default=5000)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--groups", default="1,10,50")
-    parser.add_argument("--pg", default=os.environ.get("MAILER_BENCH_PG_URL", ""))
+    parser.add_argument("--pg", default=os.environ.get("MAILER_BENCH_DATABASE_URL")
+                        or os.environ.get("MAILER_TEST_DATABASE_URL", ""),
+                        help="a PostgreSQL URL (its mailer tables are emptied)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     groups = [int(g) for g in args.groups.split(",")]
@@ -138,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     how = {"none": "no SMTP, 1 connection", "sink": "sink, 4 connections"}
     rows = [[f"{r['engine']}, {how[r['transport']]}", str(r["group"]), f"{r['per_s']:,.0f}/s",
              f"{r['ratio']:.2f}x"] for r in results]
-    print(f"ledger writes, {args.recipients:,} recipients, median of {args.runs} runs "
+    print(f"ledger proofs, {args.recipients:,} recipients, median of {args.runs} runs "
           f"({load_note()})")
     print(table(rows, ["send", "ledger_group_size", "messages", f"vs group {groups[0]}"]))
     return 0

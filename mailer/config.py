@@ -59,10 +59,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("rate_per_second", "float", 0.0, "Most messages a second for a campaign (0: no limit)"),
     Setting("rate_per_hour", "int", 0, "Most messages an hour (provider quota; 0: no limit)"),
     Setting("batch_size", "int", 100, "Delivery rows claimed at once by each connection"),
-    Setting("ledger_group_size", "int", 10,
-            "Replies committed to the ledger together (at least once a second); a crash leaves "
-            "at most this many messages per connection in doubt, and a pause or an unsubscribe "
-            "reaches a connection's claimed batch within this many messages"),
+    Setting("ledger_group_size", "int", 1,
+            "Messages each connection proves to the ledger in one commit before sending them "
+            "(1: a commit immediately before every message). Larger is faster, above all on "
+            "PostgreSQL; a crash or stall leaves at most this many messages per connection in "
+            "doubt, never a second copy. Opt-outs still stop a message within a second"),
     Setting("lease_seconds", "int", 600,
             "A claimed row whose sender is silent this long becomes in_doubt"),
     Setting("give_up_after", "int", 259200,
@@ -149,7 +150,7 @@ class Settings:
     rate_per_second: float = 0.0
     rate_per_hour: int = 0
     batch_size: int = 100
-    ledger_group_size: int = 10
+    ledger_group_size: int = 1
     lease_seconds: int = 600
     give_up_after: int = 259200
     retry_base_seconds: int = 300
@@ -206,6 +207,8 @@ class Settings:
                 value = str(value)
             elif value is None:
                 value = ""
+            elif s.kind == "text" and isinstance(getattr(value, "values", None), dict):
+                value = dict(value.values)  # a text per language: show them all
             if s.secret and value:
                 value = mask_secret(s.name, str(value))
             out[s.name] = value
@@ -272,8 +275,22 @@ def load_settings(path: str | os.PathLike[str] | None = None,
         if var in env:
             values[name] = _coerce(setting, env[var], f"environment variable {var}", from_env=True)
     settings = _build(base_dir, str(config_path) if config_path.exists() else "defaults", values)
-    _validate(settings, config_path)
+    _validate(settings, config_path, _origin(config_path, lines, env))
     return settings
+
+
+def _origin(config_path: Path, lines: Mapping[str, int],
+            env: Mapping[str, str]) -> dict[str, tuple[str, str]]:
+    """Where each setting came from, as (prefix, suffix) of an error about its value: the
+    variable that set it, or the file and its line, so a user can find what to fix."""
+    out: dict[str, tuple[str, str]] = {}
+    for name in _BY_NAME:
+        var = ENV_PREFIX + name.upper()
+        if var in env:
+            out[name] = (f"environment variable {var}", "")
+        elif name in lines:
+            out[name] = (f"{config_path}: {name}", f" (line {lines[name]})")
+    return out
 
 
 def _coerce(setting: Setting, value: Any, where: str, from_env: bool = False) -> Any:
@@ -292,6 +309,8 @@ def _coerce(setting: Setting, value: Any, where: str, from_env: bool = False) ->
                 f"{where}: must be one line without control characters; found "
                 f"{control.group()!r} at character {control.start() + 1}"
             )
+        if setting.name == "default_language":
+            return _language(value, where)
         return value
     if kind == "bool":
         if isinstance(value, bool):
@@ -346,8 +365,22 @@ def _coerce(setting: Setting, value: Any, where: str, from_env: bool = False) ->
             return dict(value)
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise bad("a list of strings")
+        if setting.name == "languages":
+            return list(dict.fromkeys(_language(v, where) for v in value))
         return list(value)
     raise AssertionError(kind)  # pragma: no cover
+
+
+def _language(value: str, where: str) -> str:
+    """A language setting as the tag the rest of mailer compares with: 'kr', 'Korean' and
+    '한국어' are written for Korean, but only 'ko' matches a contact's or a release's language."""
+    from mailer.releases.languages import from_name, normalise
+
+    tag = normalise(from_name(value) or value)
+    if not re.fullmatch(r"[a-z]{2,3}(-[a-z0-9]{1,8})*", tag):
+        raise ConfigError(f"{where}: {value!r} is not a language code (write e.g. \"en\" or "
+                          f"\"ko\")")
+    return tag
 
 
 def _coerce_text(setting: Setting, value: Any, where: str, from_env: bool) -> Any:
@@ -409,45 +442,43 @@ def _resolve_sqlite(url: str, base_dir: Path) -> str:
     return url
 
 
-def _validate(settings: Settings, config_path: Path) -> None:
+def _validate(settings: Settings, config_path: Path,
+              origin: Mapping[str, tuple[str, str]] | None = None) -> None:
     where = str(config_path) if settings.source != "defaults" else "settings"
+    origin = origin or {}
+
+    def bad(name: str, message: str) -> ConfigError:
+        # "FILE: NAME: message (line N)", or "environment variable MAILER_NAME: message".
+        prefix, suffix = origin.get(name, (f"{where}: {name}", ""))
+        return ConfigError(f"{prefix}: {message}{suffix}")
+
     if settings.transport not in ("outbox", "smtp"):
-        raise ConfigError(
-            f"{where}: transport: expected 'outbox' or 'smtp', got {settings.transport!r}"
-        )
+        raise bad("transport", f"expected 'outbox' or 'smtp', got {settings.transport!r}")
     if settings.transport == "smtp" and not settings.smtp_url:
-        raise ConfigError(f"{where}: transport is 'smtp' but smtp_url is empty")
+        raise bad("transport", "is 'smtp' but smtp_url is empty")
     if settings.smtp_url:
         scheme = urlsplit(settings.smtp_url).scheme
         if scheme not in ("smtp", "smtps"):
-            raise ConfigError(
-                f"{where}: smtp_url: expected smtp:// or smtps://, got "
-                f"{mask_url(settings.smtp_url)!r}"
-            )
+            raise bad("smtp_url", f"expected smtp:// or smtps://, got "
+                                  f"{mask_url(settings.smtp_url)!r}")
     if not settings.base_url.startswith(("http://", "https://")) or \
             re.search(r'[\s<>"\\^`{|}]', settings.base_url):
-        raise ConfigError(f"{where}: base_url: expected an http(s) URL, got {settings.base_url!r}")
-    if settings.concurrency < 1:
-        raise ConfigError(f"{where}: concurrency: expected at least 1, got {settings.concurrency}")
-    if settings.ledger_group_size < 1:
-        raise ConfigError(f"{where}: ledger_group_size: expected at least 1, got "
-                          f"{settings.ledger_group_size}")
-    if settings.batch_size < 1:
-        raise ConfigError(f"{where}: batch_size: expected at least 1, got {settings.batch_size}")
+        raise bad("base_url", f"expected an http(s) URL, got {settings.base_url!r}")
+    for name in ("concurrency", "ledger_group_size", "batch_size"):
+        if getattr(settings, name) < 1:
+            raise bad(name, f"expected at least 1, got {getattr(settings, name)}")
     if settings.timezone:
         from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
         try:
             ZoneInfo(settings.timezone)
         except (ZoneInfoNotFoundError, ValueError):
-            raise ConfigError(
-                f"{where}: timezone: expected an IANA time zone such as America/New_York or "
-                f"Asia/Seoul, got {settings.timezone!r}"
-            ) from None
+            raise bad("timezone", "expected an IANA time zone such as America/New_York or "
+                                  f"Asia/Seoul, got {settings.timezone!r}") from None
     for name in ADDRESS_SETTINGS:
         value = getattr(settings, name)
         if (value or name == "from_address") and not _HEADER_ADDRESS.match(value):
-            raise ConfigError(f"{where}: {name}: expected an email address, got {value!r}")
+            raise bad(name, f"expected an email address, got {value!r}")
 
 
 def placeholder_settings(settings: Settings) -> list[Setting]:

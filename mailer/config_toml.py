@@ -80,7 +80,9 @@ def read_toml(path: Path, kinds: Mapping[str, str]) -> tuple[dict[str, Any], dic
     except OSError as err:
         raise ConfigError(f"{path}: cannot read: {err.strerror}") from None
     try:
-        text = data.decode("utf-8")
+        # utf-8-sig: Windows editors may save "UTF-8 with BOM"; TOML has no BOM, and tomllib's
+        # error about it would show an invisible character.
+        text = data.decode("utf-8-sig")
     except UnicodeDecodeError as err:
         line = data[: err.start].count(b"\n") + 1
         raise ConfigError(f"{path} line {line}: not UTF-8 text; save the file as UTF-8") from None
@@ -112,14 +114,20 @@ def check_tables(path: Path, lines: list[KeyLine], kinds: Mapping[str, str]) -> 
     more = [k.key for k in swallowed[1:] if k.table == table]
     also = f" (so are {', '.join(f'`{k}`' for k in more)} after it)" if more else ""
     per_language = kinds.get(table or "") in ("dict", "text")
-    example = f"{table} = {{en = \"...\", ko = \"...\"}}" if per_language \
-        else f"{table} = {{...}}"
+    example = _inline_example(table or "") if per_language else f"{table} = {{...}}"
     raise ConfigError(
         f"{path} line {first.line}: `{first.key}` is inside the [{table}] table started on line "
         f"{first.table_line}, so it is read as part of {table}, not as a setting{also}; move it "
         f"above [{table}] (every [table] must come after all the plain settings) or write "
         f"{table} as an inline table on one line: {example}"
     )
+
+
+def _inline_example(key: str) -> str:
+    # `social` maps link labels to URLs; the other tables map languages to text.
+    if key == "social":
+        return 'social = {Facebook = "https://...", Instagram = "https://..."}'
+    return f"{key} = {{en = \"...\", ko = \"...\"}}"
 
 
 def unknown_key_message(path: Path, key: str, lines: list[KeyLine],
@@ -151,8 +159,8 @@ def explain_syntax_error(path: Path, text: str, message: str,
     if opened is not None:
         start, key = opened
         return (f"{path} line {start}: the inline table `{key} = {{` goes on over several lines; "
-                f"TOML wants an inline table on one line: write {key} = {{en = \"...\", "
-                f"ko = \"...\"}} on one line, or a [{key}] table at the end of the file")
+                f"TOML wants an inline table on one line: write {_inline_example(key)} on one "
+                f"line, or a [{key}] table at the end of the file")
     m = _KEY_LINE.match(line)
     if m:
         key, value = _unquote(m.group(1)), m.group(3).strip()

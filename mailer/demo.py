@@ -83,7 +83,9 @@ def run_demo(folder: Path) -> DemoResult:
     csv_copy = folder / "sample-press.csv"
     shutil.copy(sample_list(), csv_copy)
     with session_scope(settings) as s:
-        create_list(s, "press", "Press", "Reporters and editors who cover our community")
+        # The sample release is bilingual: the Korean readers' footer names the list in Korean.
+        create_list(s, "press", "Press", "Reporters and editors who cover our community",
+                    names={"ko": "보도자료"})
         report = import_contacts(s, csv_copy, "press",
                                  consent_source="demo: sample press list shipped with mailer")
     release_path = releases / "election-night.en.md"

@@ -1,7 +1,9 @@
 """Hiding credentials in anything shown or logged: settings, URLs in messages and labels.
 
 One function, `mask_url`, for every URL mailer prints (config show, errors, the bounce
-mailbox's label, the SMTP transport's name); `mask_secret` for a secret setting.
+mailbox's label, the SMTP transport's name); `mask_secret` for a secret setting; `scrub` for a
+message someone else wrote about the URL (a database driver's error), which may quote the part
+of a password that its own parser took for the host.
 """
 
 from __future__ import annotations
@@ -82,3 +84,33 @@ def _hide_query(text: str, begin: int, hide: Callable[[int, int], None]) -> None
         if eq and value and _SECRET_PARAM.search(unquote(name)):
             hide(pos + len(name) + 1, pos + len(param))
         pos += len(param) + 1
+
+
+def _credentials(url: str) -> list[str]:
+    """Every text in `url` that is (part of) a credential, longest first, decoded and not."""
+    _, sep, rest = url.partition("://")
+    if not sep:
+        rest = url
+    found: set[str] = set()
+    at = rest.rfind("@")
+    colon = rest.find(":", 0, at) if at > 0 else -1
+    if colon >= 0:
+        password = rest[colon + 1:at]
+        # A parser that ends the userinfo at the FIRST '@' reads the rest as the host, and its
+        # errors quote that host: each '@'-separated piece is a secret of its own.
+        found.update([password, *password.split("@")])
+    query = rest.partition("?")[2].partition("#")[0]
+    for param in query.split("&"):
+        name, eq, value = param.partition("=")
+        if eq and value and _SECRET_PARAM.search(unquote(name)):
+            found.add(value)
+    found.update([unquote(f) for f in found])
+    # Three characters at least: masking "a" would garble the message, not protect anything.
+    return sorted((f for f in found if len(f) >= 3), key=len, reverse=True)
+
+
+def scrub(text: str, url: str) -> str:
+    """`text` (an error a library wrote about `url`) with every credential of `url` hidden."""
+    for secret in _credentials(url):
+        text = text.replace(secret, MASK)
+    return text

@@ -3,6 +3,7 @@ the plan's per-language lines and warnings, paired quotes, Korean words kept who
 
 from __future__ import annotations
 
+import json
 import mailbox
 import re
 import shutil
@@ -18,6 +19,7 @@ from mailer.cli import main
 from mailer.config import Settings, load_settings
 from mailer.contacts.contact import add_contact
 from mailer.contacts.lists import create_list, get_list
+from mailer.delivery import notices
 from mailer.errors import ConfigError, ReleaseError
 from mailer.localtext import LocalText
 from mailer.releases.checks import check_release, reader_variants
@@ -27,7 +29,7 @@ from mailer.releases.source import load_release
 from mailer.samples import sample_path
 from mailer.store.db import session_scope
 from mailer.subscribers import words
-from mailer.subscribers.optin import confirmation
+from mailer.subscribers.optin import confirmation, consent_text
 from tests.conftest import Cli, write_config
 from tests.release_support import org_settings, write_release
 
@@ -204,6 +206,8 @@ def test_list_names_per_language_on_the_cli_and_in_the_confirmation(
     cli = Cli(tmp_path / "mailer.toml")
     cli("lists", "create", "press", "--name", "Press", "--name-ko", "보도자료", "--public")
     cli("lists", "edit", "press", "--local-name", "ja=プレス")
+    shown_settings = json.loads(cli("config", "show", "--json").output)["settings"]
+    assert shown_settings["organisation_name"] == ORG
     shown = cli("lists", "show", "press").output
     assert "name [ko]: 보도자료" in shown and "name [ja]: プレス" in shown
     cli("lists", "edit", "press", "--name-ko", "")  # removes it
@@ -219,6 +223,11 @@ def test_list_names_per_language_on_the_cli_and_in_the_confirmation(
     assert "보도자료" in ko.html and "보도자료" in ko.text and "Press" not in ko.text
     assert "한인시민협의회" in ko.subject and "한인시민협의회" in ko.text
     assert "Press" in en.text and "Korean American Civic Council" in en.subject
+    # Sent from the name in the reader's language too.
+    from_ko = message_from_bytes(notices.build(settings, ko), policy=policy.default)["From"]
+    from_en = message_from_bytes(notices.build(settings, en), policy=policy.default)["From"]
+    assert str(from_ko) == "한인시민협의회 보도 <press@hanul.example.org>"
+    assert str(from_en) == "KACC Press <press@hanul.example.org>"
 
 
 @pytest.mark.db
@@ -234,6 +243,10 @@ def test_subscribe_page_names_lists_in_the_page_language(settings: Settings,
     assert "보도자료" in ko and "한인시민협의회" in ko
     en = client.get("/subscribe?lang=en").get_data(as_text=True)
     assert "<strong>Press</strong>" in en and "Korean American Civic Council" in en
+    # The snippet for the organisation's own site states the consent as the form does.
+    snippet = client.get("/embed/snippet.html?lang=ko").get_data(as_text=True)
+    assert "보도자료" in snippet and consent_text("ko", settings.organisation_name) in snippet
+    assert "한인시민협의회" in consent_text("ko", settings.organisation_name)
 
 
 def korean_less_release(folder: Path) -> Path:
@@ -310,6 +323,25 @@ def test_korean_readers_get_korean_from_org_and_list_name(settings: Settings,
     assert header(ko, "List-Id").startswith("Press <press.")
 
 
+@pytest.mark.db
+def test_a_test_send_shows_each_language_as_its_readers_get_it(settings: Settings,
+                                                               tmp_path: Path) -> None:
+    settings = bilingual_config(tmp_path, database_url=settings.database_url)
+    folder = tmp_path / "rel"
+    folder.mkdir()
+    for f in SAMPLES.glob("election-night.*.md"):
+        shutil.copy(f, folder / f.name)
+    Cli(tmp_path / "mailer.toml")("send", str(folder / "election-night.en.md"), "--test",
+                                  "me@example.org")
+    box = mailbox.Maildir(settings.outbox_dir, create=False)
+    froms = {}
+    for key in box.iterkeys():
+        parsed = message_from_bytes(box.get_bytes(key), policy=policy.default)
+        froms[str(parsed["Content-Language"])] = str(parsed["From"])
+    assert froms == {"en": "KACC Press <press@hanul.example.org>",
+                     "ko": "한인시민협의회 보도 <press@hanul.example.org>"}
+
+
 # --- in a browser: Korean words are not broken ---------------------------------------------
 
 HANGUL_WORDS = """
@@ -349,10 +381,10 @@ def test_korean_words_do_not_break_at_phone_and_desktop_widths(
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
-    # A long organisation name fills the masthead, as it did when "보도자료" broke in two.
-    settings = bilingual_config(tmp_path, organisation_name={
-        "en": "Korean American Civic Council of Greater Philadelphia",
-        "ko": "필라델피아 한인 시민 협의회 지역 봉사 센터"})
+    # A long organisation name fills the masthead: before keep-all, "보도자료" beside it broke in
+    # two at 600px (and "메일을" in the About text).
+    settings = bilingual_config(
+        tmp_path, organisation_name="Korean American Civic Council of Greater Philadelphia")
     page = tmp_path / "ko.html"
     page.write_text(preview(load_release(sample_path()), "ko", settings, list_name="보도자료"),
                     encoding="utf-8")

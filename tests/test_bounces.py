@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import mailbox
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 from itertools import count
 from pathlib import Path
@@ -481,3 +482,139 @@ def test_two_runs_at_once_count_a_report_once(session: Session, settings: Settin
     assert [(i.outcome, i.processed, i.detail) for i in results] == [
         ("duplicate", True, "recorded by another run at the same time")]
     assert session.scalar(select(func.count()).select_from(Bounce)) == 1
+
+
+# -- batches: a few queries per batch, whatever its size --------------------------------------
+
+def _campaign_reports(session: Session, n: int, tag: str) -> list[bytes]:
+    """`n` contacts sent one message each, and a report about each of every kind in turn:
+    proven hard, soft, block and complaint, an auto-reply, and a forged hard bounce (held)."""
+    from mailer.contacts.lists import create_list
+
+    create_list(session, f"list-{tag}", "List")
+    campaign = world.make_campaign(session, f"camp-{tag}")
+    out = []
+    for i in range(n):
+        email = f"reader{i}.{tag}@news.example.com"
+        contact, _ = add_contact(session, email, f"list-{tag}")
+        mid = world.message_id(f"{tag}{i}", campaign.id)
+        world.add_delivery(session, campaign, contact, mid)
+        out.append([
+            dsn(email, about=mid),
+            dsn(email, "4.2.2", diagnostic="smtp; 452 4.2.2 Mailbox full", about=mid),
+            dsn(email, "5.7.1", diagnostic="smtp; 550 5.7.1 Message rejected as spam",
+                about=mid),
+            arf(email, about=mid),
+            f"From: {email}\nTo: press@hanul.example.org\nSubject: Out of office\n"
+            f"Auto-Submitted: auto-replied\nIn-Reply-To: {mid}\nMessage-ID: <ooo.{tag}{i}@x>\n"
+            "\nI am away.\n".encode(),
+            dsn(email),
+        ][i % 6])
+    session.flush()
+    return out
+
+
+def test_process_issues_a_bounded_number_of_queries_per_batch(
+        session: Session, settings: Settings, tmp_path: Path) -> None:
+    """Classify a batch, load what it names with a few IN (...) queries, write it in bulk: the
+    count of statements is the same for 12 messages as for 60 (one batch each)."""
+    from sqlalchemy import event
+
+    from mailer.bounces.policy import BATCH_SIZE, process_mailbox
+    from mailer.bounces.sources import open_source
+
+    assert BATCH_SIZE >= 60
+    statements: list[str] = []
+
+    def count(conn: object, cursor: object, statement: str, *args: object) -> None:
+        statements.append(statement)
+
+    bind = session.get_bind()
+    counts, outcomes = [], []
+    for n, tag in ((12, "a"), (60, "b")):
+        mbox = world.write_mbox(tmp_path / f"{tag}.mbox", _campaign_reports(session, n, tag))
+        statements.clear()
+        event.listen(bind, "before_cursor_execute", count)
+        try:
+            with clock.pinned(NOW), open_source(str(mbox)) as box:
+                report = process_mailbox(session, settings, box)
+        finally:
+            event.remove(bind, "before_cursor_execute", count)
+        counts.append(len(statements))
+        outcomes.append(report.counts())
+    for got, n in zip(outcomes, (12, 60), strict=True):
+        assert got["hard"] == 2 * n // 6 and got["complaint"] == n // 6
+        assert got["autoreply"] == n // 6 and got["soft"] == got["block"] == n // 6
+    assert counts[0] == counts[1], sorted(Counter(s[:70] for s in statements).items())
+    assert counts[0] <= 30, counts
+    # The forged ones were held (with the id of their review), the proven ones applied.
+    assert session.scalar(select(func.count()).select_from(Bounce)) == 72
+    held = [i for i in report.items if i.action.startswith("held for review ")]
+    assert len(held) == 10 and all(i.action.split()[-1].isdigit() for i in held)
+
+
+def test_a_failed_batch_is_redone_one_message_at_a_time(
+        session: Session, settings: Settings, people: world.World, engine_name: str,
+        tmp_path: Path) -> None:
+    """PostgreSQL: another run records one report of the batch meanwhile; the batch's bulk
+    insert fails, is rolled back and redone message by message: only that one is a duplicate."""
+    if engine_name != "postgresql":
+        pytest.skip("SQLite allows one writer: the second run waits before it reads anything")
+    import threading
+
+    from mailer.bounces.policy import RunReport, process_mailbox
+    from mailer.bounces.sources import open_source
+    from mailer.store.db import session_factory
+
+    session.commit()
+    shared = dsn("kim@news.example.kr", about=world.message_id(1))
+    first = run(session, settings, shared)  # flushed, not committed: holds the unique key
+    mbox = world.write_mbox(tmp_path / "in.mbox", [
+        dsn("lee@daily.example.com", about=world.message_id(2)), shared])
+    reports: list[RunReport] = []
+    other = session_factory(settings)()
+
+    def second() -> None:
+        with clock.pinned(NOW), open_source(str(mbox)) as box:
+            reports.append(process_mailbox(other, settings, box))
+
+    thread = threading.Thread(target=second)
+    thread.start()
+    thread.join(timeout=2)
+    assert thread.is_alive(), "the second run's insert should wait for the first transaction"
+    session.commit()
+    thread.join(timeout=30)
+    other.commit()
+    other.close()
+    assert first[0].outcome == "hard"
+    assert [(i.email, i.outcome, i.action) for i in reports[0].items] == [
+        ("lee@daily.example.com", "hard", "suppressed"),
+        ("kim@news.example.kr", "duplicate", "none")]  # redone: it is committed now
+    session.expire_all()
+    assert reason(session, "lee@daily.example.com") == SuppressionReason.HARD_BOUNCE
+    assert session.scalar(select(func.count()).select_from(Bounce)) == 2
+
+
+def test_a_report_the_database_refuses_costs_only_itself(
+        session: Session, settings: Settings, people: world.World, engine_name: str,
+        tmp_path: Path) -> None:
+    """A NUL byte in a diagnostic: PostgreSQL refuses the text, so that batch is redone one
+    message at a time and only that report is left for a person; SQLite stores it."""
+    from mailer.bounces.policy import process_mailbox
+    from mailer.bounces.sources import open_source
+
+    bad = dsn("kim@news.example.kr", about=world.message_id(1),
+              diagnostic="smtp; 550 5.1.1 User\x00 unknown")
+    good = dsn("lee@daily.example.com", about=world.message_id(2))
+    mbox = world.write_mbox(tmp_path / "in.mbox", [bad, good])
+    with clock.pinned(NOW), open_source(str(mbox)) as box:
+        report = process_mailbox(session, settings, box)
+    first, second = report.items
+    assert (second.email, second.outcome, second.action) == (
+        "lee@daily.example.com", "hard", "suppressed")
+    if engine_name == "postgresql":
+        assert (first.outcome, first.processed) == ("unrecognised", False)
+        assert first.detail.startswith("not processed: the database refused it")
+        assert reason(session, "kim@news.example.kr") is None
+    else:
+        assert (first.outcome, first.action) == ("hard", "suppressed")

@@ -431,3 +431,23 @@ def test_a_mail_systems_own_unknown_user_line_is_hard() -> None:
     assert (r.final, r.kind) == ("a@x.example", "hard"), r.why
     [r] = parse(bounce("a@x.example [User unknown]")).recipients
     assert (r.final, r.kind) == ("a@x.example", "soft"), r.why
+
+
+def test_each_recipients_stage_is_its_own_in_a_shared_transcript() -> None:
+    """One transcript, two recipients: the command before each reply is that reply's stage."""
+    blocks = "".join(
+        f"Final-Recipient: rfc822; {a}\nAction: failed\nStatus: 5.0.0\n"
+        "Diagnostic-Code: smtp; 550 User unknown\n\n" for a in ("a@x.example", "b@x.example"))
+    raw = report(
+        "From: MAILER-DAEMON@relay.example\nSubject: Returned mail: see transcript\n"
+        "Message-ID: <t@relay.example>\nMIME-Version: 1.0\n"
+        "Content-Type: multipart/report; report-type=delivery-status; boundary=B",
+        "--B\nContent-Type: text/plain\n\n"
+        "   ----- Transcript of session follows -----\n... while talking to mx.x.example.:\n"
+        ">>> RCPT To:<a@x.example>\n<<< 550 <a@x.example>... User unknown\n"
+        ">>> RCPT To:<b@x.example>\n<<< 250 2.1.5 <b@x.example>... Recipient ok\n"
+        ">>> DATA\n<<< 550 <b@x.example>... User unknown\n\n"
+        f"--B\nContent-Type: message/delivery-status\n\nReporting-MTA: dns; relay.example\n\n"
+        f"{blocks}--B--\n")
+    kinds = {r.final: r.kind for r in parse(raw).recipients}
+    assert kinds == {"a@x.example": "hard", "b@x.example": "soft"}

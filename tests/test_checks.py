@@ -15,6 +15,7 @@ from mailer.contacts.contact import add_contact
 from mailer.contacts.lists import create_list
 from mailer.contacts.suppressions import suppress
 from mailer.delivery.planning import audience_languages
+from mailer.localtext import LocalText
 from mailer.releases.checks import Finding, check_release, has_errors
 from mailer.releases.source import load_release
 from mailer.samples import sample_path
@@ -149,6 +150,44 @@ def test_other_warnings(tmp_path: Path) -> None:
     assert "no summary" in warnings and "no date" in warnings
     assert "about has no 'en' text" in warnings
     assert "'en' is not in the settings' languages ['ko']" in warnings
+
+
+CONTACT = ("\ncontact:\n  name: Minji Seo\n  email: press@hanul.example.org\n"
+           "  phone: '+1 215-555-0142'")
+
+
+@pytest.mark.parametrize(("en", "ko", "expected"), [
+    (CONTACT, "", "{ko}: no contact; the ko release shows the one of {en} (Minji Seo); give "
+                  "a contact: here to name another"),
+    (CONTACT, "contact:\n  name: 서민지", "{ko}: contact has no email, phone; the ko release "
+     "shows those of {en} (email 'press@hanul.example.org', phone '+1 215-555-0142'); give them "
+     "here (\"\" for none) if they differ"),
+    ("", "contact:\n  name: 서민지", "{en}: no contact, but {ko} has one; the en readers get no "
+                                    "media contact (a contact is completed only from the en "
+                                    "file)"),
+], ids=["no-ko-contact", "ko-name-only", "no-en-contact"])
+def test_a_contact_completed_or_missing_in_a_variant_is_warned_about(
+        tmp_path: Path, en: str, ko: str, expected: str) -> None:
+    en_path = write_release(tmp_path, "r.en.md", GOOD_FRONT + en)
+    ko_path = write_release(tmp_path, "r.ko.md", "title: 좋은 보도자료\nsummary: 요약\n" + ko)
+    findings = check_release(load_release(en_path), org_settings(tmp_path))
+    assert messages(findings, "warning") == expected.format(en=en_path, ko=ko_path)
+    # Given in full in both files: nothing to say.
+    write_release(tmp_path, "r.en.md", GOOD_FRONT + CONTACT)
+    write_release(tmp_path, "r.ko.md", "title: 좋은 보도자료\nsummary: 요약" + CONTACT)
+    assert check_release(load_release(en_path), org_settings(tmp_path)) == []
+
+
+def test_a_missing_list_name_is_told_only_for_the_languages_sent(tmp_path: Path) -> None:
+    write_release(tmp_path, "r.ko.md", "title: 좋은 보도자료\nsummary: 요약")
+    release = load_release(write_release(tmp_path, "r.en.md", GOOD_FRONT))
+    name = LocalText({"en": "Members"}, "en")
+    told = "the list Members has no 'ko' name"
+    assert told in messages(check_release(release, org_settings(tmp_path), list_name=name),
+                            "warning")
+    only_en = check_release(release, org_settings(tmp_path), list_name=name,
+                            render_languages={"en"})
+    assert only_en == []
 
 
 def test_a_broken_layout_is_an_error_finding(tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""Stalls, not crashes: real `mailer worker` processes on PostgreSQL with a 2-second lease,
+"""Stalls, not crashes: real `mailer worker` processes on PostgreSQL with a 3-second lease,
 sending to an SMTP sink (its own process) that records every RCPT.
 
 (a) One worker is frozen (SIGSTOP) past its lease while another sender resumes the campaign,
@@ -7,9 +7,11 @@ sending to an SMTP sink (its own process) that records every RCPT.
     CREATE INDEX or migration holds) for longer than the lease while another sender starts.
 
 Either way nobody may get the message twice and every row must end accounted for
-(docs/ledger.md gives the argument). SQLite allows one sender at a time (a lock that outlives
-any stall here), so these run on PostgreSQL only; the ordering of a proof and recovery on one
-row, which is what makes them pass, is tested on both engines in tests/test_ledger.py.
+(docs/ledger.md gives the argument), with one proof per message (ledger_group_size 1) and with
+groups of ten rows proven in one commit (ledger_group_size 10). SQLite allows one sender at a
+time (a lock that outlives any stall here), so these run on PostgreSQL only; the ordering of a
+proof and recovery on one row, which is what makes them pass, is tested on both engines in
+tests/test_ledger.py.
 """
 
 from __future__ import annotations
@@ -112,9 +114,9 @@ class Rig:
         assert [e for e, st in rows.items() if st == "sent" and at_sink[e] != 1] == []
 
 
-@pytest.fixture
-def rig(settings: Settings, tmp_path: Path, release: Path, cli: Cli  # noqa: F811
-        ) -> Iterator[Rig]:
+@pytest.fixture(params=[1, 10], ids=["group1", "group10"])
+def rig(settings: Settings, tmp_path: Path, release: Path, cli: Cli,  # noqa: F811
+        request: pytest.FixtureRequest) -> Iterator[Rig]:
     if not settings.database_url.startswith("postgresql"):
         pytest.skip("several senders at once need PostgreSQL")
     n = 900
@@ -132,7 +134,7 @@ def rig(settings: Settings, tmp_path: Path, release: Path, cli: Cli  # noqa: F81
         config = write_config(tmp_path, {
             "database_url": settings.database_url, "transport": "smtp",
             "smtp_url": f"smtp://127.0.0.1:{port}?tls=none", "concurrency": 2,
-            "batch_size": 30, "lease_seconds": LEASE})
+            "batch_size": 30, "lease_seconds": LEASE, "ledger_group_size": request.param})
         _bulk_audience(settings, n)
         out = cli("send", str(release), "--list", "press", "--yes", "--limit", "0").output
         assert f"recipients: {n}" in out

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from mailer.errors import ReleaseError
-from mailer.releases.source import load_release, release_from_sources
+from mailer.releases.source import MediaContact, load_release, release_from_sources
 from mailer.samples import sample_path
 from tests.release_support import write_release
 
@@ -78,6 +78,108 @@ def test_shared_keys_may_not_contradict(tmp_path: Path) -> None:
         load_release(tmp_path / "clinic")
     message = str(err.value)
     assert "clinic.ko.md:4: lists: ['press'] differs from ['press', 'members']" in message
+
+
+CONTACT = """
+contact:
+  name: Minji Seo
+  role: Communications Director
+  email: press@hanul.example.org
+  phone: "+1 215-555-0142"
+"""
+
+
+@pytest.mark.parametrize(("ko_contact", "expected", "inherited"), [
+    ("", MediaContact("Minji Seo", "press@hanul.example.org", "+1 215-555-0142",
+                      "Communications Director"), ("contact",)),
+    ("contact:\n  name: 서민지\n  role: 홍보 담당", MediaContact(
+        "서민지", "press@hanul.example.org", "+1 215-555-0142", "홍보 담당"),
+     ("contact.email", "contact.phone")),
+    ("contact:\n  email: minji@hanul.example.org\n  phone: ''", MediaContact(
+        "Minji Seo", "minji@hanul.example.org", "", "Communications Director"),
+     ("contact.name", "contact.role")),
+])
+def test_a_variant_completes_its_contact_from_the_default_field_by_field(
+        tmp_path: Path, ko_contact: str, expected: MediaContact,
+        inherited: tuple[str, ...]) -> None:
+    write_release(tmp_path, "clinic.en.md", EN + CONTACT)
+    write_release(tmp_path, "clinic.ko.md", KO + ko_contact)
+    release = load_release(tmp_path / "clinic")
+    ko = release.variants["ko"]
+    assert ko.meta.contact == expected and ko.inherited == inherited
+    assert release.variants["en"].inherited == ()
+    # A stored campaign re-renders the same contact.
+    again = release_from_sources(release.slug, release.sources, release.default_language)
+    assert again.variants["ko"].meta.contact == expected
+
+
+def test_the_contact_is_completed_only_from_the_default_language(tmp_path: Path) -> None:
+    write_release(tmp_path, "clinic.en.md", EN)
+    write_release(tmp_path, "clinic.ko.md", KO + CONTACT)
+    release = load_release(tmp_path / "clinic")
+    assert release.variants["en"].meta.contact is None
+    assert release.variants["ko"].inherited == ()
+
+
+def test_a_contact_without_a_name_anywhere_is_an_error(tmp_path: Path) -> None:
+    write_release(tmp_path, "clinic.en.md", EN + "contact:\n  email: a@hanul.example.org")
+    write_release(tmp_path, "clinic.ko.md", KO + "contact:\n  name: 서민지")
+    with pytest.raises(ReleaseError, match=r"clinic\.en\.md:7: contact: name: missing"):
+        load_release(tmp_path / "clinic")
+
+
+@pytest.mark.parametrize(("front", "expected"), [
+    # A colon in an unquoted value, at the top and nested.
+    ("title: 한미시민연대: 타운홀 개최",
+     'r.md:2: title: a colon followed by a space ends a key in YAML, so a text with one must '
+     'be quoted: put the title in quotes: title: "한미시민연대: 타운홀 개최"'),
+    ("title: T\ncontact:\n  name: Kim\n  role: Director: Comms",
+     'r.md:5: role: a colon followed by a space ends a key in YAML, so a text with one must be '
+     'quoted: put the role in quotes: role: "Director: Comms"'),
+    # Tabs: as indentation, and after the colon.
+    ("title: T\ncontact:\n\tname: Kim", "r.md:4: name: a tab indents this line; YAML indents "
+                                        "with spaces only: replace each tab with two spaces"),
+    ("title:\tT", "r.md:2: title: a tab on this line; YAML separates with spaces only"),
+    # Quotes: unclosed, closed too early.
+    ('title: "Town hall\nsummary: S', 'r.md:2: title: the quote " is not closed on its line; '
+                                       'close it: title: "Town hall"'),
+    ("title: 'It's here'", "r.md:2: title: the quote ' inside the title ends it early; put the "
+                           "title in quotes of the other kind: title: \"It's here\""),
+    ('title: "Record" turnout', "r.md:2: title: the value starts with a quote, so it ends at "
+                                "the next \"; put the whole title in quotes of the other kind: "
+                                "title: '\"Record\" turnout'"),
+    ("title: '@kaca hosts'\nsubtitle: @kaca", 'r.md:3: subtitle: a value that starts with '
+                                              "'@' must be quoted: subtitle: \"@kaca\""),
+    # A list under a key that has a value: an error from YAML, or silently folded into it.
+    ("title: T\nlists: press\n- members", "r.md:4: lists: a list under a key that has a value "
+                                          "on its own line; write the key alone"),
+    ("title: T\nlists: press\n  - members", "r.md:4: lists: a list under a key that has a "
+                                            "value on its own line"),
+    ("title: T\nsummary: Points\n  - one\n  - two",
+     "r.md:4: summary: a '- ' line under a summary that has a value on its own line; YAML "
+     "folds it into the text"),
+    # ' #' cuts an unquoted text short, silently.
+    ("title: We are #1", "r.md:2: title: ' #' starts a comment in YAML, so the title would end "
+                         "at 'We are'; put the title in quotes: title: \"We are #1\""),
+    # Indentation that does not line up.
+    ("title: T\ncontact:\n  name: Kim\n   email: a@b.org",
+     "r.md:5: email: this line is indented differently from the one above it"),
+])
+def test_common_yaml_slips_name_line_key_and_fix(tmp_path: Path, front: str,
+                                                 expected: str) -> None:
+    path = write_release(tmp_path, "r.md", front)
+    with pytest.raises(ReleaseError) as err:
+        load_release(path)
+    assert str(err.value).startswith(f"{tmp_path}/{expected}"), str(err.value)
+
+
+def test_quoted_and_block_texts_are_no_slip(tmp_path: Path) -> None:
+    front = ('title: "한미시민연대: 타운홀 #1"\nsubtitle: \'Say "yes"\'\nsummary: >-\n'
+             '  Points:\n  - one\nlists: [press]  # the default audience\n'
+             'dateline: Philadelphia, PA')
+    meta = load_release(write_release(tmp_path, "r.md", front)).default.meta
+    assert meta.title == "한미시민연대: 타운홀 #1" and meta.subtitle == 'Say "yes"'
+    assert meta.summary == "Points: - one" and meta.lists == ("press",)
 
 
 def test_language_key_must_match_file_name(tmp_path: Path) -> None:
@@ -159,8 +261,15 @@ def test_front_matter_errors_name_file_line_and_field(tmp_path: Path, front: str
 
 def test_bad_yaml_names_file_and_line(tmp_path: Path) -> None:
     path = write_release(tmp_path, "r.md", "title: T\ndateline: North Wales, PA\nsummary: [oops")
-    with pytest.raises(ReleaseError, match=r"r\.md:5: bad YAML in the front matter: expected "
-                                           r"',' or '\]'.*flow sequence that starts on line 4"):
+    with pytest.raises(ReleaseError, match=r"r\.md:4: summary: the \[ that starts the value is "
+                                           r"not closed on its line; close it \(summary: "
+                                           r"\[oops\]\) or, for a text, put it in quotes: "
+                                           r"summary: \"\[oops\""):
+        load_release(path)
+    # A slip without a known fix: PyYAML's words, with the file and line.
+    path = write_release(tmp_path, "r.md", "title: T\nsummary: [")
+    with pytest.raises(ReleaseError, match=r"r\.md:4: bad YAML in the front matter: expected "
+                                           r"the node content"):
         load_release(path)
 
 

@@ -35,21 +35,27 @@ def run_killed(config: Path, release_path: Path, failpoint: str) -> int:
     return proc.returncode
 
 
-@pytest.mark.parametrize("failpoint, batch", [
-    ("after_claim:2", 3),
-    ("after_reply:5", 3),
-    ("after_commit:7", 3),
-    ("after_reply:9", 12),
-    ("after_commit:3", 12),
+@pytest.mark.parametrize("failpoint, batch, group", [
+    ("after_claim:2", 3, 1),
+    ("after_reply:5", 3, 1),
+    ("after_commit:7", 3, 1),
+    ("after_reply:9", 12, 1),
+    ("after_commit:3", 12, 1),
+    # ledger_group_size 5: a connection proves five rows in one commit, then sends them.
+    ("after_commit:1", 12, 5),
+    ("after_reply:4", 12, 5),
+    ("after_reply:9", 12, 5),
 ])
 def test_killed_then_resumed(settings: Settings, tmp_path: Path, smtp: SmtpServer,  # noqa: F811
-                             release: Path, cli: Cli, failpoint: str, batch: int) -> None:  # noqa: F811
-    settings = use_smtp(settings, tmp_path, smtp, concurrency=2, batch_size=batch)
+                             release: Path, cli: Cli, failpoint: str, batch: int,  # noqa: F811
+                             group: int) -> None:
+    settings = use_smtp(settings, tmp_path, smtp, concurrency=2, batch_size=batch,
+                        ledger_group_size=group)
     populate(settings, RECIPIENTS)
     rc = run_killed(tmp_path / "mailer.toml", release, failpoint)
     assert rc == -signal.SIGKILL, "the failpoint did not fire"
     before = len(smtp.sink.received)
-    assert 0 < before < len(RECIPIENTS) or failpoint.startswith("after_claim")
+    assert 0 < before < len(RECIPIENTS) or failpoint in ("after_claim:2", "after_commit:1")
     cli("campaigns", "resume", "1")
     with session_scope(settings) as s:
         rows = {d.email: d.status.value for d in s.scalars(select(Delivery))}
@@ -64,12 +70,16 @@ def test_killed_then_resumed(settings: Settings, tmp_path: Path, smtp: SmtpServe
         else:
             assert at_sink[email] <= 1, email
     assert max(at_sink.values()) == 1  # nobody twice
-    # A crash leaves at most one row per connection in doubt: the one whose proof was
-    # committed and whose reply was not (the previous reply is committed with each proof).
+    # A crash leaves at most one group per connection in doubt: the rows whose proof was
+    # committed and whose reply was not (the replies so far are committed with each proof).
     # Every other row it held went back to pending and was sent once on resume.
-    assert len(in_doubt) <= 2
+    assert len(in_doubt) <= 2 * group
     if not failpoint.startswith("after_claim"):
         assert len(in_doubt) >= 1
+    if failpoint == "after_commit:1":
+        # Killed before its first message: the whole proven group is in doubt, none of it sent
+        # (a group of one would leave one row).
+        assert len(in_doubt) >= group and before == 0
     if failpoint.startswith("after_reply"):
         # The message whose reply was lost did arrive: it is in doubt, not resent.
         assert any(at_sink[e] == 1 for e in in_doubt)

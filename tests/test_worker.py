@@ -130,8 +130,10 @@ def _bulk_audience(settings: Settings, n: int) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("group", [1, 10])
 def test_four_workers_on_postgresql_one_killed(settings: Settings, tmp_path: Path,
-                                               release: Path, cli: Cli) -> None:  # noqa: F811
+                                               release: Path, cli: Cli,  # noqa: F811
+                                               group: int) -> None:
     if not settings.database_url.startswith("postgresql"):
         pytest.skip("several workers need PostgreSQL")
     n = 20_000
@@ -144,7 +146,8 @@ def test_four_workers_on_postgresql_one_killed(settings: Settings, tmp_path: Pat
         port = int(sink.stdout.readline().split()[1])
         write_config(tmp_path, {"database_url": settings.database_url, "transport": "smtp",
                                 "smtp_url": f"smtp://127.0.0.1:{port}?tls=none",
-                                "concurrency": 2, "batch_size": 50})
+                                "concurrency": 2, "batch_size": 50,
+                                "ledger_group_size": group})
         _bulk_audience(settings, n)
         out = cli("send", str(release), "--list", "press", "--yes", "--limit", "0").output
         assert f"recipients: {n}" in out
@@ -173,10 +176,11 @@ def test_four_workers_on_postgresql_one_killed(settings: Settings, tmp_path: Pat
         assert max(at_sink.values()) == 1, "a message arrived twice"
         statuses = Counter(rows.values())
         assert set(statuses) <= {"sent", "in_doubt"}, statuses
-        # At most one per connection of the killed worker (the row proven, its reply not yet
-        # recorded); the rest of its claimed batches went back to pending and were sent by the
-        # others. (Killed between a claim and a proof, a connection leaves none.)
-        assert statuses["in_doubt"] <= 2
+        # At most one group per connection of the killed worker (the rows proven, their
+        # replies not yet recorded); the rest of its claimed batches went back to pending and
+        # were sent by the others. (Killed between a claim and a proof, a connection leaves
+        # none.)
+        assert statuses["in_doubt"] <= 2 * group
         missing = [mid for mid, st in rows.items() if st == "sent" and at_sink[mid] != 1]
         assert missing == []
         assert set(at_sink) <= set(rows)

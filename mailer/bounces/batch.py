@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import exists, insert, select, update
@@ -25,7 +26,8 @@ from mailer import clock
 from mailer.bounces.parse import BLOCK, SOFT
 from mailer.bounces.review import APPLIED, NOT_DELIVERED
 from mailer.config import Settings
-from mailer.contacts.addresses import mailbox_key
+from mailer.contacts.addresses import mailbox_key, normalise
+from mailer.errors import InvalidInputError
 from mailer.store.models import (
     Bounce,
     BounceReview,
@@ -40,6 +42,9 @@ from mailer.store.models import (
     SuppressionReason,
 )
 
+# The ORM's bulk insert leaves out the None values of a row, so rows whose None columns differ
+# would each be a statement of their own: every row gives every column, one executemany.
+_ALL_COLUMNS = {"render_nulls": True}
 # Bound parameters per IN (...): well under SQLite's limit (32766) and PostgreSQL's (65535).
 CHUNK = 1000
 
@@ -73,6 +78,16 @@ def chunks(values: Iterable[Any]) -> Iterator[list[Any]]:
         yield items[start:start + CHUNK]
 
 
+@lru_cache(maxsize=65536)
+def address_key(value: str) -> str | None:
+    """contacts/addresses.normalise's key, None if `value` is not an address. Cached:
+    email-validator costs more than everything else matching does."""
+    try:
+        return normalise(value).key
+    except InvalidInputError:
+        return None
+
+
 _DCOLS = (Delivery.id, Delivery.campaign_id, Delivery.email, Delivery.status,
           Delivery.message_id, Delivery.sent_at)
 
@@ -103,25 +118,44 @@ class Batch:
 
     # -- loading --------------------------------------------------------------------------
 
-    def load_people(self, emails: Iterable[str], message_ids: Iterable[str]) -> None:
-        """Deliveries quoted by Message-ID, then contacts and deliveries of every address."""
+    def load_people(self, addresses: Iterable[str], message_ids: Iterable[str]) -> None:
+        """Deliveries quoted by Message-ID, then contacts and deliveries of every address.
+
+        Addresses are looked up as written (lower-cased) first: one that is a stored key needs
+        no validation (see `key`); only the others go through email-validator."""
         s = self.session
-        wanted = set(emails)
+        written = {a for a in addresses if a}
+        wanted = {a.strip().lower() for a in written if a.isascii() and "@" in a}
         for part in chunks(i for i in message_ids if i):
             for row in s.execute(select(*_DCOLS).where(Delivery.message_id.in_(part))
                                  .order_by(Delivery.id)):
                 d = DRow(*row)
                 self.by_mid.setdefault(d.message_id, []).append(d)
                 wanted.add(d.email)
-        for part in chunks(wanted):
+        self._load_emails(wanted)
+        keys = {self.key(a) for a in written}
+        self._load_emails({k for k in keys if k is not None} - set(self.by_email))
+
+    def _load_emails(self, emails: set[str]) -> None:
+        s = self.session
+        for part in chunks(emails):
             self.contacts.update((e, i) for e, i in s.execute(
                 select(Contact.email, Contact.id).where(Contact.email.in_(part))))
             for row in s.execute(select(*_DCOLS).where(Delivery.email.in_(part))
                                  .order_by(Delivery.id)):
                 d = DRow(*row)
                 self.by_email.setdefault(d.email, []).append(d)
-        for email in wanted:
+        for email in emails:
             self.by_email.setdefault(email, [])
+
+    def key(self, value: str) -> str | None:
+        """address_key(value), without email-validator when `value` lower-cased is the address
+        of a contact or delivery: those are keys already, and an ASCII address differing from a
+        key only in case has that key."""
+        low = value.strip().lower()
+        if value.isascii() and (low in self.contacts or self.by_email.get(low)):
+            return low
+        return address_key(value)
 
     def load_state(self, emails: Iterable[str], source_ids: Iterable[str],
                    campaign_ids: Iterable[int]) -> None:
@@ -287,9 +321,9 @@ class Batch:
         """Everything pending, in bulk; held items get their review id."""
         s = self.session
         if self.bounces:
-            s.execute(insert(Bounce), self.bounces)
+            s.execute(insert(Bounce), self.bounces, execution_options=_ALL_COLUMNS)
         if self.new_sups:
-            s.execute(insert(Suppression), self.new_sups)
+            s.execute(insert(Suppression), self.new_sups, execution_options=_ALL_COLUMNS)
         if self.sup_updates:
             s.execute(update(Suppression), list(self.sup_updates.values()))
             # A bulk update by primary key leaves objects already loaded as they were.
@@ -305,7 +339,7 @@ class Batch:
                                   unsubscribed_at=clock.now(), unsubscribed_via=reason.value)
                           .execution_options(synchronize_session="fetch"))
         if self.events:
-            s.execute(insert(Event), self.events)
+            s.execute(insert(Event), self.events, execution_options=_ALL_COLUMNS)
         if self.reviews:
             self._write_reviews()
         self.bounces, self.events, self.new_sups, self.reviews = [], [], [], []
@@ -320,7 +354,7 @@ class Batch:
                 .where(Bounce.source_message_id.in_(part))))
         rows = [{**{k: v for k, v in r.items() if k != "bounce"}, "bounce_id": ids[r["bounce"]]}
                 for r, _ in self.reviews]
-        s.execute(insert(BounceReview), rows)
+        s.execute(insert(BounceReview), rows, execution_options=_ALL_COLUMNS)
         made: dict[int, int] = {}
         for part in chunks(r["bounce_id"] for r in rows):
             made.update((b, i) for b, i in s.execute(

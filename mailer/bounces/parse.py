@@ -33,6 +33,7 @@ from mailer.bounces.reasons import (
     SOFT,
     UNSUBSCRIBE,
     judge,
+    smtp_stage,
 )
 from mailer.bounces.report import Recipient, Report, Unparseable
 
@@ -228,7 +229,9 @@ def _read_dsn(msg: Message, report: Report, part: Message | None) -> None:
         blocks = mime.text_blocks(text[found.start():]) if found else []
     explanation = _explanation(msg)[0]
     gateway = _gateway(msg)
-    for block in _split_recipients(blocks)[:_MAX_RECIPIENTS]:
+    blocks = _split_recipients(blocks)[:_MAX_RECIPIENTS]
+    failed = [a for a in (mime.address_field(b.get("final-recipient")) for b in blocks) if a]
+    for block in blocks:
         final = mime.address_field(block.get("final-recipient"))
         original = mime.address_field(block.get("original-recipient")) or \
             mime.address_field(block.get("x-actual-recipient"))
@@ -238,8 +241,10 @@ def _read_dsn(msg: Message, report: Report, part: Message | None) -> None:
         diagnostic = " ".join(str(block.get("diagnostic-code", "")).split()) or None
         addr = final or original or ""
         segment = textbounce.segments(explanation, [addr]).get(addr, "")
-        # The stage the server refused at, as the report's text around the address names it.
-        context = textbounce.around(explanation, addr)
+        # The stage the server refused at, as the report's text around the address names it
+        # (else anywhere in what the text says about this address).
+        context = textbounce.around(explanation, addr, failed)
+        context = context if smtp_stage(context) else segment
         kind, code, why = judge(action, block.get("status"), diagnostic, permanent=True,
                                 context=context, gateway=gateway)
         if kind == SOFT and (why.endswith("without a stated reason")
@@ -348,12 +353,20 @@ def _read_nonstandard(msg: Message, report: Report) -> None:
             kind, code, why = DELAYED, None, "a delay warning, not a failure"
         else:
             kind, code, why = judge("failed", None, segment, permanent=True,
-                                    context=textbounce.around(explanation, addr) if addr
-                                    else explanation, gateway=_gateway(msg))
+                                    context=_stage_context(explanation, addr, addresses,
+                                                           segment),
+                                    gateway=_gateway(msg))
         if from_copy:
             why += " (address from the returned message's To header)"
         diagnostic = " ".join(segment.split())[:1000] or None
         report.recipients.append(Recipient(None, addr or None, kind, code, diagnostic, why))
+
+
+def _stage_context(explanation: str, addr: str, addresses: list[str], said: str) -> str:
+    """The text that names the SMTP command refused for `addr`: around its mentions, else what
+    is said about it."""
+    near = textbounce.around(explanation, addr, addresses) if addr else ""
+    return near if smtp_stage(near) else said
 
 
 def _says_something(text: str) -> bool:

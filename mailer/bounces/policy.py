@@ -18,16 +18,17 @@ Every report is recorded once in the Bounce table, keyed by its Message-ID.
 
 Messages are handled in batches (bounces/batch.py): a few queries load what a batch names, each
 message is decided in order as if alone, and the batch is written in bulk in one savepoint.
+(Over 400 lines on purpose: the run, its report and every kind's decision are read together.)
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from sqlalchemy import func, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.orm import Session
 
 from mailer import tokens
@@ -50,9 +51,8 @@ from mailer.bounces.proof import Match, match
 from mailer.bounces.review import soft_score
 from mailer.bounces.sources import MailboxError, Source, SourceMessage
 from mailer.config import Settings
-from mailer.contacts.addresses import normalise
 from mailer.contacts.contact import unsubscribe
-from mailer.errors import InvalidInputError, MailerError, TokenError
+from mailer.errors import MailerError, TokenError
 from mailer.store.models import (
     Bounce,
     Contact,
@@ -219,7 +219,7 @@ def process_batch(session: Session, settings: Settings,
             results[n] = _decide(batch, settings, key, parsed, plan)
         batch.write()
         savepoint.commit()
-    except (MailerError, IntegrityError) as err:
+    except (MailerError, IntegrityError, DataError) as err:
         savepoint.rollback()
         if len(messages) > 1:
             return [item for m in messages for item in process_batch(session, settings, [m])]
@@ -227,6 +227,10 @@ def process_batch(session: Session, settings: Settings,
         base = _base(key, parsed)
         if isinstance(err, MailerError):
             return [_copy(base, outcome=UNRECOGNISED, detail=f"not processed: {err}")]
+        if isinstance(err, DataError):
+            # PostgreSQL refuses some text SQLite keeps (a NUL byte): left for a person.
+            return [_copy(base, outcome=UNRECOGNISED,
+                          detail=f"not processed: the database refused it ({err.orig})")]
         # Another run recorded the same report between our check and our insert.
         return [_copy(base, outcome=DUPLICATE, processed=True,
                       detail="recorded by another run at the same time")]
@@ -277,7 +281,7 @@ def _decide(batch: Batch, settings: Settings, key: str, parsed: Report,
 
 
 def _copy(base: Item, **changes: Any) -> Item:
-    return Item(**{**asdict(base), **changes})
+    return replace(base, **changes)  # every field is a str, int, bool or None
 
 
 def _source_id(parsed: Report, email: str) -> str:
@@ -412,7 +416,7 @@ def _unsubscribe(batch: Batch, settings: Settings, parsed: Report, base: Item) -
         item.detail = "a signed unsubscribe token"
         _record(batch, parsed, item, contact.email)
         return item
-    sender = _key(parsed.sender or "")
+    sender = batch.key(parsed.sender or "")
     if sender is None or sender not in batch.contacts or not parsed.intent:
         reason = "its token is not valid" if parsed.tokens else "it carries no token"
         item.outcome = UNRECOGNISED
@@ -429,13 +433,6 @@ def _unsubscribe(batch: Batch, settings: Settings, parsed: Report, base: Item) -
     item.action = "held for review"  # and its id, once written (Batch.write)
     item.detail = why + "; `mailer bounces review` to apply or dismiss it"
     return item
-
-
-def _key(value: str) -> str | None:
-    try:
-        return normalise(value).key
-    except InvalidInputError:
-        return None
 
 
 def _subscribed_to(session: Session, contact_id: int, list_id: int) -> bool:

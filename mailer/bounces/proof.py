@@ -17,12 +17,12 @@ Contacts and deliveries are read from the batch (bounces/batch.py), loaded befor
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 from mailer.bounces.batch import Batch, DRow
 from mailer.bounces.parse import Recipient, Report
 from mailer.config import Settings
-from mailer.contacts.addresses import normalise, verp_decode
-from mailer.errors import InvalidInputError
+from mailer.contacts.addresses import Verp, verp_decode
 from mailer.store.models import DeliveryStatus
 
 # A delivery some server received or refused: a report about it can be genuine.
@@ -43,15 +43,16 @@ class Match:
 
 
 def addresses(settings: Settings, parsed: Report) -> set[str]:
-    """Every address `match` may look up for `parsed`: named, in a VERP address, the sender."""
-    found = {_key(a) for r in parsed.recipients for a in (r.original, r.final) if a}
-    found.add(_key(parsed.sender or ""))
+    """Every address `match` may look up for `parsed`, as written: named, in a VERP address,
+    the sender (Batch.load_people loads them)."""
+    found = {a for r in parsed.recipients for a in (r.original, r.final) if a}
+    found.add(parsed.sender or "")
     if settings.verp:
         for addr in parsed.envelope_to:
-            v = verp_decode(settings.bounce_address, addr, secret_key=settings.secret_key)
+            v = _verp(settings.bounce_address, addr, settings.secret_key)
             if v is not None:
-                found.add(_key(v.email))
-    return {k for k in found if k}
+                found.add(v.email)
+    return {a for a in found if a}
 
 
 def message_ids(parsed: Report) -> list[str]:
@@ -62,14 +63,14 @@ def message_ids(parsed: Report) -> list[str]:
 def match(batch: Batch, settings: Settings, parsed: Report, r: Recipient,
           *, many: bool = False) -> Match:
     """The recipient `r` of `parsed`: proven by signed VERP or a ledger Message-ID, else named."""
-    named = [k for k in (_key(a) for a in (r.original, r.final) if a) if k]
+    named = [k for k in (batch.key(a) for a in (r.original, r.final) if a) if k]
     unsigned_verp: str | None = None
     if settings.verp:
         for addr in parsed.envelope_to:
-            v = verp_decode(settings.bounce_address, addr, secret_key=settings.secret_key)
+            v = _verp(settings.bounce_address, addr, settings.secret_key)
             if v is None:
                 continue
-            email = _key(v.email)
+            email = batch.key(v.email)
             if not v.signed:
                 unsigned_verp = unsigned_verp or email
                 continue
@@ -93,7 +94,7 @@ def match(batch: Batch, settings: Settings, parsed: Report, r: Recipient,
         [(a, how) for a, how in ((r.original, "original-recipient"),
                                  (r.final, "final-recipient")) if a]
     for value, how in candidates:
-        email = _key(value or "")
+        email = batch.key(value or "")
         if email is not None and batch.known(email):
             return Match(email, how, why=_why_not(parsed, email, by_id, unsigned_verp))
     return Match(None, None)
@@ -118,8 +119,8 @@ def _why_not(parsed: Report, email: str, by_id: list[DRow], unsigned_verp: str |
     return "no proof it is about a message mailer sent to " + email + ": " + "; ".join(reasons)
 
 
-def _key(value: str) -> str | None:
-    try:
-        return normalise(value).key
-    except InvalidInputError:
-        return None
+@lru_cache(maxsize=4096)
+def _verp(bounce_address: str, envelope_to: str, secret_key: str) -> Verp | None:
+    # Cached: each report's envelope is decoded twice (Batch.load_people, then match), and
+    # checking the HMAC tag costs more than the lookups.
+    return verp_decode(bounce_address, envelope_to, secret_key=secret_key)

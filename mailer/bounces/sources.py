@@ -14,8 +14,10 @@ import mailbox
 import os
 import re
 import ssl
+from bisect import bisect_left
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from itertools import accumulate
 from pathlib import Path
 from types import TracebackType
 from typing import Protocol, Self
@@ -27,6 +29,8 @@ from mailer.errors import MailerError
 PROCESSED_KEYWORD = "$MailerProcessed"
 DEFAULT_PROCESSED_FOLDER = "mailer-processed"
 IMAP_TIMEOUT = 60.0
+# A line starts at the beginning of the file or after \n or \r (bytes.splitlines' breaks).
+_FROM_QUOTED = re.compile(rb"(?:\A|(?<=[\r\n]))>(>*From )")
 
 
 class MailboxError(MailerError):
@@ -97,8 +101,11 @@ class MboxSource(_Closing):
         if not data.strip():
             return
         lines = data.splitlines(keepends=True)
-        starts = [i for i, line in enumerate(lines)
-                  if line.startswith(b"From ") and (i == 0 or not lines[i - 1].strip())]
+        # Where each line starts; "From " lines are found by searching the whole file (a Python
+        # loop over every line was most of the time of a large mbox).
+        offsets = list(accumulate(map(len, lines), initial=0))
+        starts = [i for i in (bisect_left(offsets, at) for at in _line_starts(data, b"From "))
+                  if i == 0 or not lines[i - 1].strip()]
         if not starts:
             yield SourceMessage("1 (line 1)", None,
                                 f"{self.path}: not an mbox file (no 'From ' line starts a message)")
@@ -108,16 +115,28 @@ class MboxSource(_Closing):
                                 f"lines 1-{starts[0]} come before the first 'From ' line: skipped")
         for n, start in enumerate(starts, 1):
             end = starts[n] if n < len(starts) else len(lines)
-            body = [re.sub(rb"^>(>*From )", rb"\1", line) for line in lines[start + 1:end]]
+            # mboxrd: ">From " and ">>From " at the start of a line lose one '>'.
+            body = data[offsets[start + 1]:offsets[end]]
+            if b">From " in body:
+                body = _FROM_QUOTED.sub(rb"\1", body)
             key = f"{n} (line {start + 1})"
             if n == len(starts) and not data.endswith(b"\n"):
                 yield SourceMessage(key, None,
                                     "truncated: the file ends in the middle of this message")
                 continue
-            yield SourceMessage(key, b"".join(body))
+            yield SourceMessage(key, body)
 
     def acknowledge(self, keys: Sequence[str]) -> str:
         return "mbox left unchanged (processed messages are remembered in the database)"
+
+
+def _line_starts(data: bytes, word: bytes) -> Iterator[int]:
+    """Offsets of the lines of `data` that start with `word` (the \n of \r\n starts none)."""
+    at = data.find(word)
+    while at != -1:
+        if at == 0 or data[at - 1] in b"\r\n":
+            yield at
+        at = data.find(word, at + 1)
 
 
 class MaildirSource(_Closing):

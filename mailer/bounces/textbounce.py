@@ -11,6 +11,7 @@ each of its mentions to the next mention of another failed address, so one recip
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from email.message import Message
 from email.utils import parseaddr
 
@@ -132,37 +133,43 @@ def lead(explanation: str, addr: str) -> str:
     at = explanation.lower().find(addr.lower())
     if at < 0:
         return ""
-    line = explanation[explanation.rfind("\n", 0, at) + 1:at]
+    line = explanation[max(explanation.rfind("\n", 0, at) + 1, at - MAX_SEGMENT):at]
     others = list(_ADDR.finditer(line))
-    return (line[others[-1].end():] if others else line)[-MAX_SEGMENT:]
+    return line[others[-1].end():] if others else line
 
 
-def around(explanation: str, addr: str) -> str:
+def around(explanation: str, addr: str, others: Iterable[str] = ()) -> str:
     """The text about each mention of `addr` that may name the SMTP command refused.
 
     From the line before the mention (a transcript's ">>> DATA" before "<<< 550 <addr> ...")
     to the end of its paragraph (Postfix's "(in reply to RCPT TO command)", Exim's "after RCPT
     TO:<addr>:", qmail's "does not like recipient"), stopping at the next command of a
-    transcript (">>> ...") or at a line that names another address."""
+    transcript (">>> ...") or at a line that names another of the failed addresses, `others`.
+    """
     lowered = explanation.lower()
     needle = addr.lower()
+    stop = {o.lower() for o in others} - {needle}
     pieces: list[str] = []
     start = 0
     while len(pieces) < MAX_MENTIONS and (at := lowered.find(needle, start)) >= 0:
         start = at + len(needle)
-        line_start = explanation.rfind("\n", 0, at) + 1
-        before = explanation[:line_start].rstrip("\r\n")
+        # Bounded either side: a hostile message's single huge line costs one slice.
+        line_start = max(explanation.rfind("\n", 0, at) + 1, at - MAX_SEGMENT)
+        before = explanation[max(0, line_start - MAX_SEGMENT):line_start].rstrip("\r\n")
         previous = before[before.rfind("\n") + 1:]
-        piece = [previous] if previous.strip() and not _ADDR.search(previous) else []
+        piece = [previous] if previous.strip() and not _names(previous, stop) else []
         lines = explanation[line_start:at + MAX_SEGMENT].split("\n")
         piece.append(lines[0])
         for line in lines[1:13]:
-            if not line.strip() or line.lstrip().startswith(">>>") or any(
-                    m.group(0).lower() != needle for m in _ADDR.finditer(line)):
+            if not line.strip() or line.lstrip().startswith(">>>") or _names(line, stop):
                 break
             piece.append(line)
         pieces.append("\n".join(piece))
     return "\n".join(pieces)
+
+
+def _names(line: str, addresses: set[str]) -> bool:
+    return any(m.group(0).lower() in addresses for m in _ADDR.finditer(line))
 
 
 def original_to(attached: Message | None, explanation: str) -> list[str]:

@@ -75,24 +75,26 @@ def bounces_process(app: AppContext, source: str, dry_run: bool, as_json: bool) 
 
 def _echo_text(report: bounces_lib.RunReport) -> None:
     data = report.as_dict()
-    click.echo(f"{data['source']}: {data['messages']} message(s)"
+    echo(f"{data['source']}: {data['messages']} message(s)"
                + (" (dry run: nothing changed)" if report.dry_run else ""))
     for item in report.items:
         who = item.email or "-"
         line = f"  {item.message:<14} {item.outcome:<15} {who:<36} {item.status or '':<7}"
-        click.echo(line + f" {item.action}" if item.action != "none" else line.rstrip())
+        echo(line + f" {item.action}" if item.action != "none" else line.rstrip())
         if item.outcome in (bounces_lib.UNKNOWN_ADDRESS, bounces_lib.UNPARSEABLE,
                             bounces_lib.UNRECOGNISED) or item.action.startswith("held for review"):
-            click.echo(f"  {'':<14} {item.detail}")
+            echo(f"  {'':<14} {item.detail}")
     counts = ", ".join(f"{n} {k}" for k, n in data["counts"].items() if n)
     click.echo(f"summary: {counts or 'nothing'}; {len(data['suppressed'])} suppressed, "
                f"{len(data['unsubscribed'])} unsubscribed, {len(data['held'])} held for review, "
                f"{data['left_in_place']} left in place")
     if report.acknowledged:
-        click.echo(report.acknowledged)
+        echo(report.acknowledged)
 
 
 # -- the review queue (reports that prove nothing are held here, see docs/bounces.md) ---------
+# Every line above and below that shows a report goes through `echo`: a report's Message-ID,
+# status and diagnostic are written by whoever mailed the bounce address.
 
 @bounces_group.command("review")
 @click.option("--apply", "apply_id", type=int, metavar="ID",
@@ -118,7 +120,7 @@ def bounces_review(app: AppContext, apply_id: int | None, dismiss_id: int | None
         if as_json:
             echo_json(held.as_dict())
         else:
-            click.echo(f"{held.id}: {held.state} ({held.action} {held.email}): {held.outcome}")
+            echo(f"{held.id}: {held.state} ({held.action} {held.email}): {held.outcome}")
         return
     with app.session() as s:
         rows = bounce_review.list_held(s, None if show_all else bounce_review.PENDING)
@@ -129,10 +131,10 @@ def bounces_review(app: AppContext, apply_id: int | None, dismiss_id: int | None
         click.echo("no held reports" + ("" if show_all else " pending review"))
         return
     for r in rows:
-        click.echo(f"{r.id:>5}  {r.state:<9} {r.created_at:%Y-%m-%d %H:%M}  {r.action:<11} "
+        echo(f"{r.id:>5}  {r.state:<9} {r.created_at:%Y-%m-%d %H:%M}  {r.action:<11} "
                    f"{r.email}  {r.status or ''}".rstrip())
-        click.echo(f"       why: {r.why}")
-        click.echo(f"       report {r.source_message_id}"
+        echo(f"       why: {r.why}")
+        echo(f"       report {r.source_message_id}"
                    + (f"; {r.decided_by}: {r.outcome}" if r.outcome else ""))
     pending = sum(1 for r in rows if r.state == bounce_review.PENDING)
     if pending:

@@ -18,10 +18,25 @@ from mailer.store import folder as setup
 def init(app: AppContext, directory: str) -> None:
     """Create mailer.toml (with a new secret key) and the database."""
     target = Path(app.config_path) if app.config_path else Path(directory) / "mailer.toml"
+    if not app.config_path and not target.exists():
+        # Commands find mailer.toml in the nearest folder upward: a second one inside a project
+        # (`mailer init` typed in releases/, say) would silently take over that subfolder with an
+        # empty database of its own.
+        here = target.absolute().parent
+        above = next((f / "mailer.toml" for f in here.parents if (f / "mailer.toml").is_file()),
+                     None)
+        if above is not None:
+            raise click.ClickException(
+                f"{here} is inside the project of {above}: commands run here already use it, "
+                "and a mailer.toml here would hide it behind a new, empty database. Run "
+                "`mailer init` in a folder outside that project; to start a separate project "
+                f"here all the same: mailer --config {target.absolute()} init")
     result = setup.init(target)
     echo(f"Created {result.config_path}")
     echo(f"Database ready: {result.database}")
-    echo("Next: mailer lists create press --name \"Press\"")
+    # The stand-ins stop every real send: say so before the user's first list and release.
+    echo(f"Next: fill in organisation_name, postal_address, from_address, from_name and base_url "
+         f"in {result.config_path}, then: mailer lists create press --name \"Press\"")
 
 
 @main.group()

@@ -10,7 +10,7 @@ from mailer.cli import main
 from mailer.cli.common import AppContext, echo_json, json_option, pass_app
 from mailer.errors import InvalidInputError
 from mailer.releases import checks, render
-from mailer.releases.languages import normalise
+from mailer.releases.languages import from_name, normalise
 from mailer.releases.source import load_release
 
 
@@ -40,7 +40,9 @@ def release_preview(app: AppContext, path: str, language: str | None, all_langs:
     if all_langs:
         languages = list(release.languages)
     else:
-        languages = [normalise(language) if language else release.default_language]
+        # As `contacts edit --lang` reads it: a code, or a name such as Korean or 한국어.
+        languages = [normalise(from_name(language) or language) if language
+                     else release.default_language]
         if languages[0] not in release.variants:
             raise InvalidInputError(f"{path}: no {languages[0]!r} variant "
                                     f"(it has {', '.join(release.languages)})")

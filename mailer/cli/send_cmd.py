@@ -69,14 +69,20 @@ def echo_plan(p: Any, transport: str, headline: Sequence[tuple[str, str]] = (),
               readers: Sequence[tuple[str, bool]] = ()) -> None:
     c = p.campaign
     verb = "Planned" if p.created else "Resuming"
-    click.echo(f"{verb} campaign {c.id}: {p.release_slug!r} to {', '.join(c.audience['lists'])}"
+    echo(f"{verb} campaign {c.id}: {p.release_slug!r} to {', '.join(c.audience['lists'])}"
                + (f" (tags: {', '.join(c.audience['tags'])})" if c.audience.get("tags") else ""))
     if c.audience.get("segment") or c.audience.get("where"):
         name = c.audience.get("segment")
-        click.echo(f"  segment:    {name or '(--where)'}: "
+        echo(f"  segment:    {name or '(--where)'}: "
                    + " and ".join(c.audience.get("where", [])))
     click.echo(f"  recipients: {p.total}  ("
                + ", ".join(f"{lang}: {n}" for lang, n in sorted(p.by_language.items())) + ")")
+    if not p.created:
+        # The reader lines count the lists as they are now; a resumed campaign's audience was
+        # frozen when it was planned, so they would contradict the recipients line above.
+        readers = ()
+        click.echo("  audience:   frozen when the campaign was planned; contacts added to the "
+                   "lists since are not in it")
     for i, (line, fallback) in enumerate(readers):
         # A fallback is red on a terminal: those readers get another language's text.
         click.echo(("  languages:  " if i == 0 else " " * 14)
@@ -176,7 +182,9 @@ def send(app: AppContext, path: str, lists: tuple[str, ...], tags: tuple[str, ..
          where: tuple[str, ...], segment: str | None) -> None:
     """Send a release: plan, confirm, deliver, report (re-running resumes)."""
     not_after_at = parse_when(not_after, "--not-after")
-    start_at = None if dry_run else parse_when(at, "--at")
+    # Checked on a dry run too: a dry run is where a mistyped --at must show, not the real send.
+    when_at = parse_when(at, "--at")
+    start_at = None if dry_run else when_at
 
     settings = app.settings
     rows: list[tuple[str, str]] = []
@@ -231,14 +239,17 @@ def send(app: AppContext, path: str, lists: tuple[str, ...], tags: tuple[str, ..
     if outcome.status == "tested":
         show_warnings()
         for r in outcome.tests:
-            click.echo(f"{r.address} [{r.language}] {r.reply.outcome.value}: {r.reply.code} "
-                       f"{r.reply.text}  ({r.subject})")
+            # The reply text is the SMTP server's: escaped like any stored text.
+            echo(f"{r.address} [{r.language}] {r.reply.outcome.value}: {r.reply.code} "
+                 f"{r.reply.text}  ({r.subject})")
         if any(r.reply.outcome.value != "sent" for r in outcome.tests):
             raise click.ClickException("some test messages were not accepted")
     elif outcome.status == "dry-run" and outcome.built is not None:
         built = outcome.built
         click.echo(f"Dry run: built {built.messages} messages ({built.size / 1024:.0f} KiB); "
                    "none sent, nothing stored.")
+        if when_at is not None:
+            click.echo(f"  with --at it would be scheduled for {when_at:%Y-%m-%d %H:%M %Z}.")
     elif outcome.status == "scheduled" and p is not None:
         when = p.campaign.not_before
         click.echo(f"Scheduled campaign {p.campaign.id} for {when:%Y-%m-%d %H:%M %Z}: "

@@ -15,11 +15,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, exists, func, literal, or_, select, true
+from sqlalchemy import ColumnElement, and_, exists, func, literal, or_, select, text, true
 from sqlalchemy.orm import Session, selectinload
 
 from mailer.contacts.filters import compile_where, parse
 from mailer.contacts.lists import get_list
+from mailer.contacts.suppressions import covers_mailbox
 from mailer.errors import InvalidInputError, NotFoundError
 from mailer.releases.languages import normalise as normalise_language
 from mailer.store import audit
@@ -65,9 +66,11 @@ def _if(condition: Any, then: Any, otherwise: Any) -> Any:
 
 
 def suppressed(session: Session, email: Any = Contact.email) -> ColumnElement[bool]:
-    """EXISTS: this address, or another spelling of its mailbox, is suppressed."""
+    """EXISTS: this address is suppressed, or another spelling of its mailbox is for a reason
+    that covers the mailbox (suppressions.covers_mailbox: not a hard bounce)."""
     return or_(exists().where(Suppression.email == email),
-               exists().where(Suppression.mailbox == mailbox_sql(session, email)))
+               exists().where(Suppression.mailbox == mailbox_sql(session, email),
+                              covers_mailbox()))
 
 
 # --- the audience ------------------------------------------------------------------------------
@@ -107,8 +110,8 @@ def resolve(session: Session, segment: str | None, lists: Sequence[str],
         slugs, expressions = list(seg.lists), [*seg.expressions, *where]
     else:
         slugs, expressions = list(dict.fromkeys(lists)), where
-    for text in expressions:
-        parse(text)
+    for expression in expressions:
+        parse(expression)
     ids = [get_list(session, slug).id for slug in slugs]
     return Audience(slugs, expressions, segment and seg.name, ids)
 
@@ -133,6 +136,7 @@ class Preview:
 def preview(session: Session, audience: Audience, default_language: str,
             limit: int = 20) -> Preview:
     """Who a send would mail: counted per primary language, and the first rows."""
+    hash_joins(session)
     cond = and_(matching(session, audience), ~suppressed(session))
     counts: Counter[str] = Counter()
     for language, n in session.execute(select(Contact.language, func.count())
@@ -146,7 +150,16 @@ def preview(session: Session, audience: Audience, default_language: str,
     return Preview(sum(counts.values()), dict(sorted(counts.items())), held, rows)
 
 
+def hash_joins(session: Session) -> None:
+    """PostgreSQL guesses "1 row" for several expressions ANDed and then picks nested loops over
+    every subscription (minutes at 100,000 contacts); hash joins are right at any size. Only
+    for the current transaction."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SET LOCAL enable_nestloop = off"))
+
+
 def count(session: Session, audience: Audience) -> int:
+    hash_joins(session)
     cond = and_(matching(session, audience), ~suppressed(session))
     return session.scalar(select(func.count()).select_from(Contact).where(cond)) or 0
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Select, bindparam, case, select
+from sqlalchemy import ColumnElement, Select, and_, bindparam, case, or_, select
 from sqlalchemy.orm import Session
 
 from mailer import clock
@@ -25,10 +25,29 @@ from mailer.store.models import (
 )
 
 
+# The domain (after addresses.mailbox_key) whose spellings are documented to reach one mailbox.
+KNOWN_ONE_MAILBOX = "gmail.com"
+
+
+def covers_mailbox() -> ColumnElement[bool]:
+    """Whether a suppression covers every spelling of its mailbox (+tag, Gmail dots), not only
+    the address it was made for.
+
+    An opt-out or a complaint is the person's: it holds for each way their address is written.
+    A hard bounce is the receiving server's word about one spelling: on most domains the +tag
+    rule is our guess, and a stranger who types `victim+x@` on a provider without subaddresses
+    gets a real bounce of that spelling, which must not stop mail to `victim@`. Only where the
+    spellings are known to be one mailbox (Gmail: dots and +tags) does its bounce cover them."""
+    return or_(Suppression.reason != SuppressionReason.HARD_BOUNCE,
+               Suppression.mailbox.endswith(f"@{KNOWN_ONE_MAILBOX}"))
+
+
 def _of_mailbox(key: str) -> Select[Suppression]:
     from mailer.contacts.addresses import mailbox_key
 
-    return select(Suppression).where(Suppression.mailbox == mailbox_key(key))
+    return select(Suppression).where(
+        or_(Suppression.email == key,
+            and_(Suppression.mailbox == mailbox_key(key), covers_mailbox())))
 
 
 def is_suppressed(session: Session, key: str) -> bool:

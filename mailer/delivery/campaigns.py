@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from mailer import clock
 from mailer.csvsafe import write_csv
 from mailer.errors import InvalidInputError, NotFoundError, SendError
+from mailer.private import open_private
 from mailer.store import audit
 from mailer.store.models import (
     FINAL_DELIVERY_STATUSES,
@@ -157,7 +158,7 @@ def write_report(session: Session, campaign_id: int, path: Path) -> int:
                    d.message_id, name or "", outlet or "", beat_text or ""]
 
     try:
-        with path.open("w", encoding="utf-8-sig", newline="") as fh:
+        with open_private(path) as fh:  # addresses: owner only, whatever the umask
             return write_csv(fh, rows()) - 1
     except OSError as err:
         raise InvalidInputError(f"cannot write {path}: {err.strerror}") from None

@@ -3,15 +3,23 @@
 The guarantees (docs/ledger.md gives the argument; the SQL is in delivery/ledger.py):
 - A batch is claimed (status `claimed`, a lease, a unique claim id, committed) before any of
   its messages is sent.
-- Immediately before each message's SMTP transaction, after any wait for the rate limit, the
-  sender commits a proof that it still holds the row with half its lease left, that the
-  address is still wanted and the campaign still sending (ledger.prove). No proof, no send; a
-  failed proof gives the batch back. The previous message's reply is committed in the same
-  transaction, so a crash leaves at most one message per connection in doubt.
+- Before a message's SMTP transaction, after any wait for the rate limit, the sender commits
+  a proof that it still holds the row with half its lease left, that the address is still
+  wanted and the campaign still sending (ledger.prove_group). It proves its next
+  `ledger_group_size` rows in one statement (default 1: each message's proof immediately
+  before it). No proof, no send; a failed proof gives the batch back. The replies so far are
+  committed in the same transaction, so a crash leaves at most `ledger_group_size` messages
+  per connection in doubt.
+- Opt-outs: a proven group whose last look is older than RECHECK_SECONDS is looked at again
+  (ledger.recheck) before its next message, so an unsubscribe, a suppression or a pause
+  committed that long before a message's SMTP transaction stops it, whatever the group size.
 - Rows of a sender that is gone (lease expired by the database's clock, or a dead process on
   this machine) are recovered: proven ones become `in_doubt` (only the operator resends them),
   the others `pending`. A stalled sender cannot send a row that was given back.
 - A campaign is done only when every row is final.
+
+Over 400 lines on purpose: the send loop and the transactions around it (claim, prove, recheck,
+record, give back) are one argument, which docs/ledger.md follows step by step.
 """
 
 from __future__ import annotations
@@ -58,6 +66,21 @@ from mailer.store.models import (
 )
 
 MAX_CONNECTION_FAILURES = 5
+# The opt-out bound for proven groups: a proven row is sent without another look only while its
+# last look (the proof, or a recheck) is younger than this. docs/ledger.md promises opt-outs
+# within a second; the rest of the second is left for building and the SMTP transaction.
+RECHECK_SECONDS = 0.5
+
+
+def _stamp() -> tuple[float, float]:
+    """When a look at the ledger started: monotonic and wall clocks (see _age)."""
+    return time.monotonic(), time.time()
+
+
+def _age(since: tuple[float, float]) -> float:
+    """Seconds since `since`, by whichever clock says longer: the monotonic clock cannot go
+    back, and the wall clock keeps counting while a virtual machine was paused."""
+    return max(time.monotonic() - since[0], time.time() - since[1])
 
 
 class Deliverer:
@@ -297,45 +320,61 @@ class Deliverer:
         self.progress.add("cancelled", int(result.rowcount or 0))
 
     def _send_batch(self, me: str, conn: Connection, rows: list[Claimed]) -> None:
-        """Send a claimed batch in id order. Each message waits for its rate token, then its
-        proof is committed (with the previous reply), then it is sent: so the last word on
-        an unsubscribe, a pause or a lost claim comes after every wait, immediately before the
-        SMTP transaction. A failed proof or a stop gives the rest of the batch back."""
-        assert self.limiter is not None
+        """Send a claimed batch in id order, in groups of `ledger_group_size`. Before a group's
+        first message (after its rate token) the group's proof is committed, with the replies
+        so far; before a later message of the group, if the group's last look is older than
+        RECHECK_SECONDS, its rows are looked at again. So the last word on an unsubscribe, a
+        pause or a lost claim comes after every wait and within that bound of the SMTP
+        transaction. A failed proof or a stop gives the rest of the batch back, proven rows not
+        yet sent included (their proofs withdrawn: they were not sent and will not be)."""
+        assert self.limiter is not None and self.compiler is not None
         half = timedelta(seconds=self.settings.lease_seconds / 2)
         # The rate limiter gives up once half the lease is gone (an hourly quota can keep a
         # sender waiting for long); the proof would refuse the row after that anyway.
         deadline = time.monotonic() + half.total_seconds()
-        pending: list[tuple[Claimed, Reply]] = []  # the reply not yet committed (at most one)
-        unsent = list(reversed(rows))  # popped from the end: lowest id first
+        group_size = max(1, self.settings.ledger_group_size)
+        pending: list[tuple[Claimed, Reply]] = []  # sent, reply not yet committed
+        proven: list[Claimed] = []  # proven, not sent yet: lowest id first
+        unsent = list(reversed(rows))  # not proven: popped from the end, lowest id first
+        looked = _stamp()  # when the proven rows were last looked at
         failures = 0
         try:
-            while unsent and not self.stop.is_set():
+            while (proven or unsent) and not self.stop.is_set():
                 if not self.limiter.wait(self.stop, until=deadline):
                     break
-                d = unsent[-1]
-                # A variant that cannot be rendered stops the run (see _send_one): find out
-                # before the proof, so the row goes back untouched.
-                assert self.compiler is not None
-                self.compiler.get(d.language, d.list_id)
-                verdict = self._prove(me, d, pending, half)
-                pending = []
-                if verdict == Verdict.OPTED_OUT:
-                    unsent.pop()
-                    self.progress.add("skipped")
+                if not proven:
+                    group = unsent[-group_size:][::-1]
+                    # A variant that cannot be rendered stops the run (see _send_one): find
+                    # out before the proof, so the rows go back untouched.
+                    for d in group:
+                        self.compiler.get(d.language, d.list_id)
+                    looked = _stamp()
+                    proof = self._prove(me, group, pending, half)
+                    pending = []
+                    del unsent[-len(group):]
+                    go, skipped = set(proof.go), set(proof.skipped)
+                    proven = [d for d in group if d.id in go]
+                    unsent += [d for d in reversed(group) if d.id not in go | skipped]
+                    self.progress.add("skipped", len(skipped))
+                    if proof.stop is not None:
+                        break
+                elif _age(looked) > RECHECK_SECONDS:
+                    looked = _stamp()
+                    going = self._recheck(me, proven, pending)
+                    pending = []
+                    if going is None:  # the campaign stopped: the rest is withdrawn below
+                        break
+                    proven = going
+                if not proven:
                     continue
-                if verdict != Verdict.GO:
-                    break
-                unsent.pop()
+                d = proven.pop(0)
                 failpoints.hit("after_commit")
                 try:
                     reply = self._send_one(conn, d)
                 except TransportError:
                     # Raised only before the server accepted anything of this message (the
                     # sender refused): it was not sent, so it goes back with the rest.
-                    with self._transaction() as s:
-                        ledger.unprove(s, me, d.id)
-                    unsent.append(d)
+                    proven.insert(0, d)
                     raise
                 failpoints.hit("after_reply")
                 pending.append((d, reply))
@@ -349,11 +388,9 @@ class Deliverer:
                         "stopped. Resume the campaign when it is reachable again."
                     )
         finally:
-            if pending:
-                with self._transaction() as s:
-                    self._write_replies(s, me, pending)
-            if unsent:
-                self._release(me, [d.id for d in unsent])
+            if pending or proven or unsent:
+                self._release(me, pending, [d.id for d in proven],
+                              [d.id for d in proven + unsent])
 
     def _send_one(self, conn: Connection, d: Claimed) -> Reply:
         assert self.compiler is not None
@@ -373,15 +410,32 @@ class Deliverer:
                     if self.settings.verp else self.envelope_from)
         return conn.send(env_from, address, message, smtputf8=utf8)
 
-    def _prove(self, me: str, d: Claimed, pending: list[tuple[Claimed, Reply]],
-               half: timedelta) -> Verdict:
-        """One transaction: commit the replies so far, then the proof for `d` (ledger.prove)."""
+    def _prove(self, me: str, group: list[Claimed], pending: list[tuple[Claimed, Reply]],
+               half: timedelta) -> ledger.GroupProof:
+        """One transaction: commit the replies so far, then the proof of `group`."""
         with self._transaction() as s:
             self._write_replies(s, me, pending)
-            verdict, status = ledger.prove(s, me, d.id, self.list_ids, half, clock.now())
-        if verdict == Verdict.STOPPED:
+            proof = ledger.prove_group(s, me, [d.id for d in group], self.list_ids, half,
+                                       clock.now())
+        if proof.stop == Verdict.STOPPED:
+            status = proof.campaign_status
             self.stopped_by = CampaignStatus(status).value if status else "cancelled"
-        return verdict
+        return proof
+
+    def _recheck(self, me: str, proven: list[Claimed], pending: list[tuple[Claimed, Reply]]
+                 ) -> list[Claimed] | None:
+        """One transaction: commit the replies so far, look at the proven rows again. Returns
+        the rows still to send, or None when the campaign is no longer sending."""
+        with self._transaction() as s:
+            self._write_replies(s, me, pending)
+            check = ledger.recheck(s, me, [d.id for d in proven], self.list_ids, clock.now())
+        if check.campaign_status != CampaignStatus.SENDING:
+            status = check.campaign_status
+            self.stopped_by = CampaignStatus(status).value if status else "cancelled"
+            return None
+        self.progress.add("skipped", len(check.skipped))
+        keep = set(check.keep)
+        return [d for d in proven if d.id in keep]
 
     def _write_replies(self, s: DbConnection, me: str,
                        pending: list[tuple[Claimed, Reply]]) -> None:
@@ -390,12 +444,19 @@ class Deliverer:
         for r in results:
             self.progress.add(r.status.value)
 
-    def _release(self, me: str, ids: list[int]) -> None:
-        """Give unsent claimed rows back (pause, stop, a transport error): nothing was sent.
+    def _release(self, me: str, pending: list[tuple[Claimed, Reply]], withdraw: list[int],
+                 ids: list[int]) -> None:
+        """End of a batch, in one transaction: commit the replies not yet committed, withdraw
+        the proofs of rows that were not sent (`withdraw`: the sender stops and will not send
+        them), give unsent rows back (pause, stop, a transport error).
 
         In a cancelled campaign they become cancelled, never pending again."""
         now = clock.now()
         with self._transaction() as s:
+            self._write_replies(s, me, pending)
+            ledger.unprove(s, me, withdraw)
+            if not ids:
+                return
             status = s.scalar(select(Campaign.status).where(Campaign.id == self.campaign_id))
             ledger.give_back(s, me, ids, now, cancelled=status == CampaignStatus.CANCELLED)
 

@@ -6,11 +6,14 @@ in short:
 
 - A claim is one batch, identified by a holder name that ends in a random claim id
   (`host:pid:thread:c<16 hex>`), so no two batches, even of one thread, share a holder.
-- Immediately before each message's SMTP transaction the sender commits its *proof*
-  (`prove`): one conditional UPDATE that sets `sent_at` ("this row's transaction may start")
-  only if the row is still claimed by this claim, has no proof yet, has at least half its
-  lease left (by the database's clock), is still wanted (not suppressed, still subscribed) and
-  its campaign is still sending. No proof, no send.
+- Before a row's SMTP transaction the sender commits its *proof* (`prove_group`): one
+  conditional UPDATE ... RETURNING that sets `sent_at` ("this row's transaction may start") on
+  the next `ledger_group_size` rows it will send, each only if it is still claimed by this
+  claim, has no proof yet, has more than half its lease left (by the database's clock), is
+  still wanted (not suppressed, still subscribed) and its campaign is still sending. No proof,
+  no send. With a group of one (the default) that is immediately before each message; a larger
+  group is re-checked (`recheck`) before any of its messages once its last look is older than
+  the opt-out bound.
 - Recovery (`recover`) changes only rows whose lease has expired (or whose holder is a dead
   process on this machine), and checks that in the very UPDATE that changes them. A proven row
   becomes `in_doubt` (never resent by itself); an unproven one goes back to `pending`.
@@ -22,6 +25,9 @@ Clocks: on PostgreSQL the lease is set and compared with the database server's c
 (clock_timestamp(): the time when the row is looked at, even after waiting for a lock), so the
 machines' clocks never meet. SQLite is a file on one machine:
 every process that opens it reads the same system clock, which is what SQLite's own 'now' is.
+
+Over 400 lines on purpose: every statement that changes a claimed row is in this one module, so
+the argument in docs/ledger.md can be checked against a single file.
 """
 
 from __future__ import annotations
@@ -100,6 +106,26 @@ class Result:
     code: int | None
     reply: str
     next_attempt_at: datetime | None = None
+
+
+@dataclass(slots=True)
+class GroupProof:
+    """What `prove_group` found for a group of rows, in the order they were given."""
+
+    go: list[int]  # proven: send these now, in this order
+    skipped: list[int]  # opted out since the claim: marked skipped
+    # Set when the group cannot go (STOPPED or LOST): then none of it is proven.
+    stop: Verdict | None = None
+    campaign_status: CampaignStatus | None = CampaignStatus.SENDING
+
+
+@dataclass(slots=True)
+class Recheck:
+    """What `recheck` found for rows this claim proved and has not sent yet."""
+
+    keep: list[int]  # still this claim's and still wanted: send them
+    skipped: list[int]  # opted out since the proof: marked skipped, not sent
+    campaign_status: CampaignStatus | None
 
 
 class Verdict(enum.Enum):
@@ -183,13 +209,26 @@ _SKIP_HELD = _SKIP.where(_HELD_UNPROVEN)
 # that was stalled past its lease still records what the server said (the truth beats doubt).
 _RECORD = update(DELIVERY).where(
     D.id == bindparam("b_id"), D.claimed_by == bindparam("b_holder"),
-    D.status.in_([DeliveryStatus.CLAIMED, DeliveryStatus.IN_DOUBT]),
+    # Not IN (...): that is an expanding parameter, which executemany cannot take.
+    or_(D.status == DeliveryStatus.CLAIMED, D.status == DeliveryStatus.IN_DOUBT),
 ).values(
     status=bindparam("b_status"), smtp_code=bindparam("b_code"),
     smtp_reply=bindparam("b_reply"), sent_at=bindparam("b_sent"),
     next_attempt_at=bindparam("b_next"), claimed_by=None, lease_expires_at=None,
     updated_at=bindparam("b_now"),
 )
+
+
+# Proven by this claim and not recorded (in_doubt too: recovery may have passed by).
+_RECHECK = select(
+    D.id,
+    and_(D.claimed_by == bindparam("holder"),
+         D.status.in_([DeliveryStatus.CLAIMED, DeliveryStatus.IN_DOUBT]),
+         D.sent_at.is_not(None)).label("ours"),
+    _SUPPRESSED.label("suppressed"), _SUBSCRIBED.label("subscribed"),
+    select(Campaign.status).where(Campaign.id == D.campaign_id).scalar_subquery()
+    .label("campaign_status"),
+).where(D.id.in_(bindparam("row_ids", expanding=True)))
 
 
 @dataclass(frozen=True)
@@ -207,11 +246,13 @@ def _hot(pg: bool) -> _Hot:
         updated_at=bindparam("now"),
     )
     fresh = D.lease_expires_at > _at(pg, "half")
+    # One statement for the whole group: every condition is checked on each row, on its latest
+    # committed version (PostgreSQL re-checks a row it had to wait for).
     prove = update(DELIVERY).where(
-        D.id == bindparam("row_id"), D.claimed_by == bindparam("holder"),
+        D.id.in_(bindparam("row_ids", expanding=True)), D.claimed_by == bindparam("holder"),
         D.status == DeliveryStatus.CLAIMED, D.sent_at.is_(None), fresh,
         ~_SUPPRESSED, _SUBSCRIBED, _SENDING,
-    ).values(sent_at=bindparam("now"), updated_at=bindparam("now"))
+    ).values(sent_at=bindparam("now"), updated_at=bindparam("now")).returning(D.id)
     why = select(
         D.claimed_by, D.status, D.sent_at, fresh.label("fresh"),
         _SUPPRESSED.label("suppressed"), _SUBSCRIBED.label("subscribed"),
@@ -263,19 +304,56 @@ def claim(s: Executor, campaign_id: int, list_ids: Sequence[int], holder: str, s
 
 def prove(s: Executor, holder: str, row_id: int, list_ids: Sequence[int], half: timedelta,
           now: datetime) -> tuple[Verdict, CampaignStatus | None]:
-    """The proof a sender commits immediately before one message's SMTP transaction.
-
-    GO only when the row is still held by this claim, not proven before, has more than `half`
-    of its lease left, is still wanted and its campaign is still sending; the row's `sent_at`
-    then says its transaction may have started, and recovery will never give it back as
-    pending. Otherwise says why (an opted-out row is marked skipped here). The second value is
-    the campaign's status when the verdict is STOPPED."""
-    pg = _pg(s)
-    params = {"row_id": row_id, "holder": holder, "list_ids": list(list_ids),
-              "half": _when(pg, now, half), "now": now}
-    hot = _hot(pg)
-    if s.execute(hot.prove, params).rowcount:  # type: ignore[attr-defined]
+    """`prove_group` for one row: its verdict, and the campaign's status when STOPPED."""
+    g = prove_group(s, holder, [row_id], list_ids, half, now)
+    if g.go:
         return Verdict.GO, CampaignStatus.SENDING
+    if g.skipped:
+        return Verdict.OPTED_OUT, g.campaign_status
+    return g.stop or Verdict.LOST, g.campaign_status
+
+
+def prove_group(s: Executor, holder: str, row_ids: Sequence[int], list_ids: Sequence[int],
+                half: timedelta, now: datetime) -> GroupProof:
+    """The proof a sender commits before sending `row_ids` (the next rows of its batch, in the
+    order it will send them), in one UPDATE ... RETURNING.
+
+    A row is proven only when it is still held by this claim, not proven before, has more than
+    `half` of its lease left, is still wanted and its campaign is still sending; its `sent_at`
+    then says its transaction may have started, and recovery will never give it back as
+    pending. Opted-out rows are marked skipped here. If any other row is refused (the campaign
+    stopped, the claim lost, half the lease gone), the proofs just made are withdrawn in the
+    same transaction: all or nothing, so a stopping sender never holds proven rows."""
+    pg = _pg(s)
+    hot = _hot(pg)
+    ids = list(row_ids)
+    go = set(s.scalars(hot.prove, {
+        "row_ids": ids, "holder": holder, "list_ids": list(list_ids),
+        "half": _when(pg, now, half), "now": now}))
+    if len(go) == len(ids):
+        return GroupProof(ids, [])
+    skipped: list[int] = []
+    stop: Verdict | None = None
+    status: CampaignStatus | None = CampaignStatus.SENDING
+    for row_id in ids:
+        if row_id in go:
+            continue
+        verdict, why_status = _refused(s, hot, holder, row_id, list_ids, half, now)
+        if verdict == Verdict.OPTED_OUT:
+            skipped.append(row_id)
+        elif stop != Verdict.STOPPED:  # a stopped campaign says more than a lost row
+            stop, status = verdict, why_status
+    if stop is not None and go:
+        unprove(s, holder, list(go))
+        go = set()
+    return GroupProof([i for i in ids if i in go], skipped, stop, status)
+
+
+def _refused(s: Executor, hot: _Hot, holder: str, row_id: int, list_ids: Sequence[int],
+             half: timedelta, now: datetime) -> tuple[Verdict, CampaignStatus | None]:
+    """Why the proof refused one row (an opted-out row is marked skipped here)."""
+    params = {"row_id": row_id, "holder": holder, "list_ids": list(list_ids),
+              "half": _when(_pg(s), now, half)}
     row = s.execute(hot.why, params).one_or_none()
     if row is None:
         return Verdict.LOST, None
@@ -315,11 +393,41 @@ def record(s: Executor, holder: str, results: Sequence[Result], now: datetime) -
                          "b_next": r.next_attempt_at, "b_now": now} for r in results])
 
 
-def unprove(s: Executor, holder: str, row_id: int) -> None:
-    """Withdraw a proof when the send is known not to have started (the server refused the
-    envelope sender), so the row can be given back."""
-    s.execute(update(DELIVERY).where(D.id == row_id, D.claimed_by == holder,
-                                     D.status == DeliveryStatus.CLAIMED).values(sent_at=None))
+def unprove(s: Executor, holder: str, row_ids: Sequence[int]) -> None:
+    """Withdraw this claim's proofs of rows whose send is known not to have started (the
+    server refused the envelope sender; the rest of a proven group when the sender stops), so
+    they can be given back. Only the sender that proved a row can send it, and it withdraws
+    only rows it will not send. A row recovery already made in_doubt stays in doubt."""
+    if row_ids:
+        s.execute(update(DELIVERY).where(
+            D.id.in_(list(row_ids)), D.claimed_by == holder,
+            D.status == DeliveryStatus.CLAIMED).values(sent_at=None))
+
+
+def recheck(s: Executor, holder: str, row_ids: Sequence[int], list_ids: Sequence[int],
+            now: datetime) -> Recheck:
+    """Look again at rows this claim proved and has not sent yet (a group older than the
+    opt-out bound): rows opted out since are marked skipped; rows no longer this claim's (the
+    operator resolved them) are dropped. Nothing is sent for either."""
+    rows = s.execute(_RECHECK, {"row_ids": list(row_ids), "holder": holder,
+                                "list_ids": list(list_ids)}).all()
+    status = rows[0].campaign_status if rows else None
+    if status != CampaignStatus.SENDING:
+        return Recheck([], [], status)
+    found = {r.id: r for r in rows}
+    keep: list[int] = []
+    gone: list[Result] = []
+    for row_id in row_ids:
+        r = found.get(row_id)
+        if r is None or not r.ours:
+            continue
+        if r.suppressed or not r.subscribed:
+            gone.append(Result(row_id, DeliveryStatus.SKIPPED, None,
+                               SUPPRESSED_REPLY if r.suppressed else UNSUBSCRIBED_REPLY))
+        else:
+            keep.append(row_id)
+    record(s, holder, gone, now)
+    return Recheck(keep, [g.id for g in gone], status)
 
 
 def give_back(s: Executor, holder: str, ids: Sequence[int], now: datetime, *,

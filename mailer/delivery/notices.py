@@ -27,6 +27,7 @@ from mailer.delivery.message import (
 )
 from mailer.delivery.transport import Connection, Outcome, Reply
 from mailer.errors import TransportError
+from mailer.localtext import in_language
 
 
 @dataclass(frozen=True)
@@ -66,7 +67,10 @@ def build(settings: Settings, notice: OutgoingNotice, *, deliver_to: str | None 
     boundary = ("=_mailer_" + secrets.token_hex(12)).encode()
     address = deliver_to or smtp_form(notice.to)[0]
     head = [
-        _fold("From", _address_header(sender.from_name, sender.from_address, "From")),
+        # The From name in the notice's language when from_name is given per language.
+        _fold("From", _address_header(in_language(sender.from_name, notice.language,
+                                                  settings.default_language),
+                                      sender.from_address, "From")),
         _fold("Subject", notice.subject),
         b"MIME-Version: 1.0\n",
         _fold("Content-Language", notice.language),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from mailer import clock
@@ -17,6 +17,7 @@ from mailer.delivery.message import (
     test_message_id,
 )
 from mailer.delivery.transport import Reply, Transport
+from mailer.localtext import in_language
 
 
 @dataclass(frozen=True)
@@ -46,7 +47,10 @@ def send_test(settings: Settings, rendered: dict[str, Any], addresses: Sequence[
     conn = transport.open()
     try:
         for lang in sorted(rendered):
-            compiled = CompiledVariant(rendered[lang], sender, settings, subject_prefix=prefix,
+            # As readers of `lang` get it: the From name in their language (mailer.localtext).
+            local = replace(sender, from_name=in_language(settings.from_name, lang,
+                                                          settings.default_language))
+            compiled = CompiledVariant(rendered[lang], local, settings, subject_prefix=prefix,
                                        signer=dkim_signer(settings, sender.from_address))
             for target in targets:
                 r = Recipient(0, target.key, "", None, test_message_id(sender.domain))

@@ -29,6 +29,7 @@ from mailer.contacts.lists import get_list
 from mailer.csvsafe import write_csv
 from mailer.errors import InvalidInputError, MailerError
 from mailer.imports.columns import ALIASES, ATTRIBUTE_PREFIX, EXPORT_MARKER, FIELDS, header_key
+from mailer.private import PRIVATE_MODE
 from mailer.store.models import Contact, Subscription, SubscriptionStatus, Suppression
 
 BASE_COLUMNS = ["email", "name", "organisation", "language", "tags"]
@@ -90,6 +91,7 @@ def export_contacts(session: Session, out: IO[bytes], list_slug: str | None = No
 def _rows(session: Session, header: list[str], keys: list[str], list_id: int | None,
           status: str | None, chosen: Any = None) -> Iterator[list[str]]:
     from mailer.contacts.segments import mailbox_sql
+    from mailer.contacts.suppressions import covers_mailbox
 
     yield header
     # The suppression of this address or of another spelling of its mailbox (+tag, Gmail
@@ -98,7 +100,7 @@ def _rows(session: Session, header: list[str], keys: list[str], list_id: int | N
         select(Suppression.reason).where(Suppression.email == Contact.email)
         .scalar_subquery(),
         select(Suppression.reason)
-        .where(Suppression.mailbox == mailbox_sql(session, Contact.email))
+        .where(Suppression.mailbox == mailbox_sql(session, Contact.email), covers_mailbox())
         .order_by(Suppression.id).limit(1).scalar_subquery(),
         type_=Suppression.reason.type,
     )
@@ -136,7 +138,10 @@ def export_to_file(session: Session, path: str | Path, list_slug: str | None = N
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        with tmp.open("wb") as fh:
+        # Addresses: readable by the owner only, whatever the umask (mailer.private).
+        with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_MODE),
+                       "wb") as fh:
+            os.fchmod(fh.fileno(), PRIVATE_MODE)
             n = export_contacts(session, fh, list_slug, status, where=where, segment=segment)
         os.replace(tmp, path)
     except OSError as err:

@@ -43,6 +43,7 @@ from mailer.errors import ImportFileError, InvalidInputError, MailerError
 from mailer.imports.columns import Columns, map_columns, parse_map
 from mailer.imports.plan import Record, apply, plan
 from mailer.imports.spreadsheet import Row, Table, open_table, restore, write_csv
+from mailer.private import open_private
 from mailer.store import audit
 
 __all__ = ["ImportReport", "check_tag", "file_rows", "import_contacts", "parse_map",
@@ -397,7 +398,7 @@ def file_sha256(path: Path) -> str:
 def write_errors(path: Path, report: ImportReport) -> None:
     """The rejected rows as CSV (UTF-8 with BOM): line, reason, then the original cells."""
     try:
-        with path.open("w", encoding="utf-8-sig", newline="") as out:
+        with open_private(path) as out:  # the rows hold addresses: owner only
             header = ["line", "reason", *report.headers]
             write_csv(out, _error_rows(header, report.rejected))
     except OSError as err:

@@ -209,8 +209,18 @@ def _open_csv(path: Path, encoding: str, size: int) -> Table:
         sample = text.read(SAMPLE)
     except UnicodeDecodeError as err:
         raw.close()
-        raise ImportFileError(f"{path}: not valid {encoding} text ({err.reason} at byte "
-                              f"{err.start})") from None
+        # err.start counts from the decoder's last chunk: find the byte again from the start,
+        # for the line to show (the usual cause: --encoding utf-8 for a CP949 file, or back).
+        at = err.start
+        with path.open("rb") as fh:
+            try:
+                codecs.getincrementaldecoder(encoding)().decode(fh.read(SAMPLE * 4))
+            except UnicodeDecodeError as again:
+                at = again.start
+        raise ImportFileError(
+            f"{path}: not valid {encoding} text on line {_line_at(path, at)} ({err.reason} at "
+            f"byte {at}); is --encoding {encoding} right? Without --encoding the encoding is "
+            "guessed (UTF-8, CP949/EUC-KR, cp1252)") from None
     # Text never holds NULs and hardly any other control characters; a binary file does.
     if "\x00" in sample or len(_CONTROL.findall(sample)) > max(3, len(sample) // 100):
         raw.close()

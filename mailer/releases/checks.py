@@ -4,7 +4,8 @@ Errors stop a send (the CLI exits 1): a footer without a postal address, setting
 placeholder (the example From...) when the transport reaches readers, a message Gmail would
 clip, a link that cannot work in email, an expiry already past. Warnings are worth a look: a
 language its readers would not get, an image without alt text, a plain-http link, an embargo
-already past, a subject longer than an inbox shows.
+already past, a subject longer than an inbox shows, a media contact completed from (or missing
+beside) the default language's.
 """
 
 from __future__ import annotations
@@ -100,8 +101,12 @@ def check_release(release: Release, settings: Settings, *,
     out: list[Finding] = []
     out += _settings_findings(settings, release, test_send=test_send)
     where = settings.source if settings.source != "defaults" else "settings"
-    out += _local_text_findings(settings, release, where, list_name)
+    # Texts missing in a language matter only to the variants that will be sent.
+    sent = [lang for lang in release.languages
+            if render_languages is None or lang in render_languages]
+    out += _local_text_findings(settings, release, where, list_name, sent)
     out += _date_findings(release)
+    out += _contact_findings(release)
     if audience_languages is not None:
         out += _language_findings(release, audience_languages)
     for lang in release.languages:
@@ -183,14 +188,45 @@ def _language_findings(release: Release, audience: Mapping[str, int]) -> list[Fi
     return out
 
 
+def _contact_findings(release: Release) -> list[Finding]:
+    """The media contact of each variant, against the default's: completed from it (the rule
+    of mailer.releases.source._inherit_contact, told so that a wrong phone is seen), or missing
+    while another variant has one."""
+    out: list[Finding] = []
+    default = release.default
+    for lang in release.languages:
+        variant = release.variants[lang]
+        contact = variant.meta.contact
+        if contact is None:
+            others = [release.variants[o].where for o in release.languages
+                      if release.variants[o].meta.contact is not None]
+            if others:
+                out.append(Finding("warning", f"{variant.where}: no contact, but {others[0]} has "
+                                              f"one; the {lang} readers get no media contact "
+                                              f"(a contact is completed only from the "
+                                              f"{default.language} file)"))
+        elif "contact" in variant.inherited:
+            out.append(Finding("warning", f"{variant.where}: no contact; the {lang} release "
+                                          f"shows the one of {default.where} ({contact.name}); "
+                                          f"give a contact: here to name another"))
+        elif variant.inherited:
+            fields = [name.split(".", 1)[1] for name in variant.inherited]
+            shown = ", ".join(f"{name} {getattr(contact, name)!r}" for name in fields)
+            out.append(Finding("warning", f"{variant.where}: contact has no "
+                                          f"{', '.join(fields)}; the {lang} release shows those "
+                                          f"of {default.where} ({shown}); give them here (\"\" "
+                                          f"for none) if they differ"))
+    return out
+
+
 def _local_text_findings(settings: Settings, release: Release, where: str,
-                         list_name: str | None) -> list[Finding]:
+                         list_name: str | None, languages: Sequence[str]) -> list[Finding]:
     """A text given per language (organisation_name = {en = ..., ko = ...}, a list's names)
-    that lacks one of the release's languages: those readers get the default language's."""
+    that lacks one of `languages`: those readers get the default language's."""
     out: list[Finding] = []
     texts = [(name, getattr(settings, name)) for name in ("organisation_name", "from_name",
                                                           "postal_address")]
-    for lang in release.languages:
+    for lang in languages:
         for name, value in texts:
             if isinstance(value, LocalText) and value.values and not value.has(lang):
                 out.append(Finding("warning", f"{where}: {name} has no {lang!r} text; the {lang} "

@@ -3,6 +3,9 @@
 The front matter is validated strictly (a misspelt key is an error; free keys go under `extra:`)
 and every error names the file and the line. The full text of each file is kept in `sources`, so a
 campaign stored in the database re-renders exactly what was planned (`release_from_sources`).
+
+Longer than 400 lines: the validator of each front matter key sits beside the loader whose
+file and line numbers its errors name.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from mailer.contacts.slugs import SLUG_RE
 from mailer.errors import ReleaseError
 from mailer.releases.languages import choose, from_name
 from mailer.releases.languages import normalise as normalise_language
+from mailer.releases.yamlhints import check_values, explain
 
 # A language suffix: NAME.en.md, NAME.ko.md, NAME.pt-br.md; also as people write them:
 # NAME.ko_KR.md, NAME.KR.md, NAME.kor.md (normalise reads them: mailer.releases.languages).
@@ -36,16 +40,23 @@ _FENCE = "---"
 # Keys that belong to the release, not to one language: a second variant may omit them (it
 # inherits the default variant's value) but may not contradict them.
 SHARED_KEYS = ("date", "lists", "embargo", "expires")
+# The one key a variant gives in its own language yet may leave (partly) out is `contact`: what
+# it leaves out it inherits from the default language's variant, field by field (the Korean file
+# may name a Korean-speaking contact and keep the office's phone; _inherit_contact), and
+# `release check` warns about each field so completed.
+CONTACT_FIELDS = ("name", "role", "email", "phone")
 
 
 @dataclass(frozen=True)
 class MediaContact:
     """The media contact printed under the release."""
 
-    name: str
+    name: str = ""  # required once inherited (a variant may take the default's)
     email: str = ""
     phone: str = ""
     role: str = ""
+    # The fields the file wrote, empty ones too: `phone: ""` means no phone, not "inherit it".
+    given: tuple[str, ...] = field(default=(), compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -87,7 +98,7 @@ class FrontMatter:
             if isinstance(value, date | datetime):
                 value = value.isoformat()
             elif isinstance(value, MediaContact | Image):
-                value = {k: v for k, v in value.__dict__.items() if v}
+                value = {k: v for k, v in value.__dict__.items() if v and k != "given"}
             elif isinstance(value, tuple):
                 value = list(value)
             elif isinstance(value, Mapping):
@@ -104,6 +115,9 @@ class ReleaseVariant:
     path: Path | None
     meta: FrontMatter
     body: str  # the Markdown body, as written
+    # What this variant took from the default language's: ("contact",) for the whole contact,
+    # ("contact.email", ...) for some of its fields.
+    inherited: tuple[str, ...] = ()
 
     @property
     def where(self) -> str:
@@ -272,7 +286,7 @@ def _build(slug: str, texts: Mapping[str | None, str], files: Mapping[str | None
         default = default_language
     else:
         default = sorted(parsed)[0]
-    variants = _share_keys(parsed, default, sources)
+    variants = _inherit_contact(_share_keys(parsed, default, sources), default, sources)
     return Release(slug=slug, variants=variants, default_language=default, sources=sources,
                    content_hash=content_hash(sources, default))
 
@@ -299,6 +313,32 @@ def _share_keys(variants: dict[str, ReleaseVariant], default: str,
                 )
     return {lang: replace(variants[lang], meta=replace(variants[lang].meta, **shared))
             for lang in order}
+
+
+def _inherit_contact(variants: dict[str, ReleaseVariant], default: str,
+                     sources: Mapping[str, str]) -> dict[str, ReleaseVariant]:
+    """Each variant's contact completed field by field from the default variant's; a contact
+    that still has no name is an error (every variant's readers must know whom to call)."""
+    base = variants[default].meta.contact
+    out: dict[str, ReleaseVariant] = {}
+    for lang, variant in variants.items():
+        contact = variant.meta.contact
+        inherited: tuple[str, ...] = ()
+        if lang != default and base is not None:
+            if contact is None:
+                contact, inherited = base, ("contact",)
+            else:
+                missing = [name for name in CONTACT_FIELDS
+                           if name not in contact.given and getattr(base, name)]
+                contact = replace(contact, **{name: getattr(base, name) for name in missing})
+                inherited = tuple(f"contact.{name}" for name in missing)
+        if contact is not None and not contact.name:
+            line = _key_line(sources[lang], "contact")
+            raise ReleaseError(f"{variant.where}:{line}: contact: name: missing (the media "
+                               "contact's name)")
+        out[lang] = replace(variant, meta=replace(variant.meta, contact=contact),
+                            inherited=inherited)
+    return out
 
 
 def _show(value: Any) -> str:
@@ -346,6 +386,9 @@ def parse_release_text(text: str, where: str) -> tuple[FrontMatter, str]:
         raise ReleaseError(
             f"{where}:{node.start_mark.line + 2}: the front matter must be 'key: value' lines"
         )
+    slip = check_values(node, yaml_text, where)
+    if slip is not None:
+        raise ReleaseError(slip)
     lines: dict[str, int] = {}
     for key_node, _value in node.value:
         key = key_node.value if isinstance(key_node, yaml.ScalarNode) else str(key_node)
@@ -356,7 +399,9 @@ def parse_release_text(text: str, where: str) -> tuple[FrontMatter, str]:
     try:
         data = yaml.load(yaml_text, Loader=_Loader)
     except yaml.MarkedYAMLError as err:
-        raise ReleaseError(_yaml_message(err, where)) from None
+        raise ReleaseError(_yaml_message(err, where, yaml_text)) from None
+    except ValueError as err:  # a number beyond Python's limit of 4300 digits
+        raise ReleaseError(f"{where}: bad value in the front matter: {err}") from None
     meta = _validate(data, lines, where)
     return replace(meta, body_line=body_line), body
 
@@ -373,14 +418,32 @@ def _timestamp_as_text(loader: _Loader, node: yaml.Node) -> str:
 _Loader.add_constructor("tag:yaml.org,2002:timestamp", _timestamp_as_text)
 
 
+# A front matter is a few lines of keys. Far larger or deeper ones are refused before PyYAML
+# builds anything: its scanner takes quadratic time in nested flow brackets (20,000 '[' run for
+# minutes) and its composer recurses once per level (RecursionError, a traceback).
+_MAX_FRONT_MATTER = 64 * 1024
+_MAX_DEPTH = 16
+
+
 def _refuse_aliases(yaml_text: str, where: str) -> None:
-    """ReleaseError at the first anchor (&name) or alias (*name) of the front matter.
+    """ReleaseError at the first anchor (&name) or alias (*name) of the front matter, or at a
+    value nested more than _MAX_DEPTH deep.
 
     A few lines of nested aliases (a "billion laughs") expand to more values than memory
     holds, and a press release has no use for them; the event stream is read before anything
-    is built from it, so refusing costs one pass over the text."""
+    is built from it, so refusing costs one pass over the text (and stops at the offence: the
+    events are scanned lazily)."""
+    depth = 0
     try:
         for event in yaml.parse(yaml_text, Loader=_Loader):
+            if isinstance(event, (yaml.SequenceStartEvent, yaml.MappingStartEvent)):
+                depth += 1
+                if depth > _MAX_DEPTH:
+                    line = event.start_mark.line + 2 if event.start_mark is not None else 2
+                    raise ReleaseError(f"{where}:{line}: the front matter nests values more "
+                                       f"than {_MAX_DEPTH} deep")
+            elif isinstance(event, (yaml.SequenceEndEvent, yaml.MappingEndEvent)):
+                depth -= 1
             name = getattr(event, "anchor", None)
             if name is not None:
                 sign = "*" if isinstance(event, yaml.AliasEvent) else "&"
@@ -394,17 +457,24 @@ def _refuse_aliases(yaml_text: str, where: str) -> None:
 
 
 def _compose(yaml_text: str, where: str) -> yaml.Node | None:
+    if len(yaml_text) > _MAX_FRONT_MATTER:
+        raise ReleaseError(f"{where}:2: the front matter is {len(yaml_text) // 1024} KB long; "
+                           f"at most {_MAX_FRONT_MATTER // 1024} KB")
     _refuse_aliases(yaml_text, where)
     try:
         return yaml.compose(yaml_text, Loader=_Loader)
     except yaml.MarkedYAMLError as err:
-        raise ReleaseError(_yaml_message(err, where)) from None
+        raise ReleaseError(_yaml_message(err, where, yaml_text)) from None
     except yaml.YAMLError as err:
         raise ReleaseError(f"{where}: bad YAML in the front matter: {err}") from None
 
 
-def _yaml_message(err: yaml.MarkedYAMLError, where: str) -> str:
-    """'FILE:LINE: bad YAML ...', with where the broken construct began when that differs."""
+def _yaml_message(err: yaml.MarkedYAMLError, where: str, yaml_text: str) -> str:
+    """'FILE:LINE: KEY: the slip; the fix' for the usual slips (mailer.releases.yamlhints), else
+    'FILE:LINE: bad YAML ...', with where the broken construct began when that differs."""
+    hint = explain(err, yaml_text, where)
+    if hint is not None:
+        return hint
     mark = err.problem_mark or err.context_mark
     line = mark.line + 2 if mark is not None else 2  # +1 for 1-based, +1 for the --- line
     message = f"{where}:{line}: bad YAML in the front matter: {err.problem or err.context}"
@@ -526,10 +596,10 @@ def _mapping(raw: Any, at: str, allowed: tuple[str, ...]) -> dict[str, Any]:
 
 
 def _contact(raw: Any, at: str) -> MediaContact:
-    data = _mapping(raw, at, ("name", "email", "phone", "role"))
-    if data.get("name") is None:
-        raise ReleaseError(f"{at}: name: missing (the media contact's name)")
-    contact = MediaContact(**{k: _text(v, f"{at}.{k}") for k, v in data.items() if v is not None})
+    data = _mapping(raw, at, CONTACT_FIELDS)
+    # No name is no error yet: the default variant's contact may complete it (_inherit_contact).
+    given = {k: _text(v, f"{at}.{k}") for k, v in data.items() if v is not None}
+    contact = MediaContact(**given, given=tuple(given))
     if contact.email:
         from mailer.contacts.addresses import normalise
         from mailer.errors import InvalidInputError

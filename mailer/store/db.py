@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from mailer.config import Settings, mask_url
 from mailer.errors import ConfigError, MailerError
+from mailer.masking import scrub
 
 _engines: dict[str, Engine] = {}
 
@@ -21,7 +22,7 @@ def make_engine(url: str) -> Engine:
     """A new engine for `url`; SQLite gets foreign keys, WAL and write transactions that wait."""
     try:
         parsed = make_url(url)
-    except ArgumentError:
+    except (ArgumentError, ValueError):  # ValueError: a port that is not a number
         raise ConfigError(f"database_url: not a database URL: {mask_url(url)!r}") from None
     kwargs: dict[str, Any] = {}
     if parsed.get_backend_name() == "sqlite":
@@ -34,6 +35,11 @@ def make_engine(url: str) -> Engine:
         raise ConfigError(
             f"database_url {mask_url(url)!r} needs the Python package {err.name!r}: "
             "pip install 'mailer[postgres]'"
+        ) from None
+    except ArgumentError:  # NoSuchModuleError: postgres://, an unknown driver
+        raise ConfigError(
+            f"database_url {mask_url(url)!r}: unknown database or driver "
+            f"{parsed.drivername!r} (use sqlite:///FILE or postgresql+psycopg://...)"
         ) from None
     if engine.dialect.name == "sqlite":
         _configure_sqlite(engine)
@@ -73,7 +79,7 @@ def get_engine(settings: Settings) -> Engine:
         except OperationalError as err:
             engine.dispose()
             raise MailerError(
-                f"cannot open the database {mask_url(url)!r}: {err.orig}"
+                f"cannot open the database {mask_url(url)!r}: {scrub(str(err.orig), url)}"
             ) from None
         _engines[url] = engine
     return engine

@@ -20,6 +20,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -135,7 +136,8 @@ class MailingList(Base):
     name: Mapped[str] = mapped_column(String(200))
     # The name in other languages than the default ({"ko": "보도자료"}): `name` is the default
     # language's, and readers of a language without one get it (local_name).
-    names: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # The database default too: rows inserted by SQL of one's own (scripts, tests) get none.
+    names: Mapped[dict[str, Any]] = mapped_column(default=dict, server_default=text("'{}'"))
     description: Mapped[str] = mapped_column(Text, default="")
     from_address: Mapped[str | None] = mapped_column(String(320))
     list_id: Mapped[str | None] = mapped_column(String(255))
@@ -386,8 +388,9 @@ class Bounce(Base):
     kind: Mapped[str] = mapped_column(String(20))
     status_code: Mapped[str | None] = mapped_column(String(20))
     diagnostic: Mapped[str | None] = mapped_column(Text)
+    # Indexed: deleting a campaign's deliveries (a declined plan) sets this NULL row by row.
     delivery_id: Mapped[int | None] = mapped_column(
-        ForeignKey("delivery.id", ondelete="SET NULL")
+        ForeignKey("delivery.id", ondelete="SET NULL"), index=True
     )
     campaign_id: Mapped[int | None] = mapped_column(
         ForeignKey("campaign.id", ondelete="SET NULL"), index=True

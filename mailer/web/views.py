@@ -16,6 +16,7 @@ from werkzeug.wrappers import Response as BaseResponse
 from mailer import tokens
 from mailer.contacts.addresses import mask, normalise
 from mailer.errors import InvalidInputError, NotFoundError, TokenError
+from mailer.localtext import in_language
 from mailer.store import ratelimit
 from mailer.store.models import Contact, MailingList
 from mailer.subscribers import optin as subscribe
@@ -119,7 +120,7 @@ def snippet() -> Response:
         lists=subscribe.public_lists(db()), lang=lang, honeypot=HONEYPOT,
         email_languages=[(c, i18n.STRINGS[c]["language_name"]) for c in languages()],
         t=lambda key, **kw: i18n.translate(lang, key, **kw),
-        organisation=s.organisation_name,
+        organisation=in_language(s.organisation_name, lang, s.default_language),
     )
     return Response(html, mimetype="text/plain")
 

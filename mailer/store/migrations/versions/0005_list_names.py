@@ -21,14 +21,13 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    # Existing lists get no other-language names: their readers see `name`, as before.
-    with op.batch_alter_table("mailing_list") as batch_op:
-        batch_op.add_column(sa.Column("names", sa.JSON(), nullable=True))
-    op.execute("UPDATE mailing_list SET names = '{}'")
-    with op.batch_alter_table("mailing_list") as batch_op:
-        batch_op.alter_column("names", existing_type=sa.JSON(), nullable=False)
+    # Existing lists get no other-language names: their readers see `name`, as before. A plain
+    # ADD COLUMN, not batch mode: on SQLite batch mode copies the table and drops the old one,
+    # and the drop would cascade to every subscription of every list.
+    op.add_column("mailing_list", sa.Column("names", sa.JSON(), nullable=False,
+                                            server_default=sa.text("'{}'")))
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("mailing_list") as batch_op:
-        batch_op.drop_column("names")
+    # ALTER TABLE DROP COLUMN (SQLite 3.35+), not batch mode's copy: see upgrade().
+    op.drop_column("mailing_list", "names")

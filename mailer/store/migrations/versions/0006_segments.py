@@ -1,4 +1,4 @@
-"""saved segments: lists plus filter expressions
+"""saved segments: lists plus filter expressions; bounce.delivery_id indexed
 
 Revision ID: 0006
 Revises: 0004
@@ -34,7 +34,11 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_segment")),
         sa.UniqueConstraint("name", name=op.f("uq_segment_name")),
     )
+    with op.batch_alter_table("bounce", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_bounce_delivery_id"), ["delivery_id"], unique=False)
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("bounce", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_bounce_delivery_id"))
     op.drop_table("segment")
