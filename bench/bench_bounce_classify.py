@@ -33,7 +33,7 @@ from mailer.bounces.sources import open_source
 from mailer.config import Settings
 from mailer.store.db import dispose_engines, session_factory
 from tests.bounce_corpus import labelled, world
-from tests.test_bounce_classify import FLUFL_TEMPORARY, _cut_in_copy
+from tests.support.bounces import FLUFL_TEMPORARY, cut_in_copy
 
 
 def corpus_figures() -> None:
@@ -51,7 +51,7 @@ def corpus_figures() -> None:
     for name in sorted(labels):
         raw = (folder / "samples" / name).read_bytes()
         slowest = max(slowest, (seconds(raw, name), name))
-        cut = _cut_in_copy(raw)
+        cut = cut_in_copy(raw)
         if cut is None:
             continue
         cut_count += 1

@@ -80,7 +80,7 @@ def populate(settings: Settings, n: int, *, korean_share: float = 0.4, seed: int
     chunk = 10_000
     with engine.begin() as conn:
         for start in range(0, n, chunk):
-            contacts = []
+            contacts: list[dict[str, Any]] = []
             subs = []
             for i in range(start, min(n, start + chunk)):
                 email, name, lang = person(first + i, rnd, korean_share)

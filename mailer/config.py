@@ -18,12 +18,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from mailer.config_toml import read_toml
 from mailer.errors import ConfigError
 
 # Masking lives in mailer.masking; imported here too, where the rest of the code finds it.
 from mailer.masking import mask_secret, mask_url
+from mailer.releases.languages import from_name, normalise
 
 CONFIG_NAME = "mailer.toml"
 ENV_PREFIX = "MAILER_"
@@ -374,8 +376,6 @@ def _coerce(setting: Setting, value: Any, where: str, from_env: bool = False) ->
 def _language(value: str, where: str) -> str:
     """A language setting as the tag the rest of mailer compares with: 'kr', 'Korean' and
     '한국어' are written for Korean, but only 'ko' matches a contact's or a release's language."""
-    from mailer.releases.languages import from_name, normalise
-
     tag = normalise(from_name(value) or value)
     if not re.fullmatch(r"[a-z]{2,3}(-[a-z0-9]{1,8})*", tag):
         raise ConfigError(f"{where}: {value!r} is not a language code (write e.g. \"en\" or "
@@ -392,8 +392,6 @@ def _coerce_text(setting: Setting, value: Any, where: str, from_env: bool) -> An
             raise ConfigError(f"{where}: expected text or a JSON object of texts per language, "
                               f"got {value!r}") from None
     if isinstance(value, dict):
-        from mailer.releases.languages import from_name, normalise
-
         out: dict[str, str] = {}
         for tag, text in value.items():
             language = normalise(from_name(tag) or tag)
@@ -415,7 +413,8 @@ def _build(base_dir: Path, source: str, values: dict[str, Any]) -> Settings:
         value = values.get(s.name, s.default)
         if s.kind == "text" and isinstance(value, dict) and s.name != "about":
             # A str that is the default language's text and knows the others (mailer.localtext).
-            from mailer.localtext import LocalText
+            # Lazy: `lists ls` imports no more than it did (mailer.localtext); few settings need it.
+            from mailer.localtext import LocalText  # noqa: PLC0415
 
             value = LocalText(value, default_language)
         elif s.name == "about" and "" in value:
@@ -468,8 +467,6 @@ def _validate(settings: Settings, config_path: Path,
         if getattr(settings, name) < 1:
             raise bad(name, f"expected at least 1, got {getattr(settings, name)}")
     if settings.timezone:
-        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
         try:
             ZoneInfo(settings.timezone)
         except (ZoneInfoNotFoundError, ValueError):

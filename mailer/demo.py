@@ -65,7 +65,8 @@ def _toml(key: str, value: object) -> str:
 
 def run_demo(folder: Path) -> DemoResult:
     """Init a folder, import the sample press list, send the sample release to the outbox."""
-    from mailer.delivery.send import send_release
+    # The send use-case loads the whole delivery stack: only `mailer demo` needs it here.
+    from mailer.delivery.send import send_release  # noqa: PLC0415
 
     config = folder / "mailer.toml"
     if config.exists():

@@ -2,7 +2,7 @@
 knows her own Message-ID, her own signed VERP address and her own List-Unsubscribe token) tries
 to get somebody else suppressed or unsubscribed. None of it may touch the victim.
 
-The campaign is really sent through the SMTP sink (tests/test_bounce_forgery.py's `sent`).
+The campaign is really sent through the SMTP sink (tests/support/forgery.py's `sent`).
 """
 
 from __future__ import annotations
@@ -15,12 +15,8 @@ from sqlalchemy.orm import Session
 
 from mailer.bounces.policy import process_message
 from mailer.store.models import Bounce, BounceReview, Event, Subscription, SubscriptionStatus
-from tests import test_bounce_forgery as forgery
-from tests.test_bounce_forgery import BOUNCES, MALLORY, VICTIM, Sent, suppressed
-from tests.test_bounces import arf, dsn, mail
-
-# The fixtures of the forgery tests: one campaign really sent, with VERP, through the sink.
-sent, db, release, smtp = forgery.sent, forgery.db, forgery.release, forgery.smtp
+from tests.support.bounces import arf, dsn, mail
+from tests.support.forgery import BOUNCES, MALLORY, VICTIM, Sent, suppressed
 
 _n = iter(range(10**6))
 

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from mailer.contacts.contact import add_contact
 from mailer.contacts.lists import create_list
 from mailer.store.models import BounceReview
-from tests.conftest import Cli
+from tests.support.cli import Cli
 
 EVIL = "\x1b]0;owned\x07\x1b[2J\u202e\x9b31m"
 

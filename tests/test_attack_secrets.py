@@ -21,14 +21,16 @@ from sqlalchemy.orm import Session
 from mailer.cli import main
 from mailer.contacts.contact import add_contact
 from mailer.contacts.lists import create_list
-from tests.conftest import Cli, write_config
-from tests.test_inputs_hostile import _campaign, mode, umask_022  # noqa: F401 - fixture
+from tests.support.cli import Cli
+from tests.support.config import write_config
+from tests.support.files import mode
+from tests.support.sending import campaign_with
 
 SECRET = "S3cr€t#?@LEAKPART"
 
 
 def test_files_with_addresses_are_owner_only(session: Session, cli: Cli, tmp_path: Path,
-                                             umask_022: None) -> None:  # noqa: F811
+                                             umask_022: None) -> None:
     create_list(session, "news", "News")
     add_contact(session, "kim@example.org", "news")
     session.commit()
@@ -47,7 +49,7 @@ def test_files_with_addresses_are_owner_only(session: Session, cli: Cli, tmp_pat
     assert "not-an-address" in (tmp_path / "errors.csv").read_text(encoding="utf-8-sig")
     (tmp_path / "report.csv").write_text("x")
     os.chmod(tmp_path / "report.csv", 0o666)
-    _campaign(session, [("park@example.org", "250 ok")])
+    campaign_with(session, [("park@example.org", "250 ok")])
     session.commit()
     cli("campaigns", "report", "1", "--csv", str(tmp_path / "report.csv"))
     assert mode(tmp_path / "report.csv") == 0o600

@@ -25,14 +25,8 @@ from mailer.contacts.contact import add_contact
 from mailer.contacts.suppressions import get_suppression
 from mailer.store.models import Contact, Notice
 from mailer.web import create_app
-from tests.test_bounces import dsn
-from tests.test_web_abuse import serving
-from tests.test_web_support import (  # noqa: F401  (fixtures)
-    Web,
-    confirm_url,
-    lists_fixture,
-    web_fixture,
-)
+from tests.support.bounces import dsn
+from tests.support.web import Web, serving
 
 BOUNCES = "bounces@hanul.example.org"
 

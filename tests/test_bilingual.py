@@ -30,8 +30,10 @@ from mailer.samples import sample_path
 from mailer.store.db import session_scope
 from mailer.subscribers import words
 from mailer.subscribers.optin import confirmation, consent_text
-from tests.conftest import Cli, write_config
-from tests.release_support import org_settings, write_release
+from tests.support.cli import Cli
+from tests.support.config import write_config
+from tests.support.releases import org_settings, write_release
+from tests.support.web import html_part
 
 ORG = {"en": "Korean American Civic Council", "ko": "한인시민협의회"}
 SAMPLES = sample_path().parent
@@ -314,8 +316,7 @@ def test_korean_readers_get_korean_from_org_and_list_name(settings: Settings,
     ko, en = messages["ko@example.org"], messages["en@example.org"]
     assert header(ko, "From") == "한인시민협의회 보도 <press@hanul.example.org>"
     assert header(en, "From") == "KACC Press <press@hanul.example.org>"
-    ko_html = ko.get_body(("html",)).get_content()  # type: ignore[union-attr]
-    en_html = en.get_body(("html",)).get_content()  # type: ignore[union-attr]
+    ko_html, en_html = html_part(ko), html_part(en)
     assert "‘보도자료’" in ko_html and "한인시민협의회" in ko_html
     assert "Korean American Civic Council" not in ko_html
     assert "“Press”" in en_html and "보도자료" not in en_html
@@ -372,7 +373,7 @@ HANGUL_WORDS = """
 @pytest.mark.parametrize("width", [375, 600])
 def test_korean_words_do_not_break_at_phone_and_desktop_widths(
         tmp_path: Path, width: int) -> None:
-    from tests.test_release_browser import CHROMEDRIVER, CHROMIUM, korean_font_installed, show
+    from tests.support.browser import CHROMEDRIVER, CHROMIUM, korean_font_installed, show
 
     if not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()):
         pytest.skip("needs chromium and chromium-driver")

@@ -20,9 +20,9 @@ from click.testing import CliRunner
 from mailer.bounces.classify import MessageVerdict, classify_bytes
 from mailer.cli import main
 from tests.bounce_corpus import labelled, world
+from tests.support.bounces import FLUFL_TEMPORARY, cut_in_copy
 
 HERE = Path(__file__).parent
-FLUFL_TEMPORARY = HERE / "bounce_corpus" / "flufl_temporary"
 FORMS = {"dsn", "arf", "autoreply", "unsubscribe", "unrecognised", "unparseable"}
 KINDS = {"hard", "soft", "block", "delayed", "complaint", "unsubscribe", "autoreply", "ignored"}
 
@@ -87,18 +87,6 @@ def test_disputed_labels_are_still_disagreements(
         assert hard and not set(hard) & suppressed, f"{name}: no longer disputed, remove it"
 
 
-def _cut_in_copy(raw: bytes) -> bytes | None:
-    """The message cut off half-way through its returned copy (message/rfc822 or headers)."""
-    found = re.search(rb"(?im)^content-type:\s*(message/rfc822|text/rfc822-headers)", raw)
-    if found is None:
-        return None
-    start = raw.find(b"\n\n", found.end())
-    start = raw.find(b"\r\n\r\n", found.end()) if start < 0 else start
-    if start < 0:
-        return None
-    return raw[:start + (len(raw) - start) // 2]
-
-
 @needs_corpus
 def test_messages_cut_off_in_their_copy_are_read_from_the_whole_parts() -> None:
     folder, labels = labelled.load()
@@ -106,7 +94,7 @@ def test_messages_cut_off_in_their_copy_are_read_from_the_whole_parts() -> None:
     changed: list[str] = []
     for name in sorted(labels):
         raw = (folder / "samples" / name).read_bytes()
-        cut = _cut_in_copy(raw)
+        cut = cut_in_copy(raw)
         if cut is None:
             continue
         tried += 1

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -19,11 +17,9 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from mailer.bounces.policy import Item, process_message, soft_score
-from mailer.config import Settings, load_settings
+from mailer.config import Settings
 from mailer.contacts.addresses import verp_decode, verp_encode
-from mailer.contacts.suppressions import get_suppression
 from mailer.delivery.message import message_id
-from mailer.store.db import session_scope
 from mailer.store.models import (
     Bounce,
     BounceReview,
@@ -33,55 +29,13 @@ from mailer.store.models import (
     Event,
     SuppressionReason,
 )
-from tests.conftest import Cli, write_config
-from tests.smtp_server import Received, SmtpServer
-from tests.test_bounces import arf, dsn, mail
-from tests.test_send import populate, release, smtp  # noqa: F401 - fixtures
-
-VICTIM = "victim@example.com"
-MALLORY = "mallory@evil.example"
-BOUNCES = "bounces@hanul.example.org"
-PEOPLE = [(VICTIM, "Victim", "en"), (MALLORY, "Mallory", "en"),
-          ("kim@news.example.kr", "김민수", "ko")]
-
-
-@dataclass
-class Sent:
-    settings: Settings
-    received: dict[str, Received]  # by recipient
-    campaign_id: int
-
-
-@pytest.fixture
-def sent(settings: Settings, tmp_path: Path, smtp: SmtpServer,  # noqa: F811
-         release: Path, cli: Cli) -> Sent:  # noqa: F811
-    """One campaign really sent to three contacts, with VERP, through the SMTP sink."""
-    write_config(tmp_path, {"database_url": settings.database_url, "transport": "smtp",
-                            "smtp_url": smtp.url(), "verp": True, "envelope_sender": BOUNCES,
-                            "from_address": "press@hanul.example.org"})
-    verp = load_settings(tmp_path / "mailer.toml", env={})
-    populate(verp, PEOPLE)
-    cli("send", str(release), "--list", "press", "--yes")
-    received = {r.rcpt_tos[0].lower(): r for r in smtp.sink.received}
-    assert set(received) == {e for e, _, _ in PEOPLE}
-    with session_scope(verp) as s:
-        campaign_id = s.scalars(select(Campaign.id)).one()
-    return Sent(verp, received, campaign_id)
-
-
-@pytest.fixture
-def db(sent: Sent) -> Iterator[Session]:
-    with session_scope(sent.settings) as s:
-        yield s
+from tests.support.bounces import arf, dsn, mail
+from tests.support.cli import Cli
+from tests.support.forgery import BOUNCES, MALLORY, PEOPLE, VICTIM, Sent, suppressed
 
 
 def run(session: Session, settings: Settings, raw: bytes) -> list[Item]:
     return process_message(session, settings, "1", raw)
-
-
-def suppressed(session: Session, email: str) -> SuppressionReason | None:
-    sup = get_suppression(session, email)
-    return sup.reason if sup else None
 
 
 def held(session: Session) -> dict[int, str]:

@@ -17,7 +17,7 @@ from mailer.bounces.sources import open_source
 from mailer.config import Settings, load_settings
 from mailer.store.models import Bounce, Suppression
 from tests.bounce_corpus import world
-from tests.conftest import write_config
+from tests.support.config import write_config
 
 
 @pytest.fixture

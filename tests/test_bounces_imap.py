@@ -1,9 +1,10 @@
-"""`bounces process` against a real IMAP server (dovecot, started by tests/imap_server.py)."""
+"""`bounces process` against a real IMAP server (dovecot, started by tests/support/imap.py)."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import func, select
@@ -13,13 +14,13 @@ from mailer.bounces.sources import MailboxError, open_source
 from mailer.contacts.suppressions import get_suppression
 from mailer.store.models import Bounce, SuppressionReason
 from tests.bounce_corpus import world
-from tests.conftest import Cli
-from tests.imap_server import ImapServer, imap_server  # noqa: F401 - the fixture
-from tests.test_bounces import dsn, mail
+from tests.support.bounces import dsn, mail
+from tests.support.cli import Cli
+from tests.support.imap import ImapServer
 
 
 @pytest.fixture
-def loaded(session: Session, imap_server: ImapServer) -> ImapServer:  # noqa: F811
+def loaded(session: Session, imap_server: ImapServer) -> ImapServer:
     """Three contacts, and an INBOX with a hard bounce, an auto-reply, garbage and a stranger."""
     w = world.build(session)
     session.commit()
@@ -32,7 +33,7 @@ def loaded(session: Session, imap_server: ImapServer) -> ImapServer:  # noqa: F8
     return imap_server
 
 
-def outcomes(data: dict) -> list[tuple[str, str]]:
+def outcomes(data: dict[str, Any]) -> list[tuple[str, str]]:
     return [(i["outcome"], i["email"] or "-") for i in data["items"]]
 
 
@@ -98,7 +99,7 @@ def test_starttls_and_plaintext_on_loopback(cli: Cli, session: Session,
     assert data["messages"] == 4
 
 
-def test_refused_login_is_a_clear_error(cli: Cli, imap_server: ImapServer) -> None:  # noqa: F811
+def test_refused_login_is_a_clear_error(cli: Cli, imap_server: ImapServer) -> None:
     result = cli("bounces", "process", imap_server.url(password="wrong"), expect=1)
     assert "the server refused the login for 'press'" in result.output
     assert "AUTHENTICATIONFAILED" in result.output or "Authentication failed" in result.output
@@ -106,7 +107,7 @@ def test_refused_login_is_a_clear_error(cli: Cli, imap_server: ImapServer) -> No
 
 
 def test_unreachable_server_untrusted_certificate_and_missing_folder(
-        cli: Cli, imap_server: ImapServer, tmp_path: Path) -> None:  # noqa: F811
+        cli: Cli, imap_server: ImapServer, tmp_path: Path) -> None:
     with pytest.raises(MailboxError, match="cannot connect"):
         open_source(f"imaps://press:secret@127.0.0.1:{imap_server.port + 0}/INBOX"
                     "?ca_file=" + str(imap_server.ca_file))  # imaps on the plain port

@@ -20,8 +20,8 @@ from mailer.releases.checks import Finding, check_release, has_errors
 from mailer.releases.source import load_release
 from mailer.samples import sample_path
 from mailer.store.models import Subscription, SubscriptionStatus, SuppressionReason
-from tests.conftest import Cli
-from tests.release_support import offline_cli, org_settings, write_release
+from tests.support.cli import Cli
+from tests.support.releases import offline_cli, org_settings, write_release
 
 GOOD_FRONT = "title: Good release\ndate: 2024-03-01\nsummary: A summary."
 

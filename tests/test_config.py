@@ -9,8 +9,9 @@ import pytest
 from click.testing import CliRunner
 
 from mailer.cli import main
-from mailer.config import config_template, load_settings, mask_url
+from mailer.config import config_template, load_settings
 from mailer.errors import ConfigError
+from mailer.masking import mask_url
 
 
 def test_defaults_live_beside_the_config_file(tmp_path: Path) -> None:

@@ -15,7 +15,8 @@ from sqlalchemy.orm import Session
 from mailer.cli.common import display_width, table
 from mailer.config import Settings
 from mailer.store.models import Suppression
-from tests.conftest import Cli, write_config
+from tests.support.cli import Cli
+from tests.support.config import write_config
 
 ROOT = Path(__file__).parents[1]
 SAMPLES = ROOT / "mailer" / "samples"

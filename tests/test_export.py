@@ -19,8 +19,8 @@ from mailer.contacts.suppressions import suppress
 from mailer.csvsafe import neutralise, restore
 from mailer.imports.export import attribute_header, export_contacts
 from mailer.store.models import Contact, ContactTag, SuppressionReason
-from tests.conftest import Cli
-from tests.test_import import contact, write_csv
+from tests.support.cli import Cli
+from tests.support.imports import contact, write_csv
 
 TRICKY = [
     ["email", "name", "outlet", "language", "tags", "phone", "note", "이름", "=cmd"],

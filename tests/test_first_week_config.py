@@ -37,8 +37,9 @@ from mailer.releases.checks import check_release
 from mailer.releases.source import load_release
 from mailer.store.db import session_scope
 from mailer.store.models import Campaign
-from tests.conftest import CONFIG_EXTRA, Cli, write_config
-from tests.smtp_server import SmtpServer
+from tests.support.cli import Cli
+from tests.support.config import CONFIG_EXTRA, write_config
+from tests.support.smtp import SmtpServer
 
 SAMPLES = Path(__file__).parents[1] / "mailer" / "samples"
 PLACEHOLDERS = ("base_url", "from_address", "from_name", "organisation_name")

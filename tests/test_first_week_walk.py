@@ -20,7 +20,8 @@ from click.testing import CliRunner, Result
 
 from mailer.cli import main
 from mailer.imports.columns import ALIASES, header_key
-from tests.smtp_server import SmtpServer
+from tests.support.smtp import SmtpServer
+from tests.support.web import text_part
 
 DOCS = Path(__file__).parents[1] / "docs"
 
@@ -320,7 +321,7 @@ def test_smtp_send_of_the_kr_release(project: Path) -> None:
         message = korean[0].message
         assert str(message["Subject"]).startswith("한미시민연대")
         assert message["From"] == "한미시민연대 공보실 <press@kaca.example.org>"
-        text = message.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+        text = text_part(message)
         assert "‘언어는 투표의 장벽이 되어서는 안 된다’라는" in text
         assert "‘기자단’" in text and "Example" not in text
     finally:

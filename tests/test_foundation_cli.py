@@ -13,14 +13,15 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from mailer.store.models import Contact, Event, Subscription, Suppression
-from tests.conftest import Cli
+from tests.support.cli import Cli
 
 
 def counts(session: Session) -> tuple[int, int, int, int]:
-    result = tuple(session.scalar(select(func.count()).select_from(m)) or 0
-                   for m in (Contact, Subscription, Suppression, Event))
+    contacts, subscriptions, suppressions, events = (
+        session.scalar(select(func.count()).select_from(m)) or 0
+        for m in (Contact, Subscription, Suppression, Event))
     session.rollback()  # end the read: on SQLite an open transaction holds the write lock
-    return result  # type: ignore[return-value]
+    return contacts, subscriptions, suppressions, events
 
 
 def test_acceptance_add_and_show_a_korean_contact(cli: Cli) -> None:

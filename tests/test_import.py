@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from openpyxl import Workbook
-from sqlalchemy import func, select, text
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from mailer.contacts.contact import add_contact, unsubscribe
@@ -21,15 +21,14 @@ from mailer.imports.importer import import_contacts
 from mailer.store.models import (
     Contact,
     ContactImport,
-    ContactTag,
     Event,
     MailingList,
     Subscription,
     SubscriptionStatus,
-    Suppression,
     SuppressionReason,
 )
-from tests.conftest import Cli
+from tests.support.cli import Cli
+from tests.support.imports import contact, status_on, tables, write_csv
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE = REPO / "lists" / "sample-press.csv"
@@ -41,37 +40,9 @@ COUNT_KEYS = ["rows", "contacts_added", "contacts_updated", "subscribed", "pendi
               "already_subscribed", "kept_unsubscribed", "invalid", "duplicates"]
 
 
-def write_csv(path: Path, rows: list[list[str]], encoding: str = "utf-8",
-              delimiter: str = ",") -> Path:
-    with path.open("w", encoding=encoding, newline="") as fh:
-        csv.writer(fh, delimiter=delimiter).writerows(rows)
-    return path
-
-
-def tables(session: Session) -> dict[str, int]:
-    """Row counts of every table an import touches."""
-    out = {m.__tablename__: session.scalar(select(func.count()).select_from(m)) or 0
-           for m in (Contact, Subscription, ContactTag, ContactImport, Suppression, Event)}
-    session.rollback()  # end the read: on SQLite an open transaction holds the write lock
-    return out
-
-
 def run_import(cli: Cli, *args: str, expect: int = 0) -> dict[str, Any]:
     result = cli("contacts", "import", *args, "--json", expect=expect)
     return json.loads(result.stdout) if expect == 0 else {"output": result.output}
-
-
-def contact(session: Session, email: str) -> Contact:
-    found = session.scalar(select(Contact).where(Contact.email == email))
-    assert found is not None, email
-    return found
-
-
-def status_on(session: Session, email: str, slug: str) -> str | None:
-    sub = session.scalar(
-        select(Subscription).join(MailingList)
-        .where(MailingList.slug == slug, Subscription.contact_id == contact(session, email).id))
-    return None if sub is None else SubscriptionStatus(sub.status).value
 
 
 def check_invariant(counts: dict[str, int]) -> None:

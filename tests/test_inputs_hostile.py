@@ -8,10 +8,7 @@ from __future__ import annotations
 
 import csv
 import io
-import os
-import stat
 import zipfile
-from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import quote
 
@@ -25,7 +22,7 @@ from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from mailer.cli import main
-from mailer.config import load_settings, mask_url
+from mailer.config import load_settings
 from mailer.contacts.contact import add_contact, erase
 from mailer.contacts.lists import create_list, edit_list
 from mailer.contacts.suppressions import import_suppressions
@@ -42,6 +39,7 @@ from mailer.delivery.message import (
 from mailer.errors import ConfigError, ImportFileError, InvalidInputError, ReleaseError
 from mailer.imports.importer import import_contacts
 from mailer.imports.spreadsheet import open_table
+from mailer.masking import mask_url
 from mailer.releases.source import load_release
 from mailer.store import audit
 from mailer.store.folder import init
@@ -54,23 +52,12 @@ from mailer.store.models import (
     DeliveryStatus,
     Release,
 )
-from tests.conftest import CONFIG_EXTRA, Cli, write_config
+from tests.support.cli import Cli
+from tests.support.config import CONFIG_EXTRA, write_config
+from tests.support.files import mode
+from tests.support.sending import campaign_with
 
 # --- files holding secrets are created 0600 -------------------------------------------------
-
-
-@pytest.fixture
-def umask_022() -> Iterator[None]:
-    """The usual umask, under which a plain open() makes world-readable files."""
-    old = os.umask(0o022)
-    try:
-        yield
-    finally:
-        os.umask(old)
-
-
-def mode(path: Path) -> int:
-    return stat.S_IMODE(path.stat().st_mode)
 
 
 def test_init_creates_config_database_and_wal_owner_only(tmp_path: Path, umask_022: None) -> None:
@@ -430,26 +417,8 @@ def test_csv_guard_round_trips_and_never_leaves_a_formula(value: str) -> None:
         assert set(written) <= set("0123456789 ()+-.")
 
 
-def _campaign(session: Session, deliveries: list[tuple[str, str]]) -> Campaign:
-    """A finished campaign whose ledger holds these (address, SMTP reply) rows."""
-    ml = create_list(session, "press", "Press")
-    release = Release(slug="r", title="R", default_language="en", content_hash="0" * 64)
-    session.add(release)
-    session.flush()
-    campaign = Campaign(release_id=release.id, audience_key="press",
-                        status=CampaignStatus("done"))
-    session.add(campaign)
-    session.flush()
-    for n, (email, reply) in enumerate(deliveries):
-        session.add(Delivery(campaign_id=campaign.id, contact_id=None, list_id=ml.id,
-                             email=email, language="en", status=DeliveryStatus("failed"),
-                             message_id=f"<m{n}@example.org>", smtp_reply=reply, smtp_code=550))
-    session.flush()
-    return campaign
-
-
 def test_campaign_report_guards_every_cell(session: Session, tmp_path: Path) -> None:
-    campaign = _campaign(session, [("=1+2@example.org", "250 ok"),
+    campaign = campaign_with(session, [("=1+2@example.org", "250 ok"),
                                    ("@a@example.org", "-ERR =HYPERLINK(\"x\")"),
                                    ("kim@example.org", "+1 215-555-0101")])
     out = tmp_path / "report.csv"
@@ -466,7 +435,7 @@ def test_campaign_report_guards_every_cell(session: Session, tmp_path: Path) -> 
 
 
 def test_campaigns_show_escapes_a_servers_reply(session: Session, cli: Cli) -> None:
-    _campaign(session, [("kim@example.org", "550 \x1b]0;owned\x07 no such user\x1b[2J")])
+    campaign_with(session, [("kim@example.org", "550 \x1b]0;owned\x07 no such user\x1b[2J")])
     session.commit()
     out = cli("campaigns", "show", "1").output
     assert "no such user" in out and "\x1b" not in out and "\\x1b]0;owned" in out

@@ -23,7 +23,7 @@ from mailer.releases.languages import choose, normalise, primary
 from mailer.releases.source import load_release
 from mailer.store.db import session_scope
 from mailer.store.models import Delivery
-from tests.release_support import offline_cli, org_settings, write_release
+from tests.support.releases import offline_cli, org_settings, write_release
 
 VARIANTS = ("en", "fi", "ko", "pt-br", "zh-hant")
 

@@ -31,9 +31,9 @@ from mailer.store.models import (
     Subscription,
     SubscriptionStatus,
 )
-from tests.conftest import Cli
-from tests.smtp_server import Received, SmtpServer
-from tests.test_send import populate, release, smtp, use_smtp  # noqa: F401
+from tests.support.cli import Cli
+from tests.support.sending import populate, use_smtp
+from tests.support.smtp import Received, SmtpServer
 
 DEAD_PID = 2**22 + 7  # above Linux's pid_max: no such process
 HERE = socket.gethostname()
@@ -256,7 +256,7 @@ def test_recovery_and_a_proof_are_ordered_by_the_database(settings: Settings,
 
 
 def test_an_unsubscribe_stops_the_very_next_message_at_a_low_rate(
-        settings: Settings, tmp_path: Path, smtp: SmtpServer, release: Path,  # noqa: F811
+        settings: Settings, tmp_path: Path, smtp: SmtpServer, release: Path,
         cli: Cli) -> None:
     """At 3 messages a second the wait for a rate token is longer than the re-check interval
     ever was. The proof comes after that wait, immediately before the SMTP transaction: an
@@ -351,7 +351,7 @@ def test_a_recheck_skips_opted_out_proven_rows_and_drops_resolved_ones(
 
 
 def test_an_unsubscribe_older_than_the_bound_stops_a_proven_group_message(
-        settings: Settings, tmp_path: Path, smtp: SmtpServer, release: Path,  # noqa: F811
+        settings: Settings, tmp_path: Path, smtp: SmtpServer, release: Path,
         cli: Cli) -> None:
     """ledger_group_size 10: the whole batch is proven before its first message. An
     unsubscribe committed while a message is being accepted, with more than RECHECK_SECONDS

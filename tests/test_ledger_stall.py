@@ -33,9 +33,9 @@ from sqlalchemy import create_engine, select, text
 from mailer.config import Settings
 from mailer.store.db import session_scope
 from mailer.store.models import Delivery
-from tests.conftest import Cli, write_config
-from tests.test_send import release  # noqa: F401
-from tests.test_worker import _bulk_audience
+from tests.support.cli import Cli
+from tests.support.config import write_config
+from tests.support.sending import bulk_audience
 
 ROOT = Path(__file__).parents[1]
 LEASE = 3  # seconds
@@ -115,7 +115,7 @@ class Rig:
 
 
 @pytest.fixture(params=[1, 10], ids=["group1", "group10"])
-def rig(settings: Settings, tmp_path: Path, release: Path, cli: Cli,  # noqa: F811
+def rig(settings: Settings, tmp_path: Path, release: Path, cli: Cli,
         request: pytest.FixtureRequest) -> Iterator[Rig]:
     if not settings.database_url.startswith("postgresql"):
         pytest.skip("several senders at once need PostgreSQL")
@@ -125,7 +125,8 @@ def rig(settings: Settings, tmp_path: Path, release: Path, cli: Cli,  # noqa: F8
     # 30 ms per message: two workers of two connections send ~130 a second, so the
     # campaign is still running when the test stalls one of them; a batch of 30 takes about
     # a second, well inside half the lease.
-    sink = subprocess.Popen([sys.executable, str(ROOT / "tests" / "rcpt_sink.py"), str(log),
+    sink_script = ROOT / "tests" / "support" / "rcpt_sink.py"
+    sink = subprocess.Popen([sys.executable, str(sink_script), str(log),
                              "0.03"], stdout=subprocess.PIPE)
     procs: list[subprocess.Popen[bytes]] = [sink]
     try:
@@ -135,7 +136,7 @@ def rig(settings: Settings, tmp_path: Path, release: Path, cli: Cli,  # noqa: F8
             "database_url": settings.database_url, "transport": "smtp",
             "smtp_url": f"smtp://127.0.0.1:{port}?tls=none", "concurrency": 2,
             "batch_size": 30, "lease_seconds": LEASE, "ledger_group_size": request.param})
-        _bulk_audience(settings, n)
+        bulk_audience(settings, n)
         out = cli("send", str(release), "--list", "press", "--yes", "--limit", "0").output
         assert f"recipients: {n}" in out
         yield Rig(settings, config, log, n, procs)

@@ -19,7 +19,7 @@ from mailer.store.schema import (
     head_revision,
     upgrade,
 )
-from tests.conftest import PG_URL
+from tests.support.database import PG_URL
 
 
 @pytest.fixture

@@ -3,8 +3,6 @@ fonts, dark mode. Needs Debian's chromium, chromium-driver and fonts-noto-cjk.""
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,31 +12,10 @@ import pytest
 from mailer.releases.render import preview
 from mailer.releases.source import load_release
 from mailer.samples import sample_path
-from tests.release_support import org_settings
+from tests.support.browser import CHROMEDRIVER, CHROMIUM, KOREAN_FONTS, korean_font_installed, show
+from tests.support.releases import org_settings
 
 pytestmark = pytest.mark.browser
-
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
-KOREAN_FONTS = ("Noto Sans CJK KR", "Noto Sans KR", "Apple SD Gothic Neo", "Malgun Gothic")
-FONT_FOLDERS = (Path("/usr/share/fonts"), Path("/usr/local/share/fonts"),
-                Path.home() / ".local" / "share" / "fonts", Path.home() / ".fonts")
-
-
-def korean_font_installed() -> bool:
-    """Whether fontconfig (what Chromium on Linux draws with) knows a font for Korean."""
-    fc_list = shutil.which("fc-list")
-    if fc_list is not None:
-        try:
-            found = subprocess.run([fc_list, ":lang=ko", "family"], capture_output=True,
-                                   text=True, timeout=60, check=False).stdout
-        except (OSError, subprocess.TimeoutExpired):
-            found = ""
-        return bool(found.strip())
-    # Without fc-list, look for the files the usual Korean fonts ship as.
-    patterns = ("*CJK*", "*KR*", "*Nanum*", "*Gothic*")
-    return any(next(folder.rglob(p), None) is not None
-               for folder in FONT_FOLDERS if folder.is_dir() for p in patterns)
 
 
 @pytest.fixture(scope="module")
@@ -73,15 +50,6 @@ def pages(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         out[lang].write_text(preview(release, lang, settings, list_name="Press"),
                              encoding="utf-8")
     return out
-
-
-def show(driver: Any, page: Path, width: int, dark: bool = False) -> None:
-    driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
-                           {"width": width, "height": 900, "deviceScaleFactor": 1,
-                            "mobile": width < 500})
-    driver.execute_cdp_cmd("Emulation.setEmulatedMedia", {"features": [
-        {"name": "prefers-color-scheme", "value": "dark" if dark else "light"}]})
-    driver.get(page.as_uri())
 
 
 def js(driver: Any, script: str) -> Any:

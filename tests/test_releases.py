@@ -10,7 +10,7 @@ import pytest
 from mailer.errors import ReleaseError
 from mailer.releases.source import MediaContact, load_release, release_from_sources
 from mailer.samples import sample_path
-from tests.release_support import write_release
+from tests.support.releases import write_release
 
 EN = """
 title: Hanul opens a new citizenship clinic

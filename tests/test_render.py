@@ -19,7 +19,7 @@ from mailer.releases import inline, render, textpart
 from mailer.releases.personalise import PLACEHOLDERS, placeholder
 from mailer.releases.source import Release, load_release
 from mailer.samples import sample_path
-from tests.release_support import BASE_URL, offline_cli, org_settings, write_release
+from tests.support.releases import BASE_URL, offline_cli, org_settings, write_release
 
 VALUES = {
     "name": "Dana O'Neil",
@@ -270,7 +270,9 @@ def test_press_release_parts_in_english(sample: Release, settings: Settings) -> 
     assert 'name="color-scheme" content="light dark"' in html
     assert 'class="container"' in html and 'width="600"' in html
     preheader = html.split('class="preheader"', 1)[1].split("</div>", 1)[0]
-    assert "display:none" in preheader and sample.default.meta.summary in preheader
+    summary = sample.default.meta.summary
+    assert summary is not None
+    assert "display:none" in preheader and summary in preheader
     assert rendered.preheader == sample.default.meta.summary
 
 

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
-from mailer.contacts.filters import FilterError, compile_where, parse
+from mailer.contacts.filters import BoolOp, FilterError, compile_where, parse
 from mailer.store.models import (
     Bounce,
     Campaign,
@@ -403,4 +403,4 @@ def test_values_are_bound_parameters(session: Session, people: list[Person]) -> 
 
 def test_parse_gives_precedence_to_and_over_or() -> None:
     tree = parse("beat = a or beat = b and region = c")
-    assert type(tree).__name__ == "BoolOp" and tree.op == "or"  # type: ignore[union-attr]
+    assert isinstance(tree, BoolOp) and tree.op == "or"

@@ -32,8 +32,8 @@ from mailer.store.models import (
     SubscriptionStatus,
     SuppressionReason,
 )
-from tests.conftest import Cli
-from tests.test_web_support import Web, web_fixture  # noqa: F401  (fixture)
+from tests.support.cli import Cli
+from tests.support.web import Web
 
 SAMPLES = Path(__file__).parents[1] / "mailer" / "samples"
 

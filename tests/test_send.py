@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 from collections import Counter
-from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -15,55 +13,15 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from mailer import clock
-from mailer.config import Settings, load_settings
+from mailer.config import Settings
 from mailer.contacts.contact import add_contact, unsubscribe
 from mailer.contacts.lists import create_list
 from mailer.store.db import session_scope
-from mailer.store.models import Campaign, CampaignStatus, Delivery, Suppression
-from tests.conftest import Cli, write_config
-from tests.smtp_server import Received, SmtpServer
-
-SAMPLES = Path(__file__).parents[1] / "mailer" / "samples"
-
-PEOPLE = [
-    ("kim.reporter@example.com", "김민수", "ko"),
-    ("jane.editor@example.net", "Jane O'Neil", "en"),
-    ("park@example.org", "박서연", "ko"),
-    ("lee@example.com", "David Lee", None),
-    ("choi@example.net", "최지훈", "ko-KR"),
-    ("smith@example.org", "Ann Smith", "fr"),
-]
-
-
-@pytest.fixture
-def smtp() -> Iterator[SmtpServer]:
-    server = SmtpServer().start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def release(tmp_path: Path) -> Path:
-    folder = tmp_path / "releases"
-    folder.mkdir()
-    for f in SAMPLES.glob("election-night.*.md"):
-        shutil.copy(f, folder / f.name)
-    return folder / "election-night.en.md"
-
-
-def use_smtp(settings: Settings, tmp_path: Path, server: SmtpServer, **extra: object) -> Settings:
-    write_config(tmp_path, {"database_url": settings.database_url, "transport": "smtp",
-                            "smtp_url": server.url(), "concurrency": 2, "batch_size": 2,
-                            **extra})
-    return load_settings(tmp_path / "mailer.toml", env={})
-
-
-def populate(settings: Settings, people: Sequence[tuple[str, str, str | None]] = PEOPLE,
-             slug: str = "press") -> None:
-    with session_scope(settings) as s:
-        create_list(s, slug, "Press 기자단")
-        for email, name, lang in people:
-            add_contact(s, email, slug, name=name, language=lang)
+from mailer.store.models import Campaign, CampaignStatus, Delivery, DeliveryStatus, Suppression
+from tests.support.cli import Cli
+from tests.support.sending import PEOPLE, populate, use_smtp
+from tests.support.smtp import Received, SmtpServer
+from tests.support.web import html_part
 
 
 def rfc2047(value: str) -> str:
@@ -142,8 +100,9 @@ def test_headers(settings: Settings, tmp_path: Path, smtp: SmtpServer, release: 
         head.decode("ascii")
         for word in re.findall(rb"=\?[^?]+\?[bBqQ]\?[^?]*\?=", head):
             assert len(word) <= 75
-        html = msg.get_body(("html",)).get_content()
-        text = msg.get_body(("plain",)).get_content()
+        html_body, text_body = msg.get_body(("html",)), msg.get_body(("plain",))
+        assert html_body is not None and text_body is not None
+        html, text = html_body.get_content(), text_body.get_content()
         assert "__MAILER_" not in html and "__MAILER_" not in text
         assert unsub.split(">")[0][1:] in html.replace("&amp;", "&")
     assert len(smtp.sink.received) == 8
@@ -152,9 +111,9 @@ def test_headers(settings: Settings, tmp_path: Path, smtp: SmtpServer, release: 
     assert not odd.defects and odd["Message-ID"] and odd["List-Unsubscribe"]
     # RFC 2047 decoding (whitespace between adjacent encoded words is dropped; the email
     # package's modern parser keeps it, so use the strict decoder here).
-    raw = dict(smtp.sink.to("long@example.org")[0].message.raw_items())
-    assert rfc2047(raw["To"]) == f"{long_name} <long@example.org>"
-    assert rfc2047(raw["From"]) == f"{long_from} <press@hanul.example.org>"
+    headers = dict(smtp.sink.to("long@example.org")[0].message.raw_items())
+    assert rfc2047(headers["To"]) == f"{long_name} <long@example.org>"
+    assert rfc2047(headers["From"]) == f"{long_from} <press@hanul.example.org>"
     kim = smtp.sink.to("kim.reporter@example.com")[0].message
     assert str(kim["To"]) == "김민수 <kim.reporter@example.com>"
     assert "한인" in str(kim["Subject"])
@@ -280,7 +239,7 @@ def test_expired_lease_becomes_in_doubt(settings: Settings, tmp_path: Path, smtp
         row = s.scalars(select(Delivery).where(Delivery.status == "pending")
                         .order_by(Delivery.id)).first()
         assert row is not None
-        row.status = "claimed"  # type: ignore[assignment]
+        row.status = DeliveryStatus.CLAIMED
         row.claimed_by = "other-host:4242:1"
         row.lease_expires_at = clock.now() + timedelta(seconds=600)
         stuck = row.email
@@ -663,6 +622,5 @@ def test_send_inlines_each_language_it_sends_once(settings: Settings, tmp_path: 
     assert calls == ['lang="en"']  # nobody on the wire list reads Korean: never rendered
     got = Counter(a for r in smtp.sink.received for a in r.rcpt_tos)
     assert set(got) == {e for e, _, _ in PEOPLE + english} and max(got.values()) == 1
-    footer = {r.rcpt_tos[0]: r.message.get_body(("html",)).get_content()  # type: ignore[union-attr]
-              for r in smtp.sink.received}
+    footer = {r.rcpt_tos[0]: html_part(r.message) for r in smtp.sink.received}
     assert "Press 기자단" in footer["park@example.org"]

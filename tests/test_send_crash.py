@@ -16,9 +16,9 @@ from sqlalchemy import select
 from mailer.config import Settings
 from mailer.store.db import session_scope
 from mailer.store.models import Campaign, CampaignStatus, Delivery
-from tests.conftest import Cli
-from tests.smtp_server import SmtpServer
-from tests.test_send import populate, release, smtp, use_smtp  # noqa: F401
+from tests.support.cli import Cli
+from tests.support.sending import populate, use_smtp
+from tests.support.smtp import SmtpServer
 
 RECIPIENTS = [(f"reader{i:02d}@example.org", f"Reader {i}", "ko" if i % 3 else "en")
               for i in range(24)]
@@ -46,8 +46,8 @@ def run_killed(config: Path, release_path: Path, failpoint: str) -> int:
     ("after_reply:4", 12, 5),
     ("after_reply:9", 12, 5),
 ])
-def test_killed_then_resumed(settings: Settings, tmp_path: Path, smtp: SmtpServer,  # noqa: F811
-                             release: Path, cli: Cli, failpoint: str, batch: int,  # noqa: F811
+def test_killed_then_resumed(settings: Settings, tmp_path: Path, smtp: SmtpServer,
+                             release: Path, cli: Cli, failpoint: str, batch: int,
                              group: int) -> None:
     settings = use_smtp(settings, tmp_path, smtp, concurrency=2, batch_size=batch,
                         ledger_group_size=group)

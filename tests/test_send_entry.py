@@ -12,14 +12,14 @@ import pytest
 from sqlalchemy import select
 
 from mailer.config import Settings
-from mailer.delivery.engine import Progress
 from mailer.delivery.planning import Plan
+from mailer.delivery.progress import Progress
 from mailer.delivery.send import check_for_lists, resume_campaign, send_release
 from mailer.releases.source import load_release
 from mailer.store.db import session_scope
 from mailer.store.models import Campaign, CampaignStatus
-from tests.conftest import Cli
-from tests.test_send import populate, release  # noqa: F401  (release is a fixture)
+from tests.support.cli import Cli
+from tests.support.sending import populate
 
 pytestmark = pytest.mark.db
 
@@ -62,7 +62,7 @@ class Recorder:
 
 
 def test_declined_confirmation_stores_and_sends_nothing(settings: Settings,
-                                                         release: Path) -> None:  # noqa: F811
+                                                         release: Path) -> None:
     populate(settings)
     rec = Recorder(answer=False)
     outcome = send_release(settings, release, ["press"],
@@ -75,7 +75,7 @@ def test_declined_confirmation_stores_and_sends_nothing(settings: Settings,
 
 
 def test_a_failing_confirmation_forgets_the_draft(settings: Settings,
-                                                   release: Path) -> None:  # noqa: F811
+                                                   release: Path) -> None:
     populate(settings)
 
     def no_terminal(plan: Plan) -> bool:
@@ -87,7 +87,7 @@ def test_a_failing_confirmation_forgets_the_draft(settings: Settings,
 
 
 def test_send_reports_progress_then_finds_nothing_left(settings: Settings,
-                                                        release: Path) -> None:  # noqa: F811
+                                                        release: Path) -> None:
     populate(settings)
     rec = Recorder()
     outcome = send_release(settings, release, ["press"], created_by="web",
@@ -104,7 +104,7 @@ def test_send_reports_progress_then_finds_nothing_left(settings: Settings,
 
 
 def test_dry_run_asks_nothing_and_stores_nothing(settings: Settings,
-                                                  release: Path) -> None:  # noqa: F811
+                                                  release: Path) -> None:
     populate(settings)
     rec = Recorder()
     outcome = send_release(settings, release, ["press"], dry_run=True,
@@ -116,7 +116,7 @@ def test_dry_run_asks_nothing_and_stores_nothing(settings: Settings,
     assert campaigns(settings) == [] and outbox_count(settings) == 0
 
 
-def test_scheduled_send_asks_nothing(settings: Settings, release: Path) -> None:  # noqa: F811
+def test_scheduled_send_asks_nothing(settings: Settings, release: Path) -> None:
     populate(settings)
     rec = Recorder()
     when = datetime.now(UTC) + timedelta(days=1)
@@ -127,7 +127,7 @@ def test_scheduled_send_asks_nothing(settings: Settings, release: Path) -> None:
     assert campaign.status == CampaignStatus.SCHEDULED and outbox_count(settings) == 0
 
 
-def test_limit_then_resume_campaign(settings: Settings, release: Path) -> None:  # noqa: F811
+def test_limit_then_resume_campaign(settings: Settings, release: Path) -> None:
     populate(settings)
     outcome = send_release(settings, release, ["press"], confirm=lambda plan: True, limit=2)
     assert outcome.result is not None and outcome.result.stopped_by == "limit"
@@ -137,7 +137,7 @@ def test_limit_then_resume_campaign(settings: Settings, release: Path) -> None: 
     assert result.complete and rec.due == [4] and outbox_count(settings) == 6
 
 
-def test_test_send_touches_no_campaign(settings: Settings, release: Path) -> None:  # noqa: F811
+def test_test_send_touches_no_campaign(settings: Settings, release: Path) -> None:
     populate(settings)
     rec = Recorder()
     outcome = send_release(settings, release, ["press"], tests=["Me@Hanul.example.org"],
@@ -149,7 +149,7 @@ def test_test_send_touches_no_campaign(settings: Settings, release: Path) -> Non
 
 
 def test_unknown_list_is_a_check_error_but_left_to_the_plan_when_sending(
-        settings: Settings, release: Path) -> None:  # noqa: F811
+        settings: Settings, release: Path) -> None:
     populate(settings)
     loaded = load_release(release)
     checked = check_for_lists(settings, loaded, ["press", "nosuch"])
@@ -166,7 +166,7 @@ def test_unknown_list_is_a_check_error_but_left_to_the_plan_when_sending(
 
 
 def test_dry_run_after_a_finished_campaign_shows_its_plan(settings: Settings, release: Path,
-                                                           cli: Cli) -> None:  # noqa: F811
+                                                           cli: Cli) -> None:
     """A dry run of an audience already sent to resumes the stored campaign (nothing due): the
     plan it prints reads the campaign after the dry run's rollback (was DetachedInstanceError)."""
     populate(settings)

@@ -1,9 +1,11 @@
-"""The test suite's own machinery (tests/conftest.py): the SQLite template copy, one PostgreSQL
-database per xdist worker, the `serial` marker, and the skip summary grouped by reason."""
+"""The test suite's own machinery (tests/conftest.py, tests/support/): the SQLite template copy,
+one PostgreSQL database per xdist worker, the `serial` marker, the skip summary grouped by reason,
+and the rule that no module imports a test module."""
 
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -17,7 +19,7 @@ from mailer.contacts.lists import create_list
 from mailer.store.db import make_engine
 from mailer.store.models import Base, MailingList
 from mailer.store.schema import HEAD_REVISION, current_revision
-from tests.conftest import truncate_all, worker_pg_url
+from tests.support.database import truncate_all, worker_pg_url
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -61,7 +63,7 @@ def test_truncate_all_empties_the_tables_and_restarts_ids(
 
 
 INNER_CONFTEST = """
-from tests.conftest import pytest_runtest_protocol, pytest_terminal_summary  # noqa: F401
+pytest_plugins = ["tests.support.serial", "tests.support.summary"]
 """
 
 INNER_HEAD = '''
@@ -147,3 +149,29 @@ def test_serial_runs_alone_and_skips_are_grouped(tmp_path: Path) -> None:
     assert "skipped 3: needs part A" in proc.stdout
     assert "skipped 2: needs part B" in proc.stdout
     assert "SKIPPED [" not in proc.stdout
+
+
+# `from tests.test_x import ...`, `import tests.test_x`, `from tests import test_x`.
+TEST_MODULE_IMPORT = re.compile(r"^\s*(from\s+tests\.test_\w*\s+import|import\s+tests\.test_|"
+                                r"from\s+tests\s+import\s+(\([^)]*)?\btest_)", re.MULTILINE)
+
+
+def test_no_module_imports_a_test_module() -> None:
+    """Shared helpers and fixtures live in tests/support/ (fixtures registered in conftest.py):
+    a test module imported by another would run its tests' module code twice and hide what is
+    shared. Test modules, tests/support/ and bench/ never import a test module."""
+    offenders = [
+        f"{path.relative_to(ROOT)}: {found.group(0).strip()}"
+        for folder in ("tests", "bench")
+        for path in sorted((ROOT / folder).rglob("*.py"))
+        for found in TEST_MODULE_IMPORT.finditer(path.read_text(encoding="utf-8"))
+    ]
+    assert offenders == []
+
+
+def test_the_check_for_test_module_imports_finds_one() -> None:
+    """The pattern of the test above matches each form of import it must refuse."""
+    for line in ("from tests.test_send import populate", "import tests.test_send",
+                 "    from tests.test_web import Web", "from tests import test_bounce_forgery"):
+        assert TEST_MODULE_IMPORT.search(line), line
+    assert not TEST_MODULE_IMPORT.search("from tests.support.sending import populate")

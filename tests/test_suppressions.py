@@ -21,8 +21,8 @@ from mailer.contacts.suppressions import (
 )
 from mailer.errors import ImportFileError, InvalidInputError, NotFoundError
 from mailer.store.models import Event, Suppression, SuppressionReason
-from tests.conftest import Cli
-from tests.test_import import status_on, tables, write_csv
+from tests.support.cli import Cli
+from tests.support.imports import status_on, tables, write_csv
 
 
 def test_add_ls_rm_through_the_cli(cli: Cli, session: Session) -> None:

@@ -17,9 +17,10 @@ from sqlalchemy import select
 from mailer.config import Settings
 from mailer.store.db import session_scope
 from mailer.store.models import Delivery
-from tests.conftest import Cli, write_config
-from tests.smtp_server import SmtpServer
-from tests.test_send import populate, release, use_smtp  # noqa: F401
+from tests.support.cli import Cli
+from tests.support.config import write_config
+from tests.support.sending import populate, use_smtp
+from tests.support.smtp import SmtpServer
 
 
 def self_signed(folder: Path) -> tuple[Path, Path]:
@@ -54,7 +55,7 @@ def tls_server(tmp_path: Path) -> Iterator[tuple[SmtpServer, Path]]:
 
 def test_starttls_with_private_ca_and_auth(settings: Settings, tmp_path: Path,
                                            tls_server: tuple[SmtpServer, Path],
-                                           release: Path, cli: Cli) -> None:  # noqa: F811
+                                           release: Path, cli: Cli) -> None:
     server, cert = tls_server
     write_config(tmp_path, {"database_url": settings.database_url, "transport": "smtp",
                             "smtp_url": server.url("sender", "s3cret-pass"),
@@ -67,7 +68,7 @@ def test_starttls_with_private_ca_and_auth(settings: Settings, tmp_path: Path,
 
 def test_untrusted_certificate_is_a_clear_error_before_any_claim(
     settings: Settings, tmp_path: Path, tls_server: tuple[SmtpServer, Path],
-    release: Path, cli: Cli,  # noqa: F811
+    release: Path, cli: Cli,
 ) -> None:
     server, _ = tls_server
     write_config(tmp_path, {"database_url": settings.database_url, "transport": "smtp",
@@ -83,7 +84,7 @@ def test_untrusted_certificate_is_a_clear_error_before_any_claim(
 
 def test_refused_login_is_a_clear_error_before_any_claim(
     settings: Settings, tmp_path: Path, tls_server: tuple[SmtpServer, Path],
-    release: Path, cli: Cli,  # noqa: F811
+    release: Path, cli: Cli,
 ) -> None:
     server, cert = tls_server
     write_config(tmp_path, {"database_url": settings.database_url, "transport": "smtp",
@@ -98,8 +99,8 @@ def test_refused_login_is_a_clear_error_before_any_claim(
 
 
 def test_unreachable_server_is_a_clear_error(settings: Settings, tmp_path: Path,
-                                             release: Path, cli: Cli) -> None:  # noqa: F811
-    from tests.smtp_server import free_port
+                                             release: Path, cli: Cli) -> None:
+    from tests.support.smtp import free_port
 
     write_config(tmp_path, {"database_url": settings.database_url, "transport": "smtp",
                             "smtp_url": f"smtp://127.0.0.1:{free_port()}?tls=none"})
@@ -108,7 +109,7 @@ def test_unreachable_server_is_a_clear_error(settings: Settings, tmp_path: Path,
     assert "cannot reach the SMTP server" in out
 
 
-def test_dkim_signatures_verify(settings: Settings, tmp_path: Path, release: Path,  # noqa: F811
+def test_dkim_signatures_verify(settings: Settings, tmp_path: Path, release: Path,
                                 cli: Cli) -> None:
     server = SmtpServer().start()
     try:
@@ -146,7 +147,7 @@ def test_dkim_signatures_verify(settings: Settings, tmp_path: Path, release: Pat
 
 
 def test_from_outside_the_dkim_domain_is_refused(settings: Settings, tmp_path: Path,
-                                                 release: Path, cli: Cli) -> None:  # noqa: F811
+                                                 release: Path, cli: Cli) -> None:
     cli("dkim", "keygen", "--domain", "other.example.com")
     write_config(tmp_path, {"database_url": settings.database_url, "dkim_key_file": "dkim.key",
                             "dkim_domain": "other.example.com"})

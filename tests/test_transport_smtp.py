@@ -10,7 +10,7 @@ import pytest
 from mailer.config import Settings
 from mailer.delivery.transport import Outcome, SmtpConnection, SmtpTransport
 from mailer.errors import TransportError
-from tests.smtp_server import SmtpServer
+from tests.support.smtp import SmtpServer
 
 MESSAGE = b"From: a@example.org\nTo: b@example.org\nSubject: hi\n\n.leading dot\nbody\n"
 

@@ -25,15 +25,7 @@ from mailer.contacts.contact import add_contact
 from mailer.errors import ConfigError
 from mailer.store.models import Contact
 from mailer.web import create_app
-from tests.test_web_support import (  # noqa: F401  (fixtures)
-    Web,
-    confirm_url,
-    lists_fixture,
-    page_text,
-    snapshot,
-    subscription,
-    web_fixture,
-)
+from tests.support.web import Web, confirm_url, page_text, snapshot, subscription
 
 
 def _contact(web: Web, address: str = "kim@example.org", slug: str = "news",
@@ -289,7 +281,7 @@ def test_mailer_serve_runs_waitress(settings: Settings, tmp_path: Path) -> None:
 
 
 def test_serve_help(settings: Settings, tmp_path: Path) -> None:
-    from tests.conftest import Cli
+    from tests.support.cli import Cli
 
     out = Cli(tmp_path / "mailer.toml")("serve", "--help").output
     assert "--host" in out and "--port" in out and "--threads" in out

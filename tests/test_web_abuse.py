@@ -6,12 +6,8 @@ purpose: each test is one finding of the review, and they share the serving help
 
 from __future__ import annotations
 
-import os
 import re
-import signal
 import socket
-import subprocess
-import sys
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -33,6 +29,7 @@ from mailer.contacts.contact import add_contact, erase, unsubscribe
 from mailer.contacts.lists import create_list, remove_list
 from mailer.contacts.suppressions import suppress
 from mailer.delivery.message import generate_dkim_key
+from mailer.errors import TokenError
 from mailer.store.db import get_engine
 from mailer.store.models import (
     Contact,
@@ -43,17 +40,16 @@ from mailer.store.models import (
     SuppressionReason,
 )
 from mailer.web import create_app
-from tests.smtp_server import SmtpServer, free_port
-from tests.test_web_support import (  # noqa: F401  (fixtures)
+from tests.support.smtp import SmtpServer
+from tests.support.web import (
     Web,
     confirm_url,
     html_part,
-    lists_fixture,
     page_text,
+    serving,
     snapshot,
     status_of,
     text_part,
-    web_fixture,
 )
 
 
@@ -226,7 +222,7 @@ def test_only_the_canonical_token_text_opens_a_page(web: Web, lists: dict[str, i
         for bad in _altered(token):
             assert web.client().get(prefix + bad).status_code == 404, (prefix, bad)
     for bad in _altered(tokens.make_preferences(s_, contact_id)):
-        with pytest.raises(tokens.TokenError):
+        with pytest.raises(TokenError):
             tokens.read_preferences(s_, bad.replace("%C3%A9", "é").replace("%20", " "))
 
 
@@ -269,7 +265,7 @@ def test_failed_sends_are_retried_then_delivered(settings: Settings,
         with clock.pinned(clock.now() + timedelta(minutes=2)):
             web.send_notices()
         (got,) = server.sink.to("retry@example.org")
-        assert "/confirm/" in got.message.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+        assert "/confirm/" in text_part(got.message)
         with web.db() as s:
             assert s.scalar(select(func.count()).select_from(Notice)) == 0
     finally:
@@ -277,7 +273,7 @@ def test_failed_sends_are_retried_then_delivered(settings: Settings,
 
 
 def test_worker_sends_queued_confirmations(web: Web, lists: dict[str, int], tmp_path: Path) -> None:
-    from tests.conftest import Cli
+    from tests.support.cli import Cli
 
     web.client().post("/subscribe", data={"email": "w@example.org", "list": "news"})
     assert len(list(web.settings.outbox_dir.glob("*/*"))) == 0
@@ -294,35 +290,6 @@ def test_app_refuses_a_long_declared_body_unread(web: Web, lists: dict[str, int]
     assert r.status_code == 413
     with web.db() as s:
         assert s.scalar(select(func.count()).select_from(Notice)) == 0
-
-
-@contextmanager
-def serving(tmp_path: Path) -> Iterator[int]:
-    """A real `mailer serve` subprocess on the test's mailer.toml; yields its port."""
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MAILER_")}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "mailer", "--config", str(tmp_path / "mailer.toml"), "serve",
-         "--port", str(port), "--threads", "2"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, text=True)
-    try:
-        for _ in range(600):  # a loaded machine may take a while to start Python
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2):
-                    break
-            except OSError:
-                assert proc.poll() is None, proc.stderr and proc.stderr.read()
-                time.sleep(0.1)
-        else:
-            pytest.fail("mailer serve did not answer /healthz")
-        yield port
-    finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.communicate(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.communicate()
 
 
 def test_one_click_answers_while_slow_clients_hold_connections(

@@ -32,14 +32,9 @@ from mailer.store.db import session_scope
 from mailer.store.models import Contact, Suppression
 from mailer.subscribers import words as i18n
 from mailer.web import create_app
-from tests.conftest import Cli, write_config
-from tests.test_web_support import (
-    Web,
-    confirm_url,
-    expired_confirm_token,
-    html_part,
-    status_of,
-)
+from tests.support.cli import Cli
+from tests.support.config import write_config
+from tests.support.web import Web, confirm_url, expired_confirm_token, html_part, status_of
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -201,7 +196,9 @@ def test_subscribe_confirm_receive_unsubscribe(served: Settings, driver: Any, tm
         value = status_of(web, who, slug)
         return value.value if value else None
 
-    t = lambda key, **kw: i18n.plain(lang, key, **kw)  # noqa: E731
+    def t(key: str, **kw: Any) -> str:
+        return i18n.plain(lang, key, **kw)
+
     with session_scope(settings) as s:
         create_list(s, "press", "Press releases · 보도자료",
                     "Announcements for journalists · 기자 여러분께 드리는 소식", public=True)

@@ -17,21 +17,19 @@ from mailer.contacts.suppressions import suppress
 from mailer.store.models import Contact, Event, SubscriptionStatus, Suppression, SuppressionReason
 from mailer.store.ratelimit import Limit
 from mailer.web import create_app
-from tests.test_web_support import (  # noqa: F401  (fixtures)
+from tests.support.web import (
     UA,
     Web,
     confirm_url,
     consent_paragraph,
     expired_confirm_token,
     html_part,
-    lists_fixture,
     page_text,
     sha256,
     snapshot,
     status_of,
     subscription,
     text_part,
-    web_fixture,
 )
 
 

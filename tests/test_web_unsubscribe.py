@@ -22,17 +22,15 @@ from mailer.store.models import (
     SuppressionReason,
 )
 from mailer.web import security
-from tests.conftest import Cli
-from tests.test_web_support import (  # noqa: F401  (fixtures)
+from tests.support.cli import Cli
+from tests.support.web import (
     Web,
     html_part,
-    lists_fixture,
     page_text,
     snapshot,
     status_of,
     subscription,
     text_part,
-    web_fixture,
 )
 
 SAMPLES = Path(__file__).parents[1] / "mailer" / "samples"

@@ -13,30 +13,27 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import insert, select
+from sqlalchemy import select
 
 from mailer import clock
 from mailer.config import Settings
-from mailer.contacts.lists import create_list
 from mailer.store.db import session_factory, session_scope
 from mailer.store.models import (
     Campaign,
     CampaignStatus,
-    Contact,
     Delivery,
-    Subscription,
-    SubscriptionStatus,
 )
 from mailer.store.ratelimit import take
-from tests.conftest import Cli, write_config
-from tests.smtp_server import SmtpServer
-from tests.test_send import populate, release, smtp, use_smtp  # noqa: F401
+from tests.support.cli import Cli
+from tests.support.config import write_config
+from tests.support.sending import bulk_audience, populate, use_smtp
+from tests.support.smtp import SmtpServer
 
 ROOT = Path(__file__).parents[1]
 
 
 def test_scheduled_campaign_starts_when_due_and_not_before(
-    settings: Settings, tmp_path: Path, smtp: SmtpServer, release: Path, cli: Cli,  # noqa: F811
+    settings: Settings, tmp_path: Path, smtp: SmtpServer, release: Path, cli: Cli,
 ) -> None:
     settings = use_smtp(settings, tmp_path, smtp)
     populate(settings)
@@ -60,7 +57,7 @@ def test_scheduled_campaign_starts_when_due_and_not_before(
 
 
 def test_scheduled_campaign_can_be_cancelled_before_it_starts(
-    settings: Settings, tmp_path: Path, smtp: SmtpServer, release: Path, cli: Cli,  # noqa: F811
+    settings: Settings, tmp_path: Path, smtp: SmtpServer, release: Path, cli: Cli,
 ) -> None:
     settings = use_smtp(settings, tmp_path, smtp)
     populate(settings)
@@ -73,7 +70,7 @@ def test_scheduled_campaign_can_be_cancelled_before_it_starts(
 
 
 def test_schedule_must_respect_the_embargo(settings: Settings, tmp_path: Path,
-                                           release: Path, cli: Cli) -> None:  # noqa: F811
+                                           release: Path, cli: Cli) -> None:
     populate(settings)
     embargo = (datetime.now(UTC) + timedelta(days=2)).replace(microsecond=0)
     for f in release.parent.glob("*.md"):
@@ -113,32 +110,17 @@ def test_only_store_ratelimit_writes_the_rate_limit_table() -> None:
     assert writers == []
 
 
-def _bulk_audience(settings: Settings, n: int) -> None:
-    with session_scope(settings) as s:
-        ml = create_list(s, "press", "Press")
-        list_id = ml.id
-    now = clock.now()
-    with session_scope(settings) as s:
-        s.execute(insert(Contact), [
-            {"email": f"r{i:05d}@example.org", "email_original": f"r{i:05d}@example.org",
-             "name": f"Reader {i}", "language": "ko" if i % 2 else "en", "organisation": "",
-             "attributes": {}, "created_at": now, "updated_at": now} for i in range(n)])
-        ids = s.scalars(select(Contact.id)).all()
-        s.execute(insert(Subscription), [
-            {"contact_id": cid, "list_id": list_id, "status": SubscriptionStatus.SUBSCRIBED,
-             "source": "test", "created_at": now, "updated_at": now} for cid in ids])
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("group", [1, 10])
 def test_four_workers_on_postgresql_one_killed(settings: Settings, tmp_path: Path,
-                                               release: Path, cli: Cli,  # noqa: F811
+                                               release: Path, cli: Cli,
                                                group: int) -> None:
     if not settings.database_url.startswith("postgresql"):
         pytest.skip("several workers need PostgreSQL")
     n = 20_000
     ids_file = tmp_path / "ids.txt"
-    sink = subprocess.Popen([sys.executable, str(ROOT / "tests" / "fast_sink.py"), str(ids_file)],
+    sink_script = ROOT / "tests" / "support" / "fast_sink.py"
+    sink = subprocess.Popen([sys.executable, str(sink_script), str(ids_file)],
                             stdout=subprocess.PIPE)
     workers: list[subprocess.Popen[bytes]] = []
     try:
@@ -148,7 +130,7 @@ def test_four_workers_on_postgresql_one_killed(settings: Settings, tmp_path: Pat
                                 "smtp_url": f"smtp://127.0.0.1:{port}?tls=none",
                                 "concurrency": 2, "batch_size": 50,
                                 "ledger_group_size": group})
-        _bulk_audience(settings, n)
+        bulk_audience(settings, n)
         out = cli("send", str(release), "--list", "press", "--yes", "--limit", "0").output
         assert f"recipients: {n}" in out
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -200,7 +182,7 @@ def _count_lines(path: Path) -> int:
 
 
 def test_at_is_honoured_for_an_earlier_unsent_plan(
-    settings: Settings, tmp_path: Path, smtp: SmtpServer, release: Path, cli: Cli,  # noqa: F811
+    settings: Settings, tmp_path: Path, smtp: SmtpServer, release: Path, cli: Cli,
 ) -> None:
     settings = use_smtp(settings, tmp_path, smtp)
     populate(settings)
@@ -218,7 +200,7 @@ def test_at_is_honoured_for_an_earlier_unsent_plan(
 
 
 def test_worker_leaves_a_paused_campaign_alone(
-    settings: Settings, tmp_path: Path, smtp: SmtpServer, release: Path, cli: Cli,  # noqa: F811
+    settings: Settings, tmp_path: Path, smtp: SmtpServer, release: Path, cli: Cli,
 ) -> None:
     settings = use_smtp(settings, tmp_path, smtp)
     populate(settings)
@@ -233,7 +215,7 @@ def test_worker_leaves_a_paused_campaign_alone(
 
 
 def test_a_layout_broken_after_planning_stops_the_worker_and_fails_nobody(
-    settings: Settings, tmp_path: Path, smtp: SmtpServer, release: Path, cli: Cli,  # noqa: F811
+    settings: Settings, tmp_path: Path, smtp: SmtpServer, release: Path, cli: Cli,
 ) -> None:
     """A worker renders a scheduled campaign when it starts it; if the layout no longer renders
     the run stops with the layout's error, every row stays due, and fixing it sends them all."""

@@ -320,6 +320,11 @@ class Batch:
     def write(self) -> None:
         """Everything pending, in bulk; held items get their review id."""
         s = self.session
+        # Text from a report is hostile: a NUL byte, which SQLite keeps and PostgreSQL refuses,
+        # would fail the whole batch's insert. Stored as U+FFFD, the rest stays readable.
+        for rows in (self.bounces, self.new_sups, self.events):
+            rows[:] = [_without_nul(row) for row in rows]
+        self.reviews = [(_without_nul(r), extra) for r, extra in self.reviews]
         if self.bounces:
             s.execute(insert(Bounce), self.bounces, execution_options=_ALL_COLUMNS)
         if self.new_sups:
@@ -362,3 +367,14 @@ class Batch:
                 .where(BounceReview.bounce_id.in_(part))))
         for (_, item), row in zip(self.reviews, rows, strict=True):
             item.action = f"held for review {made[row['bounce_id']]}"
+
+
+def _without_nul(value: Any) -> Any:
+    """`value` with every NUL in its strings (also inside dicts and lists) replaced by U+FFFD."""
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd") if "\x00" in value else value
+    if isinstance(value, dict):
+        return {k: _without_nul(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(_without_nul(v) for v in value)
+    return value

@@ -23,8 +23,8 @@ from types import TracebackType
 from typing import Protocol, Self
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from mailer.config import mask_url
 from mailer.errors import MailerError
+from mailer.masking import mask_url
 
 PROCESSED_KEYWORD = "$MailerProcessed"
 DEFAULT_PROCESSED_FOLDER = "mailer-processed"

@@ -116,9 +116,8 @@ class MailerGroup(click.Group):
 @click.pass_context
 def main(ctx: click.Context, config_path: str | None) -> None:
     """Send press releases and newsletters by email, safely."""
-    # Imported here, not at the top: mailer.cli.common loads SQLAlchemy's ORM (about 0.3 s), and
-    # `mailer --help` / `--version` never reach this body; every command does, and needs it.
-    from mailer.cli.common import AppContext
+    # Lazy: cli.common loads SQLAlchemy's ORM (~0.3 s); --help and --version never get here.
+    from mailer.cli.common import AppContext  # noqa: PLC0415
 
     ctx.obj = AppContext(config_path)
 

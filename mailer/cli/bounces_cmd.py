@@ -7,6 +7,7 @@ import getpass
 
 import click
 
+from mailer.bounces import classify as bounce_classify
 from mailer.bounces import policy as bounces_lib
 from mailer.bounces import review as bounce_review
 from mailer.bounces.sources import open_source
@@ -27,8 +28,6 @@ def bounces_classify(paths: tuple[str, ...], as_json: bool) -> None:
 
     PATHS are message files, folders (every file in them), mbox files or maildirs.
     """
-    from mailer.bounces import classify as bounce_classify
-
     try:
         verdicts = list(bounce_classify.classify_paths(paths))
     except bounce_classify.ClassifyError as err:

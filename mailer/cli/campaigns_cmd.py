@@ -97,8 +97,9 @@ def campaigns_show(app: AppContext, campaign_id: int, as_json: bool) -> None:
 @pass_app
 def campaigns_resume(app: AppContext, campaign_id: int, limit: int | None) -> None:
     """Carry on sending a campaign (paused, interrupted, or with retries due)."""
-    from mailer.cli.send_cmd import ProgressBar, echo_result
-    from mailer.delivery.send import resume_campaign
+    # Lazy: the send pipeline (SMTP, engine) is for resume only; campaigns ls/show skip it.
+    from mailer.cli.send_cmd import ProgressBar, echo_result  # noqa: PLC0415
+    from mailer.delivery.send import resume_campaign  # noqa: PLC0415
 
     echo_result(resume_campaign(app.settings, campaign_id, limit=limit, on_progress=ProgressBar))
 

@@ -7,6 +7,7 @@ import click
 from mailer.cli import main
 from mailer.cli.common import AppContext, echo, echo_json, echo_table, json_option, pass_app
 from mailer.contacts import contact as contacts_lib
+from mailer.contacts import segments
 from mailer.errors import InvalidInputError
 
 
@@ -136,8 +137,6 @@ def contacts_ls(app: AppContext, list_slug: str | None, status: str | None,
                 as_json: bool, where: tuple[str, ...] = (), segment: str | None = None) -> None:
     """List contacts, optionally by list and status."""
     with app.session() as s:
-        from mailer.contacts import segments
-
         chosen = segments.contact_filter(s, segment, where)
         rows = contacts_lib.iter_contacts(s, list_slug, status) if chosen is None else \
             segments.iter_contacts(s, chosen, list_slug, status)

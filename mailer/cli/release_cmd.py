@@ -69,7 +69,8 @@ def release_preview(app: AppContext, path: str, language: str | None, all_langs:
 def release_check(app: AppContext, path: str, list_slugs: tuple[str, ...],
                   as_json: bool) -> None:
     """Report errors (exit status 1) and warnings before a release is sent."""
-    from mailer.delivery.send import check_for_lists
+    # Lazy: only `release check` needs the send pipeline (SMTP, planning); preview skips it.
+    from mailer.delivery.send import check_for_lists  # noqa: PLC0415
 
     settings = app.settings
     release = load_release(path, settings.default_language)

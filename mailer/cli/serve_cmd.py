@@ -10,10 +10,13 @@ from __future__ import annotations
 import logging
 
 import click
+import waitress
 
 from mailer.cli import main
 from mailer.cli.common import AppContext, pass_app
 from mailer.errors import ConfigError
+from mailer.subscribers.queue import NoticeSender
+from mailer.web import create_app
 
 
 @main.command("serve")
@@ -28,11 +31,6 @@ from mailer.errors import ConfigError
 @pass_app
 def serve(app: AppContext, host: str, port: int, threads: int, no_notices: bool) -> None:
     """Serve the subscribe, confirm, unsubscribe and preferences pages."""
-    import waitress
-
-    from mailer.subscribers.queue import NoticeSender
-    from mailer.web import create_app
-
     settings = app.settings
     for name in ("web_max_body_bytes", "web_max_header_bytes", "web_channel_timeout",
                  "web_connection_limit"):

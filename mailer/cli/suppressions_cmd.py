@@ -93,7 +93,8 @@ def suppressions_import(app: AppContext, file: str, reason: str, source: str | N
                         dry_run: bool, sheet: str | None, encoding: str | None,
                         mappings: tuple[str, ...], as_json: bool) -> None:
     """Suppress every address in a CSV/XLSX file, e.g. another tool's unsubscribes."""
-    from mailer.imports.columns import parse_map
+    # Lazy: only `suppressions import` needs the spreadsheet machinery (mailer.imports).
+    from mailer.imports.columns import parse_map  # noqa: PLC0415
 
     mapping = parse_map(mappings)
     with app.session() as s:

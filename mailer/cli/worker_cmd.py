@@ -9,6 +9,9 @@ import click
 
 from mailer.cli import main
 from mailer.cli.common import AppContext, pass_app
+from mailer.delivery.send import checked_transport
+from mailer.delivery.worker import Worker
+from mailer.subscribers.queue import NoticeSender, send_due
 
 
 @main.command()
@@ -20,10 +23,6 @@ from mailer.cli.common import AppContext, pass_app
 @pass_app
 def worker(app: AppContext, concurrency: int | None, once: bool, poll: float) -> None:
     """Send due campaigns; run several on PostgreSQL to send in parallel."""
-    from mailer.delivery.send import checked_transport
-    from mailer.delivery.worker import Worker
-    from mailer.subscribers.queue import NoticeSender, send_due
-
     settings = app.settings
     transport = checked_transport(settings)
     w = Worker(settings, transport, concurrency=concurrency, poll_seconds=poll,

@@ -33,7 +33,7 @@ def normalise(value: str, *, check_dns: bool = False) -> Address:
         raise InvalidInputError("not an email address: empty")
     # Imported here: email_validator compiles its grammar on import (~50 ms), and the models import
     # this module (mailbox_key) in every command, most of which validate no address.
-    from email_validator import EmailNotValidError, validate_email
+    from email_validator import EmailNotValidError, validate_email  # noqa: PLC0415
 
     try:
         info = validate_email(original, check_deliverability=check_dns)

@@ -37,8 +37,9 @@ from sqlalchemy import (
     select,
     true,
 )
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import QueryableAttribute, Session
 
+from mailer import clock
 from mailer.errors import InvalidInputError
 from mailer.store.models import (
     Bounce,
@@ -341,8 +342,6 @@ def _check(text: str, node: Node) -> None:
 def parse_when(value: str, text: str = "", pos: int = 0, *,
                now: datetime | None = None) -> datetime:
     """A duration back from now (90d, 12h, 4w) or an ISO date/time (UTC unless it says)."""
-    from mailer import clock
-
     match = DURATION.fullmatch(value.strip().lower())
     if match:
         return (now or clock.now()) - int(match.group(1)) * _UNITS[match.group(2)]
@@ -382,8 +381,6 @@ class Context:
 def compile_where(session: Session, expressions: Sequence[str], *,
                   list_ids: Sequence[int] = (), now: datetime | None = None) -> ColumnElement[bool]:
     """One condition on Contact: every expression holds (several --where are ANDed)."""
-    from mailer import clock
-
     ctx = Context(session, now or clock.now(), list_ids)
     parts = [(text, parse(text)) for text in expressions]
     return and_(true(), *(_compile(ctx, text, node) for text, node in parts))
@@ -475,7 +472,9 @@ def _date_test(ctx: Context, value: ColumnElement[Any]) -> ColumnElement[bool]:
     return value.op("GLOB", is_comparison=True)(literal(date))
 
 
-def _order(op: str, left: Any, right: Any) -> ColumnElement[bool]:
+def _order(op: str, left: ColumnElement[Any] | QueryableAttribute[Any],
+           right: ColumnElement[Any] | datetime) -> ColumnElement[bool]:
+    # Typed operands, not Any: a comparison with an Any operand is Any to mypy.
     if op == "<":
         return left < right
     if op == ">":

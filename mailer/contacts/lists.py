@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from mailer.contacts.addresses import normalise as normalise_address
 from mailer.contacts.slugs import SLUG_RE as SLUG_RE
 from mailer.errors import InvalidInputError, NotFoundError
 from mailer.releases.languages import from_name, normalise
@@ -93,9 +94,7 @@ def create_list(
     if session.scalar(select(MailingList.id).where(MailingList.slug == slug)) is not None:
         raise InvalidInputError(f"a list named {slug!r} already exists")
     if from_address is not None:
-        from mailer.contacts.addresses import normalise
-
-        from_address = normalise(from_address).original
+        from_address = normalise_address(from_address).original
     ml = MailingList(slug=slug, name=name, names=local, description=description, public=public,
                      from_address=from_address)
     session.add(ml)

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, exists, func, literal, or_, select, text, true
+from sqlalchemy import ColumnElement, and_, case, exists, func, literal, or_, select, text, true
 from sqlalchemy.orm import Session, selectinload
 
 from mailer.contacts.filters import compile_where, parse
@@ -59,9 +59,7 @@ def mailbox_sql(session: Session, email: Any) -> ColumnElement[str]:
                base + literal("@") + domain)
 
 
-def _if(condition: Any, then: Any, otherwise: Any) -> Any:
-    from sqlalchemy import case
-
+def _if(condition: Any, then: Any, otherwise: Any) -> ColumnElement[Any]:
     return case((condition, then), else_=otherwise)
 
 

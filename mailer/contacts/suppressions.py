@@ -10,10 +10,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, bindparam, case, or_, select
+from sqlalchemy import ColumnElement, Select, and_, bindparam, case, or_, select, update
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from mailer import clock
+from mailer.contacts.addresses import mailbox_key, normalise
 from mailer.errors import ImportFileError, InvalidInputError, MailerError, NotFoundError
 from mailer.store import audit
 from mailer.store.models import (
@@ -23,7 +25,6 @@ from mailer.store.models import (
     Suppression,
     SuppressionReason,
 )
-
 
 # The domain (after addresses.mailbox_key) whose spellings are documented to reach one mailbox.
 KNOWN_ONE_MAILBOX = "gmail.com"
@@ -43,8 +44,6 @@ def covers_mailbox() -> ColumnElement[bool]:
 
 
 def _of_mailbox(key: str) -> Select[Suppression]:
-    from mailer.contacts.addresses import mailbox_key
-
     return select(Suppression).where(
         or_(Suppression.email == key,
             and_(Suppression.mailbox == mailbox_key(key), covers_mailbox())))
@@ -138,15 +137,11 @@ def suppression_as_dict(sup: Suppression) -> dict[str, Any]:
 def add_suppression(session: Session, email: str, reason: str = "manual", source: str = "cli",
                     *, actor: str = "") -> tuple[Suppression, bool]:
     """Suppress an address as typed (validated and normalised first); see suppress()."""
-    from mailer.contacts.addresses import normalise
-
     return suppress(session, normalise(email).key, check_reason(reason), source, actor=actor)
 
 
 def remove_suppression(session: Session, email: str, *, actor: str = "") -> Suppression:
     """Lift a suppression. Subscriptions it ended stay unsubscribed: only the person opts in."""
-    from mailer.contacts.addresses import normalise
-
     key = normalise(email).key
     sup = get_suppression(session, key)
     if sup is None:
@@ -191,13 +186,11 @@ def import_suppressions(session: Session, path: str | Path, reason: str = "unsub
     bare list of addresses. An existing suppression keeps its reason unless the new one is
     stronger, as in suppress().
     """
-    from sqlalchemy import update
-    from sqlalchemy.exc import DBAPIError
-
-    from mailer.imports.columns import map_columns
-    from mailer.imports.importer import file_rows, read_address
-    from mailer.imports.plan import chunks
-    from mailer.imports.spreadsheet import open_table
+    # Lazy: `lists ls` loads this module but no mailer.imports; and importer imports it (cycle).
+    from mailer.imports.columns import map_columns  # noqa: PLC0415
+    from mailer.imports.importer import file_rows, read_address  # noqa: PLC0415
+    from mailer.imports.plan import chunks  # noqa: PLC0415
+    from mailer.imports.spreadsheet import open_table  # noqa: PLC0415
 
     path = Path(path)
     why = check_reason(reason)
@@ -250,6 +243,8 @@ def import_suppressions(session: Session, path: str | Path, reason: str = "unsub
     try:
         with session.begin_nested():
             for part in chunks(new):
+                # A Core insert on the table (not the ORM's bulk path); mapped classes'
+                # __table__ is typed as FromClause, which has no insert().
                 session.execute(Suppression.__table__.insert(), [  # type: ignore[attr-defined]
                     {"email": k, "reason": why, "source": source, "created_at": now}
                     for k in part])

@@ -10,6 +10,7 @@ from typing import Any
 from mailer.config import Settings
 from mailer.delivery.message import CompiledVariant, dkim_signer, sender_for
 from mailer.localtext import in_language
+from mailer.releases.source import release_from_sources
 from mailer.store.models import Campaign, MailingList
 
 
@@ -67,8 +68,8 @@ def campaign_renderer(settings: Settings, campaign: Campaign,
     A campaign to one list names it in the footer ("you are on the Press list"); a campaign to
     several lists uses the organisation's wording, so each language is still inlined once.
     """
-    from mailer.releases.render import render_variant
-    from mailer.releases.source import release_from_sources
+    # Lazy: releases.render loads premailer and lxml (~0.4 s); only unrendered variants need it.
+    from mailer.releases.render import render_variant  # noqa: PLC0415
 
     stored = campaign.release
     release = release_from_sources(

@@ -56,6 +56,7 @@ from mailer.delivery.throttle import SharedRateLimiter
 from mailer.delivery.transport import Connection, Outcome, Reply, Transport
 from mailer.errors import MailerError, SendError, TransportError
 from mailer.store import audit
+from mailer.store.db import session_factory
 from mailer.store.models import (
     Campaign,
     CampaignStatus,
@@ -463,8 +464,6 @@ class Deliverer:
 
 def deliver(settings: Settings, campaign_id: int, transport: Transport, **kwargs: Any) -> RunResult:
     """Send what is due in a campaign; see Deliverer."""
-    from mailer.store.db import session_factory
-
     try:
         transport.check()
     except MailerError:

@@ -69,6 +69,7 @@ from mailer.store.models import (
     UTCDateTime,
 )
 
+# A mapped class's __table__ is typed as FromClause; Delivery's is a Table.
 DELIVERY: Table = Delivery.__table__  # type: ignore[assignment]
 D = DELIVERY.c
 # The sender's connection threads pass a Core connection (no ORM session on the hot path);
@@ -365,7 +366,7 @@ def _refused(s: Executor, hot: _Hot, holder: str, row_id: int, list_ids: Sequenc
     if (row.suppressed or not row.subscribed) and s.execute(_SKIP_HELD, {
             "b_id": row_id, "b_holder": holder, "b_now": now,
             "b_reply": SUPPRESSED_REPLY if row.suppressed else UNSUBSCRIBED_REPLY,
-    }).rowcount:  # type: ignore[attr-defined]
+    }).rowcount:  # type: ignore[attr-defined]  # a CursorResult, typed as Result
         return Verdict.OPTED_OUT, row.campaign_status
     # Nothing explains the refusal (a concurrent change between the two statements): the
     # safe answer is not to send.
@@ -479,7 +480,7 @@ def recover(s: Executor, campaign_id: int, now: datetime,
         n = s.execute(update(DELIVERY).where(gone, D.sent_at.is_not(None)).values(
             status=DeliveryStatus.IN_DOUBT, updated_at=now,
             smtp_reply=case((D.claimed_by.in_(dead), DEAD_REPLY), else_=EXPIRED_REPLY)),
-            params).rowcount  # type: ignore[attr-defined]
+            params).rowcount  # type: ignore[attr-defined]  # a CursorResult, typed as Result
         s.execute(update(DELIVERY).where(gone, D.sent_at.is_(None))
                   .values(**_PENDING_AGAIN, updated_at=now), params)
     for holder in holders:

@@ -4,6 +4,9 @@ Everything that is the same for every recipient of a variant (From, Subject, Lis
 skeleton) is encoded once, in `CompiledVariant.__init__`. `build()` then only fills the personal
 values, encodes the two bodies and writes the per-recipient headers (To, Date, Message-ID,
 List-Unsubscribe): no email.message objects, no premailer, no template engine per recipient.
+
+Over 400 lines on purpose: header encoding, the refusal of line breaks and the DKIM signature
+must agree byte for byte, and are read together here.
 """
 
 from __future__ import annotations
@@ -442,7 +445,8 @@ def dkim_signer(settings: Settings, from_address: str) -> Callable[[bytes], byte
     """A function returning the DKIM-Signature header for a message, or None without a key."""
     if settings.dkim_key_file is None:
         return None
-    import dkim
+    # Lazy: dkimpy loads dnspython (~100 modules); only a configured DKIM key needs it.
+    import dkim  # noqa: PLC0415
 
     domain = (settings.dkim_domain or from_address.rpartition("@")[2]).lower()
     from_domain = from_address.rpartition("@")[2].lower()
@@ -475,8 +479,9 @@ def _read_key(path: Path) -> bytes:
 
 def generate_dkim_key(path: Path, selector: str, domain: str, bits: int = 2048) -> str:
     """Write a new RSA private key (PEM, mode 0600) and return the DNS TXT record to publish."""
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import rsa
+    # Lazy: cryptography is needed only by `mailer dkim keygen`.
+    from cryptography.hazmat.primitives import serialization  # noqa: PLC0415
+    from cryptography.hazmat.primitives.asymmetric import rsa  # noqa: PLC0415
 
     if path.exists():
         raise ConfigError(f"{path} already exists; not overwriting a key")

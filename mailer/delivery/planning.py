@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import secrets
 import zlib
 from collections import Counter
@@ -80,9 +82,6 @@ def audience_key(list_slugs: Sequence[str], tags: Sequence[str],
     `--where` expressions enter as a hash of their text (the key has 500 characters)."""
     key = "lists=" + ",".join(sorted(set(list_slugs))) + ";tags=" + ",".join(sorted(set(tags)))
     if where:
-        import hashlib
-        import json
-
         digest = hashlib.sha256(json.dumps(sorted(set(where))).encode()).hexdigest()[:24]
         key += ";where=" + digest
     return key

@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from mailer import clock
 from mailer.config import Settings
+from mailer.contacts.suppressions import suppress
 from mailer.delivery import ledger
 from mailer.delivery.ledger import Claimed
 from mailer.delivery.transport import Outcome, Reply
@@ -49,8 +50,6 @@ def write(s: Connection, settings: Settings, campaign_id: int, started_at: datet
     ledger.record(s, holder, results, now)
     bad = [(d, reply) for d, reply in pending if reply.outcome == Outcome.BAD_ADDRESS]
     if bad:
-        from mailer.contacts.suppressions import suppress
-
         # A session inside this transaction: suppress() works on ORM objects.
         with Session(bind=s) as orm:
             for d, reply in bad:

@@ -17,8 +17,9 @@ from sqlalchemy.orm import Session
 
 from mailer import clock
 from mailer.config import Settings
-from mailer.delivery.engine import Deliverer, RunResult
+from mailer.delivery.engine import Deliverer
 from mailer.delivery.lock import this_process
+from mailer.delivery.progress import RunResult
 from mailer.delivery.transport import Transport
 from mailer.errors import SendError
 from mailer.store.db import session_factory

@@ -26,6 +26,8 @@ from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session, selectinload
 
 from mailer.contacts.lists import get_list
+from mailer.contacts.segments import contact_filter, mailbox_sql
+from mailer.contacts.suppressions import covers_mailbox
 from mailer.csvsafe import write_csv
 from mailer.errors import InvalidInputError, MailerError
 from mailer.imports.columns import ALIASES, ATTRIBUTE_PREFIX, EXPORT_MARKER, FIELDS, header_key
@@ -64,8 +66,6 @@ def export_contacts(session: Session, out: IO[bytes], list_slug: str | None = No
     """Write the selected contacts as CSV (UTF-8 with BOM) to a binary stream; returns the count.
 
     `where` / `segment`: only the contacts they choose (mailer.contacts.segments)."""
-    from mailer.contacts.segments import contact_filter
-
     if status is not None and status not in {s.value for s in SubscriptionStatus}:
         raise InvalidInputError(f"unknown status {status!r} (pending, subscribed or unsubscribed)")
     list_id = get_list(session, list_slug).id if list_slug is not None else None
@@ -90,9 +90,6 @@ def export_contacts(session: Session, out: IO[bytes], list_slug: str | None = No
 
 def _rows(session: Session, header: list[str], keys: list[str], list_id: int | None,
           status: str | None, chosen: Any = None) -> Iterator[list[str]]:
-    from mailer.contacts.segments import mailbox_sql
-    from mailer.contacts.suppressions import covers_mailbox
-
     yield header
     # The suppression of this address or of another spelling of its mailbox (+tag, Gmail
     # dots): one reason per contact, the exact address's first.

@@ -115,7 +115,8 @@ def open_table(path: str | Path, *, sheet: str | None = None,
     except OSError as err:
         raise ImportFileError(f"{path}: cannot read: {err.strerror}") from None
     if head.startswith(_ZIP) or path.suffix.lower() in (".xlsx", ".xlsm"):
-        from mailer.imports.xlsx import open_xlsx
+        # Lazy: import cycle, imports.xlsx imports this module; openpyxl only for workbooks.
+        from mailer.imports.xlsx import open_xlsx  # noqa: PLC0415
 
         return open_xlsx(path, sheet)
     if sheet is not None:

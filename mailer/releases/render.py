@@ -30,8 +30,9 @@ from jinja2 import (
     UndefinedError,
     select_autoescape,
 )
+from jinja2.exceptions import SecurityError
 from jinja2.loaders import split_template_path
-from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
+from jinja2.sandbox import ImmutableSandboxedEnvironment
 from markupsafe import Markup
 
 from mailer.config import Settings

@@ -10,6 +10,7 @@ file and line numbers its errors name.
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 import re
@@ -22,8 +23,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 
+from mailer.contacts.addresses import normalise as normalise_address
 from mailer.contacts.slugs import SLUG_RE
-from mailer.errors import ReleaseError
+from mailer.errors import InvalidInputError, ReleaseError
 from mailer.releases.languages import choose, from_name
 from mailer.releases.languages import normalise as normalise_language
 from mailer.releases.yamlhints import check_values, explain
@@ -512,8 +514,6 @@ def _validate(data: dict[Any, Any], lines: Mapping[str, int], where: str) -> Fro
 
 
 def _suggest(key: str) -> str | None:
-    import difflib
-
     close = difflib.get_close_matches(key.lower(), list(_VALIDATORS), n=1, cutoff=0.6)
     return close[0] if close else None
 
@@ -601,11 +601,8 @@ def _contact(raw: Any, at: str) -> MediaContact:
     given = {k: _text(v, f"{at}.{k}") for k, v in data.items() if v is not None}
     contact = MediaContact(**given, given=tuple(given))
     if contact.email:
-        from mailer.contacts.addresses import normalise
-        from mailer.errors import InvalidInputError
-
         try:
-            normalise(contact.email)
+            normalise_address(contact.email)
         except InvalidInputError as err:
             raise ReleaseError(f"{at}.email: {err}") from None
     return contact

@@ -11,9 +11,9 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from mailer.config import Settings, mask_url
+from mailer.config import Settings
 from mailer.errors import ConfigError, MailerError
-from mailer.masking import scrub
+from mailer.masking import mask_url, scrub
 
 _engines: dict[str, Engine] = {}
 
@@ -71,7 +71,8 @@ def get_engine(settings: Settings) -> Engine:
     url = settings.database_url
     engine = _engines.get(url)
     if engine is None:
-        from mailer.store.schema import ensure_schema
+        # Lazy: schema imports the models; `release preview` opens no database and skips them.
+        from mailer.store.schema import ensure_schema  # noqa: PLC0415
 
         engine = make_engine(url)
         try:

@@ -8,8 +8,9 @@ from pathlib import Path
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-from mailer.config import Settings, config_template, load_settings, mask_url
+from mailer.config import Settings, config_template, load_settings
 from mailer.errors import MailerError
+from mailer.masking import mask_url
 from mailer.private import create_private, write_private
 from mailer.store.db import get_engine, make_engine
 from mailer.store.schema import current_revision, ensure_schema, head_revision

@@ -105,6 +105,7 @@ def take(session: Session, key: str, window: int, allowance: int, now: datetime)
         update(RateLimit).where(RateLimit.key == row_key, RateLimit.count < allowance)
         .values(count=RateLimit.count + 1)
     )
+    # execute() of an UPDATE/DELETE returns a CursorResult, typed as Result (no rowcount).
     if granted.rowcount:  # type: ignore[attr-defined]
         return 0.0
     exists = session.scalar(select(RateLimit.count).where(RateLimit.key == row_key))

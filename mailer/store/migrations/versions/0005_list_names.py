@@ -1,7 +1,7 @@
 """mailing lists: names per language
 
 Revision ID: 0005
-Revises: 0006
+Revises: 0004
 Create Date: 2026-12-02 10:05:00.000000
 
 Numbered 0005 as planned, written after 0006 (segments) landed: it follows 0006.
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0005"
-down_revision: str | None = "0006"
+down_revision: str | None = "0004"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -1,7 +1,7 @@
 """bounce review queue: reports that prove nothing wait for a person
 
-Revision ID: 0004
-Revises: 0003
+Revision ID: 0003
+Revises: 0002
 Create Date: 2026-12-02 09:00:00.000000
 """
 
@@ -14,8 +14,8 @@ from alembic import op
 
 from mailer.store.models import UTCDateTime
 
-revision: str = "0004"
-down_revision: str | None = "0003"
+revision: str = "0003"
+down_revision: str | None = "0002"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

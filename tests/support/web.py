@@ -1,4 +1,4 @@
-"""Shared helpers and fixtures of the web tests (imported by tests/test_web*.py; no tests here).
+"""Shared helpers and fixtures of the web tests (the Flask test client, a real `mailer serve`).
 
 The app runs on the test's database through its own sessions; the tests read and prepare data in
 short committed units of work (`web.db()`), never holding a transaction the app would wait for.
@@ -11,12 +11,18 @@ import email.policy
 import hashlib
 import html
 import mailbox
+import os
 import re
+import signal
+import subprocess
+import sys
 import time
+import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from email.message import EmailMessage
+from pathlib import Path
 from typing import Any
 
 import itsdangerous
@@ -41,6 +47,7 @@ from mailer.store.models import (
 )
 from mailer.subscribers.queue import send_due
 from mailer.web import create_app
+from tests.support.smtp import free_port
 
 UA = "Mozilla/5.0 (test) mailer-web-tests"
 
@@ -187,3 +194,33 @@ def expired_confirm_token(settings: Settings, contact_id: int, list_ids: tuple[i
     serializer = itsdangerous.URLSafeTimedSerializer(
         settings.secret_key, salt=tokens.CONFIRM, signer=EightDaysAgo)
     return str(serializer.dumps([contact_id, list(list_ids)]))
+
+
+@contextmanager
+def serving(tmp_path: Path) -> Iterator[int]:
+    """A real `mailer serve` subprocess on the test's mailer.toml; yields its port."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MAILER_")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mailer", "--config", str(tmp_path / "mailer.toml"), "serve",
+         "--port", str(port), "--threads", "2"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, text=True)
+    try:
+        for _ in range(600):  # a loaded machine may take a while to start Python
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2):
+                    break
+            except OSError:
+                assert proc.poll() is None, proc.stderr and proc.stderr.read()
+                time.sleep(0.1)
+        else:
+            pytest.fail("mailer serve did not answer /healthz")
+        yield port
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.communicate(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()
+

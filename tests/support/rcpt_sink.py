@@ -2,7 +2,9 @@
 receives (before any reply) and answers every final dot after a delay, so a campaign lasts
 long enough for a test to stall its senders in the middle.
 
-    python tests/rcpt_sink.py LOG_FILE DELAY_SECONDS   # prints "PORT <n>", serves until killed
+    python tests/support/rcpt_sink.py LOG_FILE DELAY_SECONDS
+
+prints "PORT <n>", then serves until killed.
 
 Each RCPT is recorded, whether or not its message is completed: a second RCPT for an address
 is a second attempt to deliver to it, which is what the tests forbid.

@@ -1,6 +1,6 @@
 """public pages: notice queue, suppression mailbox key, no id reuse on SQLite
 
-Revision ID: 0003
+Revision ID: 0002
 Revises: 0001
 Create Date: 2026-12-02 09:10:00.000000
 
@@ -21,7 +21,7 @@ from alembic import op
 from mailer.contacts.addresses import mailbox_key
 from mailer.store.models import UTCDateTime
 
-revision: str = "0003"
+revision: str = "0002"
 down_revision: str | None = "0001"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None

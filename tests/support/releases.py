@@ -7,7 +7,8 @@ from typing import Any
 
 from mailer.config import Settings, load_settings
 from mailer.samples import SAMPLE_ORGANISATION
-from tests.conftest import Cli, write_config
+from tests.support.cli import Cli
+from tests.support.config import write_config
 
 BASE_URL = "https://news.hanul.example.org"
 

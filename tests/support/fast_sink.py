@@ -1,9 +1,9 @@
 """A fast SMTP sink in its own process for the many-worker tests: accepts every message and
 appends its Message-ID to a file, so the test can count duplicates and missing messages.
 
-    python tests/fast_sink.py IDS_FILE      # prints "PORT <n>", then serves until killed
+    python tests/support/fast_sink.py IDS_FILE      # prints "PORT <n>", then serves until killed
 
-aiosmtpd (tests/smtp_server.py) parses every line in Python and shares the test's interpreter;
+aiosmtpd (tests/support/smtp.py) parses every line in Python and shares the test's interpreter;
 20,000 messages through it take minutes. This one reads DATA in chunks.
 """
 
@@ -12,12 +12,13 @@ from __future__ import annotations
 import asyncio
 import re
 import sys
+from typing import BinaryIO
 
 _MESSAGE_ID = re.compile(rb"^Message-ID:[ \t]*(\S+)", re.I | re.M)
 
 
 class Session(asyncio.Protocol):
-    def __init__(self, out: object) -> None:
+    def __init__(self, out: BinaryIO) -> None:
         self.out = out
         self.buffer = b""
         self.in_data = False
@@ -37,8 +38,8 @@ class Session(asyncio.Protocol):
                 message, self.buffer = self.buffer[:end], self.buffer[end + 5:]
                 self.in_data = False
                 m = _MESSAGE_ID.search(message)
-                self.out.write((m.group(1) if m else b"-") + b"\n")  # type: ignore[attr-defined]
-                self.out.flush()  # type: ignore[attr-defined]
+                self.out.write((m.group(1) if m else b"-") + b"\n")
+                self.out.flush()
                 self.transport.write(b"250 2.0.0 Ok\r\n")
                 continue
             line_end = self.buffer.find(b"\r\n")

@@ -1,7 +1,7 @@
 """saved segments: lists plus filter expressions; bounce.delivery_id indexed
 
-Revision ID: 0006
-Revises: 0004
+Revision ID: 0004
+Revises: 0003
 Create Date: 2026-12-02 09:40:00.000000
 """
 
@@ -14,8 +14,8 @@ from alembic import op
 
 from mailer.store.models import UTCDateTime
 
-revision: str = "0006"
-down_revision: str | None = "0004"
+revision: str = "0004"
+down_revision: str | None = "0003"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
