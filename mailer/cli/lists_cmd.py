@@ -1,4 +1,4 @@
-"""lists create | ls | show | rm."""
+"""lists create | edit | ls | show | rm."""
 
 from __future__ import annotations
 
