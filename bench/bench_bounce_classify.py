@@ -57,10 +57,13 @@ def corpus_figures() -> None:
         cut_count += 1
         cut_unparseable += classify_bytes(cut, name).form == "unparseable"
         slowest_cut = max(slowest_cut, (seconds(cut, name), name))
-    print(f"  slowest message (best of {RUNS} runs each): {slowest[0] * 1000:.1f} ms "
-          f"({slowest[1]})")
-    print(f"  cut off in their copy: {cut_count} messages, {cut_unparseable} unparseable, "
-          f"slowest {slowest_cut[0] * 1000:.1f} ms ({slowest_cut[1]})")
+    print(
+        f"  slowest message (best of {RUNS} runs each): {slowest[0] * 1000:.1f} ms ({slowest[1]})"
+    )
+    print(
+        f"  cut off in their copy: {cut_count} messages, {cut_unparseable} unparseable, "
+        f"slowest {slowest_cut[0] * 1000:.1f} ms ({slowest_cut[1]})"
+    )
 
 
 RUNS = 3
@@ -84,23 +87,32 @@ def flufl_figures() -> None:
         verdict = classify_bytes(path.read_bytes(), path.name)
         if any(r.suppress for r in verdict.recipients):
             hard.append(path.name)
-    print(f"flufl.bounce temporary failures: {len(files)} messages, {len(hard)} marked hard "
-          f"{hard or ''}")
+    print(
+        f"flufl.bounce temporary failures: {len(files)} messages, {len(hard)} marked hard "
+        f"{hard or ''}"
+    )
 
 
 def throughput(count: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        settings = Settings(base_dir=folder, database_url=f"sqlite:///{folder / 'bench.db'}",
-                            secret_key="bench", from_address="press@hanul.example.org",
-                            envelope_sender="bounces@hanul.example.org", verp=True)
+        settings = Settings(
+            base_dir=folder,
+            database_url=f"sqlite:///{folder / 'bench.db'}",
+            secret_key="bench",
+            from_address="press@hanul.example.org",
+            envelope_sender="bounces@hanul.example.org",
+            verp=True,
+        )
         with session_factory(settings)() as session:
             w = world.build(session)
             corpus = [raw for _, raw in world.corpus(session, settings, w.campaign.id)]
             session.commit()
             # The first Message-ID header wins: every copy is a report of its own.
-            messages = [f"Message-ID: <bench.{n}@bench.example>\n".encode()
-                        + corpus[n % len(corpus)] for n in range(count)]
+            messages = [
+                f"Message-ID: <bench.{n}@bench.example>\n".encode() + corpus[n % len(corpus)]
+                for n in range(count)
+            ]
             mbox = world.write_mbox(folder / "in.mbox", messages)
             start = time.perf_counter()
             for n, raw in enumerate(messages):
@@ -112,11 +124,15 @@ def throughput(count: int) -> None:
                 session.commit()
                 elapsed = time.perf_counter() - start
         dispose_engines()
-    print(f"classify alone, the same {count} messages: {parsing:.1f} s, "
-          f"{count / parsing:.0f} messages/s")
-    print(f"bounces process, {count} messages on SQLite: {elapsed:.1f} s, "
-          f"{count / elapsed:.0f} messages/s ({report.messages} read, "
-          f"{len(report.items)} items)")
+    print(
+        f"classify alone, the same {count} messages: {parsing:.1f} s, "
+        f"{count / parsing:.0f} messages/s"
+    )
+    print(
+        f"bounces process, {count} messages on SQLite: {elapsed:.1f} s, "
+        f"{count / elapsed:.0f} messages/s ({report.messages} read, "
+        f"{len(report.items)} items)"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -68,9 +68,14 @@ PROJECT_OUTCOMES = {"hard", "soft", "block", "complaint", "delayed", "autoreply"
 
 
 def settings_for(url: str, folder: Path) -> Settings:
-    return Settings(base_dir=folder, database_url=url, secret_key="bench",
-                    from_address="press@hanul.example.org", envelope_sender=BOUNCE_ADDRESS,
-                    verp=True)
+    return Settings(
+        base_dir=folder,
+        database_url=url,
+        secret_key="bench",
+        from_address="press@hanul.example.org",
+        envelope_sender=BOUNCE_ADDRESS,
+        verp=True,
+    )
 
 
 def templates(corpus: Path | None) -> list[tuple[str, str, bytes]]:
@@ -80,8 +85,9 @@ def templates(corpus: Path | None) -> list[tuple[str, str, bytes]]:
         labels = json.loads((corpus / "labels.json").read_text(encoding="utf-8"))
         for name, rows in sorted(labels.items()):
             if len(rows) == 1 and rows[0]["address"] and rows[0]["class"] in SHARED_CLASSES:
-                out.append((rows[0]["class"], rows[0]["address"],
-                            (corpus / "samples" / name).read_bytes()))
+                out.append(
+                    (rows[0]["class"], rows[0]["address"], (corpus / "samples" / name).read_bytes())
+                )
     for name, info in sorted(world.EXPECTED["messages"].items()):
         if info["outcome"] in PROJECT_OUTCOMES and info["email"]:
             raw = (world.HERE / name).read_bytes()
@@ -90,15 +96,23 @@ def templates(corpus: Path | None) -> list[tuple[str, str, bytes]]:
     return out
 
 
-def message(n: int, kind: str, address: str, raw: bytes, email: str, mid: str, verp: str,
-            forged: bool) -> bytes:
+def message(
+    n: int, kind: str, address: str, raw: bytes, email: str, mid: str, verp: str, forged: bool
+) -> bytes:
     """`raw` rewritten to be about `email` (its delivery `mid`, its VERP address)."""
     local = address.partition("@")[0]
     raw = re.sub(re.escape(address).encode(), email.encode(), raw, flags=re.IGNORECASE)
-    raw = re.sub(rf"bounces\+{re.escape(local)}=[^@\s<>]+@hanul\.example\.org".encode(),
-                 verp.encode(), raw, flags=re.IGNORECASE)
-    raw = re.sub(rb"<c1\.r\d+\.a1b2c3d4e5@hanul\.example\.org>",
-                 (f"<forged.{n}@elsewhere.example>" if forged else mid).encode(), raw)
+    raw = re.sub(
+        rf"bounces\+{re.escape(local)}=[^@\s<>]+@hanul\.example\.org".encode(),
+        verp.encode(),
+        raw,
+        flags=re.IGNORECASE,
+    )
+    raw = re.sub(
+        rb"<c1\.r\d+\.a1b2c3d4e5@hanul\.example\.org>",
+        (f"<forged.{n}@elsewhere.example>" if forged else mid).encode(),
+        raw,
+    )
     # The first Message-ID and Delivered-To win (bounces/parse.py reads the first header).
     head = f"Message-ID: <bench.{n}@bench.example>\n"
     head += f"Delivered-To: {BOUNCE_ADDRESS if forged else verp}\n"
@@ -107,37 +121,67 @@ def message(n: int, kind: str, address: str, raw: bytes, email: str, mid: str, v
     return head.encode() + raw.replace(b"\r\n", b"\n")
 
 
-def build(session: Session, settings: Settings, count: int,
-          shapes: list[tuple[str, str, bytes]]) -> tuple[list[bytes], Counter[str]]:
+def build(
+    session: Session, settings: Settings, count: int, shapes: list[tuple[str, str, bytes]]
+) -> tuple[list[bytes], Counter[str]]:
     """The sent campaign (bulk inserts) and the `count` reports about it."""
     ml = create_list(session, "bench-bounces", "Bench")
     campaign = world.make_campaign(session, "bench-bounces")
     emails = [f"reader{n:05d}@news{n % 97}.example.com" for n in range(count)]
-    session.execute(insert(Contact), [{"email": e, "email_original": e, "name": "",
-                                       "language": "en", "attributes": {}} for e in emails])
+    session.execute(
+        insert(Contact),
+        [
+            {"email": e, "email_original": e, "name": "", "language": "en", "attributes": {}}
+            for e in emails
+        ],
+    )
     ids = {e: i for e, i in session.execute(select(Contact.email, Contact.id))}
-    session.execute(insert(Subscription), [
-        {"contact_id": ids[e], "list_id": ml.id, "status": SubscriptionStatus.SUBSCRIBED,
-         "source": "bench"} for e in emails])
+    session.execute(
+        insert(Subscription),
+        [
+            {
+                "contact_id": ids[e],
+                "list_id": ml.id,
+                "status": SubscriptionStatus.SUBSCRIBED,
+                "source": "bench",
+            }
+            for e in emails
+        ],
+    )
     mids = [f"<c{campaign.id}.r{ids[e]}.bench@hanul.example.org>" for e in emails]
-    session.execute(insert(Delivery), [
-        {"campaign_id": campaign.id, "contact_id": ids[e], "list_id": ml.id, "email": e,
-         "language": "en", "status": DeliveryStatus.SENT, "attempts": 1, "message_id": mid,
-         "sent_at": SENT_AT} for e, mid in zip(emails, mids, strict=True)])
+    session.execute(
+        insert(Delivery),
+        [
+            {
+                "campaign_id": campaign.id,
+                "contact_id": ids[e],
+                "list_id": ml.id,
+                "email": e,
+                "language": "en",
+                "status": DeliveryStatus.SENT,
+                "attempts": 1,
+                "message_id": mid,
+                "sent_at": SENT_AT,
+            }
+            for e, mid in zip(emails, mids, strict=True)
+        ],
+    )
     session.flush()
     messages, kinds = [], Counter[str]()
     for n, (email, mid) in enumerate(zip(emails, mids, strict=True)):
         kind, address, raw = shapes[n % len(shapes)]
         forged = n % 20 == 19
-        verp = verp_encode(BOUNCE_ADDRESS, email, secret_key=settings.secret_key,
-                           campaign_id=campaign.id)
+        verp = verp_encode(
+            BOUNCE_ADDRESS, email, secret_key=settings.secret_key, campaign_id=campaign.id
+        )
         messages.append(message(n, kind, address, raw, email, mid, verp, forged))
         kinds["forged " + kind if forged else kind] += 1
     return messages, kinds
 
 
-def run_once(url: str, folder: Path, count: int,
-             shapes: list[tuple[str, str, bytes]]) -> tuple[float, float, RunReport, Counter[str]]:
+def run_once(
+    url: str, folder: Path, count: int, shapes: list[tuple[str, str, bytes]]
+) -> tuple[float, float, RunReport, Counter[str]]:
     """(seconds classifying, seconds processing, the report, template kinds) on a new campaign."""
     settings = settings_for(url, folder)
     with session_factory(settings)() as session:
@@ -159,8 +203,9 @@ def run_once(url: str, folder: Path, count: int,
     return t_parse, t_full, report, kinds
 
 
-def bench(label: str, url: str, folder: Path, count: int, runs: int,
-          shapes: list[tuple[str, str, bytes]]) -> None:
+def bench(
+    label: str, url: str, folder: Path, count: int, runs: int, shapes: list[tuple[str, str, bytes]]
+) -> None:
     parse_times, full_times = [], []
     report, kinds = None, Counter[str]()
     for _ in range(runs):
@@ -178,27 +223,36 @@ def bench(label: str, url: str, folder: Path, count: int, runs: int,
     data = report.as_dict()
     print(f"  suppressed {len(data['suppressed'])}, held for review {len(data['held'])}")
     print(f"  classifier alone (baseline)  {t_parse:7.2f} s  {count / t_parse:7.0f} msg/s")
-    print(f"  bounces process              {t_full:7.2f} s  {count / t_full:7.0f} msg/s  "
-          f"({t_full / t_parse:.2f}x the classifier; database and matching "
-          f"{(t_full - t_parse) / count * 1e6:.0f} us/message)")
+    print(
+        f"  bounces process              {t_full:7.2f} s  {count / t_full:7.0f} msg/s  "
+        f"({t_full / t_parse:.2f}x the classifier; database and matching "
+        f"{(t_full - t_parse) / count * 1e6:.0f} us/message)"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--messages", type=int, default=10_000)
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--corpus", type=Path, default=os.environ.get("MAILER_BOUNCE_CORPUS"),
-                        help="a labelled corpus: labels.json and samples/*.eml")
+    parser.add_argument(
+        "--corpus",
+        type=Path,
+        default=os.environ.get("MAILER_BOUNCE_CORPUS"),
+        help="a labelled corpus: labels.json and samples/*.eml",
+    )
     args = parser.parse_args(argv)
     if args.corpus is not None and not (args.corpus / "labels.json").is_file():
         parser.error(f"--corpus {args.corpus}: no labels.json in that folder")
     shapes = templates(args.corpus)
-    print(f"{len(shapes)} report shapes"
-          + ("" if args.corpus else " (no --corpus: the project corpus only)"))
+    print(
+        f"{len(shapes)} report shapes"
+        + ("" if args.corpus else " (no --corpus: the project corpus only)")
+    )
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        bench("SQLite", f"sqlite:///{folder / 'bench.db'}", folder, args.messages, args.runs,
-              shapes)
+        bench(
+            "SQLite", f"sqlite:///{folder / 'bench.db'}", folder, args.messages, args.runs, shapes
+        )
         pg = os.environ.get("MAILER_BENCH_DATABASE_URL")
         if pg:
             bench("PostgreSQL", pg, folder, args.messages, args.runs, shapes)

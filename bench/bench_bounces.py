@@ -42,9 +42,14 @@ def median_seconds(func: Callable[[], object], runs: int) -> float:
 
 
 def settings_for(folder: Path) -> Settings:
-    return Settings(base_dir=folder, database_url=f"sqlite:///{folder / 'bench.db'}",
-                    secret_key="bench", from_address="press@hanul.example.org",
-                    envelope_sender="bounces@hanul.example.org", verp=True)
+    return Settings(
+        base_dir=folder,
+        database_url=f"sqlite:///{folder / 'bench.db'}",
+        secret_key="bench",
+        from_address="press@hanul.example.org",
+        envelope_sender="bounces@hanul.example.org",
+        verp=True,
+    )
 
 
 def process(folder: Path, messages: list[bytes]) -> float:
@@ -85,8 +90,11 @@ def main(argv: list[str] | None = None) -> int:
 
         # Each copy's reports get their own Message-ID (the first header wins), so none is a
         # duplicate of another.
-        messages = [f"Message-ID: <bench.{n}.{i}@bench.example>\n".encode() + raw
-                    for n in range(args.copies) for i, (_, raw) in enumerate(corpus)]
+        messages = [
+            f"Message-ID: <bench.{n}.{i}@bench.example>\n".encode() + raw
+            for n in range(args.copies)
+            for i, (_, raw) in enumerate(corpus)
+        ]
         count = len(messages)
 
         def baseline() -> None:
@@ -107,12 +115,18 @@ def main(argv: list[str] | None = None) -> int:
         t_parse = median_seconds(parse_only, args.runs)
         t_full = statistics.median(process(folder, messages) for _ in range(args.runs))
     print(f"\n{count} messages ({args.copies} copies of the corpus), median of {args.runs} runs:")
-    print(f"  baseline: email + flufl.bounce   {t_base * 1000:8.1f} ms  "
-          f"{count / t_base:8.0f} msg/s  1.00x")
-    print(f"  bounce_parse.parse               {t_parse * 1000:8.1f} ms  "
-          f"{count / t_parse:8.0f} msg/s  {t_parse / t_base:.2f}x")
-    print(f"  process_mailbox (SQLite)         {t_full * 1000:8.1f} ms  "
-          f"{count / t_full:8.0f} msg/s  {t_full / t_base:.2f}x")
+    print(
+        f"  baseline: email + flufl.bounce   {t_base * 1000:8.1f} ms  "
+        f"{count / t_base:8.0f} msg/s  1.00x"
+    )
+    print(
+        f"  bounce_parse.parse               {t_parse * 1000:8.1f} ms  "
+        f"{count / t_parse:8.0f} msg/s  {t_parse / t_base:.2f}x"
+    )
+    print(
+        f"  process_mailbox (SQLite)         {t_full * 1000:8.1f} ms  "
+        f"{count / t_full:8.0f} msg/s  {t_full / t_base:.2f}x"
+    )
     return 0
 
 

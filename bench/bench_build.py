@@ -38,8 +38,10 @@ from mailer import clock
 from mailer.contacts.addresses import smtp_form
 from mailer.delivery.message import CompiledVariant, Recipient, Sender, sender_for
 
-NAMES = {"en": ["Jane O'Neil", "José García", "Dr. Ann Smith, PhD", "Jürgen \"JJ\" Müller"],
-         "ko": KO_NAMES}
+NAMES = {
+    "en": ["Jane O'Neil", "José García", "Dr. Ann Smith, PhD", 'Jürgen "JJ" Müller'],
+    "ko": KO_NAMES,
+}
 
 
 def straightforward_build(compiled: CompiledVariant, sender: Sender, r: Recipient) -> bytes:
@@ -69,8 +71,16 @@ def straightforward_build(compiled: CompiledVariant, sender: Sender, r: Recipien
 
 def recipients(language: str, n: int) -> list[Recipient]:
     names = NAMES[language]
-    return [Recipient(i, f"reader{i}@example.org", names[i % len(names)], 1,
-                      f"<c1.r{i}.0123456789@hanul.example.org>") for i in range(1, n + 1)]
+    return [
+        Recipient(
+            i,
+            f"reader{i}@example.org",
+            names[i % len(names)],
+            1,
+            f"<c1.r{i}.0123456789@hanul.example.org>",
+        )
+        for i in range(1, n + 1)
+    ]
 
 
 def rate(func: Any, people: list[Recipient]) -> tuple[float, float]:
@@ -123,14 +133,35 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps({"build": results, "load": load_note()}))
         return 0
-    rows = [[lang, f"{r['compiled_per_s']:,.0f}", f"{r['baseline_per_s']:,.0f}",
-             f"{r['ratio']:.0f}x", f"{r['compiled_per_cpu_s']:,.0f}",
-             f"{r['baseline_per_cpu_s']:,.0f}", f"{r['ratio_cpu']:.0f}x",
-             f"{r['message_kb']:.1f}"]
-            for lang, r in results.items()]
+    rows = [
+        [
+            lang,
+            f"{r['compiled_per_s']:,.0f}",
+            f"{r['baseline_per_s']:,.0f}",
+            f"{r['ratio']:.0f}x",
+            f"{r['compiled_per_cpu_s']:,.0f}",
+            f"{r['baseline_per_cpu_s']:,.0f}",
+            f"{r['ratio_cpu']:.0f}x",
+            f"{r['message_kb']:.1f}",
+        ]
+        for lang, r in results.items()
+    ]
     print(f"message building, median of {args.runs} runs ({load_note()})")
-    print(table(rows, ["variant", "compiled/s", "EmailMessage/s", "ratio", "compiled/cpu-s",
-                       "EmailMessage/cpu-s", "ratio", "KiB"]))
+    print(
+        table(
+            rows,
+            [
+                "variant",
+                "compiled/s",
+                "EmailMessage/s",
+                "ratio",
+                "compiled/cpu-s",
+                "EmailMessage/cpu-s",
+                "ratio",
+                "KiB",
+            ],
+        )
+    )
     return 0
 
 

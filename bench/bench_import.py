@@ -26,14 +26,61 @@ import tempfile
 import time
 from pathlib import Path
 
-FAMILY = ["Kim", "Lee", "Park", "Choi", "Jung", "Kang", "Cho", "Yoon", "Jang", "Lim", "Smith",
-          "Johnson", "Williams", "Brown", "Garcia", "Miller", "Davis", "Rodriguez", "Martinez"]
-GIVEN = ["Minji", "Jihoon", "Seoyeon", "Hyunwoo", "Jiwoo", "Sarah", "David", "Maria", "James",
-         "Priya", "Tom", "Grace", "Daniel", "Sofia", "Yuna", "Eunji", "Joon", "Olivia"]
+FAMILY = [
+    "Kim",
+    "Lee",
+    "Park",
+    "Choi",
+    "Jung",
+    "Kang",
+    "Cho",
+    "Yoon",
+    "Jang",
+    "Lim",
+    "Smith",
+    "Johnson",
+    "Williams",
+    "Brown",
+    "Garcia",
+    "Miller",
+    "Davis",
+    "Rodriguez",
+    "Martinez",
+]
+GIVEN = [
+    "Minji",
+    "Jihoon",
+    "Seoyeon",
+    "Hyunwoo",
+    "Jiwoo",
+    "Sarah",
+    "David",
+    "Maria",
+    "James",
+    "Priya",
+    "Tom",
+    "Grace",
+    "Daniel",
+    "Sofia",
+    "Yuna",
+    "Eunji",
+    "Joon",
+    "Olivia",
+]
 KO_FAMILY = ["김", "이", "박", "최", "정", "강", "조", "윤", "장", "임"]
 KO_GIVEN = ["민지", "지훈", "서연", "현우", "지우", "은지", "준호", "수빈", "예린", "도윤"]
-OUTLETS = ["seouldaily", "hangang-times", "valleyherald", "dvledger", "koreanweekly",
-           "northwalesnews", "kbn-radio", "hanul-ilbo", "montcotribune", "metrowire"]
+OUTLETS = [
+    "seouldaily",
+    "hangang-times",
+    "valleyherald",
+    "dvledger",
+    "koreanweekly",
+    "northwalesnews",
+    "kbn-radio",
+    "hanul-ilbo",
+    "montcotribune",
+    "metrowire",
+]
 TLDS = ["example.com", "example.org", "example.net"]
 
 
@@ -51,8 +98,15 @@ def make_file(path: Path, rows: int, seed: int = 7) -> list[str]:
             outlet = rnd.choice(OUTLETS)
             email = f"{g}.{f}{i}@{outlet}{i % 3}.{rnd.choice(TLDS)}"
             emails.append(email)
-            w.writerow([email, name, outlet.replace("-", " ").title(), "ko" if korean else "en",
-                        rnd.choice(["politics", "culture", "local", "business", ""])])
+            w.writerow(
+                [
+                    email,
+                    name,
+                    outlet.replace("-", " ").title(),
+                    "ko" if korean else "en",
+                    rnd.choice(["politics", "culture", "local", "business", ""]),
+                ]
+            )
     return emails
 
 
@@ -96,8 +150,22 @@ def child(args: argparse.Namespace) -> None:
 
 def run(case: str, url: str, file: Path, rows: int) -> dict[str, float]:
     out = subprocess.run(
-        [sys.executable, __file__, "--child", case, "--url", url, "--file", str(file),
-         "--rows", str(rows)], check=True, capture_output=True, text=True)
+        [
+            sys.executable,
+            __file__,
+            "--child",
+            case,
+            "--url",
+            url,
+            "--file",
+            str(file),
+            "--rows",
+            str(rows),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -142,14 +210,19 @@ def main() -> None:
         folder = Path(tmp)
         file = folder / "contacts.csv"
         make_file(file, args.rows)
-        print(f"{args.rows:,} rows, {file.stat().st_size / 1e6:.1f} MB; median of {args.runs} "
-              "rounds; each case in a fresh process; every round runs every case, so a busy "
-              "machine slows a round's baseline as much as its imports", flush=True)
+        print(
+            f"{args.rows:,} rows, {file.stat().st_size / 1e6:.1f} MB; median of {args.runs} "
+            "rounds; each case in a fresh process; every round runs every case, so a busy "
+            "machine slows a round's baseline as much as its imports",
+            flush=True,
+        )
         engines = [("sqlite", "sqlite:///")] + ([("postgresql", args.pg)] if args.pg else [])
         cases = [("email-validator alone", "-", "validator")]
         for name, _ in engines:
-            cases += [("import, empty database", name, "import"),
-                      ("re-import (all known)", name, "import")]
+            cases += [
+                ("import, empty database", name, "import"),
+                ("re-import (all known)", name, "import"),
+            ]
         cases.append(("import, no domain cache", "sqlite", "import-uncached"))
         measured: dict[tuple[str, str], list[dict[str, float]]] = {}
         ratios: dict[tuple[str, str], list[float]] = {}
@@ -161,17 +234,21 @@ def main() -> None:
                 db = db_url(url, folder) if label.startswith("re-import") else reset(url, folder)
                 result = run(case, db, file, args.rows)
                 measured.setdefault((label, engine), []).append(result)
-                ratios.setdefault((label, engine), []).append(
-                    base["seconds"] / result["seconds"])
-        print(f"{'case':<25} {'engine':<11} {'seconds':>8} {'rows/s':>9} {'x validator':>12} "
-              f"{'peak MB':>8}")
+                ratios.setdefault((label, engine), []).append(base["seconds"] / result["seconds"])
+        print(
+            f"{'case':<25} {'engine':<11} {'seconds':>8} {'rows/s':>9} {'x validator':>12} "
+            f"{'peak MB':>8}"
+        )
         for label, engine, _ in cases:
             runs = measured[(label, engine)]
             t = statistics.median(r["seconds"] for r in runs)
             ratio = statistics.median(ratios.get((label, engine), [1.0]))
             peak = max(r["peak_mb"] for r in runs)
-            print(f"{label:<25} {engine:<11} {t:>8.2f} {args.rows / t:>9,.0f} {ratio:>12.2f} "
-                  f"{peak:>8.0f}")
+            print(
+                f"{label:<25} {engine:<11} {t:>8.2f} {args.rows / t:>9,.0f} {ratio:>12.2f} "
+                f"{peak:>8.0f}"
+            )
+
 
 if __name__ == "__main__":
     main()

@@ -76,8 +76,9 @@ def empty_database(url: str, folder: Path) -> str:
     return url
 
 
-def one_send(url: str, folder: Path, n: int, group: int, transport: str,
-             sink: SinkProcess) -> float:
+def one_send(
+    url: str, folder: Path, n: int, group: int, transport: str, sink: SinkProcess
+) -> float:
     """Messages per second of one send of a fresh n-recipient campaign."""
     from mailer.delivery.engine import deliver
     from mailer.delivery.transport import SmtpTransport
@@ -85,8 +86,13 @@ def one_send(url: str, folder: Path, n: int, group: int, transport: str,
 
     db_url = empty_database(url, folder)
     connections = 1 if transport == "none" else 4
-    settings = bench_settings(db_url, transport="smtp", smtp_url=sink.url,
-                              concurrency=connections, ledger_group_size=group)
+    settings = bench_settings(
+        db_url,
+        transport="smtp",
+        smtp_url=sink.url,
+        concurrency=connections,
+        ledger_group_size=group,
+    )
     populate(settings, n)
     campaign_id = plan(settings)
     chosen: Any = AcceptAll() if transport == "none" else SmtpTransport(settings)
@@ -116,9 +122,16 @@ def measure(urls: dict[str, str], n: int, runs: int, groups: list[int]) -> list[
                         rates[g].append(one_send(url, folder, n, g, transport, sink))
                 base = median(rates[groups[0]])
                 for g in groups:
-                    out.append({"engine": engine, "transport": transport, "group": g,
-                                "per_s": median(rates[g]), "ratio": median(rates[g]) / base,
-                                "runs": rates[g]})
+                    out.append(
+                        {
+                            "engine": engine,
+                            "transport": transport,
+                            "group": g,
+                            "per_s": median(rates[g]),
+                            "ratio": median(rates[g]) / base,
+                            "runs": rates[g],
+                        }
+                    )
     return out
 
 
@@ -127,9 +140,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--recipients", type=int, default=5000)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--groups", default="1,10,50")
-    parser.add_argument("--pg", default=os.environ.get("MAILER_BENCH_DATABASE_URL")
-                        or os.environ.get("MAILER_TEST_DATABASE_URL", ""),
-                        help="a PostgreSQL URL (its mailer tables are emptied)")
+    parser.add_argument(
+        "--pg",
+        default=os.environ.get("MAILER_BENCH_DATABASE_URL")
+        or os.environ.get("MAILER_TEST_DATABASE_URL", ""),
+        help="a PostgreSQL URL (its mailer tables are emptied)",
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     groups = [int(g) for g in args.groups.split(",")]
@@ -141,10 +157,18 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps({"ledger": results, "load": load_note()}))
         return 0
     how = {"none": "no SMTP, 1 connection", "sink": "sink, 4 connections"}
-    rows = [[f"{r['engine']}, {how[r['transport']]}", str(r["group"]), f"{r['per_s']:,.0f}/s",
-             f"{r['ratio']:.2f}x"] for r in results]
-    print(f"ledger proofs, {args.recipients:,} recipients, median of {args.runs} runs "
-          f"({load_note()})")
+    rows = [
+        [
+            f"{r['engine']}, {how[r['transport']]}",
+            str(r["group"]),
+            f"{r['per_s']:,.0f}/s",
+            f"{r['ratio']:.2f}x",
+        ]
+        for r in results
+    ]
+    print(
+        f"ledger proofs, {args.recipients:,} recipients, median of {args.runs} runs ({load_note()})"
+    )
     print(table(rows, ["send", "ledger_group_size", "messages", f"vs group {groups[0]}"]))
     return 0
 

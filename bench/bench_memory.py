@@ -61,14 +61,20 @@ def child_send(config: str, release: str) -> None:
     imported = vm("VmRSS")
     start = time.perf_counter()
     try:
-        main(["--config", config, "send", release, "--list", "bench", "--yes"],
-             standalone_mode=False)
+        main(
+            ["--config", config, "send", release, "--list", "bench", "--yes"], standalone_mode=False
+        )
     except click.ClickException as err:
         raise SystemExit(f"mailer send failed: {err.format_message()}") from None
     elapsed = time.perf_counter() - start
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print("RESULT " + json.dumps({"imported_mb": imported, "peak_mb": peak,
-                                  "hwm_mb": vm("VmHWM"), "seconds": elapsed}), flush=True)
+    print(
+        "RESULT "
+        + json.dumps(
+            {"imported_mb": imported, "peak_mb": peak, "hwm_mb": vm("VmHWM"), "seconds": elapsed}
+        ),
+        flush=True,
+    )
 
 
 def empty_database(url: str, folder: Path) -> str:
@@ -95,10 +101,17 @@ def write_config(folder: Path, url: str, sink: SinkProcess, group: int | None) -
     from bench.support import bench_settings
 
     s = bench_settings(url)
-    values = {"database_url": url, "transport": "smtp", "smtp_url": sink.url,
-              "secret_key": s.secret_key, "from_address": s.from_address,
-              "from_name": s.from_name, "base_url": s.base_url,
-              "postal_address": s.postal_address, "organisation_name": s.organisation_name}
+    values = {
+        "database_url": url,
+        "transport": "smtp",
+        "smtp_url": sink.url,
+        "secret_key": s.secret_key,
+        "from_address": s.from_address,
+        "from_name": s.from_name,
+        "base_url": s.base_url,
+        "postal_address": s.postal_address,
+        "organisation_name": s.organisation_name,
+    }
     lines = [f'{k} = "{v}"' for k, v in values.items()] + ["concurrency = 4"]
     if group is not None:
         lines.append(f"ledger_group_size = {group}")
@@ -109,8 +122,9 @@ def write_config(folder: Path, url: str, sink: SinkProcess, group: int | None) -
 
 def run_child(*args: str) -> str:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.run([sys.executable, __file__, *args], env=env, capture_output=True,
-                          text=True)
+    proc = subprocess.run(
+        [sys.executable, __file__, *args], env=env, capture_output=True, text=True
+    )
     if proc.returncode != 0:
         raise RuntimeError(f"{args[0]} failed: {proc.stderr[-3000:]}")
     return proc.stdout
@@ -129,8 +143,9 @@ def measure(sizes: list[int], url: str, group: int | None) -> list[dict[str, Any
             run_child("--child-fill", db_url, str(n))
             config = write_config(folder, db_url, sink, group)
             sink.reset()
-            stdout = run_child("--child-send", str(config),
-                               str(release_dir / "election-night.en.md"))
+            stdout = run_child(
+                "--child-send", str(config), str(release_dir / "election-night.en.md")
+            )
             result = json.loads(stdout.split("RESULT ", 1)[1])
             got, ids, _ = sink.stats()
             if got != n or ids != n:
@@ -152,8 +167,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="100000,1000000")
-    parser.add_argument("--group", type=int, default=None,
-                        help="ledger_group_size (default: the shipped setting)")
+    parser.add_argument(
+        "--group", type=int, default=None, help="ledger_group_size (default: the shipped setting)"
+    )
     parser.add_argument("--url", default="", help="database URL (default: a new SQLite file)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
@@ -161,10 +177,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps({"memory": results, "load": load_note()}))
         return 0
-    rows = [[f"{r['recipients']:,}", f"{r['imported_mb']:.0f} MiB",
-             f"{r['peak_mb']:.1f} MiB ({r['peak_mb'] * 1.048576:.1f} MB)",
-             f"{r['growth'] * 100:+.1f}%", f"{r['seconds']:.0f} s", f"{r['per_s']:,.0f}/s"]
-            for r in results]
+    rows = [
+        [
+            f"{r['recipients']:,}",
+            f"{r['imported_mb']:.0f} MiB",
+            f"{r['peak_mb']:.1f} MiB ({r['peak_mb'] * 1.048576:.1f} MB)",
+            f"{r['growth'] * 100:+.1f}%",
+            f"{r['seconds']:.0f} s",
+            f"{r['per_s']:,.0f}/s",
+        ]
+        for r in results
+    ]
     print(f"peak RSS of `mailer send` (MiB; 100 MB = 95.4 MiB) ({load_note()})")
     print(table(rows, ["recipients", "after imports", "peak RSS", "growth", "send", "rate"]))
     return 0

@@ -35,22 +35,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=9)
     parser.add_argument("--recipients", type=int, default=10_000)
     args = parser.parse_args(argv)
-    settings = Settings(**SAMPLE_ORGANISATION, base_url="https://news.hanul.example.org",
-                        secret_key="bench")
+    settings = Settings(
+        **SAMPLE_ORGANISATION, base_url="https://news.hanul.example.org", secret_key="bench"
+    )
     release = load_release(sample_path())
     layout_environment.cache_clear()
     start = time.perf_counter()
     render_variant(release, release.default_language, settings)
     cold = time.perf_counter() - start
-    print(f"sample release {release.slug!r}, {args.runs} runs each, median; "
-          f"first render (templates compiled) {cold * 1000:.1f} ms")
-    print(f"{'variant':<8}{'markdown':>11}{'render+inline':>15}{'x markdown':>12}"
-          f"{'fill/recipient':>16}{'render/fill':>13}{'HTML KB':>9}")
+    print(
+        f"sample release {release.slug!r}, {args.runs} runs each, median; "
+        f"first render (templates compiled) {cold * 1000:.1f} ms"
+    )
+    print(
+        f"{'variant':<8}{'markdown':>11}{'render+inline':>15}{'x markdown':>12}"
+        f"{'fill/recipient':>16}{'render/fill':>13}{'HTML KB':>9}"
+    )
     for lang in release.languages:
         variant = release.variants[lang]
         md = median_seconds(lambda v=variant: body_html(v), args.runs)
-        full = median_seconds(lambda lang=lang: render_variant(release, lang, settings),
-                              args.runs)
+        full = median_seconds(lambda lang=lang: render_variant(release, lang, settings), args.runs)
         rendered = render_variant(release, lang, settings)
         values = sample_values(settings, lang)
         n = args.recipients
@@ -60,13 +64,19 @@ def main(argv: list[str] | None = None) -> int:
             rendered.text.fill(values)
         fill = (time.perf_counter() - start) / n
         size = len(rendered.html.fill(values).encode("utf-8")) / 1024
-        print(f"{lang:<8}{md * 1000:>9.2f}ms{full * 1000:>13.1f}ms{full / md:>11.0f}x"
-              f"{fill * 1e6:>14.1f}us{full / fill:>12.0f}x{size:>9.1f}")
-    total = sum(median_seconds(lambda lang=lang: render_variant(release, lang, settings), 3)
-                for lang in release.languages)
-    print(f"a campaign to {args.recipients} recipients inlines {len(release.languages)} times "
-          f"({total * 1000:.0f} ms); inlining per recipient would take about "
-          f"{total / len(release.languages) * args.recipients:.0f} s")
+        print(
+            f"{lang:<8}{md * 1000:>9.2f}ms{full * 1000:>13.1f}ms{full / md:>11.0f}x"
+            f"{fill * 1e6:>14.1f}us{full / fill:>12.0f}x{size:>9.1f}"
+        )
+    total = sum(
+        median_seconds(lambda lang=lang: render_variant(release, lang, settings), 3)
+        for lang in release.languages
+    )
+    print(
+        f"a campaign to {args.recipients} recipients inlines {len(release.languages)} times "
+        f"({total * 1000:.0f} ms); inlining per recipient would take about "
+        f"{total / len(release.languages) * args.recipients:.0f} s"
+    )
     return 0
 
 

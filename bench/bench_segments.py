@@ -40,8 +40,13 @@ from bench.support import (
 )
 from mailer.config import Settings
 
-SEGMENT = ["language = ko", "beat in (politics, elections)", "region ~ PA",
-           "not bounced_since 90d", "media_type != radio or tag = 2024-expo"]
+SEGMENT = [
+    "language = ko",
+    "beat in (politics, elections)",
+    "region ~ PA",
+    "not bounced_since 90d",
+    "media_type != radio or tag = 2024-expo",
+]
 BEATS = ["politics", "elections", "business", "sports", "culture", "immigration"]
 REGIONS = ["Philadelphia, PA", "Bergen, NJ", "Queens, NY", "Montgomery, PA", "Fairfax, VA"]
 MEDIA = ["print", "TV", "radio", "online", "ethnic media"]
@@ -62,22 +67,44 @@ def fill(settings: Settings, n: int) -> None:
         emails = dict(s.execute(select(Contact.id, Contact.email)).all())
     now = datetime.now(UTC)
     with engine.begin() as conn:
-        rows = [{"b_id": cid, "attributes": {"beat": rnd.choice(BEATS),
-                                             "region": rnd.choice(REGIONS),
-                                             "media_type": rnd.choice(MEDIA)},
-                 "organisation": f"Outlet {cid % 50}"} for cid in ids]
+        rows = [
+            {
+                "b_id": cid,
+                "attributes": {
+                    "beat": rnd.choice(BEATS),
+                    "region": rnd.choice(REGIONS),
+                    "media_type": rnd.choice(MEDIA),
+                },
+                "organisation": f"Outlet {cid % 50}",
+            }
+            for cid in ids
+        ]
         from sqlalchemy import bindparam
 
-        stmt = update(Contact).where(Contact.id == bindparam("b_id")).values(
-            attributes=bindparam("attributes"), organisation=bindparam("organisation"))
+        stmt = (
+            update(Contact)
+            .where(Contact.id == bindparam("b_id"))
+            .values(attributes=bindparam("attributes"), organisation=bindparam("organisation"))
+        )
         for start in range(0, len(rows), 10_000):
-            conn.execute(stmt.execution_options(synchronize_session=False),
-                         rows[start:start + 10_000])
-        conn.execute(insert(ContactTag), [{"contact_id": cid, "tag": "2024-expo"}
-                                          for cid in ids[::10]])
-        conn.execute(insert(Bounce), [
-            {"source_message_id": f"<bench-{cid}@x>", "email": emails[cid], "kind": "hard",
-             "created_at": now - timedelta(days=rnd.randint(1, 200))} for cid in ids[::20]])
+            conn.execute(
+                stmt.execution_options(synchronize_session=False), rows[start : start + 10_000]
+            )
+        conn.execute(
+            insert(ContactTag), [{"contact_id": cid, "tag": "2024-expo"} for cid in ids[::10]]
+        )
+        conn.execute(
+            insert(Bounce),
+            [
+                {
+                    "source_message_id": f"<bench-{cid}@x>",
+                    "email": emails[cid],
+                    "kind": "hard",
+                    "created_at": now - timedelta(days=rnd.randint(1, 200)),
+                }
+                for cid in ids[::20]
+            ],
+        )
     if engine.dialect.name == "postgresql":
         with engine.begin() as conn:
             conn.exec_driver_sql("ANALYZE")
@@ -96,8 +123,16 @@ def measure(settings: Settings, runs: int) -> dict[str, float | int]:
             return count(s, resolve(s, None, [SLUG], SEGMENT))
 
     def planned(where: list[str]) -> int:
-        p = dispatch.plan(settings, release, [SLUG], [], smtputf8=True, transport="bench",
-                          created_by="bench", where=where)
+        p = dispatch.plan(
+            settings,
+            release,
+            [SLUG],
+            [],
+            smtputf8=True,
+            transport="bench",
+            created_by="bench",
+            where=where,
+        )
         done.append(p.campaign.id)
         return p.total
 
@@ -112,8 +147,11 @@ def measure(settings: Settings, runs: int) -> dict[str, float | int]:
     done: list[int] = []
 
     out: dict[str, Any] = {}
-    for name, job in (("count", counted), ("plan (list)", lambda: planned([])),
-                      ("plan (segment)", lambda: planned(SEGMENT))):
+    for name, job in (
+        ("count", counted),
+        ("plan (list)", lambda: planned([])),
+        ("plan (segment)", lambda: planned(SEGMENT)),
+    ):
         times = []
         for _ in range(runs):
             start = time.perf_counter()
@@ -156,12 +194,18 @@ def main() -> None:
     if args.json:
         print(json.dumps(results, indent=2))
         return
-    print(f"{args.contacts} contacts; segment of {len(SEGMENT)} expressions: "
-          + " / ".join(SEGMENT))
-    rows = [[engine, f"{r['count']:.3f} s ({r['count rows']})",
-             f"{r['plan (list)']:.3f} s ({r['plan (list) rows']})",
-             f"{r['plan (segment)']:.3f} s ({r['plan (segment) rows']})"]
-            for engine, r in results.items()]
+    print(
+        f"{args.contacts} contacts; segment of {len(SEGMENT)} expressions: " + " / ".join(SEGMENT)
+    )
+    rows = [
+        [
+            engine,
+            f"{r['count']:.3f} s ({r['count rows']})",
+            f"{r['plan (list)']:.3f} s ({r['plan (list) rows']})",
+            f"{r['plan (segment)']:.3f} s ({r['plan (segment) rows']})",
+        ]
+        for engine, r in results.items()
+    ]
     print(table(rows, ["ENGINE", "COUNT (ROWS)", "PLAN LIST (ROWS)", "PLAN SEGMENT (ROWS)"]))
     print(load_note())
 

@@ -23,9 +23,17 @@ from mailer.releases.source import load_release
 from mailer.samples import SAMPLE_ORGANISATION, sample_path
 
 WIDTHS = (600, 375)
-FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", "--no-first-run",
-         "--hide-scrollbars", "--disable-extensions")
+FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--hide-scrollbars",
+    "--disable-extensions",
+)
 # Headless Chromium lays a page out at least 500px wide until the screenshot itself, so the page
 # is measured inside an iframe of exactly the target width (srcdoc keeps it same-origin).
 _HARNESS = """<!DOCTYPE html><html><body style="margin:0">
@@ -52,9 +60,15 @@ def page_height(binary: str, html_file: Path, width: int, profile: Path, dark: b
     srcdoc = html.escape(html_file.read_text(encoding="utf-8"), quote=True)
     probe.write_text(_HARNESS.format(width=width, srcdoc=srcdoc), encoding="utf-8")
     try:
-        dom = chromium(binary, *(["--force-dark-mode"] if dark else []), "--dump-dom",
-                       "--virtual-time-budget=5000", "--window-size=800,900", probe.as_uri(),
-                       profile=profile)
+        dom = chromium(
+            binary,
+            *(["--force-dark-mode"] if dark else []),
+            "--dump-dom",
+            "--virtual-time-budget=5000",
+            "--window-size=800,900",
+            probe.as_uri(),
+            profile=profile,
+        )
     finally:
         probe.unlink()
     match = re.search(r'data-height="(\d+)"', dom)
@@ -67,8 +81,14 @@ def shoot(binary: str, html_file: Path, png: Path, width: int, dark: bool = Fals
     with tempfile.TemporaryDirectory(prefix="mailer-chromium-") as tmp:
         profile = Path(tmp)
         height = page_height(binary, html_file, width, profile, dark)
-        chromium(binary, *(["--force-dark-mode"] if dark else []), f"--screenshot={png}",
-                 f"--window-size={width},{height}", html_file.as_uri(), profile=profile)
+        chromium(
+            binary,
+            *(["--force-dark-mode"] if dark else []),
+            f"--screenshot={png}",
+            f"--window-size={width},{height}",
+            html_file.as_uri(),
+            profile=profile,
+        )
     print(f"{png}  {width}x{height}")
 
 
@@ -79,23 +99,34 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dark", action="store_true", help="also a dark-mode shot at 600px")
     args = parser.parse_args(argv)
     if not Path(args.chromium).exists():
-        print(f"{args.chromium} not found: apt-get install -y chromium fonts-noto-cjk",
-              file=sys.stderr)
+        print(
+            f"{args.chromium} not found: apt-get install -y chromium fonts-noto-cjk",
+            file=sys.stderr,
+        )
         return 2
     args.outdir.mkdir(parents=True, exist_ok=True)
-    settings = Settings(**SAMPLE_ORGANISATION, base_url="https://news.hanul.example.org",
-                        secret_key="screenshots")
+    settings = Settings(
+        **SAMPLE_ORGANISATION, base_url="https://news.hanul.example.org", secret_key="screenshots"
+    )
     release = load_release(sample_path())
     for lang in release.languages:
         html_file = (args.outdir / f"{release.slug}.{lang}.html").absolute()
-        html_file.write_text(preview(release, lang, settings, list_name="Press"),
-                             encoding="utf-8")
+        html_file.write_text(preview(release, lang, settings, list_name="Press"), encoding="utf-8")
         for width in WIDTHS:
-            shoot(args.chromium, html_file, args.outdir / f"{release.slug}.{lang}.{width}px.png",
-                  width)
+            shoot(
+                args.chromium,
+                html_file,
+                args.outdir / f"{release.slug}.{lang}.{width}px.png",
+                width,
+            )
         if args.dark:
-            shoot(args.chromium, html_file, args.outdir / f"{release.slug}.{lang}.dark.png", 600,
-                  dark=True)
+            shoot(
+                args.chromium,
+                html_file,
+                args.outdir / f"{release.slug}.{lang}.dark.png",
+                600,
+                dark=True,
+            )
     return 0
 
 

@@ -52,7 +52,7 @@ class SinkProtocol(asyncio.Protocol):
                 end = self.buffer.find(b"\r\n.\r\n")
                 if end < 0:
                     break
-                message, self.buffer = self.buffer[:end + 2], self.buffer[end + 5:]
+                message, self.buffer = self.buffer[: end + 2], self.buffer[end + 5 :]
                 self.in_data = False
                 self._count(message)
                 replies.append(b"250 2.0.0 queued\r\n")
@@ -60,7 +60,7 @@ class SinkProtocol(asyncio.Protocol):
             end = self.buffer.find(b"\r\n")
             if end < 0:
                 break
-            line, self.buffer = self.buffer[:end], self.buffer[end + 2:]
+            line, self.buffer = self.buffer[:end], self.buffer[end + 2 :]
             reply = self._command(line)
             if reply is None:
                 break
@@ -72,7 +72,7 @@ class SinkProtocol(asyncio.Protocol):
         c = self.counts
         c.messages += 1
         c.bytes += len(message)
-        head = message[:message.find(b"\r\n\r\n")]
+        head = message[: message.find(b"\r\n\r\n")]
         m = _MESSAGE_ID.search(head)
         if m:
             c.ids.add(m.group(1))
@@ -80,8 +80,10 @@ class SinkProtocol(asyncio.Protocol):
     def _command(self, line: bytes) -> bytes | None:
         verb = line[:4].upper()
         if verb in (b"EHLO", b"HELO"):
-            return (b"250-bench-sink\r\n250-PIPELINING\r\n250-8BITMIME\r\n250-SMTPUTF8\r\n"
-                    b"250 SIZE 104857600\r\n")
+            return (
+                b"250-bench-sink\r\n250-PIPELINING\r\n250-8BITMIME\r\n250-SMTPUTF8\r\n"
+                b"250 SIZE 104857600\r\n"
+            )
         if verb in (b"MAIL", b"RCPT", b"RSET", b"NOOP"):
             return b"250 2.0.0 OK\r\n"
         if verb == b"DATA":
@@ -106,8 +108,7 @@ class SinkProtocol(asyncio.Protocol):
 async def serve(port: int) -> None:
     counts = Counts()
     loop = asyncio.get_running_loop()
-    server = await loop.create_server(lambda: SinkProtocol(counts), "127.0.0.1", port,
-                                      backlog=512)
+    server = await loop.create_server(lambda: SinkProtocol(counts), "127.0.0.1", port, backlog=512)
     bound = server.sockets[0].getsockname()[1]
     print(f"PORT {bound}", flush=True)
     stop = asyncio.Event()
@@ -121,8 +122,9 @@ class SinkProcess:
     """The sink in a child process; `stats()` and `reset()` talk to it over SMTP."""
 
     def __init__(self) -> None:
-        self.proc = subprocess.Popen([sys.executable, __file__, "--port", "0"],
-                                     stdout=subprocess.PIPE, text=True)
+        self.proc = subprocess.Popen(
+            [sys.executable, __file__, "--port", "0"], stdout=subprocess.PIPE, text=True
+        )
         assert self.proc.stdout is not None
         first = self.proc.stdout.readline().split()
         if first[:1] != ["PORT"]:

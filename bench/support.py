@@ -56,12 +56,12 @@ def person(i: int, rnd: random.Random, korean_share: float) -> tuple[str, str, s
     """(email, name, language) of bench contact i; names with non-ASCII and with specials."""
     if rnd.random() < korean_share:
         return f"reader{i}@ko{i % 7}.example.org", rnd.choice(KO_NAMES), "ko"
-    return (f"reader{i}@en{i % 7}.example.com", f"{rnd.choice(GIVEN)} {rnd.choice(FAMILY)}",
-            "en")
+    return (f"reader{i}@en{i % 7}.example.com", f"{rnd.choice(GIVEN)} {rnd.choice(FAMILY)}", "en")
 
 
-def populate(settings: Settings, n: int, *, korean_share: float = 0.4, seed: int = 8,
-             slug: str = SLUG) -> int:
+def populate(
+    settings: Settings, n: int, *, korean_share: float = 0.4, seed: int = 8, slug: str = SLUG
+) -> int:
     """Create the list `slug` and n subscribed contacts on it; returns the list id."""
     from mailer.contacts.lists import create_list
     from mailer.store.db import get_engine, session_scope
@@ -85,18 +85,37 @@ def populate(settings: Settings, n: int, *, korean_share: float = 0.4, seed: int
             for i in range(start, min(n, start + chunk)):
                 email, name, lang = person(first + i, rnd, korean_share)
                 cid = first + i
-                contacts.append({"id": cid, "email": email, "email_original": email,
-                                 "name": name, "language": lang, "organisation": "",
-                                 "attributes": {}, "created_at": now, "updated_at": now})
-                subs.append({"contact_id": cid, "list_id": list_id,
-                             "status": SubscriptionStatus.SUBSCRIBED, "source": "bench",
-                             "created_at": now, "updated_at": now})
+                contacts.append(
+                    {
+                        "id": cid,
+                        "email": email,
+                        "email_original": email,
+                        "name": name,
+                        "language": lang,
+                        "organisation": "",
+                        "attributes": {},
+                        "created_at": now,
+                        "updated_at": now,
+                    }
+                )
+                subs.append(
+                    {
+                        "contact_id": cid,
+                        "list_id": list_id,
+                        "status": SubscriptionStatus.SUBSCRIBED,
+                        "source": "bench",
+                        "created_at": now,
+                        "updated_at": now,
+                    }
+                )
             conn.execute(insert(Contact), contacts)
             conn.execute(insert(Subscription), subs)
     if engine.dialect.name == "postgresql":
         with engine.begin() as conn:
-            conn.exec_driver_sql("SELECT setval(pg_get_serial_sequence('contact', 'id'), "
-                                 "(SELECT max(id) FROM contact))")
+            conn.exec_driver_sql(
+                "SELECT setval(pg_get_serial_sequence('contact', 'id'), "
+                "(SELECT max(id) FROM contact))"
+            )
             conn.exec_driver_sql("ANALYZE")
     return list_id
 
@@ -105,8 +124,9 @@ def plan(settings: Settings, slug: str = SLUG) -> int:
     """Plan a campaign of the sample release to the list (the real planner); its id."""
     from mailer.delivery import send as dispatch
 
-    p = dispatch.plan(settings, sample_release(), [slug], [], smtputf8=True,
-                      transport="bench", created_by="bench")
+    p = dispatch.plan(
+        settings, sample_release(), [slug], [], smtputf8=True, transport="bench", created_by="bench"
+    )
     return int(p.campaign.id)
 
 
@@ -138,8 +158,12 @@ def load_note() -> str:
 
 def table(rows: list[list[str]], header: list[str]) -> str:
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    lines = ["  ".join(str(c).ljust(w) if i == 0 else str(c).rjust(w)
-                       for i, (c, w) in enumerate(zip(row, widths, strict=True)))
-             for row in [header, *rows]]
+    lines = [
+        "  ".join(
+            str(c).ljust(w) if i == 0 else str(c).rjust(w)
+            for i, (c, w) in enumerate(zip(row, widths, strict=True))
+        )
+        for row in [header, *rows]
+    ]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)

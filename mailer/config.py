@@ -47,78 +47,164 @@ class Setting:
 
 
 SETTINGS: tuple[Setting, ...] = (
-    Setting("database_url", "url", "sqlite:///mailer.db",
-            "SQLAlchemy URL; relative SQLite paths are beside mailer.toml. "
-            "PostgreSQL: postgresql+psycopg://user@host/db", secret=True),
-    Setting("transport", "str", "outbox",
-            "Where messages go: 'outbox' (a maildir, nothing leaves the machine) or 'smtp'"),
+    Setting(
+        "database_url",
+        "url",
+        "sqlite:///mailer.db",
+        "SQLAlchemy URL; relative SQLite paths are beside mailer.toml. "
+        "PostgreSQL: postgresql+psycopg://user@host/db",
+        secret=True,
+    ),
+    Setting(
+        "transport",
+        "str",
+        "outbox",
+        "Where messages go: 'outbox' (a maildir, nothing leaves the machine) or 'smtp'",
+    ),
     Setting("outbox_dir", "path", "outbox", "Maildir folder for the outbox transport"),
-    Setting("smtp_url", "url", "",
-            "smtp://user:pass@host:587?tls=starttls or smtps://user:pass@host:465", secret=True),
+    Setting(
+        "smtp_url",
+        "url",
+        "",
+        "smtp://user:pass@host:587?tls=starttls or smtps://user:pass@host:465",
+        secret=True,
+    ),
     Setting("smtp_ca_file", "path", "", "CA bundle to verify the SMTP server (private CA)"),
     Setting("smtp_timeout", "float", 30.0, "Seconds to wait for the SMTP server"),
     Setting("concurrency", "int", 4, "SMTP connections used in parallel"),
     Setting("rate_per_second", "float", 0.0, "Most messages a second for a campaign (0: no limit)"),
     Setting("rate_per_hour", "int", 0, "Most messages an hour (provider quota; 0: no limit)"),
     Setting("batch_size", "int", 100, "Delivery rows claimed at once by each connection"),
-    Setting("ledger_group_size", "int", 1,
-            "Messages each connection proves to the ledger in one commit before sending them "
-            "(1: a commit immediately before every message). Larger is faster, above all on "
-            "PostgreSQL; a crash or stall leaves at most this many messages per connection in "
-            "doubt, never a second copy. Opt-outs still stop a message within a second"),
-    Setting("lease_seconds", "int", 600,
-            "A claimed row whose sender is silent this long becomes in_doubt"),
-    Setting("give_up_after", "int", 259200,
-            "Seconds after which a deferred message is failed (default 3 days)"),
+    Setting(
+        "ledger_group_size",
+        "int",
+        1,
+        "Messages each connection proves to the ledger in one commit before sending them "
+        "(1: a commit immediately before every message). Larger is faster, above all on "
+        "PostgreSQL; a crash or stall leaves at most this many messages per connection in "
+        "doubt, never a second copy. Opt-outs still stop a message within a second",
+    ),
+    Setting(
+        "lease_seconds",
+        "int",
+        600,
+        "A claimed row whose sender is silent this long becomes in_doubt",
+    ),
+    Setting(
+        "give_up_after",
+        "int",
+        259200,
+        "Seconds after which a deferred message is failed (default 3 days)",
+    ),
     Setting("retry_base_seconds", "int", 300, "First retry delay after a 4xx; doubles each time"),
-    Setting("envelope_sender", "str", "",
-            "Envelope sender (bounce address); default: from_address"),
-    Setting("verp", "bool", False,
-            "Encode the recipient in the envelope sender (bounces+user=domain@...)"),
+    Setting(
+        "envelope_sender", "str", "", "Envelope sender (bounce address); default: from_address"
+    ),
+    Setting(
+        "verp",
+        "bool",
+        False,
+        "Encode the recipient in the envelope sender (bounces+user=domain@...)",
+    ),
     Setting("secret_key", "str", "", "Signs unsubscribe/confirm/preferences tokens", secret=True),
-    Setting("base_url", "str", "http://127.0.0.1:8000",
-            "Public https address of `mailer serve`, used in links and List-Unsubscribe",
-            placeholder="https://news.your-organisation.org"),
-    Setting("from_address", "str", "press@example.org", "From address of every message",
-            placeholder="press@your-organisation.org"),
-    Setting("from_name", "text", "Example Community Center",
-            "Display name in From (one text, or one per language: {en = '...', ko = '...'})",
-            placeholder="Your Organisation"),
+    Setting(
+        "base_url",
+        "str",
+        "http://127.0.0.1:8000",
+        "Public https address of `mailer serve`, used in links and List-Unsubscribe",
+        placeholder="https://news.your-organisation.org",
+    ),
+    Setting(
+        "from_address",
+        "str",
+        "press@example.org",
+        "From address of every message",
+        placeholder="press@your-organisation.org",
+    ),
+    Setting(
+        "from_name",
+        "text",
+        "Example Community Center",
+        "Display name in From (one text, or one per language: {en = '...', ko = '...'})",
+        placeholder="Your Organisation",
+    ),
     Setting("reply_to", "str", "", "Reply-To address (empty: none)"),
-    Setting("unsubscribe_mailto", "str", "",
-            "Address for mailed unsubscribes in List-Unsubscribe (default: from_address)"),
-    Setting("organisation_name", "text", "Example Community Center",
-            "Organisation name shown in headers and footers (one text, or one per language: "
-            "{en = '...', ko = '...'})", placeholder="Your Organisation"),
-    Setting("postal_address", "text", "",
-            "Organisation's postal address for the footer (required for bulk mail by law)",
-            placeholder="100 Main Street, Springfield, PA 19000, USA"),
+    Setting(
+        "unsubscribe_mailto",
+        "str",
+        "",
+        "Address for mailed unsubscribes in List-Unsubscribe (default: from_address)",
+    ),
+    Setting(
+        "organisation_name",
+        "text",
+        "Example Community Center",
+        "Organisation name shown in headers and footers (one text, or one per language: "
+        "{en = '...', ko = '...'})",
+        placeholder="Your Organisation",
+    ),
+    Setting(
+        "postal_address",
+        "text",
+        "",
+        "Organisation's postal address for the footer (required for bulk mail by law)",
+        placeholder="100 Main Street, Springfield, PA 19000, USA",
+    ),
     Setting("website", "str", "", "Organisation website, linked in the footer"),
     Setting("social", "dict", {}, "Social links for the footer, e.g. {Facebook = 'https://...'}"),
-    Setting("about", "text", {},
-            "Boilerplate after every release, per language: {en = '...', ko = '...'}"),
+    Setting(
+        "about",
+        "text",
+        {},
+        "Boilerplate after every release, per language: {en = '...', ko = '...'}",
+    ),
     Setting("default_language", "str", "en", "Language of contacts who do not say"),
-    Setting("timezone", "str", "",
-            "Time zone the CLI shows times in, e.g. America/New_York (empty: this machine's)"),
+    Setting(
+        "timezone",
+        "str",
+        "",
+        "Time zone the CLI shows times in, e.g. America/New_York (empty: this machine's)",
+    ),
     Setting("languages", "list", ["en", "ko"], "Languages the organisation writes in"),
     Setting("dkim_key_file", "path", "", "PEM private key for DKIM signing (empty: no DKIM)"),
     Setting("dkim_selector", "str", "mailer", "DKIM selector"),
     Setting("dkim_domain", "str", "", "DKIM signing domain (default: the From domain)"),
-    Setting("test_recipient", "str", "",
-            "Development: deliver every message to this address instead of the recipient"),
+    Setting(
+        "test_recipient",
+        "str",
+        "",
+        "Development: deliver every message to this address instead of the recipient",
+    ),
     Setting("trust_proxy", "bool", False, "Trust X-Forwarded-* headers (behind a reverse proxy)"),
     Setting("confirm_max_age", "int", 604800, "Seconds a confirmation link stays valid (7 days)"),
-    Setting("confirm_domain_per_hour", "int", 60,
-            "Most confirmation emails an hour to one domain (gmail.com...; 0: no limit)"),
-    Setting("confirm_global_per_hour", "int", 300,
-            "Most confirmation emails an hour in all (0: no limit)"),
-    Setting("web_max_body_bytes", "int", 32768,
-            "`mailer serve`: largest request body; a longer Content-Length gets 413 unread"),
+    Setting(
+        "confirm_domain_per_hour",
+        "int",
+        60,
+        "Most confirmation emails an hour to one domain (gmail.com...; 0: no limit)",
+    ),
+    Setting(
+        "confirm_global_per_hour",
+        "int",
+        300,
+        "Most confirmation emails an hour in all (0: no limit)",
+    ),
+    Setting(
+        "web_max_body_bytes",
+        "int",
+        32768,
+        "`mailer serve`: largest request body; a longer Content-Length gets 413 unread",
+    ),
     Setting("web_max_header_bytes", "int", 16384, "`mailer serve`: largest request head"),
-    Setting("web_channel_timeout", "int", 20,
-            "`mailer serve`: seconds a silent connection is kept open"),
-    Setting("web_connection_limit", "int", 1000,
-            "`mailer serve`: open connections at once (slow clients hold one each)"),
+    Setting(
+        "web_channel_timeout", "int", 20, "`mailer serve`: seconds a silent connection is kept open"
+    ),
+    Setting(
+        "web_connection_limit",
+        "int",
+        1000,
+        "`mailer serve`: open connections at once (slow clients hold one each)",
+    ),
     Setting("soft_bounce_threshold", "int", 5, "Soft bounces within the window that suppress"),
     Setting("soft_bounce_window_days", "int", 30, "Window for counting soft bounces"),
 )
@@ -217,8 +303,12 @@ class Settings:
         return out
 
 
-def find_config(explicit: str | os.PathLike[str] | None = None,
-                env: Mapping[str, str] | None = None, *, start: Path | None = None) -> Path:
+def find_config(
+    explicit: str | os.PathLike[str] | None = None,
+    env: Mapping[str, str] | None = None,
+    *,
+    start: Path | None = None,
+) -> Path:
     """The config file path: --config, then MAILER_CONFIG, then the mailer.toml of the current
     folder or of the nearest folder above it (as git finds its repository, so a command run in
     a project's subfolder uses the project). Without one: ./mailer.toml, which does not exist."""
@@ -241,13 +331,19 @@ def no_config_message(start: Path | None = None) -> str:
     """Why a command will not run without mailer.toml, naming every folder looked in."""
     here = (start or Path.cwd()).absolute()
     looked = ", ".join(str(f) for f in (here, *here.parents))
-    return (f"no {CONFIG_NAME} here or in any folder above (looked in {looked}). Run the "
-            f"command in your project's folder (where `mailer init` wrote {CONFIG_NAME}), pass "
-            f"--config PATH or set MAILER_CONFIG; to start a new project here: mailer init")
+    return (
+        f"no {CONFIG_NAME} here or in any folder above (looked in {looked}). Run the "
+        f"command in your project's folder (where `mailer init` wrote {CONFIG_NAME}), pass "
+        f"--config PATH or set MAILER_CONFIG; to start a new project here: mailer init"
+    )
 
 
-def load_settings(path: str | os.PathLike[str] | None = None,
-                  env: Mapping[str, str] | None = None, *, must_exist: bool = False) -> Settings:
+def load_settings(
+    path: str | os.PathLike[str] | None = None,
+    env: Mapping[str, str] | None = None,
+    *,
+    must_exist: bool = False,
+) -> Settings:
     """Read mailer.toml (if present) and MAILER_* variables into a Settings object.
 
     `must_exist`: refuse when no mailer.toml is found, instead of using the defaults in the
@@ -281,8 +377,9 @@ def load_settings(path: str | os.PathLike[str] | None = None,
     return settings
 
 
-def _origin(config_path: Path, lines: Mapping[str, int],
-            env: Mapping[str, str]) -> dict[str, tuple[str, str]]:
+def _origin(
+    config_path: Path, lines: Mapping[str, int], env: Mapping[str, str]
+) -> dict[str, tuple[str, str]]:
     """Where each setting came from, as (prefix, suffix) of an error about its value: the
     variable that set it, or the file and its line, so a user can find what to fix."""
     out: dict[str, tuple[str, str]] = {}
@@ -317,8 +414,11 @@ def _coerce(setting: Setting, value: Any, where: str, from_env: bool = False) ->
     if kind == "bool":
         if isinstance(value, bool):
             return value
-        if from_env and isinstance(value, str) and value.lower() in ("1", "true", "yes", "on",
-                                                                     "0", "false", "no", "off"):
+        if (
+            from_env
+            and isinstance(value, str)
+            and value.lower() in ("1", "true", "yes", "on", "0", "false", "no", "off")
+        ):
             return value.lower() in ("1", "true", "yes", "on")
         raise bad("true or false")
     if kind == "int":
@@ -378,8 +478,7 @@ def _language(value: str, where: str) -> str:
     '한국어' are written for Korean, but only 'ko' matches a contact's or a release's language."""
     tag = normalise(from_name(value) or value)
     if not re.fullmatch(r"[a-z]{2,3}(-[a-z0-9]{1,8})*", tag):
-        raise ConfigError(f"{where}: {value!r} is not a language code (write e.g. \"en\" or "
-                          f"\"ko\")")
+        raise ConfigError(f'{where}: {value!r} is not a language code (write e.g. "en" or "ko")')
     return tag
 
 
@@ -389,17 +488,21 @@ def _coerce_text(setting: Setting, value: Any, where: str, from_env: bool) -> An
         try:
             value = json.loads(value)
         except ValueError:
-            raise ConfigError(f"{where}: expected text or a JSON object of texts per language, "
-                              f"got {value!r}") from None
+            raise ConfigError(
+                f"{where}: expected text or a JSON object of texts per language, got {value!r}"
+            ) from None
     if isinstance(value, dict):
         out: dict[str, str] = {}
         for tag, text in value.items():
             language = normalise(from_name(tag) or tag)
             if not re.fullmatch(r"[a-z]{2,3}(-[a-z0-9]{1,8})*", language):
-                raise ConfigError(f"{where}: {tag!r} is not a language code (write e.g. "
-                                  f"{setting.name} = {{en = \"...\", ko = \"...\"}})")
-            out[language] = _coerce(Setting(setting.name, "str", "", ""), text,
-                                    f"{where}.{tag}", from_env)
+                raise ConfigError(
+                    f"{where}: {tag!r} is not a language code (write e.g. "
+                    f'{setting.name} = {{en = "...", ko = "..."}})'
+                )
+            out[language] = _coerce(
+                Setting(setting.name, "str", "", ""), text, f"{where}.{tag}", from_env
+            )
         return out
     if setting.name == "about" and isinstance(value, str):
         return {"": _coerce(Setting(setting.name, "str", "", ""), value, where, from_env)}
@@ -435,14 +538,15 @@ def _resolve_sqlite(url: str, base_dir: Path) -> str:
     """Make a relative SQLite path absolute against the config file's folder."""
     prefix = "sqlite:///"
     if url.startswith(prefix) and not url.startswith(prefix + "/") and url != "sqlite://":
-        rest = url[len(prefix):]
+        rest = url[len(prefix) :]
         if rest and rest != ":memory:":
             return prefix + str(base_dir / rest)
     return url
 
 
-def _validate(settings: Settings, config_path: Path,
-              origin: Mapping[str, tuple[str, str]] | None = None) -> None:
+def _validate(
+    settings: Settings, config_path: Path, origin: Mapping[str, tuple[str, str]] | None = None
+) -> None:
     where = str(config_path) if settings.source != "defaults" else "settings"
     origin = origin or {}
 
@@ -458,10 +562,12 @@ def _validate(settings: Settings, config_path: Path,
     if settings.smtp_url:
         scheme = urlsplit(settings.smtp_url).scheme
         if scheme not in ("smtp", "smtps"):
-            raise bad("smtp_url", f"expected smtp:// or smtps://, got "
-                                  f"{mask_url(settings.smtp_url)!r}")
-    if not settings.base_url.startswith(("http://", "https://")) or \
-            re.search(r'[\s<>"\\^`{|}]', settings.base_url):
+            raise bad(
+                "smtp_url", f"expected smtp:// or smtps://, got {mask_url(settings.smtp_url)!r}"
+            )
+    if not settings.base_url.startswith(("http://", "https://")) or re.search(
+        r'[\s<>"\\^`{|}]', settings.base_url
+    ):
         raise bad("base_url", f"expected an http(s) URL, got {settings.base_url!r}")
     for name in ("concurrency", "ledger_group_size", "batch_size"):
         if getattr(settings, name) < 1:
@@ -470,8 +576,11 @@ def _validate(settings: Settings, config_path: Path,
         try:
             ZoneInfo(settings.timezone)
         except (ZoneInfoNotFoundError, ValueError):
-            raise bad("timezone", "expected an IANA time zone such as America/New_York or "
-                                  f"Asia/Seoul, got {settings.timezone!r}") from None
+            raise bad(
+                "timezone",
+                "expected an IANA time zone such as America/New_York or "
+                f"Asia/Seoul, got {settings.timezone!r}",
+            ) from None
     for name in ADDRESS_SETTINGS:
         value = getattr(settings, name)
         if (value or name == "from_address") and not _HEADER_ADDRESS.match(value):
@@ -496,16 +605,26 @@ def placeholder_message(settings: Settings, found: list[Setting]) -> str:
     where = settings.source if settings.source != "defaults" else "settings"
     file = settings.source if settings.source != "defaults" else CONFIG_NAME
     described = ", ".join(
-        f"{s.name} is empty" if not str(getattr(settings, s.name)).strip()
-        else f"{s.name} is still the example {getattr(settings, s.name)!r}" for s in found)
-    law = (" (the footer must show the organisation's postal address: CAN-SPAM, and Gmail and "
-           "Yahoo bulk-sender rules)" if any(s.name == "postal_address" for s in found) else "")
-    fix = "\n".join(f"    {s.name} = {json.dumps(s.placeholder, ensure_ascii=False)}"
-                    for s in found)
+        f"{s.name} is empty"
+        if not str(getattr(settings, s.name)).strip()
+        else f"{s.name} is still the example {getattr(settings, s.name)!r}"
+        for s in found
+    )
+    law = (
+        " (the footer must show the organisation's postal address: CAN-SPAM, and Gmail and "
+        "Yahoo bulk-sender rules)"
+        if any(s.name == "postal_address" for s in found)
+        else ""
+    )
+    fix = "\n".join(
+        f"    {s.name} = {json.dumps(s.placeholder, ensure_ascii=False)}" for s in found
+    )
     envs = ", ".join(ENV_PREFIX + s.name.upper() for s in found)
-    return (f"{where}: {described}: set {'them' if len(found) > 1 else 'it'} to your "
-            f"organisation's own before mail goes to real readers{law}. In {file}, e.g.:\n"
-            f"{fix}\n  (or the environment variable{'s' if len(found) > 1 else ''} {envs})")
+    return (
+        f"{where}: {described}: set {'them' if len(found) > 1 else 'it'} to your "
+        f"organisation's own before mail goes to real readers{law}. In {file}, e.g.:\n"
+        f"{fix}\n  (or the environment variable{'s' if len(found) > 1 else ''} {envs})"
+    )
 
 
 def refuse_placeholders(settings: Settings) -> None:

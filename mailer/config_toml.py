@@ -127,26 +127,27 @@ def _inline_example(key: str) -> str:
     # `social` maps link labels to URLs; the other tables map languages to text.
     if key == "social":
         return 'social = {Facebook = "https://...", Instagram = "https://..."}'
-    return f"{key} = {{en = \"...\", ko = \"...\"}}"
+    return f'{key} = {{en = "...", ko = "..."}}'
 
 
-def unknown_key_message(path: Path, key: str, lines: list[KeyLine],
-                        kinds: Mapping[str, str]) -> str:
-    where = next((f"{path} line {k.line}" for k in lines if k.key == key and k.table is None),
-                 None)
+def unknown_key_message(
+    path: Path, key: str, lines: list[KeyLine], kinds: Mapping[str, str]
+) -> str:
+    where = next((f"{path} line {k.line}" for k in lines if k.key == key and k.table is None), None)
     if where is None:
         where = next((f"{path} line {k.table_line}" for k in lines if k.table == key), str(path))
     close = difflib.get_close_matches(key, list(kinds), n=1, cutoff=0.6)
     if close:
         hint = f"did you mean `{close[0]}`?"
     else:
-        hint = ("the mailer.toml that `mailer init` writes lists every setting, commented, "
-                "with its default")
+        hint = (
+            "the mailer.toml that `mailer init` writes lists every setting, commented, "
+            "with its default"
+        )
     return f"{where}: unknown setting {key!r}; {hint}"
 
 
-def explain_syntax_error(path: Path, text: str, message: str,
-                         kinds: Mapping[str, str]) -> str:
+def explain_syntax_error(path: Path, text: str, message: str, kinds: Mapping[str, str]) -> str:
     """tomllib's message, with the line and, for the common mistakes, the fix."""
     at = _AT.search(message)
     reason = _AT.sub("", message)
@@ -158,16 +159,20 @@ def explain_syntax_error(path: Path, text: str, message: str,
     opened = _open_inline_table(lines, number)
     if opened is not None:
         start, key = opened
-        return (f"{path} line {start}: the inline table `{key} = {{` goes on over several lines; "
-                f"TOML wants an inline table on one line: write {_inline_example(key)} on one "
-                f"line, or a [{key}] table at the end of the file")
+        return (
+            f"{path} line {start}: the inline table `{key} = {{` goes on over several lines; "
+            f"TOML wants an inline table on one line: write {_inline_example(key)} on one "
+            f"line, or a [{key}] table at the end of the file"
+        )
     m = _KEY_LINE.match(line)
     if m:
         key, value = _unquote(m.group(1)), m.group(3).strip()
         kind = kinds.get(key, "str")
         if reason.startswith("Illegal character '\\n'") and value[:1] in "\"'":
-            return (f"{path} line {number}: the text of `{key}` has no closing quote; for text "
-                    f"over several lines use triple quotes: {key} = \"\"\"...\"\"\"")
+            return (
+                f"{path} line {number}: the text of `{key}` has no closing quote; for text "
+                f'over several lines use triple quotes: {key} = """..."""'
+            )
         if reason == "Invalid value" and not _VALUE_START.match(value):
             if kind == "bool":
                 fix = f"write {key} = true or {key} = false (lower case, no quotes)"
@@ -177,9 +182,14 @@ def explain_syntax_error(path: Path, text: str, message: str,
                 fix = f"put it in quotes: {key} = {json.dumps(_plain(value), ensure_ascii=False)}"
             return f"{path} line {number}: the value of `{key}` is not valid TOML: {fix}"
         if reason == "Cannot overwrite a value":
-            first = next((i for i, text_line in enumerate(lines[: number - 1], start=1)
-                          if (k := _KEY_LINE.match(text_line)) and _unquote(k.group(1)) == key),
-                         None)
+            first = next(
+                (
+                    i
+                    for i, text_line in enumerate(lines[: number - 1], start=1)
+                    if (k := _KEY_LINE.match(text_line)) and _unquote(k.group(1)) == key
+                ),
+                None,
+            )
             earlier = f" (first on line {first})" if first else ""
             return f"{path} line {number}: `{key}` is set twice{earlier}; keep one of them"
     shown = line.strip()

@@ -27,12 +27,14 @@ DEMO_SETTINGS = {
 }
 DEMO_ABOUT = {
     "en": "Founded in 1994, Hanul Community Center organizes Korean and Asian Americans in "
-          "southeastern Pennsylvania for social, economic and racial justice.",
+    "southeastern Pennsylvania for social, economic and racial justice.",
     "ko": "1994년에 설립된 한울 커뮤니티 센터는 펜실베이니아 남동부의 한인 및 아시아계 "
-          "미국인이 사회적·경제적·인종적 정의를 이루도록 함께 조직하는 비영리 단체입니다.",
+    "미국인이 사회적·경제적·인종적 정의를 이루도록 함께 조직하는 비영리 단체입니다.",
 }
-DEMO_SOCIAL = {"Facebook": "https://facebook.com/hanul.example",
-               "Instagram": "https://instagram.com/hanul.example"}
+DEMO_SOCIAL = {
+    "Facebook": "https://facebook.com/hanul.example",
+    "Instagram": "https://instagram.com/hanul.example",
+}
 
 
 @dataclass(frozen=True)
@@ -57,8 +59,9 @@ def sample_list() -> Path:
 
 def _toml(key: str, value: object) -> str:
     if isinstance(value, dict):
-        inner = ", ".join(f"{json.dumps(k)} = {json.dumps(v, ensure_ascii=False)}"
-                          for k, v in value.items())
+        inner = ", ".join(
+            f"{json.dumps(k)} = {json.dumps(v, ensure_ascii=False)}" for k, v in value.items()
+        )
         return f"{key} = {{{inner}}}"
     return f"{key} = {json.dumps(value, ensure_ascii=False)}"
 
@@ -71,10 +74,14 @@ def run_demo(folder: Path) -> DemoResult:
     config = folder / "mailer.toml"
     if config.exists():
         raise MailerError(f"{folder} already holds a mailer.toml; choose a new folder with --dir")
-    extra = "\n# Settings of the demo organisation (fictional).\n" + "\n".join(
-        [_toml(k, v) for k, v in DEMO_SETTINGS.items()]
-        + [_toml("about", DEMO_ABOUT), _toml("social", DEMO_SOCIAL)]
-    ) + "\n"
+    extra = (
+        "\n# Settings of the demo organisation (fictional).\n"
+        + "\n".join(
+            [_toml(k, v) for k, v in DEMO_SETTINGS.items()]
+            + [_toml("about", DEMO_ABOUT), _toml("social", DEMO_SOCIAL)]
+        )
+        + "\n"
+    )
     init(config, extra=extra)
     settings = load_settings(config, env={})
     releases = folder / "releases"
@@ -85,14 +92,21 @@ def run_demo(folder: Path) -> DemoResult:
     shutil.copy(sample_list(), csv_copy)
     with session_scope(settings) as s:
         # The sample release is bilingual: the Korean readers' footer names the list in Korean.
-        create_list(s, "press", "Press", "Reporters and editors who cover our community",
-                    names={"ko": "보도자료"})
-        report = import_contacts(s, csv_copy, "press",
-                                 consent_source="demo: sample press list shipped with mailer")
+        create_list(
+            s,
+            "press",
+            "Press",
+            "Reporters and editors who cover our community",
+            names={"ko": "보도자료"},
+        )
+        report = import_contacts(
+            s, csv_copy, "press", consent_source="demo: sample press list shipped with mailer"
+        )
     release_path = releases / "election-night.en.md"
     # Nobody to ask: the demo's audience is the sample list it just imported, sent to the outbox.
-    outcome = send_release(settings, release_path, ["press"], confirm=lambda plan: True,
-                           created_by="demo")
+    outcome = send_release(
+        settings, release_path, ["press"], confirm=lambda plan: True, created_by="demo"
+    )
     if outcome.plan is None or outcome.result is None:
         raise MailerError(f"the demo campaign was not sent ({outcome.status})")
     campaign_id = outcome.plan.campaign.id
@@ -100,5 +114,6 @@ def run_demo(folder: Path) -> DemoResult:
         counts = status_counts(s, campaign_id)
     if not outcome.result.complete:
         raise MailerError(f"the demo campaign did not finish: {counts}")
-    return DemoResult(folder, config, dict(report.counts), campaign_id, counts,
-                      settings.outbox_dir, release_path)
+    return DemoResult(
+        folder, config, dict(report.counts), campaign_id, counts, settings.outbox_dir, release_path
+    )

@@ -43,15 +43,18 @@ class LocalText(str):
         if not self.values:
             return False
         chosen = choose(language, self.values, self.default_language)
-        return chosen != self.default_language or \
-            normalise(language).split("-")[0] == self.default_language.split("-")[0]
+        return (
+            chosen != self.default_language
+            or normalise(language).split("-")[0] == self.default_language.split("-")[0]
+        )
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (LocalText, (self.values, self.default_language))
 
 
-def in_language(value: str | Mapping[str, str] | None, language: str | None,
-                default_language: str = "en") -> str:
+def in_language(
+    value: str | Mapping[str, str] | None, language: str | None, default_language: str = "en"
+) -> str:
     """`value` for readers of `language`: a LocalText's or mapping's text, or a plain string."""
     if value is None:
         return ""
@@ -62,8 +65,9 @@ def in_language(value: str | Mapping[str, str] | None, language: str | None,
     return value
 
 
-def has_language(value: str | Mapping[str, str] | None, language: str,
-                 default_language: str = "en") -> bool:
+def has_language(
+    value: str | Mapping[str, str] | None, language: str, default_language: str = "en"
+) -> bool:
     """Whether `value` has text of its own for `language` (a plain string counts for all)."""
     if value is None:
         return False

@@ -79,7 +79,7 @@ def _hide_query(text: str, begin: int, hide: Callable[[int, int], None]) -> None
     if question < 0:
         return
     pos = question + 1
-    for param in text[question + 1:fragment].split("&"):
+    for param in text[question + 1 : fragment].split("&"):
         name, eq, value = param.partition("=")
         if eq and value and _SECRET_PARAM.search(unquote(name)):
             hide(pos + len(name) + 1, pos + len(param))
@@ -95,7 +95,7 @@ def _credentials(url: str) -> list[str]:
     at = rest.rfind("@")
     colon = rest.find(":", 0, at) if at > 0 else -1
     if colon >= 0:
-        password = rest[colon + 1:at]
+        password = rest[colon + 1 : at]
         # A parser that ends the userinfo at the FIRST '@' reads the rest as the host, and its
         # errors quote that host: each '@'-separated piece is a secret of its own.
         found.update([password, *password.split("@")])

@@ -69,8 +69,9 @@ def _key(settings: Settings) -> str:
     return settings.secret_key
 
 
-def make_unsubscribe(settings: Settings, contact_id: int, list_id: int | None,
-                     campaign_id: int | None = None) -> str:
+def make_unsubscribe(
+    settings: Settings, contact_id: int, list_id: int | None, campaign_id: int | None = None
+) -> str:
     data = [contact_id, list_id, campaign_id]
     return URLSafeSerializer(_key(settings), salt=UNSUBSCRIBE).dumps(data)
 

@@ -27,8 +27,11 @@ def run(db: Session, sent: Sent, raw: bytes) -> None:
 
 def victim_untouched(db: Session) -> None:
     assert suppressed(db, VICTIM) is None
-    subs = db.scalars(select(Subscription.status).join(Subscription.contact)
-                      .where(Subscription.contact.has(email=VICTIM))).all()
+    subs = db.scalars(
+        select(Subscription.status)
+        .join(Subscription.contact)
+        .where(Subscription.contact.has(email=VICTIM))
+    ).all()
     assert subs and all(s != SubscriptionStatus.UNSUBSCRIBED for s in subs)
 
 
@@ -126,8 +129,9 @@ def test_own_verp_and_message_id_with_the_victim_named(sent: Sent, db: Session) 
     assert named <= {MALLORY}
 
 
-def test_verp_tag_moved_to_another_campaign_or_recipient_is_unsigned(sent: Sent,
-                                                                    db: Session) -> None:
+def test_verp_tag_moved_to_another_campaign_or_recipient_is_unsigned(
+    sent: Sent, db: Session
+) -> None:
     _, verp = own(sent)
     local = verp.split("@")[0]
     tag = local.rsplit("=", 1)[1]
@@ -172,16 +176,23 @@ def test_malformed_reports_change_nothing(sent: Sent, db: Session, shape: str) -
             raw += f"--a{i - 1}\nContent-Type: multipart/mixed; boundary=a{i}\n\n".encode()
         raw += f"Final-Recipient: rfc822; {VICTIM}\nAction: failed\nStatus: 5.1.1\n".encode()
     elif shape == "many-parts":
-        part = (f"--B\nContent-Type: message/delivery-status\n\nFinal-Recipient: rfc822; "
-                f"{VICTIM}\nAction: failed\nStatus: 5.1.1\n\n")
-        raw = ("From: MAILER-DAEMON@mx.example.net\nSubject: failure\nMIME-Version: 1.0\n"
-               "Content-Type: multipart/report; report-type=delivery-status; boundary=B\n\n"
-               + part * 5000 + "--B--\n").encode()
+        part = (
+            f"--B\nContent-Type: message/delivery-status\n\nFinal-Recipient: rfc822; "
+            f"{VICTIM}\nAction: failed\nStatus: 5.1.1\n\n"
+        )
+        raw = (
+            "From: MAILER-DAEMON@mx.example.net\nSubject: failure\nMIME-Version: 1.0\n"
+            "Content-Type: multipart/report; report-type=delivery-status; boundary=B\n\n"
+            + part * 5000
+            + "--B--\n"
+        ).encode()
     elif shape == "bad-encoding":
-        raw = (b"From: =?utf-8?b?////?= <MAILER-DAEMON@mx.example.net>\nSubject: =?x-bad?q?\xff?=\n"
-               b"Content-Type: multipart/report; report-type=delivery-status; boundary=\"B\n\n"
-               b"--B\nContent-Transfer-Encoding: base64\nContent-Type: message/delivery-status\n\n"
-               b"@@@@\xff\xfe\n--B--\n")
+        raw = (
+            b"From: =?utf-8?b?////?= <MAILER-DAEMON@mx.example.net>\nSubject: =?x-bad?q?\xff?=\n"
+            b'Content-Type: multipart/report; report-type=delivery-status; boundary="B\n\n'
+            b"--B\nContent-Transfer-Encoding: base64\nContent-Type: message/delivery-status\n\n"
+            b"@@@@\xff\xfe\n--B--\n"
+        )
     else:
         raw = bytes(range(256)) * 4096
     run(db, sent, raw)

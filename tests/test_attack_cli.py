@@ -51,16 +51,19 @@ def clean(text: str) -> None:
         assert bad not in text, repr(text)
 
 
-def test_bounce_commands_escape_what_a_report_says(session: Session, cli: Cli,
-                                                   tmp_path: Path) -> None:
+def test_bounce_commands_escape_what_a_report_says(
+    session: Session, cli: Cli, tmp_path: Path
+) -> None:
     create_list(session, "press", "Press")
     add_contact(session, "victim@example.com", "press")
     session.commit()
     box = mailbox.mbox(str(tmp_path / "in.mbox"))
     for n in range(2):
         box.add(forged(n))
-    box.add(f"From: someone@example.org\nSubject: unsubscribe {EVIL}\n"
-            f"Message-ID: <u.{EVIL}@x>\n\nunsubscribe\n".encode())
+    box.add(
+        f"From: someone@example.org\nSubject: unsubscribe {EVIL}\n"
+        f"Message-ID: <u.{EVIL}@x>\n\nunsubscribe\n".encode()
+    )
     box.flush()
     out = cli("bounces", "process", str(tmp_path / "in.mbox"), "--dry-run").output
     clean(out)

@@ -19,12 +19,15 @@ BIG_NUMBER = "date: " + "9" * 5000 + "\n"  # ValueError: over 4300 digits
 HUGE = "summary: " + "x" * (200 * 1024) + "\n"
 
 
-@pytest.mark.parametrize(("front", "message"), [
-    (DEEP_FLOW, r"big\.md:3: the front matter nests values more than 16 deep"),
-    (DEEP_BLOCK, r"big\.md:\d+: the front matter nests values more than 16 deep"),
-    (BIG_NUMBER, r"big\.md: bad value in the front matter: .*4300"),
-    (HUGE, r"big\.md:2: the front matter is 200 KB long; at most 64 KB"),
-])
+@pytest.mark.parametrize(
+    ("front", "message"),
+    [
+        (DEEP_FLOW, r"big\.md:3: the front matter nests values more than 16 deep"),
+        (DEEP_BLOCK, r"big\.md:\d+: the front matter nests values more than 16 deep"),
+        (BIG_NUMBER, r"big\.md: bad value in the front matter: .*4300"),
+        (HUGE, r"big\.md:2: the front matter is 200 KB long; at most 64 KB"),
+    ],
+)
 def test_hostile_front_matter_is_a_clear_error(tmp_path: Path, front: str, message: str) -> None:
     path = tmp_path / "big.md"
     path.write_text(f"---\ntitle: Big\n{front}---\nBody.\n", encoding="utf-8")

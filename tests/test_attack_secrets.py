@@ -29,8 +29,9 @@ from tests.support.sending import campaign_with
 SECRET = "S3cr€t#?@LEAKPART"
 
 
-def test_files_with_addresses_are_owner_only(session: Session, cli: Cli, tmp_path: Path,
-                                             umask_022: None) -> None:
+def test_files_with_addresses_are_owner_only(
+    session: Session, cli: Cli, tmp_path: Path, umask_022: None
+) -> None:
     create_list(session, "news", "News")
     add_contact(session, "kim@example.org", "news")
     session.commit()
@@ -43,8 +44,15 @@ def test_files_with_addresses_are_owner_only(session: Session, cli: Cli, tmp_pat
     assert mode(tmp_path / "old.csv") == 0o600
     source = tmp_path / "in.csv"
     source.write_text("email,name\nnot-an-address,X\nlee@example.org,Lee\n", encoding="utf-8")
-    cli("contacts", "import", str(source), "--list", "news", "--errors",
-        str(tmp_path / "errors.csv"))
+    cli(
+        "contacts",
+        "import",
+        str(source),
+        "--list",
+        "news",
+        "--errors",
+        str(tmp_path / "errors.csv"),
+    )
     assert mode(tmp_path / "errors.csv") == 0o600
     assert "not-an-address" in (tmp_path / "errors.csv").read_text(encoding="utf-8-sig")
     (tmp_path / "report.csv").write_text("x")
@@ -56,15 +64,18 @@ def test_files_with_addresses_are_owner_only(session: Session, cli: Cli, tmp_pat
     assert "park@example.org" in (tmp_path / "report.csv").read_text(encoding="utf-8-sig")
 
 
-@pytest.mark.parametrize("url", [
-    f"postgres://kim:{SECRET}@db.example.org/mailer",
-    f"postgresql+nosuchdriver://kim:{SECRET}@db.example.org/mailer",
-    f"postgresql+psycopg://kim:{SECRET}@db.example.org:notaport/mailer",
-    f"postgresql+psycopg://:{SECRET}@db.example.org:99999999/mailer",
-    # The driver's parser ends the password at the first '@' and names the rest as the host.
-    f"postgresql+psycopg://kim:{SECRET}@127.0.0.1:9/mailer",
-    "postgresql+psycopg://kim:abc@LEAKPART@db.invalid/mailer",
-])
+@pytest.mark.parametrize(
+    "url",
+    [
+        f"postgres://kim:{SECRET}@db.example.org/mailer",
+        f"postgresql+nosuchdriver://kim:{SECRET}@db.example.org/mailer",
+        f"postgresql+psycopg://kim:{SECRET}@db.example.org:notaport/mailer",
+        f"postgresql+psycopg://:{SECRET}@db.example.org:99999999/mailer",
+        # The driver's parser ends the password at the first '@' and names the rest as the host.
+        f"postgresql+psycopg://kim:{SECRET}@127.0.0.1:9/mailer",
+        "postgresql+psycopg://kim:abc@LEAKPART@db.invalid/mailer",
+    ],
+)
 def test_unusable_database_url_is_a_clear_error(tmp_path: Path, url: str) -> None:
     config = write_config(tmp_path, {"database_url": url})
     for args in (["contacts", "ls"], ["contacts", "ls", "--json"], ["config", "show"]):
@@ -74,5 +85,6 @@ def test_unusable_database_url_is_a_clear_error(tmp_path: Path, url: str) -> Non
         assert "Traceback" not in out, (args, out)
         if args[0] == "contacts":
             assert result.exit_code == 1 and "database" in out, (args, out)
-            assert not isinstance(result.exception, Exception) or \
-                isinstance(result.exception, SystemExit), repr(result.exception)
+            assert not isinstance(result.exception, Exception) or isinstance(
+                result.exception, SystemExit
+            ), repr(result.exception)

@@ -37,7 +37,8 @@ def _return_path(msg: EmailMessage) -> str:
 
 
 def test_bounce_of_a_variant_typed_by_a_stranger_does_not_suppress_the_victim(
-        settings: Settings, lists: dict[str, int]) -> None:
+    settings: Settings, lists: dict[str, int]
+) -> None:
     verp = replace(settings, verp=True, envelope_sender=BOUNCES)
     web = Web(create_app(verp), verp)
     with web.db() as s:
@@ -66,11 +67,22 @@ def _other_purpose_tokens(settings: Settings, contact_id: int, list_id: int) -> 
     prefs = tokens.make_preferences(settings, contact_id)
     confirm = tokens.make_confirm(settings, contact_id, (list_id,))
     other_key = replace(settings, secret_key=settings.secret_key + "x")
-    return [unsub, prefs, confirm, unsub + "=", unsub.upper(), unsub + "%3D", unsub + "%00",
-            unsub + "%E2%80%8B",
-            "\uff0e".join(unsub.split(".")), unsub[:-1] + ("A" if unsub[-1] != "A" else "B"),
-            tokens.make_unsubscribe(other_key, contact_id, list_id), "%20" + unsub, unsub + "%0A",
-            "." + unsub]
+    return [
+        unsub,
+        prefs,
+        confirm,
+        unsub + "=",
+        unsub.upper(),
+        unsub + "%3D",
+        unsub + "%00",
+        unsub + "%E2%80%8B",
+        "\uff0e".join(unsub.split(".")),
+        unsub[:-1] + ("A" if unsub[-1] != "A" else "B"),
+        tokens.make_unsubscribe(other_key, contact_id, list_id),
+        "%20" + unsub,
+        unsub + "%0A",
+        "." + unsub,
+    ]
 
 
 def test_a_token_opens_only_its_own_page(web: Web, lists: dict[str, int]) -> None:
@@ -79,8 +91,11 @@ def test_a_token_opens_only_its_own_page(web: Web, lists: dict[str, int]) -> Non
         cid = contact.id
     unsub, prefs, confirm, *altered = _other_purpose_tokens(web.settings, cid, lists["news"])
     client = web.client()
-    wrong = {"/u/": [prefs, confirm], "/preferences/": [unsub, confirm],
-             "/confirm/": [unsub, prefs]}
+    wrong = {
+        "/u/": [prefs, confirm],
+        "/preferences/": [unsub, confirm],
+        "/confirm/": [unsub, prefs],
+    }
     for page, ts in wrong.items():
         for t in ts + altered:
             for method in (client.get, client.post):
@@ -95,13 +110,15 @@ def test_a_token_opens_only_its_own_page(web: Web, lists: dict[str, int]) -> Non
 def _chunked_post(port: int, total: int, *, chunk: int = 8192) -> bytes:
     """POST /subscribe with a chunked body of `total` bytes (no Content-Length); the answer."""
     with socket.create_connection(("127.0.0.1", port), timeout=20) as sock:
-        sock.sendall(b"POST /subscribe HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
-                     b"Content-Type: application/x-www-form-urlencoded\r\n\r\n")
+        sock.sendall(
+            b"POST /subscribe HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+            b"Content-Type: application/x-www-form-urlencoded\r\n\r\n"
+        )
         body = b"email=a%40example.org&list=news&name=" + b"A" * chunk
         sent = 0
         try:
             while sent < total:
-                piece = body[:min(len(body), total - sent)]
+                piece = body[: min(len(body), total - sent)]
                 sock.sendall(b"%x\r\n" % len(piece) + piece + b"\r\n")
                 sent += len(piece)
             sock.sendall(b"0\r\n\r\n")
@@ -115,7 +132,8 @@ def _chunked_post(port: int, total: int, *, chunk: int = 8192) -> bytes:
 
 
 def test_chunked_body_over_the_limit_is_refused_and_one_click_still_answers(
-        web: Web, lists: dict[str, int], tmp_path: Path) -> None:
+    web: Web, lists: dict[str, int], tmp_path: Path
+) -> None:
     with web.db() as s:
         contact_id = add_contact(s, "busy@example.org", "news")[0].id
     token = tokens.make_unsubscribe(web.settings, contact_id, lists["news"])
@@ -126,8 +144,10 @@ def test_chunked_body_over_the_limit_is_refused_and_one_click_still_answers(
         head = _chunked_post(port, 4 * 1024 * 1024)
         assert head == b"" or head.startswith(b"HTTP/1.1 413"), head[:200]
         request = urllib.request.Request(
-            f"http://127.0.0.1:{port}/u/{token}", data=b"List-Unsubscribe=One-Click",
-            headers={"Content-Type": "application/x-www-form-urlencoded"})
+            f"http://127.0.0.1:{port}/u/{token}",
+            data=b"List-Unsubscribe=One-Click",
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+        )
         with urllib.request.urlopen(request, timeout=10) as r:
             assert r.status == 200
     with web.db() as s:

@@ -40,9 +40,15 @@ SAMPLES = sample_path().parent
 
 
 def bilingual_config(folder: Path, **values: Any) -> Settings:
-    write_config(folder, {"organisation_name": ORG,
-                          "from_name": {"en": "KACC Press", "ko": "한인시민협의회 보도"},
-                          "about": "We serve the community since 1975.", **values})
+    write_config(
+        folder,
+        {
+            "organisation_name": ORG,
+            "from_name": {"en": "KACC Press", "ko": "한인시민협의회 보도"},
+            "about": "We serve the community since 1975.",
+            **values,
+        },
+    )
     return load_settings(folder / "mailer.toml", env={})
 
 
@@ -68,21 +74,26 @@ def test_a_plain_string_is_for_every_language(tmp_path: Path) -> None:
     release = load_release(sample_path())
     assert "We serve the community since 1975." in preview(release, "ko", settings)
     findings = [f.message for f in check_release(release, settings)]
-    assert any("about has no 'ko' text; the ko release shows the About text of another "
-               "language" in m for m in findings)
+    assert any(
+        "about has no 'ko' text; the ko release shows the About text of another language" in m
+        for m in findings
+    )
 
 
 def test_a_language_without_its_text_falls_back_to_the_default_and_is_warned(
-        tmp_path: Path) -> None:
-    settings = org_settings(tmp_path, organisation_name=LocalText(ORG, "en"),
-                            languages=["en", "ko", "ja"])
+    tmp_path: Path,
+) -> None:
+    settings = org_settings(
+        tmp_path, organisation_name=LocalText(ORG, "en"), languages=["en", "ko", "ja"]
+    )
     write_release(tmp_path, "r.en.md", "title: R\ndate: 2024-03-01\nsummary: S")
     write_release(tmp_path, "r.ja.md", "title: 発表\nsummary: S")
     release = load_release(tmp_path / "r.en.md")
     assert "Korean American Civic Council" in preview(release, "ja", settings)
     warnings = [f.message for f in check_release(release, settings) if f.level == "warning"]
-    assert any("organisation_name has no 'ja' text; the ja release shows the en one" in w
-               for w in warnings)
+    assert any(
+        "organisation_name has no 'ja' text; the ja release shows the en one" in w for w in warnings
+    )
     assert not any("organisation_name has no 'en'" in w for w in warnings)
 
 
@@ -116,15 +127,21 @@ def test_release_files_named_with_common_aliases(tmp_path: Path) -> None:
 def test_release_files_named_by_language_name_or_twice_are_refused(tmp_path: Path) -> None:
     write_release(tmp_path, "c.en.md", "title: C")
     write_release(tmp_path, "c.korean.md", "title: 다")
-    with pytest.raises(ReleaseError, match=r"c.korean.md: 'korean' is a language name, not a "
-                                           r"code: name the file c.ko.md"):
+    with pytest.raises(
+        ReleaseError,
+        match=r"c.korean.md: 'korean' is a language name, not a "
+        r"code: name the file c.ko.md",
+    ):
         load_release(tmp_path / "c.en.md")
     with pytest.raises(ReleaseError, match=r"name the file c\.ko\.md"):
         load_release(tmp_path / "c.korean.md")
     write_release(tmp_path, "d.ko.md", "title: 라")
     write_release(tmp_path, "d.kor.md", "title: 라")
-    with pytest.raises(ReleaseError, match=r"d.ko.md: a second 'ko' file \(the first is "
-                                           r"d.kor.md\)|d.kor.md: a second 'ko' file"):
+    with pytest.raises(
+        ReleaseError,
+        match=r"d.ko.md: a second 'ko' file \(the first is "
+        r"d.kor.md\)|d.kor.md: a second 'ko' file",
+    ):
         load_release(tmp_path / "d.ko.md")
 
 
@@ -136,20 +153,28 @@ QUOTES = {"“": "”", "‘": "’"}
 def unpaired(text: str) -> list[str]:
     """Problems with the quotes of `text`: a straight quote, or an opening quote without its
     closing one (a ’ between two letters is an apostrophe)."""
-    problems = [f"straight {q!r} in {text[max(0, i - 20):i + 20]!r}"
-                for i, q in enumerate(text) if q in "\"'"]
+    problems = [
+        f"straight {q!r} in {text[max(0, i - 20) : i + 20]!r}"
+        for i, q in enumerate(text)
+        if q in "\"'"
+    ]
     stack: list[tuple[str, int]] = []
     for i, ch in enumerate(text):
         if ch in QUOTES:
             stack.append((ch, i))
         elif ch in QUOTES.values():
-            apostrophe = ch == "’" and 0 < i < len(text) - 1 and text[i - 1].isalnum() \
-                and text[i + 1].isascii() and text[i + 1].isalpha()
+            apostrophe = (
+                ch == "’"
+                and 0 < i < len(text) - 1
+                and text[i - 1].isalnum()
+                and text[i + 1].isascii()
+                and text[i + 1].isalpha()
+            )
             if stack and QUOTES[stack[-1][0]] == ch:
                 stack.pop()
             elif not apostrophe:
-                problems.append(f"closing {ch!r} without opening at {text[max(0, i - 20):i]!r}")
-    problems += [f"{q!r} never closed at {text[i:i + 20]!r}" for q, i in stack]
+                problems.append(f"closing {ch!r} without opening at {text[max(0, i - 20) : i]!r}")
+    problems += [f"{q!r} never closed at {text[i : i + 20]!r}" for q, i in stack]
     return problems
 
 
@@ -180,8 +205,9 @@ def test_the_sample_release_quotes_are_paired() -> None:
 def test_email_css_keeps_korean_words_whole(tmp_path: Path) -> None:
     html = preview(load_release(sample_path()), "ko", org_settings(tmp_path))
     category = re.search(r'<td class="category[^>]*style=(["\'])(.*?)\1', html)
-    assert category is not None and "keep-all" in category.group(2) \
-        and "nowrap" in category.group(2)
+    assert (
+        category is not None and "keep-all" in category.group(2) and "nowrap" in category.group(2)
+    )
     footer = re.search(r'<p style=(["\'])([^>]*)\1>[^<]*발송되었습니다', html)
     assert footer is not None and "keep-all" in footer.group(2)
 
@@ -203,7 +229,8 @@ def output(result: Result) -> str:
 
 @pytest.mark.db
 def test_list_names_per_language_on_the_cli_and_in_the_confirmation(
-        settings: Settings, tmp_path: Path) -> None:
+    settings: Settings, tmp_path: Path
+) -> None:
     settings = bilingual_config(tmp_path, database_url=settings.database_url)
     cli = Cli(tmp_path / "mailer.toml")
     cli("lists", "create", "press", "--name", "Press", "--name-ko", "보도자료", "--public")
@@ -233,8 +260,9 @@ def test_list_names_per_language_on_the_cli_and_in_the_confirmation(
 
 
 @pytest.mark.db
-def test_subscribe_page_names_lists_in_the_page_language(settings: Settings,
-                                                         tmp_path: Path) -> None:
+def test_subscribe_page_names_lists_in_the_page_language(
+    settings: Settings, tmp_path: Path
+) -> None:
     settings = bilingual_config(tmp_path, database_url=settings.database_url)
     with session_scope(settings) as s:
         create_list(s, "press", "Press", public=True, names={"kr": "보도자료"})
@@ -253,13 +281,15 @@ def test_subscribe_page_names_lists_in_the_page_language(settings: Settings,
 
 def korean_less_release(folder: Path) -> Path:
     folder.mkdir(exist_ok=True)
-    return write_release(folder, "r.en.md", "title: R\ndate: 2024-03-01\nsummary: S\n"
-                                            "lists: [press]")
+    return write_release(
+        folder, "r.en.md", "title: R\ndate: 2024-03-01\nsummary: S\nlists: [press]"
+    )
 
 
 @pytest.mark.db
-def test_send_shows_who_gets_which_variant_and_every_warning(settings: Settings,
-                                                             tmp_path: Path) -> None:
+def test_send_shows_who_gets_which_variant_and_every_warning(
+    settings: Settings, tmp_path: Path
+) -> None:
     settings = bilingual_config(tmp_path, database_url=settings.database_url)
     with session_scope(settings) as s:
         create_list(s, "press", "Press")
@@ -273,8 +303,9 @@ def test_send_shows_who_gets_which_variant_and_every_warning(settings: Settings,
     assert "2 ko readers get the en variant (there is no ko variant)" in out
     assert "2 en readers get the en variant" in out  # one without a language: the default
     assert "warning: 2 subscriber(s) read 'ko' but the release has no ko variant" in out
-    colour = cli.runner.invoke(main, ["--config", str(cli.config), "send", str(path),
-                                      "--dry-run"], color=True)
+    colour = cli.runner.invoke(
+        main, ["--config", str(cli.config), "send", str(path), "--dry-run"], color=True
+    )
     assert "\x1b[31m2 ko readers get the en variant" in colour.output
     assert "\x1b[31mwarning: 2 subscriber(s) read 'ko'" in colour.output
     # With the Korean file there, the plan says so and the warning is gone.
@@ -289,8 +320,9 @@ def header(message: EmailMessage, name: str) -> str:
 
 
 @pytest.mark.db
-def test_korean_readers_get_korean_from_org_and_list_name(settings: Settings,
-                                                          tmp_path: Path) -> None:
+def test_korean_readers_get_korean_from_org_and_list_name(
+    settings: Settings, tmp_path: Path
+) -> None:
     settings = bilingual_config(tmp_path, database_url=settings.database_url)
     with session_scope(settings) as s:
         create_list(s, "press", "Press", names={"ko": "보도자료"})
@@ -302,10 +334,12 @@ def test_korean_readers_get_korean_from_org_and_list_name(settings: Settings,
         shutil.copy(f, folder / f.name)
     reader_langs = {"en": 1, "ko": 1}
     release = load_release(folder / "election-night.en.md")
-    assert [(r.language, r.variant, r.fallback) for r in reader_variants(release, reader_langs)] \
-        == [("en", "en", False), ("ko", "ko", False)]
-    result = Cli(tmp_path / "mailer.toml")("send", str(folder / "election-night.en.md"),
-                                           "--list", "press", "--yes")
+    assert [
+        (r.language, r.variant, r.fallback) for r in reader_variants(release, reader_langs)
+    ] == [("en", "en", False), ("ko", "ko", False)]
+    result = Cli(tmp_path / "mailer.toml")(
+        "send", str(folder / "election-night.en.md"), "--list", "press", "--yes"
+    )
     assert "From [ko]:" in result.output and "한인시민협의회 보도" in result.output
     box = mailbox.Maildir(settings.outbox_dir, create=False)
     messages = {}
@@ -325,22 +359,26 @@ def test_korean_readers_get_korean_from_org_and_list_name(settings: Settings,
 
 
 @pytest.mark.db
-def test_a_test_send_shows_each_language_as_its_readers_get_it(settings: Settings,
-                                                               tmp_path: Path) -> None:
+def test_a_test_send_shows_each_language_as_its_readers_get_it(
+    settings: Settings, tmp_path: Path
+) -> None:
     settings = bilingual_config(tmp_path, database_url=settings.database_url)
     folder = tmp_path / "rel"
     folder.mkdir()
     for f in SAMPLES.glob("election-night.*.md"):
         shutil.copy(f, folder / f.name)
-    Cli(tmp_path / "mailer.toml")("send", str(folder / "election-night.en.md"), "--test",
-                                  "me@example.org")
+    Cli(tmp_path / "mailer.toml")(
+        "send", str(folder / "election-night.en.md"), "--test", "me@example.org"
+    )
     box = mailbox.Maildir(settings.outbox_dir, create=False)
     froms = {}
     for key in box.iterkeys():
         parsed = message_from_bytes(box.get_bytes(key), policy=policy.default)
         froms[str(parsed["Content-Language"])] = str(parsed["From"])
-    assert froms == {"en": "KACC Press <press@hanul.example.org>",
-                     "ko": "한인시민협의회 보도 <press@hanul.example.org>"}
+    assert froms == {
+        "en": "KACC Press <press@hanul.example.org>",
+        "ko": "한인시민협의회 보도 <press@hanul.example.org>",
+    }
 
 
 # --- in a browser: Korean words are not broken ---------------------------------------------
@@ -371,8 +409,7 @@ HANGUL_WORDS = """
 
 @pytest.mark.browser
 @pytest.mark.parametrize("width", [375, 600])
-def test_korean_words_do_not_break_at_phone_and_desktop_widths(
-        tmp_path: Path, width: int) -> None:
+def test_korean_words_do_not_break_at_phone_and_desktop_widths(tmp_path: Path, width: int) -> None:
     from tests.support.browser import CHROMEDRIVER, CHROMIUM, korean_font_installed, show
 
     if not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()):
@@ -385,10 +422,12 @@ def test_korean_words_do_not_break_at_phone_and_desktop_widths(
     # A long organisation name fills the masthead: before keep-all, "보도자료" beside it broke in
     # two at 600px (and "메일을" in the About text).
     settings = bilingual_config(
-        tmp_path, organisation_name="Korean American Civic Council of Greater Philadelphia")
+        tmp_path, organisation_name="Korean American Civic Council of Greater Philadelphia"
+    )
     page = tmp_path / "ko.html"
-    page.write_text(preview(load_release(sample_path()), "ko", settings, list_name="보도자료"),
-                    encoding="utf-8")
+    page.write_text(
+        preview(load_release(sample_path()), "ko", settings, list_name="보도자료"), encoding="utf-8"
+    )
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
     for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"):
@@ -399,7 +438,8 @@ def test_korean_words_do_not_break_at_phone_and_desktop_widths(
         broken = driver.execute_script("return " + HANGUL_WORDS.strip())
         assert broken == []
         category = driver.execute_script(
-            "return document.querySelector('.category').getClientRects().length")
+            "return document.querySelector('.category').getClientRects().length"
+        )
         assert category == 1
     finally:
         driver.quit()

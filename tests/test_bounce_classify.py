@@ -29,7 +29,8 @@ KINDS = {"hard", "soft", "block", "delayed", "complaint", "unsubscribe", "autore
 needs_corpus = pytest.mark.skipif(
     labelled.corpus_dir() is None,
     reason="the shared bounce corpus is not here: set MAILER_BOUNCE_CORPUS or put it at "
-           "../shared/bounce-corpus beside the checkout (CI has it)")
+    "../shared/bounce-corpus beside the checkout (CI has it)",
+)
 
 
 @pytest.fixture(scope="module")
@@ -39,8 +40,9 @@ def scored() -> tuple[labelled.Score, dict[str, MessageVerdict]]:
 
 
 @needs_corpus
-def test_shared_corpus_meets_the_targets(scored: tuple[labelled.Score, dict[str, MessageVerdict]],
-                                         capsys: pytest.CaptureFixture[str]) -> None:
+def test_shared_corpus_meets_the_targets(
+    scored: tuple[labelled.Score, dict[str, MessageVerdict]], capsys: pytest.CaptureFixture[str]
+) -> None:
     score, _ = scored
     with capsys.disabled():
         print("\n" + "\n".join(score.lines()))
@@ -59,7 +61,8 @@ def test_shared_corpus_meets_the_targets(scored: tuple[labelled.Score, dict[str,
 
 @needs_corpus
 def test_every_message_gets_a_verdict_in_the_documented_shape(
-        scored: tuple[labelled.Score, dict[str, MessageVerdict]]) -> None:
+    scored: tuple[labelled.Score, dict[str, MessageVerdict]],
+) -> None:
     _, verdicts = scored
     for name, v in verdicts.items():
         data = v.as_dict()
@@ -72,7 +75,8 @@ def test_every_message_gets_a_verdict_in_the_documented_shape(
 
 @needs_corpus
 def test_disputed_labels_are_still_disagreements(
-        scored: tuple[labelled.Score, dict[str, MessageVerdict]]) -> None:
+    scored: tuple[labelled.Score, dict[str, MessageVerdict]],
+) -> None:
     """Each named dispute is a real, current disagreement; none hides a fixed or unknown file."""
     score, verdicts = scored
     _, labels = labelled.load()
@@ -100,15 +104,17 @@ def test_messages_cut_off_in_their_copy_are_read_from_the_whole_parts() -> None:
         tried += 1
         whole, part = classify_bytes(raw, name), classify_bytes(cut, name)
         assert part.form != "unparseable" or whole.form == "unparseable", (name, part.note)
-        if [(r.address, r.kind) for r in whole.recipients] == \
-                [(r.address, r.kind) for r in part.recipients]:
+        if [(r.address, r.kind) for r in whole.recipients] == [
+            (r.address, r.kind) for r in part.recipients
+        ]:
             same += 1
         else:
             changed.append(name)
         # Never more suppression from less text (a complaint whose copy lost its To header
         # still complains, about an address the run finds by VERP or Message-ID).
-        assert {r.address for r in part.recipients if r.suppress and r.address} <= \
-            {r.address for r in whole.recipients if r.suppress}, name
+        assert {r.address for r in part.recipients if r.suppress and r.address} <= {
+            r.address for r in whole.recipients if r.suppress
+        }, name
     assert tried >= 100
     assert same / tried >= 0.95, changed
 
@@ -144,6 +150,7 @@ def test_project_corpus_kinds_are_what_process_records() -> None:
 
 # -- the command ---------------------------------------------------------------------------------
 
+
 @pytest.fixture
 def run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[CliRunner]:
     """The command in a folder without mailer.toml: classify needs no configuration."""
@@ -173,25 +180,41 @@ def test_cli_text_and_json_for_files_and_a_folder(run: CliRunner, tmp_path: Path
     assert any(re.match(r"  han\.sora@gmail\.example +block +keep +5\.7\.1", x) for x in lines)
     assert any(x.startswith(f"{garbage}: unparseable (") for x in lines)
     assert lines[-1] == "3 message(s): 2 dsn, 1 unparseable; 1 recipient(s) to suppress"
-    data = json.loads(run.invoke(main, ["bounces", "classify", "--json", str(folder),
-                                        str(garbage)]).output)
-    assert [d["file"] for d in data] == [str(folder / "a.eml"), str(folder / "sub" / "b.eml"),
-                                         str(garbage)]
+    data = json.loads(
+        run.invoke(main, ["bounces", "classify", "--json", str(folder), str(garbage)]).output
+    )
+    assert [d["file"] for d in data] == [
+        str(folder / "a.eml"),
+        str(folder / "sub" / "b.eml"),
+        str(garbage),
+    ]
     assert data[0]["form"] == "dsn" and data[2]["form"] == "unparseable" and data[2]["note"]
     [hard] = data[0]["recipients"]
     assert set(hard) == {"address", "kind", "suppress", "status", "why"}
-    assert (hard["address"], hard["kind"], hard["suppress"], hard["status"]) == \
-        ("kim.minji@news.example.kr", "hard", True, "5.1.1")
+    assert (hard["address"], hard["kind"], hard["suppress"], hard["status"]) == (
+        "kim.minji@news.example.kr",
+        "hard",
+        True,
+        "5.1.1",
+    )
     assert data[2]["recipients"] == []
 
 
 def test_cli_mbox_and_maildir(run: CliRunner, tmp_path: Path) -> None:
-    mbox = world.write_mbox(tmp_path / "b.mbox", [
-        corpus_file("09-arf-aol-abuse.eml"), corpus_file("07-postfix-delayed.eml"),
-        corpus_file("11-vacation-korean.eml")])
+    mbox = world.write_mbox(
+        tmp_path / "b.mbox",
+        [
+            corpus_file("09-arf-aol-abuse.eml"),
+            corpus_file("07-postfix-delayed.eml"),
+            corpus_file("11-vacation-korean.eml"),
+        ],
+    )
     data = json.loads(run.invoke(main, ["bounces", "classify", "--json", str(mbox)]).output)
-    assert [d["file"] for d in data] == [f"{mbox}:1 (line 1)", f"{mbox}:2 (line {_line(mbox, 2)})",
-                                         f"{mbox}:3 (line {_line(mbox, 3)})"]
+    assert [d["file"] for d in data] == [
+        f"{mbox}:1 (line 1)",
+        f"{mbox}:2 (line {_line(mbox, 2)})",
+        f"{mbox}:3 (line {_line(mbox, 3)})",
+    ]
     assert [d["form"] for d in data] == ["arf", "dsn", "autoreply"]
     assert [(r["kind"], r["suppress"]) for r in data[0]["recipients"]] == [("complaint", True)]
     assert data[0]["recipients"][0]["address"] == "lim.taeyang@aol.example"
@@ -203,14 +226,17 @@ def test_cli_mbox_and_maildir(run: CliRunner, tmp_path: Path) -> None:
     out = run.invoke(main, ["bounces", "classify", str(tmp_path / "Maildir")])
     assert out.exit_code == 0, out.output
     assert "ryu.jin@old.example.org" in out.output and "hard" in out.output
-    assert out.output.splitlines()[-1] == \
-        "2 message(s): 1 dsn, 1 unparseable; 1 recipient(s) to suppress"
+    assert (
+        out.output.splitlines()[-1]
+        == "2 message(s): 1 dsn, 1 unparseable; 1 recipient(s) to suppress"
+    )
     assert len(box) == 2
 
 
 def _line(mbox: Path, n: int) -> int:
-    starts = [i + 1 for i, line in enumerate(mbox.read_bytes().splitlines())
-              if line.startswith(b"From ")]
+    starts = [
+        i + 1 for i, line in enumerate(mbox.read_bytes().splitlines()) if line.startswith(b"From ")
+    ]
     return starts[n - 1]
 
 

@@ -39,8 +39,11 @@ def run(session: Session, settings: Settings, raw: bytes) -> list[Item]:
 
 
 def held(session: Session) -> dict[int, str]:
-    return dict(session.execute(select(BounceReview.id, BounceReview.email)
-                                .where(BounceReview.state == "pending")).all())
+    return dict(
+        session.execute(
+            select(BounceReview.id, BounceReview.email).where(BounceReview.state == "pending")
+        ).all()
+    )
 
 
 def qmail(recipient: str, to: str = BOUNCES) -> bytes:
@@ -77,14 +80,16 @@ FORGERIES = {
     "qmail": lambda: qmail(VICTIM),
     "arf": lambda: arf(VICTIM),
     # A hand-written VERP address (the old unsigned form) naming the victim.
-    "verp": lambda: delivered_to(dsn("old.address@elsewhere.example"),
-                                 "bounces+victim=example.com@hanul.example.org"),
+    "verp": lambda: delivered_to(
+        dsn("old.address@elsewhere.example"), "bounces+victim=example.com@hanul.example.org"
+    ),
 }
 
 
 @pytest.mark.parametrize("form", sorted(FORGERIES))
-def test_forged_report_is_held_and_applied_only_by_a_person(sent: Sent, db: Session, cli: Cli,
-                                                            form: str) -> None:
+def test_forged_report_is_held_and_applied_only_by_a_person(
+    sent: Sent, db: Session, cli: Cli, form: str
+) -> None:
     [item] = run(db, sent.settings, FORGERIES[form]())
     assert item.email == VICTIM and item.processed
     assert item.outcome in ("hard", "complaint")
@@ -112,22 +117,33 @@ def test_forged_report_is_held_and_applied_only_by_a_person(sent: Sent, db: Sess
 
 def test_five_forged_mailbox_full_reports_count_nothing(sent: Sent, db: Session) -> None:
     for _ in range(5):
-        [item] = run(db, sent.settings, dsn(VICTIM, "4.2.2",
-                                            diagnostic="smtp; 452 4.2.2 Mailbox full"))
+        [item] = run(
+            db, sent.settings, dsn(VICTIM, "4.2.2", diagnostic="smtp; 452 4.2.2 Mailbox full")
+        )
         assert item.outcome == "soft" and item.action.startswith("held for review")
     assert soft_score(db, sent.settings, VICTIM) == (0, 0)
     assert suppressed(db, VICTIM) is None
     # A genuine one (about the real message) counts; the held ones still do not.
     real = sent.received[VICTIM]
-    [item] = run(db, sent.settings, dsn(VICTIM, "4.2.2", to=real.mail_from,
-                                        diagnostic="smtp; 452 4.2.2 Mailbox full",
-                                        about=real.message_id))
+    [item] = run(
+        db,
+        sent.settings,
+        dsn(
+            VICTIM,
+            "4.2.2",
+            to=real.mail_from,
+            diagnostic="smtp; 452 4.2.2 Mailbox full",
+            about=real.message_id,
+        ),
+    )
     assert item.action == "score 1/5" and item.matched_by == "verp"
     # A person applies the five held ones: with the genuine one, the fourth reaches 5.
     from mailer.bounces.review import decide
 
-    outcomes = [decide(db, sent.settings, rid, apply=True, actor="editor").outcome
-                for rid in sorted(held(db))]
+    outcomes = [
+        decide(db, sent.settings, rid, apply=True, actor="editor").outcome
+        for rid in sorted(held(db))
+    ]
     assert outcomes[:4] == ["score 2/5", "score 3/5", "score 4/5", "suppressed (score 5/5)"]
     assert suppressed(db, VICTIM) == SuppressionReason.HARD_BOUNCE
 
@@ -172,7 +188,8 @@ def test_forged_from_mailed_unsubscribe_is_held(sent: Sent, db: Session, cli: Cl
     db.commit()
     data = json.loads(cli("bounces", "review", "--json").output)
     assert [(r["id"], r["email"], r["action"], r["state"]) for r in data] == [
-        (review_id, VICTIM, "unsubscribe", "pending")]
+        (review_id, VICTIM, "unsubscribe", "pending")
+    ]
     assert "From address proves nothing" in data[0]["why"]
     out = json.loads(cli("bounces", "review", "--apply", str(review_id), "--json").output)
     assert out["state"] == "applied" and out["outcome"].startswith("unsubscribed")
@@ -188,13 +205,15 @@ def test_dismissed_report_changes_nothing(sent: Sent, db: Session, cli: Cli) -> 
     assert f"{review_id}: dismissed" in out
     assert "no held reports pending review" in cli("bounces", "review").output
     assert "dismissed" in cli("bounces", "review", "--all").output
-    assert "no held report with id 999" in cli("bounces", "review", "--apply", "999",
-                                               expect=1).output
+    assert (
+        "no held report with id 999" in cli("bounces", "review", "--apply", "999", expect=1).output
+    )
     db.rollback()
     assert suppressed(db, VICTIM) is None
 
 
 # -- genuine reports, built from what mailer really sent, still act -------------------------
+
 
 def test_genuine_dsn_with_signed_verp_suppresses(sent: Sent, db: Session) -> None:
     real = sent.received[VICTIM]
@@ -208,8 +227,9 @@ def test_genuine_dsn_with_signed_verp_suppresses(sent: Sent, db: Session) -> Non
     assert suppressed(db, VICTIM) == SuppressionReason.HARD_BOUNCE
 
 
-def test_genuine_reports_by_message_id_act_without_verp(sent: Sent, db: Session,
-                                                        tmp_path: Path) -> None:
+def test_genuine_reports_by_message_id_act_without_verp(
+    sent: Sent, db: Session, tmp_path: Path
+) -> None:
     no_verp = Settings(**{**sent.settings.__dict__, "verp": False})
     real = sent.received[VICTIM]
     [item] = run(db, no_verp, dsn(VICTIM, about=real.message_id))
@@ -219,19 +239,26 @@ def test_genuine_reports_by_message_id_act_without_verp(sent: Sent, db: Session,
     kim = sent.received["kim@news.example.kr"]
     raw = arf("redacted@isp.example", about=kim.message_id)
     [item] = run(db, no_verp, raw)
-    assert (item.outcome, item.email, item.action) == ("complaint", "kim@news.example.kr",
-                                                       "suppressed")
+    assert (item.outcome, item.email, item.action) == (
+        "complaint",
+        "kim@news.example.kr",
+        "suppressed",
+    )
 
 
-def test_genuine_mailed_unsubscribe_uses_the_token_of_the_real_message(sent: Sent,
-                                                                      db: Session) -> None:
+def test_genuine_mailed_unsubscribe_uses_the_token_of_the_real_message(
+    sent: Sent, db: Session
+) -> None:
     real = sent.received[MALLORY]
-    mailto = re.search(r"<mailto:[^?>]+\?subject=unsubscribe%20([^>]+)>",
-                       str(real.message["List-Unsubscribe"]).replace("\n", ""))
+    mailto = re.search(
+        r"<mailto:[^?>]+\?subject=unsubscribe%20([^>]+)>",
+        str(real.message["List-Unsubscribe"]).replace("\n", ""),
+    )
     assert mailto is not None
     # Sent from another address (a forward): the token is the proof, not the From.
-    [item] = run(db, sent.settings, mail(f"unsubscribe {mailto.group(1)}",
-                                         sender="assistant@evil.example"))
+    [item] = run(
+        db, sent.settings, mail(f"unsubscribe {mailto.group(1)}", sender="assistant@evil.example")
+    )
     assert (item.email, item.matched_by) == (MALLORY, "token")
     assert item.action.startswith("unsubscribed")
 
@@ -253,11 +280,13 @@ def test_verp_tag_and_message_id_are_keyed(sent: Sent) -> None:
 
 def test_the_database_computes_the_same_message_ids(sent: Sent, db: Session) -> None:
     """Planning computes the ids in SQL (a function on SQLite, sha256() on PostgreSQL)."""
-    rows = db.execute(select(Delivery.campaign_id, Delivery.contact_id, Delivery.email,
-                             Delivery.message_id)).all()
+    rows = db.execute(
+        select(Delivery.campaign_id, Delivery.contact_id, Delivery.email, Delivery.message_id)
+    ).all()
     assert len(rows) == len(PEOPLE)
     for campaign_id, contact_id, email, mid in rows:
         assert contact_id is not None
-        assert mid == message_id(campaign_id, contact_id, sent.settings.secret_key,
-                                 "hanul.example.org")
+        assert mid == message_id(
+            campaign_id, contact_id, sent.settings.secret_key, "hanul.example.org"
+        )
         assert sent.received[email].message_id == mid

@@ -23,13 +23,18 @@ from tests.support.config import write_config
 @pytest.fixture
 def verp_settings(settings: Settings, tmp_path: Path) -> Settings:
     """The test settings with VERP on and a separate bounce address."""
-    write_config(tmp_path, {"database_url": settings.database_url, "verp": True,
-                            "envelope_sender": "bounces@hanul.example.org"})
+    write_config(
+        tmp_path,
+        {
+            "database_url": settings.database_url,
+            "verp": True,
+            "envelope_sender": "bounces@hanul.example.org",
+        },
+    )
     return load_settings(tmp_path / "mailer.toml", env={})
 
 
-def run_corpus(session: Session, settings: Settings,
-               tmp_path: Path) -> tuple[RunReport, list[str]]:
+def run_corpus(session: Session, settings: Settings, tmp_path: Path) -> tuple[RunReport, list[str]]:
     """Every corpus message in one mbox, processed once; the file names in mbox order."""
     w = world.build(session)
     messages = world.corpus(session, settings, w.campaign.id)
@@ -39,9 +44,9 @@ def run_corpus(session: Session, settings: Settings,
     return report, [name for name, _ in messages]
 
 
-def test_corpus_outcomes_precision_and_recall(session: Session, verp_settings: Settings,
-                                              tmp_path: Path,
-                                              capsys: pytest.CaptureFixture[str]) -> None:
+def test_corpus_outcomes_precision_and_recall(
+    session: Session, verp_settings: Settings, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     report, names = run_corpus(session, verp_settings, tmp_path)
     assert sorted(world.EXPECTED["messages"]) == names, "expected.json and the files differ"
     result = world.evaluate(session, report, names)
@@ -53,19 +58,25 @@ def test_corpus_outcomes_precision_and_recall(session: Session, verp_settings: S
     # An unsubscribe request with no token, only a From header (anyone can write one), is held
     # for a person (docs/bounces.md), never applied by itself.
     from_only = {"seo.hana@weekly.example.com", "jang.seoyeon@mail.example.kr"}
-    held = {i.email for i in report.items
-            if i.outcome == "unsubscribe" and i.action.startswith("held for review")}
+    held = {
+        i.email
+        for i in report.items
+        if i.outcome == "unsubscribe" and i.action.startswith("held for review")
+    }
     assert held == from_only
     assert result.unsubscribed == result.truth_unsubscribed - from_only
     # What a person would suppress and mailer only scores: replies whose code and words do not
     # say the address is gone (Office 365's 5.4.1 "Access denied", Outlook.com's 5.5.0
     # "mailbox unavailable"). Recall pays for precision here, on purpose.
-    assert result.truth_suppressed - result.suppressed == {"ahn.yeji@o365.example.com",
-                                                           "do.yeon@hotmail.example"}
+    assert result.truth_suppressed - result.suppressed == {
+        "ahn.yeji@o365.example.com",
+        "do.yeon@hotmail.example",
+    }
 
 
-def test_second_run_counts_nothing_twice(session: Session, verp_settings: Settings,
-                                         tmp_path: Path) -> None:
+def test_second_run_counts_nothing_twice(
+    session: Session, verp_settings: Settings, tmp_path: Path
+) -> None:
     first, _ = run_corpus(session, verp_settings, tmp_path)
     recorded = session.scalar(select(func.count()).select_from(Bounce))
     suppressions = session.scalar(select(func.count()).select_from(Suppression))

@@ -26,11 +26,15 @@ from tests.support.releases import offline_cli, org_settings, write_release
 GOOD_FRONT = "title: Good release\ndate: 2024-03-01\nsummary: A summary."
 
 
-def findings_for(tmp_path: Path, front: str = GOOD_FRONT, body: str = "Body.\n",
-                 audience: dict[str, int] | None = None, **settings: object) -> list[Finding]:
+def findings_for(
+    tmp_path: Path,
+    front: str = GOOD_FRONT,
+    body: str = "Body.\n",
+    audience: dict[str, int] | None = None,
+    **settings: object,
+) -> list[Finding]:
     release = load_release(write_release(tmp_path, "r.en.md", front, body))
-    return check_release(release, org_settings(tmp_path, **settings),
-                         audience_languages=audience)
+    return check_release(release, org_settings(tmp_path, **settings), audience_languages=audience)
 
 
 def messages(findings: list[Finding], level: str) -> str:
@@ -43,8 +47,9 @@ def test_clean_release_has_no_findings(tmp_path: Path) -> None:
 
 def test_the_sample_release_is_clean() -> None:
     release = load_release(sample_path())
-    findings = check_release(release, org_settings(Path("/nonexistent")),
-                             audience_languages={"en": 3, "ko": 2})
+    findings = check_release(
+        release, org_settings(Path("/nonexistent")), audience_languages={"en": 3, "ko": 2}
+    )
     assert findings == []
 
 
@@ -73,12 +78,18 @@ def test_images_without_alt_text(tmp_path: Path) -> None:
 
 
 def test_links_must_be_absolute_https(tmp_path: Path) -> None:
-    body = ("See [the site](http://hanul.example.org/old).\n\n"
-            "A [relative](/news/1) link, an [anchor](#top), [mail](mailto:a@b.org), "
-            "[call](tel:+12155550142) and [ftp](ftp://x.org/f).\n\n"
-            "![pic](images/p.png)\n")
-    findings = findings_for(tmp_path, body=body, website="http://hanul.example.org",
-                            social={"Facebook": "https://www.facebook.com/x"})
+    body = (
+        "See [the site](http://hanul.example.org/old).\n\n"
+        "A [relative](/news/1) link, an [anchor](#top), [mail](mailto:a@b.org), "
+        "[call](tel:+12155550142) and [ftp](ftp://x.org/f).\n\n"
+        "![pic](images/p.png)\n"
+    )
+    findings = findings_for(
+        tmp_path,
+        body=body,
+        website="http://hanul.example.org",
+        social={"Facebook": "https://www.facebook.com/x"},
+    )
     errors, warnings = messages(findings, "error"), messages(findings, "warning")
     assert "r.en.md:6: link 'http://hanul.example.org/old' is not https" in warnings
     assert "r.en.md:8: link '/news/1' is not an absolute URL" in errors
@@ -102,7 +113,8 @@ def test_embargo_past_and_expiry(tmp_path: Path) -> None:
     with clock.pinned(datetime(2024, 3, 2, tzinfo=UTC)):
         findings = findings_for(tmp_path, front=front)
     assert messages(findings, "warning").startswith(
-        f"{tmp_path / 'r.en.md'}: embargo 2024-03-01T09:00:00-05:00 is already past")
+        f"{tmp_path / 'r.en.md'}: embargo 2024-03-01T09:00:00-05:00 is already past"
+    )
     assert not has_errors(findings)
     with clock.pinned(datetime(2024, 3, 11, tzinfo=UTC)):
         findings = findings_for(tmp_path, front=front)
@@ -115,36 +127,39 @@ def test_embargo_past_and_expiry(tmp_path: Path) -> None:
 
 def test_very_long_subject(tmp_path: Path) -> None:
     long_title = "A very long headline that goes on " * 3
-    findings = findings_for(tmp_path, front=f"title: {long_title}\ndate: 2024-03-01\n"
-                                            "summary: s")
+    findings = findings_for(tmp_path, front=f"title: {long_title}\ndate: 2024-03-01\nsummary: s")
     assert "the subject is 101 columns long" in messages(findings, "warning")
     # A short `subject` fixes it, whatever the title's length.
-    findings = findings_for(tmp_path, front=f"title: {long_title}\nsubject: Short\n"
-                                            "date: 2024-03-01\nsummary: s")
+    findings = findings_for(
+        tmp_path, front=f"title: {long_title}\nsubject: Short\ndate: 2024-03-01\nsummary: s"
+    )
     assert findings == []
     # Hangul takes two columns: 40 syllables is as long as 80 Latin letters.
-    findings = findings_for(tmp_path, front=f"title: {'가' * 40}\ndate: 2024-03-01\n"
-                                            "summary: s")
+    findings = findings_for(tmp_path, front=f"title: {'가' * 40}\ndate: 2024-03-01\nsummary: s")
     assert "the subject is 80 columns long" in messages(findings, "warning")
 
 
 def test_language_missing_for_its_readers(tmp_path: Path) -> None:
     findings = findings_for(tmp_path, audience={"en": 10, "ko": 4, "ko-kr": 1, "fr": 0})
     warnings = messages(findings, "warning")
-    assert "4 subscriber(s) read 'ko' but the release has no ko variant (r.ko.md); they " \
-           "would get the en one" in warnings
+    assert (
+        "4 subscriber(s) read 'ko' but the release has no ko variant (r.ko.md); they "
+        "would get the en one" in warnings
+    )
     assert "1 subscriber(s) read 'ko-kr'" in warnings
     assert "'fr'" not in warnings and "'en'" not in warnings
     write_release(tmp_path, "r.ko.md", "title: 좋은 보도자료\nsummary: 요약")
     release = load_release(tmp_path / "r")
-    findings = check_release(release, org_settings(tmp_path),
-                             audience_languages={"en": 10, "ko": 4, "ko-kr": 1})
+    findings = check_release(
+        release, org_settings(tmp_path), audience_languages={"en": 10, "ko": 4, "ko-kr": 1}
+    )
     assert findings == []
 
 
 def test_other_warnings(tmp_path: Path) -> None:
-    findings = findings_for(tmp_path, front="title: T", body="\n", about={"ko": "소개"},
-                            languages=["ko"])
+    findings = findings_for(
+        tmp_path, front="title: T", body="\n", about={"ko": "소개"}, languages=["ko"]
+    )
     assert "r.en.md: the body is empty" in messages(findings, "error")
     warnings = messages(findings, "warning")
     assert "no summary" in warnings and "no date" in warnings
@@ -152,22 +167,41 @@ def test_other_warnings(tmp_path: Path) -> None:
     assert "'en' is not in the settings' languages ['ko']" in warnings
 
 
-CONTACT = ("\ncontact:\n  name: Minji Seo\n  email: press@hanul.example.org\n"
-           "  phone: '+1 215-555-0142'")
+CONTACT = (
+    "\ncontact:\n  name: Minji Seo\n  email: press@hanul.example.org\n  phone: '+1 215-555-0142'"
+)
 
 
-@pytest.mark.parametrize(("en", "ko", "expected"), [
-    (CONTACT, "", "{ko}: no contact; the ko release shows the one of {en} (Minji Seo); give "
-                  "a contact: here to name another"),
-    (CONTACT, "contact:\n  name: 서민지", "{ko}: contact has no email, phone; the ko release "
-     "shows those of {en} (email 'press@hanul.example.org', phone '+1 215-555-0142'); give them "
-     "here (\"\" for none) if they differ"),
-    ("", "contact:\n  name: 서민지", "{en}: no contact, but {ko} has one; the en readers get no "
-                                    "media contact (a contact is completed only from the en "
-                                    "file)"),
-], ids=["no-ko-contact", "ko-name-only", "no-en-contact"])
+@pytest.mark.parametrize(
+    ("en", "ko", "expected"),
+    [
+        (
+            CONTACT,
+            "",
+            "{ko}: no contact; the ko release shows the one of {en} (Minji Seo); give "
+            "a contact: here to name another",
+        ),
+        (
+            CONTACT,
+            "contact:\n  name: 서민지",
+            "{ko}: contact has no email, phone; the ko release "
+            "shows those of {en} (email 'press@hanul.example.org', phone '+1 215-555-0142'); "
+            "give them "
+            'here ("" for none) if they differ',
+        ),
+        (
+            "",
+            "contact:\n  name: 서민지",
+            "{en}: no contact, but {ko} has one; the en readers get no "
+            "media contact (a contact is completed only from the en "
+            "file)",
+        ),
+    ],
+    ids=["no-ko-contact", "ko-name-only", "no-en-contact"],
+)
 def test_a_contact_completed_or_missing_in_a_variant_is_warned_about(
-        tmp_path: Path, en: str, ko: str, expected: str) -> None:
+    tmp_path: Path, en: str, ko: str, expected: str
+) -> None:
     en_path = write_release(tmp_path, "r.en.md", GOOD_FRONT + en)
     ko_path = write_release(tmp_path, "r.ko.md", "title: 좋은 보도자료\nsummary: 요약\n" + ko)
     findings = check_release(load_release(en_path), org_settings(tmp_path))
@@ -183,17 +217,20 @@ def test_a_missing_list_name_is_told_only_for_the_languages_sent(tmp_path: Path)
     release = load_release(write_release(tmp_path, "r.en.md", GOOD_FRONT))
     name = LocalText({"en": "Members"}, "en")
     told = "the list Members has no 'ko' name"
-    assert told in messages(check_release(release, org_settings(tmp_path), list_name=name),
-                            "warning")
-    only_en = check_release(release, org_settings(tmp_path), list_name=name,
-                            render_languages={"en"})
+    assert told in messages(
+        check_release(release, org_settings(tmp_path), list_name=name), "warning"
+    )
+    only_en = check_release(
+        release, org_settings(tmp_path), list_name=name, render_languages={"en"}
+    )
     assert only_en == []
 
 
 def test_a_broken_layout_is_an_error_finding(tmp_path: Path) -> None:
     (tmp_path / "templates" / "email").mkdir(parents=True)
-    (tmp_path / "templates" / "email" / "footer.html").write_text("<p>{{ org.name }}</p>",
-                                                                  encoding="utf-8")
+    (tmp_path / "templates" / "email" / "footer.html").write_text(
+        "<p>{{ org.name }}</p>", encoding="utf-8"
+    )
     findings = findings_for(tmp_path)
     assert "the HTML layout has no unsubscribe link" in messages(findings, "error")
     (tmp_path / "templates" / "email" / "footer.html").write_text("{{ nope }}", encoding="utf-8")
@@ -234,8 +271,9 @@ def test_audience_languages(session: Session) -> None:
 
 
 @pytest.mark.db
-def test_check_cli_reads_the_audience(session: Session, cli: Cli, settings: Settings,
-                                      tmp_path: Path) -> None:
+def test_check_cli_reads_the_audience(
+    session: Session, cli: Cli, settings: Settings, tmp_path: Path
+) -> None:
     populate(session)
     session.commit()
     release = tmp_path / "r.en.md"
@@ -246,8 +284,11 @@ def test_check_cli_reads_the_audience(session: Session, cli: Cli, settings: Sett
     result = cli("release", "check", str(release), "--list", "press", "--json")
     data = json.loads(result.stdout)
     assert data["lists"] == ["press"] and data["audience"] == {"en": 2, "ko": 1}
-    assert {"level": "warning", "message": "1 subscriber(s) read 'ko' but the release has no "
-            "ko variant (r.ko.md); they would get the en one"} in data["findings"]
+    assert {
+        "level": "warning",
+        "message": "1 subscriber(s) read 'ko' but the release has no "
+        "ko variant (r.ko.md); they would get the en one",
+    } in data["findings"]
     result = cli("release", "check", str(release), "--list", "nosuch", expect=1)
     assert "error: " in result.output and "no list named 'nosuch'" in result.output
 

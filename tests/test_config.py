@@ -24,9 +24,14 @@ def test_defaults_live_beside_the_config_file(tmp_path: Path) -> None:
 
 def test_environment_overrides_the_file(tmp_path: Path) -> None:
     (tmp_path / "mailer.toml").write_text('secret_key = "k"\nconcurrency = 2\n')
-    s = load_settings(tmp_path / "mailer.toml",
-                      env={"MAILER_CONCURRENCY": "8", "MAILER_VERP": "true",
-                           "MAILER_ABOUT": '{"en": "About us"}'})
+    s = load_settings(
+        tmp_path / "mailer.toml",
+        env={
+            "MAILER_CONCURRENCY": "8",
+            "MAILER_VERP": "true",
+            "MAILER_ABOUT": '{"en": "About us"}',
+        },
+    )
     assert s.concurrency == 8
     assert s.verp is True
     assert s.about == {"en": "About us"}
@@ -78,16 +83,19 @@ def test_template_lists_every_setting_and_parses(tmp_path: Path) -> None:
     for name in ("smtp_url", "postal_address", "rate_per_second", "database_url"):
         assert f"# {name} = " in text
     # Uncommenting any default must give a valid file.
-    uncommented = "\n".join(line[2:] if re.match(r"# [a-z_]+ = ", line) else line
-                            for line in text.splitlines())
+    uncommented = "\n".join(
+        line[2:] if re.match(r"# [a-z_]+ = ", line) else line for line in text.splitlines()
+    )
     path.write_text(uncommented)
     load_settings(path, env={})
 
 
 def test_secrets_are_masked(tmp_path: Path) -> None:
     path = tmp_path / "mailer.toml"
-    path.write_text('secret_key = "s3cr3t-value"\ntransport = "smtp"\n'
-                    'smtp_url = "smtp://user:hunter2@mail.example.org:587"\n')
+    path.write_text(
+        'secret_key = "s3cr3t-value"\ntransport = "smtp"\n'
+        'smtp_url = "smtp://user:hunter2@mail.example.org:587"\n'
+    )
     result = CliRunner().invoke(main, ["--config", str(path), "config", "show"])
     assert result.exit_code == 0, result.output
     assert "hunter2" not in result.output and "s3cr3t-value" not in result.output

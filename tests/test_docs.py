@@ -48,8 +48,17 @@ def commands(group: click.Group, prefix: str = "") -> list[tuple[str, click.Comm
 
 def test_there_are_commands() -> None:
     names = [name for name, _ in commands(main)]
-    for expected in ("init", "send", "campaigns resume", "contacts import", "serve",
-                     "bounces process", "worker", "release preview", "suppressions import"):
+    for expected in (
+        "init",
+        "send",
+        "campaigns resume",
+        "contacts import",
+        "serve",
+        "bounces process",
+        "worker",
+        "release preview",
+        "suppressions import",
+    ):
         assert expected in names
 
 
@@ -63,6 +72,7 @@ def test_every_command_has_help_text() -> None:
 
 # --- The generated references -------------------------------------------------------------
 
+
 def test_generated_files_match_the_code() -> None:
     """Someone added a setting, a command, an option or a changelog entry: regenerate."""
     for path, text in load_generator().outputs().items():
@@ -74,8 +84,9 @@ def test_generated_files_match_the_code() -> None:
 def test_the_reference_names_every_setting() -> None:
     text = load_generator().render_configuration()
     for setting in SETTINGS:
-        row = re.search(rf"^\| `{setting.name}` \| {setting.kind} \| (.+) \| (.+) \|$", text,
-                        re.MULTILINE)
+        row = re.search(
+            rf"^\| `{setting.name}` \| {setting.kind} \| (.+) \| (.+) \|$", text, re.MULTILINE
+        )
         assert row, f"setting {setting.name} is not a row of the configuration reference"
         assert " ".join(setting.help.split()).split(";")[0][:30] in row.group(2)
         assert f"`MAILER_{setting.name.upper()}`" in text
@@ -92,8 +103,9 @@ def test_the_reference_has_every_command_and_option() -> None:
         assert (cmd.help or "").strip().splitlines()[0] in body
         for param in cmd.params:
             if isinstance(param, click.Option) and not param.hidden:
-                assert f"`{param.opts[0]}" in body or f", {param.opts[0]}" in body, \
+                assert f"`{param.opts[0]}" in body or f", {param.opts[0]}" in body, (
                     f"`mailer {name} {param.opts[0]}` is not in the command reference"
+                )
 
 
 def test_the_reference_has_no_help_rows() -> None:
@@ -104,12 +116,16 @@ def test_the_reference_has_no_help_rows() -> None:
 
 # --- README: the front door ---------------------------------------------------------------
 
+
 def ci_test_command() -> str:
     """The pytest command .ci/run runs, e.g. `.venv/bin/pytest -n 4`: its env prefix dropped,
     and a `${VAR:-default}` written as its default, as a reader would type it."""
     script = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
-    lines = [line for line in script.splitlines()
-             if ".venv/bin/pytest" in line and not line.lstrip().startswith("#")]
+    lines = [
+        line
+        for line in script.splitlines()
+        if ".venv/bin/pytest" in line and not line.lstrip().startswith("#")
+    ]
     assert len(lines) == 1, f".ci/run should run pytest once, found {lines}"
     line = re.sub(r"\$\{\w+:-([^}]*)\}", r"\1", lines[0].rstrip("\\"))
     words = shlex.split(line)
@@ -119,10 +135,10 @@ def ci_test_command() -> str:
 
 def test_readme_opens_with_the_two_commands() -> None:
     head = README[:2500]
-    assert ("python3 -m venv .venv && .venv/bin/pip install . && .venv/bin/mailer demo"
-            in head)
-    test_command = ("python3 -m venv .venv && .venv/bin/pip install -e '.[test]' && "
-                    + ci_test_command())
+    assert "python3 -m venv .venv && .venv/bin/pip install . && .venv/bin/mailer demo" in head
+    test_command = (
+        "python3 -m venv .venv && .venv/bin/pip install -e '.[test]' && " + ci_test_command()
+    )
     assert test_command + "\n" in head, f"README must say the CI test command: {test_command}"
 
 
@@ -180,8 +196,10 @@ def test_every_link_resolves() -> None:
 
 
 def test_slug_matches_mkdocs() -> None:
-    assert slug("The delivery ledger, from a user's point of view") == \
-        "the-delivery-ledger-from-a-users-point-of-view"
+    assert (
+        slug("The delivery ledger, from a user's point of view")
+        == "the-delivery-ledger-from-a-users-point-of-view"
+    )
     assert slug("`bounces process --json`") == "bounces-process-json"
     assert slug("mailer contacts import") == "mailer-contacts-import"
 
@@ -192,8 +210,11 @@ def test_every_module_is_on_the_architecture_map() -> None:
     missing = []
     for module in sorted(package.rglob("*.py")):
         rel = module.relative_to(package).as_posix()
-        if rel.startswith("store/migrations/") or rel.startswith("samples/") \
-                or (rel.endswith("/__init__.py") and rel.split("/")[0] not in ("web", "cli")):
+        if (
+            rel.startswith("store/migrations/")
+            or rel.startswith("samples/")
+            or (rel.endswith("/__init__.py") and rel.split("/")[0] not in ("web", "cli"))
+        ):
             continue  # migrations and samples are listed as folders; a package's __init__
             # is described by its folder's table
         if f"`{rel}`" not in text and f"`mailer/{rel}`" not in text:
@@ -222,9 +243,20 @@ def test_the_data_model_lists_every_table() -> None:
 def test_the_site_builds_strictly(tmp_path: Path) -> None:
     """Strict: a broken link or anchor, or a nav entry without its page, fails the build."""
     out = subprocess.run(
-        [sys.executable, "-m", "mkdocs", "build", "--strict", "--config-file",
-         str(ROOT / "mkdocs.yml"), "--site-dir", str(tmp_path / "site")],
-        capture_output=True, text=True, cwd=ROOT,
+        [
+            sys.executable,
+            "-m",
+            "mkdocs",
+            "build",
+            "--strict",
+            "--config-file",
+            str(ROOT / "mkdocs.yml"),
+            "--site-dir",
+            str(tmp_path / "site"),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
     )
     assert out.returncode == 0, out.stderr[-3000:]
     assert (tmp_path / "site" / "reference" / "cli.html").exists()
@@ -233,7 +265,9 @@ def test_the_site_builds_strictly(tmp_path: Path) -> None:
 
 def test_commands_load_lazily() -> None:
     """`mailer send` must not pay for Flask, the bounce parsers or openpyxl."""
-    code = ("import sys; from mailer.cli import main; main.get_command(None, 'send'); "
-            "print(' '.join(m for m in ('flask', 'flufl.bounce', 'openpyxl') if m in sys.modules))")
+    code = (
+        "import sys; from mailer.cli import main; main.get_command(None, 'send'); "
+        "print(' '.join(m for m in ('flask', 'flufl.bounce', 'openpyxl') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""

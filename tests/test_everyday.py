@@ -39,8 +39,9 @@ def test_display_width_counts_wide_characters_twice() -> None:
 
 
 def test_table_aligns_hangul_by_display_width() -> None:
-    lines = table(["EMAIL", "NAME", "N"], [["a@x.org", "김민지", 5], ["bb@x.org", "Jo", 12]],
-                  right=(2,))
+    lines = table(
+        ["EMAIL", "NAME", "N"], [["a@x.org", "김민지", 5], ["bb@x.org", "Jo", 12]], right=(2,)
+    )
     assert lines == [
         "EMAIL     NAME     N",
         "a@x.org   김민지   5",
@@ -50,7 +51,7 @@ def test_table_aligns_hangul_by_display_width() -> None:
 
 def column_starts(lines: list[str], header: str) -> set[int]:
     """The display column where the cell under `header` starts, in every line."""
-    start = display_width(lines[0][:lines[0].index(header)])
+    start = display_width(lines[0][: lines[0].index(header)])
     out = set()
     for line in lines[1:]:
         # Walk characters until the display width reaches the header's column.
@@ -65,24 +66,46 @@ def column_starts(lines: list[str], header: str) -> set[int]:
 
 def test_contacts_ls_has_a_header_and_aligns_hangul(cli: Cli) -> None:
     cli("lists", "create", "press", "--name", "Press")
-    cli("contacts", "add", "minji@example.com", "--list", "press", "--name", "김민지",
-        "--lang", "ko", "--org", "서울데일리")
-    cli("contacts", "add", "sarah.long.address@example.org", "--list", "press",
-        "--name", "Sarah Smith", "--lang", "en", "--org", "Valley Herald")
+    cli(
+        "contacts",
+        "add",
+        "minji@example.com",
+        "--list",
+        "press",
+        "--name",
+        "김민지",
+        "--lang",
+        "ko",
+        "--org",
+        "서울데일리",
+    )
+    cli(
+        "contacts",
+        "add",
+        "sarah.long.address@example.org",
+        "--list",
+        "press",
+        "--name",
+        "Sarah Smith",
+        "--lang",
+        "en",
+        "--org",
+        "Valley Herald",
+    )
     lines = cli("contacts", "ls").stdout.splitlines()
     assert lines[0].split() == ["EMAIL", "NAME", "LANG", "ORGANISATION", "TAGS", "LISTS"]
     assert len(lines) == 3
     for header in ("NAME", "LANG", "ORGANISATION", "LISTS"):
-        assert column_starts(lines, header) == {display_width(
-            lines[0][:lines[0].index(header)])}, header
+        assert column_starts(lines, header) == {
+            display_width(lines[0][: lines[0].index(header)])
+        }, header
 
 
 def test_lists_ls_is_a_table(cli: Cli) -> None:
     cli("lists", "create", "press", "--name", "기자단", "--public")
     cli("lists", "create", "members-and-friends", "--name", "Members")
     lines = cli("lists", "ls").stdout.splitlines()
-    assert lines[0].split() == ["SLUG", "SUBSCRIBED", "PENDING", "UNSUBSCRIBED", "PUBLIC",
-                                "NAME"]
+    assert lines[0].split() == ["SLUG", "SUBSCRIBED", "PENDING", "UNSUBSCRIBED", "PUBLIC", "NAME"]
     assert lines[1].split() == ["members-and-friends", "0", "0", "0", "no", "Members"]
     assert column_starts(lines, "NAME") == {lines[0].index("NAME")}
 
@@ -122,8 +145,10 @@ def test_unsubscribe_of_an_unknown_address_says_so(cli: Cli, session: Session) -
 def test_unsubscribe_from_one_list_needs_no_confirmation(cli: Cli, session: Session) -> None:
     cli("lists", "create", "press", "--name", "Press")
     cli("contacts", "add", "a@example.org", "--list", "press")
-    assert "unsubscribed from 'press'" in cli("contacts", "unsubscribe", "a@example.org",
-                                              "--list", "press").output
+    assert (
+        "unsubscribed from 'press'"
+        in cli("contacts", "unsubscribe", "a@example.org", "--list", "press").output
+    )
     assert suppressed(session) == 0
 
 
@@ -137,31 +162,63 @@ def show(cli: Cli, email: str) -> dict[str, object]:
 
 def test_contacts_edit_changes_details_and_attributes(cli: Cli) -> None:
     cli("lists", "create", "press", "--name", "Press")
-    cli("contacts", "add", "kim@example.com", "--list", "press", "--name", "Kim",
-        "--org", "Old Paper")
-    out = cli("contacts", "edit", "KIM@example.com", "--name", "김민지", "--lang", "Korean",
-              "--org", "서울데일리", "--set", "beat=politics", "--set", "desk=night").output
+    cli(
+        "contacts",
+        "add",
+        "kim@example.com",
+        "--list",
+        "press",
+        "--name",
+        "Kim",
+        "--org",
+        "Old Paper",
+    )
+    out = cli(
+        "contacts",
+        "edit",
+        "KIM@example.com",
+        "--name",
+        "김민지",
+        "--lang",
+        "Korean",
+        "--org",
+        "서울데일리",
+        "--set",
+        "beat=politics",
+        "--set",
+        "desk=night",
+    ).output
     assert "changed name, organisation, language, attributes" in out
     data = show(cli, "kim@example.com")
     assert (data["name"], data["language"], data["organisation"], data["attributes"]) == (
-        "김민지", "ko", "서울데일리", {"beat": "politics", "desk": "night"})
+        "김민지",
+        "ko",
+        "서울데일리",
+        {"beat": "politics", "desk": "night"},
+    )
     cli("contacts", "edit", "kim@example.com", "--unset", "desk", "--lang", "", "--org", "")
     data = show(cli, "kim@example.com")
     assert (data["language"], data["organisation"], data["attributes"]) == (
-        None, "", {"beat": "politics"})
-    assert "nothing to change" in cli("contacts", "edit", "kim@example.com",
-                                      "--name", "김민지").output
+        None,
+        "",
+        {"beat": "politics"},
+    )
+    assert (
+        "nothing to change" in cli("contacts", "edit", "kim@example.com", "--name", "김민지").output
+    )
 
 
-@pytest.mark.parametrize("args, message", [
-    (["nobody@example.com", "--name", "X"], "no contact with the address 'nobody@example.com'"),
-    (["kim@example.com", "--lang", "Klingon!"], "not a language code: 'Klingon!'"),
-    (["kim@example.com", "--unset", "phone"], "has no attribute 'phone' (it has none)"),
-    (["kim@example.com", "--set", "no-equals"], "--set 'no-equals': expected NAME=VALUE"),
-    (["kim@example.com", "--name", "N" * 201], "name: at most 200 characters"),
-])
-def test_contacts_edit_mistakes_are_clear_errors(cli: Cli, args: list[str],
-                                                 message: str) -> None:
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["nobody@example.com", "--name", "X"], "no contact with the address 'nobody@example.com'"),
+        (["kim@example.com", "--lang", "Klingon!"], "not a language code: 'Klingon!'"),
+        (["kim@example.com", "--unset", "phone"], "has no attribute 'phone' (it has none)"),
+        (["kim@example.com", "--set", "no-equals"], "--set 'no-equals': expected NAME=VALUE"),
+        (["kim@example.com", "--name", "N" * 201], "name: at most 200 characters"),
+    ],
+)
+def test_contacts_edit_mistakes_are_clear_errors(cli: Cli, args: list[str], message: str) -> None:
     cli("lists", "create", "press", "--name", "Press")
     cli("contacts", "add", "kim@example.com", "--list", "press", "--name", "Kim")
     result = cli("contacts", "edit", *args, expect=1)
@@ -176,8 +233,10 @@ def test_tags_add_tag_untag(cli: Cli) -> None:
     assert "tagged 정치부" in cli("contacts", "tag", "kim@example.com", "정치부", "vip").output
     assert show(cli, "kim@example.com")["tags"] == ["gala", "vip", "정치부"]
     assert "already tagged" in cli("contacts", "tag", "kim@example.com", "vip").output
-    assert "removed gala, vip" in cli("contacts", "untag", "kim@example.com", "vip", "gala",
-                                      "nope").output
+    assert (
+        "removed gala, vip"
+        in cli("contacts", "untag", "kim@example.com", "vip", "gala", "nope").output
+    )
     assert show(cli, "kim@example.com")["tags"] == ["정치부"]
     bad = cli("contacts", "tag", "kim@example.com", "a,b", expect=1)
     assert "tag 'a,b': use 1-100 characters" in bad.output
@@ -197,18 +256,25 @@ def test_lists_edit(cli: Cli) -> None:
 # --- times --------------------------------------------------------------------------------------
 
 
-def test_campaigns_show_times_in_the_configured_zone(cli: Cli, settings: Settings,
-                                                     tmp_path: Path) -> None:
-    write_config(tmp_path, {"database_url": settings.database_url,
-                            "timezone": "America/New_York"})
+def test_campaigns_show_times_in_the_configured_zone(
+    cli: Cli, settings: Settings, tmp_path: Path
+) -> None:
+    write_config(tmp_path, {"database_url": settings.database_url, "timezone": "America/New_York"})
     folder = tmp_path / "releases"
     folder.mkdir()
     for f in SAMPLES.glob("election-night.*.md"):
         shutil.copy(f, folder / f.name)
     cli("lists", "create", "press", "--name", "Press")
     cli("contacts", "add", "kim@example.com", "--list", "press", "--lang", "ko")
-    cli("send", str(folder / "election-night.en.md"), "--list", "press", "--yes",
-        "--at", "2031-01-15 09:00 Asia/Seoul")
+    cli(
+        "send",
+        str(folder / "election-night.en.md"),
+        "--list",
+        "press",
+        "--yes",
+        "--at",
+        "2031-01-15 09:00 Asia/Seoul",
+    )
     lines = cli("campaigns", "ls").stdout.splitlines()
     assert lines[0].split()[:4] == ["ID", "STATUS", "SENT", "TOTAL"]
     assert "CREATED (America/New_York)" in lines[0]
@@ -230,6 +296,7 @@ def test_a_bad_timezone_is_a_clear_error(cli: Cli, settings: Settings, tmp_path:
 def test_gitignore_covers_the_demo_folder() -> None:
     if shutil.which("git") is None or not (ROOT / ".git").exists():
         pytest.skip("not a git checkout")
-    found = subprocess.run(["git", "check-ignore", "-q", "mailer-demo/mailer.db"], cwd=ROOT,
-                           check=False)
+    found = subprocess.run(
+        ["git", "check-ignore", "-q", "mailer-demo/mailer.db"], cwd=ROOT, check=False
+    )
     assert found.returncode == 0

@@ -24,10 +24,18 @@ from tests.support.imports import contact, write_csv
 
 TRICKY = [
     ["email", "name", "outlet", "language", "tags", "phone", "note", "이름", "=cmd"],
-    ["-dash@example.com", "=HYPERLINK(\"http://evil.example\",\"x\")", "+Plus Daily", "ko",
-     "vip, press", "+82 10 1234 5678", "@mention", "김민지", "a"],
-    ["kim@example.com", "'=already quoted", "\tTabbed", "en", "", "-5", "line1\nline2",
-     "", "b"],
+    [
+        "-dash@example.com",
+        '=HYPERLINK("http://evil.example","x")',
+        "+Plus Daily",
+        "ko",
+        "vip, press",
+        "+82 10 1234 5678",
+        "@mention",
+        "김민지",
+        "a",
+    ],
+    ["kim@example.com", "'=already quoted", "\tTabbed", "en", "", "-5", "line1\nline2", "", "b"],
     ["plain@example.org", "Plain Person", "Daily", "", "", "", "'just an apostrophe", "", ""],
 ]
 
@@ -60,16 +68,28 @@ def test_round_trip_keeps_every_value(cli: Cli, session: Session, tmp_path: Path
     result = cli("contacts", "export", "--list", "press", "-o", str(exported))
     assert "3 contact(s) exported" in result.output
     rows = parse(exported.read_bytes())
-    assert rows[0] == ["email", "name", "organisation", "language", "tags", "phone", "note",
-                       "attribute:이름", "'=cmd", "mailer:subscriptions", "mailer:suppressed"]
+    assert rows[0] == [
+        "email",
+        "name",
+        "organisation",
+        "language",
+        "tags",
+        "phone",
+        "note",
+        "attribute:이름",
+        "'=cmd",
+        "mailer:subscriptions",
+        "mailer:suppressed",
+    ]
     # Into an empty database: everything comes back exactly.
     cli("lists", "rm", "press", "--yes")
     for model in (ContactTag, Contact):
         session.execute(delete(model))
     session.commit()
     cli("lists", "create", "press", "--name", "Press")
-    report = json.loads(cli("contacts", "import", str(exported), "--list", "press",
-                            "--json").stdout)
+    report = json.loads(
+        cli("contacts", "import", str(exported), "--list", "press", "--json").stdout
+    )
     assert report["counts"]["contacts_added"] == 3 and report["counts"]["invalid"] == 0
     assert report["ignored_columns"] == ["mailer:subscriptions", "mailer:suppressed"]
     assert snapshot(session) == first
@@ -87,25 +107,28 @@ def test_formula_cells_are_neutralised(cli: Cli, tmp_path: Path) -> None:
     for row in [header, *body]:
         for cell in row:
             # Only plain numbers and phone numbers may start with + or - (mailer.csvsafe).
-            assert not cell.startswith(("=", "+", "-", "@", "\t", "\r")) or \
-                re.fullmatch(r"[0-9 ()+\-.]+", cell), (row, cell)
+            assert not cell.startswith(("=", "+", "-", "@", "\t", "\r")) or re.fullmatch(
+                r"[0-9 ()+\-.]+", cell
+            ), (row, cell)
     by_email = {r[0]: dict(zip(header, r, strict=True)) for r in body}
     dash = by_email["'-dash@example.com"]
-    assert dash["name"] == "'=HYPERLINK(\"http://evil.example\",\"x\")"
-    assert (dash["organisation"], dash["phone"], dash["note"]) == ("'+Plus Daily",
-                                                                    "+82 10 1234 5678",
-                                                                    "'@mention")
+    assert dash["name"] == '\'=HYPERLINK("http://evil.example","x")'
+    assert (dash["organisation"], dash["phone"], dash["note"]) == (
+        "'+Plus Daily",
+        "+82 10 1234 5678",
+        "'@mention",
+    )
     assert header[8] == "'=cmd"
     kim = by_email["kim@example.com"]
     # (the importer strips the surrounding whitespace of "\tTabbed")
-    assert (kim["name"], kim["organisation"], kim["phone"]) == ("''=already quoted",
-                                                                 "Tabbed", "-5")
+    assert (kim["name"], kim["organisation"], kim["phone"]) == ("''=already quoted", "Tabbed", "-5")
     plain = by_email["plain@example.org"]
     assert plain["note"] == "'just an apostrophe"  # not a formula: left alone
 
 
-def test_tab_and_carriage_return_cells_round_trip(cli: Cli, session: Session,
-                                                  tmp_path: Path) -> None:
+def test_tab_and_carriage_return_cells_round_trip(
+    cli: Cli, session: Session, tmp_path: Path
+) -> None:
     create_list(session, "press", "Press")
     kim, _ = add_contact(session, "kim@example.com", "press")
     kim.attributes = {"tab": "\tx", "cr": "\ry", "both": "'\tz"}
@@ -119,8 +142,11 @@ def test_tab_and_carriage_return_cells_round_trip(cli: Cli, session: Session,
     session.execute(delete(Contact))
     session.commit()
     cli("contacts", "import", str(exported), "--list", "press")
-    assert contact(session, "kim@example.com").attributes == {"tab": "\tx", "cr": "\ry",
-                                                              "both": "'\tz"}
+    assert contact(session, "kim@example.com").attributes == {
+        "tab": "\tx",
+        "cr": "\ry",
+        "both": "'\tz",
+    }
 
 
 def test_a_users_own_quote_prefix_is_kept(cli: Cli, session: Session, tmp_path: Path) -> None:
@@ -147,8 +173,9 @@ def test_filters_columns_and_status(cli: Cli, session: Session, tmp_path: Path) 
     assert everyone[3][-2:] == ["news:unsubscribed", "complaint"]
     press = parse(cli("contacts", "export", "--list", "press").stdout_bytes)
     assert [r[0] for r in press[1:]] == ["a@example.com", "b@example.com"]
-    gone = parse(cli("contacts", "export", "--list", "press", "--status",
-                     "unsubscribed").stdout_bytes)
+    gone = parse(
+        cli("contacts", "export", "--list", "press", "--status", "unsubscribed").stdout_bytes
+    )
     assert [r[0] for r in gone[1:]] == ["b@example.com"]
     any_unsub = parse(cli("contacts", "export", "--status", "unsubscribed").stdout_bytes)
     assert [r[0] for r in any_unsub[1:]] == ["b@example.com", "c@example.com"]
@@ -157,8 +184,17 @@ def test_filters_columns_and_status(cli: Cli, session: Session, tmp_path: Path) 
 
 def test_export_of_nothing_is_a_header(cli: Cli) -> None:
     rows = parse(cli("contacts", "export").stdout_bytes)
-    assert rows == [["email", "name", "organisation", "language", "tags",
-                     "mailer:subscriptions", "mailer:suppressed"]]
+    assert rows == [
+        [
+            "email",
+            "name",
+            "organisation",
+            "language",
+            "tags",
+            "mailer:subscriptions",
+            "mailer:suppressed",
+        ]
+    ]
 
 
 def test_failed_export_leaves_no_half_file(cli: Cli, tmp_path: Path) -> None:
@@ -167,8 +203,10 @@ def test_failed_export_leaves_no_half_file(cli: Cli, tmp_path: Path) -> None:
     assert "out.csv: cannot write the export" in result.output
     assert not target.parent.exists()
     target = tmp_path / "out.csv"
-    assert "no list named 'nope'" in cli("contacts", "export", "--list", "nope", "-o",
-                                         str(target), expect=1).output
+    assert (
+        "no list named 'nope'"
+        in cli("contacts", "export", "--list", "nope", "-o", str(target), expect=1).output
+    )
     assert list(tmp_path.iterdir()) == [tmp_path / "mailer.toml"] or not target.exists()
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
 
@@ -189,18 +227,21 @@ def test_attribute_headers_the_importer_would_misread_are_prefixed() -> None:
     assert attribute_header("attribute:y") == "attribute:attribute:y"
 
 
-@pytest.mark.parametrize("value, written", [
-    ("+1 215-555-0101", "+1 215-555-0101"),  # a phone number: not a formula, left alone
-    ("(02) 123-4567", "(02) 123-4567"),
-    ("-12.50", "-12.50"),  # a negative amount
-    ("+82 10 1234 5678", "+82 10 1234 5678"),
-    ("=1+2", "'=1+2"),
-    ("+cmd|' /C calc'!A0", "'+cmd|' /C calc'!A0"),
-    ("-2+3+cmd|' /C calc'!A0", "'-2+3+cmd|' /C calc'!A0"),
-    ("@SUM(A1)", "'@SUM(A1)"),
-    ("-", "'-"),  # no digit: not a number
-    ("'+1 215-555-0101", "''+1 215-555-0101"),  # already quoted by the user: kept reversible
-])
+@pytest.mark.parametrize(
+    "value, written",
+    [
+        ("+1 215-555-0101", "+1 215-555-0101"),  # a phone number: not a formula, left alone
+        ("(02) 123-4567", "(02) 123-4567"),
+        ("-12.50", "-12.50"),  # a negative amount
+        ("+82 10 1234 5678", "+82 10 1234 5678"),
+        ("=1+2", "'=1+2"),
+        ("+cmd|' /C calc'!A0", "'+cmd|' /C calc'!A0"),
+        ("-2+3+cmd|' /C calc'!A0", "'-2+3+cmd|' /C calc'!A0"),
+        ("@SUM(A1)", "'@SUM(A1)"),
+        ("-", "'-"),  # no digit: not a number
+        ("'+1 215-555-0101", "''+1 215-555-0101"),  # already quoted by the user: kept reversible
+    ],
+)
 def test_the_formula_guard_leaves_numbers_alone(value: str, written: str) -> None:
     assert neutralise(value) == written
     assert restore(neutralise(value)) == value

@@ -65,8 +65,11 @@ def new_user_config(folder: Path, database_url: str, **values: str) -> Path:
     """What the press officer had: `mailer init`'s file with only the postal address and the
     SMTP URL set (every example value left as it was)."""
     path = folder / "mailer.toml"
-    lines = ['secret_key = "k"', f'database_url = "{database_url}"',
-             'postal_address = "1 Broad Street, Philadelphia, PA 19107, USA"']
+    lines = [
+        'secret_key = "k"',
+        f'database_url = "{database_url}"',
+        'postal_address = "1 Broad Street, Philadelphia, PA 19107, USA"',
+    ]
     lines += [f'{k} = "{v}"' for k, v in values.items()]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
@@ -94,9 +97,9 @@ def test_placeholders_are_declared_beside_their_settings() -> None:
 
 
 def test_a_real_send_refuses_every_placeholder_in_one_message(
-        settings: Settings, tmp_path: Path, smtp: SmtpServer, release: Path) -> None:
-    config = new_user_config(tmp_path, settings.database_url, transport="smtp",
-                             smtp_url=smtp.url())
+    settings: Settings, tmp_path: Path, smtp: SmtpServer, release: Path
+) -> None:
+    config = new_user_config(tmp_path, settings.database_url, transport="smtp", smtp_url=smtp.url())
     populate(settings)
     result = Cli(config)("send", str(release), "--list", "press", "--yes", expect=1)
     out = result.output
@@ -113,14 +116,19 @@ def test_a_real_send_refuses_every_placeholder_in_one_message(
 
 
 def test_release_check_is_an_error_for_smtp_and_a_warning_for_the_outbox(
-        tmp_path: Path, release: Path) -> None:
+    tmp_path: Path, release: Path
+) -> None:
     loaded = load_release(release)
-    smtp_settings = Settings(transport="smtp", smtp_url="smtp://127.0.0.1:1",
-                             postal_address="1 Broad St", secret_key="k")
+    smtp_settings = Settings(
+        transport="smtp", smtp_url="smtp://127.0.0.1:1", postal_address="1 Broad St", secret_key="k"
+    )
 
     def placeholder_findings(s: Settings, test_send: bool = False) -> list[tuple[str, str]]:
-        return [(f.level, f.message) for f in check_release(loaded, s, test_send=test_send)
-                if "still the example" in f.message or "is empty" in f.message]
+        return [
+            (f.level, f.message)
+            for f in check_release(loaded, s, test_send=test_send)
+            if "still the example" in f.message or "is empty" in f.message
+        ]
 
     [(level, message)] = placeholder_findings(smtp_settings)
     assert level == "error"
@@ -139,26 +147,28 @@ def test_release_check_is_an_error_for_smtp_and_a_warning_for_the_outbox(
 
 
 def test_release_check_command_refuses_placeholders_for_smtp(
-        settings: Settings, tmp_path: Path, release: Path) -> None:
-    config = new_user_config(tmp_path, settings.database_url, transport="smtp",
-                             smtp_url="smtp://127.0.0.1:1")
+    settings: Settings, tmp_path: Path, release: Path
+) -> None:
+    config = new_user_config(
+        tmp_path, settings.database_url, transport="smtp", smtp_url="smtp://127.0.0.1:1"
+    )
     out = Cli(config)("release", "check", str(release), expect=1).output
     assert "error: " in out and "from_address is still the example" in out
 
 
-def test_a_test_send_warns_and_goes_out(settings: Settings, tmp_path: Path, smtp: SmtpServer,
-                                        release: Path) -> None:
-    config = new_user_config(tmp_path, settings.database_url, transport="smtp",
-                             smtp_url=smtp.url())
+def test_a_test_send_warns_and_goes_out(
+    settings: Settings, tmp_path: Path, smtp: SmtpServer, release: Path
+) -> None:
+    config = new_user_config(tmp_path, settings.database_url, transport="smtp", smtp_url=smtp.url())
     out = Cli(config)("send", str(release), "--test", "me@example.com").output
     assert len(smtp.sink.received) == 2  # one per language, to the tester only
     assert "warning: " in out and "from_address is still the example" in out
 
 
 def test_resume_and_worker_refuse_placeholders_before_connecting(
-        settings: Settings, tmp_path: Path, smtp: SmtpServer) -> None:
-    config = new_user_config(tmp_path, settings.database_url, transport="smtp",
-                             smtp_url=smtp.url())
+    settings: Settings, tmp_path: Path, smtp: SmtpServer
+) -> None:
+    config = new_user_config(tmp_path, settings.database_url, transport="smtp", smtp_url=smtp.url())
     with pytest.raises(ConfigError, match="from_address is still the example"):
         checked_transport(load_settings(config, env={}))
     worker = Cli(config)("worker", "--once", expect=1).output
@@ -169,7 +179,8 @@ def test_resume_and_worker_refuse_placeholders_before_connecting(
 
 
 def test_the_plan_shows_from_reply_to_subjects_and_transport(
-        settings: Settings, cli: Cli, release: Path) -> None:
+    settings: Settings, cli: Cli, release: Path
+) -> None:
     populate(settings)
     out = cli("send", str(release), "--list", "press", "--dry-run").output
     assert re.search(r"From: +Hanul Community Center <press@hanul\.example\.org>", out)
@@ -178,18 +189,25 @@ def test_the_plan_shows_from_reply_to_subjects_and_transport(
     assert re.search(r"transport: +dry run", out)
 
 
-def test_the_prompt_names_the_sender_and_the_transport(settings: Settings, tmp_path: Path,
-                                                       release: Path) -> None:
+def test_the_prompt_names_the_sender_and_the_transport(
+    settings: Settings, tmp_path: Path, release: Path
+) -> None:
     """On a real terminal (a pseudo-terminal here), the question itself says who sends how."""
-    write_config(tmp_path, {"database_url": settings.database_url,
-                            "reply_to": "desk@hanul.example.org"})
+    write_config(
+        tmp_path, {"database_url": settings.database_url, "reply_to": "desk@hanul.example.org"}
+    )
     populate(settings)
     master, slave = pty.openpty()
     env = {**os.environ, "COLUMNS": "200"}
     env.pop("MAILER_CONFIG", None)
-    proc = subprocess.Popen([sys.executable, "-m", "mailer", "send", str(release),
-                             "--list", "press"], cwd=tmp_path, stdin=slave, stdout=slave,
-                            stderr=slave, env=env)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mailer", "send", str(release), "--list", "press"],
+        cwd=tmp_path,
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        env=env,
+    )
     os.close(slave)
     seen = b""
     deadline = time.monotonic() + 120
@@ -219,10 +237,14 @@ def test_the_prompt_names_the_sender_and_the_transport(settings: Settings, tmp_p
         if proc.poll() is None:
             proc.kill()
     text = seen.decode("utf-8", "replace").replace("\r", "")
-    assert "Reply-To:   desk@hanul.example.org" in text or \
-        re.search(r"Reply-To: +desk@hanul\.example\.org", text), text
-    assert re.search(r"Send to 2 recipient\(s\) now, from Hanul Community Center "
-                     r"<press@hanul\.example\.org> via outbox\S* .*\? \[y/N\]", text), text
+    assert "Reply-To:   desk@hanul.example.org" in text or re.search(
+        r"Reply-To: +desk@hanul\.example\.org", text
+    ), text
+    assert re.search(
+        r"Send to 2 recipient\(s\) now, from Hanul Community Center "
+        r"<press@hanul\.example\.org> via outbox\S* .*\? \[y/N\]",
+        text,
+    ), text
     assert "Not sent; nothing stored." in text
     assert proc.returncode == 0
 
@@ -240,10 +262,19 @@ def elsewhere(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return folder
 
 
-@pytest.mark.parametrize("args", [["lists", "ls"], ["lists", "create", "press", "--name", "P"],
-                                  ["contacts", "ls"], ["config", "show"], ["db", "upgrade"]])
-def test_a_command_outside_a_project_refuses_and_writes_nothing(elsewhere: Path,
-                                                                args: list[str]) -> None:
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["lists", "ls"],
+        ["lists", "create", "press", "--name", "P"],
+        ["contacts", "ls"],
+        ["config", "show"],
+        ["db", "upgrade"],
+    ],
+)
+def test_a_command_outside_a_project_refuses_and_writes_nothing(
+    elsewhere: Path, args: list[str]
+) -> None:
     if find_config(env={}).exists():
         pytest.skip("a mailer.toml exists above the test folder")
     result = CliRunner().invoke(main, args)
@@ -269,8 +300,9 @@ def test_init_help_version_and_classify_need_no_project(elsewhere: Path) -> None
     assert (elsewhere / "mailer.toml").exists()
 
 
-def test_a_subfolder_uses_the_project_above_it(tmp_path: Path,
-                                               monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_subfolder_uses_the_project_above_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv("MAILER_CONFIG", raising=False)
     project = tmp_path / "press-office"
     runner = CliRunner()
@@ -287,14 +319,17 @@ def test_a_subfolder_uses_the_project_above_it(tmp_path: Path,
     assert "press" in listed.output
 
 
-def test_config_option_and_variable_override_the_search(tmp_path: Path,
-                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_config_option_and_variable_override_the_search(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     here = tmp_path / "here"
     other = tmp_path / "other"
     for folder in (here, other):
         folder.mkdir()
-        write_config(folder, {"database_url": f"sqlite:///{folder / 'm.db'}",
-                              "organisation_name": folder.name})
+        write_config(
+            folder,
+            {"database_url": f"sqlite:///{folder / 'm.db'}", "organisation_name": folder.name},
+        )
     monkeypatch.chdir(here)
     monkeypatch.delenv("MAILER_CONFIG", raising=False)
     assert load_settings().organisation_name == "here"
@@ -323,9 +358,12 @@ def config_error(tmp_path: Path, text: str) -> str:
 
 
 def test_a_setting_after_a_table_is_named_with_both_lines(tmp_path: Path) -> None:
-    message = config_error(tmp_path, 'secret_key = "k"\npostal_address = "1 Main St"\n\n'
-                           '[about]\nen = "We organise."\nko = "우리는"\n\n'
-                           'default_language = "ko"\nwebsite = "https://x.org"\n')
+    message = config_error(
+        tmp_path,
+        'secret_key = "k"\npostal_address = "1 Main St"\n\n'
+        '[about]\nen = "We organise."\nko = "우리는"\n\n'
+        'default_language = "ko"\nwebsite = "https://x.org"\n',
+    )
     assert "line 8: `default_language` is inside the [about] table started on line 4" in message
     assert "(so are `website` after it)" in message
     assert "move it above [about]" in message
@@ -333,20 +371,26 @@ def test_a_setting_after_a_table_is_named_with_both_lines(tmp_path: Path) -> Non
 
 
 def test_a_multi_line_inline_table_is_explained(tmp_path: Path) -> None:
-    message = config_error(tmp_path, 'secret_key = "k"\nabout = {\n  en = "We organise.",\n'
-                           '  ko = "우리는"\n}\n')
+    message = config_error(
+        tmp_path, 'secret_key = "k"\nabout = {\n  en = "We organise.",\n  ko = "우리는"\n}\n'
+    )
     assert "line 2: the inline table `about = {` goes on over several lines" in message
     assert "on one line" in message and "[about] table at the end" in message
 
 
-@pytest.mark.parametrize(("line", "fix"), [
-    ("from_name = Hanul Community Center",
-     'put it in quotes: from_name = "Hanul Community Center"'),
-    ("from_address = press@hanul.org", 'from_address = "press@hanul.org"'),
-    ("from_name = \u201cHanul\u201d", 'from_name = "Hanul"'),
-    ("verp = True", "verp = true or verp = false"),
-    ("concurrency = four", "a number without quotes"),
-])
+@pytest.mark.parametrize(
+    ("line", "fix"),
+    [
+        (
+            "from_name = Hanul Community Center",
+            'put it in quotes: from_name = "Hanul Community Center"',
+        ),
+        ("from_address = press@hanul.org", 'from_address = "press@hanul.org"'),
+        ("from_name = \u201cHanul\u201d", 'from_name = "Hanul"'),
+        ("verp = True", "verp = true or verp = false"),
+        ("concurrency = four", "a number without quotes"),
+    ],
+)
 def test_an_unquoted_value_says_how_to_write_it(tmp_path: Path, line: str, fix: str) -> None:
     message = config_error(tmp_path, f'secret_key = "k"\n{line}\n')
     key = line.split(" ")[0]
@@ -365,16 +409,27 @@ def test_a_key_set_twice_names_both_lines(tmp_path: Path) -> None:
     assert "line 4: `from_name` is set twice (first on line 2)" in message
 
 
-@pytest.mark.parametrize(("text", "expected"), [
-    ('secret_key = "k"\nsmtp_ulr = "smtp://x"\n',
-     "line 2: unknown setting 'smtp_ulr'; did you mean `smtp_url`?"),
-    ('secret_key = "k"\ndefault_langauge = "ko"\n',
-     "line 2: unknown setting 'default_langauge'; did you mean `default_language`?"),
-    ('secret_key = "k"\n\n[abuot]\nen = "x"\n',
-     "line 3: unknown setting 'abuot'; did you mean `about`?"),
-    ('secret_key = "k"\nfavourite_colour = "blue"\n',
-     "line 2: unknown setting 'favourite_colour'; the mailer.toml that `mailer init` writes"),
-])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            'secret_key = "k"\nsmtp_ulr = "smtp://x"\n',
+            "line 2: unknown setting 'smtp_ulr'; did you mean `smtp_url`?",
+        ),
+        (
+            'secret_key = "k"\ndefault_langauge = "ko"\n',
+            "line 2: unknown setting 'default_langauge'; did you mean `default_language`?",
+        ),
+        (
+            'secret_key = "k"\n\n[abuot]\nen = "x"\n',
+            "line 3: unknown setting 'abuot'; did you mean `about`?",
+        ),
+        (
+            'secret_key = "k"\nfavourite_colour = "blue"\n',
+            "line 2: unknown setting 'favourite_colour'; the mailer.toml that `mailer init` writes",
+        ),
+    ],
+)
 def test_a_misspelt_key_gets_did_you_mean(tmp_path: Path, text: str, expected: str) -> None:
     assert expected in config_error(tmp_path, text)
 
@@ -382,16 +437,22 @@ def test_a_misspelt_key_gets_did_you_mean(tmp_path: Path, text: str, expected: s
 def test_a_bad_value_names_its_line(tmp_path: Path) -> None:
     path = tmp_path / "mailer.toml"
     path.write_text('secret_key = "k"\n\nconcurrency = "lots"\n')
-    with pytest.raises(ConfigError, match=r"concurrency: expected a whole number, got 'lots' "
-                                          r"\(line 3\)"):
+    with pytest.raises(
+        ConfigError,
+        match=r"concurrency: expected a whole number, got 'lots' "
+        r"\(line 3\)",
+    ):
         load_settings(path, env={})
 
 
 def test_multi_line_strings_and_arrays_do_not_confuse_the_scanner(tmp_path: Path) -> None:
     path = tmp_path / "mailer.toml"
-    path.write_text('secret_key = "k"\npostal_address = """\n1 Main St\n[not a table]\n'
-                    'from_name = not a key\n"""\nlanguages = [\n  "en",\n  "ko",\n]\n\n'
-                    '[social]\nFacebook = "https://facebook.com/x"\n', encoding="utf-8")
+    path.write_text(
+        'secret_key = "k"\npostal_address = """\n1 Main St\n[not a table]\n'
+        'from_name = not a key\n"""\nlanguages = [\n  "en",\n  "ko",\n]\n\n'
+        '[social]\nFacebook = "https://facebook.com/x"\n',
+        encoding="utf-8",
+    )
     s = load_settings(path, env={})
     assert s.postal_address.startswith("1 Main St") and s.languages == ["en", "ko"]
     assert s.social == {"Facebook": "https://facebook.com/x"}

@@ -102,12 +102,16 @@ def append(folder: Path, text: str) -> int:
 
 # Settings: every bad value names the line, and language codes are read as people write them.
 
-@pytest.mark.parametrize("line, shown", [
-    ('transport = "SMTP"', "transport: expected 'outbox' or 'smtp', got 'SMTP'"),
-    ('timezone = "Seoul"', "timezone: expected an IANA time zone"),
-    ('envelope_sender = "press at kaca"', "envelope_sender: expected an email address"),
-    ('concurrency = 0', "concurrency: expected at least 1"),
-])
+
+@pytest.mark.parametrize(
+    "line, shown",
+    [
+        ('transport = "SMTP"', "transport: expected 'outbox' or 'smtp', got 'SMTP'"),
+        ('timezone = "Seoul"', "timezone: expected an IANA time zone"),
+        ('envelope_sender = "press at kaca"', "envelope_sender: expected an email address"),
+        ("concurrency = 0", "concurrency: expected at least 1"),
+    ],
+)
 def test_a_bad_value_names_its_line(project: Path, line: str, shown: str) -> None:
     number = append(project, line)
     result = run("config", "show")
@@ -141,10 +145,13 @@ def test_a_language_setting_that_is_no_language_is_an_error(project: Path) -> No
     assert f"(line {number})" in result.output
 
 
-@pytest.mark.parametrize("text", [
-    '[social]\nFacebook = "https://facebook.com/kaca"\ntest_recipient = "me@kaca.example.org"',
-    'social = {\n  Facebook = "https://facebook.com/kaca",\n}',
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        '[social]\nFacebook = "https://facebook.com/kaca"\ntest_recipient = "me@kaca.example.org"',
+        'social = {\n  Facebook = "https://facebook.com/kaca",\n}',
+    ],
+)
 def test_a_social_table_mistake_shows_a_social_example(project: Path, text: str) -> None:
     """The fix offered for `social` was {en = "...", ko = "..."}: social maps labels to URLs."""
     append(project, text)
@@ -163,14 +170,18 @@ def test_a_mailer_toml_saved_with_a_bom_by_a_windows_editor_is_read(project: Pat
 
 # `mailer init` typed inside a project must not hide it behind a new, empty one.
 
-def test_init_in_a_subfolder_of_a_project_refuses(project: Path,
-                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+
+def test_init_in_a_subfolder_of_a_project_refuses(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(project / "releases")
     result = run("init")
     assert result.exit_code == 1
     assert f"inside the project of {project / 'mailer.toml'}" in result.output
     assert sorted(p.name for p in (project / "releases").iterdir()) == [
-        "town-hall.en.md", "town-hall.kr.md"]
+        "town-hall.en.md",
+        "town-hall.kr.md",
+    ]
     assert "press" in ok("lists", "ls").output  # still the project above
     # On purpose, with --config, a nested project can still be made.
     ok("--config", str(project / "releases" / "mailer.toml"), "init")
@@ -181,13 +192,31 @@ def test_init_in_a_subfolder_of_a_project_refuses(project: Path,
 
 ROWS = [
     ["이름", "이메일", "언론사", "언어", "전화", "비고"],
-    ["김민지", "김민지 <minji.kim@seouldaily.example.com>", "서울데일리", "한국어",
-     "+1 215-555-0101", ""],
+    [
+        "김민지",
+        "김민지 <minji.kim@seouldaily.example.com>",
+        "서울데일리",
+        "한국어",
+        "+1 215-555-0101",
+        "",
+    ],
     ["", "", "", "", "", ""],
-    ["David Lee", "david.lee@dvledger.example.net", "Delaware Valley Ledger", "English",
-     "+12155550102", ""],
-    ["", '"Park, Junhyuk" <JHPark@Hangang-Times.example.org>', "한강타임스", "Korean",
-     "010-1234-5678", ""],
+    [
+        "David Lee",
+        "david.lee@dvledger.example.net",
+        "Delaware Valley Ledger",
+        "English",
+        "+12155550102",
+        "",
+    ],
+    [
+        "",
+        '"Park, Junhyuk" <JHPark@Hangang-Times.example.org>',
+        "한강타임스",
+        "Korean",
+        "010-1234-5678",
+        "",
+    ],
     ["박준혁", "jhpark@hangang-times.example.org", "한강타임스", "국문", "", "dup"],
     ["이서연", "editor@koreanweekly.example.org", "코리안위클리", "KR", "", ""],
     ["최유나", "yuna.choi@kbn-radio", "KBN", "ko", "", "bad address"],
@@ -233,8 +262,9 @@ def test_a_messy_press_list_imports_as_the_docs_say(project: Path, kind: str) ->
 def test_a_wrong_encoding_names_the_line_and_the_option(project: Path) -> None:
     """It said "not valid utf-8 text (invalid start byte at byte 0)": no line, no way out."""
     path = project / "press.csv"
-    path.write_bytes("email,name\r\nlee@example.com,Lee\r\nkim@example.com,김민지\r\n"
-                     .encode("cp949"))
+    path.write_bytes(
+        "email,name\r\nlee@example.com,Lee\r\nkim@example.com,김민지\r\n".encode("cp949")
+    )
     result = run("contacts", "import", path.name, "--list", "press", "--encoding", "utf-8")
     assert result.exit_code == 1
     assert "press.csv: not valid utf-8 text on line 3" in result.output, result.output
@@ -267,6 +297,7 @@ def test_preview_takes_the_language_as_contacts_edit_does(project: Path, lang: s
 
 # Sending: the plan tells the truth, and the docs say when a test send is refused.
 
+
 def test_a_resumed_campaign_does_not_count_the_lists_of_today(project: Path) -> None:
     ok("contacts", "add", "kim@example.com", "--list", "press", "--lang", "ko")
     ok("send", "releases/town-hall.en.md", "--list", "press", "--yes")
@@ -287,20 +318,29 @@ def test_a_dry_run_checks_and_shows_at(project: Path) -> None:
     bad = run("send", "releases/town-hall", "--list", "press", "--at", "내일 9시", "--dry-run")
     assert bad.exit_code == 1
     assert "--at: not a date and time: '내일 9시'" in bad.output, bad.output
-    good = ok("send", "releases/town-hall", "--list", "press", "--dry-run",
-              "--at", "2026-12-05 09:00 Asia/Seoul")
+    good = ok(
+        "send",
+        "releases/town-hall",
+        "--list",
+        "press",
+        "--dry-run",
+        "--at",
+        "2026-12-05 09:00 Asia/Seoul",
+    )
     assert "with --at it would be scheduled for 2026-12-05 09:00" in good.output, good.output
 
 
 def test_an_empty_postal_address_stops_a_test_send_as_the_docs_say(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     for name in list(os.environ):
         if name.startswith("MAILER_"):
             monkeypatch.delenv(name)
     monkeypatch.chdir(tmp_path)
     ok("init")
-    (tmp_path / "town-hall.en.md").write_text(RELEASE_EN.replace("lists: [press]\n", ""),
-                                              encoding="utf-8")
+    (tmp_path / "town-hall.en.md").write_text(
+        RELEASE_EN.replace("lists: [press]\n", ""), encoding="utf-8"
+    )
     result = run("send", "town-hall.en.md", "--test", "me@example.org")
     assert result.exit_code == 1 and "postal_address is empty" in result.output
     install = " ".join((DOCS / "install.md").read_text(encoding="utf-8").split())
@@ -312,8 +352,17 @@ def test_smtp_send_of_the_kr_release(project: Path) -> None:
     try:
         append(project, 'transport = "smtp"')
         append(project, f'smtp_url = "smtp://127.0.0.1:{server.port}?tls=none"')
-        ok("contacts", "add", "kim@example.com", "--list", "press", "--lang", "한국어",
-           "--name", "김기자")
+        ok(
+            "contacts",
+            "add",
+            "kim@example.com",
+            "--list",
+            "press",
+            "--lang",
+            "한국어",
+            "--name",
+            "김기자",
+        )
         ok("send", "releases/town-hall.kr.md", "--test", "me@kaca.example.org")
         ok("send", "releases/town-hall.kr.md", "--list", "press", "--yes")
         korean = server.sink.to("kim@example.com")
@@ -330,17 +379,20 @@ def test_smtp_send_of_the_kr_release(project: Path) -> None:
 
 # Findings first left as xfail (the releases and the demo), fixed there.
 
+
 def test_a_variant_without_a_media_contact_is_warned_about(project: Path) -> None:
     checked = ok("release", "check", "releases/town-hall")
-    assert "town-hall.kr.md: no contact; the ko release shows the one of" in checked.output, \
+    assert "town-hall.kr.md: no contact; the ko release shows the one of" in checked.output, (
         checked.output
+    )
     # Korean reporters get the English file's contact, phone included.
     shown = ok("release", "preview", "releases/town-hall", "--lang", "ko", "--text").output
     assert "Jiwon Park" in shown and "+1 215-555-0142" in shown, shown
 
 
-def test_the_readme_tour_test_send_is_clean(tmp_path: Path,
-                                            monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_readme_tour_test_send_is_clean(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     for name in list(os.environ):
         if name.startswith("MAILER_"):
             monkeypatch.delenv(name)
@@ -359,8 +411,10 @@ def test_the_readme_tour_test_send_is_clean(tmp_path: Path,
 
 def test_a_colon_in_an_unquoted_title_says_to_quote_it(project: Path) -> None:
     (project / "releases" / "colon.ko.md").write_text(
-        "---\ntitle: 한미시민연대: 타운홀 개최\n---\n본문\n", encoding="utf-8")
+        "---\ntitle: 한미시민연대: 타운홀 개최\n---\n본문\n", encoding="utf-8"
+    )
     result = run("release", "check", "releases/colon.ko.md")
     assert result.exit_code == 1 and "colon.ko.md:2: title:" in result.output
-    assert 'put the title in quotes: title: "한미시민연대: 타운홀 개최"' in result.output, \
+    assert 'put the title in quotes: title: "한미시민연대: 타운홀 개최"' in result.output, (
         result.output
+    )

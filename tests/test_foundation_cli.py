@@ -19,15 +19,25 @@ from tests.support.cli import Cli
 def counts(session: Session) -> tuple[int, int, int, int]:
     contacts, subscriptions, suppressions, events = (
         session.scalar(select(func.count()).select_from(m)) or 0
-        for m in (Contact, Subscription, Suppression, Event))
+        for m in (Contact, Subscription, Suppression, Event)
+    )
     session.rollback()  # end the read: on SQLite an open transaction holds the write lock
     return contacts, subscriptions, suppressions, events
 
 
 def test_acceptance_add_and_show_a_korean_contact(cli: Cli) -> None:
     cli("lists", "create", "press", "--name", "Press")
-    cli("contacts", "add", "Reporter@Example.COM", "--list", "press", "--name", "김기자",
-        "--lang", "ko")
+    cli(
+        "contacts",
+        "add",
+        "Reporter@Example.COM",
+        "--list",
+        "press",
+        "--name",
+        "김기자",
+        "--lang",
+        "ko",
+    )
     data = json.loads(cli("contacts", "show", "reporter@example.com", "--json").output)
     assert data["email"] == "reporter@example.com"
     assert data["email_original"] == "Reporter@Example.COM"
@@ -43,11 +53,14 @@ def test_address_is_unique_case_insensitively(cli: Cli, session: Session) -> Non
     assert counts(session)[:2] == (1, 1)
 
 
-@pytest.mark.parametrize("args, message", [
-    (["not-an-address", "--list", "press"], "not an email address: 'not-an-address'"),
-    (["a@example.org", "--list", "nosuchlist"], "no list named 'nosuchlist'"),
-    (["a@example.org", "--list", "press", "--lang", "korean!"], "not a language code"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["not-an-address", "--list", "press"], "not an email address: 'not-an-address'"),
+        (["a@example.org", "--list", "nosuchlist"], "no list named 'nosuchlist'"),
+        (["a@example.org", "--list", "press", "--lang", "korean!"], "not a language code"),
+    ],
+)
 def test_user_mistakes_are_clear_errors_that_write_nothing(
     cli: Cli, session: Session, args: list[str], message: str
 ) -> None:
@@ -96,8 +109,9 @@ def test_contacts_ls_filters(cli: Cli) -> None:
     cli("contacts", "unsubscribe", "c@example.org", "--list", "press")
     everyone = json.loads(cli("contacts", "ls", "--json").output)
     assert [c["email"] for c in everyone] == ["a@example.org", "b@example.org", "c@example.org"]
-    press = json.loads(cli("contacts", "ls", "--list", "press", "--status", "subscribed",
-                           "--json").output)
+    press = json.loads(
+        cli("contacts", "ls", "--list", "press", "--status", "subscribed", "--json").output
+    )
     assert [c["email"] for c in press] == ["a@example.org"]
     gone = json.loads(cli("contacts", "ls", "--status", "unsubscribed", "--json").output)
     assert [c["email"] for c in gone] == ["c@example.org"]
@@ -120,14 +134,25 @@ def test_list_unsubscribe_is_not_undone_by_add(cli: Cli) -> None:
     cli("lists", "create", "press", "--name", "Press")
     cli("contacts", "add", "a@example.org", "--list", "press")
     cli("contacts", "unsubscribe", "a@example.org", "--list", "press")
-    assert "only the subscriber" in cli("contacts", "add", "a@example.org", "--list", "press",
-                                        expect=1).output
+    assert (
+        "only the subscriber"
+        in cli("contacts", "add", "a@example.org", "--list", "press", expect=1).output
+    )
 
 
 def test_erase_keeps_only_the_suppression(cli: Cli, session: Session) -> None:
     cli("lists", "create", "press", "--name", "Press")
-    cli("contacts", "add", "Erin@Example.org", "--list", "press", "--name", "Erin Doe",
-        "--org", "Daily")
+    cli(
+        "contacts",
+        "add",
+        "Erin@Example.org",
+        "--list",
+        "press",
+        "--name",
+        "Erin Doe",
+        "--org",
+        "Daily",
+    )
     cli("contacts", "erase", "erin@example.org", "--yes")
     assert session.scalar(select(func.count()).select_from(Contact)) == 0
     sup = session.scalars(select(Suppression)).one()
@@ -136,20 +161,32 @@ def test_erase_keeps_only_the_suppression(cli: Cli, session: Session) -> None:
     for ev in session.scalars(select(Event)):
         assert "Erin" not in json.dumps(ev.data) and "erin@" not in json.dumps(ev.data)
     session.rollback()
-    assert "suppression list" in cli("contacts", "add", "erin@example.org", "--list", "press",
-                                     expect=1).output
+    assert (
+        "suppression list"
+        in cli("contacts", "add", "erin@example.org", "--list", "press", expect=1).output
+    )
     assert cli("contacts", "show", "erin@example.org", expect=1).output.startswith("Error:")
 
 
 def test_init_in_an_empty_folder(tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}
     env.pop("MAILER_CONFIG", None)
-    run = subprocess.run([sys.executable, "-m", "mailer", "init"], cwd=tmp_path, env=env,
-                         capture_output=True, text=True)
+    run = subprocess.run(
+        [sys.executable, "-m", "mailer", "init"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert run.returncode == 0, run.stderr
     text = (tmp_path / "mailer.toml").read_text()
     assert 'secret_key = "' in text and "# smtp_url = " in text
     assert (tmp_path / "mailer.db").exists()
-    again = subprocess.run([sys.executable, "-m", "mailer", "init"], cwd=tmp_path, env=env,
-                           capture_output=True, text=True)
+    again = subprocess.run(
+        [sys.executable, "-m", "mailer", "init"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert again.returncode == 1 and "already exists" in again.stderr

@@ -24,8 +24,9 @@ ROWS = [
 ]
 
 
-def write(path: Path, rows: list[list[str]], encoding: str, delimiter: str = ",",
-          newline: str = "\r\n") -> Path:
+def write(
+    path: Path, rows: list[list[str]], encoding: str, delimiter: str = ",", newline: str = "\r\n"
+) -> Path:
     text = newline.join(delimiter.join(_quote(c, delimiter) for c in row) for row in rows)
     path.write_bytes((text + newline).encode(encoding))
     return path
@@ -43,18 +44,22 @@ def read_all(path: Path, **kwargs: str) -> tuple[list[str], list[tuple[int, list
         return table.headers, rows, f"{table.encoding}|{table.delimiter}"
 
 
-@pytest.mark.parametrize("encoding, delimiter, expect", [
-    ("utf-8", ",", "utf-8|,"),
-    ("utf-8-sig", ",", "utf-8-sig|,"),
-    ("utf-8-sig", ";", "utf-8-sig|;"),
-    ("utf-16", "\t", "utf-16|\t"),          # Excel "Unicode text": BOM, tab-separated
-    ("utf-16-le", "\t", "utf-16-le|\t"),    # the same without a byte-order mark
-    ("cp949", ",", "cp949|,"),              # Korean Excel's default "CSV"
-    ("euc-kr", ";", "cp949|;"),
-    ("utf-8", "\t", "utf-8|\t"),
-])
-def test_korean_file_in_every_encoding_and_delimiter(tmp_path: Path, encoding: str,
-                                                      delimiter: str, expect: str) -> None:
+@pytest.mark.parametrize(
+    "encoding, delimiter, expect",
+    [
+        ("utf-8", ",", "utf-8|,"),
+        ("utf-8-sig", ",", "utf-8-sig|,"),
+        ("utf-8-sig", ";", "utf-8-sig|;"),
+        ("utf-16", "\t", "utf-16|\t"),  # Excel "Unicode text": BOM, tab-separated
+        ("utf-16-le", "\t", "utf-16-le|\t"),  # the same without a byte-order mark
+        ("cp949", ",", "cp949|,"),  # Korean Excel's default "CSV"
+        ("euc-kr", ";", "cp949|;"),
+        ("utf-8", "\t", "utf-8|\t"),
+    ],
+)
+def test_korean_file_in_every_encoding_and_delimiter(
+    tmp_path: Path, encoding: str, delimiter: str, expect: str
+) -> None:
     rows = [*ROWS[:2], ["park@example.com", "박준혁", "한강; 타임스, 문화부", "ko"]]
     path = write(tmp_path / "list.csv", rows, encoding, delimiter)
     headers, data, found = read_all(path)
@@ -65,8 +70,11 @@ def test_korean_file_in_every_encoding_and_delimiter(tmp_path: Path, encoding: s
 
 @pytest.mark.parametrize("delimiter", [",", ";", "\t"])
 def test_western_excel_cp1252(tmp_path: Path, delimiter: str) -> None:
-    rows = [["Email", "Name", "Outlet"]] + [r[:3] for r in ROWS[2:]] + \
-           [["a@example.com", "Ärger Ånström", "Ölz"]]
+    rows = (
+        [["Email", "Name", "Outlet"]]
+        + [r[:3] for r in ROWS[2:]]
+        + [["a@example.com", "Ärger Ånström", "Ölz"]]
+    )
     path = write(tmp_path / "list.csv", rows, "cp1252", delimiter)
     _, data, found = read_all(path)
     assert found == f"cp1252|{delimiter}"
@@ -75,8 +83,13 @@ def test_western_excel_cp1252(tmp_path: Path, delimiter: str) -> None:
 
 def test_cp949_with_rare_syllables_is_still_korean(tmp_path: Path) -> None:
     # 똠 and 햏 are outside EUC-KR: only CP949's extension encodes them.
-    rows = [["이메일", "이름"], ["a@example.com", "김똠양"], ["b@example.com", "이햏"],
-            ["c@example.com", "박서연"], ["d@example.com", "최민준"]]
+    rows = [
+        ["이메일", "이름"],
+        ["a@example.com", "김똠양"],
+        ["b@example.com", "이햏"],
+        ["c@example.com", "박서연"],
+        ["d@example.com", "최민준"],
+    ]
     path = write(tmp_path / "list.csv", rows, "cp949")
     _, data, found = read_all(path)
     assert found == "cp949|,"
@@ -84,9 +97,11 @@ def test_cp949_with_rare_syllables_is_still_korean(tmp_path: Path) -> None:
 
 
 def test_embedded_newlines_keep_the_line_of_the_row_start(tmp_path: Path) -> None:
-    rows = [["email", "name", "note"],
-            ["a@example.com", "Kim", "line one\nline two\nline three"],
-            ["b@example.com", "Lee", "x"]]
+    rows = [
+        ["email", "name", "note"],
+        ["a@example.com", "Kim", "line one\nline two\nline three"],
+        ["b@example.com", "Lee", "x"],
+    ]
     path = write(tmp_path / "list.csv", rows, "utf-8")
     _, data, _ = read_all(path)
     assert data == [(2, rows[1]), (5, rows[2])]
@@ -135,27 +150,36 @@ def test_xlsx_first_sheet_and_named_sheet(tmp_path: Path) -> None:
     path = tmp_path / "list.xlsx"
     wb.save(path)
     with open_table(path) as table:
-        assert (table.format, table.sheet, table.headers) == ("xlsx", "Press",
-                                                              ["Email", "이름", "Joined", "Count"])
+        assert (table.format, table.sheet, table.headers) == (
+            "xlsx",
+            "Press",
+            ["Email", "이름", "Joined", "Count"],
+        )
         assert [(r.line, r.cells) for r in table.rows()] == [
             (2, ["a@example.com", "김민지", "2024-03-01", "3"]),
             (4, ["b@example.com", "multi\nline", "2024-03-01 09:30:00", "2.5"]),
         ]
     headers, data, _ = read_all(path, sheet="회원")
     assert headers == ["이메일"] and data == [(2, ["c@example.com"])]
-    with pytest.raises(ImportFileError, match=r"list\.xlsx: no sheet named 'Nope' \(the sheets "
-                                              r"are 'Press', '회원'\)"):
+    with pytest.raises(
+        ImportFileError,
+        match=r"list\.xlsx: no sheet named 'Nope' \(the sheets "
+        r"are 'Press', '회원'\)",
+    ):
         open_table(path, sheet="Nope")
 
 
-@pytest.mark.parametrize("content, message", [
-    (b"", "the file is empty"),
-    (b"\xef\xbb\xbf\r\n\r\n", "the file is empty"),
-    (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00", "binary data"),
-    (bytes(range(1, 32)) * 40, "binary data"),
-    (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + b"\x00" * 100, "old Excel .xls workbook"),
-    (b"PK\x03\x04not really a zip", "not a readable XLSX workbook"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (b"", "the file is empty"),
+        (b"\xef\xbb\xbf\r\n\r\n", "the file is empty"),
+        (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00", "binary data"),
+        (bytes(range(1, 32)) * 40, "binary data"),
+        (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + b"\x00" * 100, "old Excel .xls workbook"),
+        (b"PK\x03\x04not really a zip", "not a readable XLSX workbook"),
+    ],
+)
 def test_unreadable_files_name_the_file(tmp_path: Path, content: bytes, message: str) -> None:
     path = tmp_path / "contacts.csv"
     path.write_bytes(content)
@@ -202,15 +226,31 @@ def test_sniffer_prefers_the_consistent_delimiter() -> None:
     assert sniff_delimiter("email\tname\na@example.com\tKim, M\n") == "\t"
 
 
-@pytest.mark.parametrize("header, field", [
-    ("E-mail Address", "email"), ("Email", "email"), ("EMAIL_ADDRESS", "email"),
-    ("이메일", "email"), ("메일", "email"), ("이메일 주소(필수)", "email"),
-    ("Full Name", "name"), ("성명", "name"), ("이름", "name"),
-    ("First Name", "first_name"), ("Last name", "last_name"), ("성", "last_name"),
-    ("Organization", "organisation"), ("Outlet", "organisation"), ("언론사", "organisation"),
-    ("소속", "organisation"), ("Company", "organisation"),
-    ("Lang", "language"), ("언어", "language"), ("Tags", "tags"),
-])
+@pytest.mark.parametrize(
+    "header, field",
+    [
+        ("E-mail Address", "email"),
+        ("Email", "email"),
+        ("EMAIL_ADDRESS", "email"),
+        ("이메일", "email"),
+        ("메일", "email"),
+        ("이메일 주소(필수)", "email"),
+        ("Full Name", "name"),
+        ("성명", "name"),
+        ("이름", "name"),
+        ("First Name", "first_name"),
+        ("Last name", "last_name"),
+        ("성", "last_name"),
+        ("Organization", "organisation"),
+        ("Outlet", "organisation"),
+        ("언론사", "organisation"),
+        ("소속", "organisation"),
+        ("Company", "organisation"),
+        ("Lang", "language"),
+        ("언어", "language"),
+        ("Tags", "tags"),
+    ],
+)
 def test_header_aliases_english_and_korean(header: str, field: str) -> None:
     other = "mail address" if field != "email" else "Notes"
     cols = map_columns(Path("f.csv"), [other, header], 1)
@@ -241,15 +281,20 @@ def test_map_overrides_and_errors() -> None:
         map_columns(Path("f.csv"), headers, 1, {"phone": "Who"})
     with pytest.raises(ImportFileError, match=r"f\.csv:1: --map name=Nobody: no column 'Nobody'"):
         map_columns(Path("f.csv"), headers, 1, {"name": "Nobody"})
-    assert parse_map(["organization=Outlet", " email = E-mail "]) == \
-        {"organisation": "Outlet", "email": "E-mail"}
+    assert parse_map(["organization=Outlet", " email = E-mail "]) == {
+        "organisation": "Outlet",
+        "email": "E-mail",
+    }
     with pytest.raises(InvalidInputError, match="expected FIELD=COLUMN"):
         parse_map(["email"])
 
 
 def test_no_email_column_is_a_clear_error() -> None:
-    with pytest.raises(ImportFileError, match=r"f\.csv:3: no email column in the header row "
-                                              r"\(found 'Name', 'Outlet'\)"):
+    with pytest.raises(
+        ImportFileError,
+        match=r"f\.csv:3: no email column in the header row "
+        r"\(found 'Name', 'Outlet'\)",
+    ):
         map_columns(Path("f.csv"), ["Name", "Outlet"], 3)
 
 
@@ -259,10 +304,24 @@ def test_a_bare_list_of_addresses_has_no_header() -> None:
     assert cols.headers == ["column 1", "column 2"]
 
 
-@pytest.mark.parametrize("value", [
-    "=SUM(A1:A2)", "+82 10 1234 5678", "-1", "@cmd", "\tx", "\rx", "'=already", "''+x",
-    "plain", "'quoted but harmless", "", "김민지", "a=b",
-])
+@pytest.mark.parametrize(
+    "value",
+    [
+        "=SUM(A1:A2)",
+        "+82 10 1234 5678",
+        "-1",
+        "@cmd",
+        "\tx",
+        "\rx",
+        "'=already",
+        "''+x",
+        "plain",
+        "'quoted but harmless",
+        "",
+        "김민지",
+        "a=b",
+    ],
+)
 def test_neutralise_and_restore_round_trip(value: str) -> None:
     written = neutralise(value)
     plain_number = re.fullmatch(r"[0-9 ()+\-.]+", value)
@@ -272,11 +331,23 @@ def test_neutralise_and_restore_round_trip(value: str) -> None:
 
 def test_domain_cache_changes_no_result() -> None:
     samples = [
-        "Kim@Example.COM", "kim@example.com", "user@müller.example", "사용자@한국.example.org",
-        "a@xn--mller-kva.example", "bad@-example.com", "bad@exa_mple.com", "x@localhost",
-        "x@example.invalid", "no-at-sign", "a@b", "a@example..com", "POSTMASTER@example.org",
-        '"quoted"@example.com', "a@[127.0.0.1]", "ok@sub.domain.example.net", "a@" + "x" * 64 +
-        ".com",
+        "Kim@Example.COM",
+        "kim@example.com",
+        "user@müller.example",
+        "사용자@한국.example.org",
+        "a@xn--mller-kva.example",
+        "bad@-example.com",
+        "bad@exa_mple.com",
+        "x@localhost",
+        "x@example.invalid",
+        "no-at-sign",
+        "a@b",
+        "a@example..com",
+        "POSTMASTER@example.org",
+        '"quoted"@example.com',
+        "a@[127.0.0.1]",
+        "ok@sub.domain.example.net",
+        "a@" + "x" * 64 + ".com",
     ] * 2
 
     def outcomes() -> list[object]:
@@ -294,8 +365,9 @@ def test_domain_cache_changes_no_result() -> None:
         module = sys.modules["email_validator.validate_email"]
         assert hasattr(module.validate_email_domain_name, "cache_info")  # the cache is real
     assert cached == plain
-    assert not hasattr(sys.modules["email_validator.validate_email"].validate_email_domain_name,
-                       "cache_info")
+    assert not hasattr(
+        sys.modules["email_validator.validate_email"].validate_email_domain_name, "cache_info"
+    )
 
 
 def test_bom_constants_are_what_excel_writes() -> None:

@@ -67,8 +67,12 @@ def test_init_creates_config_database_and_wal_owner_only(tmp_path: Path, umask_0
     init(config)
     settings = load_settings(config, env={})
     with get_engine(settings).begin() as conn:  # a write: the WAL and shared memory files exist
-        conn.execute(text("INSERT INTO mailing_list (slug, name, description, public, "
-                          "created_at) VALUES ('x', 'X', '', false, CURRENT_TIMESTAMP)"))
+        conn.execute(
+            text(
+                "INSERT INTO mailing_list (slug, name, description, public, "
+                "created_at) VALUES ('x', 'X', '', false, CURRENT_TIMESTAMP)"
+            )
+        )
     try:
         files = {p.name: mode(p) for p in config.parent.iterdir() if p.is_file()}
         assert {"mailer.toml", "mailer.db", "mailer.db-wal", "mailer.db-shm"} <= set(files)
@@ -110,22 +114,35 @@ def test_dkim_keygen_key_is_owner_only(tmp_path: Path, umask_022: None) -> None:
 # --- every form of URL secret is masked -----------------------------------------------------
 
 
-@pytest.mark.parametrize(("url", "shown"), [
-    ("smtp://u:hunter2@mail.example.org:587?tls=starttls",
-     "smtp://u:****@mail.example.org:587?tls=starttls"),
-    ("smtp://mail.example.org:587?user=u&password=hunter2&tls=starttls",
-     "smtp://mail.example.org:587?user=u&password=****&tls=starttls"),
-    ("postgresql+psycopg://pg@db/mailer?sslmode=require&PGPASSWORD=hunter2",
-     "postgresql+psycopg://pg@db/mailer?sslmode=require&PGPASSWORD=****"),
-    ("imaps://me@example.org:hun?ter2@imap.example.org/INBOX",
-     "imaps://me@example.org:****@imap.example.org/INBOX"),
-    # '#' in a raw password: a parser would read the rest as a fragment, so it is hidden too.
-    ("imaps://me@example.org:hun#ter2@imap.example.org/INBOX", "imaps://me@example.org:****"),
-    ("smtp://mail.example.org:25?password=a@b", "smtp://mail.example.org:****"),
-    ("https://hooks.example.org/x?api_key=hunter2#hunter2",
-     "https://hooks.example.org/x?api_key=****#****"),
-    ("sqlite:////var/lib/mailer.db", "sqlite:////var/lib/mailer.db"),
-])
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        (
+            "smtp://u:hunter2@mail.example.org:587?tls=starttls",
+            "smtp://u:****@mail.example.org:587?tls=starttls",
+        ),
+        (
+            "smtp://mail.example.org:587?user=u&password=hunter2&tls=starttls",
+            "smtp://mail.example.org:587?user=u&password=****&tls=starttls",
+        ),
+        (
+            "postgresql+psycopg://pg@db/mailer?sslmode=require&PGPASSWORD=hunter2",
+            "postgresql+psycopg://pg@db/mailer?sslmode=require&PGPASSWORD=****",
+        ),
+        (
+            "imaps://me@example.org:hun?ter2@imap.example.org/INBOX",
+            "imaps://me@example.org:****@imap.example.org/INBOX",
+        ),
+        # '#' in a raw password: a parser would read the rest as a fragment, so it is hidden too.
+        ("imaps://me@example.org:hun#ter2@imap.example.org/INBOX", "imaps://me@example.org:****"),
+        ("smtp://mail.example.org:25?password=a@b", "smtp://mail.example.org:****"),
+        (
+            "https://hooks.example.org/x?api_key=hunter2#hunter2",
+            "https://hooks.example.org/x?api_key=****#****",
+        ),
+        ("sqlite:////var/lib/mailer.db", "sqlite:////var/lib/mailer.db"),
+    ],
+)
 def test_mask_url_forms(url: str, shown: str) -> None:
     assert mask_url(url) == shown
 
@@ -136,14 +153,20 @@ _secret = st.builds(lambda a, b: a + MARK + b, st.text(max_size=10), st.text(max
 
 
 @hsettings(max_examples=300, deadline=None)
-@given(scheme=st.sampled_from(["smtp", "smtps", "imaps", "postgresql+psycopg", "https"]),
-       user=st.text(alphabet="abcxyz.-_@", max_size=8), secret=_secret,
-       form=st.sampled_from(["userinfo", "query", "query-raw", "fragment"]),
-       name=st.sampled_from(["password", "pass", "PGPASSWORD", "secret", "token", "api_key",
-                             "access_token", "auth"]),
-       path=st.sampled_from(["", "/", "/INBOX", "/db"]), other=_text)
-def test_the_secret_never_appears(scheme: str, user: str, secret: str, form: str, name: str,
-                                  path: str, other: str) -> None:
+@given(
+    scheme=st.sampled_from(["smtp", "smtps", "imaps", "postgresql+psycopg", "https"]),
+    user=st.text(alphabet="abcxyz.-_@", max_size=8),
+    secret=_secret,
+    form=st.sampled_from(["userinfo", "query", "query-raw", "fragment"]),
+    name=st.sampled_from(
+        ["password", "pass", "PGPASSWORD", "secret", "token", "api_key", "access_token", "auth"]
+    ),
+    path=st.sampled_from(["", "/", "/INBOX", "/db"]),
+    other=_text,
+)
+def test_the_secret_never_appears(
+    scheme: str, user: str, secret: str, form: str, name: str, path: str, other: str
+) -> None:
     host = "host.example.org:25"
     if form == "userinfo":
         url = f"{scheme}://{user or 'u'}:{secret}@{host}{path}?x={quote(other)}"
@@ -159,10 +182,13 @@ def test_the_secret_never_appears(scheme: str, user: str, secret: str, form: str
 
 
 def test_config_show_masks_a_password_in_the_query(tmp_path: Path) -> None:
-    config = write_config(tmp_path, {
-        "database_url": f"sqlite:///{tmp_path / 'm.db'}?password=hunter2",
-        "smtp_url": "smtp://mail.example.org:587?password=swordfish&tls=starttls",
-    })
+    config = write_config(
+        tmp_path,
+        {
+            "database_url": f"sqlite:///{tmp_path / 'm.db'}?password=hunter2",
+            "smtp_url": "smtp://mail.example.org:587?password=swordfish&tls=starttls",
+        },
+    )
     for args in (["config", "show"], ["config", "show", "--json"]):
         out = CliRunner().invoke(main, ["--config", str(config), *args]).output
         assert "hunter2" not in out and "swordfish" not in out
@@ -206,9 +232,12 @@ def _with_shared_strings(path: Path, data: bytes) -> Path:
     with zipfile.ZipFile(path) as src:
         types = src.read("[Content_Types].xml")
     if b"sharedStrings" not in types:
-        types = types.replace(b"</Types>", b'<Override PartName="/xl/sharedStrings.xml" '
-                              b'ContentType="application/vnd.openxmlformats-officedocument.'
-                              b'spreadsheetml.sharedStrings+xml"/></Types>')
+        types = types.replace(
+            b"</Types>",
+            b'<Override PartName="/xl/sharedStrings.xml" '
+            b'ContentType="application/vnd.openxmlformats-officedocument.'
+            b'spreadsheetml.sharedStrings+xml"/></Types>',
+        )
         _replace_part(path, "[Content_Types].xml", types)
     return _replace_part(path, "xl/sharedStrings.xml", data)
 
@@ -216,31 +245,43 @@ def _with_shared_strings(path: Path, data: bytes) -> Path:
 def _shared_strings(n_bytes: int) -> bytes:
     item = b"<si><t>" + b"A" * 1000 + b"</t></si>"
     count = n_bytes // len(item) + 1
-    return (b'<?xml version="1.0" encoding="UTF-8"?><sst xmlns="http://schemas.openxmlformats.org/'
-            b'spreadsheetml/2006/main" count="%d" uniqueCount="%d">' % (count, count)
-            + item * count + b"</sst>")
+    return (
+        b'<?xml version="1.0" encoding="UTF-8"?><sst xmlns="http://schemas.openxmlformats.org/'
+        b'spreadsheetml/2006/main" count="%d" uniqueCount="%d">'
+        % (count, count)
+        + item * count
+        + b"</sst>"
+    )
 
 
 def test_xlsx_shared_strings_bomb_is_refused_before_opening(tmp_path: Path) -> None:
     path = _workbook(tmp_path / "bomb.xlsx", [["email"], ["a@example.org"]])
     _with_shared_strings(path, _shared_strings(4 << 20))
     assert path.stat().st_size < 200_000
-    with pytest.raises(ImportFileError, match=r"bomb\.xlsx: the workbook part "
-                       r"xl/sharedStrings\.xml expands \d+ times"):
+    with pytest.raises(
+        ImportFileError,
+        match=r"bomb\.xlsx: the workbook part "
+        r"xl/sharedStrings\.xml expands \d+ times",
+    ):
         open_table(path)
 
 
 def test_xlsx_part_larger_than_the_limit_is_refused(tmp_path: Path) -> None:
     path = _workbook(tmp_path / "big.xlsx", [["email"], ["a@example.org"]])
     _with_shared_strings(path, _shared_strings(65 << 20))
-    with pytest.raises(ImportFileError, match=r"big\.xlsx: the workbook part "
-                       r"xl/sharedStrings\.xml expands to 65\.\d MB, more than the 64\.0 MB"):
+    with pytest.raises(
+        ImportFileError,
+        match=r"big\.xlsx: the workbook part "
+        r"xl/sharedStrings\.xml expands to 65\.\d MB, more than the 64\.0 MB",
+    ):
         open_table(path)
 
 
-SHEET_HEAD = (b'<?xml version="1.0" encoding="UTF-8"?><worksheet xmlns="http://schemas.'
-              b'openxmlformats.org/spreadsheetml/2006/main"><dimension ref="A1:XFD1048576"/>'
-              b"<sheetData>")
+SHEET_HEAD = (
+    b'<?xml version="1.0" encoding="UTF-8"?><worksheet xmlns="http://schemas.'
+    b'openxmlformats.org/spreadsheetml/2006/main"><dimension ref="A1:XFD1048576"/>'
+    b"<sheetData>"
+)
 
 
 def _inline(ref: str, value: str) -> bytes:
@@ -250,11 +291,19 @@ def _inline(ref: str, value: str) -> bytes:
 def test_xlsx_declared_dimensions_are_not_trusted(tmp_path: Path) -> None:
     # The last row is the sheet's last (1,048,576) and reaches its last column (XFD): padded to
     # the declared size, the rows between would be 17 billion empty cells.
-    sheet = (SHEET_HEAD + b'<row r="1">' + _inline("A1", "email") + _inline("B1", "name")
-             + b'</row><row r="2">' + _inline("A2", "kim@example.org") + _inline("B2", "Kim")
-             + b'</row><row r="1048576"><c r="XFD1048576"/></row></sheetData></worksheet>')
-    path = _replace_part(_workbook(tmp_path / "dim.xlsx", [["x"]]), "xl/worksheets/sheet1.xml",
-                         sheet)
+    sheet = (
+        SHEET_HEAD
+        + b'<row r="1">'
+        + _inline("A1", "email")
+        + _inline("B1", "name")
+        + b'</row><row r="2">'
+        + _inline("A2", "kim@example.org")
+        + _inline("B2", "Kim")
+        + b'</row><row r="1048576"><c r="XFD1048576"/></row></sheetData></worksheet>'
+    )
+    path = _replace_part(
+        _workbook(tmp_path / "dim.xlsx", [["x"]]), "xl/worksheets/sheet1.xml", sheet
+    )
     assert path.stat().st_size < 10_000
     with open_table(path) as table:
         assert table.headers == ["email", "name"]
@@ -262,67 +311,118 @@ def test_xlsx_declared_dimensions_are_not_trusted(tmp_path: Path) -> None:
 
 
 def test_xlsx_value_beyond_the_column_limit_names_file_row_and_column(tmp_path: Path) -> None:
-    sheet = (SHEET_HEAD + b'<row r="1">' + _inline("A1", "email") + b'</row><row r="2">'
-             + _inline("A2", "kim@example.org") + _inline("XFD2", "far away")
-             + b"</row></sheetData></worksheet>")
-    path = _replace_part(_workbook(tmp_path / "wide.xlsx", [["x"]]), "xl/worksheets/sheet1.xml",
-                         sheet)
-    with open_table(path) as table, pytest.raises(
-            ImportFileError, match=r"wide\.xlsx:2: a value in column XFD \(column 16384\); "
-                                   r"at most 1000 columns"):
+    sheet = (
+        SHEET_HEAD
+        + b'<row r="1">'
+        + _inline("A1", "email")
+        + b'</row><row r="2">'
+        + _inline("A2", "kim@example.org")
+        + _inline("XFD2", "far away")
+        + b"</row></sheetData></worksheet>"
+    )
+    path = _replace_part(
+        _workbook(tmp_path / "wide.xlsx", [["x"]]), "xl/worksheets/sheet1.xml", sheet
+    )
+    with (
+        open_table(path) as table,
+        pytest.raises(
+            ImportFileError,
+            match=r"wide\.xlsx:2: a value in column XFD \(column 16384\); "
+            r"at most 1000 columns",
+        ),
+    ):
         list(table.rows())
 
 
 def test_xlsx_total_cells_are_capped(tmp_path: Path) -> None:
     # Every row reaches column XFD with an empty cell: 16,384 cells a row once padded.
-    rows = b"".join(b'<row r="%d"><c r="A%d" t="inlineStr"><is><t>a%d@example.org</t></is></c>'
-                    b'<c r="XFD%d"/></row>' % (n, n, n, n) for n in range(2, 1000))
-    sheet = (SHEET_HEAD + b'<row r="1">' + _inline("A1", "email") + b"</row>" + rows
-             + b"</sheetData></worksheet>")
-    path = _replace_part(_workbook(tmp_path / "cells.xlsx", [["x"]]),
-                         "xl/worksheets/sheet1.xml", sheet)
-    with open_table(path) as table, pytest.raises(
-            ImportFileError, match=r"cells\.xlsx:\d+: more than 10,000,000 cells in the sheet"):
+    rows = b"".join(
+        b'<row r="%d"><c r="A%d" t="inlineStr"><is><t>a%d@example.org</t></is></c>'
+        b'<c r="XFD%d"/></row>' % (n, n, n, n)
+        for n in range(2, 1000)
+    )
+    sheet = (
+        SHEET_HEAD
+        + b'<row r="1">'
+        + _inline("A1", "email")
+        + b"</row>"
+        + rows
+        + b"</sheetData></worksheet>"
+    )
+    path = _replace_part(
+        _workbook(tmp_path / "cells.xlsx", [["x"]]), "xl/worksheets/sheet1.xml", sheet
+    )
+    with (
+        open_table(path) as table,
+        pytest.raises(
+            ImportFileError, match=r"cells\.xlsx:\d+: more than 10,000,000 cells in the sheet"
+        ),
+    ):
         list(table.rows())
 
 
 def test_csv_value_beyond_the_column_limit(tmp_path: Path) -> None:
     path = tmp_path / "wide.csv"
     path.write_text("email,name\nkim@example.org,Kim" + "," * 1500 + "x\n", encoding="utf-8")
-    with open_table(path) as table, pytest.raises(
-            ImportFileError, match=r"wide\.csv:2: a value in column 1502; at most 1000"):
+    with (
+        open_table(path) as table,
+        pytest.raises(ImportFileError, match=r"wide\.csv:2: a value in column 1502; at most 1000"),
+    ):
         list(table.rows())
 
 
-@pytest.mark.parametrize("front", [
-    'title: Laughs\na: &a ["lol", "lol", "lol"]\nb: [*a, *a, *a]\n',
-    "title: Laughs\nsummary: *nothing\n",
-    "title: &t Laughs\n",
-])
+@pytest.mark.parametrize(
+    "front",
+    [
+        'title: Laughs\na: &a ["lol", "lol", "lol"]\nb: [*a, *a, *a]\n',
+        "title: Laughs\nsummary: *nothing\n",
+        "title: &t Laughs\n",
+    ],
+)
 def test_yaml_anchors_and_aliases_are_refused(tmp_path: Path, front: str) -> None:
     path = tmp_path / "laughs.md"
     path.write_text(f"---\n{front}---\nBody.\n", encoding="utf-8")
     line = next(i for i, x in enumerate(front.splitlines(), start=2) if "&" in x or "*" in x)
-    with pytest.raises(ReleaseError, match=rf"laughs\.md:{line}: YAML anchors and aliases "
-                                           r"\([&*]\w+\) are not allowed"):
+    with pytest.raises(
+        ReleaseError,
+        match=rf"laughs\.md:{line}: YAML anchors and aliases "
+        r"\([&*]\w+\) are not allowed",
+    ):
         load_release(path)
 
 
 # --- header injection ------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("key", ["base_url", "unsubscribe_mailto", "from_name", "reply_to",
-                                 "organisation_name", "from_address"])
+@pytest.mark.parametrize(
+    "key",
+    [
+        "base_url",
+        "unsubscribe_mailto",
+        "from_name",
+        "reply_to",
+        "organisation_name",
+        "from_address",
+    ],
+)
 def test_settings_with_a_line_break_are_refused(tmp_path: Path, key: str) -> None:
-    good = {"base_url": "https://example.org", "unsubscribe_mailto": "u@example.org",
-            "from_name": "Press", "reply_to": "r@example.org", "organisation_name": "Org",
-            "from_address": "press@example.org"}[key]
+    good = {
+        "base_url": "https://example.org",
+        "unsubscribe_mailto": "u@example.org",
+        "from_name": "Press",
+        "reply_to": "r@example.org",
+        "organisation_name": "Org",
+        "from_address": "press@example.org",
+    }[key]
     config = tmp_path / "mailer.toml"
     lines = [f'{k} = "{v}"' for k, v in CONFIG_EXTRA.items() if k != key]
     lines.append(f'{key} = "{good}\\r\\nBcc: victim@example.net"')
     config.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    with pytest.raises(ConfigError, match=rf"mailer\.toml: {key}: must be one line without "
-                                          r"control characters; found '\\r'"):
+    with pytest.raises(
+        ConfigError,
+        match=rf"mailer\.toml: {key}: must be one line without "
+        r"control characters; found '\\r'",
+    ):
         load_settings(config, env={})
     env_var = f"MAILER_{key.upper()}"
     (tmp_path / "ok").mkdir()
@@ -331,13 +431,15 @@ def test_settings_with_a_line_break_are_refused(tmp_path: Path, key: str) -> Non
         load_settings(valid, env={env_var: good + "\nBcc: v@example.net"})
 
 
-@pytest.mark.parametrize(("key", "value"), [
-    ("reply_to", "a@example.org, victim@example.net"),
-    ("unsubscribe_mailto", "u@example.org?bcc=victim@example.net"),
-    ("base_url", "https://example.org/> <mailto:x@example.net"),
-])
-def test_settings_that_would_break_a_header_structure(tmp_path: Path, key: str,
-                                                      value: str) -> None:
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("reply_to", "a@example.org, victim@example.net"),
+        ("unsubscribe_mailto", "u@example.org?bcc=victim@example.net"),
+        ("base_url", "https://example.org/> <mailto:x@example.net"),
+    ],
+)
+def test_settings_that_would_break_a_header_structure(tmp_path: Path, key: str, value: str) -> None:
     valid = write_config(tmp_path, {})
     # The error names the variable that set the value, not the file, which does not hold it.
     with pytest.raises(ConfigError, match=rf"environment variable MAILER_{key.upper()}: expected"):
@@ -345,8 +447,11 @@ def test_settings_that_would_break_a_header_structure(tmp_path: Path, key: str,
 
 
 def test_list_names_with_line_breaks_are_refused(session: Session) -> None:
-    with pytest.raises(InvalidInputError, match=r"list name 'Press\\r\\nBcc: x@y': must be one "
-                                                r"line without control characters"):
+    with pytest.raises(
+        InvalidInputError,
+        match=r"list name 'Press\\r\\nBcc: x@y': must be one "
+        r"line without control characters",
+    ):
         create_list(session, "press", "Press\r\nBcc: x@y")
     create_list(session, "press", "Press")
     with pytest.raises(InvalidInputError, match="must be one line"):
@@ -359,8 +464,9 @@ def test_header_folding_refuses_any_line_break(brk: str) -> None:
     for value in (f"Press{brk}Bcc: victim@example.net", f"보도{brk}Bcc: v@example.net"):
         with pytest.raises(HeaderValueError, match="holds a line break"):
             _fold("Subject", value)
-    sender = Sender("press@example.org", "Press", "", f"Press{brk}Bcc: v@example.net", "press",
-                    "example.org")
+    sender = Sender(
+        "press@example.org", "Press", "", f"Press{brk}Bcc: v@example.net", "press", "example.org"
+    )
     with pytest.raises(HeaderValueError):
         _fold("List-Id", _list_id_value(sender))
 
@@ -376,10 +482,13 @@ def test_folding_still_folds() -> None:
     assert folded.count(b"\n ") >= 2 and all(len(x) <= 78 for x in folded.split(b"\n"))
     # A long Korean name is encoded words already folded by email.header: that fold is kept.
     name = "한울 커뮤니티 센터 보도자료 담당 " * 3
-    for header in (_to_header(name, "kim@example.org"),
-                   _fold("From", _address_header(name, "press@example.org", "From")),
-                   _fold("List-Id", _list_id_value(Sender("p@example.org", "", "", name, "press",
-                                                          "example.org")))):
+    for header in (
+        _to_header(name, "kim@example.org"),
+        _fold("From", _address_header(name, "press@example.org", "From")),
+        _fold(
+            "List-Id", _list_id_value(Sender("p@example.org", "", "", name, "press", "example.org"))
+        ),
+    ):
         lines = header.split(b"\n")
         assert len(lines) > 2 and all(x.startswith(b" ") for x in lines[1:-1]), header
 
@@ -394,14 +503,25 @@ def test_a_bare_fold_in_a_value_is_refused_too() -> None:
 # --- CSV cells --------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("value", "written"), [
-    ("=1+2@x", "'=1+2@x"), ("+SUM(A1)", "'+SUM(A1)"),
-    ("-2+3+cmd|' /C calc'!A0", "'-2+3+cmd|' /C calc'!A0"),
-    ("@mention", "'@mention"), ("\tx", "'\tx"), ("\rx", "'\rx"), ("'=x", "''=x"),
-    ("+1 215-555-0101", "+1 215-555-0101"), ("-12.50", "-12.50"),
-    ("(02) 123-4567", "(02) 123-4567"),
-    ("-", "'-"), ("+", "'+"), ("plain", "plain"), ("", ""),
-])
+@pytest.mark.parametrize(
+    ("value", "written"),
+    [
+        ("=1+2@x", "'=1+2@x"),
+        ("+SUM(A1)", "'+SUM(A1)"),
+        ("-2+3+cmd|' /C calc'!A0", "'-2+3+cmd|' /C calc'!A0"),
+        ("@mention", "'@mention"),
+        ("\tx", "'\tx"),
+        ("\rx", "'\rx"),
+        ("'=x", "''=x"),
+        ("+1 215-555-0101", "+1 215-555-0101"),
+        ("-12.50", "-12.50"),
+        ("(02) 123-4567", "(02) 123-4567"),
+        ("-", "'-"),
+        ("+", "'+"),
+        ("plain", "plain"),
+        ("", ""),
+    ],
+)
 def test_csv_guard(value: str, written: str) -> None:
     assert neutralise(value) == written
     assert restore(written) == value
@@ -418,15 +538,20 @@ def test_csv_guard_round_trips_and_never_leaves_a_formula(value: str) -> None:
 
 
 def test_campaign_report_guards_every_cell(session: Session, tmp_path: Path) -> None:
-    campaign = campaign_with(session, [("=1+2@example.org", "250 ok"),
-                                   ("@a@example.org", "-ERR =HYPERLINK(\"x\")"),
-                                   ("kim@example.org", "+1 215-555-0101")])
+    campaign = campaign_with(
+        session,
+        [
+            ("=1+2@example.org", "250 ok"),
+            ("@a@example.org", '-ERR =HYPERLINK("x")'),
+            ("kim@example.org", "+1 215-555-0101"),
+        ],
+    )
     out = tmp_path / "report.csv"
     assert write_report(session, campaign.id, out) == 3
     rows = list(csv.reader(io.StringIO(out.read_text(encoding="utf-8-sig"))))
     cells = [c for row in rows for c in row]
     assert "'=1+2@example.org" in cells and "'@a@example.org" in cells
-    assert "'-ERR =HYPERLINK(\"x\")" in cells and "+1 215-555-0101" in cells
+    assert '\'-ERR =HYPERLINK("x")' in cells and "+1 215-555-0101" in cells
     for c in cells:
         assert not c.startswith(("=", "@", "\t", "\r", "+", "-")) or c == "+1 215-555-0101"
 
@@ -440,6 +565,7 @@ def test_campaigns_show_escapes_a_servers_reply(session: Session, cli: Cli) -> N
     out = cli("campaigns", "show", "1").output
     assert "no such user" in out and "\x1b" not in out and "\\x1b]0;owned" in out
 
+
 EVIL = "\x1b]0;owned\x07Kim\x1b[2J\u202e"
 
 
@@ -448,9 +574,14 @@ def test_cli_escapes_control_characters_in_stored_data(session: Session, cli: Cl
     add_contact(session, "kim@example.org", "press", name=EVIL, organisation="Org\x1b[31m")
     session.commit()
     cli("suppressions", "add", "park@example.org", "--source", "form\x1b[2J")
-    for args in (["contacts", "ls"], ["contacts", "show", "kim@example.org"],
-                 ["contacts", "ls", "--json"], ["contacts", "show", "kim@example.org", "--json"],
-                 ["suppressions", "ls"], ["suppressions", "ls", "--json"]):
+    for args in (
+        ["contacts", "ls"],
+        ["contacts", "show", "kim@example.org"],
+        ["contacts", "ls", "--json"],
+        ["contacts", "show", "kim@example.org", "--json"],
+        ["suppressions", "ls"],
+        ["suppressions", "ls", "--json"],
+    ):
         out = cli(*args).output
         assert "\x1b" not in out and "\x07" not in out and "\u202e" not in out, args
     shown = cli("contacts", "show", "kim@example.org").output
@@ -467,22 +598,44 @@ def test_erase_scrubs_bounces_events_and_deliveries(session: Session) -> None:
     release = Release(slug="r", title="R", default_language="en", content_hash="0" * 64)
     session.add(release)
     session.flush()
-    campaign = Campaign(release_id=release.id, audience_key="press",
-                        status=CampaignStatus("done"))
+    campaign = Campaign(release_id=release.id, audience_key="press", status=CampaignStatus("done"))
     session.add(campaign)
     session.flush()
-    delivery = Delivery(campaign_id=campaign.id, contact_id=contact.id, list_id=ml.id, email=key,
-                        language="en", status=DeliveryStatus("failed"), message_id="<m@x>",
-                        smtp_reply=f"550 5.1.1 <{key}>: user unknown")
+    delivery = Delivery(
+        campaign_id=campaign.id,
+        contact_id=contact.id,
+        list_id=ml.id,
+        email=key,
+        language="en",
+        status=DeliveryStatus("failed"),
+        message_id="<m@x>",
+        smtp_reply=f"550 5.1.1 <{key}>: user unknown",
+    )
     session.add(delivery)
     session.flush()
     # One report about two recipients: each bounce row's source id names its recipient.
-    session.add(Bounce(source_message_id=f"<report@mx.example.net> {key}", email=key,
-                       kind="hard", diagnostic=f"{key} unknown", delivery_id=delivery.id))
-    session.add(Bounce(source_message_id="<other@mx.example.net> KIM.ERASED@example.org",
-                       email=None, kind="unknown"))
-    audit.record(session, "suppress", reason="hard-bounce",
-                 source=f"bounce 5.1.1 <report@mx.example.net> {key}")
+    session.add(
+        Bounce(
+            source_message_id=f"<report@mx.example.net> {key}",
+            email=key,
+            kind="hard",
+            diagnostic=f"{key} unknown",
+            delivery_id=delivery.id,
+        )
+    )
+    session.add(
+        Bounce(
+            source_message_id="<other@mx.example.net> KIM.ERASED@example.org",
+            email=None,
+            kind="unknown",
+        )
+    )
+    audit.record(
+        session,
+        "suppress",
+        reason="hard-bounce",
+        source=f"bounce 5.1.1 <report@mx.example.net> {key}",
+    )
     audit.record(session, "bounce", detail={"recipients": [key, "other@example.org"]})
     session.commit()
 
@@ -506,26 +659,31 @@ def test_erase_scrubs_bounces_events_and_deliveries(session: Session) -> None:
 # --- one reader for every import ---------------------------------------------------------------
 
 
-def test_suppressions_import_reads_files_as_contacts_import_does(session: Session,
-                                                                 tmp_path: Path) -> None:
+def test_suppressions_import_reads_files_as_contacts_import_does(
+    session: Session, tmp_path: Path
+) -> None:
     create_list(session, "press", "Press")
     wide = tmp_path / "wide.csv"
-    wide.write_text("Courriel,Nom\nkim@example.org,Kim\npark@example.org,Park,extra\n",
-                    encoding="utf-8")
-    contacts = import_contacts(session, wide, "press", mapping={"email": "Courriel"},
-                               dry_run=True)
+    wide.write_text(
+        "Courriel,Nom\nkim@example.org,Kim\npark@example.org,Park,extra\n", encoding="utf-8"
+    )
+    contacts = import_contacts(session, wide, "press", mapping={"email": "Courriel"}, dry_run=True)
     sups = import_suppressions(session, wide, mapping={"email": "Courriel"}, dry_run=True)
     assert sups.counts["added"] == 1 and sups.counts["invalid"] == 1
-    assert [(e["line"], e["reason"]) for e in sups.errors] == \
-        [(r.line, r.reason) for r in contacts.rejected]
+    assert [(e["line"], e["reason"]) for e in sups.errors] == [
+        (r.line, r.reason) for r in contacts.rejected
+    ]
     # A file `contacts export` wrote: its formula guard is taken off, as the importer does.
     exported = tmp_path / "export.csv"
-    exported.write_text("email,name,mailer:subscriptions\n'-dash@example.org,Dash,press:subscribed\n",
-                        encoding="utf-8")
+    exported.write_text(
+        "email,name,mailer:subscriptions\n'-dash@example.org,Dash,press:subscribed\n",
+        encoding="utf-8",
+    )
     assert import_suppressions(session, exported, dry_run=True).counts["added"] == 1
     # The same limits and messages for a hostile workbook.
-    bomb = _with_shared_strings(_workbook(tmp_path / "bomb.xlsx", [["email"], ["a@x.org"]]),
-                                _shared_strings(4 << 20))
+    bomb = _with_shared_strings(
+        _workbook(tmp_path / "bomb.xlsx", [["email"], ["a@x.org"]]), _shared_strings(4 << 20)
+    )
     with pytest.raises(ImportFileError) as from_contacts:
         import_contacts(session, bomb, "press", dry_run=True)
     with pytest.raises(ImportFileError) as from_suppressions:

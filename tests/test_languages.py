@@ -47,11 +47,23 @@ EXPECTED = {
 }
 
 
-@pytest.mark.parametrize(("tag", "written"), [
-    ("KO", "ko"), (" ko_KR ", "ko-kr"), ("kr", "ko"), ("kr-KR", "ko-kr"), ("fil", "fil"),
-    ("pt-BR", "pt-br"), ("zh-Hant-TW", "zh-hant-tw"), ("iw", "he"), ("eng", "en"),
-    ("", ""), (None, ""), ("ko--", "ko"),
-])
+@pytest.mark.parametrize(
+    ("tag", "written"),
+    [
+        ("KO", "ko"),
+        (" ko_KR ", "ko-kr"),
+        ("kr", "ko"),
+        ("kr-KR", "ko-kr"),
+        ("fil", "fil"),
+        ("pt-BR", "pt-br"),
+        ("zh-Hant-TW", "zh-hant-tw"),
+        ("iw", "he"),
+        ("eng", "en"),
+        ("", ""),
+        (None, ""),
+        ("ko--", "ko"),
+    ],
+)
 def test_normalise(tag: str | None, written: str) -> None:
     assert normalise(tag) == written
 
@@ -116,30 +128,47 @@ def test_check_warns_filipino_readers_not_finnish(tmp_path: Path) -> None:
     write_release(tmp_path, "r.en.md", "title: R\ndate: 2024-03-01\nsummary: S")
     write_release(tmp_path, "r.fi.md", "title: R\nsummary: S")
     release = load_release(tmp_path / "r.en.md")
-    findings = check_release(release, org_settings(tmp_path, languages=["en", "fi"]),
-                             audience_languages={"fil": 2, "FI": 3, "pt-BR": 1})
+    findings = check_release(
+        release,
+        org_settings(tmp_path, languages=["en", "fi"]),
+        audience_languages={"fil": 2, "FI": 3, "pt-BR": 1},
+    )
     warnings = [f.message for f in findings if f.level == "warning"]
-    assert "2 subscriber(s) read 'fil' but the release has no fil variant (r.fil.md); they " \
-           "would get the en one" in warnings
-    assert "1 subscriber(s) read 'pt-br' but the release has no pt-br variant (r.pt-br.md); " \
-           "they would get the en one" in warnings
+    assert (
+        "2 subscriber(s) read 'fil' but the release has no fil variant (r.fil.md); they "
+        "would get the en one" in warnings
+    )
+    assert (
+        "1 subscriber(s) read 'pt-br' but the release has no pt-br variant (r.pt-br.md); "
+        "they would get the en one" in warnings
+    )
     assert not [w for w in warnings if "read 'fi'" in w]
 
 
 def test_checking_a_release_loads_no_database_code() -> None:
-    code = ("import sys, mailer.releases.checks, mailer.releases.render; "
-            "print(sorted(m for m in sys.modules if m.startswith(('sqlalchemy', 'mailer.store'))))")
-    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True, cwd=Path(__file__).parents[1])
+    code = (
+        "import sys, mailer.releases.checks, mailer.releases.render; "
+        "print(sorted(m for m in sys.modules if m.startswith(('sqlalchemy', 'mailer.store'))))"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=Path(__file__).parents[1],
+    )
     assert run.stdout.strip() == "[]"
 
 
 def _release(folder: Path) -> Path:
     folder.mkdir()
     for lang in VARIANTS:
-        write_release(folder, f"langs.{lang}.md",
-                      f"title: Subject {lang}\ndate: 2024-03-01\nsummary: S\nlists: [press]",
-                      f"Body in {lang}.\n")
+        write_release(
+            folder,
+            f"langs.{lang}.md",
+            f"title: Subject {lang}\ndate: 2024-03-01\nsummary: S\nlists: [press]",
+            f"Body in {lang}.\n",
+        )
     return folder / "langs.en.md"
 
 
@@ -165,8 +194,11 @@ def test_check_plan_and_send_agree(settings: Settings, tmp_path: Path) -> None:
     assert checked.audience is not None
     for raw in EXPECTED:
         assert (normalise(raw) or "en") in checked.audience
-    warned = {f.message.split("'")[1]: f.message.rsplit(" ", 2)[1]
-              for f in checked.findings if "subscriber(s) read" in f.message}
+    warned = {
+        f.message.split("'")[1]: f.message.rsplit(" ", 2)[1]
+        for f in checked.findings
+        if "subscriber(s) read" in f.message
+    }
     assert warned == {"fil": "en", "fr": "en"}
     for reader, variant in warned.items():
         assert EXPECTED[reader] == variant
@@ -182,7 +214,10 @@ def test_check_plan_and_send_agree(settings: Settings, tmp_path: Path) -> None:
     assert ledger == {emails[raw]: variant for raw, variant in EXPECTED.items()}
 
     box = mailbox.Maildir(settings.outbox_dir, create=False)
-    sent = {m["Delivered-To"]: (m["Content-Language"], str(make_header(decode_header(
-        m["Subject"])))) for m in box}
-    assert sent == {emails[raw]: (variant, f"Subject {variant}")
-                    for raw, variant in EXPECTED.items()}
+    sent = {
+        m["Delivered-To"]: (m["Content-Language"], str(make_header(decode_header(m["Subject"]))))
+        for m in box
+    }
+    assert sent == {
+        emails[raw]: (variant, f"Subject {variant}") for raw, variant in EXPECTED.items()
+    }

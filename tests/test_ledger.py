@@ -53,10 +53,12 @@ def planned(settings: Settings, people: int) -> int:
         return campaign.id
 
 
-def claim_as(s: Session, campaign_id: int, holder: str, n: int, lease: timedelta = LONG
-             ) -> list[int]:
-    rows, _ = ledger.claim(s, campaign_id, list_ids(s, campaign_id), holder, n, clock.now(),
-                           lease, skip_locked=False)
+def claim_as(
+    s: Session, campaign_id: int, holder: str, n: int, lease: timedelta = LONG
+) -> list[int]:
+    rows, _ = ledger.claim(
+        s, campaign_id, list_ids(s, campaign_id), holder, n, clock.now(), lease, skip_locked=False
+    )
     return [r.id for r in rows]
 
 
@@ -74,13 +76,18 @@ def list_ids(s: Session, campaign_id: int) -> list[int]:
 def expire(s: Session, ids: list[int]) -> None:
     """Push leases into the past (by the database's own clock on PostgreSQL, which the
     ledger uses, so mailer's test clock cannot move them)."""
-    s.execute(update(Delivery).where(Delivery.id.in_(ids))
-              .values(lease_expires_at=clock.now() - timedelta(days=1)))
+    s.execute(
+        update(Delivery)
+        .where(Delivery.id.in_(ids))
+        .values(lease_expires_at=clock.now() - timedelta(days=1))
+    )
 
 
 def statuses(s: Session) -> dict[int, tuple[str, int, str | None]]:
-    return {d.id: (d.status.value, d.attempts, d.claimed_by)
-            for d in s.scalars(select(Delivery).order_by(Delivery.id))}
+    return {
+        d.id: (d.status.value, d.attempts, d.claimed_by)
+        for d in s.scalars(select(Delivery).order_by(Delivery.id))
+    }
 
 
 def test_every_batch_has_its_own_claim_id() -> None:
@@ -106,12 +113,12 @@ def test_a_dead_sender_leaves_only_its_proven_rows_in_doubt(settings: Settings) 
     # Given back as never attempted: no holder, the attempt that never happened not counted.
     assert [rows[i][1:] for i in mine[1:]] == [(0, None)] * 4
     assert all(rows[i] == ("claimed", 1, alive) for i in theirs)
-    assert Counter(st for st, _, _ in rows.values()) == {"in_doubt": 1, "pending": 7,
-                                                          "claimed": 4}
+    assert Counter(st for st, _, _ in rows.values()) == {"in_doubt": 1, "pending": 7, "claimed": 4}
 
 
 def test_an_expired_lease_is_checked_in_the_statement_and_spares_fresh_claims(
-        settings: Settings) -> None:
+    settings: Settings,
+) -> None:
     """One thread's old batch expired, its new batch (same worker, same thread) has a valid
     lease: recovery gives back the old one only."""
     cid = planned(settings, 8)
@@ -166,8 +173,11 @@ def test_a_proof_sees_an_unsubscribe_and_a_pause(settings: Settings) -> None:
     with session_scope(settings) as s:
         ids = claim_as(s, cid, holder, 3)
         contact = s.get_one(Delivery, ids[1]).contact_id
-        s.execute(update(Subscription).where(Subscription.contact_id == contact)
-                  .values(status=SubscriptionStatus.UNSUBSCRIBED))
+        s.execute(
+            update(Subscription)
+            .where(Subscription.contact_id == contact)
+            .values(status=SubscriptionStatus.UNSUBSCRIBED)
+        )
         assert prove(s, holder, ids[1]) == Verdict.OPTED_OUT
         s.get_one(Campaign, cid).status = CampaignStatus.PAUSED
         s.flush()
@@ -177,8 +187,7 @@ def test_a_proof_sees_an_unsubscribe_and_a_pause(settings: Settings) -> None:
     assert [rows[i][0] for i in ids] == ["claimed", "skipped", "claimed"]
 
 
-def test_a_proven_row_is_never_given_back_and_its_reply_wins_over_doubt(
-        settings: Settings) -> None:
+def test_a_proven_row_is_never_given_back_and_its_reply_wins_over_doubt(settings: Settings) -> None:
     cid = planned(settings, 3)
     holder = ledger.new_holder(f"{HERE}:{DEAD_PID}", 1)
     with session_scope(settings) as s:
@@ -191,10 +200,15 @@ def test_a_proven_row_is_never_given_back_and_its_reply_wins_over_doubt(
     with session_scope(settings) as s:
         assert statuses(s)[ids[0]][0] == "in_doubt"
         # The sender was only stalled: it records what the server said, for its own claim only.
-        ledger.record(s, ledger.new_holder("x:1", 1),
-                      [ledger.Result(ids[0], DeliveryStatus.FAILED, 550, "no")], clock.now())
-        ledger.record(s, holder, [ledger.Result(ids[0], DeliveryStatus.SENT, 250, "ok")],
-                      clock.now())
+        ledger.record(
+            s,
+            ledger.new_holder("x:1", 1),
+            [ledger.Result(ids[0], DeliveryStatus.FAILED, 550, "no")],
+            clock.now(),
+        )
+        ledger.record(
+            s, holder, [ledger.Result(ids[0], DeliveryStatus.SENT, 250, "ok")], clock.now()
+        )
     with session_scope(settings) as s:
         assert statuses(s)[ids[0]] == ("sent", 1, None)
 
@@ -214,8 +228,9 @@ def test_a_holder_of_an_earlier_version_keeps_its_old_bound(settings: Settings) 
 
 
 @pytest.mark.parametrize("proof_first", [True, False])
-def test_recovery_and_a_proof_are_ordered_by_the_database(settings: Settings,
-                                                          proof_first: bool) -> None:
+def test_recovery_and_a_proof_are_ordered_by_the_database(
+    settings: Settings, proof_first: bool
+) -> None:
     """A sender's proof and recovery race for one row: whichever commits first, the row ends
     either proven and in doubt, or given back and not provable; never given back and sent.
     (The sleeps only make the interleaving likely; the outcome must hold in any order.)"""
@@ -256,13 +271,12 @@ def test_recovery_and_a_proof_are_ordered_by_the_database(settings: Settings,
 
 
 def test_an_unsubscribe_stops_the_very_next_message_at_a_low_rate(
-        settings: Settings, tmp_path: Path, smtp: SmtpServer, release: Path,
-        cli: Cli) -> None:
+    settings: Settings, tmp_path: Path, smtp: SmtpServer, release: Path, cli: Cli
+) -> None:
     """At 3 messages a second the wait for a rate token is longer than the re-check interval
     ever was. The proof comes after that wait, immediately before the SMTP transaction: an
     unsubscribe committed while the previous message is being accepted stops the next one."""
-    settings = use_smtp(settings, tmp_path, smtp, concurrency=1, batch_size=10,
-                        rate_per_second=3)
+    settings = use_smtp(settings, tmp_path, smtp, concurrency=1, batch_size=10, rate_per_second=3)
     people = [(f"reader{i}@example.org", f"Reader {i}", "en") for i in range(8)]
     populate(settings, people)
     cli("send", str(release), "--list", "press", "--yes", "--limit", "0")
@@ -296,16 +310,21 @@ def test_a_group_is_proven_in_one_statement_all_or_nothing(settings: Settings) -
         ids = claim_as(s, cid, holder, 9)
         lists = list_ids(s, cid)
         contact = s.get_one(Delivery, ids[2]).contact_id
-        s.execute(update(Subscription).where(Subscription.contact_id == contact)
-                  .values(status=SubscriptionStatus.UNSUBSCRIBED))
+        s.execute(
+            update(Subscription)
+            .where(Subscription.contact_id == contact)
+            .values(status=SubscriptionStatus.UNSUBSCRIBED)
+        )
         proof = ledger.prove_group(s, holder, ids[:4], lists, HALF, clock.now())
-        assert (proof.go, proof.skipped, proof.stop) == ([ids[0], ids[1], ids[3]], [ids[2]],
-                                                         None)
+        assert (proof.go, proof.skipped, proof.stop) == ([ids[0], ids[1], ids[3]], [ids[2]], None)
         assert sent_at_set(s, ids[:4]) == [True, True, False, True]
         # Another batch took one row of the next group (its lease ran out, it was recovered and
         # claimed again): nothing of the group may go, and none of it stays proven.
-        s.execute(update(Delivery).where(Delivery.id == ids[5])
-                  .values(claimed_by=ledger.new_holder("h:2", 1)))
+        s.execute(
+            update(Delivery)
+            .where(Delivery.id == ids[5])
+            .values(claimed_by=ledger.new_holder("h:2", 1))
+        )
         proof = ledger.prove_group(s, holder, ids[4:7], lists, HALF, clock.now())
         assert (proof.go, proof.stop) == ([], Verdict.LOST)
         assert sent_at_set(s, ids[4:7]) == [False] * 3
@@ -313,15 +332,17 @@ def test_a_group_is_proven_in_one_statement_all_or_nothing(settings: Settings) -
         s.flush()
         proof = ledger.prove_group(s, holder, ids[6:9], lists, HALF, clock.now())
         assert (proof.go, proof.stop, proof.campaign_status) == (
-            [], Verdict.STOPPED, CampaignStatus.PAUSED)
+            [],
+            Verdict.STOPPED,
+            CampaignStatus.PAUSED,
+        )
         assert sent_at_set(s, ids[6:9]) == [False] * 3
     with session_scope(settings) as s:
         rows = statuses(s)
     assert [rows[i][0] for i in ids[:4]] == ["claimed", "claimed", "skipped", "claimed"]
 
 
-def test_a_recheck_skips_opted_out_proven_rows_and_drops_resolved_ones(
-        settings: Settings) -> None:
+def test_a_recheck_skips_opted_out_proven_rows_and_drops_resolved_ones(settings: Settings) -> None:
     """A proven group older than the opt-out bound is looked at again before its next message:
     an unsubscribe since the proof skips the row, a row the operator took back (resolved) is
     no longer this sender's to send, an in-doubt row of this claim still is, and a paused
@@ -333,17 +354,23 @@ def test_a_recheck_skips_opted_out_proven_rows_and_drops_resolved_ones(
         lists = list_ids(s, cid)
         assert ledger.prove_group(s, holder, ids, lists, HALF, clock.now()).go == ids
         contact = s.get_one(Delivery, ids[1]).contact_id
-        s.execute(update(Subscription).where(Subscription.contact_id == contact)
-                  .values(status=SubscriptionStatus.UNSUBSCRIBED))
-        s.execute(update(Delivery).where(Delivery.id == ids[2]).values(
-            status=DeliveryStatus.PENDING, claimed_by=None))  # resolved: resend
-        s.execute(update(Delivery).where(Delivery.id == ids[3]).values(
-            status=DeliveryStatus.IN_DOUBT))  # recovery passed by; the holder stays
+        s.execute(
+            update(Subscription)
+            .where(Subscription.contact_id == contact)
+            .values(status=SubscriptionStatus.UNSUBSCRIBED)
+        )
+        s.execute(
+            update(Delivery)
+            .where(Delivery.id == ids[2])
+            .values(status=DeliveryStatus.PENDING, claimed_by=None)
+        )  # resolved: resend
+        s.execute(
+            update(Delivery).where(Delivery.id == ids[3]).values(status=DeliveryStatus.IN_DOUBT)
+        )  # recovery passed by; the holder stays
         check = ledger.recheck(s, holder, ids, lists, clock.now())
         assert (check.keep, check.skipped) == ([ids[0], ids[3], ids[4]], [ids[1]])
         rows = statuses(s)
-        assert [rows[i][0] for i in ids] == ["claimed", "skipped", "pending", "in_doubt",
-                                             "claimed"]
+        assert [rows[i][0] for i in ids] == ["claimed", "skipped", "pending", "in_doubt", "claimed"]
         s.get_one(Campaign, cid).status = CampaignStatus.PAUSED
         s.flush()
         check = ledger.recheck(s, holder, [ids[0], ids[4]], lists, clock.now())
@@ -351,8 +378,8 @@ def test_a_recheck_skips_opted_out_proven_rows_and_drops_resolved_ones(
 
 
 def test_an_unsubscribe_older_than_the_bound_stops_a_proven_group_message(
-        settings: Settings, tmp_path: Path, smtp: SmtpServer, release: Path,
-        cli: Cli) -> None:
+    settings: Settings, tmp_path: Path, smtp: SmtpServer, release: Path, cli: Cli
+) -> None:
     """ledger_group_size 10: the whole batch is proven before its first message. An
     unsubscribe committed while a message is being accepted, with more than RECHECK_SECONDS
     before the next message starts, still stops the next one: the proven row is looked at
@@ -360,8 +387,9 @@ def test_an_unsubscribe_older_than_the_bound_stops_a_proven_group_message(
     never looked at again would send every row.)"""
     from mailer.delivery.engine import RECHECK_SECONDS
 
-    settings = use_smtp(settings, tmp_path, smtp, concurrency=1, batch_size=10,
-                        ledger_group_size=10)
+    settings = use_smtp(
+        settings, tmp_path, smtp, concurrency=1, batch_size=10, ledger_group_size=10
+    )
     people = [(f"reader{i}@example.org", f"Reader {i}", "en") for i in range(8)]
     populate(settings, people)
     cli("send", str(release), "--list", "press", "--yes", "--limit", "0")

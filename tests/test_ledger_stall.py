@@ -50,12 +50,14 @@ class Rig:
     n: int
     procs: list[subprocess.Popen[bytes]]
 
-    def sender(self, *args: str, env: dict[str, str] | None = None
-               ) -> subprocess.Popen[bytes]:
+    def sender(self, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
         env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
-        proc = subprocess.Popen([sys.executable, "-m", "mailer", "--config", str(self.config),
-                                 *args], env=env, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.PIPE)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "mailer", "--config", str(self.config), *args],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
         self.procs.append(proc)
         return proc
 
@@ -74,7 +76,10 @@ class Rig:
                 busy = conn.execute(
                     "SELECT count(*) FROM pg_stat_activity a JOIN pg_locks l ON l.pid = a.pid "
                     "WHERE a.application_name = %s AND l.relation = 'delivery'::regclass "
-                    "AND l.mode = 'RowExclusiveLock'", (name,), prepare=True).fetchone()
+                    "AND l.mode = 'RowExclusiveLock'",
+                    (name,),
+                    prepare=True,
+                ).fetchone()
                 if busy and busy[0]:
                     break
         os.kill(proc.pid, signal.SIGSTOP)
@@ -115,8 +120,9 @@ class Rig:
 
 
 @pytest.fixture(params=[1, 10], ids=["group1", "group10"])
-def rig(settings: Settings, tmp_path: Path, release: Path, cli: Cli,
-        request: pytest.FixtureRequest) -> Iterator[Rig]:
+def rig(
+    settings: Settings, tmp_path: Path, release: Path, cli: Cli, request: pytest.FixtureRequest
+) -> Iterator[Rig]:
     if not settings.database_url.startswith("postgresql"):
         pytest.skip("several senders at once need PostgreSQL")
     n = 900
@@ -126,16 +132,25 @@ def rig(settings: Settings, tmp_path: Path, release: Path, cli: Cli,
     # campaign is still running when the test stalls one of them; a batch of 30 takes about
     # a second, well inside half the lease.
     sink_script = ROOT / "tests" / "support" / "rcpt_sink.py"
-    sink = subprocess.Popen([sys.executable, str(sink_script), str(log),
-                             "0.03"], stdout=subprocess.PIPE)
+    sink = subprocess.Popen(
+        [sys.executable, str(sink_script), str(log), "0.03"], stdout=subprocess.PIPE
+    )
     procs: list[subprocess.Popen[bytes]] = [sink]
     try:
         assert sink.stdout is not None
         port = int(sink.stdout.readline().split()[1])
-        config = write_config(tmp_path, {
-            "database_url": settings.database_url, "transport": "smtp",
-            "smtp_url": f"smtp://127.0.0.1:{port}?tls=none", "concurrency": 2,
-            "batch_size": 30, "lease_seconds": LEASE, "ledger_group_size": request.param})
+        config = write_config(
+            tmp_path,
+            {
+                "database_url": settings.database_url,
+                "transport": "smtp",
+                "smtp_url": f"smtp://127.0.0.1:{port}?tls=none",
+                "concurrency": 2,
+                "batch_size": 30,
+                "lease_seconds": LEASE,
+                "ledger_group_size": request.param,
+            },
+        )
         bulk_audience(settings, n)
         out = cli("send", str(release), "--list", "press", "--yes", "--limit", "0").output
         assert f"recipients: {n}" in out

@@ -27,18 +27,30 @@ from mailer.releases.source import load_release
 from mailer.samples import SAMPLE_ORGANISATION, sample_path
 
 NAMES = {
-    "en": ["Jane Smith", "Jane O'Neil", "José García-Müller", 'Ann "Nan" Smith, PhD',
-           "Dr. Lee (Metro Desk); <desk>", "Tom & Jerry =?utf-8?q?x?=", ".Dot Leading",
-           "A Very Long Name " * 6, ""],
+    "en": [
+        "Jane Smith",
+        "Jane O'Neil",
+        "José García-Müller",
+        'Ann "Nan" Smith, PhD',
+        "Dr. Lee (Metro Desk); <desk>",
+        "Tom & Jerry =?utf-8?q?x?=",
+        ".Dot Leading",
+        "A Very Long Name " * 6,
+        "",
+    ],
     "ko": ["김민수", "박서연 (한인일보)", '최지훈 "기자", 서울', "Park 서연 & Co.", "이은지   "],
 }
 
 
 @pytest.fixture(scope="module")
 def settings() -> Settings:
-    return Settings(**SAMPLE_ORGANISATION, secret_key="equivalence-secret",
-                    from_address="press@hanul.example.org", reply_to="desk@hanul.example.org",
-                    base_url="https://news.hanul.example.org")
+    return Settings(
+        **SAMPLE_ORGANISATION,
+        secret_key="equivalence-secret",
+        from_address="press@hanul.example.org",
+        reply_to="desk@hanul.example.org",
+        base_url="https://news.hanul.example.org",
+    )
 
 
 @pytest.fixture(scope="module")
@@ -50,9 +62,12 @@ def rendered(settings: Settings) -> dict[str, Any]:
         greeting = "Dear __MAILER_NAME__ (__MAILER_EMAIL__),"
         html = variant.html.source.replace("<body", f"<p>{greeting}</p><body", 1)
         out[language] = dataclasses.replace(
-            variant, html=PersonalTemplate.compile(html, escape_html=True),
-            text=PersonalTemplate.compile(f"{greeting}\n\n{variant.text.source}",
-                                          escape_html=False))
+            variant,
+            html=PersonalTemplate.compile(html, escape_html=True),
+            text=PersonalTemplate.compile(
+                f"{greeting}\n\n{variant.text.source}", escape_html=False
+            ),
+        )
     return out
 
 
@@ -85,13 +100,16 @@ def headers(msg: EmailMessage) -> dict[str, str]:
 
 def parts(msg: EmailMessage) -> list[tuple[str, str | None, str]]:
     # Line ends are the transport's business (LF when built, CRLF on the wire).
-    return [(p.get_content_type(), p.get_content_charset(),
-             p.get_content().replace("\r\n", "\n")) for p in msg.iter_parts()]
+    return [
+        (p.get_content_type(), p.get_content_charset(), p.get_content().replace("\r\n", "\n"))
+        for p in msg.iter_parts()
+    ]
 
 
 @pytest.mark.parametrize("language", ["en", "ko"])
 def test_compiled_and_email_package_messages_are_equivalent(
-        language: str, settings: Settings, rendered: dict[str, Any], sender: Sender) -> None:
+    language: str, settings: Settings, rendered: dict[str, Any], sender: Sender
+) -> None:
     compiled = CompiledVariant(rendered[language], sender, settings, campaign_id=7)
     for i, name in enumerate(NAMES[language], start=100):
         r = Recipient(i, f"reader{i}@example.org", name, 3, f"<c7.r{i}.abc@hanul.example.org>")
@@ -116,7 +134,8 @@ def test_compiled_and_email_package_messages_are_equivalent(
 
 @pytest.mark.parametrize("language", ["en", "ko"])
 def test_a_compiled_message_survives_the_smtp_framing(
-        language: str, settings: Settings, rendered: dict[str, Any], sender: Sender) -> None:
+    language: str, settings: Settings, rendered: dict[str, Any], sender: Sender
+) -> None:
     """What the sink receives (CRLF, dot-stuffed, then un-stuffed) parses to the same message."""
     compiled = CompiledVariant(rendered[language], sender, settings, campaign_id=7)
     r = Recipient(5, "reader5@example.org", NAMES[language][1], 3, "<c7.r5.x@hanul.example.org>")
@@ -128,30 +147,35 @@ def test_a_compiled_message_survives_the_smtp_framing(
     assert parts(parse(received)) == parts(parse(built))
 
 
-def test_tokens_match_the_tokens_module(settings: Settings, rendered: dict[str, Any],
-                                        sender: Sender) -> None:
+def test_tokens_match_the_tokens_module(
+    settings: Settings, rendered: dict[str, Any], sender: Sender
+) -> None:
     """The compiled path signs its own tokens (faster); they are the tokens module's tokens."""
     compiled = CompiledVariant(rendered["en"], sender, settings, campaign_id=None)
     for contact_id, list_id in [(1, None), (42, 3), (987_654, 12), (2**31 - 1, 7)]:
-        values = compiled.personal_values(Recipient(contact_id, "a@example.org", "A", list_id,
-                                                    "<x@example.org>"))
-        assert values["_unsubscribe_token"] == tokens.make_unsubscribe(settings, contact_id,
-                                                                       list_id, None)
+        values = compiled.personal_values(
+            Recipient(contact_id, "a@example.org", "A", list_id, "<x@example.org>")
+        )
+        assert values["_unsubscribe_token"] == tokens.make_unsubscribe(
+            settings, contact_id, list_id, None
+        )
         pref = values["preferences_url"].rsplit("/", 1)[1]
         assert pref == tokens.make_preferences(settings, contact_id)
         assert tokens.read_preferences(settings, pref) == contact_id
 
 
 def test_tokens_read_back_where_the_tokens_module_would_compress(
-        settings: Settings, rendered: dict[str, Any], sender: Sender) -> None:
+    settings: Settings, rendered: dict[str, Any], sender: Sender
+) -> None:
     """Repetitive ids are where itsdangerous zlib-compresses its payload; the compiled path never
     does, and its tokens must still open the same pages."""
     compiled = CompiledVariant(rendered["en"], sender, settings, campaign_id=11111)
     for contact_id, list_id in [(111_111_111, 1111), (1_000_000_000, None), (11111, 1111)]:
         r = Recipient(contact_id, "a@example.org", "A", list_id, "<x@example.org>")
         values = compiled.personal_values(r)
-        assert tokens.read_unsubscribe(settings, values["_unsubscribe_token"]) == \
-            tokens.UnsubscribeToken(contact_id, list_id, 11111)
+        assert tokens.read_unsubscribe(
+            settings, values["_unsubscribe_token"]
+        ) == tokens.UnsubscribeToken(contact_id, list_id, 11111)
         pref = values["preferences_url"].rsplit("/", 1)[1]
         assert tokens.read_preferences(settings, pref) == contact_id
     # The case exists: the tokens module does compress one of these (so the test means it).
@@ -189,10 +213,14 @@ def test_base64_bodies_equal_encoding_the_filled_text_whole() -> None:
     for _ in range(3000):
         pieces = []
         for _ in range(rnd.randint(0, 3)):
-            pieces += [text([0, 1, 19, 56, 57, 58, 120]),
-                       placeholder(rnd.choice(["name", "email", "unsubscribe_url"]))]
-        template = PersonalTemplate.compile("한" * rnd.choice([0, 19, 57]) + "".join(pieces)
-                                            + text([0, 1, 57]), escape_html=rnd.random() < 0.5)
+            pieces += [
+                text([0, 1, 19, 56, 57, 58, 120]),
+                placeholder(rnd.choice(["name", "email", "unsubscribe_url"])),
+            ]
+        template = PersonalTemplate.compile(
+            "한" * rnd.choice([0, 19, 57]) + "".join(pieces) + text([0, 1, 57]),
+            escape_html=rnd.random() < 0.5,
+        )
         body = _Body(template)
         body.qp = False  # whatever the text, exercise the base64 path
         values = {"name": text([0, 3, 9]), "email": "", "unsubscribe_url": "https://x/u/t"}
@@ -216,8 +244,10 @@ def test_address_headers_are_what_the_email_package_writes() -> None:
             continue
         for header_name in ("To", "From", "Reply-To"):
             words = Header(name, "utf-8", maxlinelen=76, header_name=header_name)
-            assert _address_header(name, "a@example.org", header_name) == \
-                f"{words.encode(linesep=chr(10))} <a@example.org>", name
+            assert (
+                _address_header(name, "a@example.org", header_name)
+                == f"{words.encode(linesep=chr(10))} <a@example.org>"
+            ), name
 
 
 def test_q_length_counts_what_the_email_package_counts() -> None:

@@ -54,8 +54,9 @@ def test_migrations_match_the_models(empty_engine: Engine) -> None:
     upgrade(empty_engine)
     assert current_revision(empty_engine) == head_revision()
     with empty_engine.connect() as conn:
-        diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}),
-                                Base.metadata)
+        diff = compare_metadata(
+            MigrationContext.configure(conn, opts={"compare_type": True}), Base.metadata
+        )
     assert diff == []
 
 

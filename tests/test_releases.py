@@ -89,19 +89,31 @@ contact:
 """
 
 
-@pytest.mark.parametrize(("ko_contact", "expected", "inherited"), [
-    ("", MediaContact("Minji Seo", "press@hanul.example.org", "+1 215-555-0142",
-                      "Communications Director"), ("contact",)),
-    ("contact:\n  name: 서민지\n  role: 홍보 담당", MediaContact(
-        "서민지", "press@hanul.example.org", "+1 215-555-0142", "홍보 담당"),
-     ("contact.email", "contact.phone")),
-    ("contact:\n  email: minji@hanul.example.org\n  phone: ''", MediaContact(
-        "Minji Seo", "minji@hanul.example.org", "", "Communications Director"),
-     ("contact.name", "contact.role")),
-])
+@pytest.mark.parametrize(
+    ("ko_contact", "expected", "inherited"),
+    [
+        (
+            "",
+            MediaContact(
+                "Minji Seo", "press@hanul.example.org", "+1 215-555-0142", "Communications Director"
+            ),
+            ("contact",),
+        ),
+        (
+            "contact:\n  name: 서민지\n  role: 홍보 담당",
+            MediaContact("서민지", "press@hanul.example.org", "+1 215-555-0142", "홍보 담당"),
+            ("contact.email", "contact.phone"),
+        ),
+        (
+            "contact:\n  email: minji@hanul.example.org\n  phone: ''",
+            MediaContact("Minji Seo", "minji@hanul.example.org", "", "Communications Director"),
+            ("contact.name", "contact.role"),
+        ),
+    ],
+)
 def test_a_variant_completes_its_contact_from_the_default_field_by_field(
-        tmp_path: Path, ko_contact: str, expected: MediaContact,
-        inherited: tuple[str, ...]) -> None:
+    tmp_path: Path, ko_contact: str, expected: MediaContact, inherited: tuple[str, ...]
+) -> None:
     write_release(tmp_path, "clinic.en.md", EN + CONTACT)
     write_release(tmp_path, "clinic.ko.md", KO + ko_contact)
     release = load_release(tmp_path / "clinic")
@@ -128,45 +140,76 @@ def test_a_contact_without_a_name_anywhere_is_an_error(tmp_path: Path) -> None:
         load_release(tmp_path / "clinic")
 
 
-@pytest.mark.parametrize(("front", "expected"), [
-    # A colon in an unquoted value, at the top and nested.
-    ("title: 한미시민연대: 타운홀 개최",
-     'r.md:2: title: a colon followed by a space ends a key in YAML, so a text with one must '
-     'be quoted: put the title in quotes: title: "한미시민연대: 타운홀 개최"'),
-    ("title: T\ncontact:\n  name: Kim\n  role: Director: Comms",
-     'r.md:5: role: a colon followed by a space ends a key in YAML, so a text with one must be '
-     'quoted: put the role in quotes: role: "Director: Comms"'),
-    # Tabs: as indentation, and after the colon.
-    ("title: T\ncontact:\n\tname: Kim", "r.md:4: name: a tab indents this line; YAML indents "
-                                        "with spaces only: replace each tab with two spaces"),
-    ("title:\tT", "r.md:2: title: a tab on this line; YAML separates with spaces only"),
-    # Quotes: unclosed, closed too early.
-    ('title: "Town hall\nsummary: S', 'r.md:2: title: the quote " is not closed on its line; '
-                                       'close it: title: "Town hall"'),
-    ("title: 'It's here'", "r.md:2: title: the quote ' inside the title ends it early; put the "
-                           "title in quotes of the other kind: title: \"It's here\""),
-    ('title: "Record" turnout', "r.md:2: title: the value starts with a quote, so it ends at "
-                                "the next \"; put the whole title in quotes of the other kind: "
-                                "title: '\"Record\" turnout'"),
-    ("title: '@kaca hosts'\nsubtitle: @kaca", 'r.md:3: subtitle: a value that starts with '
-                                              "'@' must be quoted: subtitle: \"@kaca\""),
-    # A list under a key that has a value: an error from YAML, or silently folded into it.
-    ("title: T\nlists: press\n- members", "r.md:4: lists: a list under a key that has a value "
-                                          "on its own line; write the key alone"),
-    ("title: T\nlists: press\n  - members", "r.md:4: lists: a list under a key that has a "
-                                            "value on its own line"),
-    ("title: T\nsummary: Points\n  - one\n  - two",
-     "r.md:4: summary: a '- ' line under a summary that has a value on its own line; YAML "
-     "folds it into the text"),
-    # ' #' cuts an unquoted text short, silently.
-    ("title: We are #1", "r.md:2: title: ' #' starts a comment in YAML, so the title would end "
-                         "at 'We are'; put the title in quotes: title: \"We are #1\""),
-    # Indentation that does not line up.
-    ("title: T\ncontact:\n  name: Kim\n   email: a@b.org",
-     "r.md:5: email: this line is indented differently from the one above it"),
-])
-def test_common_yaml_slips_name_line_key_and_fix(tmp_path: Path, front: str,
-                                                 expected: str) -> None:
+@pytest.mark.parametrize(
+    ("front", "expected"),
+    [
+        # A colon in an unquoted value, at the top and nested.
+        (
+            "title: 한미시민연대: 타운홀 개최",
+            "r.md:2: title: a colon followed by a space ends a key in YAML, so a text with one "
+            'must be quoted: put the title in quotes: title: "한미시민연대: 타운홀 개최"',
+        ),
+        (
+            "title: T\ncontact:\n  name: Kim\n  role: Director: Comms",
+            "r.md:5: role: a colon followed by a space ends a key in YAML, so a text with one "
+            'must be quoted: put the role in quotes: role: "Director: Comms"',
+        ),
+        # Tabs: as indentation, and after the colon.
+        (
+            "title: T\ncontact:\n\tname: Kim",
+            "r.md:4: name: a tab indents this line; YAML indents "
+            "with spaces only: replace each tab with two spaces",
+        ),
+        ("title:\tT", "r.md:2: title: a tab on this line; YAML separates with spaces only"),
+        # Quotes: unclosed, closed too early.
+        (
+            'title: "Town hall\nsummary: S',
+            'r.md:2: title: the quote " is not closed on its line; close it: title: "Town hall"',
+        ),
+        (
+            "title: 'It's here'",
+            "r.md:2: title: the quote ' inside the title ends it early; put the "
+            'title in quotes of the other kind: title: "It\'s here"',
+        ),
+        (
+            'title: "Record" turnout',
+            "r.md:2: title: the value starts with a quote, so it ends at "
+            'the next "; put the whole title in quotes of the other kind: '
+            "title: '\"Record\" turnout'",
+        ),
+        (
+            "title: '@kaca hosts'\nsubtitle: @kaca",
+            "r.md:3: subtitle: a value that starts with '@' must be quoted: subtitle: \"@kaca\"",
+        ),
+        # A list under a key that has a value: an error from YAML, or silently folded into it.
+        (
+            "title: T\nlists: press\n- members",
+            "r.md:4: lists: a list under a key that has a value "
+            "on its own line; write the key alone",
+        ),
+        (
+            "title: T\nlists: press\n  - members",
+            "r.md:4: lists: a list under a key that has a value on its own line",
+        ),
+        (
+            "title: T\nsummary: Points\n  - one\n  - two",
+            "r.md:4: summary: a '- ' line under a summary that has a value on its own line; YAML "
+            "folds it into the text",
+        ),
+        # ' #' cuts an unquoted text short, silently.
+        (
+            "title: We are #1",
+            "r.md:2: title: ' #' starts a comment in YAML, so the title would end "
+            "at 'We are'; put the title in quotes: title: \"We are #1\"",
+        ),
+        # Indentation that does not line up.
+        (
+            "title: T\ncontact:\n  name: Kim\n   email: a@b.org",
+            "r.md:5: email: this line is indented differently from the one above it",
+        ),
+    ],
+)
+def test_common_yaml_slips_name_line_key_and_fix(tmp_path: Path, front: str, expected: str) -> None:
     path = write_release(tmp_path, "r.md", front)
     with pytest.raises(ReleaseError) as err:
         load_release(path)
@@ -174,9 +217,11 @@ def test_common_yaml_slips_name_line_key_and_fix(tmp_path: Path, front: str,
 
 
 def test_quoted_and_block_texts_are_no_slip(tmp_path: Path) -> None:
-    front = ('title: "한미시민연대: 타운홀 #1"\nsubtitle: \'Say "yes"\'\nsummary: >-\n'
-             '  Points:\n  - one\nlists: [press]  # the default audience\n'
-             'dateline: Philadelphia, PA')
+    front = (
+        'title: "한미시민연대: 타운홀 #1"\nsubtitle: \'Say "yes"\'\nsummary: >-\n'
+        "  Points:\n  - one\nlists: [press]  # the default audience\n"
+        "dateline: Philadelphia, PA"
+    )
     meta = load_release(write_release(tmp_path, "r.md", front)).default.meta
     assert meta.title == "한미시민연대: 타운홀 #1" and meta.subtitle == 'Say "yes"'
     assert meta.summary == "Points: - one" and meta.lists == ("press",)
@@ -206,8 +251,10 @@ def test_content_hash_follows_the_text(tmp_path: Path) -> None:
 
 def test_korean_round_trip(tmp_path: Path) -> None:
     """Korean survives a file (with a BOM and CRLF, as Windows editors write), storage, reload."""
-    text = "\ufeff---\r\ntitle: \"한울 '보도자료' — 테스트\"\r\nsummary: 요약 文 😀\r\n---\r\n" \
-           "본문 **강조**와 [링크](https://hanul.example.org/소식).\r\n"
+    text = (
+        "\ufeff---\r\ntitle: \"한울 '보도자료' — 테스트\"\r\nsummary: 요약 文 😀\r\n---\r\n"
+        "본문 **강조**와 [링크](https://hanul.example.org/소식).\r\n"
+    )
     (tmp_path / "k.ko.md").write_bytes(text.encode("utf-8"))
     release = load_release(tmp_path / "k.ko.md")
     assert release.default_language == "ko"
@@ -229,30 +276,42 @@ def test_sample_release_loads() -> None:
 # --- front matter validation -----------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("front", "expected"), [
-    ("title: T\nsubtile: S", r"r\.md:3: unknown front matter key 'subtile' \(did you mean "
-                             r"'subtitle'\?\); free keys go under 'extra:'"),
-    ("title: T\ndate: 2024-13-45", r"r\.md:3: date: expected a date like 2020-11-07"),
-    ("title: T\nembargo: 2024-03-01 09:00", r"r\.md:3: embargo: 2024-03-01 09:00 has no time "
-                                             "zone"),
-    ("title: T\nembargo: 2024-03-01 09:00 Mars/Olympus", r"unknown time zone 'Mars/Olympus'"),
-    ("subtitle: S", r"r\.md:2: title: missing"),
-    ("title: ''", r"r\.md:2: title: must not be empty"),
-    ("title: yes", r"r\.md:2: title: expected text, got True \(put quotes around it\)"),
-    ("title: T\ntitle: U", r"r\.md:3: title: given twice \(first on line 2\)"),
-    ("title: T\ncontact:\n  name: A\n  phon: 1", r"r\.md:3: contact: unknown key 'phon'"),
-    ("title: T\ncontact:\n  email: a@b.org", r"contact: name: missing"),
-    ("title: T\ncontact:\n  name: A\n  email: not-an-address",
-     r"contact\.email: not an email address"),
-    ("title: T\nlists: [Press Room]", r"lists: not a list name: 'Press Room'"),
-    ("title: T\nlanguage: english!", r"language: not a language code"),
-    ("title: T\nimage:\n  alt: a", r"image: url: missing"),
-    ("title: T\nextra: [1, 2]", r"extra: expected 'key: value' lines"),
-    ("- a\n- b", r"r\.md:2: the front matter must be 'key: value' lines"),
-    ("title: T\nsubject: \"two\\nlines\"", r"subject: must be one line"),
-])
-def test_front_matter_errors_name_file_line_and_field(tmp_path: Path, front: str,
-                                                      expected: str) -> None:
+@pytest.mark.parametrize(
+    ("front", "expected"),
+    [
+        (
+            "title: T\nsubtile: S",
+            r"r\.md:3: unknown front matter key 'subtile' \(did you mean "
+            r"'subtitle'\?\); free keys go under 'extra:'",
+        ),
+        ("title: T\ndate: 2024-13-45", r"r\.md:3: date: expected a date like 2020-11-07"),
+        (
+            "title: T\nembargo: 2024-03-01 09:00",
+            r"r\.md:3: embargo: 2024-03-01 09:00 has no time "
+            "zone",
+        ),
+        ("title: T\nembargo: 2024-03-01 09:00 Mars/Olympus", r"unknown time zone 'Mars/Olympus'"),
+        ("subtitle: S", r"r\.md:2: title: missing"),
+        ("title: ''", r"r\.md:2: title: must not be empty"),
+        ("title: yes", r"r\.md:2: title: expected text, got True \(put quotes around it\)"),
+        ("title: T\ntitle: U", r"r\.md:3: title: given twice \(first on line 2\)"),
+        ("title: T\ncontact:\n  name: A\n  phon: 1", r"r\.md:3: contact: unknown key 'phon'"),
+        ("title: T\ncontact:\n  email: a@b.org", r"contact: name: missing"),
+        (
+            "title: T\ncontact:\n  name: A\n  email: not-an-address",
+            r"contact\.email: not an email address",
+        ),
+        ("title: T\nlists: [Press Room]", r"lists: not a list name: 'Press Room'"),
+        ("title: T\nlanguage: english!", r"language: not a language code"),
+        ("title: T\nimage:\n  alt: a", r"image: url: missing"),
+        ("title: T\nextra: [1, 2]", r"extra: expected 'key: value' lines"),
+        ("- a\n- b", r"r\.md:2: the front matter must be 'key: value' lines"),
+        ('title: T\nsubject: "two\\nlines"', r"subject: must be one line"),
+    ],
+)
+def test_front_matter_errors_name_file_line_and_field(
+    tmp_path: Path, front: str, expected: str
+) -> None:
     path = write_release(tmp_path, "r.md", front)
     with pytest.raises(ReleaseError, match=expected) as err:
         load_release(path)
@@ -261,23 +320,32 @@ def test_front_matter_errors_name_file_line_and_field(tmp_path: Path, front: str
 
 def test_bad_yaml_names_file_and_line(tmp_path: Path) -> None:
     path = write_release(tmp_path, "r.md", "title: T\ndateline: North Wales, PA\nsummary: [oops")
-    with pytest.raises(ReleaseError, match=r"r\.md:4: summary: the \[ that starts the value is "
-                                           r"not closed on its line; close it \(summary: "
-                                           r"\[oops\]\) or, for a text, put it in quotes: "
-                                           r"summary: \"\[oops\""):
+    with pytest.raises(
+        ReleaseError,
+        match=r"r\.md:4: summary: the \[ that starts the value is "
+        r"not closed on its line; close it \(summary: "
+        r"\[oops\]\) or, for a text, put it in quotes: "
+        r"summary: \"\[oops\"",
+    ):
         load_release(path)
     # A slip without a known fix: PyYAML's words, with the file and line.
     path = write_release(tmp_path, "r.md", "title: T\nsummary: [")
-    with pytest.raises(ReleaseError, match=r"r\.md:4: bad YAML in the front matter: expected "
-                                           r"the node content"):
+    with pytest.raises(
+        ReleaseError,
+        match=r"r\.md:4: bad YAML in the front matter: expected "
+        r"the node content",
+    ):
         load_release(path)
 
 
-@pytest.mark.parametrize(("text", "expected"), [
-    ("title: T\n", r"r\.md:1: a release starts with YAML front matter"),
-    ("---\ntitle: T\n", r"r\.md:1: the front matter is not closed"),
-    ("---\n---\nbody", r"r\.md:2: the front matter is empty"),
-])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("title: T\n", r"r\.md:1: a release starts with YAML front matter"),
+        ("---\ntitle: T\n", r"r\.md:1: the front matter is not closed"),
+        ("---\n---\nbody", r"r\.md:2: the front matter is empty"),
+    ],
+)
 def test_front_matter_framing(tmp_path: Path, text: str, expected: str) -> None:
     (tmp_path / "r.md").write_text(text, encoding="utf-8")
     with pytest.raises(ReleaseError, match=expected):
@@ -288,8 +356,11 @@ def test_not_utf8_and_missing_files(tmp_path: Path) -> None:
     (tmp_path / "latin.md").write_bytes("---\ntitle: café\n---\n".encode("latin-1"))
     with pytest.raises(ReleaseError, match=r"latin\.md: not UTF-8 text"):
         load_release(tmp_path / "latin.md")
-    with pytest.raises(ReleaseError, match=r"no release found \(looked for nothing\.md and "
-                                           r"nothing\.LANG\.md"):
+    with pytest.raises(
+        ReleaseError,
+        match=r"no release found \(looked for nothing\.md and "
+        r"nothing\.LANG\.md",
+    ):
         load_release(tmp_path / "nothing")
     write_release(tmp_path, "only.en.md", "title: T")
     with pytest.raises(ReleaseError, match=r"only\.md: no such file"):

@@ -56,7 +56,9 @@ def test_a_layout_may_use_every_placeholder(tmp_path: Path, sample: Release) -> 
     (tmp_path / "templates" / "email").mkdir(parents=True)
     (tmp_path / "templates" / "email" / "footer.html").write_text(
         "<p>{{ personal.name }} {{ personal.email }} <a href='{{ personal.unsubscribe_url }}'>u"
-        "</a> <a href='{{ personal.preferences_url }}'>p</a></p>", encoding="utf-8")
+        "</a> <a href='{{ personal.preferences_url }}'>p</a></p>",
+        encoding="utf-8",
+    )
     rendered = render.render_variant(sample, "en", org_settings(tmp_path))
     assert rendered.html.names == set(PLACEHOLDERS)
     html = rendered.html.fill(VALUES)
@@ -66,47 +68,58 @@ def test_a_layout_may_use_every_placeholder(tmp_path: Path, sample: Release) -> 
 
 def test_title_with_script_is_text(tmp_path: Path, settings: Settings) -> None:
     path = write_release(
-        tmp_path, "x.md",
+        tmp_path,
+        "x.md",
         "title: \"<script>alert('t')</script> & co\"\nsubtitle: <b>bold</b>\n"
         "summary: <img src=x onerror=alert(1)>\ndateline: <i>Here</i>",
         "Body <script>alert('b')</script> and <a href='javascript:alert(1)'>x</a>.\n\n"
-        "[click](javascript:alert(2))\n")
+        "[click](javascript:alert(2))\n",
+    )
     rendered = render.render_variant(load_release(path), "en", settings)
     html = rendered.html.fill(VALUES)
     assert "<script" not in html.lower()
     assert "<b>bold" not in html and "<i>Here" not in html and "<img src=x" not in html
     assert not re.search(r"href\s*=\s*[\"']?\s*javascript", html, re.IGNORECASE)
     assert "[click](javascript:alert(2))" in html  # markdown-it refuses the link: shown as text
-    assert "&lt;script&gt;alert(&#x27;t&#x27;)&lt;/script&gt; &amp; co" in html or \
-        "&lt;script&gt;alert('t')&lt;/script&gt; &amp; co" in html
+    assert (
+        "&lt;script&gt;alert(&#x27;t&#x27;)&lt;/script&gt; &amp; co" in html
+        or "&lt;script&gt;alert('t')&lt;/script&gt; &amp; co" in html
+    )
     assert rendered.subject == "<script>alert('t')</script> & co"
     assert "<script>alert('t')</script> & co" in rendered.text.fill(VALUES)
 
 
 def test_user_content_cannot_place_personal_values(tmp_path: Path, settings: Settings) -> None:
     baseline = render.render_variant(
-        load_release(write_release(tmp_path, "a.md", "title: T")), "en", settings)
+        load_release(write_release(tmp_path, "a.md", "title: T")), "en", settings
+    )
     token = placeholder("unsubscribe_url")
     path = write_release(
-        tmp_path, "b.md",
+        tmp_path,
+        "b.md",
         f"title: {token}\nsummary: {placeholder('email')}\n"
         f"contact: {{name: {placeholder('name')}, email: a@b.org}}\n"
         f"image: {{url: 'https://x.org/{token}', alt: {token}}}",
         f"Hello {token} and `{token}` and [x]({token}) and __MAILER&#95;EMAIL__ and "
-        f"\\_\\_MAILER\\_NAME\\_\\_ and <{token}>\n")
+        f"\\_\\_MAILER\\_NAME\\_\\_ and <{token}>\n",
+    )
     rendered = render.render_variant(load_release(path), "en", settings)
     assert rendered.html.parts[1::2] == baseline.html.parts[1::2]
     assert rendered.text.parts[1::2] == baseline.text.parts[1::2]
     filled = rendered.html.fill(VALUES)
-    assert filled.count(VALUES["unsubscribe_url"].replace("&", "&amp;")) == \
-        baseline.html.fill(VALUES).count(VALUES["unsubscribe_url"].replace("&", "&amp;"))
+    assert filled.count(VALUES["unsubscribe_url"].replace("&", "&amp;")) == baseline.html.fill(
+        VALUES
+    ).count(VALUES["unsubscribe_url"].replace("&", "&amp;"))
     assert "MAILER" in filled  # shown, harmlessly, as the author wrote it
 
 
 def test_body_is_data_not_a_template(tmp_path: Path, settings: Settings) -> None:
-    path = write_release(tmp_path, "t.md", "title: \"{{ 7 * 7 }}\"",
-                         "Total: {{ 6 * 7 }} {% for x in range(3) %}loop{% endfor %} "
-                         "{{ settings.secret_key }}\n")
+    path = write_release(
+        tmp_path,
+        "t.md",
+        'title: "{{ 7 * 7 }}"',
+        "Total: {{ 6 * 7 }} {% for x in range(3) %}loop{% endfor %} {{ settings.secret_key }}\n",
+    )
     rendered = render.render_variant(load_release(path), "en", settings)
     html = rendered.html.fill(VALUES)
     assert "Total: {{ 6 * 7 }} {% for x in range(3) %}loop{% endfor %}" in html
@@ -114,20 +127,23 @@ def test_body_is_data_not_a_template(tmp_path: Path, settings: Settings) -> None
     assert "42" not in html and "49" not in html and "looploop" not in html
 
 
-@pytest.mark.parametrize("attack", [
-    "{{ ''.__class__.__mro__[1].__subclasses__() }}",
-    "{{ labels.__class__.__init__.__globals__ }}",
-    "{{ range.__globals__['os'] }}",
-    "{{ labels.update({'unsubscribe': 'x'}) }}",
-    "{{ body.__html__.__func__.__globals__ }}",
-    "{% set x = org.social.append(1) %}",
-])
-def test_layout_cannot_reach_python_internals(tmp_path: Path, sample: Release,
-                                              attack: str) -> None:
+@pytest.mark.parametrize(
+    "attack",
+    [
+        "{{ ''.__class__.__mro__[1].__subclasses__() }}",
+        "{{ labels.__class__.__init__.__globals__ }}",
+        "{{ range.__globals__['os'] }}",
+        "{{ labels.update({'unsubscribe': 'x'}) }}",
+        "{{ body.__html__.__func__.__globals__ }}",
+        "{% set x = org.social.append(1) %}",
+    ],
+)
+def test_layout_cannot_reach_python_internals(tmp_path: Path, sample: Release, attack: str) -> None:
     folder = tmp_path / "templates" / "email"
     folder.mkdir(parents=True)
-    (folder / "release.html").write_text(f"<html><body>\n<p>ok</p>\n{attack}\n</body></html>",
-                                         encoding="utf-8")
+    (folder / "release.html").write_text(
+        f"<html><body>\n<p>ok</p>\n{attack}\n</body></html>", encoding="utf-8"
+    )
     with pytest.raises(ConfigError) as err:
         render.render_variant(sample, "en", org_settings(tmp_path))
     message = str(err.value)
@@ -135,8 +151,9 @@ def test_layout_cannot_reach_python_internals(tmp_path: Path, sample: Release,
     assert "unsafe" in message or "undefined" in message
 
 
-def test_layout_undefined_variable_and_syntax_errors_name_the_line(tmp_path: Path,
-                                                                  sample: Release) -> None:
+def test_layout_undefined_variable_and_syntax_errors_name_the_line(
+    tmp_path: Path, sample: Release
+) -> None:
     folder = tmp_path / "templates" / "email"
     folder.mkdir(parents=True)
     (folder / "release.html").write_text("<p>\n{{ titel }}\n</p>", encoding="utf-8")
@@ -154,15 +171,18 @@ def test_templates_beside_the_config_override_by_name(tmp_path: Path, sample: Re
     folder.mkdir(parents=True)
     (folder / "footer.html").write_text(
         "<p class='mine'>Our own footer for {{ org.name }} "
-        "<a href='{{ personal.unsubscribe_url }}'>stop</a></p>", encoding="utf-8")
+        "<a href='{{ personal.unsubscribe_url }}'>stop</a></p>",
+        encoding="utf-8",
+    )
     html = render.render_variant(sample, "en", org_settings(tmp_path)).html.source
     assert "Our own footer for Hanul Community Center" in html
     assert "Manage preferences" not in html
     assert "Record turnout" in html  # the rest is still the shipped layout
 
 
-def test_media_rules_keep_important_and_styles_are_inlined(sample: Release,
-                                                           settings: Settings) -> None:
+def test_media_rules_keep_important_and_styles_are_inlined(
+    sample: Release, settings: Settings
+) -> None:
     html = render.render_variant(sample, "ko", settings).html.source
     style = next(s for s in re.findall(r"<style>(.*?)</style>", html, re.DOTALL) if "@media" in s)
     assert "@media only screen and (max-width: 620px)" in style
@@ -177,8 +197,10 @@ def test_media_rules_keep_important_and_styles_are_inlined(sample: Release,
 
 def test_premailer_defaults_would_strip_important() -> None:
     """Why inline.py sets strip_important=False: premailer's default loses the !important."""
-    doc = ("<html><head><style>p { color: red } @media (max-width: 600px) "
-           "{ p { color: blue !important } }</style></head><body><p>x</p></body></html>")
+    doc = (
+        "<html><head><style>p { color: red } @media (max-width: 600px) "
+        "{ p { color: blue !important } }</style></head><body><p>x</p></body></html>"
+    )
     assert "!important" not in premailer.Premailer(doc, allow_network=False).transform()
     out = inline.inline_css(doc)
     assert "color: blue !important" in out
@@ -208,12 +230,15 @@ def css_server() -> Iterator[tuple[str, list[str]]]:
     server.server_close()
 
 
-@pytest.mark.parametrize("head", [
-    '<link rel="stylesheet" href="{url}/a.css">',
-    "<link href='{url}/a.css' rel='alternate stylesheet'>",
-    "<style>@import url({url}/a.css); p {{ color: blue }}</style>",
-    '<style>@IMPORT "{url}/a.css";</style>',
-])
+@pytest.mark.parametrize(
+    "head",
+    [
+        '<link rel="stylesheet" href="{url}/a.css">',
+        "<link href='{url}/a.css' rel='alternate stylesheet'>",
+        "<style>@import url({url}/a.css); p {{ color: blue }}</style>",
+        '<style>@IMPORT "{url}/a.css";</style>',
+    ],
+)
 def test_premailer_fetches_nothing(css_server: tuple[str, list[str]], head: str) -> None:
     url, hits = css_server
     doc = f"<html><head>{head.format(url=url)}</head><body><p>x</p></body></html>"
@@ -226,7 +251,8 @@ def test_premailer_fetches_nothing(css_server: tuple[str, list[str]], head: str)
 
 
 def test_premailer_runs_once_per_language_for_many_recipients(
-        sample: Release, settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    sample: Release, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
     calls: list[int] = []
     real = premailer.Premailer.transform
 
@@ -301,11 +327,13 @@ def test_embargo_line_in_the_release_zone() -> None:
     assert render.format_date(date(2020, 11, 7), "fr") == "2020-11-07"
 
 
-def test_embargo_shown_and_preheader_falls_back_to_body(tmp_path: Path,
-                                                         settings: Settings) -> None:
-    path = write_release(tmp_path, "e.md",
-                         "title: T\nembargo: 2024-03-01 09:00 America/New_York",
-                         "First words of the release. " * 20)
+def test_embargo_shown_and_preheader_falls_back_to_body(tmp_path: Path, settings: Settings) -> None:
+    path = write_release(
+        tmp_path,
+        "e.md",
+        "title: T\nembargo: 2024-03-01 09:00 America/New_York",
+        "First words of the release. " * 20,
+    )
     rendered = render.render_variant(load_release(path), "en", settings)
     assert "Embargoed until March 1, 2024, 9:00 AM EST" in rendered.html.source
     assert "EMBARGOED UNTIL MARCH 1, 2024, 9:00 AM EST" in rendered.text.source
@@ -314,8 +342,11 @@ def test_embargo_shown_and_preheader_falls_back_to_body(tmp_path: Path,
 
 
 def test_image_header_with_alt(tmp_path: Path, settings: Settings) -> None:
-    path = write_release(tmp_path, "i.md", "title: T\nimage: {url: 'https://x.org/a.jpg', "
-                                           "alt: Volunteers at the clinic}")
+    path = write_release(
+        tmp_path,
+        "i.md",
+        "title: T\nimage: {url: 'https://x.org/a.jpg', alt: Volunteers at the clinic}",
+    )
     html = render.render_variant(load_release(path), "en", settings).html.source
     assert '<img src="https://x.org/a.jpg" alt="Volunteers at the clinic"' in html
 
@@ -329,15 +360,21 @@ def test_text_part_content(sample: Release, settings: Settings) -> None:
     for line in text.splitlines():
         assert textpart.display_width(line) <= 72 or " " not in line.split(": ", 1)[-1], line
     assert "FOR IMMEDIATE RELEASE\nNovember 6, 2024\n" in text
-    assert "Record turnout: Korean American voters helped decide this election\n" \
-           "==================================================================\n" in text
+    assert (
+        "Record turnout: Korean American voters helped decide this election\n"
+        "==================================================================\n" in text
+    )
     assert "\nNorth Wales, PA – Korean and Asian American voters in southeastern\n" in text
-    assert "Instagram\n<https://www.instagram.com/hanul.example>" in text or \
-        "Instagram <https://www.instagram.com/hanul.example>" in text
+    assert (
+        "Instagram\n<https://www.instagram.com/hanul.example>" in text
+        or "Instagram <https://www.instagram.com/hanul.example>" in text
+    )
     assert "> “Our community was told for years" in text
     assert "1. Language access at every county polling place and service counter.\n" in text
-    assert "2. Funding for affordable housing near transit, where our working\n" \
-           "   families live.\n" in text
+    assert (
+        "2. Funding for affordable housing near transit, where our working\n"
+        "   families live.\n" in text
+    )
     assert "Phone calls in Korean and English  92,000" in text
     assert "\n" + " " * 34 + "###\n" in text
     assert "About Hanul Community Center\n\nFounded in 1998" in text
@@ -351,8 +388,9 @@ def test_text_part_content(sample: Release, settings: Settings) -> None:
 
 def test_text_part_wraps_korean_by_display_width(sample: Release, settings: Settings) -> None:
     text = render.render_variant(sample, "ko", settings).text.fill(VALUES)
-    body_lines = [x for x in text.splitlines() if x and not x.startswith(("http", "수신 거부",
-                                                                          "구독 설정"))]
+    body_lines = [
+        x for x in text.splitlines() if x and not x.startswith(("http", "수신 거부", "구독 설정"))
+    ]
     assert max(textpart.display_width(x) for x in body_lines) <= 72
     assert max(len(x) for x in body_lines) < 60  # Hangul is two columns wide
     assert "펜실베이니아주 노스웨일스 – 올해" in text
@@ -367,15 +405,19 @@ def test_wrap_keeps_long_words_and_indents() -> None:
 
 
 def test_text_part_markdown_features(tmp_path: Path, settings: Settings) -> None:
-    body = ("## Section\n\nSee [the report](https://x.org/r) or <https://x.org/plain>, "
-            "mail [us](mailto:a@b.org) or [a@b.org](mailto:a@b.org).\\\nNew line.\n\n"
-            "- one\n- two\n  - nested\n\n```\ncode  kept\n```\n\n![Chart of turnout](https://x.org/c.png)\n\n"
-            "| Wide column heading " + "x" * 40 + " | B |\n|---|---|\n| v | " + "y" * 40 + " |\n")
+    body = (
+        "## Section\n\nSee [the report](https://x.org/r) or <https://x.org/plain>, "
+        "mail [us](mailto:a@b.org) or [a@b.org](mailto:a@b.org).\\\nNew line.\n\n"
+        "- one\n- two\n  - nested\n\n```\ncode  kept\n```\n\n![Chart of turnout](https://x.org/c.png)\n\n"
+        "| Wide column heading " + "x" * 40 + " | B |\n|---|---|\n| v | " + "y" * 40 + " |\n"
+    )
     path = write_release(tmp_path, "m.md", "title: T", body)
     text = render.render_variant(load_release(path), "en", settings).text.source
     assert "Section\n-------\n" in text
-    assert "See the report <https://x.org/r> or https://x.org/plain, mail us\n" \
-           "<a@b.org> or a@b.org.\nNew line." in text
+    assert (
+        "See the report <https://x.org/r> or https://x.org/plain, mail us\n"
+        "<a@b.org> or a@b.org.\nNew line." in text
+    )
     assert "- one\n- two\n  - nested\n" in text
     assert "    code  kept\n" in text
     assert "[Chart of turnout]" in text

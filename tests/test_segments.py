@@ -80,11 +80,19 @@ KO_POLITICS = ["language = ko", "beat in (politics, elections)", "region ~ pa or
 
 
 def test_segment_send_then_readers_unsubscribe_through_the_link(
-        settings: Settings, cli: Cli, release: Path, web: Web) -> None:
+    settings: Settings, cli: Cli, release: Path, web: Web
+) -> None:
     populate(settings)
-    created = cli("segments", "create", "ko-politics", "--list", "press",
-                  *[a for w in KO_POLITICS for a in ("--where", w)],
-                  "--description", "Korean-language political reporters").output
+    created = cli(
+        "segments",
+        "create",
+        "ko-politics",
+        "--list",
+        "press",
+        *[a for w in KO_POLITICS for a in ("--where", w)],
+        "--description",
+        "Korean-language political reporters",
+    ).output
     assert "2 contact(s)" in created
     preview = json.loads(cli("segments", "preview", "ko-politics", "--json").output)
     assert preview["contacts"] == 2 and preview["by_language"] == {"ko": 2}
@@ -93,8 +101,7 @@ def test_segment_send_then_readers_unsubscribe_through_the_link(
     out = cli("send", str(release), "--segment", "ko-politics", "--yes").output
     assert "segment:    ko-politics: language = ko and beat in (politics, elections)" in out
     messages = outbox(settings)
-    assert sorted(m["Delivered-To"] for m in messages) == ["kim@example.com",
-                                                           "park@example.org"]
+    assert sorted(m["Delivered-To"] for m in messages) == ["kim@example.com", "park@example.org"]
     with session_scope(settings) as s:
         campaign = s.scalars(select(Campaign)).one()
         assert campaign.audience["segment"] == "ko-politics"
@@ -110,15 +117,24 @@ def test_segment_send_then_readers_unsubscribe_through_the_link(
         r = web.client().post(link.group(1), data={"List-Unsubscribe": "One-Click"})
         assert r.status_code == 200
     with session_scope(settings) as s:
-        statuses = dict(s.execute(
-            select(Subscription.contact_id, Subscription.status)
-            .where(Subscription.list_id == press_id)).all())
+        statuses = dict(
+            s.execute(
+                select(Subscription.contact_id, Subscription.status).where(
+                    Subscription.list_id == press_id
+                )
+            ).all()
+        )
         assert sorted(statuses.values()).count(SubscriptionStatus.UNSUBSCRIBED) == 2
         # kim stays on the newsletter: the link left the list the segment was part of.
-        assert s.scalar(select(Subscription.status)
-                        .where(Subscription.mailing_list.has(slug="news"),
-                               Subscription.contact.has(email="kim@example.com"))) \
+        assert (
+            s.scalar(
+                select(Subscription.status).where(
+                    Subscription.mailing_list.has(slug="news"),
+                    Subscription.contact.has(email="kim@example.com"),
+                )
+            )
             == SubscriptionStatus.SUBSCRIBED
+        )
     after = json.loads(cli("segments", "preview", "ko-politics", "--json").output)
     assert after["contacts"] == 0
 
@@ -131,64 +147,107 @@ def test_segment_send_then_readers_unsubscribe_through_the_link(
     rows = list(csv.DictReader(io.StringIO(report.read_text(encoding="utf-8-sig"))))
     assert {(r["email"], r["name"], r["outlet"], r["beat"]) for r in rows} == {
         ("kim@example.com", "김민수", "Korea Daily", "politics"),
-        ("park@example.org", "박서연", "Korea Times", "elections")}
+        ("park@example.org", "박서연", "Korea Times", "elections"),
+    }
 
 
-def test_send_with_list_and_where_plans_only_the_matching(settings: Settings, cli: Cli,
-                                                         release: Path) -> None:
+def test_send_with_list_and_where_plans_only_the_matching(
+    settings: Settings, cli: Cli, release: Path
+) -> None:
     populate(settings)
-    out = cli("send", str(release), "--list", "press", "--where", "beat = politics",
-              "--where", "not outlet = Inquirer", "--yes").output
+    out = cli(
+        "send",
+        str(release),
+        "--list",
+        "press",
+        "--where",
+        "beat = politics",
+        "--where",
+        "not outlet = Inquirer",
+        "--yes",
+    ).output
     assert "outside the segment: 3" in out
-    assert sorted(m["Delivered-To"] for m in outbox(settings)) == ["choi@example.net",
-                                                                   "kim@example.com"]
+    assert sorted(m["Delivered-To"] for m in outbox(settings)) == [
+        "choi@example.net",
+        "kim@example.com",
+    ]
     # The same command again resumes that campaign; another --where is another audience.
-    again = cli("send", str(release), "--list", "press", "--where", "beat = politics",
-                "--where", "not outlet = Inquirer", "--yes").output
+    again = cli(
+        "send",
+        str(release),
+        "--list",
+        "press",
+        "--where",
+        "beat = politics",
+        "--where",
+        "not outlet = Inquirer",
+        "--yes",
+    ).output
     assert "Nothing left to send" in again
     cli("send", str(release), "--list", "press", "--where", "beat = sports", "--yes")
     assert len(outbox(settings)) == 3
 
 
-def test_bad_expressions_and_names_are_clear_errors(settings: Settings, cli: Cli,
-                                                    release: Path) -> None:
+def test_bad_expressions_and_names_are_clear_errors(
+    settings: Settings, cli: Cli, release: Path
+) -> None:
     populate(settings)
-    out = cli("send", str(release), "--list", "press", "--where", "beat == x", "--yes",
-              expect=1).output
+    out = cli(
+        "send", str(release), "--list", "press", "--where", "beat == x", "--yes", expect=1
+    ).output
     assert "--where 'beat == x': expected a value after =, found '=' (at character 7)" in out
     assert "  beat == x\n        ^" in out
-    out = cli("segments", "create", "x", "--list", "press", "--where", "bet = x",
-              expect=1).output
+    out = cli("segments", "create", "x", "--list", "press", "--where", "bet = x", expect=1).output
     assert "unknown field 'bet'" in out
-    assert "no list named 'nope'" in cli("segments", "create", "x", "--list", "nope",
-                                   expect=1).output
-    assert "segment name" in cli("segments", "create", "a b", "--list", "press",
-                                 expect=1).output
+    assert (
+        "no list named 'nope'" in cli("segments", "create", "x", "--list", "nope", expect=1).output
+    )
+    assert "segment name" in cli("segments", "create", "a b", "--list", "press", expect=1).output
     cli("segments", "create", "pol", "--list", "press", "--where", "beat = politics")
-    assert "already exists" in cli("segments", "create", "pol", "--list", "press",
-                                   expect=1).output
-    assert "drop --list" in cli("send", str(release), "--segment", "pol", "--list", "press",
-                                "--yes", expect=1).output
-    assert "no segment 'nope'" in cli("send", str(release), "--segment", "nope", "--yes",
-                                      expect=1).output
+    assert "already exists" in cli("segments", "create", "pol", "--list", "press", expect=1).output
+    assert (
+        "drop --list"
+        in cli(
+            "send", str(release), "--segment", "pol", "--list", "press", "--yes", expect=1
+        ).output
+    )
+    assert (
+        "no segment 'nope'"
+        in cli("send", str(release), "--segment", "nope", "--yes", expect=1).output
+    )
     assert outbox(settings) == []
     listed = json.loads(cli("segments", "ls", "--json").output)
     assert [(s["name"], s["lists"], s["where"]) for s in listed] == [
-        ("pol", ["press"], ["beat = politics"])]
+        ("pol", ["press"], ["beat = politics"])
+    ]
     assert "contacts now: 3" in cli("segments", "show", "pol").output
 
 
 # --- contacts ls / export ----------------------------------------------------------------------
 
 
-def test_contacts_ls_and_export_take_where_and_segment(settings: Settings, cli: Cli,
-                                                       tmp_path: Path) -> None:
+def test_contacts_ls_and_export_take_where_and_segment(
+    settings: Settings, cli: Cli, tmp_path: Path
+) -> None:
     populate(settings)
     listed = json.loads(cli("contacts", "ls", "--where", "beat ~ POLI", "--json").output)
-    assert sorted(c["email"] for c in listed) == ["choi@example.net", "jane@example.net",
-                                                  "kim@example.com", "news.only@example.com"]
-    cli("segments", "create", "ko-pol", "--list", "press", "--where", "language = ko",
-        "--where", "beat = politics")
+    assert sorted(c["email"] for c in listed) == [
+        "choi@example.net",
+        "jane@example.net",
+        "kim@example.com",
+        "news.only@example.com",
+    ]
+    cli(
+        "segments",
+        "create",
+        "ko-pol",
+        "--list",
+        "press",
+        "--where",
+        "language = ko",
+        "--where",
+        "beat = politics",
+    )
     table = cli("contacts", "ls", "--segment", "ko-pol").output
     assert "kim@example.com" in table and "choi@example.net" in table
     assert "news.only" not in table and "jane@" not in table
@@ -204,35 +263,55 @@ def test_contacts_ls_and_export_take_where_and_segment(settings: Settings, cli: 
 # --- suppressions match on the mailbox ---------------------------------------------------------
 
 
-def test_a_suppressed_mailbox_excludes_its_other_spellings(settings: Settings, cli: Cli,
-                                                           release: Path,
-                                                           tmp_path: Path) -> None:
+def test_a_suppressed_mailbox_excludes_its_other_spellings(
+    settings: Settings, cli: Cli, release: Path, tmp_path: Path
+) -> None:
     with session_scope(settings) as s:
         create_list(s, "press", "Press")
-        for email in ("johndoe+press@gmail.com", "j.o.h.n.d.o.e@googlemail.com",
-                      "ann+x@example.org", "johndoe@example.org", "kim@example.com"):
+        for email in (
+            "johndoe+press@gmail.com",
+            "j.o.h.n.d.o.e@googlemail.com",
+            "ann+x@example.org",
+            "johndoe@example.org",
+            "kim@example.com",
+        ):
             add_contact(s, email, "press", language="en")
         suppress(s, "john.doe@gmail.com", SuppressionReason.UNSUBSCRIBE_ALL, "test")
         suppress(s, "ann@example.org", SuppressionReason.COMPLAINT, "test")
     out = cli("send", str(release), "--list", "press", "--yes").output
     assert "suppressed: 3" in out
     # johndoe@example.org is another mailbox: Gmail's dot rule is Gmail's only.
-    assert sorted(m["Delivered-To"] for m in outbox(settings)) == ["johndoe@example.org",
-                                                                   "kim@example.com"]
+    assert sorted(m["Delivered-To"] for m in outbox(settings)) == [
+        "johndoe@example.org",
+        "kim@example.com",
+    ]
     exported = tmp_path / "all.csv"
     cli("contacts", "export", "-o", str(exported))
-    rows = {r["email"]: r["mailer:suppressed"] for r in csv.DictReader(
-        io.StringIO(exported.read_text(encoding="utf-8-sig")))}
-    assert rows == {"johndoe+press@gmail.com": "unsubscribe-all",
-                    "j.o.h.n.d.o.e@googlemail.com": "unsubscribe-all",
-                    "ann+x@example.org": "complaint", "johndoe@example.org": "",
-                    "kim@example.com": ""}
+    rows = {
+        r["email"]: r["mailer:suppressed"]
+        for r in csv.DictReader(io.StringIO(exported.read_text(encoding="utf-8-sig")))
+    }
+    assert rows == {
+        "johndoe+press@gmail.com": "unsubscribe-all",
+        "j.o.h.n.d.o.e@googlemail.com": "unsubscribe-all",
+        "ann+x@example.org": "complaint",
+        "johndoe@example.org": "",
+        "kim@example.com": "",
+    }
 
 
-@hsettings(max_examples=150, deadline=None, derandomize=True,
-           suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(st.tuples(st.text("ab.+-", max_size=6), st.sampled_from(
-    ["gmail.com", "googlemail.com", "example.org", "gmail.co"])))
+@hsettings(
+    max_examples=150,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(
+    st.tuples(
+        st.text("ab.+-", max_size=6),
+        st.sampled_from(["gmail.com", "googlemail.com", "example.org", "gmail.co"]),
+    )
+)
 def test_the_databases_mailbox_key_is_pythons(session: Session, parts: tuple[str, str]) -> None:
     email = f"{parts[0]}@{parts[1]}"
     got = session.scalar(select(mailbox_sql(session, literal(email))))
@@ -242,36 +321,64 @@ def test_the_databases_mailbox_key_is_pythons(session: Session, parts: tuple[str
 # --- press columns ----------------------------------------------------------------------------
 
 
-def test_import_reads_korean_and_english_press_columns(settings: Settings, cli: Cli,
-                                                       tmp_path: Path) -> None:
+def test_import_reads_korean_and_english_press_columns(
+    settings: Settings, cli: Cli, tmp_path: Path
+) -> None:
     with session_scope(settings) as s:
         create_list(s, "press", "Press")
     korean = tmp_path / "기자.csv"
-    korean.write_text("이메일,이름,언론사,직함,분야,매체,지역,전화,트위터\n"
-                      "kim@example.com,김민수,코리아데일리,기자,정치,신문,필라델피아,"
-                      "215-555-0101,@kimreports\n", encoding="utf-8")
+    korean.write_text(
+        "이메일,이름,언론사,직함,분야,매체,지역,전화,트위터\n"
+        "kim@example.com,김민수,코리아데일리,기자,정치,신문,필라델피아,"
+        "215-555-0101,@kimreports\n",
+        encoding="utf-8",
+    )
     english = tmp_path / "press.csv"
-    english.write_text("Email,Name,Outlet,Title,Beat,Media Type,Region,Phone\n"
-                       "jane@example.net,Jane,Inquirer,Editor,Politics,Print,"
-                       "Philadelphia,+1 215-555-0102\n", encoding="utf-8")
+    english.write_text(
+        "Email,Name,Outlet,Title,Beat,Media Type,Region,Phone\n"
+        "jane@example.net,Jane,Inquirer,Editor,Politics,Print,"
+        "Philadelphia,+1 215-555-0102\n",
+        encoding="utf-8",
+    )
     for path in (korean, english):
         cli("contacts", "import", str(path), "--list", "press", "--consent-source", "test")
     kim = json.loads(cli("contacts", "show", "kim@example.com", "--json").output)
     assert kim["organisation"] == "코리아데일리"
-    assert kim["attributes"] == {"role": "기자", "beat": "정치", "media_type": "신문",
-                                 "region": "필라델피아", "phone": "215-555-0101",
-                                 "트위터": "@kimreports"}
+    assert kim["attributes"] == {
+        "role": "기자",
+        "beat": "정치",
+        "media_type": "신문",
+        "region": "필라델피아",
+        "phone": "215-555-0101",
+        "트위터": "@kimreports",
+    }
     jane = json.loads(cli("contacts", "show", "jane@example.net", "--json").output)
-    assert jane["attributes"] == {"role": "Editor", "beat": "Politics", "media_type": "Print",
-                                  "region": "Philadelphia", "phone": "+1 215-555-0102"}
-    found = json.loads(cli("contacts", "ls", "--json", "--where", "beat in (정치, politics)",
-                           "--where", "media_type in (신문, print)", "--where",
-                           "attr.트위터 ~ kim or outlet = inquirer").output)
+    assert jane["attributes"] == {
+        "role": "Editor",
+        "beat": "Politics",
+        "media_type": "Print",
+        "region": "Philadelphia",
+        "phone": "+1 215-555-0102",
+    }
+    found = json.loads(
+        cli(
+            "contacts",
+            "ls",
+            "--json",
+            "--where",
+            "beat in (정치, politics)",
+            "--where",
+            "media_type in (신문, print)",
+            "--where",
+            "attr.트위터 ~ kim or outlet = inquirer",
+        ).output
+    )
     assert sorted(c["email"] for c in found) == ["jane@example.net", "kim@example.com"]
 
 
-def test_campaigns_show_names_who_was_not_reached(settings: Settings, cli: Cli,
-                                                  release: Path) -> None:
+def test_campaigns_show_names_who_was_not_reached(
+    settings: Settings, cli: Cli, release: Path
+) -> None:
     populate(settings)
     cli("send", str(release), "--list", "press", "--where", "outlet = 'korea daily'", "--yes")
     with session_scope(settings) as s:

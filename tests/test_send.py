@@ -40,8 +40,9 @@ def the_campaign(settings: Settings) -> Campaign:
         return s.scalars(select(Campaign)).one()
 
 
-def test_complete_send(settings: Settings, tmp_path: Path, smtp: SmtpServer, release: Path,
-                       cli: Cli) -> None:
+def test_complete_send(
+    settings: Settings, tmp_path: Path, smtp: SmtpServer, release: Path, cli: Cli
+) -> None:
     settings = use_smtp(settings, tmp_path, smtp)
     populate(settings)
     out = cli("send", str(release), "--list", "press", "--yes").output
@@ -69,27 +70,47 @@ def test_complete_send(settings: Settings, tmp_path: Path, smtp: SmtpServer, rel
         assert len(s.scalars(select(Campaign)).all()) == 1
 
 
-def test_headers(settings: Settings, tmp_path: Path, smtp: SmtpServer, release: Path,
-                 cli: Cli) -> None:
+def test_headers(
+    settings: Settings, tmp_path: Path, smtp: SmtpServer, release: Path, cli: Cli
+) -> None:
     long_from = "한울 커뮤니티 센터 (펜실베이니아 노스웨일스) " + "언론 담당 사무국"
     long_name = "김수한무거북이와두루미" + "삼천갑자동방삭치치카포" + "사리사리센타"
-    settings = use_smtp(settings, tmp_path, smtp, reply_to="desk@hanul.example.org",
-                        from_name=long_from)
-    populate(settings, [*PEOPLE, ("long@example.org", long_name, "ko"),
-                        ("newline@example.org", "Jane Doe\nThe Daily Times\r\n", "en")])
+    settings = use_smtp(
+        settings, tmp_path, smtp, reply_to="desk@hanul.example.org", from_name=long_from
+    )
+    populate(
+        settings,
+        [
+            *PEOPLE,
+            ("long@example.org", long_name, "ko"),
+            ("newline@example.org", "Jane Doe\nThe Daily Times\r\n", "en"),
+        ],
+    )
     cli("send", str(release), "--list", "press", "--yes")
     for r in smtp.sink.received:
         msg = r.message
         raw = r.data
-        for name in ("From", "To", "Subject", "Date", "Message-ID", "MIME-Version", "List-Id",
-                     "List-Unsubscribe", "List-Unsubscribe-Post", "Content-Language",
-                     "Reply-To"):
+        for name in (
+            "From",
+            "To",
+            "Subject",
+            "Date",
+            "Message-ID",
+            "MIME-Version",
+            "List-Id",
+            "List-Unsubscribe",
+            "List-Unsubscribe-Post",
+            "Content-Language",
+            "Reply-To",
+        ):
             assert msg[name], name
         assert msg["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
         unsub = str(msg["List-Unsubscribe"])
-        assert re.fullmatch(r"<https://news\.hanul\.example\.org/u/[\w.-]+>,\s*"
-                            r"<mailto:press@hanul\.example\.org\?subject=unsubscribe%20[\w.-]+>",
-                            unsub), unsub
+        assert re.fullmatch(
+            r"<https://news\.hanul\.example\.org/u/[\w.-]+>,\s*"
+            r"<mailto:press@hanul\.example\.org\?subject=unsubscribe%20[\w.-]+>",
+            unsub,
+        ), unsub
         assert str(msg["List-Id"]) == "Press 기자단 <press.hanul.example.org>"
         assert msg.get_content_type() == "multipart/alternative"
         parts = [p.get_content_type() for p in msg.iter_parts()]
@@ -122,8 +143,9 @@ def test_headers(settings: Settings, tmp_path: Path, smtp: SmtpServer, release: 
     assert "Record turnout" in str(jane["Subject"])
 
 
-def test_4xx_is_deferred_then_retried(settings: Settings, tmp_path: Path, smtp: SmtpServer,
-                                      release: Path, cli: Cli) -> None:
+def test_4xx_is_deferred_then_retried(
+    settings: Settings, tmp_path: Path, smtp: SmtpServer, release: Path, cli: Cli
+) -> None:
     settings = use_smtp(settings, tmp_path, smtp)
     populate(settings)
     smtp.sink.plan("park@example.org", "451 4.7.1 Greylisted, try again later")
@@ -145,9 +167,9 @@ def test_4xx_is_deferred_then_retried(settings: Settings, tmp_path: Path, smtp: 
     assert row.status.value == "sent" and row.attempts == 2
 
 
-def test_deferred_gives_up_after_the_give_up_age(settings: Settings, tmp_path: Path,
-                                                 smtp: SmtpServer, release: Path,
-                                                 cli: Cli) -> None:
+def test_deferred_gives_up_after_the_give_up_age(
+    settings: Settings, tmp_path: Path, smtp: SmtpServer, release: Path, cli: Cli
+) -> None:
     settings = use_smtp(settings, tmp_path, smtp, give_up_after=3600)
     populate(settings)
     smtp.sink.plan("park@example.org", "421 4.3.0 busy", "450 4.2.1 still busy")
@@ -161,14 +183,23 @@ def test_deferred_gives_up_after_the_give_up_age(settings: Settings, tmp_path: P
     assert the_campaign(settings).status == CampaignStatus.DONE
 
 
-@pytest.mark.parametrize("reply, suppressed", [
-    ("550 5.1.1 <park@example.org>: Recipient address rejected: User unknown", True),
-    ("554 5.7.1 Service unavailable; client host blocked using a blocklist", False),
-    ("552 5.2.2 Mailbox full", False),
-])
-def test_5xx_fails_and_only_5_1_x_suppresses(settings: Settings, tmp_path: Path,
-                                             smtp: SmtpServer, release: Path, cli: Cli,
-                                             reply: str, suppressed: bool) -> None:
+@pytest.mark.parametrize(
+    "reply, suppressed",
+    [
+        ("550 5.1.1 <park@example.org>: Recipient address rejected: User unknown", True),
+        ("554 5.7.1 Service unavailable; client host blocked using a blocklist", False),
+        ("552 5.2.2 Mailbox full", False),
+    ],
+)
+def test_5xx_fails_and_only_5_1_x_suppresses(
+    settings: Settings,
+    tmp_path: Path,
+    smtp: SmtpServer,
+    release: Path,
+    cli: Cli,
+    reply: str,
+    suppressed: bool,
+) -> None:
     settings = use_smtp(settings, tmp_path, smtp)
     populate(settings)
     smtp.sink.plan("park@example.org", reply)
@@ -185,8 +216,9 @@ def test_5xx_fails_and_only_5_1_x_suppresses(settings: Settings, tmp_path: Path,
     assert len(smtp.sink.received) == 5
 
 
-def test_rejection_after_data(settings: Settings, tmp_path: Path, smtp: SmtpServer,
-                              release: Path, cli: Cli) -> None:
+def test_rejection_after_data(
+    settings: Settings, tmp_path: Path, smtp: SmtpServer, release: Path, cli: Cli
+) -> None:
     settings = use_smtp(settings, tmp_path, smtp)
     populate(settings)
     smtp.sink.plan("lee@example.com", "data:554 5.6.0 Message content rejected")
@@ -195,9 +227,9 @@ def test_rejection_after_data(settings: Settings, tmp_path: Path, smtp: SmtpServ
     assert row.status.value == "failed" and row.smtp_code == 554
 
 
-def test_connection_dropped_after_data_is_in_doubt(settings: Settings, tmp_path: Path,
-                                                   smtp: SmtpServer, release: Path,
-                                                   cli: Cli) -> None:
+def test_connection_dropped_after_data_is_in_doubt(
+    settings: Settings, tmp_path: Path, smtp: SmtpServer, release: Path, cli: Cli
+) -> None:
     settings = use_smtp(settings, tmp_path, smtp)
     populate(settings)
     smtp.sink.plan("park@example.org", "drop-after-data")
@@ -218,8 +250,9 @@ def test_connection_dropped_after_data_is_in_doubt(settings: Settings, tmp_path:
     assert the_campaign(settings).status == CampaignStatus.DONE
 
 
-def test_resolve_mark_sent(settings: Settings, tmp_path: Path, smtp: SmtpServer,
-                           release: Path, cli: Cli) -> None:
+def test_resolve_mark_sent(
+    settings: Settings, tmp_path: Path, smtp: SmtpServer, release: Path, cli: Cli
+) -> None:
     settings = use_smtp(settings, tmp_path, smtp)
     populate(settings)
     smtp.sink.plan("park@example.org", "drop-after-data")
@@ -229,15 +262,17 @@ def test_resolve_mark_sent(settings: Settings, tmp_path: Path, smtp: SmtpServer,
     assert the_campaign(settings).status == CampaignStatus.DONE
 
 
-def test_expired_lease_becomes_in_doubt(settings: Settings, tmp_path: Path, smtp: SmtpServer,
-                                        release: Path, cli: Cli) -> None:
+def test_expired_lease_becomes_in_doubt(
+    settings: Settings, tmp_path: Path, smtp: SmtpServer, release: Path, cli: Cli
+) -> None:
     """A row claimed by a sender on another machine that went silent: in_doubt after the lease."""
     settings = use_smtp(settings, tmp_path, smtp)
     populate(settings)
     cli("send", str(release), "--list", "press", "--yes", "--limit", "2")
     with session_scope(settings) as s:
-        row = s.scalars(select(Delivery).where(Delivery.status == "pending")
-                        .order_by(Delivery.id)).first()
+        row = s.scalars(
+            select(Delivery).where(Delivery.status == "pending").order_by(Delivery.id)
+        ).first()
         assert row is not None
         row.status = DeliveryStatus.CLAIMED
         row.claimed_by = "other-host:4242:1"
@@ -247,21 +282,21 @@ def test_expired_lease_becomes_in_doubt(settings: Settings, tmp_path: Path, smtp
     assert ledger(settings)[stuck].status.value == "claimed"  # lease still running
     assert smtp.sink.to(stuck) == []
     with session_scope(settings) as s:  # the lease runs out (leases use the database's clock)
-        s.scalars(select(Delivery).where(Delivery.email == stuck)).one().lease_expires_at = \
+        s.scalars(select(Delivery).where(Delivery.email == stuck)).one().lease_expires_at = (
             datetime.now(UTC) - timedelta(seconds=1)
+        )
     cli("campaigns", "resume", "1")
     assert ledger(settings)[stuck].status.value == "in_doubt"
     assert smtp.sink.to(stuck) == []
     assert len(smtp.sink.received) == 5
 
 
-def test_unsubscribe_during_the_send_stops_later_messages(settings: Settings, tmp_path: Path,
-                                                          smtp: SmtpServer, release: Path,
-                                                          cli: Cli) -> None:
+def test_unsubscribe_during_the_send_stops_later_messages(
+    settings: Settings, tmp_path: Path, smtp: SmtpServer, release: Path, cli: Cli
+) -> None:
     # One batch holds every row: the unsubscribes land after the rows were claimed. The sender
     # looks at its claimed rows again with every commit of replies (here after each message).
-    settings = use_smtp(settings, tmp_path, smtp, concurrency=1, batch_size=10,
-                        ledger_group_size=1)
+    settings = use_smtp(settings, tmp_path, smtp, concurrency=1, batch_size=10, ledger_group_size=1)
     populate(settings)
 
     def on_first(received: Received) -> None:
@@ -280,10 +315,10 @@ def test_unsubscribe_during_the_send_stops_later_messages(settings: Settings, tm
     assert the_campaign(settings).status == CampaignStatus.DONE
 
 
-def test_pause_and_resume(settings: Settings, tmp_path: Path, smtp: SmtpServer, release: Path,
-                          cli: Cli) -> None:
-    settings = use_smtp(settings, tmp_path, smtp, concurrency=1, batch_size=10,
-                        ledger_group_size=2)
+def test_pause_and_resume(
+    settings: Settings, tmp_path: Path, smtp: SmtpServer, release: Path, cli: Cli
+) -> None:
+    settings = use_smtp(settings, tmp_path, smtp, concurrency=1, batch_size=10, ledger_group_size=2)
     populate(settings)
 
     def pause_after_two(received: Received) -> None:
@@ -302,20 +337,21 @@ def test_pause_and_resume(settings: Settings, tmp_path: Path, smtp: SmtpServer, 
     assert counts["claimed"] == 0 and counts["pending"] == 6 - len(smtp.sink.received)
     smtp.sink.on_message = None
     cli("campaigns", "resume", "1")
-    assert Counter(a for r in smtp.sink.received for a in r.rcpt_tos) == \
-        Counter(e for e, _, _ in PEOPLE)
+    assert Counter(a for r in smtp.sink.received for a in r.rcpt_tos) == Counter(
+        e for e, _, _ in PEOPLE
+    )
     assert the_campaign(settings).status == CampaignStatus.DONE
 
 
-def test_cancel(settings: Settings, tmp_path: Path, smtp: SmtpServer, release: Path,
-                cli: Cli) -> None:
+def test_cancel(
+    settings: Settings, tmp_path: Path, smtp: SmtpServer, release: Path, cli: Cli
+) -> None:
     settings = use_smtp(settings, tmp_path, smtp)
     populate(settings)
     cli("send", str(release), "--list", "press", "--yes", "--limit", "2")
     assert "4 message(s) will not be sent" in cli("campaigns", "cancel", "1").output
     assert "cancelled" in cli("campaigns", "resume", "1", expect=1).output
-    assert "cancelled" in cli("campaigns", "resolve", "1", "--in-doubt", "resend",
-                              expect=1).output
+    assert "cancelled" in cli("campaigns", "resolve", "1", "--in-doubt", "resend", expect=1).output
     assert len(smtp.sink.received) == 2
     # A cancelled campaign does not block a new one for the same audience, and the new one
     # skips the two who already have the release.
@@ -326,11 +362,10 @@ def test_cancel(settings: Settings, tmp_path: Path, smtp: SmtpServer, release: P
     assert got == Counter(e for e, _, _ in PEOPLE)
 
 
-def test_cancel_mid_batch_leaves_nothing_pending(settings: Settings, tmp_path: Path,
-                                                 smtp: SmtpServer, release: Path,
-                                                 cli: Cli) -> None:
-    settings = use_smtp(settings, tmp_path, smtp, concurrency=1, batch_size=30,
-                        ledger_group_size=4)
+def test_cancel_mid_batch_leaves_nothing_pending(
+    settings: Settings, tmp_path: Path, smtp: SmtpServer, release: Path, cli: Cli
+) -> None:
+    settings = use_smtp(settings, tmp_path, smtp, concurrency=1, batch_size=30, ledger_group_size=4)
     populate(settings, [(f"r{i}@example.org", f"R {i}", "en") for i in range(30)])
 
     def cancel_after_three(received: Received) -> None:
@@ -348,9 +383,9 @@ def test_cancel_mid_batch_leaves_nothing_pending(settings: Settings, tmp_path: P
     assert counts["cancelled"] == 30 - counts["sent"]
 
 
-def test_overlapping_audiences_do_not_mail_anyone_twice(settings: Settings, tmp_path: Path,
-                                                        smtp: SmtpServer, release: Path,
-                                                        cli: Cli) -> None:
+def test_overlapping_audiences_do_not_mail_anyone_twice(
+    settings: Settings, tmp_path: Path, smtp: SmtpServer, release: Path, cli: Cli
+) -> None:
     settings = use_smtp(settings, tmp_path, smtp)
     populate(settings)
     with session_scope(settings) as s:
@@ -364,9 +399,9 @@ def test_overlapping_audiences_do_not_mail_anyone_twice(settings: Settings, tmp_
     assert max(got.values()) == 1 and got["ap@example.net"] == 1
 
 
-def test_a_refused_sender_stops_the_run_and_blames_nobody(settings: Settings, tmp_path: Path,
-                                                          smtp: SmtpServer, release: Path,
-                                                          cli: Cli) -> None:
+def test_a_refused_sender_stops_the_run_and_blames_nobody(
+    settings: Settings, tmp_path: Path, smtp: SmtpServer, release: Path, cli: Cli
+) -> None:
     settings = use_smtp(settings, tmp_path, smtp)
     populate(settings)
     smtp.sink.refuse_sender = "553 5.1.8 <press@hanul.example.org>: Sender address rejected"
@@ -391,8 +426,9 @@ def test_sender_address_codes_never_suppress_the_recipient() -> None:
     assert classify(450, "4.1.1 try later").outcome == Outcome.DEFERRED
 
 
-def test_test_send(settings: Settings, tmp_path: Path, smtp: SmtpServer, release: Path,
-                   cli: Cli) -> None:
+def test_test_send(
+    settings: Settings, tmp_path: Path, smtp: SmtpServer, release: Path, cli: Cli
+) -> None:
     settings = use_smtp(settings, tmp_path, smtp)
     populate(settings)
     cli("send", str(release), "--test", "Me@Hanul.example.org")
@@ -412,8 +448,9 @@ def _with_front_matter(release: Path, extra: str) -> None:
         f.write_text(text.replace("---\n", "---\n" + extra, 1), encoding="utf-8")
 
 
-def test_embargo(settings: Settings, tmp_path: Path, smtp: SmtpServer, release: Path,
-                 cli: Cli) -> None:
+def test_embargo(
+    settings: Settings, tmp_path: Path, smtp: SmtpServer, release: Path, cli: Cli
+) -> None:
     settings = use_smtp(settings, tmp_path, smtp)
     populate(settings)
     when = (datetime.now(UTC) + timedelta(days=2)).replace(microsecond=0)
@@ -429,8 +466,9 @@ def test_embargo(settings: Settings, tmp_path: Path, smtp: SmtpServer, release: 
     assert len(smtp.sink.received) == 2 + 6
 
 
-def test_expiry_cancels_what_is_left(settings: Settings, tmp_path: Path, smtp: SmtpServer,
-                                     release: Path, cli: Cli) -> None:
+def test_expiry_cancels_what_is_left(
+    settings: Settings, tmp_path: Path, smtp: SmtpServer, release: Path, cli: Cli
+) -> None:
     settings = use_smtp(settings, tmp_path, smtp)
     populate(settings)
     expires = (datetime.now(UTC) + timedelta(hours=1)).replace(microsecond=0)
@@ -444,9 +482,9 @@ def test_expiry_cancels_what_is_left(settings: Settings, tmp_path: Path, smtp: S
     assert the_campaign(settings).status == CampaignStatus.DONE
 
 
-def test_changed_release_is_not_sent_to_everyone_again(settings: Settings, tmp_path: Path,
-                                                       smtp: SmtpServer, release: Path,
-                                                       cli: Cli) -> None:
+def test_changed_release_is_not_sent_to_everyone_again(
+    settings: Settings, tmp_path: Path, smtp: SmtpServer, release: Path, cli: Cli
+) -> None:
     settings = use_smtp(settings, tmp_path, smtp)
     populate(settings)
     cli("send", str(release), "--list", "press", "--yes")
@@ -459,8 +497,9 @@ def test_changed_release_is_not_sent_to_everyone_again(settings: Settings, tmp_p
     assert len(smtp.sink.received) == 12
 
 
-def test_dry_run_sends_and_stores_nothing(settings: Settings, tmp_path: Path,
-                                          smtp: SmtpServer, release: Path, cli: Cli) -> None:
+def test_dry_run_sends_and_stores_nothing(
+    settings: Settings, tmp_path: Path, smtp: SmtpServer, release: Path, cli: Cli
+) -> None:
     settings = use_smtp(settings, tmp_path, smtp)
     populate(settings)
     out = cli("send", str(release), "--list", "press", "--dry-run").output
@@ -483,8 +522,9 @@ def test_outbox(settings: Settings, tmp_path: Path, release: Path, cli: Cli) -> 
     assert all(m["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click" for m in messages)
 
 
-def test_decline_stores_nothing(settings: Settings, tmp_path: Path, release: Path,
-                                cli: Cli) -> None:
+def test_decline_stores_nothing(
+    settings: Settings, tmp_path: Path, release: Path, cli: Cli
+) -> None:
     populate(settings)
     out = cli("send", str(release), "--list", "press", expect=1).output
     assert "--yes" in out
@@ -493,8 +533,9 @@ def test_decline_stores_nothing(settings: Settings, tmp_path: Path, release: Pat
 
 
 @pytest.mark.parametrize("problem", ["missing-file", "unknown-list"])
-def test_bad_input_is_a_clear_error(settings: Settings, tmp_path: Path, release: Path,
-                                    cli: Cli, problem: str) -> None:
+def test_bad_input_is_a_clear_error(
+    settings: Settings, tmp_path: Path, release: Path, cli: Cli, problem: str
+) -> None:
     populate(settings)
     if problem == "missing-file":
         out = cli("send", str(tmp_path / "nope.md"), "--list", "press", "--yes", expect=1).output
@@ -504,8 +545,9 @@ def test_bad_input_is_a_clear_error(settings: Settings, tmp_path: Path, release:
     assert out.startswith("Error:") and "Traceback" not in out
 
 
-def test_smtputf8_address_excluded_when_server_lacks_it(settings: Settings, tmp_path: Path,
-                                                        release: Path, cli: Cli) -> None:
+def test_smtputf8_address_excluded_when_server_lacks_it(
+    settings: Settings, tmp_path: Path, release: Path, cli: Cli
+) -> None:
     server = SmtpServer(smtputf8=False).start()
     try:
         settings = use_smtp(settings, tmp_path, server)
@@ -519,9 +561,9 @@ def test_smtputf8_address_excluded_when_server_lacks_it(settings: Settings, tmp_
         server.stop()
 
 
-def test_smtputf8_address_sent_when_server_offers_it(settings: Settings, tmp_path: Path,
-                                                     smtp: SmtpServer, release: Path,
-                                                     cli: Cli) -> None:
+def test_smtputf8_address_sent_when_server_offers_it(
+    settings: Settings, tmp_path: Path, smtp: SmtpServer, release: Path, cli: Cli
+) -> None:
     settings = use_smtp(settings, tmp_path, smtp)
     populate(settings, [("김기자@example.com", "김기자", "ko")])
     cli("send", str(release), "--list", "press", "--yes")
@@ -530,8 +572,9 @@ def test_smtputf8_address_sent_when_server_offers_it(settings: Settings, tmp_pat
     assert ledger(settings)["김기자@example.com"].status.value == "sent"
 
 
-def test_campaigns_show_json_and_report(settings: Settings, tmp_path: Path, smtp: SmtpServer,
-                                        release: Path, cli: Cli) -> None:
+def test_campaigns_show_json_and_report(
+    settings: Settings, tmp_path: Path, smtp: SmtpServer, release: Path, cli: Cli
+) -> None:
     settings = use_smtp(settings, tmp_path, smtp)
     populate(settings)
     smtp.sink.plan("park@example.org", "550 5.1.1 User unknown")
@@ -548,8 +591,7 @@ def test_campaigns_show_json_and_report(settings: Settings, tmp_path: Path, smtp
     lines = report.read_text(encoding="utf-8-sig").splitlines()
     assert lines[0].startswith("email,language,list,status")
     assert len(lines) == 7
-    assert any("park@example.org" in line and "failed" in line and "550" in line
-               for line in lines)
+    assert any("park@example.org" in line and "failed" in line and "550" in line for line in lines)
 
 
 def test_sqlite_refuses_a_second_sender(settings: Settings, session: Session) -> None:
@@ -564,9 +606,9 @@ def test_sqlite_refuses_a_second_sender(settings: Settings, session: Session) ->
         acquire_sender_lock(session, "thishost:2")
 
 
-def test_release_with_check_errors_is_not_sent(settings: Settings, tmp_path: Path,
-                                               smtp: SmtpServer, release: Path,
-                                               cli: Cli) -> None:
+def test_release_with_check_errors_is_not_sent(
+    settings: Settings, tmp_path: Path, smtp: SmtpServer, release: Path, cli: Cli
+) -> None:
     settings = use_smtp(settings, tmp_path, smtp, postal_address="")
     populate(settings)
     out = cli("send", str(release), "--list", "press", "--yes", expect=1).output
@@ -576,9 +618,9 @@ def test_release_with_check_errors_is_not_sent(settings: Settings, tmp_path: Pat
         assert s.scalars(select(Campaign)).all() == []
 
 
-def test_second_sender_on_sqlite_is_refused_by_the_cli(settings: Settings, tmp_path: Path,
-                                                       smtp: SmtpServer, release: Path,
-                                                       cli: Cli) -> None:
+def test_second_sender_on_sqlite_is_refused_by_the_cli(
+    settings: Settings, tmp_path: Path, smtp: SmtpServer, release: Path, cli: Cli
+) -> None:
     from mailer.store.models import Lock
 
     if settings.database_url.startswith("postgresql"):
@@ -586,8 +628,13 @@ def test_second_sender_on_sqlite_is_refused_by_the_cli(settings: Settings, tmp_p
     settings = use_smtp(settings, tmp_path, smtp)
     populate(settings)
     with session_scope(settings) as s:
-        s.add(Lock(name="sender", holder="press-laptop:4242",
-                   expires_at=clock.now() + timedelta(seconds=60)))
+        s.add(
+            Lock(
+                name="sender",
+                holder="press-laptop:4242",
+                expires_at=clock.now() + timedelta(seconds=60),
+            )
+        )
     out = cli("send", str(release), "--list", "press", "--yes", expect=1).output
     assert "another sender is running (press-laptop:4242)" in out
     assert smtp.sink.received == []
@@ -595,9 +642,14 @@ def test_second_sender_on_sqlite_is_refused_by_the_cli(settings: Settings, tmp_p
         assert {d.status.value for d in s.scalars(select(Delivery))} == {"pending"}
 
 
-def test_send_inlines_each_language_it_sends_once(settings: Settings, tmp_path: Path,
-                                                  smtp: SmtpServer, release: Path, cli: Cli,
-                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_send_inlines_each_language_it_sends_once(
+    settings: Settings,
+    tmp_path: Path,
+    smtp: SmtpServer,
+    release: Path,
+    cli: Cli,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """The release check of `mailer send` renders the variants the audience receives, with the
     campaign's footer, and the send uses them: premailer runs once per language sent."""
     import premailer

@@ -20,37 +20,66 @@ from tests.support.cli import Cli
 from tests.support.sending import populate, use_smtp
 from tests.support.smtp import SmtpServer
 
-RECIPIENTS = [(f"reader{i:02d}@example.org", f"Reader {i}", "ko" if i % 3 else "en")
-              for i in range(24)]
+RECIPIENTS = [
+    (f"reader{i:02d}@example.org", f"Reader {i}", "ko" if i % 3 else "en") for i in range(24)
+]
 ROOT = Path(__file__).parents[1]
 
 
 def run_killed(config: Path, release_path: Path, failpoint: str) -> int:
-    env = {**os.environ, "MAILER_FAILPOINTS": failpoint,
-           "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    env = {
+        **os.environ,
+        "MAILER_FAILPOINTS": failpoint,
+        "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+    }
     proc = subprocess.run(
-        [sys.executable, "-m", "mailer", "--config", str(config), "send", str(release_path),
-         "--list", "press", "--yes"], env=env, capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "mailer",
+            "--config",
+            str(config),
+            "send",
+            str(release_path),
+            "--list",
+            "press",
+            "--yes",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     return proc.returncode
 
 
-@pytest.mark.parametrize("failpoint, batch, group", [
-    ("after_claim:2", 3, 1),
-    ("after_reply:5", 3, 1),
-    ("after_commit:7", 3, 1),
-    ("after_reply:9", 12, 1),
-    ("after_commit:3", 12, 1),
-    # ledger_group_size 5: a connection proves five rows in one commit, then sends them.
-    ("after_commit:1", 12, 5),
-    ("after_reply:4", 12, 5),
-    ("after_reply:9", 12, 5),
-])
-def test_killed_then_resumed(settings: Settings, tmp_path: Path, smtp: SmtpServer,
-                             release: Path, cli: Cli, failpoint: str, batch: int,
-                             group: int) -> None:
-    settings = use_smtp(settings, tmp_path, smtp, concurrency=2, batch_size=batch,
-                        ledger_group_size=group)
+@pytest.mark.parametrize(
+    "failpoint, batch, group",
+    [
+        ("after_claim:2", 3, 1),
+        ("after_reply:5", 3, 1),
+        ("after_commit:7", 3, 1),
+        ("after_reply:9", 12, 1),
+        ("after_commit:3", 12, 1),
+        # ledger_group_size 5: a connection proves five rows in one commit, then sends them.
+        ("after_commit:1", 12, 5),
+        ("after_reply:4", 12, 5),
+        ("after_reply:9", 12, 5),
+    ],
+)
+def test_killed_then_resumed(
+    settings: Settings,
+    tmp_path: Path,
+    smtp: SmtpServer,
+    release: Path,
+    cli: Cli,
+    failpoint: str,
+    batch: int,
+    group: int,
+) -> None:
+    settings = use_smtp(
+        settings, tmp_path, smtp, concurrency=2, batch_size=batch, ledger_group_size=group
+    )
     populate(settings, RECIPIENTS)
     rc = run_killed(tmp_path / "mailer.toml", release, failpoint)
     assert rc == -signal.SIGKILL, "the failpoint did not fire"

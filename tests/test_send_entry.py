@@ -61,12 +61,17 @@ class Recorder:
         return seen
 
 
-def test_declined_confirmation_stores_and_sends_nothing(settings: Settings,
-                                                         release: Path) -> None:
+def test_declined_confirmation_stores_and_sends_nothing(settings: Settings, release: Path) -> None:
     populate(settings)
     rec = Recorder(answer=False)
-    outcome = send_release(settings, release, ["press"],
-                           confirm=rec.confirm, on_plan=rec.on_plan, on_progress=rec.on_progress)
+    outcome = send_release(
+        settings,
+        release,
+        ["press"],
+        confirm=rec.confirm,
+        on_plan=rec.on_plan,
+        on_progress=rec.on_progress,
+    )
     assert outcome.status == "declined"
     assert [p.due for p in rec.asked] == [6] and rec.asked[0].created
     assert len(rec.shown) == 1 and rec.shown[0][1].startswith("outbox")
@@ -74,8 +79,7 @@ def test_declined_confirmation_stores_and_sends_nothing(settings: Settings,
     assert campaigns(settings) == [] and outbox_count(settings) == 0
 
 
-def test_a_failing_confirmation_forgets_the_draft(settings: Settings,
-                                                   release: Path) -> None:
+def test_a_failing_confirmation_forgets_the_draft(settings: Settings, release: Path) -> None:
     populate(settings)
 
     def no_terminal(plan: Plan) -> bool:
@@ -86,29 +90,42 @@ def test_a_failing_confirmation_forgets_the_draft(settings: Settings,
     assert campaigns(settings) == []
 
 
-def test_send_reports_progress_then_finds_nothing_left(settings: Settings,
-                                                        release: Path) -> None:
+def test_send_reports_progress_then_finds_nothing_left(settings: Settings, release: Path) -> None:
     populate(settings)
     rec = Recorder()
-    outcome = send_release(settings, release, ["press"], created_by="web",
-                           confirm=rec.confirm, on_plan=rec.on_plan, on_progress=rec.on_progress)
+    outcome = send_release(
+        settings,
+        release,
+        ["press"],
+        created_by="web",
+        confirm=rec.confirm,
+        on_plan=rec.on_plan,
+        on_progress=rec.on_progress,
+    )
     assert outcome.status == "sent" and outcome.result is not None and outcome.result.complete
     assert rec.due == [6] and rec.done == 6 and outbox_count(settings) == 6
     [campaign] = campaigns(settings)
     assert campaign.created_by == "web" and campaign.status == CampaignStatus.DONE
     again = Recorder()
-    outcome = send_release(settings, release, ["press"], confirm=again.confirm,
-                           on_plan=again.on_plan)
+    outcome = send_release(
+        settings, release, ["press"], confirm=again.confirm, on_plan=again.on_plan
+    )
     assert outcome.status == "nothing-left" and again.asked == [] and len(again.shown) == 1
     assert outbox_count(settings) == 6
 
 
-def test_dry_run_asks_nothing_and_stores_nothing(settings: Settings,
-                                                  release: Path) -> None:
+def test_dry_run_asks_nothing_and_stores_nothing(settings: Settings, release: Path) -> None:
     populate(settings)
     rec = Recorder()
-    outcome = send_release(settings, release, ["press"], dry_run=True,
-                           confirm=rec.confirm, on_plan=rec.on_plan, on_progress=rec.on_progress)
+    outcome = send_release(
+        settings,
+        release,
+        ["press"],
+        dry_run=True,
+        confirm=rec.confirm,
+        on_plan=rec.on_plan,
+        on_progress=rec.on_progress,
+    )
     assert outcome.status == "dry-run" and rec.asked == [] and len(rec.shown) == 1
     assert outcome.built is not None and outcome.built.messages == 6
     assert outcome.built.by_language == {"en": 3, "ko": 3}
@@ -120,8 +137,15 @@ def test_scheduled_send_asks_nothing(settings: Settings, release: Path) -> None:
     populate(settings)
     rec = Recorder()
     when = datetime.now(UTC) + timedelta(days=1)
-    outcome = send_release(settings, release, ["press"], at=when,
-                           confirm=rec.confirm, on_plan=rec.on_plan, on_progress=rec.on_progress)
+    outcome = send_release(
+        settings,
+        release,
+        ["press"],
+        at=when,
+        confirm=rec.confirm,
+        on_plan=rec.on_plan,
+        on_progress=rec.on_progress,
+    )
     assert outcome.status == "scheduled" and rec.asked == []
     [campaign] = campaigns(settings)
     assert campaign.status == CampaignStatus.SCHEDULED and outbox_count(settings) == 0
@@ -140,16 +164,26 @@ def test_limit_then_resume_campaign(settings: Settings, release: Path) -> None:
 def test_test_send_touches_no_campaign(settings: Settings, release: Path) -> None:
     populate(settings)
     rec = Recorder()
-    outcome = send_release(settings, release, ["press"], tests=["Me@Hanul.example.org"],
-                           confirm=rec.confirm, on_plan=rec.on_plan, on_progress=rec.on_progress)
+    outcome = send_release(
+        settings,
+        release,
+        ["press"],
+        tests=["Me@Hanul.example.org"],
+        confirm=rec.confirm,
+        on_plan=rec.on_plan,
+        on_progress=rec.on_progress,
+    )
     assert outcome.status == "tested" and rec.asked == [] and rec.shown == []
     assert sorted((r.address, r.language) for r in outcome.tests) == [
-        ("me@hanul.example.org", "en"), ("me@hanul.example.org", "ko")]
+        ("me@hanul.example.org", "en"),
+        ("me@hanul.example.org", "ko"),
+    ]
     assert campaigns(settings) == [] and outbox_count(settings) == 2
 
 
 def test_unknown_list_is_a_check_error_but_left_to_the_plan_when_sending(
-        settings: Settings, release: Path) -> None:
+    settings: Settings, release: Path
+) -> None:
     populate(settings)
     loaded = load_release(release)
     checked = check_for_lists(settings, loaded, ["press", "nosuch"])
@@ -165,8 +199,9 @@ def test_unknown_list_is_a_check_error_but_left_to_the_plan_when_sending(
     assert sorted(english.rendered) == ["en"]
 
 
-def test_dry_run_after_a_finished_campaign_shows_its_plan(settings: Settings, release: Path,
-                                                           cli: Cli) -> None:
+def test_dry_run_after_a_finished_campaign_shows_its_plan(
+    settings: Settings, release: Path, cli: Cli
+) -> None:
     """A dry run of an audience already sent to resumes the stored campaign (nothing due): the
     plan it prints reads the campaign after the dry run's rollback (was DetachedInstanceError)."""
     populate(settings)

@@ -152,8 +152,11 @@ def test_serial_runs_alone_and_skips_are_grouped(tmp_path: Path) -> None:
 
 
 # `from tests.test_x import ...`, `import tests.test_x`, `from tests import test_x`.
-TEST_MODULE_IMPORT = re.compile(r"^\s*(from\s+tests\.test_\w*\s+import|import\s+tests\.test_|"
-                                r"from\s+tests\s+import\s+(\([^)]*)?\btest_)", re.MULTILINE)
+TEST_MODULE_IMPORT = re.compile(
+    r"^\s*(from\s+tests\.test_\w*\s+import|import\s+tests\.test_|"
+    r"from\s+tests\s+import\s+(\([^)]*)?\btest_)",
+    re.MULTILINE,
+)
 
 
 def test_no_module_imports_a_test_module() -> None:
@@ -171,7 +174,11 @@ def test_no_module_imports_a_test_module() -> None:
 
 def test_the_check_for_test_module_imports_finds_one() -> None:
     """The pattern of the test above matches each form of import it must refuse."""
-    for line in ("from tests.test_send import populate", "import tests.test_send",
-                 "    from tests.test_web import Web", "from tests import test_bounce_forgery"):
+    for line in (
+        "from tests.test_send import populate",
+        "import tests.test_send",
+        "    from tests.test_web import Web",
+        "from tests import test_bounce_forgery",
+    ):
         assert TEST_MODULE_IMPORT.search(line), line
     assert not TEST_MODULE_IMPORT.search("from tests.support.sending import populate")

@@ -37,8 +37,10 @@ def test_add_ls_rm_through_the_cli(cli: Cli, session: Session) -> None:
     cli("suppressions", "add", "stranger@example.org")
     rows = json.loads(cli("suppressions", "ls", "--json").output)
     assert sorted(r["email"] for r in rows) == ["kim@example.com", "stranger@example.org"]
-    assert {r["email"]: r["reason"] for r in rows} == {"kim@example.com": "complaint",
-                                                       "stranger@example.org": "manual"}
+    assert {r["email"]: r["reason"] for r in rows} == {
+        "kim@example.com": "complaint",
+        "stranger@example.org": "manual",
+    }
     assert list(rows[0]) == ["email", "reason", "source", "created_at"]
     only = json.loads(cli("suppressions", "ls", "--reason", "complaint", "--json").output)
     assert [r["email"] for r in only] == ["kim@example.com"]
@@ -75,39 +77,60 @@ def test_import_another_tools_unsubscribes(cli: Cli, session: Session, tmp_path:
     suppress(session, "old@example.com", SuppressionReason.MANUAL, "earlier")
     suppress(session, "erased@example.com", SuppressionReason.ERASED, "erase")
     session.commit()
-    path = write_csv(tmp_path / "mailchimp-unsubscribed.csv", [
-        ["Email Address", "First Name", "UNSUB_TIME"],
-        ["KIM@example.com", "Kim", "2024-01-02"],
-        ["old@example.com", "", ""],
-        ["erased@example.com", "", ""],
-        ["new@example.org", "", ""],
-        ["kim@EXAMPLE.com", "", ""],
-        ["broken", "", ""],
-    ], encoding="utf-8-sig")
+    path = write_csv(
+        tmp_path / "mailchimp-unsubscribed.csv",
+        [
+            ["Email Address", "First Name", "UNSUB_TIME"],
+            ["KIM@example.com", "Kim", "2024-01-02"],
+            ["old@example.com", "", ""],
+            ["erased@example.com", "", ""],
+            ["new@example.org", "", ""],
+            ["kim@EXAMPLE.com", "", ""],
+            ["broken", "", ""],
+        ],
+        encoding="utf-8-sig",
+    )
     before = tables(session)
-    dry = json.loads(cli("suppressions", "import", str(path), "--dry-run", "--reason",
-                         "complaint", "--json").output)
+    dry = json.loads(
+        cli(
+            "suppressions", "import", str(path), "--dry-run", "--reason", "complaint", "--json"
+        ).output
+    )
     assert dry["dry_run"] is True
     assert tables(session) == before
-    report = json.loads(cli("suppressions", "import", str(path), "--reason", "complaint",
-                            "--json").output)
+    report = json.loads(
+        cli("suppressions", "import", str(path), "--reason", "complaint", "--json").output
+    )
     assert report["counts"] == dry["counts"]
-    assert report["counts"] == {"rows": 6, "added": 2, "already_suppressed": 2,
-                                "reason_upgraded": 1, "subscriptions_ended": 1,
-                                "invalid": 1, "duplicates": 1}
+    assert report["counts"] == {
+        "rows": 6,
+        "added": 2,
+        "already_suppressed": 2,
+        "reason_upgraded": 1,
+        "subscriptions_ended": 1,
+        "invalid": 1,
+        "duplicates": 1,
+    }
     assert report["errors"][0]["line"] == 7
-    reasons = {s.email: SuppressionReason(s.reason).value
-               for s in session.scalars(select(Suppression))}
-    assert reasons == {"kim@example.com": "complaint", "new@example.org": "complaint",
-                       "old@example.com": "complaint", "erased@example.com": "erased"}
+    reasons = {
+        s.email: SuppressionReason(s.reason).value for s in session.scalars(select(Suppression))
+    }
+    assert reasons == {
+        "kim@example.com": "complaint",
+        "new@example.org": "complaint",
+        "old@example.com": "complaint",
+        "erased@example.com": "erased",
+    }
     assert status_on(session, "kim@example.com", "press") == "unsubscribed"
     assert status_on(session, "lee@example.com", "press") == "subscribed"
     session.rollback()
     # An import cannot bring them back.
-    contacts = write_csv(tmp_path / "contacts.csv", [["email"], ["kim@example.com"],
-                                                     ["new@example.org"]])
-    result = json.loads(cli("contacts", "import", str(contacts), "--list", "press",
-                            "--json").stdout)
+    contacts = write_csv(
+        tmp_path / "contacts.csv", [["email"], ["kim@example.com"], ["new@example.org"]]
+    )
+    result = json.loads(
+        cli("contacts", "import", str(contacts), "--list", "press", "--json").stdout
+    )
     assert result["counts"]["kept_unsubscribed"] == 2
 
 
@@ -121,11 +144,15 @@ def test_import_a_bare_list_and_xlsx(cli: Cli, session: Session, tmp_path: Path)
     wb.active.append(["c@example.com", "수신거부"])
     wb.save(tmp_path / "수신거부.xlsx")
     cli("suppressions", "import", str(tmp_path / "수신거부.xlsx"))
-    rows = {s.email: (SuppressionReason(s.reason).value, s.source)
-            for s in session.scalars(select(Suppression))}
-    assert rows == {"a@example.com": ("hard-bounce", "import bounces.txt"),
-                    "b@example.com": ("hard-bounce", "import bounces.txt"),
-                    "c@example.com": ("unsubscribe-all", "import 수신거부.xlsx")}
+    rows = {
+        s.email: (SuppressionReason(s.reason).value, s.source)
+        for s in session.scalars(select(Suppression))
+    }
+    assert rows == {
+        "a@example.com": ("hard-bounce", "import bounces.txt"),
+        "b@example.com": ("hard-bounce", "import bounces.txt"),
+        "c@example.com": ("unsubscribe-all", "import 수신거부.xlsx"),
+    }
 
 
 def test_bad_suppression_files(cli: Cli, session: Session, tmp_path: Path) -> None:
@@ -172,8 +199,9 @@ def test_every_check_matches_the_mailbox_in_one_query(session: Session) -> None:
     assert not is_suppressed(session, "kim.lee@gmail.com")
 
 
-def test_imported_suppressions_get_their_mailbox(cli: Cli, session: Session,
-                                                 tmp_path: Path) -> None:
+def test_imported_suppressions_get_their_mailbox(
+    cli: Cli, session: Session, tmp_path: Path
+) -> None:
     path = tmp_path / "unsubs.csv"
     path.write_text("email\nAnn.Lee+promo@Gmail.com\n", encoding="utf-8")
     cli("suppressions", "import", str(path))

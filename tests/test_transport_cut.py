@@ -54,8 +54,9 @@ class CuttingServer:
                     if self.cut == "body":
                         reader.read1(1024)
                         # Reset rather than close: the sender's pending writes then fail.
-                        conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
-                                        struct.pack("ii", 1, 0))
+                        conn.setsockopt(
+                            socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
+                        )
                         return
                     while reader.readline() not in (b".\r\n", b""):
                         pass

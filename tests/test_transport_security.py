@@ -29,19 +29,30 @@ def self_signed(folder: Path) -> tuple[Path, Path]:
     now = dt.datetime.now(dt.UTC)
     import ipaddress
 
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(days=1))
-            .not_valid_after(now + dt.timedelta(days=30))
-            .add_extension(x509.SubjectAlternativeName(
-                [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .sign(key, hashes.SHA256()))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(days=1))
+        .not_valid_after(now + dt.timedelta(days=30))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
     cert_path, key_path = folder / "cert.pem", folder / "key.pem"
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                           serialization.PrivateFormat.TraditionalOpenSSL,
-                                           serialization.NoEncryption()))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.TraditionalOpenSSL,
+            serialization.NoEncryption(),
+        )
+    )
     return cert_path, key_path
 
 
@@ -53,13 +64,19 @@ def tls_server(tmp_path: Path) -> Iterator[tuple[SmtpServer, Path]]:
     server.stop()
 
 
-def test_starttls_with_private_ca_and_auth(settings: Settings, tmp_path: Path,
-                                           tls_server: tuple[SmtpServer, Path],
-                                           release: Path, cli: Cli) -> None:
+def test_starttls_with_private_ca_and_auth(
+    settings: Settings, tmp_path: Path, tls_server: tuple[SmtpServer, Path], release: Path, cli: Cli
+) -> None:
     server, cert = tls_server
-    write_config(tmp_path, {"database_url": settings.database_url, "transport": "smtp",
-                            "smtp_url": server.url("sender", "s3cret-pass"),
-                            "smtp_ca_file": str(cert)})
+    write_config(
+        tmp_path,
+        {
+            "database_url": settings.database_url,
+            "transport": "smtp",
+            "smtp_url": server.url("sender", "s3cret-pass"),
+            "smtp_ca_file": str(cert),
+        },
+    )
     populate(settings)
     out = cli("send", str(release), "--list", "press", "--yes").output
     assert "s3cret-pass" not in out
@@ -67,12 +84,21 @@ def test_starttls_with_private_ca_and_auth(settings: Settings, tmp_path: Path,
 
 
 def test_untrusted_certificate_is_a_clear_error_before_any_claim(
-    settings: Settings, tmp_path: Path, tls_server: tuple[SmtpServer, Path],
-    release: Path, cli: Cli,
+    settings: Settings,
+    tmp_path: Path,
+    tls_server: tuple[SmtpServer, Path],
+    release: Path,
+    cli: Cli,
 ) -> None:
     server, _ = tls_server
-    write_config(tmp_path, {"database_url": settings.database_url, "transport": "smtp",
-                            "smtp_url": server.url("sender", "s3cret-pass")})
+    write_config(
+        tmp_path,
+        {
+            "database_url": settings.database_url,
+            "transport": "smtp",
+            "smtp_url": server.url("sender", "s3cret-pass"),
+        },
+    )
     populate(settings)
     out = cli("send", str(release), "--list", "press", "--yes", expect=1).output
     assert out.startswith("Error:") and "TLS handshake failed" in out
@@ -83,13 +109,22 @@ def test_untrusted_certificate_is_a_clear_error_before_any_claim(
 
 
 def test_refused_login_is_a_clear_error_before_any_claim(
-    settings: Settings, tmp_path: Path, tls_server: tuple[SmtpServer, Path],
-    release: Path, cli: Cli,
+    settings: Settings,
+    tmp_path: Path,
+    tls_server: tuple[SmtpServer, Path],
+    release: Path,
+    cli: Cli,
 ) -> None:
     server, cert = tls_server
-    write_config(tmp_path, {"database_url": settings.database_url, "transport": "smtp",
-                            "smtp_url": server.url("sender", "wrong-password"),
-                            "smtp_ca_file": str(cert)})
+    write_config(
+        tmp_path,
+        {
+            "database_url": settings.database_url,
+            "transport": "smtp",
+            "smtp_url": server.url("sender", "wrong-password"),
+            "smtp_ca_file": str(cert),
+        },
+    )
     populate(settings)
     out = cli("send", str(release), "--list", "press", "--yes", expect=1).output
     assert "refused the login for 'sender'" in out
@@ -98,29 +133,42 @@ def test_refused_login_is_a_clear_error_before_any_claim(
         assert s.scalars(select(Delivery)).all() == []
 
 
-def test_unreachable_server_is_a_clear_error(settings: Settings, tmp_path: Path,
-                                             release: Path, cli: Cli) -> None:
+def test_unreachable_server_is_a_clear_error(
+    settings: Settings, tmp_path: Path, release: Path, cli: Cli
+) -> None:
     from tests.support.smtp import free_port
 
-    write_config(tmp_path, {"database_url": settings.database_url, "transport": "smtp",
-                            "smtp_url": f"smtp://127.0.0.1:{free_port()}?tls=none"})
+    write_config(
+        tmp_path,
+        {
+            "database_url": settings.database_url,
+            "transport": "smtp",
+            "smtp_url": f"smtp://127.0.0.1:{free_port()}?tls=none",
+        },
+    )
     populate(settings)
     out = cli("send", str(release), "--list", "press", "--yes", expect=1).output
     assert "cannot reach the SMTP server" in out
 
 
-def test_dkim_signatures_verify(settings: Settings, tmp_path: Path, release: Path,
-                                cli: Cli) -> None:
+def test_dkim_signatures_verify(
+    settings: Settings, tmp_path: Path, release: Path, cli: Cli
+) -> None:
     server = SmtpServer().start()
     try:
         settings = use_smtp(settings, tmp_path, server)
-        out = cli("dkim", "keygen", "--selector", "s2026", "--domain",
-                  "hanul.example.org").output
+        out = cli("dkim", "keygen", "--selector", "s2026", "--domain", "hanul.example.org").output
         record = out.splitlines()[1]
         txt = record.split('"', 1)[1].rsplit('"', 1)[0].encode()
         assert record.startswith("s2026._domainkey.hanul.example.org. IN TXT")
-        settings = use_smtp(settings, tmp_path, server, dkim_key_file="dkim.key",
-                            dkim_selector="s2026", dkim_domain="hanul.example.org")
+        settings = use_smtp(
+            settings,
+            tmp_path,
+            server,
+            dkim_key_file="dkim.key",
+            dkim_selector="s2026",
+            dkim_domain="hanul.example.org",
+        )
         populate(settings)
         cli("send", str(release), "--list", "press", "--yes")
         assert len(server.sink.received) == 6
@@ -136,8 +184,16 @@ def test_dkim_signatures_verify(settings: Settings, tmp_path: Path, release: Pat
             sig = data.split(b"\r\n\r\n")[0].decode()
             h = sig.split(" h=")[1].split(";")[0].replace("\r\n", "").replace(" ", "")
             signed = h.lower().split(":")
-            for name in ("from", "subject", "date", "message-id", "to", "list-id",
-                         "list-unsubscribe", "list-unsubscribe-post"):
+            for name in (
+                "from",
+                "subject",
+                "date",
+                "message-id",
+                "to",
+                "list-id",
+                "list-unsubscribe",
+                "list-unsubscribe-post",
+            ):
                 assert signed.count(name) >= 2, name  # over-signed
             assert "a=rsa-sha256" in sig.replace(" ", "") and "c=relaxed/relaxed" in sig
             # Tampering breaks it.
@@ -146,11 +202,18 @@ def test_dkim_signatures_verify(settings: Settings, tmp_path: Path, release: Pat
         server.stop()
 
 
-def test_from_outside_the_dkim_domain_is_refused(settings: Settings, tmp_path: Path,
-                                                 release: Path, cli: Cli) -> None:
+def test_from_outside_the_dkim_domain_is_refused(
+    settings: Settings, tmp_path: Path, release: Path, cli: Cli
+) -> None:
     cli("dkim", "keygen", "--domain", "other.example.com")
-    write_config(tmp_path, {"database_url": settings.database_url, "dkim_key_file": "dkim.key",
-                            "dkim_domain": "other.example.com"})
+    write_config(
+        tmp_path,
+        {
+            "database_url": settings.database_url,
+            "dkim_key_file": "dkim.key",
+            "dkim_domain": "other.example.com",
+        },
+    )
     populate(settings)
     out = cli("send", str(release), "--list", "press", "--yes", expect=1).output
     assert "outside the DKIM domain" in out

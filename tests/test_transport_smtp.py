@@ -37,23 +37,31 @@ def send(conn: SmtpConnection, to: str) -> tuple[int, str, Outcome]:
     return reply.code, reply.text, reply.outcome
 
 
-def test_the_server_offers_what_the_fixture_says(server: SmtpServer,
-                                                 conn: SmtpConnection) -> None:
+def test_the_server_offers_what_the_fixture_says(server: SmtpServer, conn: SmtpConnection) -> None:
     assert send(conn, "ok@example.org")[2] == Outcome.SENT
     assert conn.smtp is not None
     assert conn.smtp.has_extn("pipelining") == server.sink.pipelining
 
 
 def test_every_reply_ends_in_its_outcome_and_the_connection_goes_on(
-        server: SmtpServer, conn: SmtpConnection) -> None:
+    server: SmtpServer, conn: SmtpConnection
+) -> None:
     sink = server.sink
     sink.plan("later@example.org", "450 4.2.0 Mailbox busy")
     sink.plan("gone@example.org", "550 5.1.1 No such user")
     sink.plan("policy@example.org", "550 5.7.1 Policy")
     sink.plan("spam@example.org", "data:554 5.7.1 Looks like spam")
-    outcomes = {to: send(conn, to) for to in ("first@example.org", "later@example.org",
-                                              "gone@example.org", "policy@example.org",
-                                              "spam@example.org", "last@example.org")}
+    outcomes = {
+        to: send(conn, to)
+        for to in (
+            "first@example.org",
+            "later@example.org",
+            "gone@example.org",
+            "policy@example.org",
+            "spam@example.org",
+            "last@example.org",
+        )
+    }
     assert outcomes["first@example.org"][2] == Outcome.SENT
     assert outcomes["later@example.org"][:2] == (450, "4.2.0 Mailbox busy")
     assert outcomes["later@example.org"][2] == Outcome.DEFERRED
@@ -76,8 +84,7 @@ def test_a_refused_sender_stops_the_run(server: SmtpServer, conn: SmtpConnection
     assert send(conn, "someone@example.org")[2] == Outcome.SENT
 
 
-def test_a_deferred_sender_defers_the_message(server: SmtpServer,
-                                              conn: SmtpConnection) -> None:
+def test_a_deferred_sender_defers_the_message(server: SmtpServer, conn: SmtpConnection) -> None:
     server.sink.refuse_sender = "451 4.3.0 Try later"
     assert send(conn, "someone@example.org") == (451, "4.3.0 Try later", Outcome.DEFERRED)
     server.sink.refuse_sender = None
@@ -85,8 +92,9 @@ def test_a_deferred_sender_defers_the_message(server: SmtpServer,
     assert len(server.sink.received) == 1
 
 
-def test_connection_dropped_after_the_data_is_in_doubt(server: SmtpServer,
-                                                       conn: SmtpConnection) -> None:
+def test_connection_dropped_after_the_data_is_in_doubt(
+    server: SmtpServer, conn: SmtpConnection
+) -> None:
     server.sink.plan("dropped@example.org", "drop-after-data")
     _code, text, outcome = send(conn, "dropped@example.org")
     assert outcome == Outcome.IN_DOUBT and "after the message was sent" in text
@@ -94,16 +102,18 @@ def test_connection_dropped_after_the_data_is_in_doubt(server: SmtpServer,
     assert send(conn, "next@example.org")[2] == Outcome.SENT
 
 
-def test_closing_service_421_closes_and_reconnects(server: SmtpServer,
-                                                   conn: SmtpConnection) -> None:
+def test_closing_service_421_closes_and_reconnects(
+    server: SmtpServer, conn: SmtpConnection
+) -> None:
     server.sink.plan("busy@example.org", "421 4.3.2 Shutting down")
     assert send(conn, "busy@example.org")[:2] == (421, "4.3.2 Shutting down")
     assert conn.smtp is None
     assert send(conn, "next@example.org")[2] == Outcome.SENT
 
 
-def test_an_address_with_a_line_break_never_reaches_the_server(server: SmtpServer,
-                                                               conn: SmtpConnection) -> None:
+def test_an_address_with_a_line_break_never_reaches_the_server(
+    server: SmtpServer, conn: SmtpConnection
+) -> None:
     smuggled = "victim@example.org>\r\nRCPT TO:<other@example.org"
     code, text, outcome = send(conn, smuggled)
     assert (code, outcome) == (0, Outcome.FAILED) and "cannot be written" in text

@@ -28,8 +28,9 @@ from mailer.web import create_app
 from tests.support.web import Web, confirm_url, page_text, snapshot, subscription
 
 
-def _contact(web: Web, address: str = "kim@example.org", slug: str = "news",
-             language: str | None = "en") -> int:
+def _contact(
+    web: Web, address: str = "kim@example.org", slug: str = "news", language: str | None = "en"
+) -> int:
     with web.db() as s:
         contact, _ = add_contact(s, address, slug, name="Kim", language=language)
         return contact.id
@@ -38,7 +39,10 @@ def _contact(web: Web, address: str = "kim@example.org", slug: str = "news",
 def _pages(web: Web, contact_id: int, list_id: int) -> list[str]:
     s = web.settings
     return [
-        "/subscribe", "/subscribe/news", "/embed", "/embed/news",
+        "/subscribe",
+        "/subscribe/news",
+        "/embed",
+        "/embed/news",
         f"/u/{tokens.make_unsubscribe(s, contact_id, list_id)}",
         f"/u/{tokens.make_unsubscribe(s, contact_id, None)}",
         f"/preferences/{tokens.make_preferences(s, contact_id)}",
@@ -56,12 +60,12 @@ def test_healthz(web: Web) -> None:
 
 def test_healthz_reports_an_unreachable_database(web: Web) -> None:
     # A real database server that is not there: port 9 on this machine refuses connections.
-    dead = create_engine("postgresql+psycopg://nobody@127.0.0.1:9/none",
-                         connect_args={"connect_timeout": 2})
+    dead = create_engine(
+        "postgresql+psycopg://nobody@127.0.0.1:9/none", connect_args={"connect_timeout": 2}
+    )
     web.app.config["MAILER_SESSIONS"] = sessionmaker(dead)
     r = web.client().get("/healthz")
-    assert r.status_code == 503 and r.get_json() == {"status": "error",
-                                                     "database": "unreachable"}
+    assert r.status_code == 503 and r.get_json() == {"status": "error", "database": "unreachable"}
 
 
 def test_security_headers_and_no_inline_code(web: Web, lists: dict[str, int]) -> None:
@@ -96,12 +100,19 @@ def _forgeries(web: Web, contact_id: int, list_id: int) -> list[str]:
     s = web.settings
     good = tokens.make_unsubscribe(s, contact_id, list_id)
     payload, sig = good.split(".")
-    other_payload = base64.urlsafe_b64encode(
-        json.dumps([contact_id + 1, list_id, None]).encode()).decode().rstrip("=")
+    other_payload = (
+        base64.urlsafe_b64encode(json.dumps([contact_id + 1, list_id, None]).encode())
+        .decode()
+        .rstrip("=")
+    )
     foreign = replace(s, secret_key="another-organisation's-key")
     flipped = sig[:-1] + ("A" if sig[-1] != "A" else "B")
     return [
-        "x", "abc.def", good[:-3], payload + "." + flipped, other_payload + "." + sig,
+        "x",
+        "abc.def",
+        good[:-3],
+        payload + "." + flipped,
+        other_payload + "." + sig,
         tokens.make_unsubscribe(foreign, contact_id, list_id),
         tokens.make_preferences(s, contact_id),  # right key, wrong purpose
         tokens.make_confirm(s, contact_id, (list_id,)),
@@ -117,16 +128,24 @@ def test_every_bad_token_gets_the_same_404(web: Web, lists: dict[str, int]) -> N
     expected = page_text(reference)
     s = web.settings
     bad = _forgeries(web, contact_id, lists["news"])
-    bad_prefs = [t for t in bad if t != tokens.make_preferences(s, contact_id)] + \
-        [tokens.make_unsubscribe(s, contact_id, lists["news"])]
-    bad_confirm = [t for t in bad if t != tokens.make_confirm(s, contact_id, (lists["news"],))] \
-        + [tokens.make_preferences(s, contact_id)]
+    bad_prefs = [t for t in bad if t != tokens.make_preferences(s, contact_id)] + [
+        tokens.make_unsubscribe(s, contact_id, lists["news"])
+    ]
+    bad_confirm = [t for t in bad if t != tokens.make_confirm(s, contact_id, (lists["news"],))] + [
+        tokens.make_preferences(s, contact_id)
+    ]
     before = snapshot(web)
-    for prefix, candidates in (("/u/", bad), ("/preferences/", bad_prefs),
-                               ("/confirm/", bad_confirm)):
+    for prefix, candidates in (
+        ("/u/", bad),
+        ("/preferences/", bad_prefs),
+        ("/confirm/", bad_confirm),
+    ):
         for token in candidates:
-            for method, data in (("get", None), ("post", None),
-                                 ("post", {"List-Unsubscribe": "One-Click"})):
+            for method, data in (
+                ("get", None),
+                ("post", None),
+                ("post", {"List-Unsubscribe": "One-Click"}),
+            ):
                 r = getattr(web.client(), method)(prefix + token, data=data)
                 assert r.status_code == 404, (prefix, token, method)
                 assert page_text(r) == expected, (prefix, token)
@@ -142,10 +161,13 @@ def test_erased_contact_tokens(web: Web, lists: dict[str, int]) -> None:
     with web.db() as s:
         erase(s, "kim@example.org")
     st = web.settings
-    assert web.client().get(f"/preferences/{tokens.make_preferences(st, contact_id)}") \
-        .status_code == 404
-    assert web.client().get(f"/confirm/{tokens.make_confirm(st, contact_id, (1,))}") \
-        .status_code == 404
+    assert (
+        web.client().get(f"/preferences/{tokens.make_preferences(st, contact_id)}").status_code
+        == 404
+    )
+    assert (
+        web.client().get(f"/confirm/{tokens.make_confirm(st, contact_id, (1,))}").status_code == 404
+    )
     # An old message's unsubscribe link still answers kindly (and one-click gets its 200).
     u = f"/u/{tokens.make_unsubscribe(st, contact_id, lists['news'])}"
     assert "no longer on any of our lists" in page_text(web.client().get(u))
@@ -159,9 +181,11 @@ def test_language_choice(web: Web, lists: dict[str, int]) -> None:
     assert '<html lang="en">' in page_text(c.get("/subscribe"))
     assert '<html lang="ko">' in page_text(c.get("/subscribe?lang=ko"))
     assert '<html lang="ko">' in page_text(
-        c.get("/subscribe", headers={"Accept-Language": "ko-KR,ko;q=0.9,en;q=0.5"}))
+        c.get("/subscribe", headers={"Accept-Language": "ko-KR,ko;q=0.9,en;q=0.5"})
+    )
     assert '<html lang="en">' in page_text(
-        c.get("/subscribe", headers={"Accept-Language": "fr-CA, de;q=0.5"}))
+        c.get("/subscribe", headers={"Accept-Language": "fr-CA, de;q=0.5"})
+    )
     assert '<html lang="en">' in page_text(c.get("/subscribe?lang=xx"))
     # The contact's own language beats the browser's; ?lang= beats both.
     assert "구독 해지" in page_text(c.get(unsub, headers={"Accept-Language": "en"}))
@@ -179,13 +203,16 @@ def test_every_page_speaks_korean(web: Web, lists: dict[str, int]) -> None:
         assert len(hangul) > 10, (path, words)
 
 
-def test_templates_beside_the_config_override_the_shipped_ones(settings: Settings,
-                                                              lists: dict[str, int]) -> None:
+def test_templates_beside_the_config_override_the_shipped_ones(
+    settings: Settings, lists: dict[str, int]
+) -> None:
     folder = settings.templates_dir / "web"
     folder.mkdir(parents=True)
     (folder / "subscribe.html").write_text(
         '{% extends "base.html" %}{% block content %}<h1>Our own form</h1>'
-        '{% include "_subscribe_form.html" %}{% endblock %}', encoding="utf-8")
+        '{% include "_subscribe_form.html" %}{% endblock %}',
+        encoding="utf-8",
+    )
     (folder / "style.css").write_text("body { color: rebeccapurple; }", encoding="utf-8")
     app = create_app(settings)
     page = page_text(app.test_client().get("/subscribe"))
@@ -198,8 +225,12 @@ def test_templates_beside_the_config_override_the_shipped_ones(settings: Setting
 def test_no_open_redirect(web: Web, lists: dict[str, int]) -> None:
     r = web.client().get("/?next=https://evil.example/")
     assert r.status_code == 302 and r.headers["Location"] == "/subscribe"
-    for path in ("//evil.example/", "/subscribe?next=https://evil.example/",
-                 "/u/x?next=//evil.example", "/confirm/x?redirect=https://evil.example"):
+    for path in (
+        "//evil.example/",
+        "/subscribe?next=https://evil.example/",
+        "/u/x?next=//evil.example",
+        "/confirm/x?redirect=https://evil.example",
+    ):
         r = web.client().get(path)
         assert r.headers.get("Location", "/subscribe") == "/subscribe", path
         assert "evil.example" not in page_text(r), path
@@ -209,14 +240,16 @@ def test_no_open_redirect(web: Web, lists: dict[str, int]) -> None:
     assert r.status_code == 200 and "Location" not in r.headers
 
 
-def test_forwarded_headers_count_only_behind_a_trusted_proxy(web: Web,
-                                                             lists: dict[str, int]) -> None:
+def test_forwarded_headers_count_only_behind_a_trusted_proxy(
+    web: Web, lists: dict[str, int]
+) -> None:
     headers = {"X-Forwarded-For": "203.0.113.77", "X-Forwarded-Proto": "https"}
     c = web.client(REMOTE_ADDR="10.0.0.1")
     c.post("/subscribe", headers=headers, data={"email": "a@example.org", "list": "news"})
     trusted = Web(create_app(replace(web.settings, trust_proxy=True)), web.settings)
     trusted.client(REMOTE_ADDR="10.0.0.1").post(
-        "/subscribe", headers=headers, data={"email": "b@example.org", "list": "news"})
+        "/subscribe", headers=headers, data={"email": "b@example.org", "list": "news"}
+    )
     web.send_notices()
     with web.db() as s:
         a = subscription(s, "a@example.org", "news")
@@ -230,8 +263,9 @@ def test_methods_and_sizes(web: Web, lists: dict[str, int]) -> None:
     u = f"/u/{tokens.make_unsubscribe(web.settings, contact_id, lists['news'])}"
     r = web.client().put(u)
     assert r.status_code == 405 and "POST" in r.headers["Allow"]
-    big = web.client().post("/subscribe", data={"email": "a@example.org", "name": "x" * 200_000,
-                                                "list": "news"})
+    big = web.client().post(
+        "/subscribe", data={"email": "a@example.org", "name": "x" * 200_000, "list": "news"}
+    )
     assert big.status_code == 413
     with web.db() as s:
         assert s.scalar(select(Contact).where(Contact.email == "a@example.org")) is None
@@ -252,9 +286,22 @@ def test_mailer_serve_runs_waitress(settings: Settings, tmp_path: Path) -> None:
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("MAILER_")}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "mailer", "--config", str(tmp_path / "mailer.toml"), "serve",
-         "--port", str(port), "--threads", "2"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True,
+        [
+            sys.executable,
+            "-m",
+            "mailer",
+            "--config",
+            str(tmp_path / "mailer.toml"),
+            "serve",
+            "--port",
+            str(port),
+            "--threads",
+            "2",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+        text=True,
     )
     try:
         body = None

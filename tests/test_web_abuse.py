@@ -61,8 +61,11 @@ def test_mailbox_key_folds_tags_and_gmail_dots() -> None:
 
 
 def test_plus_and_dot_variants_get_one_confirmation(web: Web, lists: dict[str, int]) -> None:
-    variants = [f"victim+{i}@gmail.com" for i in range(1, 21)] + \
-        ["v.ictim@gmail.com", "victim@googlemail.com", "vic.tim+x@googlemail.com"]
+    variants = [f"victim+{i}@gmail.com" for i in range(1, 21)] + [
+        "v.ictim@gmail.com",
+        "victim@googlemail.com",
+        "vic.tim+x@googlemail.com",
+    ]
     for i, address in enumerate(variants):
         client = web.client(REMOTE_ADDR=f"192.0.2.{i % 3 + 1}")  # three attackers' addresses
         assert web.subscribe(client, address, ["news"]).status_code == 200
@@ -75,12 +78,12 @@ def test_plus_and_dot_variants_get_one_confirmation(web: Web, lists: dict[str, i
 
 
 def test_domain_and_global_caps(settings: Settings, lists: dict[str, int]) -> None:
-    web = Web(create_app(replace(settings, confirm_domain_per_hour=3,
-                                 confirm_global_per_hour=5)),
-              replace(settings, confirm_domain_per_hour=3, confirm_global_per_hour=5))
+    web = Web(
+        create_app(replace(settings, confirm_domain_per_hour=3, confirm_global_per_hour=5)),
+        replace(settings, confirm_domain_per_hour=3, confirm_global_per_hour=5),
+    )
     for i in range(5):
-        web.subscribe(web.client(REMOTE_ADDR=f"198.51.100.{i}"), f"user{i}@one.example",
-                      ["news"])
+        web.subscribe(web.client(REMOTE_ADDR=f"198.51.100.{i}"), f"user{i}@one.example", ["news"])
     assert len(web.outbox()) == 3  # the per-domain cap
     for i in range(5):
         web.subscribe(web.client(REMOTE_ADDR=f"203.0.113.{i}"), f"user@d{i}.example", ["news"])
@@ -127,8 +130,7 @@ def statements(settings: Settings) -> Iterator[list[str]]:
         event.remove(engine, "before_cursor_execute", record)
 
 
-def test_form_answer_and_work_do_not_depend_on_the_address(web: Web,
-                                                           lists: dict[str, int]) -> None:
+def test_form_answer_and_work_do_not_depend_on_the_address(web: Web, lists: dict[str, int]) -> None:
     with web.db() as s:
         add_contact(s, "known@example.org", "news")
         add_contact(s, "left@example.org", "news")
@@ -137,8 +139,14 @@ def test_form_answer_and_work_do_not_depend_on_the_address(web: Web,
         add_contact(s, "erased@example.org", "news")
         erase(s, "erased@example.org")
     web.subscribe(web.client(), "pending@example.org", ["news"])  # pending and throttled now
-    states = ["new@example.org", "known@example.org", "left@example.org",
-              "bounced@example.org", "erased@example.org", "pending@example.org"]
+    states = [
+        "new@example.org",
+        "known@example.org",
+        "left@example.org",
+        "bounced@example.org",
+        "erased@example.org",
+        "pending@example.org",
+    ]
     answers, works = [], []
     for address in states:
         before = snapshot(web)
@@ -146,10 +154,23 @@ def test_form_answer_and_work_do_not_depend_on_the_address(web: Web,
             queued = s.scalar(select(func.count()).select_from(Notice))
         client = web.client(REMOTE_ADDR="192.0.2.200")
         with statements(web.settings) as seen:
-            r = client.post("/subscribe", data={"email": address, "list": "news",
-                                                "name": "X", "lang": "en", "form": "subscribe"})
-        answers.append((r.status_code, page_text(r).replace(address, "ADDRESS"),
-                        sorted((k, v) for k, v in r.headers.items() if k != "Content-Length")))
+            r = client.post(
+                "/subscribe",
+                data={
+                    "email": address,
+                    "list": "news",
+                    "name": "X",
+                    "lang": "en",
+                    "form": "subscribe",
+                },
+            )
+        answers.append(
+            (
+                r.status_code,
+                page_text(r).replace(address, "ADDRESS"),
+                sorted((k, v) for k, v in r.headers.items() if k != "Content-Length"),
+            )
+        )
         works.append(seen)
         # The only row written is the queued notice: nothing else moved before the sender runs.
         assert snapshot(web) == before
@@ -158,8 +179,12 @@ def test_form_answer_and_work_do_not_depend_on_the_address(web: Web,
     assert all(a == answers[0] for a in answers) and answers[0][0] == 200
     assert all(w == works[0] for w in works), [len(w) for w in works]
     mailed = {m["To"] for m in web.outbox()}
-    assert mailed == {"pending@example.org", "new@example.org", "known@example.org",
-                      "left@example.org"}
+    assert mailed == {
+        "pending@example.org",
+        "new@example.org",
+        "known@example.org",
+        "left@example.org",
+    }
 
 
 def test_old_links_never_reach_the_next_contact(web: Web, lists: dict[str, int]) -> None:
@@ -184,7 +209,8 @@ def test_old_links_never_reach_the_next_contact(web: Web, lists: dict[str, int])
 
 
 def test_confirm_link_of_a_deleted_list_subscribes_to_nothing_new(
-        web: Web, lists: dict[str, int]) -> None:
+    web: Web, lists: dict[str, int]
+) -> None:
     with web.db() as s:
         late = create_list(s, "late", "Late list", "", public=True)
         late_id = late.id
@@ -203,8 +229,9 @@ def _altered(token: str) -> list[str]:
     last = token[-1]
     # A different last character that decodes to the same bytes (unused low bits differ).
     alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
-    same_bits = [c for c in alphabet if c != last and alphabet.index(c) >> 2 ==
-                 alphabet.index(last) >> 2]
+    same_bits = [
+        c for c in alphabet if c != last and alphabet.index(c) >> 2 == alphabet.index(last) >> 2
+    ]
     out = [token + "=", token + "==", token + "%C3%A9", token + "%20", token + "."]
     out += [token[:-1] + c for c in same_bits[:1]]
     return out
@@ -214,9 +241,11 @@ def test_only_the_canonical_token_text_opens_a_page(web: Web, lists: dict[str, i
     with web.db() as s:
         contact_id = add_contact(s, "tok@example.org", "news")[0].id
     s_ = web.settings
-    pages = [("/preferences/", tokens.make_preferences(s_, contact_id)),
-             ("/u/", tokens.make_unsubscribe(s_, contact_id, lists["news"])),
-             ("/confirm/", tokens.make_confirm(s_, contact_id, (lists["news"],)))]
+    pages = [
+        ("/preferences/", tokens.make_preferences(s_, contact_id)),
+        ("/u/", tokens.make_unsubscribe(s_, contact_id, lists["news"])),
+        ("/confirm/", tokens.make_confirm(s_, contact_id, (lists["news"],))),
+    ]
     for prefix, token in pages:
         assert web.client().get(prefix + token).status_code == 200
         for bad in _altered(token):
@@ -226,11 +255,16 @@ def test_only_the_canonical_token_text_opens_a_page(web: Web, lists: dict[str, i
             tokens.read_preferences(s_, bad.replace("%C3%A9", "é").replace("%20", " "))
 
 
-def test_confirmation_is_built_like_a_release(web: Web, lists: dict[str, int],
-                                              tmp_path: Path) -> None:
+def test_confirmation_is_built_like_a_release(
+    web: Web, lists: dict[str, int], tmp_path: Path
+) -> None:
     record = generate_dkim_key(tmp_path / "dkim.pem", "sel", "hanul.example.org")
-    settings = replace(web.settings, dkim_key_file=tmp_path / "dkim.pem", dkim_selector="sel",
-                       envelope_sender="bounces@hanul.example.org")
+    settings = replace(
+        web.settings,
+        dkim_key_file=tmp_path / "dkim.pem",
+        dkim_selector="sel",
+        envelope_sender="bounces@hanul.example.org",
+    )
     signed = Web(create_app(settings), settings)
     signed.subscribe(signed.client(), "dkim@example.org", ["news"])
     (msg,) = signed.outbox()
@@ -249,8 +283,7 @@ def test_confirmation_is_built_like_a_release(web: Web, lists: dict[str, int],
     assert dkim.verify(body.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n"), dnsfunc=dns)
 
 
-def test_failed_sends_are_retried_then_delivered(settings: Settings,
-                                                 lists: dict[str, int]) -> None:
+def test_failed_sends_are_retried_then_delivered(settings: Settings, lists: dict[str, int]) -> None:
     server = SmtpServer().start()
     try:
         smtp = replace(settings, transport="smtp", smtp_url=server.url())
@@ -285,15 +318,19 @@ def test_worker_sends_queued_confirmations(web: Web, lists: dict[str, int], tmp_
 
 
 def test_app_refuses_a_long_declared_body_unread(web: Web, lists: dict[str, int]) -> None:
-    r = web.client().post("/subscribe", data={"email": "a@example.org", "list": "news"},
-                          environ_overrides={"CONTENT_LENGTH": str(300 * 1024 * 1024)})
+    r = web.client().post(
+        "/subscribe",
+        data={"email": "a@example.org", "list": "news"},
+        environ_overrides={"CONTENT_LENGTH": str(300 * 1024 * 1024)},
+    )
     assert r.status_code == 413
     with web.db() as s:
         assert s.scalar(select(func.count()).select_from(Notice)) == 0
 
 
 def test_one_click_answers_while_slow_clients_hold_connections(
-        web: Web, lists: dict[str, int], tmp_path: Path) -> None:
+    web: Web, lists: dict[str, int], tmp_path: Path
+) -> None:
     with web.db() as s:
         contact_id = add_contact(s, "busy@example.org", "news")[0].id
     token = tokens.make_unsubscribe(web.settings, contact_id, lists["news"])
@@ -306,8 +343,10 @@ def test_one_click_answers_while_slow_clients_hold_connections(
                 sock.sendall(b"POST /subscribe HTTP/1.1\r\nHost: x\r\nX-Slow: ")
                 slow.append(sock)
             request = urllib.request.Request(
-                f"http://127.0.0.1:{port}/u/{token}", data=b"List-Unsubscribe=One-Click",
-                headers={"Content-Type": "application/x-www-form-urlencoded"})
+                f"http://127.0.0.1:{port}/u/{token}",
+                data=b"List-Unsubscribe=One-Click",
+                headers={"Content-Type": "application/x-www-form-urlencoded"},
+            )
             with urllib.request.urlopen(request, timeout=10) as r:
                 assert r.status == 200
         finally:
@@ -316,24 +355,31 @@ def test_one_click_answers_while_slow_clients_hold_connections(
     assert status_of(web, "busy@example.org", "news") == SubscriptionStatus.UNSUBSCRIBED
 
 
-def test_huge_declared_body_gets_413_before_it_is_sent(web: Web, lists: dict[str, int],
-                                                       tmp_path: Path) -> None:
-    with serving(tmp_path) as port, socket.create_connection(("127.0.0.1", port),
-                                                             timeout=10) as sock:
+def test_huge_declared_body_gets_413_before_it_is_sent(
+    web: Web, lists: dict[str, int], tmp_path: Path
+) -> None:
+    with (
+        serving(tmp_path) as port,
+        socket.create_connection(("127.0.0.1", port), timeout=10) as sock,
+    ):
         # 300 MiB announced, not one byte of it sent: the answer cannot have waited for it.
-        sock.sendall(b"POST /subscribe HTTP/1.1\r\nHost: x\r\n"
-                     b"Content-Type: application/x-www-form-urlencoded\r\n"
-                     b"Content-Length: 314572800\r\n\r\n")
+        sock.sendall(
+            b"POST /subscribe HTTP/1.1\r\nHost: x\r\n"
+            b"Content-Type: application/x-www-form-urlencoded\r\n"
+            b"Content-Length: 314572800\r\n\r\n"
+        )
         head = sock.recv(4096)
     assert head.startswith(b"HTTP/1.1 413"), head
 
 
 def test_serve_sends_queued_confirmations_in_the_background(
-        web: Web, lists: dict[str, int], tmp_path: Path) -> None:
+    web: Web, lists: dict[str, int], tmp_path: Path
+) -> None:
     with serving(tmp_path) as port:
         data = b"email=bg%40example.org&list=news&form=subscribe"
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/subscribe", data=data,
-                                    timeout=10) as r:
+        with urllib.request.urlopen(
+            f"http://127.0.0.1:{port}/subscribe", data=data, timeout=10
+        ) as r:
             assert r.status == 200
         for _ in range(300):  # the sender thread polls every 2 seconds
             if list(web.settings.outbox_dir.glob("*/*")):
@@ -354,34 +400,55 @@ def test_upgrade_keeps_every_row_and_stops_id_reuse(tmp_path: Path) -> None:
     now = "2026-01-01 00:00:00"
     with engine.begin() as conn:
         for i in (1, 2):
-            conn.execute(text(
-                "INSERT INTO contact (id, email, email_original, name, organisation, attributes,"
-                " created_at, updated_at) VALUES (:i, :e, :e, '', '', '{}', :t, :t)"),
-                {"i": i, "e": f"p{i}@example.org", "t": now})
-        conn.execute(text("INSERT INTO mailing_list (id, slug, name, description, public, "
-                          "created_at) VALUES (1, 'news', 'News', '', 1, :t)"), {"t": now})
-        conn.execute(text("INSERT INTO subscription (contact_id, list_id, status, source, "
-                          "created_at, updated_at) VALUES (2, 1, 'subscribed', 'cli', :t, :t)"),
-                     {"t": now})
+            conn.execute(
+                text(
+                    "INSERT INTO contact (id, email, email_original, name, organisation,"
+                    " attributes, created_at, updated_at) VALUES (:i, :e, :e, '', '', '{}', :t, :t)"
+                ),
+                {"i": i, "e": f"p{i}@example.org", "t": now},
+            )
+        conn.execute(
+            text(
+                "INSERT INTO mailing_list (id, slug, name, description, public, "
+                "created_at) VALUES (1, 'news', 'News', '', 1, :t)"
+            ),
+            {"t": now},
+        )
+        conn.execute(
+            text(
+                "INSERT INTO subscription (contact_id, list_id, status, source, "
+                "created_at, updated_at) VALUES (2, 1, 'subscribed', 'cli', :t, :t)"
+            ),
+            {"t": now},
+        )
         conn.execute(text("INSERT INTO contact_tag (contact_id, tag) VALUES (2, 'vip')"))
-        conn.execute(text("INSERT INTO suppression (email, reason, source, created_at) "
-                          "VALUES ('a.b+x@gmail.com', 'manual', '', :t)"), {"t": now})
+        conn.execute(
+            text(
+                "INSERT INTO suppression (email, reason, source, created_at) "
+                "VALUES ('a.b+x@gmail.com', 'manual', '', :t)"
+            ),
+            {"t": now},
+        )
     upgrade(engine)
     with engine.begin() as conn:
         assert conn.execute(text("SELECT count(*) FROM subscription")).scalar() == 1
         assert conn.execute(text("SELECT count(*) FROM contact_tag")).scalar() == 1
         assert conn.execute(text("SELECT mailbox FROM suppression")).scalar() == "ab@gmail.com"
         for table in ("contact", "mailing_list"):
-            ddl = conn.execute(text("SELECT sql FROM sqlite_master WHERE name = :n"),
-                               {"n": table}).scalar()
+            ddl = conn.execute(
+                text("SELECT sql FROM sqlite_master WHERE name = :n"), {"n": table}
+            ).scalar()
             assert "AUTOINCREMENT" in str(ddl).upper()
         assert conn.execute(text("PRAGMA foreign_keys")).scalar() == 1
         conn.execute(text("DELETE FROM contact WHERE id = 2"))
         assert conn.execute(text("SELECT count(*) FROM subscription")).scalar() == 0  # cascade
-        conn.execute(text(
-            "INSERT INTO contact (email, email_original, name, organisation, attributes,"
-            " created_at, updated_at) VALUES ('n@example.org', 'n', '', '', '{}', :t, :t)"),
-            {"t": now})
+        conn.execute(
+            text(
+                "INSERT INTO contact (email, email_original, name, organisation, attributes,"
+                " created_at, updated_at) VALUES ('n@example.org', 'n', '', '', '{}', :t, :t)"
+            ),
+            {"t": now},
+        )
         assert conn.execute(text("SELECT max(id) FROM contact")).scalar() == 3
     engine.dispose()
 
@@ -394,8 +461,7 @@ def test_confirmation_follows_the_envelope_rules(web: Web, lists: dict[str, int]
     verp.subscribe(verp.client(), "Verp.Me@Example.org", ["news"])
     (msg,) = verp.outbox()
     envelope = str(msg["Return-Path"]).strip("<>")
-    decoded = verp_decode("bounces@hanul.example.org", envelope,
-                          secret_key=settings.secret_key)
+    decoded = verp_decode("bounces@hanul.example.org", envelope, secret_key=settings.secret_key)
     assert decoded is not None and decoded.email == "verp.me@example.org" and decoded.signed
     redirected = replace(web.settings, test_recipient="dev@hanul.example.org")
     dev = Web(create_app(redirected), redirected)
@@ -405,7 +471,8 @@ def test_confirmation_follows_the_envelope_rules(web: Web, lists: dict[str, int]
 
 
 def test_a_notice_that_keeps_failing_is_given_up_then_forgotten(
-        settings: Settings, lists: dict[str, int]) -> None:
+    settings: Settings, lists: dict[str, int]
+) -> None:
     from mailer.subscribers import queue
 
     server = SmtpServer().start()

@@ -61,9 +61,16 @@ def driver() -> Iterator[Any]:
 
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
-                "--window-size=375,812", "--lang=en-US", "--hide-scrollbars",
-                "--font-render-hinting=none"):
+    for arg in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-dev-shm-usage",
+        "--disable-gpu",
+        "--window-size=375,812",
+        "--lang=en-US",
+        "--hide-scrollbars",
+        "--font-render-hinting=none",
+    ):
         options.add_argument(arg)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     browser = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
@@ -84,13 +91,25 @@ def _free_port() -> int:
 def served(settings: Settings, tmp_path: Path) -> Iterator[Settings]:
     """`mailer serve` on a free port, with base_url pointing at it (links in mail work)."""
     port = _free_port()
-    write_config(tmp_path, {"database_url": settings.database_url,
-                            "base_url": f"http://127.0.0.1:{port}"})
+    write_config(
+        tmp_path, {"database_url": settings.database_url, "base_url": f"http://127.0.0.1:{port}"}
+    )
     live = load_settings(tmp_path / "mailer.toml", env={})
     env = {k: v for k, v in os.environ.items() if not k.startswith("MAILER_")}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "mailer", "--config", str(tmp_path / "mailer.toml"), "serve",
-         "--port", str(port)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        [
+            sys.executable,
+            "-m",
+            "mailer",
+            "--config",
+            str(tmp_path / "mailer.toml"),
+            "serve",
+            "--port",
+            str(port),
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
     )
     try:
         for _ in range(150):
@@ -123,8 +142,10 @@ class Camera:
         self.phone()
 
     def _metrics(self, width: int, height: int, scale: int, mobile: bool) -> None:
-        self.driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {
-            "width": width, "height": height, "deviceScaleFactor": scale, "mobile": mobile})
+        self.driver.execute_cdp_cmd(
+            "Emulation.setDeviceMetricsOverride",
+            {"width": width, "height": height, "deviceScaleFactor": scale, "mobile": mobile},
+        )
 
     def phone(self) -> None:
         self._metrics(*SIZES["phone"])
@@ -135,10 +156,12 @@ class Camera:
         for size, (width, height, scale, mobile) in SIZES.items():
             self._metrics(width, height, scale, mobile)
             overflow = self.driver.execute_script(
-                "return document.documentElement.scrollWidth - window.innerWidth")
+                "return document.documentElement.scrollWidth - window.innerWidth"
+            )
             assert overflow <= 0, f"{name} is wider than a {width}px {size} screen"
             full = self.driver.execute_script(
-                "return Math.ceil(document.documentElement.scrollHeight)")
+                "return Math.ceil(document.documentElement.scrollHeight)"
+            )
             self._metrics(width, max(height, int(full)), scale, mobile)
             png = self.driver.execute_cdp_cmd("Page.captureScreenshot", {"format": "png"})
             path = self.folder / f"{self.prefix}-{self.count:02d}-{name}-{size}.png"
@@ -163,8 +186,9 @@ def _wait_for(driver: Any, condition: Any) -> None:
     from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
     from selenium.webdriver.support.ui import WebDriverWait
 
-    WebDriverWait(driver, 15, ignored_exceptions=(NoSuchElementException,
-                                                  StaleElementReferenceException)).until(condition)
+    WebDriverWait(
+        driver, 15, ignored_exceptions=(NoSuchElementException, StaleElementReferenceException)
+    ).until(condition)
 
 
 def _wait_for_h1(driver: Any, text: str) -> None:
@@ -176,15 +200,17 @@ def _check_page(driver: Any, lang: str) -> None:
     assert driver.execute_script("return document.documentElement.lang") == lang
     colour = driver.execute_script(
         "var b = document.querySelector('.button.primary');"
-        "return b ? getComputedStyle(b).backgroundColor : null")
+        "return b ? getComputedStyle(b).backgroundColor : null"
+    )
     assert colour in (ACCENT, None)
     logs = [e["message"] for e in driver.get_log("browser")]
     assert not [m for m in logs if "Content Security Policy" in m or "Refused" in m], logs
 
 
 @pytest.mark.parametrize("lang", ["en", "ko"])
-def test_subscribe_confirm_receive_unsubscribe(served: Settings, driver: Any, tmp_path: Path,
-                                               lang: str, engine_name: str) -> None:
+def test_subscribe_confirm_receive_unsubscribe(
+    served: Settings, driver: Any, tmp_path: Path, lang: str, engine_name: str
+) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import Select
 
@@ -200,10 +226,20 @@ def test_subscribe_confirm_receive_unsubscribe(served: Settings, driver: Any, tm
         return i18n.plain(lang, key, **kw)
 
     with session_scope(settings) as s:
-        create_list(s, "press", "Press releases · 보도자료",
-                    "Announcements for journalists · 기자 여러분께 드리는 소식", public=True)
-        create_list(s, "news", "Community newsletter · 소식지",
-                    "Monthly news and events · 매달 소식과 행사 안내", public=True)
+        create_list(
+            s,
+            "press",
+            "Press releases · 보도자료",
+            "Announcements for journalists · 기자 여러분께 드리는 소식",
+            public=True,
+        )
+        create_list(
+            s,
+            "news",
+            "Community newsletter · 소식지",
+            "Monthly news and events · 매달 소식과 행사 안내",
+            public=True,
+        )
         add_contact(s, "colleague@example.org", "press", name="Colleague", language="en")
     camera = Camera(driver, tmp_path / "screenshots", f"{engine_name}-{lang}")
     address = f"browser.{lang}@example.org"
@@ -248,8 +284,9 @@ def test_subscribe_confirm_receive_unsubscribe(served: Settings, driver: Any, tm
     folder.mkdir()
     for f in SAMPLES.glob("election-night.*.md"):
         shutil.copy(f, folder / f.name)
-    Cli(tmp_path / "mailer.toml")("send", str(folder / "election-night.en.md"), "--list",
-                                  "press", "--yes")
+    Cli(tmp_path / "mailer.toml")(
+        "send", str(folder / "election-night.en.md"), "--list", "press", "--yes"
+    )
     (release,) = [m for m in web.outbox() if _to(m) == address and m["List-Unsubscribe"]]
     assert release["Content-Language"] == lang
     footer_links = re.findall(r'href="(' + re.escape(base) + r'/u/[^"]+)"', html_part(release))

@@ -44,13 +44,15 @@ def test_form_offers_public_lists_only(web: Web, lists: dict[str, int]) -> None:
     assert web.client().get("/subscribe/nope").status_code == 404
 
 
-def test_subscribe_creates_pending_with_consent_and_sends_email(web: Web,
-                                                                lists: dict[str, int]) -> None:
+def test_subscribe_creates_pending_with_consent_and_sends_email(
+    web: Web, lists: dict[str, int]
+) -> None:
     client = web.client(REMOTE_ADDR="198.51.100.7")
     page = page_text(client.get("/subscribe?lang=ko"))
     shown = consent_paragraph(page)
-    r = web.subscribe(client, " Kim.MinJi@Example.ORG ", ["news", "press"], lang="ko",
-                      name="김민지")
+    r = web.subscribe(
+        client, " Kim.MinJi@Example.ORG ", ["news", "press"], lang="ko", name="김민지"
+    )
     assert r.status_code == 200
     assert "메일함을 확인해 주세요" in page_text(r)
     with web.db() as s:
@@ -95,14 +97,20 @@ def test_same_answer_for_new_known_and_suppressed(web: Web, lists: dict[str, int
         suppress(s, "bounced@example.org", SuppressionReason.HARD_BOUNCE, source="test")
         suppress(s, "angry@example.org", SuppressionReason.COMPLAINT, source="test")
     answers = {}
-    for address in ("new@example.org", "known@example.org", "bounced@example.org",
-                    "angry@example.org"):
+    for address in (
+        "new@example.org",
+        "known@example.org",
+        "bounced@example.org",
+        "angry@example.org",
+    ):
         r = web.subscribe(web.client(), address, ["news"])
         assert r.status_code == 200
         answers[address] = page_text(r).replace(address, "ADDRESS")
-        assert {k: v for k, v in r.headers.items() if k != "Content-Length"} == \
-            {k: v for k, v in web.subscribe(web.client(), "x" + address, ["news"])
-             .headers.items() if k != "Content-Length"}
+        assert {k: v for k, v in r.headers.items() if k != "Content-Length"} == {
+            k: v
+            for k, v in web.subscribe(web.client(), "x" + address, ["news"]).headers.items()
+            if k != "Content-Length"
+        }
     assert len(set(answers.values())) == 1
     mailed = {m["To"] for m in web.outbox()}
     # The known address gets a confirmation too; suppressed bounces and complaints get nothing.
@@ -130,15 +138,17 @@ def test_form_errors_keep_values_and_change_nothing(web: Web, lists: dict[str, i
     assert web.outbox() == []
 
 
-def test_honeypot_gets_the_ordinary_answer_and_nothing_happens(web: Web,
-                                                               lists: dict[str, int]) -> None:
+def test_honeypot_gets_the_ordinary_answer_and_nothing_happens(
+    web: Web, lists: dict[str, int]
+) -> None:
     r = web.subscribe(web.client(), "bot@example.org", ["news"], leave_empty="http://spam")
     assert r.status_code == 200 and "Check your inbox" in page_text(r)
     assert snapshot(web)["contacts"] == [] and web.outbox() == []
 
 
-def test_confirm_get_changes_nothing_post_subscribes_idempotently(web: Web,
-                                                                  lists: dict[str, int]) -> None:
+def test_confirm_get_changes_nothing_post_subscribes_idempotently(
+    web: Web, lists: dict[str, int]
+) -> None:
     web.subscribe(web.client(), "ana@example.org", ["news"], name="Ana")
     path = web.path(confirm_url(web.outbox()[0]))
     before = snapshot(web)
@@ -167,8 +177,9 @@ def test_confirm_get_changes_nothing_post_subscribes_idempotently(web: Web,
 def test_form_does_not_rename_an_existing_contact(web: Web, lists: dict[str, int]) -> None:
     with web.db() as s:
         add_contact(s, "lee@example.org", "press", name="Lee Sun", language="en")
-    web.subscribe(web.client(), "lee@example.org", ["news"], name="Mallory", language="ko",
-                  lang="ko")
+    web.subscribe(
+        web.client(), "lee@example.org", ["news"], name="Mallory", language="ko", lang="ko"
+    )
     with web.db() as s:
         contact = s.scalar(select(Contact).where(Contact.email == "lee@example.org"))
         assert contact is not None and (contact.name, contact.language) == ("Lee Sun", "en")
@@ -176,8 +187,7 @@ def test_form_does_not_rename_an_existing_contact(web: Web, lists: dict[str, int
     assert web.outbox()[0]["Content-Language"] == "ko"
 
 
-def test_opted_out_list_stays_unsubscribed_until_confirmed(web: Web,
-                                                           lists: dict[str, int]) -> None:
+def test_opted_out_list_stays_unsubscribed_until_confirmed(web: Web, lists: dict[str, int]) -> None:
     with web.db() as s:
         add_contact(s, "park@example.org", "news")
         unsubscribe(s, "park@example.org", "news", via="web")
@@ -200,8 +210,7 @@ def test_unsubscribed_from_everything_may_opt_in_again(web: Web, lists: dict[str
         assert s.scalar(select(Suppression).where(Suppression.email == "choi@example.org"))
     web.client().post(web.path(confirm_url(msg)))
     with web.db() as s:
-        assert s.scalar(select(Suppression).where(Suppression.email == "choi@example.org")) \
-            is None
+        assert s.scalar(select(Suppression).where(Suppression.email == "choi@example.org")) is None
         assert s.scalar(select(Event).where(Event.kind == "unsuppress")) is not None
     assert status_of(web, "choi@example.org", "press") == SubscriptionStatus.SUBSCRIBED
     assert status_of(web, "choi@example.org", "news") == SubscriptionStatus.UNSUBSCRIBED
@@ -292,8 +301,9 @@ def test_per_ip_limit(web: Web, lists: dict[str, int]) -> None:
 
 
 @pytest.mark.parametrize("lang", ["en", "ko"])
-def test_consent_hash_matches_the_page_in_each_language(web: Web, lists: dict[str, int],
-                                                        lang: str) -> None:
+def test_consent_hash_matches_the_page_in_each_language(
+    web: Web, lists: dict[str, int], lang: str
+) -> None:
     shown = consent_paragraph(page_text(web.client().get(f"/subscribe?lang={lang}")))
     web.subscribe(web.client(), "hash@example.org", ["news"], lang=lang)
     with web.db() as s:
@@ -308,8 +318,10 @@ def test_embed_form_may_be_framed_and_its_answer_too(web: Web, lists: dict[str, 
     assert "X-Frame-Options" not in r.headers
     assert 'name="form" value="embed"' in page_text(r)
     answer = web.subscribe(web.client(), "frame@example.org", ["news"], form="embed")
-    assert "frame-ancestors 'self' https://hanul.example.org" in \
-        answer.headers["Content-Security-Policy"]
+    assert (
+        "frame-ancestors 'self' https://hanul.example.org"
+        in answer.headers["Content-Security-Policy"]
+    )
     with web.db() as s:
         sub = subscription(s, "frame@example.org", "news")
         assert sub is not None and sub.consent_form == "web:embed"

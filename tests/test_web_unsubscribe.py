@@ -97,8 +97,7 @@ def test_from_all_lists_suppresses(web: Web, lists: dict[str, int]) -> None:
         assert sup is not None and sup.reason == SuppressionReason.UNSUBSCRIBE_ALL
 
 
-def test_token_without_a_list_unsubscribes_from_everything(web: Web,
-                                                           lists: dict[str, int]) -> None:
+def test_token_without_a_list_unsubscribes_from_everything(web: Web, lists: dict[str, int]) -> None:
     cid = _subscribed(web, "jane@example.org", "news", "press")
     path = _u(web, cid, None)
     assert "Stop all emails from Hanul Community Center" in page_text(web.client().get(path))
@@ -135,8 +134,9 @@ def test_one_click(web: Web, lists: dict[str, int], encoding: str) -> None:
 
 def test_one_click_ignores_the_all_lists_field(web: Web, lists: dict[str, int]) -> None:
     cid = _subscribed(web, "jane@example.org", "news", "press")
-    web.client().post(_u(web, cid, lists["news"]),
-                      data={"List-Unsubscribe": "One-Click", "scope": "all"})
+    web.client().post(
+        _u(web, cid, lists["news"]), data={"List-Unsubscribe": "One-Click", "scope": "all"}
+    )
     assert status_of(web, "jane@example.org", "press") == SubscriptionStatus.SUBSCRIBED
 
 
@@ -173,8 +173,9 @@ def test_preferences_page(web: Web, lists: dict[str, int]) -> None:
     # Public lists, and the private list the contact is on; nothing else.
     for slug in ("news", "press", "board"):
         assert f'value="{slug}"' in page
-    assert re.search(r'value="board" checked', page) and not re.search(r'value="news" checked',
-                                                                        page)
+    assert re.search(r'value="board" checked', page) and not re.search(
+        r'value="news" checked', page
+    )
     cookie = r.headers["Set-Cookie"]
     assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and "Secure" in cookie
     assert "Path=/preferences/" in cookie
@@ -185,8 +186,16 @@ def test_preferences_save(web: Web, lists: dict[str, int]) -> None:
     client = web.client(REMOTE_ADDR="192.0.2.33")
     path = _prefs(web, cid)
     token = _csrf(page_text(client.get(path)))
-    r = client.post(path, data={"csrf": token, "action": "save", "name": "제인 도",
-                                "language": "ko", "list": ["press", "board"]})
+    r = client.post(
+        path,
+        data={
+            "csrf": token,
+            "action": "save",
+            "name": "제인 도",
+            "language": "ko",
+            "list": ["press", "board"],
+        },
+    )
     assert r.status_code == 200
     assert "설정이 저장되었습니다." in page_text(r)  # the page now speaks the chosen language
     assert status_of(web, "jane@example.org", "news") == SubscriptionStatus.UNSUBSCRIBED
@@ -244,8 +253,10 @@ def test_preferences_lift_own_opt_out_but_not_a_bounce(web: Web, lists: dict[str
     for cid, _address in ((me, "me@example.org"), (bounced, "bounced@example.org")):
         client = web.client()
         page = page_text(client.get(_prefs(web, cid)))
-        client.post(_prefs(web, cid), data={"csrf": _csrf(page), "action": "save",
-                                            "list": ["news"], "language": "en"})
+        client.post(
+            _prefs(web, cid),
+            data={"csrf": _csrf(page), "action": "save", "list": ["news"], "language": "en"},
+        )
     assert status_of(web, "me@example.org", "news") == SubscriptionStatus.SUBSCRIBED
     assert status_of(web, "bounced@example.org", "news") == SubscriptionStatus.UNSUBSCRIBED
     with web.db() as s:
@@ -263,8 +274,9 @@ def _links(web: Web, text: str) -> set[str]:
     return {m.group(0).rstrip(".,)") for m in re.finditer(base + r"/[^\s\"'<>]*", text)}
 
 
-def test_scanner_visiting_every_link_changes_nothing(web: Web, lists: dict[str, int],
-                                                     tmp_path: Path, cli: Cli) -> None:
+def test_scanner_visiting_every_link_changes_nothing(
+    web: Web, lists: dict[str, int], tmp_path: Path, cli: Cli
+) -> None:
     people = [("kim.reporter@example.com", "김민수", "ko"), ("jane@example.net", "Jane", "en")]
     with web.db() as s:
         for address, name, lang in people:
@@ -279,8 +291,7 @@ def test_scanner_visiting_every_link_changes_nothing(web: Web, lists: dict[str, 
     before = snapshot(web)
     for msg in messages:
         header = str(msg["List-Unsubscribe"])
-        links = _links(web, text_part(msg)) | _links(web, html_part(msg)) | \
-            _links(web, header)
+        links = _links(web, text_part(msg)) | _links(web, html_part(msg)) | _links(web, header)
         assert any("/u/" in link for link in links)
         assert any("/preferences/" in link for link in links)
         for link in sorted(links):
@@ -295,10 +306,10 @@ def test_scanner_visiting_every_link_changes_nothing(web: Web, lists: dict[str, 
     one_click = re.search(r"<(https://[^>]+)>", str(msg["List-Unsubscribe"]))
     assert one_click
     r = web.app.test_client(use_cookies=False).post(
-        web.path(one_click.group(1)), data={"List-Unsubscribe": "One-Click"})
+        web.path(one_click.group(1)), data={"List-Unsubscribe": "One-Click"}
+    )
     assert r.status_code == 200
-    assert status_of(web, "kim.reporter@example.com", "press") == \
-        SubscriptionStatus.UNSUBSCRIBED
+    assert status_of(web, "kim.reporter@example.com", "press") == SubscriptionStatus.UNSUBSCRIBED
     assert status_of(web, "jane@example.net", "press") == SubscriptionStatus.SUBSCRIBED
     (event,) = _events(web, "unsubscribe")
     with web.db() as s:

@@ -75,7 +75,7 @@ class Sup:
 def chunks(values: Iterable[Any]) -> Iterator[list[Any]]:
     items = sorted(set(values), key=str)
     for start in range(0, len(items), CHUNK):
-        yield items[start:start + CHUNK]
+        yield items[start : start + CHUNK]
 
 
 @lru_cache(maxsize=65536)
@@ -88,8 +88,14 @@ def address_key(value: str) -> str | None:
         return None
 
 
-_DCOLS = (Delivery.id, Delivery.campaign_id, Delivery.email, Delivery.status,
-          Delivery.message_id, Delivery.sent_at)
+_DCOLS = (
+    Delivery.id,
+    Delivery.campaign_id,
+    Delivery.email,
+    Delivery.status,
+    Delivery.message_id,
+    Delivery.sent_at,
+)
 
 
 class Batch:
@@ -127,8 +133,9 @@ class Batch:
         written = {a for a in addresses if a}
         wanted = {a.strip().lower() for a in written if a.isascii() and "@" in a}
         for part in chunks(i for i in message_ids if i):
-            for row in s.execute(select(*_DCOLS).where(Delivery.message_id.in_(part))
-                                 .order_by(Delivery.id)):
+            for row in s.execute(
+                select(*_DCOLS).where(Delivery.message_id.in_(part)).order_by(Delivery.id)
+            ):
                 d = DRow(*row)
                 self.by_mid.setdefault(d.message_id, []).append(d)
                 wanted.add(d.email)
@@ -139,10 +146,15 @@ class Batch:
     def _load_emails(self, emails: set[str]) -> None:
         s = self.session
         for part in chunks(emails):
-            self.contacts.update((e, i) for e, i in s.execute(
-                select(Contact.email, Contact.id).where(Contact.email.in_(part))))
-            for row in s.execute(select(*_DCOLS).where(Delivery.email.in_(part))
-                                 .order_by(Delivery.id)):
+            self.contacts.update(
+                (e, i)
+                for e, i in s.execute(
+                    select(Contact.email, Contact.id).where(Contact.email.in_(part))
+                )
+            )
+            for row in s.execute(
+                select(*_DCOLS).where(Delivery.email.in_(part)).order_by(Delivery.id)
+            ):
                 d = DRow(*row)
                 self.by_email.setdefault(d.email, []).append(d)
         for email in emails:
@@ -157,21 +169,26 @@ class Batch:
             return low
         return address_key(value)
 
-    def load_state(self, emails: Iterable[str], source_ids: Iterable[str],
-                   campaign_ids: Iterable[int]) -> None:
+    def load_state(
+        self, emails: Iterable[str], source_ids: Iterable[str], campaign_ids: Iterable[int]
+    ) -> None:
         """Reports already recorded, campaigns, suppressions and soft scores of `emails`."""
         s = self.session
         emails = set(emails)
         for part in chunks(source_ids):
-            self.seen.update(s.scalars(select(Bounce.source_message_id)
-                                       .where(Bounce.source_message_id.in_(part))))
+            self.seen.update(
+                s.scalars(
+                    select(Bounce.source_message_id).where(Bounce.source_message_id.in_(part))
+                )
+            )
         ids = set(campaign_ids) | {d.campaign_id for e in emails for d in self.by_email.get(e, ())}
         for part in chunks(ids):
             found = set(s.scalars(select(Campaign.id).where(Campaign.id.in_(part))))
             self.campaigns.update({i: i in found for i in part})
         self._load_suppressions({mailbox_key(e) for e in emails})
-        unproven = exists().where(BounceReview.bounce_id == Bounce.id,
-                                  BounceReview.state != APPLIED)
+        unproven = exists().where(
+            BounceReview.bounce_id == Bounce.id, BounceReview.state != APPLIED
+        )
         for part in chunks(emails):
             rows = s.execute(
                 select(Bounce.email, Bounce.kind, Bounce.created_at, Delivery.sent_at)
@@ -181,20 +198,24 @@ class Batch:
             )
             for email, kind, created_at, sent_at in rows:
                 if email is not None:
-                        self.soft.setdefault(email, []).append((kind, sent_at or created_at))
+                    self.soft.setdefault(email, []).append((kind, sent_at or created_at))
         delivery_ids = [d.id for e in emails for d in self.by_email.get(e, ())]
         for part in chunks(delivery_ids):
-            self.not_delivered.update(s.scalars(
-                select(Bounce.delivery_id).where(Bounce.delivery_id.in_(part),
-                                                 Bounce.kind.in_(NOT_DELIVERED))))
+            self.not_delivered.update(
+                s.scalars(
+                    select(Bounce.delivery_id).where(
+                        Bounce.delivery_id.in_(part), Bounce.kind.in_(NOT_DELIVERED)
+                    )
+                )
+            )
 
     def _load_suppressions(self, mailboxes: set[str]) -> None:
         for box in mailboxes:
             self.sups[box] = []
         for part in chunks(mailboxes):
             for sup in self.session.execute(
-                select(Suppression.id, Suppression.mailbox, Suppression.email,
-                       Suppression.reason).where(Suppression.mailbox.in_(part))
+                select(Suppression.id, Suppression.mailbox, Suppression.email, Suppression.reason)
+                .where(Suppression.mailbox.in_(part))
                 .order_by(Suppression.id)
             ):
                 self.sups[sup.mailbox].append(Sup(sup.id, sup.email, sup.reason, id=sup.id))
@@ -210,20 +231,21 @@ class Batch:
 
     def deliveries(self, message_ids: Iterable[str]) -> list[DRow]:
         ids = [i for i in message_ids if i][:10]
-        return sorted((d for i in dict.fromkeys(ids) for d in self.by_mid.get(i, ())),
-                      key=lambda d: d.id)
+        return sorted(
+            (d for i in dict.fromkeys(ids) for d in self.by_mid.get(i, ())), key=lambda d: d.id
+        )
 
     def campaign_delivery(self, campaign_id: int | None, email: str) -> DRow | None:
         if campaign_id is None:
             return None
-        return next((d for d in self.by_email.get(email, ()) if d.campaign_id == campaign_id),
-                    None)
+        return next((d for d in self.by_email.get(email, ()) if d.campaign_id == campaign_id), None)
 
     def latest_delivery(self, email: str) -> DRow | None:
         """For the campaign report only: the most recent message sent to this address."""
         now = clock.now()
-        sent = [d for d in self.by_email.get(email, ())
-                if d.sent_at is not None and d.sent_at <= now]
+        sent = [
+            d for d in self.by_email.get(email, ()) if d.sent_at is not None and d.sent_at <= now
+        ]
         return max(sent, key=lambda d: d.sent_at or now, default=None)
 
     def campaign(self, campaign_id: int | None) -> int | None:
@@ -240,33 +262,57 @@ class Batch:
     def suppression(self, email: str) -> Sup | None:
         """contacts/suppressions.get_suppression: one the person cannot lift wins."""
         rows = self.sups.get(mailbox_key(email), [])
-        return min(rows, key=lambda r: (r.reason == SuppressionReason.UNSUBSCRIBE_ALL, r.order),
-                   default=None)
+        return min(
+            rows,
+            key=lambda r: (r.reason == SuppressionReason.UNSUBSCRIBE_ALL, r.order),
+            default=None,
+        )
 
     def soft_score(self, email: str) -> tuple[int, int]:
         """bounces/review.soft_score over this batch's state."""
         now = clock.now()
         since = now - timedelta(days=self.settings.soft_bounce_window_days)
-        done = [d.sent_at for d in self.by_email.get(email, ())
-                if d.status == DeliveryStatus.SENT and d.sent_at is not None
-                and d.id not in self.not_delivered]
+        done = [
+            d.sent_at
+            for d in self.by_email.get(email, ())
+            if d.status == DeliveryStatus.SENT
+            and d.sent_at is not None
+            and d.id not in self.not_delivered
+        ]
         reset = max(done, default=None)
-        counted = [kind for kind, at in self.soft.get(email, ())
-                   if at >= since and (reset is None or at > reset)]
+        counted = [
+            kind
+            for kind, at in self.soft.get(email, ())
+            if at >= since and (reset is None or at > reset)
+        ]
         return len(counted), sum(1 for k in counted if k == SOFT)
 
     # -- writes ---------------------------------------------------------------------------
 
-    def record(self, *, source_id: str, email: str | None, kind: str,
-               status: str | None = None, diagnostic: str | None = None,
-               delivery: DRow | None = None, campaign_id: int | None = None,
-               proven: bool = True) -> dict[str, Any]:
+    def record(
+        self,
+        *,
+        source_id: str,
+        email: str | None,
+        kind: str,
+        status: str | None = None,
+        diagnostic: str | None = None,
+        delivery: DRow | None = None,
+        campaign_id: int | None = None,
+        proven: bool = True,
+    ) -> dict[str, Any]:
         """A Bounce row; a proven soft or block bounce counts toward its address's score."""
         now = clock.now()
-        row = {"source_message_id": source_id, "email": email, "kind": kind,
-               "status_code": status, "diagnostic": diagnostic,
-               "delivery_id": delivery.id if delivery else None, "campaign_id": campaign_id,
-               "created_at": now}
+        row = {
+            "source_message_id": source_id,
+            "email": email,
+            "kind": kind,
+            "status_code": status,
+            "diagnostic": diagnostic,
+            "delivery_id": delivery.id if delivery else None,
+            "campaign_id": campaign_id,
+            "created_at": now,
+        }
         self.bounces.append(row)
         self.seen.add(source_id)
         if delivery is not None and kind in NOT_DELIVERED:
@@ -278,15 +324,40 @@ class Batch:
 
     def hold(self, bounce: dict[str, Any], email: str, why: str, item: Any) -> None:
         """A BounceReview for `bounce`; `item.action` gets its id once written."""
-        self.reviews.append(({"bounce": bounce["source_message_id"], "email": email,
-                              "action": bounce["kind"], "why": why[:2000], "state": "pending",
-                              "created_at": clock.now()}, item))
+        self.reviews.append(
+            (
+                {
+                    "bounce": bounce["source_message_id"],
+                    "email": email,
+                    "action": bounce["kind"],
+                    "why": why[:2000],
+                    "state": "pending",
+                    "created_at": clock.now(),
+                },
+                item,
+            )
+        )
 
-    def audit(self, kind: str, *, contact_id: int | None = None, campaign_id: int | None = None,
-              actor: str = "", **data: Any) -> None:
-        self.events.append({"at": clock.now(), "kind": kind, "contact_id": contact_id,
-                            "list_id": None, "campaign_id": campaign_id, "actor": actor,
-                            "data": data})
+    def audit(
+        self,
+        kind: str,
+        *,
+        contact_id: int | None = None,
+        campaign_id: int | None = None,
+        actor: str = "",
+        **data: Any,
+    ) -> None:
+        self.events.append(
+            {
+                "at": clock.now(),
+                "kind": kind,
+                "contact_id": contact_id,
+                "list_id": None,
+                "campaign_id": campaign_id,
+                "actor": actor,
+                "data": data,
+            }
+        )
 
     def suppress(self, email: str, reason: SuppressionReason, source: str, actor: str) -> bool:
         """contacts/suppressions.suppress; True if the mailbox was suppressed already."""
@@ -298,23 +369,34 @@ class Batch:
             self.unsubscribed.add(contact_id)
             self.unsubscribe_all.setdefault(reason, []).append(contact_id)
         if existing is not None:
-            if reason in (SuppressionReason.COMPLAINT, SuppressionReason.HARD_BOUNCE) and \
-                    existing.reason not in (SuppressionReason.COMPLAINT, SuppressionReason.ERASED):
+            if reason in (
+                SuppressionReason.COMPLAINT,
+                SuppressionReason.HARD_BOUNCE,
+            ) and existing.reason not in (SuppressionReason.COMPLAINT, SuppressionReason.ERASED):
                 existing.reason = reason
                 if existing.row is not None:
                     existing.row.update(reason=reason, source=source)
                 elif existing.id is not None:
-                    self.sup_updates[existing.id] = {"id": existing.id, "reason": reason,
-                                                     "source": source}
+                    self.sup_updates[existing.id] = {
+                        "id": existing.id,
+                        "reason": reason,
+                        "source": source,
+                    }
             return True
         box = mailbox_key(email)
-        row = {"email": email, "mailbox": box, "reason": reason, "source": source,
-               "created_at": clock.now()}
+        row = {
+            "email": email,
+            "mailbox": box,
+            "reason": reason,
+            "source": source,
+            "created_at": clock.now(),
+        }
         self.new_sups.append(row)
         self._next += 1
         self.sups.setdefault(box, []).append(Sup(self._next, email, reason, row=row))
-        self.audit("suppress", contact_id=contact_id, actor=actor, reason=reason.value,
-                   source=source)
+        self.audit(
+            "suppress", contact_id=contact_id, actor=actor, reason=reason.value, source=source
+        )
         return False
 
     def write(self) -> None:
@@ -337,12 +419,19 @@ class Batch:
                     s.expire(obj)
         for reason, contact_ids in self.unsubscribe_all.items():
             for part in chunks(contact_ids):
-                s.execute(update(Subscription)
-                          .where(Subscription.contact_id.in_(part),
-                                 Subscription.status != SubscriptionStatus.UNSUBSCRIBED)
-                          .values(status=SubscriptionStatus.UNSUBSCRIBED,
-                                  unsubscribed_at=clock.now(), unsubscribed_via=reason.value)
-                          .execution_options(synchronize_session="fetch"))
+                s.execute(
+                    update(Subscription)
+                    .where(
+                        Subscription.contact_id.in_(part),
+                        Subscription.status != SubscriptionStatus.UNSUBSCRIBED,
+                    )
+                    .values(
+                        status=SubscriptionStatus.UNSUBSCRIBED,
+                        unsubscribed_at=clock.now(),
+                        unsubscribed_via=reason.value,
+                    )
+                    .execution_options(synchronize_session="fetch")
+                )
         if self.events:
             s.execute(insert(Event), self.events, execution_options=_ALL_COLUMNS)
         if self.reviews:
@@ -354,17 +443,29 @@ class Batch:
         s = self.session
         ids: dict[str, int] = {}
         for part in chunks(r["bounce"] for r, _ in self.reviews):
-            ids.update((k, i) for k, i in s.execute(
-                select(Bounce.source_message_id, Bounce.id)
-                .where(Bounce.source_message_id.in_(part))))
-        rows = [{**{k: v for k, v in r.items() if k != "bounce"}, "bounce_id": ids[r["bounce"]]}
-                for r, _ in self.reviews]
+            ids.update(
+                (k, i)
+                for k, i in s.execute(
+                    select(Bounce.source_message_id, Bounce.id).where(
+                        Bounce.source_message_id.in_(part)
+                    )
+                )
+            )
+        rows = [
+            {**{k: v for k, v in r.items() if k != "bounce"}, "bounce_id": ids[r["bounce"]]}
+            for r, _ in self.reviews
+        ]
         s.execute(insert(BounceReview), rows, execution_options=_ALL_COLUMNS)
         made: dict[int, int] = {}
         for part in chunks(r["bounce_id"] for r in rows):
-            made.update((b, i) for b, i in s.execute(
-                select(BounceReview.bounce_id, BounceReview.id)
-                .where(BounceReview.bounce_id.in_(part))))
+            made.update(
+                (b, i)
+                for b, i in s.execute(
+                    select(BounceReview.bounce_id, BounceReview.id).where(
+                        BounceReview.bounce_id.in_(part)
+                    )
+                )
+            )
         for (_, item), row in zip(self.reviews, rows, strict=True):
             item.action = f"held for review {made[row['bounce_id']]}"
 

@@ -45,8 +45,12 @@ class MessageVerdict:
     note: str = ""
 
     def as_dict(self) -> dict[str, Any]:
-        return {"file": self.file, "form": self.form,
-                "recipients": [vars(r).copy() for r in self.recipients], "note": self.note}
+        return {
+            "file": self.file,
+            "form": self.form,
+            "recipients": [vars(r).copy() for r in self.recipients],
+            "note": self.note,
+        }
 
 
 def classify_bytes(raw: bytes, name: str) -> MessageVerdict:
@@ -64,17 +68,31 @@ def verdict(report: bounce_parse.Report, name: str) -> MessageVerdict:
     """A parsed report as `classify` shows it."""
     out = MessageVerdict(name, _FORMS.get(report.form, report.form), note=report.note)
     if report.form == "bounce":
-        out.note = "; ".join(x for x in ("a bounce without an RFC 3464 part: read from its text",
-                                         report.note) if x)
+        out.note = "; ".join(
+            x for x in ("a bounce without an RFC 3464 part: read from its text", report.note) if x
+        )
     if report.form == AUTOREPLY:
-        out.recipients.append(Verdict(report.sender, AUTOREPLY, False, None,
-                                      "an auto-reply or vacation notice: never a bounce"))
+        out.recipients.append(
+            Verdict(
+                report.sender,
+                AUTOREPLY,
+                False,
+                None,
+                "an auto-reply or vacation notice: never a bounce",
+            )
+        )
     elif report.form == UNSUBSCRIBE:
         how = "with a token" if report.tokens else "without a token (its sender's own request)"
-        out.recipients.append(Verdict(
-            report.sender, UNSUBSCRIBE, False, None,
-            f"an unsubscribe request {how}: `process` unsubscribes once it checks the token or "
-            "the sender"))
+        out.recipients.append(
+            Verdict(
+                report.sender,
+                UNSUBSCRIBE,
+                False,
+                None,
+                f"an unsubscribe request {how}: `process` unsubscribes once it checks the token or "
+                "the sender",
+            )
+        )
     for r in report.recipients:
         # A complaint's Original-Rcpt-To names the complainant; a DSN's Final-Recipient is
         # where the message failed.
@@ -91,9 +109,11 @@ def messages(paths: Iterable[str]) -> Iterator[tuple[str, bytes | None, str]]:
             if (path / "cur").is_dir() and (path / "new").is_dir():
                 yield from _source(MaildirSource(path), f"{path}/")
                 continue
-            files = sorted(p for p in path.rglob("*")
-                           if p.is_file() and not any(x.startswith(".") for x in
-                                                      p.relative_to(path).parts))
+            files = sorted(
+                p
+                for p in path.rglob("*")
+                if p.is_file() and not any(x.startswith(".") for x in p.relative_to(path).parts)
+            )
             for file in files:
                 yield from _file(file)
         elif path.is_file():
@@ -121,8 +141,9 @@ def _file(path: Path) -> Iterator[tuple[str, bytes | None, str]]:
         yield str(path), None, f"cannot read: {err.strerror}"
 
 
-def _source(source: MboxSource | MaildirSource,
-            prefix: str) -> Iterator[tuple[str, bytes | None, str]]:
+def _source(
+    source: MboxSource | MaildirSource, prefix: str
+) -> Iterator[tuple[str, bytes | None, str]]:
     try:
         for message in source.messages():
             yield f"{prefix}{message.key}", message.raw, message.problem or ""

@@ -29,17 +29,69 @@ def header_text(value: object) -> str:
 
 # A header worth reading names a few addresses; parsing a huge one costs seconds.
 _MAX_HEADER = 4_000
+# One address of dot-separated atoms, bare or in angle brackets after a plain display name
+# (words, or one quoted string without escapes), and nothing else: getaddresses returns the
+# address unchanged (the fast path of header_addresses).
+_SIMPLE_ADDRESS = re.compile(
+    r"(?:(?P<open>[A-Za-z0-9_ \t-]*<|[ \t]*\"[^\"\\\r\n]*\"[ \t]*<)|[ \t]*)"
+    r"(?P<addr>[A-Za-z0-9_%+=-]+(?:\.[A-Za-z0-9_%+=-]+)*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*)"
+    r"(?(open)>)[ \t]*\Z"
+)
+
+
+_HEADERS: dict[int, tuple[Message, dict[str, list[object]]]] = {}
+
+
+def header_values(msg: Message, name: str) -> list[object]:
+    """`msg.get_all(name, [])`, from an index of the message's headers made once.
+
+    get_all compares every header's name with `name` on every call, and the readers ask a
+    message for a dozen headers, most of them absent. The last few indexes are kept (keyed by
+    the message object, held so that its id cannot be reused meanwhile)."""
+    cached = _HEADERS.get(id(msg))
+    if cached is None or cached[0] is not msg:
+        index: dict[str, list[object]] = {}
+        for key, value in msg.items():  # the values get_all returns (policy.header_fetch_parse)
+            index.setdefault(key.lower(), []).append(value)
+        if len(_HEADERS) >= 8:
+            _HEADERS.clear()
+        cached = _HEADERS[id(msg)] = (msg, index)
+    return cached[1].get(name.lower(), [])
 
 
 def header_addresses(msg: Message, name: str) -> list[str]:
     """The addresses in every `name` header of `msg` (each header read up to a bound)."""
-    values = [str(v)[:_MAX_HEADER] for v in msg.get_all(name, [])]
+    values = [str(v)[:_MAX_HEADER] for v in header_values(msg, name)]
+    simple = [_SIMPLE_ADDRESS.match(v) for v in values]
+    if all(simple):
+        # Most such headers are one plain address: getaddresses (a character-by-character
+        # parser, the costliest step of reading the headers) returns it unchanged.
+        return [m.group("addr") for m in simple if m]
     return [addr for _, addr in getaddresses(values) if addr]
 
 
+_PARTS: dict[int, tuple[Message, list[tuple[Message, str]]]] = {}
+
+
+def typed_parts(msg: Message) -> list[tuple[Message, str]]:
+    """`msg.walk()` with each part's content type, in walk order.
+
+    Walked once per message: readers ask for parts by type dozens of times per message, and
+    get_content_type re-reads the Content-Type header on every call. The last few results are
+    kept (keyed by the message object, held so that its id cannot be reused meanwhile)."""
+    cached = _PARTS.get(id(msg))
+    if cached is not None and cached[0] is msg:
+        return cached[1]
+    parts = [(part, part.get_content_type()) for part in msg.walk()]
+    if len(_PARTS) >= 8:
+        _PARTS.clear()
+    _PARTS[id(msg)] = (msg, parts)
+    return parts
+
+
 def find(msg: Message, content_type: str) -> Message | None:
-    for part in msg.walk():
-        if part.get_content_type() == content_type:
+    for part, ctype in typed_parts(msg):
+        if ctype == content_type:
             return part
     return None
 
@@ -64,8 +116,10 @@ def address_field(value: object) -> str | None:
     text = " ".join(str(value).split())
     if ";" in text:
         text = text.split(";", 1)[1]
-    text = text[:_MAX_HEADER]
-    addr = parseaddr(text.strip())[1] or text.strip().strip("<>")
+    text = text[:_MAX_HEADER].strip()
+    simple = _SIMPLE_ADDRESS.match(text)
+    # A plain address (most fields) is what parseaddr would return, without its parser.
+    addr = simple.group("addr") if simple else parseaddr(text)[1] or text.strip("<>")
     return addr if "@" in addr and " " not in addr else None
 
 
@@ -79,8 +133,7 @@ def attached(part: Message) -> Message | None:
 
 def returned_headers(msg: Message) -> Message | None:
     """The returned original: the attached message, or its headers (text/rfc822-headers)."""
-    for part in msg.walk():
-        ctype = part.get_content_type()
+    for part, ctype in typed_parts(msg):
         if ctype == "message/rfc822":
             inner = attached(part)
             if inner is not None:
@@ -93,8 +146,7 @@ def returned_headers(msg: Message) -> Message | None:
 def original_ids(msg: Message) -> list[str]:
     """Message-IDs of the message a report is about: attached message or headers."""
     ids: list[str] = []
-    for part in msg.walk():
-        ctype = part.get_content_type()
+    for part, ctype in typed_parts(msg):
         headers: Message | None = None
         if ctype == "message/rfc822":
             headers = attached(part)

@@ -12,6 +12,7 @@ in the report itself is Unparseable (never act on half a report).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import re
@@ -98,19 +99,26 @@ def parse(raw: bytes) -> Report:
     msg = message_from_bytes(raw)
     if not any(msg.get(h) for h in ("from", "subject", "message-id", "date", "content-type")):
         raise Unparseable("no mail headers (From, Subject, Date, Message-ID)")
-    containers = (p for p in msg.walk() if p.get_content_maintype() == "multipart")
+    # Parts walked once, with their types (mime.typed_parts): every reader below asks again.
+    containers = (p for p, ctype in mime.typed_parts(msg) if ctype.startswith("multipart/"))
     for count, _ in enumerate(containers, 1):
         if count > _MAX_MULTIPARTS:
             raise Unparseable(f"more than {_MAX_MULTIPARTS} multipart MIME parts: not a report")
     note = _check_complete(msg)
     report = Report(form="unrecognised", source_id=_source_id(msg, raw))
     report.subject = mime.header_text(msg.get("subject", ""))
-    report.sender = parseaddr(str(msg.get("from", ""))[:4000])[1] or None
+    report.sender = _parsed_from(str(msg.get("from", ""))[:4000])[1] or None
     report.envelope_to = _envelope_to(msg)
     _read(msg, report)
     if note:
         report.note = (report.note + "; " if report.note else "") + note
     return report
+
+
+@functools.lru_cache(maxsize=4)
+def _parsed_from(value: str) -> tuple[str, str]:
+    """parseaddr of a From header: parse and _bounce_signs both read the message's From."""
+    return parseaddr(value)
 
 
 def _read(msg: Message, report: Report) -> None:
@@ -133,10 +141,12 @@ def _read(msg: Message, report: Report) -> None:
         _read_dsn(msg, report, status_part)
         if report.recipients:
             return
-    if _is_autoreply(msg, report):
+    # Computed once: _is_autoreply asks first (re-parsing From each time).
+    bounce_signs = _bounce_signs(msg, report)
+    if _is_autoreply(msg, report, bounce_signs=bounce_signs):
         report.form = AUTOREPLY
         report.original_ids = _reply_ids(msg)
-    elif _bounce_signs(msg, report) or (report.form == "unrecognised" and bool(report.note)):
+    elif bounce_signs or (report.form == "unrecognised" and bool(report.note)):
         note = report.note
         _read_nonstandard(msg, report)
         if note and not any(r.final for r in report.recipients):
@@ -149,10 +159,10 @@ def _read(msg: Message, report: Report) -> None:
 def _check_complete(msg: Message) -> str:
     """'' for a whole message; a note when what is missing is not needed; else raise."""
     inside_copy: set[int] = set()
-    for part in msg.walk():
-        if part.get_content_type() in ("message/rfc822", "text/rfc822-headers"):
-            inside_copy.update(id(p) for p in part.walk())
-    for part in msg.walk():
+    for part, ctype in mime.typed_parts(msg):
+        if ctype in ("message/rfc822", "text/rfc822-headers"):
+            inside_copy.update(id(p) for p, _ in mime.typed_parts(part))
+    for part, _ in mime.typed_parts(msg):
         if any(isinstance(d, StartBoundaryNotFoundDefect) for d in part.defects) and \
                 isinstance(part.get_payload(), str):
             # The boundary never appears (stripped or mistyped by a relay): nothing is cut, the
@@ -265,7 +275,7 @@ def _gateway(msg: Message) -> str | None:
     """The filtering gateway that wrote this report, if its marks are on it."""
     for name, mark, headers in _GATEWAYS:
         for header in headers:
-            if any(mark.search(str(v)) for v in msg.get_all(header, [])):
+            if any(mark.search(str(v)) for v in mime.header_values(msg, header)):
                 return name
     return None
 
@@ -284,8 +294,8 @@ def _split_recipients(blocks: list[Message]) -> list[Message]:
     return out
 
 
-def _is_autoreply(msg: Message, report: Report) -> bool:
-    if _bounce_signs(msg, report):
+def _is_autoreply(msg: Message, report: Report, *, bounce_signs: bool | None = None) -> bool:
+    if _bounce_signs(msg, report) if bounce_signs is None else bounce_signs:
         return False
     auto = str(msg.get("auto-submitted", "")).strip().lower()
     if auto and not auto.startswith("no"):
@@ -298,7 +308,7 @@ def _is_autoreply(msg: Message, report: Report) -> bool:
 
 
 def _bounce_signs(msg: Message, report: Report) -> bool:
-    name, _ = parseaddr(str(msg.get("from", ""))[:4000])
+    name, _ = _parsed_from(str(msg.get("from", ""))[:4000])
     return bool(
         msg.get("x-failed-recipients")
         or _DAEMON.search(report.sender or "")
@@ -342,6 +352,7 @@ def _read_nonstandard(msg: Message, report: Report) -> None:
         addresses, from_copy = sent_to, True
     delayed = textbounce.is_delay(report.subject, explanation)
     temp = {a.lower() for a in (x.decode("ascii", "replace") for x in temporary)}
+    gateway = _gateway(msg)  # the same for every recipient: read the headers once
     texts = textbounce.segments(explanation, addresses) if not from_copy else {}
     for addr in addresses or [""]:
         before = textbounce.lead(explanation, addr) if addr else ""
@@ -355,7 +366,7 @@ def _read_nonstandard(msg: Message, report: Report) -> None:
             kind, code, why = judge("failed", None, segment, permanent=True,
                                     context=_stage_context(explanation, addr, addresses,
                                                            segment),
-                                    gateway=_gateway(msg))
+                                    gateway=gateway)
         if from_copy:
             why += " (address from the returned message's To header)"
         diagnostic = " ".join(segment.split())[:1000] or None

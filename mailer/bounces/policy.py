@@ -62,8 +62,15 @@ from mailer.store.models import (
     SuppressionReason,
 )
 
-__all__ = ["Item", "RunReport", "acknowledge", "bounce_counts", "process_mailbox",
-           "process_message", "soft_score"]
+__all__ = [
+    "Item",
+    "RunReport",
+    "acknowledge",
+    "bounce_counts",
+    "process_mailbox",
+    "process_message",
+    "soft_score",
+]
 
 KINDS = (HARD, SOFT, BLOCK, DELAYED, COMPLAINT, UNSUBSCRIBE, AUTOREPLY, IGNORED)
 # Outcomes of a message that is left in the mailbox for a person.
@@ -124,13 +131,16 @@ class RunReport:
             "dry_run": self.dry_run,
             "messages": self.messages,
             "counts": self.counts(),
-            "suppressed": sorted({i.email for i in self.items
-                                  if i.email and i.action.startswith("suppressed")}),
-            "unsubscribed": sorted({i.email for i in self.items
-                                    if i.email and i.action.startswith("unsubscribed")}),
+            "suppressed": sorted(
+                {i.email for i in self.items if i.email and i.action.startswith("suppressed")}
+            ),
+            "unsubscribed": sorted(
+                {i.email for i in self.items if i.email and i.action.startswith("unsubscribed")}
+            ),
             # Recorded but not applied: nothing proves them (see `mailer bounces review`).
-            "held": sorted({i.email for i in self.items
-                            if i.email and i.action.startswith("held for review")}),
+            "held": sorted(
+                {i.email for i in self.items if i.email and i.action.startswith("held for review")}
+            ),
             "left_in_place": len({i.message for i in self.items}) - len(self.acknowledge_keys),
             "acknowledged": self.acknowledged,
             "acknowledge_error": self.acknowledge_error,
@@ -138,8 +148,9 @@ class RunReport:
         }
 
 
-def process_mailbox(session: Session, settings: Settings, source: Source, *,
-                    dry_run: bool = False) -> RunReport:
+def process_mailbox(
+    session: Session, settings: Settings, source: Source, *, dry_run: bool = False
+) -> RunReport:
     """Read every message of `source`, record and act on each; dry-run changes nothing."""
     report = RunReport(source=source.label, dry_run=dry_run)
     outer = session.begin_nested()
@@ -182,8 +193,9 @@ def process_message(session: Session, settings: Settings, key: str, raw: bytes) 
     return process_batch(session, settings, [SourceMessage(key, raw)])
 
 
-def process_batch(session: Session, settings: Settings,
-                  messages: Sequence[SourceMessage]) -> list[Item]:
+def process_batch(
+    session: Session, settings: Settings, messages: Sequence[SourceMessage]
+) -> list[Item]:
     """Classify every message, load what they name in a few queries, decide each in order,
     write in bulk, all in one savepoint. If that fails (another run recorded the same report
     meanwhile, or a message cannot be applied), the batch is undone and redone one message
@@ -192,8 +204,7 @@ def process_batch(session: Session, settings: Settings,
     reports: list[tuple[int, str, Report]] = []
     for message in messages:
         if message.raw is None:
-            results.append([Item(message.key, UNPARSEABLE,
-                                 detail=message.problem or "unreadable")])
+            results.append([Item(message.key, UNPARSEABLE, detail=message.problem or "unreadable")])
             continue
         parsed = _parse(message.key, message.raw)
         if isinstance(parsed, Report):
@@ -211,10 +222,14 @@ def process_batch(session: Session, settings: Settings,
         plans = [_plan(batch, settings, p) for _, _, p in reports]
         emails = {m.email for plan in plans for m in plan if m.email}
         source_ids = {p.source_id for _, _, p in reports} | {
-            _source_id(p, m.email) for (_, _, p), plan in zip(reports, plans, strict=True)
-            for m in plan if m.email and len(p.recipients) > 1}
-        batch.load_state(emails, source_ids,
-                         {m.campaign_id for plan in plans for m in plan if m.campaign_id})
+            _source_id(p, m.email)
+            for (_, _, p), plan in zip(reports, plans, strict=True)
+            for m in plan
+            if m.email and len(p.recipients) > 1
+        }
+        batch.load_state(
+            emails, source_ids, {m.campaign_id for plan in plans for m in plan if m.campaign_id}
+        )
         for (n, key, parsed), plan in zip(reports, plans, strict=True):
             results[n] = _decide(batch, settings, key, parsed, plan)
         batch.write()
@@ -229,11 +244,22 @@ def process_batch(session: Session, settings: Settings,
             return [_copy(base, outcome=UNRECOGNISED, detail=f"not processed: {err}")]
         if isinstance(err, DataError):
             # PostgreSQL refuses some text SQLite keeps (a NUL byte): left for a person.
-            return [_copy(base, outcome=UNRECOGNISED,
-                          detail=f"not processed: the database refused it ({err.orig})")]
+            return [
+                _copy(
+                    base,
+                    outcome=UNRECOGNISED,
+                    detail=f"not processed: the database refused it ({err.orig})",
+                )
+            ]
         # Another run recorded the same report between our check and our insert.
-        return [_copy(base, outcome=DUPLICATE, processed=True,
-                      detail="recorded by another run at the same time")]
+        return [
+            _copy(
+                base,
+                outcome=DUPLICATE,
+                processed=True,
+                detail="recorded by another run at the same time",
+            )
+        ]
     return [item for items in results for item in items]
 
 
@@ -252,8 +278,7 @@ def _parse(key: str, raw: bytes) -> Report | list[Item]:
 
 
 def _base(key: str, parsed: Report) -> Item:
-    return Item(key, UNRECOGNISED, source_message_id=parsed.source_id,
-                subject=parsed.subject[:200])
+    return Item(key, UNRECOGNISED, source_message_id=parsed.source_id, subject=parsed.subject[:200])
 
 
 def _plan(batch: Batch, settings: Settings, parsed: Report) -> list[Match]:
@@ -262,22 +287,28 @@ def _plan(batch: Batch, settings: Settings, parsed: Report) -> list[Match]:
         return []
     if parsed.form == AUTOREPLY:
         # Who is away: VERP or the Message-ID replied to, else the sender if it is a contact.
-        return [match(batch, settings, parsed,
-                      Recipient(None, parsed.sender, AUTOREPLY, None, None, ""))]
+        return [
+            match(
+                batch, settings, parsed, Recipient(None, parsed.sender, AUTOREPLY, None, None, "")
+            )
+        ]
     many = len(parsed.recipients) > 1
     return [match(batch, settings, parsed, r, many=many) for r in parsed.recipients]
 
 
-def _decide(batch: Batch, settings: Settings, key: str, parsed: Report,
-            plan: list[Match]) -> list[Item]:
+def _decide(
+    batch: Batch, settings: Settings, key: str, parsed: Report, plan: list[Match]
+) -> list[Item]:
     base = _base(key, parsed)
     if parsed.form == UNSUBSCRIBE:
         return [_unsubscribe(batch, settings, parsed, base)]
     if parsed.form == AUTOREPLY:
         return [_autoreply(batch, parsed, base, plan[0])]
     many = len(parsed.recipients) > 1
-    return [_recipient(batch, settings, parsed, r, found, base, many)
-            for r, found in zip(parsed.recipients, plan, strict=True)]
+    return [
+        _recipient(batch, settings, parsed, r, found, base, many)
+        for r, found in zip(parsed.recipients, plan, strict=True)
+    ]
 
 
 def _copy(base: Item, **changes: Any) -> Item:
@@ -288,17 +319,27 @@ def _source_id(parsed: Report, email: str) -> str:
     return f"{parsed.source_id} {email}"[:500]
 
 
-def _recipient(batch: Batch, settings: Settings, parsed: Report, r: Recipient, found: Match,
-               base: Item, many: bool) -> Item:
-    item = _copy(base, status=r.status, diagnostic=(r.diagnostic or "")[:500] or None,
-                 detail=r.why)
+def _recipient(
+    batch: Batch,
+    settings: Settings,
+    parsed: Report,
+    r: Recipient,
+    found: Match,
+    base: Item,
+    many: bool,
+) -> Item:
+    item = _copy(base, status=r.status, diagnostic=(r.diagnostic or "")[:500] or None, detail=r.why)
     email = found.email
     if email is None:
-        named = [a for a in (r.original, r.final) if a] + \
-            [f"Message-ID {m}" for m in parsed.original_ids[:1]]
+        named = [a for a in (r.original, r.final) if a] + [
+            f"Message-ID {m}" for m in parsed.original_ids[:1]
+        ]
         item.outcome = UNKNOWN_ADDRESS
-        item.detail = ("no known contact or delivery for " + (", ".join(named) or "this report")
-                       + f" ({r.why}); left in place")
+        item.detail = (
+            "no known contact or delivery for "
+            + (", ".join(named) or "this report")
+            + f" ({r.why}); left in place"
+        )
         return item
     source_id = _source_id(parsed, email) if many else parsed.source_id[:500]
     item.email, item.matched_by, item.source_message_id = email, found.matched_by, source_id
@@ -314,11 +355,19 @@ def _recipient(batch: Batch, settings: Settings, parsed: Report, r: Recipient, f
     delivery = found.delivery if found.proven else None
     if delivery is None and attributable:
         delivery = batch.latest_delivery(email)
-    item.campaign_id = batch.campaign(delivery.campaign_id if delivery else
-                                      found.campaign_id if found.proven else None)
-    bounce = batch.record(source_id=source_id, email=email, kind=r.kind, status=r.status,
-                          diagnostic=(r.diagnostic or r.why)[:2000], delivery=delivery,
-                          campaign_id=item.campaign_id, proven=found.proven)
+    item.campaign_id = batch.campaign(
+        delivery.campaign_id if delivery else found.campaign_id if found.proven else None
+    )
+    bounce = batch.record(
+        source_id=source_id,
+        email=email,
+        kind=r.kind,
+        status=r.status,
+        diagnostic=(r.diagnostic or r.why)[:2000],
+        delivery=delivery,
+        campaign_id=item.campaign_id,
+        proven=found.proven,
+    )
     item.outcome, item.processed = r.kind, True
     if not needs_proof:
         return item
@@ -327,30 +376,42 @@ def _recipient(batch: Batch, settings: Settings, parsed: Report, r: Recipient, f
         item.action = "held for review"  # and its id, once written (Batch.write)
         item.detail = f"{found.why} ({r.why}); `mailer bounces review` to apply or dismiss it"
         return item
-    batch.audit("bounce", contact_id=batch.contacts.get(email), campaign_id=item.campaign_id,
-                bounce_kind=r.kind, status=r.status, source=source_id)
-    what = f"{parsed.feedback_type} {parsed.source_id}" if r.kind == COMPLAINT \
-        else parsed.source_id
+    batch.audit(
+        "bounce",
+        contact_id=batch.contacts.get(email),
+        campaign_id=item.campaign_id,
+        bounce_kind=r.kind,
+        status=r.status,
+        source=source_id,
+    )
+    what = f"{parsed.feedback_type} {parsed.source_id}" if r.kind == COMPLAINT else parsed.source_id
     item.action = _act(batch, settings, r.kind, email, what, r.status)
     return item
 
 
-def _act(batch: Batch, settings: Settings, kind: str, email: str, source: str,
-         status: str | None) -> str:
+def _act(
+    batch: Batch, settings: Settings, kind: str, email: str, source: str, status: str | None
+) -> str:
     """bounces/review.act on the batch: what a proven failure or complaint does."""
     if kind == HARD:
-        return _suppress(batch, email, SuppressionReason.HARD_BOUNCE,
-                         f"bounce {status or ''} {source}")
+        return _suppress(
+            batch, email, SuppressionReason.HARD_BOUNCE, f"bounce {status or ''} {source}"
+        )
     if kind == COMPLAINT:
         return _suppress(batch, email, SuppressionReason.COMPLAINT, f"complaint {source}")
     score, soft = batch.soft_score(email)
     threshold = settings.soft_bounce_threshold
     done = f"score {score}/{threshold or 'off'}"
     if threshold and score >= threshold and soft:
-        return _suppress(
-            batch, email, SuppressionReason.HARD_BOUNCE,
-            f"{score} soft bounces in {settings.soft_bounce_window_days} days",
-        ) + f" (score {score}/{threshold})"
+        return (
+            _suppress(
+                batch,
+                email,
+                SuppressionReason.HARD_BOUNCE,
+                f"{score} soft bounces in {settings.soft_bounce_window_days} days",
+            )
+            + f" (score {score}/{threshold})"
+        )
     if threshold and score >= threshold:
         done += " (blocks only: not suppressed)"
     return done
@@ -362,8 +423,12 @@ def _suppress(batch: Batch, email: str, reason: SuppressionReason, source: str) 
 
 
 def _autoreply(batch: Batch, parsed: Report, base: Item, found: Match) -> Item:
-    item = _copy(base, outcome=AUTOREPLY, processed=True,
-                 detail="an auto-reply or vacation notice: ignored, never a bounce")
+    item = _copy(
+        base,
+        outcome=AUTOREPLY,
+        processed=True,
+        detail="an auto-reply or vacation notice: ignored, never a bounce",
+    )
     email, how, delivery = found.email, found.matched_by, found.delivery
     item.email, item.matched_by = email, "from" if how == "final-recipient" else how
     if batch.already(parsed.source_id):
@@ -371,8 +436,13 @@ def _autoreply(batch: Batch, parsed: Report, base: Item, found: Match) -> Item:
     if delivery is None and email is not None:
         delivery = batch.latest_delivery(email)
     item.campaign_id = delivery.campaign_id if delivery else None
-    batch.record(source_id=parsed.source_id, email=email, kind=AUTOREPLY, delivery=delivery,
-                 campaign_id=item.campaign_id)
+    batch.record(
+        source_id=parsed.source_id,
+        email=email,
+        kind=AUTOREPLY,
+        delivery=delivery,
+        campaign_id=item.campaign_id,
+    )
     return item
 
 
@@ -380,8 +450,9 @@ def _unsubscribe(batch: Batch, settings: Settings, parsed: Report, base: Item) -
     """A valid token unsubscribes its contact; else a From that is a contact is held."""
     item = _copy(base, outcome=UNSUBSCRIBE)
     if batch.already(parsed.source_id):
-        return _copy(item, outcome=DUPLICATE, processed=True,
-                     detail="already processed in an earlier run")
+        return _copy(
+            item, outcome=DUPLICATE, processed=True, detail="already processed in an earlier run"
+        )
     session = batch.session
     for token in parsed.tokens:
         try:
@@ -407,11 +478,15 @@ def _unsubscribe(batch: Batch, settings: Settings, parsed: Report, base: Item) -
         if ml is not None and not _subscribed_to(session, contact.id, ml.id):
             item.action = f"not subscribed to {ml.slug!r} (any more)"
         else:
-            changed = unsubscribe(session, contact.email, ml.slug if ml else None, via="mailto",
-                                  actor="bounces")
+            changed = unsubscribe(
+                session, contact.email, ml.slug if ml else None, via="mailto", actor="bounces"
+            )
             where = ml.slug if ml else "every list (suppressed)"
-            item.action = f"unsubscribed from {where}" if changed or ml is None else \
-                f"already unsubscribed from {where}"
+            item.action = (
+                f"unsubscribed from {where}"
+                if changed or ml is None
+                else f"already unsubscribed from {where}"
+            )
             batch.reload_suppressions(contact.email)
         item.detail = "a signed unsubscribe token"
         _record(batch, parsed, item, contact.email)
@@ -420,14 +495,18 @@ def _unsubscribe(batch: Batch, settings: Settings, parsed: Report, base: Item) -
     if sender is None or sender not in batch.contacts or not parsed.intent:
         reason = "its token is not valid" if parsed.tokens else "it carries no token"
         item.outcome = UNRECOGNISED
-        item.detail = (f"an unsubscribe request, but {reason} and its sender "
-                       f"{parsed.sender or '(none)'} is not a contact; left for a person")
+        item.detail = (
+            f"an unsubscribe request, but {reason} and its sender "
+            f"{parsed.sender or '(none)'} is not a contact; left for a person"
+        )
         return item
     # A From header is anyone's to write: without a valid token the request waits for a person.
     item.email, item.matched_by = sender, "from"
-    why = (f"an unsubscribe request from {sender} "
-           + ("whose token is not valid" if parsed.tokens else "without the signed token")
-           + " of the List-Unsubscribe address: the From address proves nothing")
+    why = (
+        f"an unsubscribe request from {sender} "
+        + ("whose token is not valid" if parsed.tokens else "without the signed token")
+        + " of the List-Unsubscribe address: the From address proves nothing"
+    )
     bounce = _record(batch, parsed, item, sender)
     batch.hold(bounce, sender, why, item)
     item.action = "held for review"  # and its id, once written (Batch.write)
@@ -436,15 +515,27 @@ def _unsubscribe(batch: Batch, settings: Settings, parsed: Report, base: Item) -
 
 
 def _subscribed_to(session: Session, contact_id: int, list_id: int) -> bool:
-    return session.scalar(select(Subscription.id).where(
-        Subscription.contact_id == contact_id, Subscription.list_id == list_id,
-        Subscription.status != SubscriptionStatus.UNSUBSCRIBED)) is not None
+    return (
+        session.scalar(
+            select(Subscription.id).where(
+                Subscription.contact_id == contact_id,
+                Subscription.list_id == list_id,
+                Subscription.status != SubscriptionStatus.UNSUBSCRIBED,
+            )
+        )
+        is not None
+    )
 
 
 def _record(batch: Batch, parsed: Report, item: Item, email: str | None) -> dict[str, Any]:
     item.campaign_id = batch.campaign(item.campaign_id)
-    bounce = batch.record(source_id=parsed.source_id, email=email, kind=item.outcome,
-                          diagnostic=item.detail, campaign_id=item.campaign_id)
+    bounce = batch.record(
+        source_id=parsed.source_id,
+        email=email,
+        kind=item.outcome,
+        diagnostic=item.detail,
+        campaign_id=item.campaign_id,
+    )
     item.processed = True
     return bounce
 
@@ -453,7 +544,8 @@ def bounce_counts(session: Session, campaign_id: int) -> dict[str, int]:
     """Reports recorded for one campaign, by kind (every kind present, zero when none)."""
     counts = {k: 0 for k in KINDS}
     rows = session.execute(
-        select(Bounce.kind, func.count()).where(Bounce.campaign_id == campaign_id)
+        select(Bounce.kind, func.count())
+        .where(Bounce.campaign_id == campaign_id)
         .group_by(Bounce.kind)
     )
     for kind, n in rows:

@@ -26,8 +26,12 @@ from mailer.contacts.addresses import Verp, verp_decode
 from mailer.store.models import DeliveryStatus
 
 # A delivery some server received or refused: a report about it can be genuine.
-ATTEMPTED = (DeliveryStatus.SENT, DeliveryStatus.IN_DOUBT, DeliveryStatus.DEFERRED,
-             DeliveryStatus.FAILED)
+ATTEMPTED = (
+    DeliveryStatus.SENT,
+    DeliveryStatus.IN_DOUBT,
+    DeliveryStatus.DEFERRED,
+    DeliveryStatus.FAILED,
+)
 
 
 @dataclass
@@ -60,8 +64,9 @@ def message_ids(parsed: Report) -> list[str]:
     return [i for i in parsed.original_ids if i][:10]
 
 
-def match(batch: Batch, settings: Settings, parsed: Report, r: Recipient,
-          *, many: bool = False) -> Match:
+def match(
+    batch: Batch, settings: Settings, parsed: Report, r: Recipient, *, many: bool = False
+) -> Match:
     """The recipient `r` of `parsed`: proven by signed VERP or a ledger Message-ID, else named."""
     named = [k for k in (batch.key(a) for a in (r.original, r.final) if a) if k]
     unsigned_verp: str | None = None
@@ -90,9 +95,11 @@ def match(batch: Batch, settings: Settings, parsed: Report, r: Recipient,
         # message it quotes says whom it is about.
         d = sent[0]
         return Match(d.email, "message-id", d, d.campaign_id, proven=True)
-    candidates = ([(unsigned_verp, "verp")] if unsigned_verp else []) + \
-        [(a, how) for a, how in ((r.original, "original-recipient"),
-                                 (r.final, "final-recipient")) if a]
+    candidates = ([(unsigned_verp, "verp")] if unsigned_verp else []) + [
+        (a, how)
+        for a, how in ((r.original, "original-recipient"), (r.final, "final-recipient"))
+        if a
+    ]
     for value, how in candidates:
         email = batch.key(value or "")
         if email is not None and batch.known(email):
@@ -114,8 +121,10 @@ def _why_not(parsed: Report, email: str, by_id: list[DRow], unsigned_verp: str |
         if d.email != email:
             reasons.append(f"the message it quotes ({d.message_id}) was sent to another address")
         else:
-            reasons.append(f"the message it quotes ({d.message_id}) was never sent "
-                           f"(status {DeliveryStatus(d.status).value})")
+            reasons.append(
+                f"the message it quotes ({d.message_id}) was never sent "
+                f"(status {DeliveryStatus(d.status).value})"
+            )
     return "no proof it is about a message mailer sent to " + email + ": " + "; ".join(reasons)
 
 

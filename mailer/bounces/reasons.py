@@ -27,7 +27,9 @@ Exchange, Office 365, Gmail, Yahoo, Notes, Japanese and Korean carriers...), nev
 
 from __future__ import annotations
 
+import importlib
 import re
+from typing import Any
 
 HARD = "hard"            # the address does not exist (5.1.x): suppress at once
 SOFT = "soft"            # mailbox full, temporary failure given up on, unexplained failure
@@ -51,9 +53,56 @@ ENHANCED = re.compile(r"(?<![\d.])([245])\.(\d{1,3})\.(\d{1,3})(?![\d.])")
 _BASIC = re.compile(r"(?<![\d.#])([245]\d\d)(?:[ :-]|$)", re.M)
 
 
-def _words(*phrases: str) -> re.Pattern[str]:
-    # Searched in lower-cased text: a case-insensitive alternation is about three times slower.
-    return re.compile("|".join(phrases))
+class _Phrases:
+    """An alternation of phrases, searched in lower-cased text (a case-insensitive
+    alternation is about three times slower).
+
+    `search` gives exactly the pattern's answer, but first looks for each phrase's required
+    literal (the longest run of plain characters every match of the phrase contains) with
+    `in`: the regex tries every phrase at every position of the text, and most texts contain
+    none of the phrases (a tenth of the time of reading a bounce went there)."""
+
+    def __init__(self, phrases: tuple[str, ...]) -> None:
+        self.pattern = re.compile("|".join(phrases))
+        literals = [_required_literal(p) for p in phrases]
+        # One phrase without such a literal: the regex alone decides.
+        self.literals = None if not all(literals) else tuple(dict.fromkeys(
+            lit for lit in literals if lit))
+
+    def search(self, text: str) -> re.Match[str] | None:
+        if self.literals is not None and not any(lit in text for lit in self.literals):
+            return None
+        return self.pattern.search(text)
+
+
+try:
+    _SRE_PARSER: Any = importlib.import_module("re._parser")
+except ImportError:  # another Python's internals: search with the regex alone
+    _SRE_PARSER = None
+
+
+def _required_literal(phrase: str) -> str | None:
+    """The longest run of characters in every match of `phrase` (its top-level literals, with
+    nothing between them); None when unsure."""
+    if _SRE_PARSER is None:
+        return None
+    try:
+        items = list(_SRE_PARSER.parse(phrase, 0))
+        literal = _SRE_PARSER.LITERAL
+    except Exception:  # unknown internals: no shortcut, never a wrong answer
+        return None
+    best, run = "", ""
+    for op, arg in items:
+        if op is literal:
+            run += chr(arg)
+        else:
+            run = ""
+        best = max(best, run, key=len)
+    return best or None
+
+
+def _words(*phrases: str) -> _Phrases:
+    return _Phrases(phrases)
 
 
 # Refusals about us: the sending host, the sender's domain or address, the content, the volume.
@@ -158,10 +207,19 @@ _STAGES = re.compile(
 )
 
 
+_STAGE_WORDS = ("mail from", "rcpt", "data", "does not like recipient",
+                "failed after i sent the message")
+
+
 def smtp_stage(text: str) -> str | None:
     """The SMTP command the refusal answered, as `text` last names it (None: not said)."""
+    lowered = text.lower()
+    # Every alternative of _STAGES contains one of these: a text without them (most) skips the
+    # regex, which otherwise tries each alternative at every position.
+    if not any(word in lowered for word in _STAGE_WORDS):
+        return None
     last = None
-    for found in _STAGES.finditer(text.lower()):
+    for found in _STAGES.finditer(lowered):
         last = found
     if last is None:
         return None

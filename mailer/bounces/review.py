@@ -39,36 +39,51 @@ ACTIONABLE = (HARD, SOFT, BLOCK, COMPLAINT, UNSUBSCRIBE)
 NOT_DELIVERED = (HARD, SOFT, BLOCK, DELAYED)
 
 
-def act(session: Session, settings: Settings, kind: str, email: str, source: str,
-        status: str | None = None, actor: str = "bounces") -> str:
+def act(
+    session: Session,
+    settings: Settings,
+    kind: str,
+    email: str,
+    source: str,
+    status: str | None = None,
+    actor: str = "bounces",
+) -> str:
     """Apply one proven (or reviewed) report to `email`; returns what was done."""
     if kind == HARD:
-        return _suppress(session, email, SuppressionReason.HARD_BOUNCE,
-                         f"bounce {status or ''} {source}", actor)
+        return _suppress(
+            session, email, SuppressionReason.HARD_BOUNCE, f"bounce {status or ''} {source}", actor
+        )
     if kind == COMPLAINT:
-        return _suppress(session, email, SuppressionReason.COMPLAINT, f"complaint {source}",
-                         actor)
+        return _suppress(session, email, SuppressionReason.COMPLAINT, f"complaint {source}", actor)
     if kind == UNSUBSCRIBE:
         changed = unsubscribe(session, email, None, via="mailto", actor=actor)
-        return "unsubscribed from every list (suppressed)" + \
-            (f": {', '.join(changed)}" if changed else "")
+        return "unsubscribed from every list (suppressed)" + (
+            f": {', '.join(changed)}" if changed else ""
+        )
     if kind in (SOFT, BLOCK):
         score, soft = soft_score(session, settings, email)
         threshold = settings.soft_bounce_threshold
         done = f"score {score}/{threshold or 'off'}"
         if threshold and score >= threshold and soft:
-            return _suppress(
-                session, email, SuppressionReason.HARD_BOUNCE,
-                f"{score} soft bounces in {settings.soft_bounce_window_days} days", actor,
-            ) + f" (score {score}/{threshold})"
+            return (
+                _suppress(
+                    session,
+                    email,
+                    SuppressionReason.HARD_BOUNCE,
+                    f"{score} soft bounces in {settings.soft_bounce_window_days} days",
+                    actor,
+                )
+                + f" (score {score}/{threshold})"
+            )
         if threshold and score >= threshold:
             done += " (blocks only: not suppressed)"
         return done
     return "none"
 
 
-def _suppress(session: Session, email: str, reason: SuppressionReason, source: str,
-              actor: str) -> str:
+def _suppress(
+    session: Session, email: str, reason: SuppressionReason, source: str, actor: str
+) -> str:
     existing = get_suppression(session, email)
     suppress(session, email, reason, source=source[:200], actor=actor)
     return "already suppressed" if existing is not None else "suppressed"
@@ -76,8 +91,14 @@ def _suppress(session: Session, email: str, reason: SuppressionReason, source: s
 
 def hold(session: Session, bounce: Bounce, email: str, why: str) -> BounceReview:
     """Queue a recorded, unproven report for a person."""
-    review = BounceReview(bounce_id=bounce.id, email=email, action=bounce.kind, why=why[:2000],
-                          state=PENDING, created_at=clock.now())
+    review = BounceReview(
+        bounce_id=bounce.id,
+        email=email,
+        action=bounce.kind,
+        why=why[:2000],
+        state=PENDING,
+        created_at=clock.now(),
+    )
     session.add(review)
     session.flush()
     return review
@@ -90,8 +111,7 @@ def soft_score(session: Session, settings: Settings, email: str) -> tuple[int, i
     """
     now = clock.now()
     since = now - timedelta(days=settings.soft_bounce_window_days)
-    unproven = exists().where(BounceReview.bounce_id == Bounce.id,
-                              BounceReview.state != APPLIED)
+    unproven = exists().where(BounceReview.bounce_id == Bounce.id, BounceReview.state != APPLIED)
     rows = session.execute(
         select(Bounce.kind, Bounce.created_at, Delivery.sent_at)
         .outerjoin(Delivery, Delivery.id == Bounce.delivery_id)
@@ -113,8 +133,10 @@ def _last_success(session: Session, email: str) -> datetime | None:
     )
     return session.scalar(
         select(func.max(Delivery.sent_at)).where(
-            Delivery.email == email, Delivery.status == DeliveryStatus.SENT,
-            Delivery.sent_at.is_not(None), Delivery.id.not_in(not_delivered),
+            Delivery.email == email,
+            Delivery.status == DeliveryStatus.SENT,
+            Delivery.sent_at.is_not(None),
+            Delivery.id.not_in(not_delivered),
         )
     )
 
@@ -137,56 +159,98 @@ class Held:
     outcome: str | None
 
     def as_dict(self) -> dict[str, Any]:
-        return {**self.__dict__, "created_at": self.created_at.isoformat(),
-                "decided_at": self.decided_at.isoformat() if self.decided_at else None}
+        return {
+            **self.__dict__,
+            "created_at": self.created_at.isoformat(),
+            "decided_at": self.decided_at.isoformat() if self.decided_at else None,
+        }
 
 
 def list_held(session: Session, state: str | None = PENDING) -> list[Held]:
     """Held reports, oldest first; `state` None lists every state."""
     if state is not None and state not in STATES:
         raise InvalidInputError(f"state: expected one of {', '.join(STATES)}, got {state!r}")
-    query = (select(BounceReview, Bounce).join(Bounce, Bounce.id == BounceReview.bounce_id)
-             .order_by(BounceReview.id))
+    query = (
+        select(BounceReview, Bounce)
+        .join(Bounce, Bounce.id == BounceReview.bounce_id)
+        .order_by(BounceReview.id)
+    )
     if state is not None:
         query = query.where(BounceReview.state == state)
     return [_held(r, b) for r, b in session.execute(query).all()]
 
 
 def _held(r: BounceReview, b: Bounce) -> Held:
-    return Held(r.id, r.state, r.email, r.action, b.status_code, r.why, b.source_message_id,
-                b.diagnostic, r.created_at, r.decided_at, r.decided_by, r.outcome)
+    return Held(
+        r.id,
+        r.state,
+        r.email,
+        r.action,
+        b.status_code,
+        r.why,
+        b.source_message_id,
+        b.diagnostic,
+        r.created_at,
+        r.decided_at,
+        r.decided_by,
+        r.outcome,
+    )
 
 
-def decide(session: Session, settings: Settings, review_id: int, *, apply: bool,
-           actor: str) -> Held:
+def decide(
+    session: Session, settings: Settings, review_id: int, *, apply: bool, actor: str
+) -> Held:
     """Apply or dismiss one pending report; an unknown or decided id is a clear error."""
     row = session.execute(
-        select(BounceReview, Bounce).join(Bounce, Bounce.id == BounceReview.bounce_id)
-        .where(BounceReview.id == review_id).with_for_update(of=BounceReview)
+        select(BounceReview, Bounce)
+        .join(Bounce, Bounce.id == BounceReview.bounce_id)
+        .where(BounceReview.id == review_id)
+        .with_for_update(of=BounceReview)
     ).first()
     if row is None:
-        raise InvalidInputError(f"no held report with id {review_id} "
-                                "(see `mailer bounces review`)")
+        raise InvalidInputError(f"no held report with id {review_id} (see `mailer bounces review`)")
     review, bounce = row
     if review.state != PENDING:
         when = review.decided_at.isoformat() if review.decided_at else "?"
-        raise InvalidInputError(f"held report {review_id} was already {review.state} "
-                                f"({when}, by {review.decided_by or '?'})")
+        raise InvalidInputError(
+            f"held report {review_id} was already {review.state} "
+            f"({when}, by {review.decided_by or '?'})"
+        )
     review.state = APPLIED if apply else DISMISSED
     review.decided_at, review.decided_by = clock.now(), actor[:200]
     session.flush()  # an applied soft bounce must count in the score computed below
     contact_id = session.scalar(select(Contact.id).where(Contact.email == review.email))
     if apply:
-        review.outcome = act(session, settings, review.action, review.email,
-                             f"review {review_id}: {bounce.source_message_id}",
-                             bounce.status_code, actor=actor)
+        review.outcome = act(
+            session,
+            settings,
+            review.action,
+            review.email,
+            f"review {review_id}: {bounce.source_message_id}",
+            bounce.status_code,
+            actor=actor,
+        )
         if review.action != UNSUBSCRIBE:
-            audit.record(session, "bounce", contact_id=contact_id, actor=actor,
-                         bounce_kind=review.action, status=bounce.status_code,
-                         source=bounce.source_message_id, review=review_id)
+            audit.record(
+                session,
+                "bounce",
+                contact_id=contact_id,
+                actor=actor,
+                bounce_kind=review.action,
+                status=bounce.status_code,
+                source=bounce.source_message_id,
+                review=review_id,
+            )
     else:
         review.outcome = "dismissed: nothing done"
-    audit.record(session, "bounce.review", contact_id=contact_id, actor=actor,
-                 review=review_id, decision=review.state, outcome=review.outcome)
+    audit.record(
+        session,
+        "bounce.review",
+        contact_id=contact_id,
+        actor=actor,
+        review=review_id,
+        decision=review.state,
+        outcome=review.outcome,
+    )
     session.flush()
     return _held(review, bounce)

@@ -41,7 +41,7 @@ class MailboxError(MailerError):
 class SourceMessage:
     """One message of a source: its bytes, or the reason it cannot be read."""
 
-    key: str       # mbox "3 (line 120)", maildir file key, IMAP UID
+    key: str  # mbox "3 (line 120)", maildir file key, IMAP UID
     raw: bytes | None
     problem: str | None = None
 
@@ -65,8 +65,12 @@ class _Closing:
     def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self.close()
 
 
@@ -104,25 +108,35 @@ class MboxSource(_Closing):
         # Where each line starts; "From " lines are found by searching the whole file (a Python
         # loop over every line was most of the time of a large mbox).
         offsets = list(accumulate(map(len, lines), initial=0))
-        starts = [i for i in (bisect_left(offsets, at) for at in _line_starts(data, b"From "))
-                  if i == 0 or not lines[i - 1].strip()]
+        starts = [
+            i
+            for i in (bisect_left(offsets, at) for at in _line_starts(data, b"From "))
+            if i == 0 or not lines[i - 1].strip()
+        ]
         if not starts:
-            yield SourceMessage("1 (line 1)", None,
-                                f"{self.path}: not an mbox file (no 'From ' line starts a message)")
+            yield SourceMessage(
+                "1 (line 1)",
+                None,
+                f"{self.path}: not an mbox file (no 'From ' line starts a message)",
+            )
             return
-        if starts[0] > 0 and any(line.strip() for line in lines[:starts[0]]):
-            yield SourceMessage("0 (line 1)", None,
-                                f"lines 1-{starts[0]} come before the first 'From ' line: skipped")
+        if starts[0] > 0 and any(line.strip() for line in lines[: starts[0]]):
+            yield SourceMessage(
+                "0 (line 1)",
+                None,
+                f"lines 1-{starts[0]} come before the first 'From ' line: skipped",
+            )
         for n, start in enumerate(starts, 1):
             end = starts[n] if n < len(starts) else len(lines)
             # mboxrd: ">From " and ">>From " at the start of a line lose one '>'.
-            body = data[offsets[start + 1]:offsets[end]]
+            body = data[offsets[start + 1] : offsets[end]]
             if b">From " in body:
                 body = _FROM_QUOTED.sub(rb"\1", body)
             key = f"{n} (line {start + 1})"
             if n == len(starts) and not data.endswith(b"\n"):
-                yield SourceMessage(key, None,
-                                    "truncated: the file ends in the middle of this message")
+                yield SourceMessage(
+                    key, None, "truncated: the file ends in the middle of this message"
+                )
                 continue
             yield SourceMessage(key, body)
 
@@ -185,12 +199,17 @@ def parse_imap_url(url: str, env: dict[str, str] | None = None) -> ImapUrl:
     query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
     unknown = set(query) - {"processed", "after", "ca_file", "tls"}
     if unknown:
-        raise MailboxError(f"{label}: unknown option {sorted(unknown)[0]!r} "
-                           "(known: processed, after, ca_file, tls)")
+        raise MailboxError(
+            f"{label}: unknown option {sorted(unknown)[0]!r} "
+            "(known: processed, after, ca_file, tls)"
+        )
     if not parts.hostname or not parts.username:
         raise MailboxError(f"{label}: expected imaps://USER:PASSWORD@HOST/FOLDER")
-    password = unquote(parts.password) if parts.password is not None else \
-        env.get("MAILER_IMAP_PASSWORD", "")
+    password = (
+        unquote(parts.password)
+        if parts.password is not None
+        else env.get("MAILER_IMAP_PASSWORD", "")
+    )
     if not password:
         raise MailboxError(f"{label}: no password (put it in the URL or MAILER_IMAP_PASSWORD)")
     if parts.scheme == "imaps":
@@ -207,10 +226,18 @@ def parse_imap_url(url: str, env: dict[str, str] | None = None) -> ImapUrl:
     except ValueError:
         raise MailboxError(f"{label}: not a valid port") from None
     folder = unquote(parts.path.lstrip("/")) or "INBOX"
-    return ImapUrl(tls=tls, host=parts.hostname, port=port, user=unquote(parts.username),
-                   password=password, folder=folder,
-                   processed_folder=query.get("processed", DEFAULT_PROCESSED_FOLDER),
-                   after=after, ca_file=query.get("ca_file"), label=label)
+    return ImapUrl(
+        tls=tls,
+        host=parts.hostname,
+        port=port,
+        user=unquote(parts.username),
+        password=password,
+        folder=folder,
+        processed_folder=query.get("processed", DEFAULT_PROCESSED_FOLDER),
+        after=after,
+        ca_file=query.get("ca_file"),
+        label=label,
+    )
 
 
 class ImapSource(_Closing):
@@ -231,8 +258,9 @@ class ImapSource(_Closing):
             raise MailboxError(f"{self.label}: ca_file {u.ca_file!r}: {err}") from None
         try:
             if u.tls == "ssl":
-                conn: imaplib.IMAP4 = imaplib.IMAP4_SSL(u.host, u.port, ssl_context=context,
-                                                        timeout=IMAP_TIMEOUT)
+                conn: imaplib.IMAP4 = imaplib.IMAP4_SSL(
+                    u.host, u.port, ssl_context=context, timeout=IMAP_TIMEOUT
+                )
             else:
                 conn = imaplib.IMAP4(u.host, u.port, timeout=IMAP_TIMEOUT)
                 if u.tls == "starttls":
@@ -251,8 +279,7 @@ class ImapSource(_Closing):
         typ, data = conn.select(_quote(u.folder), readonly=self.readonly)
         if typ != "OK":
             _quietly_close(conn)
-            raise MailboxError(f"{self.label}: cannot open the folder {u.folder!r}: "
-                               f"{_text(data)}")
+            raise MailboxError(f"{self.label}: cannot open the folder {u.folder!r}: {_text(data)}")
         return conn
 
     def messages(self) -> Iterator[SourceMessage]:
@@ -265,8 +292,10 @@ class ImapSource(_Closing):
                 typ, fetched = self.conn.uid("FETCH", uid, "(BODY.PEEK[])")
             except (imaplib.IMAP4.error, OSError) as err:
                 raise MailboxError(f"{self.label}: fetching UID {uid} failed: {err}") from None
-            raw = next((item[1] for item in fetched or []
-                        if isinstance(item, tuple) and len(item) == 2), None)
+            raw = next(
+                (item[1] for item in fetched or [] if isinstance(item, tuple) and len(item) == 2),
+                None,
+            )
             if typ != "OK" or not isinstance(raw, bytes):
                 yield SourceMessage(f"uid {uid}", None, f"UID {uid} could not be fetched")
                 continue
@@ -281,8 +310,9 @@ class ImapSource(_Closing):
         u = self.url
         try:
             if u.after == "flag":
-                self._ok(self.conn.uid("STORE", uid_set, "+FLAGS", f"({PROCESSED_KEYWORD})"),
-                         "flag")
+                self._ok(
+                    self.conn.uid("STORE", uid_set, "+FLAGS", f"({PROCESSED_KEYWORD})"), "flag"
+                )
                 return f"flagged {len(uids)} message(s) {PROCESSED_KEYWORD}"
             folder = _quote(u.processed_folder)
             typ, data = self.conn.list('""', folder)

@@ -40,12 +40,31 @@ def campaigns_ls(app: AppContext, as_json: bool) -> None:
         return
     zone, zone_name = time_zone(app.settings)
     echo_table(
-        ["ID", "STATUS", "SENT", "TOTAL", f"CREATED ({zone_name})",
-         f"SCHEDULED ({zone_name})", "RELEASE", "LISTS"],
-        ([r["id"], r["status"], r["counts"]["sent"], r["recipients"],
-          local_time(r["created_at"], zone), local_time(r["not_before"], zone), r["release"],
-          ", ".join(r["lists"])] for r in rows),
-        right=(0, 2, 3))
+        [
+            "ID",
+            "STATUS",
+            "SENT",
+            "TOTAL",
+            f"CREATED ({zone_name})",
+            f"SCHEDULED ({zone_name})",
+            "RELEASE",
+            "LISTS",
+        ],
+        (
+            [
+                r["id"],
+                r["status"],
+                r["counts"]["sent"],
+                r["recipients"],
+                local_time(r["created_at"], zone),
+                local_time(r["not_before"], zone),
+                r["release"],
+                ", ".join(r["lists"]),
+            ]
+            for r in rows
+        ),
+        right=(0, 2, 3),
+    )
 
 
 @campaigns_group.command("show")
@@ -62,26 +81,35 @@ def campaigns_show(app: AppContext, campaign_id: int, as_json: bool) -> None:
     echo(f"Campaign {data['id']}: {data['title']} ({data['release']})")
     echo(f"  status: {data['status']}  lists: {', '.join(data['lists'])}")
     if data.get("segment") or data.get("where"):
-        echo(f"  segment: {data.get('segment') or '(--where)'}: "
-             + " and ".join(data.get("where") or []))
+        echo(
+            f"  segment: {data.get('segment') or '(--where)'}: "
+            + " and ".join(data.get("where") or [])
+        )
     zone, zone_name = time_zone(app.settings)
     echo(f"  times in {zone_name}:")
-    echo(f"  created {local_time(data['created_at'], zone, named=True)}  started "
-         f"{local_time(data['started_at'], zone, named=True)}  finished "
-         f"{local_time(data['finished_at'], zone, named=True)}")
+    echo(
+        f"  created {local_time(data['created_at'], zone, named=True)}  started "
+        f"{local_time(data['started_at'], zone, named=True)}  finished "
+        f"{local_time(data['finished_at'], zone, named=True)}"
+    )
     if data["not_before"] or data["not_after"]:
-        echo(f"  scheduled for {local_time(data['not_before'], zone, named=True)}"
-             + (f"  not after {local_time(data['not_after'], zone, named=True)}"
-                if data["not_after"] else ""))
+        echo(
+            f"  scheduled for {local_time(data['not_before'], zone, named=True)}"
+            + (
+                f"  not after {local_time(data['not_after'], zone, named=True)}"
+                if data["not_after"]
+                else ""
+            )
+        )
     echo("  " + ", ".join(f"{k} {v}" for k, v in data["counts"].items() if v))
     for lang, counts in sorted(data["by_language"].items()):
         echo(f"  [{lang}] " + ", ".join(f"{k} {v}" for k, v in counts.items()))
     if data["excluded"]:
-        echo("  excluded at planning: "
-                   + ", ".join(f"{k} {v}" for k, v in data["excluded"].items()))
+        echo(
+            "  excluded at planning: " + ", ".join(f"{k} {v}" for k, v in data["excluded"].items())
+        )
     if any(data["bounces"].values()):
-        echo("  bounces: " + ", ".join(f"{k} {v}" for k, v in data["bounces"].items()
-                                             if v))
+        echo("  bounces: " + ", ".join(f"{k} {v}" for k, v in data["bounces"].items() if v))
     for r in data["replies"]:
         echo(f"  {r['count']:>6} x {r['code'] or '-'} {r['reply']}")
     if data.get("problems"):
@@ -136,24 +164,33 @@ def campaigns_retry(app: AppContext, campaign_id: int) -> None:
 
 @campaigns_group.command("resolve")
 @click.argument("campaign_id", type=int)
-@click.option("--in-doubt", "action", type=click.Choice(["resend", "mark-sent"]), required=True,
-              help="resend: send again with the same Message-ID; mark-sent: count as sent.")
+@click.option(
+    "--in-doubt",
+    "action",
+    type=click.Choice(["resend", "mark-sent"]),
+    required=True,
+    help="resend: send again with the same Message-ID; mark-sent: count as sent.",
+)
 @pass_app
 def campaigns_resolve(app: AppContext, campaign_id: int, action: str) -> None:
     """Decide what happens to messages whose fate is unknown."""
     with app.session() as s:
         n = campaigns_lib.resolve_in_doubt(s, campaign_id, action)
     if action == "resend":
-        echo(f"{n} in-doubt message(s) will be sent again: "
-                   f"mailer campaigns resume {campaign_id}")
+        echo(f"{n} in-doubt message(s) will be sent again: mailer campaigns resume {campaign_id}")
     else:
         echo(f"{n} in-doubt message(s) marked sent.")
 
 
 @campaigns_group.command("report")
 @click.argument("campaign_id", type=int)
-@click.option("--csv", "csv_path", type=click.Path(dir_okay=False), required=True,
-              help="Where to write the per-recipient CSV.")
+@click.option(
+    "--csv",
+    "csv_path",
+    type=click.Path(dir_okay=False),
+    required=True,
+    help="Where to write the per-recipient CSV.",
+)
 @pass_app
 def campaigns_report(app: AppContext, campaign_id: int, csv_path: str) -> None:
     """Write every recipient's fate to a CSV file."""

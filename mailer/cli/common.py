@@ -48,11 +48,15 @@ pass_app = click.make_pass_decorator(AppContext)
 # What a terminal may act on instead of printing: C0 controls (ESC starts the sequences that
 # retitle the window or clear the screen, BEL ends them), DEL, C1 controls (CSI 0x9b is ESC [ on
 # some terminals) and the bidirectional overrides that make text display in another order.
-_UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069"
-                     r"\u2028\u2029]")
+_UNSAFE = re.compile(
+    r"[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069"
+    r"\u2028\u2029]"
+)
 
-_UNSAFE_IN_JSON = re.compile(r"[\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069"
-                             r"\u2028\u2029]")
+_UNSAFE_IN_JSON = re.compile(
+    r"[\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069"
+    r"\u2028\u2029]"
+)
 
 
 def _escape_char(match: re.Match[str]) -> str:
@@ -106,15 +110,17 @@ def display_width(text: str) -> int:
     return width
 
 
-def table(headers: Sequence[str], rows: Iterable[Sequence[object]], *,
-          right: Collection[int] = ()) -> list[str]:
+def table(
+    headers: Sequence[str], rows: Iterable[Sequence[object]], *, right: Collection[int] = ()
+) -> list[str]:
     """The lines of a table: a header, then one line per row, cells escaped as `shown` does.
 
     Columns are two spaces apart and padded to their widest cell by display width; columns
     whose index is in `right` (numbers) align right. The last column is not padded."""
     cells = [[shown(h) for h in headers]]
-    cells += [[shown("-" if value is None or value == "" else value) for value in row]
-              for row in rows]
+    cells += [
+        [shown("-" if value is None or value == "" else value) for value in row] for row in rows
+    ]
     widths = [max(display_width(row[i]) for row in cells) for i in range(len(headers))]
     lines = []
     for row in cells:
@@ -129,8 +135,9 @@ def table(headers: Sequence[str], rows: Iterable[Sequence[object]], *,
     return lines
 
 
-def echo_table(headers: Sequence[str], rows: Iterable[Sequence[object]], *,
-               right: Collection[int] = ()) -> None:
+def echo_table(
+    headers: Sequence[str], rows: Iterable[Sequence[object]], *, right: Collection[int] = ()
+) -> None:
     """Print `table(...)` (already escaped)."""
     for line in table(headers, rows, right=right):
         click.echo(line)

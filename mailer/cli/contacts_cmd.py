@@ -20,17 +20,29 @@ def contacts_group() -> None:
 @click.argument("email")
 @click.option("--list", "list_slug", required=True, help="List to subscribe the contact to.")
 @click.option("--name", default="", help="Full name (any script).")
-@click.option("--lang", "language", default=None,
-              help="Preferred language: a code (en, ko) or a name (English, 한국어).")
+@click.option(
+    "--lang",
+    "language",
+    default=None,
+    help="Preferred language: a code (en, ko) or a name (English, 한국어).",
+)
 @click.option("--org", "organisation", default="", help="Organisation or outlet.")
 @click.option("--tag", "tags", multiple=True, help="Tag the contact (repeatable).")
 @pass_app
-def contacts_add(app: AppContext, email: str, list_slug: str, name: str, language: str | None,
-                 organisation: str, tags: tuple[str, ...]) -> None:
+def contacts_add(
+    app: AppContext,
+    email: str,
+    list_slug: str,
+    name: str,
+    language: str | None,
+    organisation: str,
+    tags: tuple[str, ...],
+) -> None:
     """Add a contact and subscribe it to a list."""
     with app.session() as s:
-        contact, sub = contacts_lib.add_contact(s, email, list_slug, name=name, language=language,
-                                                organisation=organisation, tags=tags)
+        contact, sub = contacts_lib.add_contact(
+            s, email, list_slug, name=name, language=language, organisation=organisation, tags=tags
+        )
         echo(f"{contact.email}: {sub.status.value} to {list_slug!r}.")
 
 
@@ -47,23 +59,49 @@ def _parse_attributes(values: tuple[str, ...]) -> dict[str, str]:
 @contacts_group.command("edit")
 @click.argument("email")
 @click.option("--name", default=None, help="New full name ('' to empty it).")
-@click.option("--lang", "language", default=None,
-              help="New language, a code or a name ('' for the default language).")
+@click.option(
+    "--lang",
+    "language",
+    default=None,
+    help="New language, a code or a name ('' for the default language).",
+)
 @click.option("--org", "organisation", default=None, help="New organisation ('' to empty it).")
-@click.option("--set", "set_values", multiple=True, metavar="NAME=VALUE",
-              help="Set an attribute (repeatable).")
-@click.option("--unset", "unset_values", multiple=True, metavar="NAME",
-              help="Remove an attribute (repeatable).")
+@click.option(
+    "--set",
+    "set_values",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="Set an attribute (repeatable).",
+)
+@click.option(
+    "--unset",
+    "unset_values",
+    multiple=True,
+    metavar="NAME",
+    help="Remove an attribute (repeatable).",
+)
 @pass_app
-def contacts_edit(app: AppContext, email: str, name: str | None, language: str | None,
-                  organisation: str | None, set_values: tuple[str, ...],
-                  unset_values: tuple[str, ...]) -> None:
+def contacts_edit(
+    app: AppContext,
+    email: str,
+    name: str | None,
+    language: str | None,
+    organisation: str | None,
+    set_values: tuple[str, ...],
+    unset_values: tuple[str, ...],
+) -> None:
     """Change a contact's name, language, organisation or attributes."""
     attributes = _parse_attributes(set_values)
     with app.session() as s:
         contact, changed = contacts_lib.edit_contact(
-            s, email, name=name, language=language, organisation=organisation,
-            set_attributes=attributes, unset_attributes=unset_values)
+            s,
+            email,
+            name=name,
+            language=language,
+            organisation=organisation,
+            set_attributes=attributes,
+            unset_attributes=unset_values,
+        )
         if changed:
             echo(f"{contact.email}: changed {', '.join(changed)}.")
         else:
@@ -117,36 +155,60 @@ def contacts_show(app: AppContext, email: str, as_json: bool) -> None:
     for key, value in data["attributes"].items():
         echo(f"  {key}: {value}")
     if data["suppressed"]:
-        echo(f"  SUPPRESSED:   {data['suppressed']['reason']} since "
-                   f"{data['suppressed']['since'][:10]}")
+        echo(
+            f"  SUPPRESSED:   {data['suppressed']['reason']} since "
+            f"{data['suppressed']['since'][:10]}"
+        )
     for sub in data["subscriptions"]:
         echo(f"  list {sub['list']}: {sub['status']} (source {sub['source']})")
 
 
 @contacts_group.command("ls")
 @click.option("--list", "list_slug", default=None, help="Only contacts on this list.")
-@click.option("--status", type=click.Choice(["pending", "subscribed", "unsubscribed"]),
-              default=None, help="Only subscriptions with this status.")
-@click.option("--where", "where", multiple=True, metavar="EXPRESSION",
-              help="Only contacts for whom this holds (repeatable; docs/segments.md).")
-@click.option("--segment", default=None, metavar="NAME", help="Only this saved segment's "
-              "contacts.")
+@click.option(
+    "--status",
+    type=click.Choice(["pending", "subscribed", "unsubscribed"]),
+    default=None,
+    help="Only subscriptions with this status.",
+)
+@click.option(
+    "--where",
+    "where",
+    multiple=True,
+    metavar="EXPRESSION",
+    help="Only contacts for whom this holds (repeatable; docs/segments.md).",
+)
+@click.option("--segment", default=None, metavar="NAME", help="Only this saved segment's contacts.")
 @json_option
 @pass_app
-def contacts_ls(app: AppContext, list_slug: str | None, status: str | None,
-                as_json: bool, where: tuple[str, ...] = (), segment: str | None = None) -> None:
+def contacts_ls(
+    app: AppContext,
+    list_slug: str | None,
+    status: str | None,
+    as_json: bool,
+    where: tuple[str, ...] = (),
+    segment: str | None = None,
+) -> None:
     """List contacts, optionally by list and status."""
     with app.session() as s:
         chosen = segments.contact_filter(s, segment, where)
-        rows = contacts_lib.iter_contacts(s, list_slug, status) if chosen is None else \
-            segments.iter_contacts(s, chosen, list_slug, status)
+        rows = (
+            contacts_lib.iter_contacts(s, list_slug, status)
+            if chosen is None
+            else segments.iter_contacts(s, chosen, list_slug, status)
+        )
         if as_json:
             echo_json([contacts_lib.contact_as_dict(s, c) for c, _ in rows])
             return
         table = [
-            [contact.email, contact.name, contact.language, contact.organisation,
-             ", ".join(sorted(t.tag for t in contact.tags)),
-             ", ".join(f"{x.mailing_list.slug}:{x.status.value}" for x in subs)]
+            [
+                contact.email,
+                contact.name,
+                contact.language,
+                contact.organisation,
+                ", ".join(sorted(t.tag for t in contact.tags)),
+                ", ".join(f"{x.mailing_list.slug}:{x.status.value}" for x in subs),
+            ]
             for contact, subs in rows
         ]
     if table:
@@ -156,8 +218,12 @@ def contacts_ls(app: AppContext, list_slug: str | None, status: str | None,
 
 @contacts_group.command("unsubscribe")
 @click.argument("email")
-@click.option("--list", "list_slug", default=None,
-              help="Only from this list (default: every list, and suppress the address).")
+@click.option(
+    "--list",
+    "list_slug",
+    default=None,
+    help="Only from this list (default: every list, and suppress the address).",
+)
 @click.option("--yes", is_flag=True, help="Suppress everywhere without asking.")
 @pass_app
 def contacts_unsubscribe(app: AppContext, email: str, list_slug: str | None, yes: bool) -> None:
@@ -168,14 +234,19 @@ def contacts_unsubscribe(app: AppContext, email: str, list_slug: str | None, yes
         if not known:
             echo(f"{email} is not a contact.")
         if not yes:
-            click.confirm(f"Suppress {email} on every list, so it is never mailed again?"
-                          if known else f"Suppress {email} anyway, so it is never mailed?",
-                          abort=True)
+            click.confirm(
+                f"Suppress {email} on every list, so it is never mailed again?"
+                if known
+                else f"Suppress {email} anyway, so it is never mailed?",
+                abort=True,
+            )
     with app.session() as s:
         changed = contacts_lib.unsubscribe(s, email, list_slug, via="cli")
     if list_slug is None:
-        echo(f"{email}: suppressed (never mailed again)" +
-                   (f"; unsubscribed from {', '.join(changed)}." if changed else "."))
+        echo(
+            f"{email}: suppressed (never mailed again)"
+            + (f"; unsubscribed from {', '.join(changed)}." if changed else ".")
+        )
     elif changed:
         echo(f"{email}: unsubscribed from {list_slug!r}.")
     else:

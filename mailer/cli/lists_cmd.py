@@ -22,8 +22,9 @@ def _names(name_ko: str | None, local: tuple[str, ...]) -> dict[str, str]:
     for item in local:
         language, sep, text = item.partition("=")
         if not sep or not language.strip():
-            raise click.BadParameter(f"expected LANG=NAME, e.g. ko=보도자료, got {item!r}",
-                                     param_hint="--local-name")
+            raise click.BadParameter(
+                f"expected LANG=NAME, e.g. ko=보도자료, got {item!r}", param_hint="--local-name"
+            )
         out[language.strip()] = text
     if name_ko is not None:
         out["ko"] = name_ko
@@ -31,27 +32,47 @@ def _names(name_ko: str | None, local: tuple[str, ...]) -> dict[str, str]:
 
 
 def _local_name_options(f: Any) -> Any:
-    f = click.option("--local-name", "local", multiple=True, metavar="LANG=NAME",
-                     help="The name in another language (repeatable), e.g. ja=プレス.")(f)
-    return click.option("--name-ko", default=None,
-                        help="The name Korean readers see (default: --name).")(f)
+    f = click.option(
+        "--local-name",
+        "local",
+        multiple=True,
+        metavar="LANG=NAME",
+        help="The name in another language (repeatable), e.g. ja=プレス.",
+    )(f)
+    return click.option(
+        "--name-ko", default=None, help="The name Korean readers see (default: --name)."
+    )(f)
 
 
 @lists_group.command("create")
 @click.argument("slug")
-@click.option("--name", required=True, help="Display name in the default language, e.g. "
-              "\"Press\".")
+@click.option("--name", required=True, help='Display name in the default language, e.g. "Press".')
 @_local_name_options
 @click.option("--description", default="", help="What subscribers get.")
 @click.option("--public", is_flag=True, help="Offer this list on the subscribe form.")
 @click.option("--from", "from_address", default=None, help="From address for this list.")
 @pass_app
-def lists_create(app: AppContext, slug: str, name: str, description: str, public: bool,
-                 from_address: str | None, name_ko: str | None, local: tuple[str, ...]) -> None:
+def lists_create(
+    app: AppContext,
+    slug: str,
+    name: str,
+    description: str,
+    public: bool,
+    from_address: str | None,
+    name_ko: str | None,
+    local: tuple[str, ...],
+) -> None:
     """Create a list."""
     with app.session() as s:
-        ml = lists_lib.create_list(s, slug, name, description, public=public,
-                                   from_address=from_address, names=_names(name_ko, local))
+        ml = lists_lib.create_list(
+            s,
+            slug,
+            name,
+            description,
+            public=public,
+            from_address=from_address,
+            names=_names(name_ko, local),
+        )
         others = "".join(f", {lang}: {text}" for lang, text in sorted(ml.names.items()))
         echo(f"Created list {ml.slug!r} ({ml.name}{others}).")
 
@@ -61,15 +82,27 @@ def lists_create(app: AppContext, slug: str, name: str, description: str, public
 @click.option("--name", default=None, help="New display name (default language).")
 @_local_name_options
 @click.option("--description", default=None, help="New description.")
-@click.option("--public/--private", "public", default=None,
-              help="Offer (or stop offering) this list on the subscribe form.")
+@click.option(
+    "--public/--private",
+    "public",
+    default=None,
+    help="Offer (or stop offering) this list on the subscribe form.",
+)
 @pass_app
-def lists_edit(app: AppContext, slug: str, name: str | None, description: str | None,
-               public: bool | None, name_ko: str | None, local: tuple[str, ...]) -> None:
+def lists_edit(
+    app: AppContext,
+    slug: str,
+    name: str | None,
+    description: str | None,
+    public: bool | None,
+    name_ko: str | None,
+    local: tuple[str, ...],
+) -> None:
     """Change a list's name, description or visibility (--name-ko "" removes the Korean name)."""
     with app.session() as s:
-        ml = lists_lib.edit_list(s, slug, name=name, description=description, public=public,
-                                 names=_names(name_ko, local))
+        ml = lists_lib.edit_list(
+            s, slug, name=name, description=description, public=public, names=_names(name_ko, local)
+        )
         echo(f"Updated list {ml.slug!r} ({ml.name}).")
 
 
@@ -86,10 +119,21 @@ def lists_ls(app: AppContext, as_json: bool) -> None:
         if not summaries:
             echo("No lists yet: mailer lists create SLUG --name NAME")
             return
-        echo_table(["SLUG", "SUBSCRIBED", "PENDING", "UNSUBSCRIBED", "PUBLIC", "NAME"],
-                   ([x.mailing_list.slug, x.counts["subscribed"], x.counts["pending"],
-                     x.counts["unsubscribed"], "yes" if x.mailing_list.public else "no",
-                     x.mailing_list.name] for x in summaries), right=(1, 2, 3))
+        echo_table(
+            ["SLUG", "SUBSCRIBED", "PENDING", "UNSUBSCRIBED", "PUBLIC", "NAME"],
+            (
+                [
+                    x.mailing_list.slug,
+                    x.counts["subscribed"],
+                    x.counts["pending"],
+                    x.counts["unsubscribed"],
+                    "yes" if x.mailing_list.public else "no",
+                    x.mailing_list.name,
+                ]
+                for x in summaries
+            ),
+            right=(1, 2, 3),
+        )
 
 
 @lists_group.command("show")

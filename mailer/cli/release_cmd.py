@@ -21,17 +21,34 @@ def release_group() -> None:
 
 @release_group.command("preview")
 @click.argument("path", type=click.Path())
-@click.option("--lang", "language", default=None,
-              help="Language variant to show (default: the release's default language).")
+@click.option(
+    "--lang",
+    "language",
+    default=None,
+    help="Language variant to show (default: the release's default language).",
+)
 @click.option("--all-langs", is_flag=True, help="Every language variant.")
 @click.option("--text", "as_text", is_flag=True, help="The text part instead of the HTML.")
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Write to FILE (with --all-langs: FILE.LANG.html, ...) instead of stdout.")
-@click.option("--list-name", default=None,
-              help="List name for the footer's 'why you receive this' line.")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Write to FILE (with --all-langs: FILE.LANG.html, ...) instead of stdout.",
+)
+@click.option(
+    "--list-name", default=None, help="List name for the footer's 'why you receive this' line."
+)
 @pass_app
-def release_preview(app: AppContext, path: str, language: str | None, all_langs: bool,
-                    as_text: bool, output: Path | None, list_name: str | None) -> None:
+def release_preview(
+    app: AppContext,
+    path: str,
+    language: str | None,
+    all_langs: bool,
+    as_text: bool,
+    output: Path | None,
+    list_name: str | None,
+) -> None:
     """Write the email as a subscriber would get it, with sample personal values."""
     if language and all_langs:
         raise click.UsageError("give --lang or --all-langs, not both")
@@ -41,11 +58,13 @@ def release_preview(app: AppContext, path: str, language: str | None, all_langs:
         languages = list(release.languages)
     else:
         # As `contacts edit --lang` reads it: a code, or a name such as Korean or 한국어.
-        languages = [normalise(from_name(language) or language) if language
-                     else release.default_language]
+        languages = [
+            normalise(from_name(language) or language) if language else release.default_language
+        ]
         if languages[0] not in release.variants:
-            raise InvalidInputError(f"{path}: no {languages[0]!r} variant "
-                                    f"(it has {', '.join(release.languages)})")
+            raise InvalidInputError(
+                f"{path}: no {languages[0]!r} variant (it has {', '.join(release.languages)})"
+            )
     for lang in languages:
         page = render.preview(release, lang, settings, text=as_text, list_name=list_name)
         if output is None:
@@ -53,21 +72,28 @@ def release_preview(app: AppContext, path: str, language: str | None, all_langs:
                 click.echo(f"===== {release.slug} [{lang}] =====", err=True)
             click.echo(page, nl=False)
             continue
-        target = output if len(languages) == 1 else output.with_name(
-            f"{output.stem}.{lang}{output.suffix or ('.txt' if as_text else '.html')}")
+        target = (
+            output
+            if len(languages) == 1
+            else output.with_name(
+                f"{output.stem}.{lang}{output.suffix or ('.txt' if as_text else '.html')}"
+            )
+        )
         target.write_text(page, encoding="utf-8")
-        click.echo(f"wrote {target} ({lang}, {len(page.encode('utf-8')) / 1024:.1f} KB)",
-                   err=True)
+        click.echo(f"wrote {target} ({lang}, {len(page.encode('utf-8')) / 1024:.1f} KB)", err=True)
 
 
 @release_group.command("check")
 @click.argument("path", type=click.Path())
-@click.option("--list", "list_slugs", multiple=True,
-              help="Audience list (repeatable; default: the front matter's `lists`).")
+@click.option(
+    "--list",
+    "list_slugs",
+    multiple=True,
+    help="Audience list (repeatable; default: the front matter's `lists`).",
+)
 @json_option
 @pass_app
-def release_check(app: AppContext, path: str, list_slugs: tuple[str, ...],
-                  as_json: bool) -> None:
+def release_check(app: AppContext, path: str, list_slugs: tuple[str, ...], as_json: bool) -> None:
     """Report errors (exit status 1) and warnings before a release is sent."""
     # Lazy: only `release check` needs the send pipeline (SMTP, planning); preview skips it.
     from mailer.delivery.send import check_for_lists  # noqa: PLC0415
@@ -78,15 +104,24 @@ def release_check(app: AppContext, path: str, list_slugs: tuple[str, ...],
     checked = check_for_lists(settings, release, slugs)
     findings, audience = checked.findings, checked.audience
     if as_json:
-        echo_json({"release": release.slug, "languages": list(release.languages),
-                   "lists": slugs, "audience": audience,
-                   "findings": [f.as_dict() for f in findings]})
+        echo_json(
+            {
+                "release": release.slug,
+                "languages": list(release.languages),
+                "lists": slugs,
+                "audience": audience,
+                "findings": [f.as_dict() for f in findings],
+            }
+        )
     else:
         for finding in findings:
             click.echo(f"{finding.level}: {finding.message}")
         if audience is None:
-            click.echo("note: no lists given (--list or front matter `lists`); the readers' "
-                       "languages were not checked", err=True)
+            click.echo(
+                "note: no lists given (--list or front matter `lists`); the readers' "
+                "languages were not checked",
+                err=True,
+            )
         click.echo(checks.summary_line(findings, release), err=True)
     if checks.has_errors(findings):
         raise SystemExit(1)

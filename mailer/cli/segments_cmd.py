@@ -16,22 +16,35 @@ def segments_group() -> None:
 
 @segments_group.command("create")
 @click.argument("name")
-@click.option("--list", "lists", multiple=True, required=True,
-              help="List the segment is part of (repeatable).")
-@click.option("--where", "where", multiple=True, metavar="EXPRESSION",
-              help="Filter expression (repeatable: all must hold; docs/segments.md).")
+@click.option(
+    "--list",
+    "lists",
+    multiple=True,
+    required=True,
+    help="List the segment is part of (repeatable).",
+)
+@click.option(
+    "--where",
+    "where",
+    multiple=True,
+    metavar="EXPRESSION",
+    help="Filter expression (repeatable: all must hold; docs/segments.md).",
+)
 @click.option("--description", default="", help="What the segment is for.")
 @pass_app
-def segments_create(app: AppContext, name: str, lists: tuple[str, ...], where: tuple[str, ...],
-                    description: str) -> None:
+def segments_create(
+    app: AppContext, name: str, lists: tuple[str, ...], where: tuple[str, ...], description: str
+) -> None:
     """Save a segment: contacts of these lists for whom every --where holds."""
     with app.session() as s:
-        seg = segments_lib.create_segment(s, name, lists, where, description=description,
-                                          actor="cli")
+        seg = segments_lib.create_segment(
+            s, name, lists, where, description=description, actor="cli"
+        )
         audience = segments_lib.resolve(s, seg.name, (), ())
         n = segments_lib.count(s, audience)
-        echo(f"Segment {seg.name!r} saved: {n} contact(s) now (mailer segments preview "
-             f"{seg.name}).")
+        echo(
+            f"Segment {seg.name!r} saved: {n} contact(s) now (mailer segments preview {seg.name})."
+        )
 
 
 @segments_group.command("ls")
@@ -47,9 +60,13 @@ def segments_ls(app: AppContext, as_json: bool) -> None:
     if not rows:
         echo("No segments yet: mailer segments create NAME --list SLUG --where EXPRESSION")
         return
-    echo_table(["NAME", "LISTS", "WHERE", "DESCRIPTION"],
-               ([r["name"], ", ".join(r["lists"]), " and ".join(r["where"]) or "-",
-                 r["description"]] for r in rows))
+    echo_table(
+        ["NAME", "LISTS", "WHERE", "DESCRIPTION"],
+        (
+            [r["name"], ", ".join(r["lists"]), " and ".join(r["where"]) or "-", r["description"]]
+            for r in rows
+        ),
+    )
 
 
 @segments_group.command("show")
@@ -82,17 +99,36 @@ def segments_preview(app: AppContext, name: str, limit: int, as_json: bool) -> N
     with app.session() as s:
         audience = segments_lib.resolve(s, name, (), ())
         p = segments_lib.preview(s, audience, app.settings.default_language, limit=limit)
-        rows = [[c.email, c.name, c.language or "", c.organisation,
-                 str((c.attributes or {}).get("beat", ""))] for c in p.rows]
+        rows = [
+            [
+                c.email,
+                c.name,
+                c.language or "",
+                c.organisation,
+                str((c.attributes or {}).get("beat", "")),
+            ]
+            for c in p.rows
+        ]
     if as_json:
-        echo_json({"segment": audience.segment, "contacts": p.total,
-                   "by_language": p.by_language, "suppressed": p.suppressed,
-                   "first": [dict(zip(["email", "name", "language", "outlet", "beat"], r,
-                                      strict=True)) for r in rows]})
+        echo_json(
+            {
+                "segment": audience.segment,
+                "contacts": p.total,
+                "by_language": p.by_language,
+                "suppressed": p.suppressed,
+                "first": [
+                    dict(zip(["email", "name", "language", "outlet", "beat"], r, strict=True))
+                    for r in rows
+                ],
+            }
+        )
         return
-    echo(f"Segment {audience.segment}: {p.total} contact(s) ("
-         + ", ".join(f"{lang}: {n}" for lang, n in p.by_language.items()) + ")"
-         + (f"; {p.suppressed} more suppressed" if p.suppressed else ""))
+    echo(
+        f"Segment {audience.segment}: {p.total} contact(s) ("
+        + ", ".join(f"{lang}: {n}" for lang, n in p.by_language.items())
+        + ")"
+        + (f"; {p.suppressed} more suppressed" if p.suppressed else "")
+    )
     if rows:
         echo_table(["EMAIL", "NAME", "LANG", "OUTLET", "BEAT"], rows)
 

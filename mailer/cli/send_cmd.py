@@ -41,8 +41,9 @@ def parse_when(value: str | None, option: str) -> datetime | None:
             "or 2026-12-01T09:00:00-05:00)"
         ) from None
     if when.tzinfo is None:
-        raise InvalidInputError(f"{option}: {value!r} needs a time zone (e.g. 'Asia/Seoul' or "
-                                "+09:00)")
+        raise InvalidInputError(
+            f"{option}: {value!r} needs a time zone (e.g. 'Asia/Seoul' or +09:00)"
+        )
     return when
 
 
@@ -67,33 +68,46 @@ def reader_lines(checked: Any, counted: bool = True) -> list[tuple[str, bool]]:
     return out
 
 
-def echo_plan(p: Any, transport: str, headline: Sequence[tuple[str, str]] = (),
-              readers: Sequence[tuple[str, bool]] = ()) -> None:
+def echo_plan(
+    p: Any,
+    transport: str,
+    headline: Sequence[tuple[str, str]] = (),
+    readers: Sequence[tuple[str, bool]] = (),
+) -> None:
     c = p.campaign
     verb = "Planned" if p.created else "Resuming"
-    echo(f"{verb} campaign {c.id}: {p.release_slug!r} to {', '.join(c.audience['lists'])}"
-               + (f" (tags: {', '.join(c.audience['tags'])})" if c.audience.get("tags") else ""))
+    echo(
+        f"{verb} campaign {c.id}: {p.release_slug!r} to {', '.join(c.audience['lists'])}"
+        + (f" (tags: {', '.join(c.audience['tags'])})" if c.audience.get("tags") else "")
+    )
     if c.audience.get("segment") or c.audience.get("where"):
         name = c.audience.get("segment")
-        echo(f"  segment:    {name or '(--where)'}: "
-                   + " and ".join(c.audience.get("where", [])))
-    click.echo(f"  recipients: {p.total}  ("
-               + ", ".join(f"{lang}: {n}" for lang, n in sorted(p.by_language.items())) + ")")
+        echo(f"  segment:    {name or '(--where)'}: " + " and ".join(c.audience.get("where", [])))
+    click.echo(
+        f"  recipients: {p.total}  ("
+        + ", ".join(f"{lang}: {n}" for lang, n in sorted(p.by_language.items()))
+        + ")"
+    )
     if not p.created:
         # The reader lines count the lists as they are now; a resumed campaign's audience was
         # frozen when it was planned, so they would contradict the recipients line above.
         readers = ()
-        click.echo("  audience:   frozen when the campaign was planned; contacts added to the "
-                   "lists since are not in it")
+        click.echo(
+            "  audience:   frozen when the campaign was planned; contacts added to the "
+            "lists since are not in it"
+        )
     for i, (line, fallback) in enumerate(readers):
         # A fallback is red on a terminal: those readers get another language's text.
-        click.echo(("  languages:  " if i == 0 else " " * 14)
-                   + (click.style(line, fg="red") if fallback else line))
+        click.echo(
+            ("  languages:  " if i == 0 else " " * 14)
+            + (click.style(line, fg="red") if fallback else line)
+        )
     if p.excluded:
         click.echo("  excluded:   " + ", ".join(f"{k}: {v}" for k, v in p.excluded.items()))
     if c.not_before or c.not_after:
-        click.echo(f"  window:     not before {c.not_before or '-'}, not after "
-                   f"{c.not_after or '-'}")
+        click.echo(
+            f"  window:     not before {c.not_before or '-'}, not after {c.not_after or '-'}"
+        )
     if not p.created:
         done = {k: v for k, v in p.statuses.items() if v}
         click.echo("  so far:     " + ", ".join(f"{k} {v}" for k, v in done.items()))
@@ -107,22 +121,29 @@ def echo_plan(p: Any, transport: str, headline: Sequence[tuple[str, str]] = (),
 
 def echo_result(result: Any) -> None:
     pr = result.progress
-    click.echo(f"Campaign {result.campaign_id}: sent {pr.sent}, failed {pr.failed}, deferred "
-               f"{pr.deferred}, skipped {pr.skipped}, in doubt {pr.in_doubt} this run.")
+    click.echo(
+        f"Campaign {result.campaign_id}: sent {pr.sent}, failed {pr.failed}, deferred "
+        f"{pr.deferred}, skipped {pr.skipped}, in doubt {pr.in_doubt} this run."
+    )
     counts = {k: v for k, v in result.counts.items() if v}
     click.echo("  ledger: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
     if result.complete:
         click.echo("  done: every recipient's fate is recorded.")
     else:
         if result.counts.get("in_doubt"):
-            click.echo(f"  {result.counts['in_doubt']} in doubt (the server may have them): "
-                       f"mailer campaigns resolve {result.campaign_id} --in-doubt resend|mark-sent")
+            click.echo(
+                f"  {result.counts['in_doubt']} in doubt (the server may have them): "
+                f"mailer campaigns resolve {result.campaign_id} --in-doubt resend|mark-sent"
+            )
         if result.next_retry:
-            click.echo(f"  deferred messages retry from {result.next_retry:%Y-%m-%d %H:%M UTC}: "
-                       f"mailer campaigns resume {result.campaign_id} (or run `mailer worker`)")
+            click.echo(
+                f"  deferred messages retry from {result.next_retry:%Y-%m-%d %H:%M UTC}: "
+                f"mailer campaigns resume {result.campaign_id} (or run `mailer worker`)"
+            )
         if result.stopped_by in ("paused", "limit", "interrupted"):
-            click.echo(f"  stopped ({result.stopped_by}): mailer campaigns resume "
-                       f"{result.campaign_id}")
+            click.echo(
+                f"  stopped ({result.stopped_by}): mailer campaigns resume {result.campaign_id}"
+            )
 
 
 class ProgressBar:
@@ -145,41 +166,86 @@ class ProgressBar:
         eta = f"{int(left / rate) // 60}m{int(left / rate) % 60:02d}s" if rate > 0 else "?"
         width = 30
         filled = int(width * progress.done / self.total) if self.total else width
-        click.echo(f"\r[{'#' * filled}{'.' * (width - filled)}] {progress.done}/{self.total} "
-                   f"sent {progress.sent} failed {progress.failed} deferred {progress.deferred} "
-                   f"{rate:.0f}/s left {eta}   ", nl=False, err=True)
+        click.echo(
+            f"\r[{'#' * filled}{'.' * (width - filled)}] {progress.done}/{self.total} "
+            f"sent {progress.sent} failed {progress.failed} deferred {progress.deferred} "
+            f"{rate:.0f}/s left {eta}   ",
+            nl=False,
+            err=True,
+        )
         if progress.done >= self.total:
             click.echo("", err=True)
 
 
 @main.command()
 @click.argument("path", type=click.Path())
-@click.option("--list", "lists", multiple=True, help="List to send to (repeatable; default: the "
-              "release's `lists`).")
+@click.option(
+    "--list",
+    "lists",
+    multiple=True,
+    help="List to send to (repeatable; default: the release's `lists`).",
+)
 @click.option("--tag", "tags", multiple=True, help="Only contacts with this tag (repeatable: any).")
-@click.option("--where", "where", multiple=True, metavar="EXPRESSION",
-              help="Only contacts for whom this holds, e.g. \"beat in (politics, elections)\" "
-              "(repeatable: all must hold; docs/segments.md).")
-@click.option("--segment", default=None, metavar="NAME",
-              help="Send to a saved segment (its lists and expressions; see `mailer segments`).")
-@click.option("--test", "tests", multiple=True, metavar="ADDRESS",
-              help="Send every language variant to this address only, subject [TEST].")
-@click.option("--dry-run", is_flag=True, help="Plan and build every message; send and store "
-              "nothing.")
+@click.option(
+    "--where",
+    "where",
+    multiple=True,
+    metavar="EXPRESSION",
+    help='Only contacts for whom this holds, e.g. "beat in (politics, elections)" '
+    "(repeatable: all must hold; docs/segments.md).",
+)
+@click.option(
+    "--segment",
+    default=None,
+    metavar="NAME",
+    help="Send to a saved segment (its lists and expressions; see `mailer segments`).",
+)
+@click.option(
+    "--test",
+    "tests",
+    multiple=True,
+    metavar="ADDRESS",
+    help="Send every language variant to this address only, subject [TEST].",
+)
+@click.option(
+    "--dry-run", is_flag=True, help="Plan and build every message; send and store nothing."
+)
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @click.option("--rate", type=float, default=None, help="Most messages a second.")
 @click.option("--limit", type=int, default=None, help="Send at most N messages in this run.")
-@click.option("--not-after", default=None, help="Cancel what is not sent by then (date, time, "
-              "zone).")
-@click.option("--at", "at", default=None, help="Schedule instead of sending now, e.g. "
-              "\"2026-12-01 09:00 America/New_York\" (`mailer worker` starts it).")
-@click.option("--new-version", is_flag=True, help="The release changed after a campaign to this "
-              "audience: send the new text as a new campaign.")
+@click.option(
+    "--not-after", default=None, help="Cancel what is not sent by then (date, time, zone)."
+)
+@click.option(
+    "--at",
+    "at",
+    default=None,
+    help="Schedule instead of sending now, e.g. "
+    '"2026-12-01 09:00 America/New_York" (`mailer worker` starts it).',
+)
+@click.option(
+    "--new-version",
+    is_flag=True,
+    help="The release changed after a campaign to this "
+    "audience: send the new text as a new campaign.",
+)
 @pass_app
-def send(app: AppContext, path: str, lists: tuple[str, ...], tags: tuple[str, ...],
-         tests: tuple[str, ...], dry_run: bool, yes: bool, rate: float | None,
-         limit: int | None, not_after: str | None, at: str | None, new_version: bool,
-         where: tuple[str, ...], segment: str | None) -> None:
+def send(
+    app: AppContext,
+    path: str,
+    lists: tuple[str, ...],
+    tags: tuple[str, ...],
+    tests: tuple[str, ...],
+    dry_run: bool,
+    yes: bool,
+    rate: float | None,
+    limit: int | None,
+    not_after: str | None,
+    at: str | None,
+    new_version: bool,
+    where: tuple[str, ...],
+    segment: str | None,
+) -> None:
     """Send a release: plan, confirm, deliver, report (re-running resumes)."""
     not_after_at = parse_when(not_after, "--not-after")
     # Checked on a dry run too: a dry run is where a mistyped --at must show, not the real send.
@@ -203,8 +269,9 @@ def send(app: AppContext, path: str, lists: tuple[str, ...], tags: tuple[str, ..
     def show_checked(checked: Any) -> None:
         found = placeholder_settings(settings)
         said = placeholder_message(settings, found) if found else None
-        warnings.extend(f.message for f in checked.findings
-                        if f.level == "warning" and f.message != said)
+        warnings.extend(
+            f.message for f in checked.findings if f.level == "warning" and f.message != said
+        )
         readers.extend(reader_lines(checked, counted=not (tags or where or segment)))
 
     def show_warnings() -> None:
@@ -217,8 +284,7 @@ def send(app: AppContext, path: str, lists: tuple[str, ...], tags: tuple[str, ..
     def show_plan(p: Plan, transport: str) -> None:
         show_warnings()
         shown_transport[0] = transport
-        echo_plan(p, "dry run (nothing is sent or stored)" if dry_run else transport, rows,
-                  readers)
+        echo_plan(p, "dry run (nothing is sent or stored)" if dry_run else transport, rows, readers)
 
     def ask(p: Plan) -> bool:
         if yes:
@@ -226,35 +292,57 @@ def send(app: AppContext, path: str, lists: tuple[str, ...], tags: tuple[str, ..
         if not sys.stdin.isatty():
             raise click.ClickException("not a terminal: pass --yes to send")
         sender = next((value for label, value in rows if label == "From"), "")
-        return click.confirm(shown(f"Send to {p.due} recipient(s) now, from {sender} via "
-                                   f"{shown_transport[0]}?"))
+        return click.confirm(
+            shown(f"Send to {p.due} recipient(s) now, from {sender} via {shown_transport[0]}?")
+        )
 
-    outcome = send_release(settings, path, lists, tags=tags, confirm=ask, on_plan=show_plan,
-                           on_release=keep_release, on_checked=show_checked,
-                           on_progress=ProgressBar, dry_run=dry_run, tests=tests, at=start_at,
-                           not_after=not_after_at, rate=rate, limit=limit,
-                           new_version=new_version, created_by="cli", where=where,
-                           segment=segment)
+    outcome = send_release(
+        settings,
+        path,
+        lists,
+        tags=tags,
+        confirm=ask,
+        on_plan=show_plan,
+        on_release=keep_release,
+        on_checked=show_checked,
+        on_progress=ProgressBar,
+        dry_run=dry_run,
+        tests=tests,
+        at=start_at,
+        not_after=not_after_at,
+        rate=rate,
+        limit=limit,
+        new_version=new_version,
+        created_by="cli",
+        where=where,
+        segment=segment,
+    )
     p = outcome.plan
     if outcome.status == "tested":
         show_warnings()
         for r in outcome.tests:
             # The reply text is the SMTP server's: escaped like any stored text.
-            echo(f"{r.address} [{r.language}] {r.reply.outcome.value}: {r.reply.code} "
-                 f"{r.reply.text}  ({r.subject})")
+            echo(
+                f"{r.address} [{r.language}] {r.reply.outcome.value}: {r.reply.code} "
+                f"{r.reply.text}  ({r.subject})"
+            )
         if any(r.reply.outcome.value != "sent" for r in outcome.tests):
             raise click.ClickException("some test messages were not accepted")
     elif outcome.status == "dry-run" and outcome.built is not None:
         built = outcome.built
-        click.echo(f"Dry run: built {built.messages} messages ({built.size / 1024:.0f} KiB); "
-                   "none sent, nothing stored.")
+        click.echo(
+            f"Dry run: built {built.messages} messages ({built.size / 1024:.0f} KiB); "
+            "none sent, nothing stored."
+        )
         if when_at is not None:
             click.echo(f"  with --at it would be scheduled for {when_at:%Y-%m-%d %H:%M %Z}.")
     elif outcome.status == "scheduled" and p is not None:
         when = p.campaign.not_before
-        click.echo(f"Scheduled campaign {p.campaign.id} for {when:%Y-%m-%d %H:%M %Z}: "
-                   "`mailer worker` starts it then (cancel: mailer campaigns cancel "
-                   f"{p.campaign.id}).")
+        click.echo(
+            f"Scheduled campaign {p.campaign.id} for {when:%Y-%m-%d %H:%M %Z}: "
+            "`mailer worker` starts it then (cancel: mailer campaigns cancel "
+            f"{p.campaign.id})."
+        )
     elif outcome.status == "nothing-left":
         click.echo("Nothing left to send.")
     elif outcome.status == "declined":
@@ -269,11 +357,18 @@ def dkim() -> None:
 
 
 @dkim.command("keygen")
-@click.option("--selector", default=None, help="DKIM selector (default: the dkim_selector "
-              "setting).")
+@click.option(
+    "--selector", default=None, help="DKIM selector (default: the dkim_selector setting)."
+)
 @click.option("--domain", default=None, help="Signing domain (default: the From domain).")
-@click.option("-o", "--output", type=click.Path(dir_okay=False), default="dkim.key",
-              show_default=True, help="Where to write the private key.")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False),
+    default="dkim.key",
+    show_default=True,
+    help="Where to write the private key.",
+)
 @pass_app
 def dkim_keygen(app: AppContext, selector: str | None, domain: str | None, output: str) -> None:
     """Write a DKIM private key and print the DNS TXT record to publish."""
@@ -286,5 +381,7 @@ def dkim_keygen(app: AppContext, selector: str | None, domain: str | None, outpu
     record = generate_dkim_key(path, sel, dom)
     click.echo(f"Wrote {path} (keep it secret). Publish this DNS record:")
     click.echo(record)
-    click.echo(f"Then set in mailer.toml: dkim_key_file = \"{path.name}\", dkim_selector = "
-               f"\"{sel}\", dkim_domain = \"{dom}\"")
+    click.echo(
+        f'Then set in mailer.toml: dkim_key_file = "{path.name}", dkim_selector = '
+        f'"{sel}", dkim_domain = "{dom}"'
+    )

@@ -39,16 +39,25 @@ def suppressions_ls(app: AppContext, reason: str | None, as_json: bool) -> None:
         return
     if rows:
         zone, zone_name = time_zone(app.settings)
-        echo_table(["EMAIL", "REASON", f"SINCE ({zone_name})", "SOURCE"],
-                   ([r["email"], r["reason"], local_time(r["created_at"], zone), r["source"]]
-                    for r in rows))
+        echo_table(
+            ["EMAIL", "REASON", f"SINCE ({zone_name})", "SOURCE"],
+            (
+                [r["email"], r["reason"], local_time(r["created_at"], zone), r["source"]]
+                for r in rows
+            ),
+        )
     echo(f"{len(rows)} suppressed address(es)", err=True)
 
 
 @suppressions_group.command("add")
 @click.argument("email")
-@click.option("--reason", type=click.Choice(REASONS), default="manual", show_default=True,
-              help="Why the address is suppressed.")
+@click.option(
+    "--reason",
+    type=click.Choice(REASONS),
+    default="manual",
+    show_default=True,
+    help="Why the address is suppressed.",
+)
 @click.option("--source", default="cli", show_default=True, help="Where the request came from.")
 @pass_app
 def suppressions_add(app: AppContext, email: str, reason: str, source: str) -> None:
@@ -58,8 +67,10 @@ def suppressions_add(app: AppContext, email: str, reason: str, source: str) -> N
         if new:
             echo(f"{sup.email}: suppressed ({reason}).")
         else:
-            echo(f"{sup.email}: already suppressed ({sup.reason.value} since "
-                       f"{sup.created_at:%Y-%m-%d}).")
+            echo(
+                f"{sup.email}: already suppressed ({sup.reason.value} since "
+                f"{sup.created_at:%Y-%m-%d})."
+            )
 
 
 @suppressions_group.command("rm")
@@ -69,45 +80,75 @@ def suppressions_add(app: AppContext, email: str, reason: str, source: str) -> N
 def suppressions_rm(app: AppContext, email: str, yes: bool) -> None:
     """Lift a suppression (ended subscriptions stay unsubscribed)."""
     if not yes:
-        click.confirm(f"Allow mail to {email} again (its subscriptions stay unsubscribed)?",
-                      abort=True)
+        click.confirm(
+            f"Allow mail to {email} again (its subscriptions stay unsubscribed)?", abort=True
+        )
     with app.session() as s:
         sup = sup_lib.remove_suppression(s, email)
-    echo(f"{sup.email}: no longer suppressed; it can be subscribed again, its old "
-               "subscriptions stay unsubscribed.")
+    echo(
+        f"{sup.email}: no longer suppressed; it can be subscribed again, its old "
+        "subscriptions stay unsubscribed."
+    )
 
 
 @suppressions_group.command("import")
 @click.argument("file", type=click.Path(dir_okay=False))
-@click.option("--reason", type=click.Choice(REASONS), default="unsubscribe-all",
-              show_default=True, help="Reason recorded for every address.")
+@click.option(
+    "--reason",
+    type=click.Choice(REASONS),
+    default="unsubscribe-all",
+    show_default=True,
+    help="Reason recorded for every address.",
+)
 @click.option("--source", default=None, help="Where the list came from (default: the file name).")
 @click.option("--dry-run", is_flag=True, help="Print the report, change nothing.")
 @click.option("--sheet", default=None, help="XLSX: the sheet to read (default: the first).")
 @click.option("--encoding", default=None, help="CSV: the encoding, when detection guesses wrong.")
-@click.option("--map", "mappings", multiple=True, metavar="email=COLUMN",
-              help="Read the address from COLUMN (as for `contacts import`).")
+@click.option(
+    "--map",
+    "mappings",
+    multiple=True,
+    metavar="email=COLUMN",
+    help="Read the address from COLUMN (as for `contacts import`).",
+)
 @json_option
 @pass_app
-def suppressions_import(app: AppContext, file: str, reason: str, source: str | None,
-                        dry_run: bool, sheet: str | None, encoding: str | None,
-                        mappings: tuple[str, ...], as_json: bool) -> None:
+def suppressions_import(
+    app: AppContext,
+    file: str,
+    reason: str,
+    source: str | None,
+    dry_run: bool,
+    sheet: str | None,
+    encoding: str | None,
+    mappings: tuple[str, ...],
+    as_json: bool,
+) -> None:
     """Suppress every address in a CSV/XLSX file, e.g. another tool's unsubscribes."""
     # Lazy: only `suppressions import` needs the spreadsheet machinery (mailer.imports).
     from mailer.imports.columns import parse_map  # noqa: PLC0415
 
     mapping = parse_map(mappings)
     with app.session() as s:
-        report = sup_lib.import_suppressions(s, file, reason, source, dry_run=dry_run,
-                                             sheet=sheet, encoding=encoding, mapping=mapping)
+        report = sup_lib.import_suppressions(
+            s,
+            file,
+            reason,
+            source,
+            dry_run=dry_run,
+            sheet=sheet,
+            encoding=encoding,
+            mapping=mapping,
+        )
     data = report.as_dict()
     if as_json:
         echo_json(data)
         return
     added = data["counts"]["added"]
     if dry_run:
-        echo(f"Dry run, nothing changed: {file}: {added} address(es) would be "
-                   f"suppressed ({reason}).")
+        echo(
+            f"Dry run, nothing changed: {file}: {added} address(es) would be suppressed ({reason})."
+        )
     else:
         echo(f"{file}: {added} address(es) suppressed ({reason}).")
     for key, value in data["counts"].items():

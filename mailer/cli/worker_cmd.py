@@ -15,21 +15,36 @@ from mailer.subscribers.queue import NoticeSender, send_due
 
 
 @main.command()
-@click.option("--concurrency", type=int, default=None,
-              help="SMTP connections in this process (default: the concurrency setting).")
+@click.option(
+    "--concurrency",
+    type=int,
+    default=None,
+    help="SMTP connections in this process (default: the concurrency setting).",
+)
 @click.option("--once", is_flag=True, help="Send what is due now, then exit (for cron).")
-@click.option("--poll", type=float, default=5.0, show_default=True,
-              help="Seconds between looks for new work when idle.")
+@click.option(
+    "--poll",
+    type=float,
+    default=5.0,
+    show_default=True,
+    help="Seconds between looks for new work when idle.",
+)
 @pass_app
 def worker(app: AppContext, concurrency: int | None, once: bool, poll: float) -> None:
     """Send due campaigns; run several on PostgreSQL to send in parallel."""
     settings = app.settings
     transport = checked_transport(settings)
-    w = Worker(settings, transport, concurrency=concurrency, poll_seconds=poll,
-               on_result=lambda r: click.echo(
-                   f"campaign {r.campaign_id}: sent {r.progress.sent}, failed {r.progress.failed}"
-                   f", deferred {r.progress.deferred}, in doubt {r.progress.in_doubt}"
-                   + (" (done)" if r.complete else "")))
+    w = Worker(
+        settings,
+        transport,
+        concurrency=concurrency,
+        poll_seconds=poll,
+        on_result=lambda r: click.echo(
+            f"campaign {r.campaign_id}: sent {r.progress.sent}, failed {r.progress.failed}"
+            f", deferred {r.progress.deferred}, in doubt {r.progress.in_doubt}"
+            + (" (done)" if r.complete else "")
+        ),
+    )
 
     def stop(signum: int, frame: FrameType | None) -> None:
         click.echo("Stopping after the messages in flight ...", err=True)

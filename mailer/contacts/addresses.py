@@ -93,8 +93,9 @@ def verp_tag(secret_key: str, recipient: str, campaign_id: int) -> str:
     return f"{campaign_id}.{base64.b32encode(mac[:10]).decode('ascii').lower()}"
 
 
-def verp_encode(bounce_address: str, recipient: str, *, secret_key: str,
-                campaign_id: int | None) -> str:
+def verp_encode(
+    bounce_address: str, recipient: str, *, secret_key: str, campaign_id: int | None
+) -> str:
     """bounces@example.org + kim@news.kr (campaign 12) -> bounces+kim=news.kr=12.TAG@example.org.
 
     `campaign_id` None (a confirmation email, no campaign) is written as 0.
@@ -115,7 +116,7 @@ def verp_decode(bounce_address: str, envelope_to: str, *, secret_key: str) -> Ve
     e_local, _, e_domain = envelope_to.rpartition("@")
     if e_domain.lower() != domain.lower() or not e_local.lower().startswith(local.lower() + "+"):
         return None
-    encoded = e_local[len(local) + 1:]
+    encoded = e_local[len(local) + 1 :]
     rest, sep, tag = encoded.rpartition("=")
     found = _VERP_TAG.match(tag.lower()) if sep else None
     if found is None:

@@ -59,8 +59,10 @@ def check_language(value: str | None) -> str | None:
         return None
     tag = (from_name(value) or value).strip().replace("_", "-")
     parts = tag.split("-")
-    if not (2 <= len(parts[0]) <= 3 and parts[0].isascii() and parts[0].isalpha()) or \
-            len(tag) > LANGUAGE_MAX:
+    if (
+        not (2 <= len(parts[0]) <= 3 and parts[0].isascii() and parts[0].isalpha())
+        or len(tag) > LANGUAGE_MAX
+    ):
         raise InvalidInputError(f"not a language code: {value!r} (expected e.g. en or ko)")
     return parts[0].lower() + "".join("-" + p for p in parts[1:])
 
@@ -104,8 +106,14 @@ def add_contact(
     now = clock.now()
     contact = session.scalar(select(Contact).where(Contact.email == address.key))
     if contact is None:
-        contact = Contact(email=address.key, email_original=address.original, name=name.strip(),
-                          language=language, organisation=organisation.strip(), attributes={})
+        contact = Contact(
+            email=address.key,
+            email_original=address.original,
+            name=name.strip(),
+            language=language,
+            organisation=organisation.strip(),
+            attributes={},
+        )
         session.add(contact)
         session.flush()
         audit.record(session, "contact.add", contact_id=contact.id, actor=actor, source=source)
@@ -117,8 +125,9 @@ def add_contact(
         if organisation.strip():
             contact.organisation = organisation.strip()
     sub = session.scalar(
-        select(Subscription).where(Subscription.contact_id == contact.id,
-                                   Subscription.list_id == ml.id)
+        select(Subscription).where(
+            Subscription.contact_id == contact.id, Subscription.list_id == ml.id
+        )
     )
     if sub is not None and sub.status == SubscriptionStatus.UNSUBSCRIBED:
         when = f"{sub.unsubscribed_at:%Y-%m-%d}" if sub.unsubscribed_at else "earlier"
@@ -127,22 +136,35 @@ def add_contact(
             "only the subscriber can opt in again"
         )
     if sub is None:
-        sub = Subscription(contact_id=contact.id, list_id=ml.id,
-                           status=SubscriptionStatus.SUBSCRIBED, source=source, consent_at=now,
-                           consent_form=source, confirmed_at=now)
+        sub = Subscription(
+            contact_id=contact.id,
+            list_id=ml.id,
+            status=SubscriptionStatus.SUBSCRIBED,
+            source=source,
+            consent_at=now,
+            consent_form=source,
+            confirmed_at=now,
+        )
         session.add(sub)
         session.flush()
-        audit.record(session, "subscribe", contact_id=contact.id, list_id=ml.id, actor=actor,
-                     source=source)
+        audit.record(
+            session, "subscribe", contact_id=contact.id, list_id=ml.id, actor=actor, source=source
+        )
     if tags:
         tag_contact(session, contact.email, tags, actor=actor)
     return contact, sub
 
 
 def edit_contact(
-    session: Session, email: str, *, name: str | None = None, language: str | None = None,
-    organisation: str | None = None, set_attributes: Mapping[str, str] | None = None,
-    unset_attributes: Collection[str] = (), actor: str = "",
+    session: Session,
+    email: str,
+    *,
+    name: str | None = None,
+    language: str | None = None,
+    organisation: str | None = None,
+    set_attributes: Mapping[str, str] | None = None,
+    unset_attributes: Collection[str] = (),
+    actor: str = "",
 ) -> tuple[Contact, list[str]]:
     """Change a contact's details; None leaves a field as it is, '' empties it.
 
@@ -154,8 +176,10 @@ def edit_contact(
     if name is not None and (value := _check_text("name", name)) != contact.name:
         contact.name = value
         changed.append("name")
-    if organisation is not None and \
-            (value := _check_text("organisation", organisation)) != contact.organisation:
+    if (
+        organisation is not None
+        and (value := _check_text("organisation", organisation)) != contact.organisation
+    ):
         contact.organisation = value
         changed.append("organisation")
     if language is not None and (tag := check_language(language)) != contact.language:
@@ -171,7 +195,8 @@ def edit_contact(
         key = key.strip()
         if not key or len(key) > MAX_ATTRIBUTE_NAME:
             raise InvalidInputError(
-                f"attribute name {key!r}: use 1-{MAX_ATTRIBUTE_NAME} characters")
+                f"attribute name {key!r}: use 1-{MAX_ATTRIBUTE_NAME} characters"
+            )
         attributes[key] = value
     if attributes != (contact.attributes or {}):
         # A new dict: the JSON column notices a reassignment, not an edit in place.
@@ -184,8 +209,9 @@ def edit_contact(
     return contact, changed
 
 
-def tag_contact(session: Session, email: str, tags: Collection[str], *,
-                actor: str = "") -> list[str]:
+def tag_contact(
+    session: Session, email: str, tags: Collection[str], *, actor: str = ""
+) -> list[str]:
     """Add tags to a contact; returns the ones it did not have yet."""
     contact = get_contact(session, email)
     have = {t.tag for t in contact.tags}
@@ -198,19 +224,22 @@ def tag_contact(session: Session, email: str, tags: Collection[str], *,
     return added
 
 
-def untag_contact(session: Session, email: str, tags: Collection[str], *,
-                  actor: str = "") -> list[str]:
+def untag_contact(
+    session: Session, email: str, tags: Collection[str], *, actor: str = ""
+) -> list[str]:
     """Remove tags from a contact; returns the ones it had (others are ignored)."""
     contact = get_contact(session, email)
     wanted = {t.strip() for t in tags}
     removed = [t.tag for t in contact.tags if t.tag in wanted]
     if removed:
-        session.execute(delete(ContactTag).where(ContactTag.contact_id == contact.id,
-                                                 ContactTag.tag.in_(removed)))
+        session.execute(
+            delete(ContactTag).where(
+                ContactTag.contact_id == contact.id, ContactTag.tag.in_(removed)
+            )
+        )
         session.expire(contact, ["tags"])
         session.flush()
-        audit.record(session, "contact.untag", contact_id=contact.id, actor=actor,
-                     removed=removed)
+        audit.record(session, "contact.untag", contact_id=contact.id, actor=actor, removed=removed)
     return sorted(removed)
 
 
@@ -219,13 +248,15 @@ def iter_contacts(
 ) -> Iterator[tuple[Contact, list[Subscription]]]:
     """Contacts (by address) with their subscriptions, filtered by list and status."""
     if status is not None and status not in {s.value for s in SubscriptionStatus}:
-        raise InvalidInputError(
-            f"unknown status {status!r} (pending, subscribed or unsubscribed)"
+        raise InvalidInputError(f"unknown status {status!r} (pending, subscribed or unsubscribed)")
+    stmt = (
+        select(Contact)
+        .options(
+            selectinload(Contact.subscriptions).selectinload(Subscription.mailing_list),
+            selectinload(Contact.tags),
         )
-    stmt = select(Contact).options(
-        selectinload(Contact.subscriptions).selectinload(Subscription.mailing_list),
-        selectinload(Contact.tags),
-    ).order_by(Contact.email)
+        .order_by(Contact.email)
+    )
     if list_slug is not None or status is not None:
         matching = select(Subscription.contact_id)
         if list_slug is not None:
@@ -251,11 +282,17 @@ def contact_as_dict(session: Session, contact: Contact) -> dict[str, Any]:
         "tags": sorted(t.tag for t in contact.tags),
         "created_at": contact.created_at.isoformat(),
         "updated_at": contact.updated_at.isoformat(),
-        "suppressed": None if sup is None else {
-            "reason": sup.reason.value, "since": sup.created_at.isoformat(), "source": sup.source,
+        "suppressed": None
+        if sup is None
+        else {
+            "reason": sup.reason.value,
+            "since": sup.created_at.isoformat(),
+            "source": sup.source,
         },
-        "subscriptions": [subscription_as_dict(s) for s in
-                          sorted(contact.subscriptions, key=lambda s: s.mailing_list.slug)],
+        "subscriptions": [
+            subscription_as_dict(s)
+            for s in sorted(contact.subscriptions, key=lambda s: s.mailing_list.slug)
+        ],
     }
 
 
@@ -276,8 +313,13 @@ def subscription_as_dict(sub: Subscription) -> dict[str, Any]:
 
 
 def unsubscribe(
-    session: Session, email: str, list_slug: str | None = None, *, via: str = "cli",
-    actor: str = "", campaign_id: int | None = None,
+    session: Session,
+    email: str,
+    list_slug: str | None = None,
+    *,
+    via: str = "cli",
+    actor: str = "",
+    campaign_id: int | None = None,
 ) -> list[str]:
     """Unsubscribe from one list, or (no list) suppress the address everywhere.
 
@@ -291,17 +333,31 @@ def unsubscribe(
         contact = session.scalar(select(Contact).where(Contact.email == address.key))
         changed = []
         if contact is not None:
-            changed = [s.mailing_list.slug for s in contact.subscriptions
-                       if s.status != SubscriptionStatus.UNSUBSCRIBED]
+            changed = [
+                s.mailing_list.slug
+                for s in contact.subscriptions
+                if s.status != SubscriptionStatus.UNSUBSCRIBED
+            ]
         suppress(session, address.key, SuppressionReason.UNSUBSCRIBE_ALL, source=via, actor=actor)
         if contact is not None:
-            audit.record(session, "unsubscribe", contact_id=contact.id, actor=actor, via=via,
-                         lists=changed, all_lists=True, campaign_id=campaign_id)
+            audit.record(
+                session,
+                "unsubscribe",
+                contact_id=contact.id,
+                actor=actor,
+                via=via,
+                lists=changed,
+                all_lists=True,
+                campaign_id=campaign_id,
+            )
         return changed
     ml = get_list(session, list_slug)
     contact = get_contact(session, email)
-    sub = session.scalar(select(Subscription).where(Subscription.contact_id == contact.id,
-                                                    Subscription.list_id == ml.id))
+    sub = session.scalar(
+        select(Subscription).where(
+            Subscription.contact_id == contact.id, Subscription.list_id == ml.id
+        )
+    )
     if sub is None:
         raise NotFoundError(f"{contact.email} is not on the list {ml.slug!r}")
     if sub.status == SubscriptionStatus.UNSUBSCRIBED:
@@ -309,8 +365,15 @@ def unsubscribe(
     sub.status = SubscriptionStatus.UNSUBSCRIBED
     sub.unsubscribed_at = now
     sub.unsubscribed_via = via
-    audit.record(session, "unsubscribe", contact_id=contact.id, list_id=ml.id, actor=actor,
-                 via=via, campaign_id=campaign_id)
+    audit.record(
+        session,
+        "unsubscribe",
+        contact_id=contact.id,
+        list_id=ml.id,
+        actor=actor,
+        via=via,
+        campaign_id=campaign_id,
+    )
     return [ml.slug]
 
 
@@ -335,14 +398,16 @@ def erase(session: Session, email: str, *, actor: str = "") -> None:
         forms.add(contact.email_original)
     scrub = _scrubber(forms, placeholder)
     contact_id = contact.id if contact is not None else -1
-    for delivery in session.scalars(select(Delivery).where(
-            or_(Delivery.contact_id == contact_id, Delivery.email == key))):
+    for delivery in session.scalars(
+        select(Delivery).where(or_(Delivery.contact_id == contact_id, Delivery.email == key))
+    ):
         delivery.email = placeholder
         delivery.contact_id = None
         if delivery.smtp_reply:
             delivery.smtp_reply = scrub(delivery.smtp_reply)
-    for bounce in session.scalars(select(Bounce).where(or_(
-            Bounce.email == key, *_mentions(Bounce.source_message_id, forms)))):
+    for bounce in session.scalars(
+        select(Bounce).where(or_(Bounce.email == key, *_mentions(Bounce.source_message_id, forms)))
+    ):
         bounce.email = None
         bounce.diagnostic = None
         bounce.source_message_id = scrub(bounce.source_message_id)
@@ -352,8 +417,9 @@ def erase(session: Session, email: str, *, actor: str = "") -> None:
     # Events that named the address without a contact (a suppression's source, a bounce) lose
     # it as well; JSON may hold it escaped (non-ASCII as \\uXXXX), hence both forms.
     json_forms = forms | {json.dumps(f)[1:-1] for f in forms}
-    for ev in session.scalars(select(Event).where(
-            or_(*_mentions(cast(Event.data, Text), json_forms)))):
+    for ev in session.scalars(
+        select(Event).where(or_(*_mentions(cast(Event.data, Text), json_forms)))
+    ):
         ev.data = _scrub_data(ev.data, scrub)
     if sup is not None and sup.source:
         sup.source = scrub(sup.source)
@@ -376,8 +442,9 @@ def _mentions(column: Any, forms: set[str]) -> list[Any]:
 
 
 def _scrubber(forms: set[str], placeholder: str) -> Callable[[str], str]:
-    pattern = re.compile("|".join(re.escape(f) for f in sorted(forms, key=len, reverse=True)
-                                  if f), re.IGNORECASE)
+    pattern = re.compile(
+        "|".join(re.escape(f) for f in sorted(forms, key=len, reverse=True) if f), re.IGNORECASE
+    )
 
     def scrub(text: str) -> str:
         return pattern.sub(placeholder, text)

@@ -54,10 +54,20 @@ from mailer.store.models import (
 
 # Press fields the importer files under these attribute names (mailer.imports.columns).
 PRESS_ATTRIBUTES = ("role", "beat", "media_type", "region", "phone")
-COLUMNS = {"email": Contact.email, "name": Contact.name, "language": Contact.language,
-           "outlet": Contact.organisation}
-FIELD_ALIASES = {"organisation": "outlet", "organization": "outlet", "org": "outlet",
-                 "title": "role", "media": "media_type", "lang": "language"}
+COLUMNS = {
+    "email": Contact.email,
+    "name": Contact.name,
+    "language": Contact.language,
+    "outlet": Contact.organisation,
+}
+FIELD_ALIASES = {
+    "organisation": "outlet",
+    "organization": "outlet",
+    "org": "outlet",
+    "title": "role",
+    "media": "media_type",
+    "lang": "language",
+}
 HISTORY = ("bounced_since", "sent_since", "subscribed_since")
 DATES = ("created",)
 SPECIAL = ("tag", "list")
@@ -80,8 +90,9 @@ class FilterError(InvalidInputError):
     def __init__(self, text: str, pos: int, message: str) -> None:
         self.text, self.pos, self.reason = text, pos, message
         shown = text.replace("\n", " ").replace("\t", " ")
-        super().__init__(f"--where {text!r}: {message} (at character {pos + 1})\n"
-                         f"  {shown}\n  {' ' * pos}^")
+        super().__init__(
+            f"--where {text!r}: {message} (at character {pos + 1})\n  {shown}\n  {' ' * pos}^"
+        )
 
 
 # --- the tree --------------------------------------------------------------------------------
@@ -142,7 +153,7 @@ def tokenize(text: str) -> list[Token]:
             tokens.append(Token({"(": "lparen", ")": "rparen", ",": "comma"}[ch], ch, i))
             i += 1
         elif text.startswith(("!=", "<=", ">="), i):
-            tokens.append(Token("op", text[i:i + 2], i))
+            tokens.append(Token("op", text[i : i + 2], i))
             i += 2
         elif ch in "=<>~":
             tokens.append(Token("op", ch, i))
@@ -226,28 +237,36 @@ class _Parser:
             node = self.parse_or()
             close = self.take()
             if close.kind != "rparen":
-                raise self.error(close, f"expected ')' to close the '(' at character "
-                                        f"{token.pos + 1}, found {_shown(close)}")
+                raise self.error(
+                    close,
+                    f"expected ')' to close the '(' at character "
+                    f"{token.pos + 1}, found {_shown(close)}",
+                )
             return node
         if self.keyword("has"):
             self.take()
             field = self.parse_field()
             if field.kind in ("date", "history", "list"):
-                raise self.error(self.tokens[self.i - 1],
-                                 f"`has` does not apply to {field.name}")
+                raise self.error(self.tokens[self.i - 1], f"`has` does not apply to {field.name}")
             return Term(field, "has", (), token.pos)
         field = self.parse_field()
         op = self.peek()
-        if field.kind == "history" and op.kind in ("word", "string") \
-                and op.text.lower() not in KEYWORDS:
+        if (
+            field.kind == "history"
+            and op.kind in ("word", "string")
+            and op.text.lower() not in KEYWORDS
+        ):
             # `bounced_since 90d`: the event happened since then.
             return Term(field, ">=", (self.take().text,), op.pos)
         if op.kind == "word" and op.text.lower() == "in":
             self.take()
             return Term(field, "in", self.parse_list(), op.pos)
         if op.kind != "op":
-            want = "a date or duration, or < > <= >=" if field.kind == "history" else \
-                "an operator (= != in ~ < > <= >=)"
+            want = (
+                "a date or duration, or < > <= >="
+                if field.kind == "history"
+                else "an operator (= != in ~ < > <= >=)"
+            )
             raise self.error(op, f"expected {want} after {field.name!r}, found {_shown(op)}")
         self.take()
         value = self.take()
@@ -285,7 +304,7 @@ class _Parser:
                     raise self.error(quoted, "expected an attribute name after " + word)
                 key = self.take().text
             if not key or '"' in key:
-                raise self.error(token, "an attribute name must not be empty or contain \"")
+                raise self.error(token, 'an attribute name must not be empty or contain "')
             return Field("attribute", key, token.pos)
         name = FIELD_ALIASES.get(lower, lower)
         if name in COLUMNS:
@@ -298,8 +317,10 @@ class _Parser:
             return Field("date", name, token.pos)
         if name in HISTORY:
             return Field("history", name, token.pos)
-        raise self.error(token, f"unknown field {word!r} (fields: {', '.join(KNOWN)}; any "
-                                "other attribute: attr.NAME)")
+        raise self.error(
+            token,
+            f"unknown field {word!r} (fields: {', '.join(KNOWN)}; any other attribute: attr.NAME)",
+        )
 
 
 def _shown(token: Token) -> str:
@@ -327,20 +348,27 @@ def _check(text: str, node: Node) -> None:
     kind, op = node.field.kind, node.op
     if kind in ("date", "history"):
         if op not in ORDER_OPS:
-            raise FilterError(text, node.pos, f"{node.field.name} takes < > <= >= and a date "
-                                              f"or duration, not {op}")
+            raise FilterError(
+                text,
+                node.pos,
+                f"{node.field.name} takes < > <= >= and a date or duration, not {op}",
+            )
         parse_when(node.values[0], text, node.pos)
     elif kind in ("tag", "list") and op in ORDER_OPS:
         raise FilterError(text, node.pos, f"{kind} takes = != in ~, not {op}")
     elif kind == "list" and op == "~":
         raise FilterError(text, node.pos, "list takes = != in (a list's slug), not ~")
     elif op in ORDER_OPS and ordering(node.values[0]) is None:
-        raise FilterError(text, node.pos, f"{op} compares numbers or dates: "
-                                          f"{node.values[0]!r} is neither (e.g. 10, 2026-01-31)")
+        raise FilterError(
+            text,
+            node.pos,
+            f"{op} compares numbers or dates: {node.values[0]!r} is neither (e.g. 10, 2026-01-31)",
+        )
 
 
-def parse_when(value: str, text: str = "", pos: int = 0, *,
-               now: datetime | None = None) -> datetime:
+def parse_when(
+    value: str, text: str = "", pos: int = 0, *, now: datetime | None = None
+) -> datetime:
     """A duration back from now (90d, 12h, 4w) or an ISO date/time (UTC unless it says)."""
     match = DURATION.fullmatch(value.strip().lower())
     if match:
@@ -348,8 +376,11 @@ def parse_when(value: str, text: str = "", pos: int = 0, *,
     try:
         when = datetime.fromisoformat(value.strip())
     except ValueError:
-        raise FilterError(text or value, pos, f"{value!r} is neither a duration (90d, 12h, "
-                                              "4w) nor a date (2026-01-31)") from None
+        raise FilterError(
+            text or value,
+            pos,
+            f"{value!r} is neither a duration (90d, 12h, 4w) nor a date (2026-01-31)",
+        ) from None
     return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
@@ -378,8 +409,13 @@ class Context:
         return self.session.get_bind().dialect.name == "postgresql"
 
 
-def compile_where(session: Session, expressions: Sequence[str], *,
-                  list_ids: Sequence[int] = (), now: datetime | None = None) -> ColumnElement[bool]:
+def compile_where(
+    session: Session,
+    expressions: Sequence[str],
+    *,
+    list_ids: Sequence[int] = (),
+    now: datetime | None = None,
+) -> ColumnElement[bool]:
     """One condition on Contact: every expression holds (several --where are ANDed)."""
     ctx = Context(session, now or clock.now(), list_ids)
     parts = [(text, parse(text)) for text in expressions]
@@ -446,8 +482,9 @@ def _text(ctx: Context, node: Term, value: ColumnElement[Any]) -> ColumnElement[
         number = case((pattern, cast(value, Float)), else_=None)
         return and_(pattern, _order(op, number, literal(wanted, Float)))
     pattern = _date_test(ctx, value)
-    return and_(pattern, _order(op, func.substr(value, 1, len(str(wanted))),
-                                literal(wanted, String)))
+    return and_(
+        pattern, _order(op, func.substr(value, 1, len(str(wanted))), literal(wanted, String))
+    )
 
 
 def _number_test(ctx: Context, value: ColumnElement[Any]) -> ColumnElement[bool]:
@@ -472,8 +509,11 @@ def _date_test(ctx: Context, value: ColumnElement[Any]) -> ColumnElement[bool]:
     return value.op("GLOB", is_comparison=True)(literal(date))
 
 
-def _order(op: str, left: ColumnElement[Any] | QueryableAttribute[Any],
-           right: ColumnElement[Any] | datetime) -> ColumnElement[bool]:
+def _order(
+    op: str,
+    left: ColumnElement[Any] | QueryableAttribute[Any],
+    right: ColumnElement[Any] | datetime,
+) -> ColumnElement[bool]:
     # Typed operands, not Any: a comparison with an Any operand is Any to mypy.
     if op == "<":
         return left < right
@@ -496,15 +536,21 @@ def _tag(ctx: Context, node: Term) -> ColumnElement[bool]:
 
 
 def _list(ctx: Context, text: str, node: Term) -> ColumnElement[bool]:
-    slugs = {slug for slug, in ctx.session.execute(
-        select(MailingList.slug).where(MailingList.slug.in_([v.lower() for v in node.values])))}
+    slugs = {
+        slug
+        for (slug,) in ctx.session.execute(
+            select(MailingList.slug).where(MailingList.slug.in_([v.lower() for v in node.values]))
+        )
+    }
     for value in node.values:
         if value.lower() not in slugs:
             raise FilterError(text, node.pos, f"no list {value!r} (see `mailer lists ls`)")
-    found = exists().where(Subscription.contact_id == Contact.id,
-                           Subscription.status == SubscriptionStatus.SUBSCRIBED,
-                           Subscription.list_id == MailingList.id,
-                           MailingList.slug.in_(sorted(slugs)))
+    found = exists().where(
+        Subscription.contact_id == Contact.id,
+        Subscription.status == SubscriptionStatus.SUBSCRIBED,
+        Subscription.list_id == MailingList.id,
+        MailingList.slug.in_(sorted(slugs)),
+    )
     return not_(found) if node.op == "!=" else found
 
 
@@ -514,22 +560,28 @@ def _when(ctx: Context, node: Term) -> ColumnElement[bool]:
     if name == "created":
         return _order(node.op, Contact.created_at, when)
     if name == "bounced_since":
-        return exists().where(Bounce.email == Contact.email, Bounce.kind.in_(BOUNCE_KINDS),
-                              _order(node.op, Bounce.created_at, when))
+        return exists().where(
+            Bounce.email == Contact.email,
+            Bounce.kind.in_(BOUNCE_KINDS),
+            _order(node.op, Bounce.created_at, when),
+        )
     if name == "sent_since":
-        return exists().where(Delivery.contact_id == Contact.id,
-                              Delivery.status == DeliveryStatus.SENT,
-                              _order(node.op, Delivery.sent_at, when))
+        return exists().where(
+            Delivery.contact_id == Contact.id,
+            Delivery.status == DeliveryStatus.SENT,
+            _order(node.op, Delivery.sent_at, when),
+        )
     # subscribed_since: when the subscription (to one of the segment's lists) began.
     began = func.coalesce(Subscription.confirmed_at, Subscription.created_at)
     scope = [Subscription.list_id.in_(list(ctx.list_ids))] if ctx.list_ids else []
-    return exists().where(Subscription.contact_id == Contact.id,
-                          Subscription.status == SubscriptionStatus.SUBSCRIBED,
-                          _order(node.op, began, when), *scope)
+    return exists().where(
+        Subscription.contact_id == Contact.id,
+        Subscription.status == SubscriptionStatus.SUBSCRIBED,
+        _order(node.op, began, when),
+        *scope,
+    )
 
 
 def describe(expressions: Sequence[str]) -> str:
     """Several --where as one line (for plans and reports)."""
     return " and ".join(f"({e})" if len(expressions) > 1 else e for e in expressions)
-
-

@@ -47,8 +47,9 @@ def check_list_names(names: Mapping[str, str]) -> dict[str, str]:
     for raw, name in names.items():
         language = normalise(from_name(raw) or raw)
         if not re.fullmatch(r"[a-z]{2,3}(-[a-z0-9]{1,8})*", language):
-            raise InvalidInputError(f"list name language {raw!r}: not a language code "
-                                    "(e.g. ko, en)")
+            raise InvalidInputError(
+                f"list name language {raw!r}: not a language code (e.g. ko, en)"
+            )
         out[language] = check_list_name(name) if name.strip() else ""
     return out
 
@@ -95,8 +96,14 @@ def create_list(
         raise InvalidInputError(f"a list named {slug!r} already exists")
     if from_address is not None:
         from_address = normalise_address(from_address).original
-    ml = MailingList(slug=slug, name=name, names=local, description=description, public=public,
-                     from_address=from_address)
+    ml = MailingList(
+        slug=slug,
+        name=name,
+        names=local,
+        description=description,
+        public=public,
+        from_address=from_address,
+    )
     session.add(ml)
     try:
         session.flush()
@@ -106,9 +113,15 @@ def create_list(
     return ml
 
 
-def edit_list(session: Session, slug: str, *, name: str | None = None,
-              description: str | None = None, public: bool | None = None,
-              names: Mapping[str, str] | None = None) -> MailingList:
+def edit_list(
+    session: Session,
+    slug: str,
+    *,
+    name: str | None = None,
+    description: str | None = None,
+    public: bool | None = None,
+    names: Mapping[str, str] | None = None,
+) -> MailingList:
     """Change a list's name (`names`: per language, "" removes one), description or visibility
     on the subscribe form."""
     ml = get_list(session, slug)

@@ -32,8 +32,10 @@ NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 def check_name(name: str) -> str:
     name = name.strip()
     if not NAME.fullmatch(name):
-        raise InvalidInputError(f"segment name {name!r}: use 1-100 letters, digits, . _ - "
-                                "(starting with a letter or digit)")
+        raise InvalidInputError(
+            f"segment name {name!r}: use 1-100 letters, digits, . _ - "
+            "(starting with a letter or digit)"
+        )
     return name
 
 
@@ -55,8 +57,11 @@ def mailbox_sql(session: Session, email: Any) -> ColumnElement[str]:
     base = _if(plus > 1, func.substr(local, 1, plus - 1), local)
     dotless = func.replace(base, ".", "")
     gmail = domain.in_(["gmail.com", "googlemail.com"])
-    return _if(gmail, _if(dotless == "", base, dotless) + literal("@gmail.com"),
-               base + literal("@") + domain)
+    return _if(
+        gmail,
+        _if(dotless == "", base, dotless) + literal("@gmail.com"),
+        base + literal("@") + domain,
+    )
 
 
 def _if(condition: Any, then: Any, otherwise: Any) -> ColumnElement[Any]:
@@ -66,18 +71,21 @@ def _if(condition: Any, then: Any, otherwise: Any) -> ColumnElement[Any]:
 def suppressed(session: Session, email: Any = Contact.email) -> ColumnElement[bool]:
     """EXISTS: this address is suppressed, or another spelling of its mailbox is for a reason
     that covers the mailbox (suppressions.covers_mailbox: not a hard bounce)."""
-    return or_(exists().where(Suppression.email == email),
-               exists().where(Suppression.mailbox == mailbox_sql(session, email),
-                              covers_mailbox()))
+    return or_(
+        exists().where(Suppression.email == email),
+        exists().where(Suppression.mailbox == mailbox_sql(session, email), covers_mailbox()),
+    )
 
 
 # --- the audience ------------------------------------------------------------------------------
 
 
 def subscribed_to(list_ids: Sequence[int]) -> ColumnElement[bool]:
-    return exists().where(Subscription.contact_id == Contact.id,
-                          Subscription.list_id.in_(list(list_ids)),
-                          Subscription.status == SubscriptionStatus.SUBSCRIBED)
+    return exists().where(
+        Subscription.contact_id == Contact.id,
+        Subscription.list_id.in_(list(list_ids)),
+        Subscription.status == SubscriptionStatus.SUBSCRIBED,
+    )
 
 
 @dataclass
@@ -96,15 +104,18 @@ class Audience:
         return compile_where(session, self.expressions, list_ids=self.list_ids, now=now)
 
 
-def resolve(session: Session, segment: str | None, lists: Sequence[str],
-            where: Sequence[str]) -> Audience:
+def resolve(
+    session: Session, segment: str | None, lists: Sequence[str], where: Sequence[str]
+) -> Audience:
     """--segment NAME (plus any --where, ANDed) or --list ... --where ...; errors name what."""
     where = [w for w in where]
     if segment is not None:
         seg = get_segment(session, segment)
         if lists:
-            raise InvalidInputError(f"--segment {seg.name} already names its lists "
-                                    f"({', '.join(seg.lists)}): drop --list")
+            raise InvalidInputError(
+                f"--segment {seg.name} already names its lists "
+                f"({', '.join(seg.lists)}): drop --list"
+            )
         slugs, expressions = list(seg.lists), [*seg.expressions, *where]
     else:
         slugs, expressions = list(dict.fromkeys(lists)), where
@@ -114,8 +125,9 @@ def resolve(session: Session, segment: str | None, lists: Sequence[str],
     return Audience(slugs, expressions, segment and seg.name, ids)
 
 
-def matching(session: Session, audience: Audience,
-             now: datetime | None = None) -> ColumnElement[bool]:
+def matching(
+    session: Session, audience: Audience, now: datetime | None = None
+) -> ColumnElement[bool]:
     """Contacts of the audience (subscribed to a list, if any, and matching), suppressed or not."""
     parts = [audience.condition(session, now)]
     if audience.list_ids:
@@ -131,20 +143,27 @@ class Preview:
     rows: list[Contact]
 
 
-def preview(session: Session, audience: Audience, default_language: str,
-            limit: int = 20) -> Preview:
+def preview(
+    session: Session, audience: Audience, default_language: str, limit: int = 20
+) -> Preview:
     """Who a send would mail: counted per primary language, and the first rows."""
     hash_joins(session)
     cond = and_(matching(session, audience), ~suppressed(session))
     counts: Counter[str] = Counter()
-    for language, n in session.execute(select(Contact.language, func.count())
-                                       .where(cond).group_by(Contact.language)):
+    for language, n in session.execute(
+        select(Contact.language, func.count()).where(cond).group_by(Contact.language)
+    ):
         # By primary language (ko-KR counts as ko): the variants a release offers.
         counts[(normalise_language(language) or default_language).split("-")[0]] += n
-    held = session.scalar(select(func.count()).select_from(Contact)
-                          .where(matching(session, audience), suppressed(session))) or 0
-    rows = list(session.scalars(select(Contact).where(cond).order_by(Contact.email)
-                                .limit(limit)))
+    held = (
+        session.scalar(
+            select(func.count())
+            .select_from(Contact)
+            .where(matching(session, audience), suppressed(session))
+        )
+        or 0
+    )
+    rows = list(session.scalars(select(Contact).where(cond).order_by(Contact.email).limit(limit)))
     return Preview(sum(counts.values()), dict(sorted(counts.items())), held, rows)
 
 
@@ -176,24 +195,45 @@ def all_segments(session: Session) -> list[Segment]:
     return list(session.scalars(select(Segment).order_by(Segment.name)))
 
 
-def create_segment(session: Session, name: str, lists: Sequence[str], where: Sequence[str], *,
-                   description: str = "", actor: str = "") -> Segment:
+def create_segment(
+    session: Session,
+    name: str,
+    lists: Sequence[str],
+    where: Sequence[str],
+    *,
+    description: str = "",
+    actor: str = "",
+) -> Segment:
     """Save a segment after checking its lists exist and every expression compiles."""
     name = check_name(name)
     if not lists:
-        raise InvalidInputError("a segment needs at least one --list: it is always part of "
-                                "lists its contacts are subscribed to")
+        raise InvalidInputError(
+            "a segment needs at least one --list: it is always part of "
+            "lists its contacts are subscribed to"
+        )
     if session.scalar(select(Segment.id).where(Segment.name == name)) is not None:
-        raise InvalidInputError(f"a segment {name!r} already exists (mailer segments rm {name} "
-                                "first)")
+        raise InvalidInputError(
+            f"a segment {name!r} already exists (mailer segments rm {name} first)"
+        )
     audience = resolve(session, None, lists, where)
     audience.condition(session)  # unknown lists named in `list = ...` fail now, not at send
-    seg = Segment(name=name, description=description.strip(), lists=audience.lists,
-                  expressions=list(audience.expressions), created_by=actor)
+    seg = Segment(
+        name=name,
+        description=description.strip(),
+        lists=audience.lists,
+        expressions=list(audience.expressions),
+        created_by=actor,
+    )
     session.add(seg)
     session.flush()
-    audit.record(session, "segment.create", actor=actor, segment=name, lists=seg.lists,
-                 expressions=seg.expressions)
+    audit.record(
+        session,
+        "segment.create",
+        actor=actor,
+        segment=name,
+        lists=seg.lists,
+        expressions=seg.expressions,
+    )
     return seg
 
 
@@ -204,12 +244,18 @@ def remove_segment(session: Session, name: str, *, actor: str = "") -> None:
 
 
 def segment_as_dict(seg: Segment) -> dict[str, Any]:
-    return {"name": seg.name, "description": seg.description, "lists": list(seg.lists),
-            "where": list(seg.expressions), "created_at": seg.created_at.isoformat()}
+    return {
+        "name": seg.name,
+        "description": seg.description,
+        "lists": list(seg.lists),
+        "where": list(seg.expressions),
+        "created_at": seg.created_at.isoformat(),
+    }
 
 
-def contact_filter(session: Session, segment: str | None,
-                   where: Sequence[str]) -> ColumnElement[bool] | None:
+def contact_filter(
+    session: Session, segment: str | None, where: Sequence[str]
+) -> ColumnElement[bool] | None:
     """--segment / --where of `contacts ls` and `contacts export` as a condition (None: all).
 
     A segment's contacts are those subscribed to its lists (suppressed ones included: the
@@ -219,13 +265,22 @@ def contact_filter(session: Session, segment: str | None,
     return matching(session, resolve(session, segment, (), where))
 
 
-def iter_contacts(session: Session, condition: ColumnElement[bool], list_slug: str | None = None,
-                  status: str | None = None) -> Iterator[tuple[Contact, list[Subscription]]]:
+def iter_contacts(
+    session: Session,
+    condition: ColumnElement[bool],
+    list_slug: str | None = None,
+    status: str | None = None,
+) -> Iterator[tuple[Contact, list[Subscription]]]:
     """contacts.contact.iter_contacts with a filter condition (same rows, same order)."""
-    stmt = select(Contact).where(condition).options(
-        selectinload(Contact.subscriptions).selectinload(Subscription.mailing_list),
-        selectinload(Contact.tags),
-    ).order_by(Contact.email)
+    stmt = (
+        select(Contact)
+        .where(condition)
+        .options(
+            selectinload(Contact.subscriptions).selectinload(Subscription.mailing_list),
+            selectinload(Contact.tags),
+        )
+        .order_by(Contact.email)
+    )
     if list_slug is not None or status is not None:
         subs = select(Subscription.contact_id)
         if list_slug is not None:

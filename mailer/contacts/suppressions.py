@@ -39,14 +39,19 @@ def covers_mailbox() -> ColumnElement[bool]:
     rule is our guess, and a stranger who types `victim+x@` on a provider without subaddresses
     gets a real bounce of that spelling, which must not stop mail to `victim@`. Only where the
     spellings are known to be one mailbox (Gmail: dots and +tags) does its bounce cover them."""
-    return or_(Suppression.reason != SuppressionReason.HARD_BOUNCE,
-               Suppression.mailbox.endswith(f"@{KNOWN_ONE_MAILBOX}"))
+    return or_(
+        Suppression.reason != SuppressionReason.HARD_BOUNCE,
+        Suppression.mailbox.endswith(f"@{KNOWN_ONE_MAILBOX}"),
+    )
 
 
 def _of_mailbox(key: str) -> Select[Suppression]:
     return select(Suppression).where(
-        or_(Suppression.email == key,
-            and_(Suppression.mailbox == mailbox_key(key), covers_mailbox())))
+        or_(
+            Suppression.email == key,
+            and_(Suppression.mailbox == mailbox_key(key), covers_mailbox()),
+        )
+    )
 
 
 def is_suppressed(session: Session, key: str) -> bool:
@@ -92,16 +97,24 @@ def suppress(
             sub.unsubscribed_at = now
             sub.unsubscribed_via = reason.value
     if existing is not None:
-        if reason in (SuppressionReason.COMPLAINT, SuppressionReason.HARD_BOUNCE) and \
-                existing.reason not in (SuppressionReason.COMPLAINT, SuppressionReason.ERASED):
+        if reason in (
+            SuppressionReason.COMPLAINT,
+            SuppressionReason.HARD_BOUNCE,
+        ) and existing.reason not in (SuppressionReason.COMPLAINT, SuppressionReason.ERASED):
             existing.reason = reason
             existing.source = source
         return existing, False
     sup = Suppression(email=key, reason=reason, source=source, created_at=now)
     session.add(sup)
     session.flush()
-    audit.record(session, "suppress", contact_id=contact.id if contact else None, actor=actor,
-                 reason=reason.value, source=source)
+    audit.record(
+        session,
+        "suppress",
+        contact_id=contact.id if contact else None,
+        actor=actor,
+        reason=reason.value,
+        source=source,
+    )
     return sup, True
 
 
@@ -130,12 +143,17 @@ def list_suppressions(session: Session, reason: str | None = None) -> list[Suppr
 
 def suppression_as_dict(sup: Suppression) -> dict[str, Any]:
     """The documented JSON shape of a suppression."""
-    return {"email": sup.email, "reason": SuppressionReason(sup.reason).value,
-            "source": sup.source, "created_at": sup.created_at.isoformat()}
+    return {
+        "email": sup.email,
+        "reason": SuppressionReason(sup.reason).value,
+        "source": sup.source,
+        "created_at": sup.created_at.isoformat(),
+    }
 
 
-def add_suppression(session: Session, email: str, reason: str = "manual", source: str = "cli",
-                    *, actor: str = "") -> tuple[Suppression, bool]:
+def add_suppression(
+    session: Session, email: str, reason: str = "manual", source: str = "cli", *, actor: str = ""
+) -> tuple[Suppression, bool]:
     """Suppress an address as typed (validated and normalised first); see suppress()."""
     return suppress(session, normalise(email).key, check_reason(reason), source, actor=actor)
 
@@ -146,8 +164,13 @@ def remove_suppression(session: Session, email: str, *, actor: str = "") -> Supp
     sup = get_suppression(session, key)
     if sup is None:
         raise NotFoundError(f"{key} is not on the suppression list")
-    audit.record(session, "unsuppress", actor=actor, reason=SuppressionReason(sup.reason).value,
-                 source=sup.source)
+    audit.record(
+        session,
+        "unsuppress",
+        actor=actor,
+        reason=SuppressionReason(sup.reason).value,
+        source=sup.source,
+    )
     # The whole mailbox: a variant left behind would keep the address suppressed.
     for row in mailbox_suppressions(session, key):
         session.delete(row)
@@ -163,22 +186,45 @@ class SuppressionImportReport:
     reason: str
     source: str
     dry_run: bool
-    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(
-        ("rows", "added", "already_suppressed", "reason_upgraded", "subscriptions_ended",
-         "invalid", "duplicates"), 0))
+    counts: dict[str, int] = field(
+        default_factory=lambda: dict.fromkeys(
+            (
+                "rows",
+                "added",
+                "already_suppressed",
+                "reason_upgraded",
+                "subscriptions_ended",
+                "invalid",
+                "duplicates",
+            ),
+            0,
+        )
+    )
     errors: list[dict[str, Any]] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"file": self.file, "reason": self.reason, "source": self.source,
-                "dry_run": self.dry_run, "counts": dict(self.counts),
-                "errors": self.errors[:100]}
+        return {
+            "file": self.file,
+            "reason": self.reason,
+            "source": self.source,
+            "dry_run": self.dry_run,
+            "counts": dict(self.counts),
+            "errors": self.errors[:100],
+        }
 
 
-def import_suppressions(session: Session, path: str | Path, reason: str = "unsubscribe-all",
-                        source: str | None = None, *, dry_run: bool = False,
-                        encoding: str | None = None, sheet: str | None = None,
-                        mapping: dict[str, str] | None = None,
-                        actor: str = "") -> SuppressionImportReport:
+def import_suppressions(
+    session: Session,
+    path: str | Path,
+    reason: str = "unsubscribe-all",
+    source: str | None = None,
+    *,
+    dry_run: bool = False,
+    encoding: str | None = None,
+    sheet: str | None = None,
+    mapping: dict[str, str] | None = None,
+    actor: str = "",
+) -> SuppressionImportReport:
     """Suppress every address of a CSV/XLSX file (e.g. another tool's unsubscribes), all or none.
 
     The file is read exactly as `contacts import` reads it (imports.spreadsheet, columns and
@@ -217,22 +263,29 @@ def import_suppressions(session: Session, path: str | Path, reason: str = "unsub
             else:
                 keys[key] = row.line
     if not counts["rows"]:
-        raise ImportFileError(f"{path}: no data rows below the header (line "
-                              f"{table.header_line})")
+        raise ImportFileError(f"{path}: no data rows below the header (line {table.header_line})")
     existing: dict[str, Suppression] = {}
     for part in chunks(list(keys)):
-        existing.update((s.email, s) for s in session.scalars(
-            select(Suppression).where(Suppression.email.in_(part))))
+        existing.update(
+            (s.email, s)
+            for s in session.scalars(select(Suppression).where(Suppression.email.in_(part)))
+        )
     new = [k for k in keys if k not in existing]
-    upgrade = [s for s in existing.values() if why in STRONG_REASONS
-               and SuppressionReason(s.reason) not in REASON_STRENGTH_KEEP and s.reason != why]
+    upgrade = [
+        s
+        for s in existing.values()
+        if why in STRONG_REASONS
+        and SuppressionReason(s.reason) not in REASON_STRENGTH_KEEP
+        and s.reason != why
+    ]
     counts["added"] = len(new)
     counts["already_suppressed"] = len(existing)
     counts["reason_upgraded"] = len(upgrade)
-    ending = (select(Contact.id).where(Contact.email.in_(bindparam("keys", expanding=True))))
+    ending = select(Contact.id).where(Contact.email.in_(bindparam("keys", expanding=True)))
     live = select(Subscription.id).where(
         Subscription.status != SubscriptionStatus.UNSUBSCRIBED,
-        Subscription.contact_id.in_(ending.scalar_subquery()))
+        Subscription.contact_id.in_(ending.scalar_subquery()),
+    )
     sub_ids: list[int] = []
     for some_keys in chunks(list(keys)):
         sub_ids.extend(session.scalars(live, {"keys": list(some_keys)}))
@@ -245,21 +298,40 @@ def import_suppressions(session: Session, path: str | Path, reason: str = "unsub
             for part in chunks(new):
                 # A Core insert on the table (not the ORM's bulk path); mapped classes'
                 # __table__ is typed as FromClause, which has no insert().
-                session.execute(Suppression.__table__.insert(), [  # type: ignore[attr-defined]
-                    {"email": k, "reason": why, "source": source, "created_at": now}
-                    for k in part])
+                session.execute(
+                    Suppression.__table__.insert(),  # type: ignore[attr-defined]
+                    [
+                        {"email": k, "reason": why, "source": source, "created_at": now}
+                        for k in part
+                    ],
+                )
             for sup in upgrade:
                 sup.reason, sup.source = why, source
             for some_ids in chunks(sub_ids):
                 session.execute(
-                    update(Subscription).where(Subscription.id.in_(some_ids))
-                    .values(status=SubscriptionStatus.UNSUBSCRIBED, unsubscribed_at=now,
-                            unsubscribed_via=why.value, updated_at=now)
-                    .execution_options(synchronize_session=False))
-            audit.record(session, "suppressions.import", actor=actor, file=str(path),
-                         reason=why.value, source=source, counts=dict(counts))
+                    update(Subscription)
+                    .where(Subscription.id.in_(some_ids))
+                    .values(
+                        status=SubscriptionStatus.UNSUBSCRIBED,
+                        unsubscribed_at=now,
+                        unsubscribed_via=why.value,
+                        updated_at=now,
+                    )
+                    .execution_options(synchronize_session=False)
+                )
+            audit.record(
+                session,
+                "suppressions.import",
+                actor=actor,
+                file=str(path),
+                reason=why.value,
+                source=source,
+                counts=dict(counts),
+            )
             session.flush()
     except DBAPIError as err:
-        raise MailerError(f"{path}: the database refused the import, nothing was imported: "
-                          f"{str(err.orig).strip().splitlines()[0]}") from None
+        raise MailerError(
+            f"{path}: the database refused the import, nothing was imported: "
+            f"{str(err.orig).strip().splitlines()[0]}"
+        ) from None
     return report

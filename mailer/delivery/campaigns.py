@@ -42,7 +42,8 @@ def get_campaign(session: Session, campaign_id: int) -> Campaign:
 def status_counts(session: Session, campaign_id: int) -> dict[str, int]:
     counts = {s.value: 0 for s in DeliveryStatus}
     for status, n in session.execute(
-        select(Delivery.status, func.count()).where(Delivery.campaign_id == campaign_id)
+        select(Delivery.status, func.count())
+        .where(Delivery.campaign_id == campaign_id)
         .group_by(Delivery.status)
     ):
         counts[DeliveryStatus(status).value] = n
@@ -52,13 +53,17 @@ def status_counts(session: Session, campaign_id: int) -> dict[str, int]:
 def is_complete(session: Session, campaign_id: int) -> bool:
     """Every row final (in_doubt is not: the operator must decide)."""
     open_rows = session.scalar(
-        select(func.count()).where(Delivery.campaign_id == campaign_id,
-                                   Delivery.status.not_in(list(FINAL_DELIVERY_STATUSES))))
+        select(func.count()).where(
+            Delivery.campaign_id == campaign_id,
+            Delivery.status.not_in(list(FINAL_DELIVERY_STATUSES)),
+        )
+    )
     return not open_rows
 
 
 def campaign_as_dict(session: Session, campaign: Campaign) -> dict[str, Any]:
     """The documented JSON shape of `campaigns show --json`."""
+
     def iso(value: datetime | None) -> str | None:
         return value.isoformat() if value else None
 
@@ -73,10 +78,14 @@ def campaign_as_dict(session: Session, campaign: Campaign) -> dict[str, Any]:
         {"code": code, "reply": reply, "count": n}
         for code, reply, n in session.execute(
             select(Delivery.smtp_code, Delivery.smtp_reply, func.count())
-            .where(Delivery.campaign_id == campaign.id, Delivery.smtp_reply.is_not(None),
-                   Delivery.status != DeliveryStatus.SENT)
+            .where(
+                Delivery.campaign_id == campaign.id,
+                Delivery.smtp_reply.is_not(None),
+                Delivery.status != DeliveryStatus.SENT,
+            )
             .group_by(Delivery.smtp_code, Delivery.smtp_reply)
-            .order_by(func.count().desc()).limit(20)
+            .order_by(func.count().desc())
+            .limit(20)
         )
     ]
     release = campaign.release
@@ -110,15 +119,33 @@ def _problems(session: Session, campaign_id: int, limit: int = 20) -> list[dict[
     """Recipients not reached (failed, in doubt), with who they are: a press office calls."""
     beat = Contact.attributes["beat"].as_string()
     rows = session.execute(
-        select(Delivery.email, Delivery.status, Delivery.smtp_reply, Contact.name,
-               Contact.organisation, beat)
+        select(
+            Delivery.email,
+            Delivery.status,
+            Delivery.smtp_reply,
+            Contact.name,
+            Contact.organisation,
+            beat,
+        )
         .outerjoin(Contact, Contact.id == Delivery.contact_id)
-        .where(Delivery.campaign_id == campaign_id,
-               Delivery.status.in_([DeliveryStatus.FAILED, DeliveryStatus.IN_DOUBT]))
-        .order_by(Delivery.id).limit(limit))
-    return [{"email": email, "status": DeliveryStatus(status).value, "reply": reply or "",
-             "name": name or "", "outlet": outlet or "", "beat": beat_text or ""}
-            for email, status, reply, name, outlet, beat_text in rows]
+        .where(
+            Delivery.campaign_id == campaign_id,
+            Delivery.status.in_([DeliveryStatus.FAILED, DeliveryStatus.IN_DOUBT]),
+        )
+        .order_by(Delivery.id)
+        .limit(limit)
+    )
+    return [
+        {
+            "email": email,
+            "status": DeliveryStatus(status).value,
+            "reply": reply or "",
+            "name": name or "",
+            "outlet": outlet or "",
+            "beat": beat_text or "",
+        }
+        for email, status, reply, name, outlet, beat_text in rows
+    ]
 
 
 def _bounce_counts(session: Session, campaign_id: int) -> dict[str, int]:
@@ -144,19 +171,45 @@ def write_report(session: Session, campaign_id: int, path: Path) -> int:
 
     def rows() -> Iterator[list[Any]]:
         # name, outlet and beat come last: scripts reading the earlier columns keep working.
-        yield ["email", "language", "list", "status", "attempts", "smtp_code", "smtp_reply",
-               "sent_at", "updated_at", "message_id", "name", "outlet", "beat"]
+        yield [
+            "email",
+            "language",
+            "list",
+            "status",
+            "attempts",
+            "smtp_code",
+            "smtp_reply",
+            "sent_at",
+            "updated_at",
+            "message_id",
+            "name",
+            "outlet",
+            "beat",
+        ]
         # Who the recipient is, for the press office reading the report (empty once erased).
         beat = Contact.attributes["beat"].as_string()
         for d, name, outlet, beat_text in session.execute(
-                select(Delivery, Contact.name, Contact.organisation, beat)
-                .outerjoin(Contact, Contact.id == Delivery.contact_id)
-                .where(Delivery.campaign_id == campaign_id)
-                .order_by(Delivery.id).execution_options(yield_per=2000)):
-            yield [d.email, d.language, slugs.get(d.list_id or 0, ""), d.status.value,
-                   d.attempts, d.smtp_code or "", d.smtp_reply or "",
-                   d.sent_at.isoformat() if d.sent_at else "", d.updated_at.isoformat(),
-                   d.message_id, name or "", outlet or "", beat_text or ""]
+            select(Delivery, Contact.name, Contact.organisation, beat)
+            .outerjoin(Contact, Contact.id == Delivery.contact_id)
+            .where(Delivery.campaign_id == campaign_id)
+            .order_by(Delivery.id)
+            .execution_options(yield_per=2000)
+        ):
+            yield [
+                d.email,
+                d.language,
+                slugs.get(d.list_id or 0, ""),
+                d.status.value,
+                d.attempts,
+                d.smtp_code or "",
+                d.smtp_reply or "",
+                d.sent_at.isoformat() if d.sent_at else "",
+                d.updated_at.isoformat(),
+                d.message_id,
+                name or "",
+                outlet or "",
+                beat_text or "",
+            ]
 
     try:
         with open_private(path) as fh:  # addresses: owner only, whatever the umask
@@ -171,8 +224,10 @@ def write_report(session: Session, campaign_id: int, path: Path) -> int:
 def pause(session: Session, campaign_id: int) -> Campaign:
     c = get_campaign(session, campaign_id)
     if c.status not in (CampaignStatus.SENDING, CampaignStatus.SCHEDULED, CampaignStatus.DRAFT):
-        raise SendError(f"campaign {c.id} is {c.status.value}; only a sending or scheduled "
-                        "campaign can be paused")
+        raise SendError(
+            f"campaign {c.id} is {c.status.value}; only a sending or scheduled "
+            "campaign can be paused"
+        )
     c.status = CampaignStatus.PAUSED
     audit.record(session, "campaign.pause", campaign_id=c.id)
     return c
@@ -184,11 +239,16 @@ def cancel(session: Session, campaign_id: int) -> int:
     if c.status in (CampaignStatus.DONE, CampaignStatus.CANCELLED):
         raise SendError(f"campaign {c.id} is already {c.status.value}")
     result = session.execute(
-        update(Delivery).where(
+        update(Delivery)
+        .where(
             Delivery.campaign_id == c.id,
             Delivery.status.in_([DeliveryStatus.PENDING, DeliveryStatus.DEFERRED]),
-        ).values(status=DeliveryStatus.CANCELLED, smtp_reply="cancelled by the operator",
-                 updated_at=clock.now())
+        )
+        .values(
+            status=DeliveryStatus.CANCELLED,
+            smtp_reply="cancelled by the operator",
+            updated_at=clock.now(),
+        )
     )
     c.status = CampaignStatus.CANCELLED
     c.finished_at = clock.now()
@@ -201,8 +261,8 @@ def retry_now(session: Session, campaign_id: int) -> int:
     """Make every deferred row due now; returns how many."""
     c = get_campaign(session, campaign_id)
     result = session.execute(
-        update(Delivery).where(Delivery.campaign_id == c.id,
-                               Delivery.status == DeliveryStatus.DEFERRED)
+        update(Delivery)
+        .where(Delivery.campaign_id == c.id, Delivery.status == DeliveryStatus.DEFERRED)
         .values(next_attempt_at=clock.now())
     )
     # execute() of an UPDATE/DELETE returns a CursorResult, typed as Result (no rowcount).
@@ -216,17 +276,27 @@ def resolve_in_doubt(session: Session, campaign_id: int, action: str) -> int:
         raise SendError(f"campaign {c.id} was cancelled; its in-doubt messages stay as they are")
     now = clock.now()
     if action == "resend":
-        values: dict[str, Any] = {"status": DeliveryStatus.PENDING, "claimed_by": None,
-                                  "lease_expires_at": None, "updated_at": now}
+        values: dict[str, Any] = {
+            "status": DeliveryStatus.PENDING,
+            "claimed_by": None,
+            "lease_expires_at": None,
+            "updated_at": now,
+        }
     elif action == "mark-sent":
-        values = {"status": DeliveryStatus.SENT, "sent_at": now, "claimed_by": None,
-                  "lease_expires_at": None, "updated_at": now,
-                  "smtp_reply": "marked sent by the operator (was in doubt)"}
+        values = {
+            "status": DeliveryStatus.SENT,
+            "sent_at": now,
+            "claimed_by": None,
+            "lease_expires_at": None,
+            "updated_at": now,
+            "smtp_reply": "marked sent by the operator (was in doubt)",
+        }
     else:
         raise InvalidInputError(f"--in-doubt: expected resend or mark-sent, got {action!r}")
     result = session.execute(
-        update(Delivery).where(Delivery.campaign_id == c.id,
-                               Delivery.status == DeliveryStatus.IN_DOUBT).values(**values)
+        update(Delivery)
+        .where(Delivery.campaign_id == c.id, Delivery.status == DeliveryStatus.IN_DOUBT)
+        .values(**values)
     )
     # execute() of an UPDATE/DELETE returns a CursorResult, typed as Result (no rowcount).
     n = int(result.rowcount or 0)  # type: ignore[attr-defined]
@@ -253,8 +323,12 @@ def resume(session: Session, campaign_id: int) -> Campaign:
 
 
 def due_count(session: Session, campaign_id: int) -> int:
-    return session.scalar(
-        select(func.count()).where(Delivery.campaign_id == campaign_id,
-                                   Delivery.status.in_([DeliveryStatus.PENDING,
-                                                        DeliveryStatus.DEFERRED]))
-    ) or 0
+    return (
+        session.scalar(
+            select(func.count()).where(
+                Delivery.campaign_id == campaign_id,
+                Delivery.status.in_([DeliveryStatus.PENDING, DeliveryStatus.DEFERRED]),
+            )
+        )
+        or 0
+    )

@@ -22,10 +22,15 @@ class Compiler:
     variant.
     """
 
-    def __init__(self, settings: Settings, campaign_id: int,
-                 rendered: dict[str, Any], lists: dict[int, MailingList],
-                 subject_prefix: str = "",
-                 render: Callable[[str], Any] | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        campaign_id: int,
+        rendered: dict[str, Any],
+        lists: dict[int, MailingList],
+        subject_prefix: str = "",
+        render: Callable[[str], Any] | None = None,
+    ) -> None:
         self.settings = settings
         self.campaign_id = campaign_id
         self.rendered = dict(rendered)
@@ -43,26 +48,39 @@ class Compiler:
                 compiled = self.cache.get(key)
                 if compiled is None:
                     ml = self.lists.get(list_id or 0)
-                    from_address = (ml.from_address if ml and ml.from_address
-                                    else self.settings.from_address)
-                    sender = sender_for(self.settings, ml.name if ml else "",
-                                        ml.slug if ml else "mail", from_address)
+                    from_address = (
+                        ml.from_address if ml and ml.from_address else self.settings.from_address
+                    )
+                    sender = sender_for(
+                        self.settings,
+                        ml.name if ml else "",
+                        ml.slug if ml else "mail",
+                        from_address,
+                    )
                     # From in the reader's language when from_name is given per language.
-                    sender = replace(sender, from_name=in_language(
-                        self.settings.from_name, language, self.settings.default_language))
+                    sender = replace(
+                        sender,
+                        from_name=in_language(
+                            self.settings.from_name, language, self.settings.default_language
+                        ),
+                    )
                     if language not in self.rendered and self.render is not None:
                         self.rendered[language] = self.render(language)
                     compiled = CompiledVariant(
-                        self.rendered[language], sender, self.settings,
-                        subject_prefix=self.subject_prefix, campaign_id=self.campaign_id,
+                        self.rendered[language],
+                        sender,
+                        self.settings,
+                        subject_prefix=self.subject_prefix,
+                        campaign_id=self.campaign_id,
                         signer=dkim_signer(self.settings, from_address),
                     )
                     self.cache[key] = compiled
         return compiled
 
 
-def campaign_renderer(settings: Settings, campaign: Campaign,
-                      list_names: dict[int, str] | None = None) -> Callable[[str], Any]:
+def campaign_renderer(
+    settings: Settings, campaign: Campaign, list_names: dict[int, str] | None = None
+) -> Callable[[str], Any]:
     """Renders one language of the campaign's stored release (premailer once per call).
 
     A campaign to one list names it in the footer ("you are on the Press list"); a campaign to
@@ -73,7 +91,8 @@ def campaign_renderer(settings: Settings, campaign: Campaign,
 
     stored = campaign.release
     release = release_from_sources(
-        stored.slug, {lang: v["source"] for lang, v in stored.variants.items()},
+        stored.slug,
+        {lang: v["source"] for lang, v in stored.variants.items()},
         stored.default_language,
     )
     list_ids = campaign.audience.get("list_ids", [])

@@ -143,27 +143,37 @@ class Deliverer:
             if self.use_lock:
                 acquire_sender_lock(s, self.worker)
             recover_orphans(s, campaign.id)
-            if campaign.status in (CampaignStatus.DRAFT, CampaignStatus.SCHEDULED,
-                                   CampaignStatus.PAUSED):
+            if campaign.status in (
+                CampaignStatus.DRAFT,
+                CampaignStatus.SCHEDULED,
+                CampaignStatus.PAUSED,
+            ):
                 campaign.status = CampaignStatus.SENDING
             if campaign.started_at is None:
                 campaign.started_at = clock.now()
-            rate = self.rate_per_second or campaign.rate_per_second or \
-                self.settings.rate_per_second
+            rate = self.rate_per_second or campaign.rate_per_second or self.settings.rate_per_second
             lists = {ml.id: ml for ml in s.scalars(select(MailingList))}
             for ml in lists.values():
                 s.expunge(ml)
-            render = campaign_renderer(self.settings, campaign,
-                                       {i: ml.local_name(self.settings.default_language)
-                                        for i, ml in lists.items()})
+            render = campaign_renderer(
+                self.settings,
+                campaign,
+                {i: ml.local_name(self.settings.default_language) for i, ml in lists.items()},
+            )
             self.started_at = campaign.started_at
             self.not_after = campaign.not_after
-            self.compiler = Compiler(self.settings, campaign.id, self.prerendered, lists,
-                                     render=render)
+            self.compiler = Compiler(
+                self.settings, campaign.id, self.prerendered, lists, render=render
+            )
             self.list_ids = list(campaign.audience.get("list_ids", []))
             audit.record(s, "campaign.send", campaign_id=campaign.id, actor=self.worker)
-        self.limiter = SharedRateLimiter(self.factory, self.campaign_id, rate or 0.0,
-                                         self.settings.rate_per_hour, lock=self.write_lock)
+        self.limiter = SharedRateLimiter(
+            self.factory,
+            self.campaign_id,
+            rate or 0.0,
+            self.settings.rate_per_hour,
+            lock=self.write_lock,
+        )
         # A batch should finish well inside its lease even at a slow rate (the rate is shared
         # by every connection); _send_batch also stops at half the lease whatever happens.
         self.batch = self.settings.batch_size
@@ -171,11 +181,14 @@ class Deliverer:
         if rate:
             self.batch = min(self.batch, int(rate * lease / 4 / self.concurrency))
         if self.settings.rate_per_hour:
-            self.batch = min(self.batch,
-                             int(self.settings.rate_per_hour * lease / 3600 / 4 / self.concurrency))
+            self.batch = min(
+                self.batch, int(self.settings.rate_per_hour * lease / 3600 / 4 / self.concurrency)
+            )
         self.batch = max(1, self.batch)
-        threads = [threading.Thread(target=self._thread_main, name=f"mailer-send-{i}",
-                                    daemon=True) for i in range(self.concurrency)]
+        threads = [
+            threading.Thread(target=self._thread_main, name=f"mailer-send-{i}", daemon=True)
+            for i in range(self.concurrency)
+        ]
         heartbeat = threading.Thread(target=self._heartbeat, daemon=True)
         for t in threads:
             t.start()
@@ -214,9 +227,11 @@ class Deliverer:
                 continue
             try:
                 with self._transaction() as conn:
-                    conn.execute(update(Lock).where(Lock.name == SENDER_LOCK,
-                                                    Lock.holder == self.worker)
-                                 .values(expires_at=clock.now() + LOCK_TTL))
+                    conn.execute(
+                        update(Lock)
+                        .where(Lock.name == SENDER_LOCK, Lock.holder == self.worker)
+                        .values(expires_at=clock.now() + LOCK_TTL)
+                    )
             except Exception:
                 pass
 
@@ -232,10 +247,13 @@ class Deliverer:
             if self.stopped_by == "paused" and campaign.status == CampaignStatus.SENDING:
                 campaign.status = CampaignStatus.PAUSED
             next_retry = s.scalar(
-                select(Delivery.next_attempt_at).where(
+                select(Delivery.next_attempt_at)
+                .where(
                     Delivery.campaign_id == campaign.id,
                     Delivery.status == DeliveryStatus.DEFERRED,
-                ).order_by(Delivery.next_attempt_at).limit(1)
+                )
+                .order_by(Delivery.next_attempt_at)
+                .limit(1)
             )
             if self.use_lock:
                 release_sender_lock(s, self.worker)
@@ -243,8 +261,9 @@ class Deliverer:
         if self.errors:
             err = self.errors[0]
             raise err
-        return RunResult(self.campaign_id, self.progress, complete, counts, next_retry,
-                         self.stopped_by)
+        return RunResult(
+            self.campaign_id, self.progress, complete, counts, next_retry, self.stopped_by
+        )
 
     # --- connection threads ---
     @contextmanager
@@ -304,19 +323,31 @@ class Deliverer:
                 self._expire(s, now)
                 return []
             rows, skipped = ledger.claim(
-                s, self.campaign_id, self.list_ids, me, size, now,
-                timedelta(seconds=self.settings.lease_seconds), skip_locked=not self.sqlite)
+                s,
+                self.campaign_id,
+                self.list_ids,
+                me,
+                size,
+                now,
+                timedelta(seconds=self.settings.lease_seconds),
+                skip_locked=not self.sqlite,
+            )
         self.progress.add("skipped", skipped)
         failpoints.hit("after_claim")
         return rows
 
     def _expire(self, s: DbConnection, now: datetime) -> None:
         result = s.execute(
-            update(Delivery).where(
+            update(Delivery)
+            .where(
                 Delivery.campaign_id == self.campaign_id,
                 Delivery.status.in_([DeliveryStatus.PENDING, DeliveryStatus.DEFERRED]),
-            ).values(status=DeliveryStatus.CANCELLED, updated_at=now,
-                     smtp_reply="cancelled: the release expired before this message was sent")
+            )
+            .values(
+                status=DeliveryStatus.CANCELLED,
+                updated_at=now,
+                smtp_reply="cancelled: the release expired before this message was sent",
+            )
         )
         self.progress.add("cancelled", int(result.rowcount or 0))
 
@@ -352,7 +383,7 @@ class Deliverer:
                     looked = _stamp()
                     proof = self._prove(me, group, pending, half)
                     pending = []
-                    del unsent[-len(group):]
+                    del unsent[-len(group) :]
                     go, skipped = set(proof.go), set(proof.skipped)
                     proven = [d for d in group if d.id in go]
                     unsent += [d for d in reversed(group) if d.id not in go | skipped]
@@ -390,8 +421,7 @@ class Deliverer:
                     )
         finally:
             if pending or proven or unsent:
-                self._release(me, pending, [d.id for d in proven],
-                              [d.id for d in proven + unsent])
+                self._release(me, pending, [d.id for d in proven], [d.id for d in proven + unsent])
 
     def _send_one(self, conn: Connection, d: Claimed) -> Reply:
         assert self.compiler is not None
@@ -399,32 +429,43 @@ class Deliverer:
         # secret_key) stops the run with its error, rather than failing every reader of it.
         compiled = self.compiler.get(d.language, d.list_id)
         try:
-            recipient = Recipient(d.contact_id or 0, d.email, clean_name(d.name), d.list_id,
-                                  d.message_id)
+            recipient = Recipient(
+                d.contact_id or 0, d.email, clean_name(d.name), d.list_id, d.message_id
+            )
             message = compiled.build(recipient, deliver_to=self.redirect)
             address, utf8 = smtp_form(self.redirect or d.email)
         except (MailerError, ValueError, KeyError, UnicodeError) as err:
             # One malformed row must not stop the campaign (or a worker) for everyone else.
             return Reply(0, f"could not build the message: {err}", Outcome.FAILED)
-        env_from = (verp_encode(self.envelope_from, address, secret_key=self.settings.secret_key,
-                                campaign_id=self.campaign_id)
-                    if self.settings.verp else self.envelope_from)
+        env_from = (
+            verp_encode(
+                self.envelope_from,
+                address,
+                secret_key=self.settings.secret_key,
+                campaign_id=self.campaign_id,
+            )
+            if self.settings.verp
+            else self.envelope_from
+        )
         return conn.send(env_from, address, message, smtputf8=utf8)
 
-    def _prove(self, me: str, group: list[Claimed], pending: list[tuple[Claimed, Reply]],
-               half: timedelta) -> ledger.GroupProof:
+    def _prove(
+        self, me: str, group: list[Claimed], pending: list[tuple[Claimed, Reply]], half: timedelta
+    ) -> ledger.GroupProof:
         """One transaction: commit the replies so far, then the proof of `group`."""
         with self._transaction() as s:
             self._write_replies(s, me, pending)
-            proof = ledger.prove_group(s, me, [d.id for d in group], self.list_ids, half,
-                                       clock.now())
+            proof = ledger.prove_group(
+                s, me, [d.id for d in group], self.list_ids, half, clock.now()
+            )
         if proof.stop == Verdict.STOPPED:
             status = proof.campaign_status
             self.stopped_by = CampaignStatus(status).value if status else "cancelled"
         return proof
 
-    def _recheck(self, me: str, proven: list[Claimed], pending: list[tuple[Claimed, Reply]]
-                 ) -> list[Claimed] | None:
+    def _recheck(
+        self, me: str, proven: list[Claimed], pending: list[tuple[Claimed, Reply]]
+    ) -> list[Claimed] | None:
         """One transaction: commit the replies so far, look at the proven rows again. Returns
         the rows still to send, or None when the campaign is no longer sending."""
         with self._transaction() as s:
@@ -438,15 +479,16 @@ class Deliverer:
         keep = set(check.keep)
         return [d for d in proven if d.id in keep]
 
-    def _write_replies(self, s: DbConnection, me: str,
-                       pending: list[tuple[Claimed, Reply]]) -> None:
-        results = replies.write(s, self.settings, self.campaign_id, self.started_at, me,
-                                pending)
+    def _write_replies(
+        self, s: DbConnection, me: str, pending: list[tuple[Claimed, Reply]]
+    ) -> None:
+        results = replies.write(s, self.settings, self.campaign_id, self.started_at, me, pending)
         for r in results:
             self.progress.add(r.status.value)
 
-    def _release(self, me: str, pending: list[tuple[Claimed, Reply]], withdraw: list[int],
-                 ids: list[int]) -> None:
+    def _release(
+        self, me: str, pending: list[tuple[Claimed, Reply]], withdraw: list[int], ids: list[int]
+    ) -> None:
         """End of a batch, in one transaction: commit the replies not yet committed, withdraw
         the proofs of rows that were not sent (`withdraw`: the sender stops and will not send
         them), give unsent rows back (pause, stop, a transport error).

@@ -179,55 +179,96 @@ _SUBSCRIBED = exists().where(
     Subscription.list_id.in_(bindparam("list_ids", expanding=True)),
     Subscription.status == SubscriptionStatus.SUBSCRIBED,
 )
-_SENDING = exists().where(Campaign.id == Delivery.campaign_id,
-                          Campaign.status == CampaignStatus.SENDING)
-_DUE_COLUMNS = (Delivery.id, Delivery.contact_id, Delivery.list_id, Delivery.email,
-                Delivery.language, Delivery.message_id, Delivery.attempts,
-                _SUPPRESSED.label("suppressed"), _SUBSCRIBED.label("subscribed"))
+_SENDING = exists().where(
+    Campaign.id == Delivery.campaign_id, Campaign.status == CampaignStatus.SENDING
+)
+_DUE_COLUMNS = (
+    Delivery.id,
+    Delivery.contact_id,
+    Delivery.list_id,
+    Delivery.email,
+    Delivery.language,
+    Delivery.message_id,
+    Delivery.attempts,
+    _SUPPRESSED.label("suppressed"),
+    _SUBSCRIBED.label("subscribed"),
+)
 # Two indexed queries, pending rows first: one with OR would scan the whole campaign.
-_PENDING = (select(*_DUE_COLUMNS)
-            .where(Delivery.campaign_id == bindparam("campaign_id"),
-                   Delivery.status == DeliveryStatus.PENDING)
-            .order_by(Delivery.id).limit(bindparam("n")))
-_DEFERRED = (select(*_DUE_COLUMNS)
-             .where(Delivery.campaign_id == bindparam("campaign_id"),
-                    Delivery.status == DeliveryStatus.DEFERRED,
-                    Delivery.next_attempt_at <= bindparam("now"))
-             .order_by(Delivery.next_attempt_at).limit(bindparam("n")))
-_DUE = {False: (_PENDING, _DEFERRED),
-        True: tuple(q.with_for_update(skip_locked=True, of=DELIVERY)
-                    for q in (_PENDING, _DEFERRED))}
-_NAMES = select(Contact.id, Contact.name).where(
-    Contact.id.in_(bindparam("ids", expanding=True)))
+_PENDING = (
+    select(*_DUE_COLUMNS)
+    .where(
+        Delivery.campaign_id == bindparam("campaign_id"), Delivery.status == DeliveryStatus.PENDING
+    )
+    .order_by(Delivery.id)
+    .limit(bindparam("n"))
+)
+_DEFERRED = (
+    select(*_DUE_COLUMNS)
+    .where(
+        Delivery.campaign_id == bindparam("campaign_id"),
+        Delivery.status == DeliveryStatus.DEFERRED,
+        Delivery.next_attempt_at <= bindparam("now"),
+    )
+    .order_by(Delivery.next_attempt_at)
+    .limit(bindparam("n"))
+)
+_DUE = {
+    False: (_PENDING, _DEFERRED),
+    True: tuple(q.with_for_update(skip_locked=True, of=DELIVERY) for q in (_PENDING, _DEFERRED)),
+}
+_NAMES = select(Contact.id, Contact.name).where(Contact.id.in_(bindparam("ids", expanding=True)))
 # Held by this claim and not yet proven: the rows a sender may still skip or give back.
-_HELD_UNPROVEN = and_(D.claimed_by == bindparam("b_holder"),
-                      D.status == DeliveryStatus.CLAIMED, D.sent_at.is_(None))
-_SKIP = update(DELIVERY).where(D.id == bindparam("b_id")).values(
-    status=DeliveryStatus.SKIPPED, smtp_reply=bindparam("b_reply"), claimed_by=None,
-    lease_expires_at=None, updated_at=bindparam("b_now"))
+_HELD_UNPROVEN = and_(
+    D.claimed_by == bindparam("b_holder"), D.status == DeliveryStatus.CLAIMED, D.sent_at.is_(None)
+)
+_SKIP = (
+    update(DELIVERY)
+    .where(D.id == bindparam("b_id"))
+    .values(
+        status=DeliveryStatus.SKIPPED,
+        smtp_reply=bindparam("b_reply"),
+        claimed_by=None,
+        lease_expires_at=None,
+        updated_at=bindparam("b_now"),
+    )
+)
 _SKIP_HELD = _SKIP.where(_HELD_UNPROVEN)
 # A reply is written only by the claim that proved the row; over `in_doubt` too, so a sender
 # that was stalled past its lease still records what the server said (the truth beats doubt).
-_RECORD = update(DELIVERY).where(
-    D.id == bindparam("b_id"), D.claimed_by == bindparam("b_holder"),
-    # Not IN (...): that is an expanding parameter, which executemany cannot take.
-    or_(D.status == DeliveryStatus.CLAIMED, D.status == DeliveryStatus.IN_DOUBT),
-).values(
-    status=bindparam("b_status"), smtp_code=bindparam("b_code"),
-    smtp_reply=bindparam("b_reply"), sent_at=bindparam("b_sent"),
-    next_attempt_at=bindparam("b_next"), claimed_by=None, lease_expires_at=None,
-    updated_at=bindparam("b_now"),
+_RECORD = (
+    update(DELIVERY)
+    .where(
+        D.id == bindparam("b_id"),
+        D.claimed_by == bindparam("b_holder"),
+        # Not IN (...): that is an expanding parameter, which executemany cannot take.
+        or_(D.status == DeliveryStatus.CLAIMED, D.status == DeliveryStatus.IN_DOUBT),
+    )
+    .values(
+        status=bindparam("b_status"),
+        smtp_code=bindparam("b_code"),
+        smtp_reply=bindparam("b_reply"),
+        sent_at=bindparam("b_sent"),
+        next_attempt_at=bindparam("b_next"),
+        claimed_by=None,
+        lease_expires_at=None,
+        updated_at=bindparam("b_now"),
+    )
 )
 
 
 # Proven by this claim and not recorded (in_doubt too: recovery may have passed by).
 _RECHECK = select(
     D.id,
-    and_(D.claimed_by == bindparam("holder"),
-         D.status.in_([DeliveryStatus.CLAIMED, DeliveryStatus.IN_DOUBT]),
-         D.sent_at.is_not(None)).label("ours"),
-    _SUPPRESSED.label("suppressed"), _SUBSCRIBED.label("subscribed"),
-    select(Campaign.status).where(Campaign.id == D.campaign_id).scalar_subquery()
+    and_(
+        D.claimed_by == bindparam("holder"),
+        D.status.in_([DeliveryStatus.CLAIMED, DeliveryStatus.IN_DOUBT]),
+        D.sent_at.is_not(None),
+    ).label("ours"),
+    _SUPPRESSED.label("suppressed"),
+    _SUBSCRIBED.label("subscribed"),
+    select(Campaign.status)
+    .where(Campaign.id == D.campaign_id)
+    .scalar_subquery()
     .label("campaign_status"),
 ).where(D.id.in_(bindparam("row_ids", expanding=True)))
 
@@ -241,23 +282,46 @@ class _Hot:
 
 @cache
 def _hot(pg: bool) -> _Hot:
-    claim = update(DELIVERY).where(D.id.in_(bindparam("ids", expanding=True))).values(
-        status=DeliveryStatus.CLAIMED, claimed_by=bindparam("holder"),
-        lease_expires_at=_at(pg, "lease"), attempts=D.attempts + 1, sent_at=None,
-        updated_at=bindparam("now"),
+    claim = (
+        update(DELIVERY)
+        .where(D.id.in_(bindparam("ids", expanding=True)))
+        .values(
+            status=DeliveryStatus.CLAIMED,
+            claimed_by=bindparam("holder"),
+            lease_expires_at=_at(pg, "lease"),
+            attempts=D.attempts + 1,
+            sent_at=None,
+            updated_at=bindparam("now"),
+        )
     )
     fresh = D.lease_expires_at > _at(pg, "half")
     # One statement for the whole group: every condition is checked on each row, on its latest
     # committed version (PostgreSQL re-checks a row it had to wait for).
-    prove = update(DELIVERY).where(
-        D.id.in_(bindparam("row_ids", expanding=True)), D.claimed_by == bindparam("holder"),
-        D.status == DeliveryStatus.CLAIMED, D.sent_at.is_(None), fresh,
-        ~_SUPPRESSED, _SUBSCRIBED, _SENDING,
-    ).values(sent_at=bindparam("now"), updated_at=bindparam("now")).returning(D.id)
+    prove = (
+        update(DELIVERY)
+        .where(
+            D.id.in_(bindparam("row_ids", expanding=True)),
+            D.claimed_by == bindparam("holder"),
+            D.status == DeliveryStatus.CLAIMED,
+            D.sent_at.is_(None),
+            fresh,
+            ~_SUPPRESSED,
+            _SUBSCRIBED,
+            _SENDING,
+        )
+        .values(sent_at=bindparam("now"), updated_at=bindparam("now"))
+        .returning(D.id)
+    )
     why = select(
-        D.claimed_by, D.status, D.sent_at, fresh.label("fresh"),
-        _SUPPRESSED.label("suppressed"), _SUBSCRIBED.label("subscribed"),
-        select(Campaign.status).where(Campaign.id == D.campaign_id).scalar_subquery()
+        D.claimed_by,
+        D.status,
+        D.sent_at,
+        fresh.label("fresh"),
+        _SUPPRESSED.label("suppressed"),
+        _SUBSCRIBED.label("subscribed"),
+        select(Campaign.status)
+        .where(Campaign.id == D.campaign_id)
+        .scalar_subquery()
         .label("campaign_status"),
     ).where(D.id == bindparam("row_id"))
     return _Hot(claim, prove, why)
@@ -266,8 +330,17 @@ def _hot(pg: bool) -> _Hot:
 # --- the sender's side ------------------------------------------------------------------------
 
 
-def claim(s: Executor, campaign_id: int, list_ids: Sequence[int], holder: str, size: int,
-          now: datetime, lease: timedelta, *, skip_locked: bool) -> tuple[list[Claimed], int]:
+def claim(
+    s: Executor,
+    campaign_id: int,
+    list_ids: Sequence[int],
+    holder: str,
+    size: int,
+    now: datetime,
+    lease: timedelta,
+    *,
+    skip_locked: bool,
+) -> tuple[list[Claimed], int]:
     """Claim up to `size` due rows, pending first, then deferred ones that are due.
 
     Rows whose address was suppressed or unsubscribed since the plan are marked skipped on the
@@ -281,17 +354,28 @@ def claim(s: Executor, campaign_id: int, list_ids: Sequence[int], holder: str, s
     for stmt in _DUE[skip_locked]:
         while len(keep) < size:
             want = size - len(keep)
-            found = s.execute(stmt, {"campaign_id": campaign_id, "n": want, "now": now,
-                                     "list_ids": lists}).all()
-            gone = [(r.id, bool(r.suppressed)) for r in found
-                    if r.suppressed or not r.subscribed or r.contact_id is None]
+            found = s.execute(
+                stmt, {"campaign_id": campaign_id, "n": want, "now": now, "list_ids": lists}
+            ).all()
+            gone = [
+                (r.id, bool(r.suppressed))
+                for r in found
+                if r.suppressed or not r.subscribed or r.contact_id is None
+            ]
             skipped += mark_skipped(s, gone, now)
             gone_ids = {i for i, _ in gone}
             fresh = [r for r in found if r.id not in gone_ids]
             if fresh:
                 # Claimed at once, so the next query (after skipped rows) moves past them.
-                s.execute(_hot(pg).claim, {"ids": [r.id for r in fresh], "holder": holder,
-                                           "lease": _when(pg, now, lease), "now": now})
+                s.execute(
+                    _hot(pg).claim,
+                    {
+                        "ids": [r.id for r in fresh],
+                        "holder": holder,
+                        "lease": _when(pg, now, lease),
+                        "now": now,
+                    },
+                )
             keep += fresh
             if len(found) < want:  # nothing more of this kind is due
                 break
@@ -299,12 +383,24 @@ def claim(s: Executor, campaign_id: int, list_ids: Sequence[int], holder: str, s
         return [], skipped
     keep.sort(key=lambda r: r.id)
     names = dict(s.execute(_NAMES, {"ids": [r.contact_id for r in keep]}).all())
-    return [Claimed(r.id, r.contact_id, r.list_id, r.email, r.language, r.message_id,
-                    r.attempts + 1, names.get(r.contact_id) or "") for r in keep], skipped
+    return [
+        Claimed(
+            r.id,
+            r.contact_id,
+            r.list_id,
+            r.email,
+            r.language,
+            r.message_id,
+            r.attempts + 1,
+            names.get(r.contact_id) or "",
+        )
+        for r in keep
+    ], skipped
 
 
-def prove(s: Executor, holder: str, row_id: int, list_ids: Sequence[int], half: timedelta,
-          now: datetime) -> tuple[Verdict, CampaignStatus | None]:
+def prove(
+    s: Executor, holder: str, row_id: int, list_ids: Sequence[int], half: timedelta, now: datetime
+) -> tuple[Verdict, CampaignStatus | None]:
     """`prove_group` for one row: its verdict, and the campaign's status when STOPPED."""
     g = prove_group(s, holder, [row_id], list_ids, half, now)
     if g.go:
@@ -314,8 +410,14 @@ def prove(s: Executor, holder: str, row_id: int, list_ids: Sequence[int], half: 
     return g.stop or Verdict.LOST, g.campaign_status
 
 
-def prove_group(s: Executor, holder: str, row_ids: Sequence[int], list_ids: Sequence[int],
-                half: timedelta, now: datetime) -> GroupProof:
+def prove_group(
+    s: Executor,
+    holder: str,
+    row_ids: Sequence[int],
+    list_ids: Sequence[int],
+    half: timedelta,
+    now: datetime,
+) -> GroupProof:
     """The proof a sender commits before sending `row_ids` (the next rows of its batch, in the
     order it will send them), in one UPDATE ... RETURNING.
 
@@ -328,9 +430,18 @@ def prove_group(s: Executor, holder: str, row_ids: Sequence[int], list_ids: Sequ
     pg = _pg(s)
     hot = _hot(pg)
     ids = list(row_ids)
-    go = set(s.scalars(hot.prove, {
-        "row_ids": ids, "holder": holder, "list_ids": list(list_ids),
-        "half": _when(pg, now, half), "now": now}))
+    go = set(
+        s.scalars(
+            hot.prove,
+            {
+                "row_ids": ids,
+                "holder": holder,
+                "list_ids": list(list_ids),
+                "half": _when(pg, now, half),
+                "now": now,
+            },
+        )
+    )
     if len(go) == len(ids):
         return GroupProof(ids, [])
     skipped: list[int] = []
@@ -350,34 +461,62 @@ def prove_group(s: Executor, holder: str, row_ids: Sequence[int], list_ids: Sequ
     return GroupProof([i for i in ids if i in go], skipped, stop, status)
 
 
-def _refused(s: Executor, hot: _Hot, holder: str, row_id: int, list_ids: Sequence[int],
-             half: timedelta, now: datetime) -> tuple[Verdict, CampaignStatus | None]:
+def _refused(
+    s: Executor,
+    hot: _Hot,
+    holder: str,
+    row_id: int,
+    list_ids: Sequence[int],
+    half: timedelta,
+    now: datetime,
+) -> tuple[Verdict, CampaignStatus | None]:
     """Why the proof refused one row (an opted-out row is marked skipped here)."""
-    params = {"row_id": row_id, "holder": holder, "list_ids": list(list_ids),
-              "half": _when(_pg(s), now, half)}
+    params = {
+        "row_id": row_id,
+        "holder": holder,
+        "list_ids": list(list_ids),
+        "half": _when(_pg(s), now, half),
+    }
     row = s.execute(hot.why, params).one_or_none()
     if row is None:
         return Verdict.LOST, None
     if row.campaign_status != CampaignStatus.SENDING:
         return Verdict.STOPPED, row.campaign_status
-    if row.claimed_by != holder or row.status != DeliveryStatus.CLAIMED \
-            or row.sent_at is not None or not row.fresh:
+    if (
+        row.claimed_by != holder
+        or row.status != DeliveryStatus.CLAIMED
+        or row.sent_at is not None
+        or not row.fresh
+    ):
         return Verdict.LOST, row.campaign_status
-    if (row.suppressed or not row.subscribed) and s.execute(_SKIP_HELD, {
-            "b_id": row_id, "b_holder": holder, "b_now": now,
+    if (row.suppressed or not row.subscribed) and s.execute(
+        _SKIP_HELD,
+        {
+            "b_id": row_id,
+            "b_holder": holder,
+            "b_now": now,
             "b_reply": SUPPRESSED_REPLY if row.suppressed else UNSUBSCRIBED_REPLY,
-    }).rowcount:  # type: ignore[attr-defined]  # a CursorResult, typed as Result
+        },
+    ).rowcount:  # type: ignore[attr-defined]  # a CursorResult, typed as Result
         return Verdict.OPTED_OUT, row.campaign_status
     # Nothing explains the refusal (a concurrent change between the two statements): the
     # safe answer is not to send.
     return Verdict.LOST, row.campaign_status
 
 
-def mark_skipped(s: Executor, rows: Iterable[tuple[int, bool]], now: datetime,
-                 holder: str | None = None) -> int:
+def mark_skipped(
+    s: Executor, rows: Iterable[tuple[int, bool]], now: datetime, holder: str | None = None
+) -> int:
     """Mark rows skipped: (id, suppressed?) pairs; with `holder`, only rows it holds unproven."""
-    params = [{"b_id": i, "b_reply": SUPPRESSED_REPLY if sup else UNSUBSCRIBED_REPLY,
-               "b_now": now, "b_holder": holder} for i, sup in rows]
+    params = [
+        {
+            "b_id": i,
+            "b_reply": SUPPRESSED_REPLY if sup else UNSUBSCRIBED_REPLY,
+            "b_now": now,
+            "b_holder": holder,
+        }
+        for i, sup in rows
+    ]
     if params:
         s.execute(_SKIP if holder is None else _SKIP_HELD, params)
     return len(params)
@@ -388,10 +527,22 @@ def record(s: Executor, holder: str, results: Sequence[Result], now: datetime) -
     alone (given back, resent by the operator, resolved)."""
     if not results:
         return
-    s.execute(_RECORD, [{"b_id": r.id, "b_holder": holder, "b_status": r.status,
-                         "b_code": r.code, "b_reply": r.reply[:2000],
-                         "b_sent": now if r.status == DeliveryStatus.SENT else None,
-                         "b_next": r.next_attempt_at, "b_now": now} for r in results])
+    s.execute(
+        _RECORD,
+        [
+            {
+                "b_id": r.id,
+                "b_holder": holder,
+                "b_status": r.status,
+                "b_code": r.code,
+                "b_reply": r.reply[:2000],
+                "b_sent": now if r.status == DeliveryStatus.SENT else None,
+                "b_next": r.next_attempt_at,
+                "b_now": now,
+            }
+            for r in results
+        ],
+    )
 
 
 def unprove(s: Executor, holder: str, row_ids: Sequence[int]) -> None:
@@ -400,18 +551,24 @@ def unprove(s: Executor, holder: str, row_ids: Sequence[int]) -> None:
     they can be given back. Only the sender that proved a row can send it, and it withdraws
     only rows it will not send. A row recovery already made in_doubt stays in doubt."""
     if row_ids:
-        s.execute(update(DELIVERY).where(
-            D.id.in_(list(row_ids)), D.claimed_by == holder,
-            D.status == DeliveryStatus.CLAIMED).values(sent_at=None))
+        s.execute(
+            update(DELIVERY)
+            .where(
+                D.id.in_(list(row_ids)), D.claimed_by == holder, D.status == DeliveryStatus.CLAIMED
+            )
+            .values(sent_at=None)
+        )
 
 
-def recheck(s: Executor, holder: str, row_ids: Sequence[int], list_ids: Sequence[int],
-            now: datetime) -> Recheck:
+def recheck(
+    s: Executor, holder: str, row_ids: Sequence[int], list_ids: Sequence[int], now: datetime
+) -> Recheck:
     """Look again at rows this claim proved and has not sent yet (a group older than the
     opt-out bound): rows opted out since are marked skipped; rows no longer this claim's (the
     operator resolved them) are dropped. Nothing is sent for either."""
-    rows = s.execute(_RECHECK, {"row_ids": list(row_ids), "holder": holder,
-                                "list_ids": list(list_ids)}).all()
+    rows = s.execute(
+        _RECHECK, {"row_ids": list(row_ids), "holder": holder, "list_ids": list(list_ids)}
+    ).all()
     status = rows[0].campaign_status if rows else None
     if status != CampaignStatus.SENDING:
         return Recheck([], [], status)
@@ -423,90 +580,146 @@ def recheck(s: Executor, holder: str, row_ids: Sequence[int], list_ids: Sequence
         if r is None or not r.ours:
             continue
         if r.suppressed or not r.subscribed:
-            gone.append(Result(row_id, DeliveryStatus.SKIPPED, None,
-                               SUPPRESSED_REPLY if r.suppressed else UNSUBSCRIBED_REPLY))
+            gone.append(
+                Result(
+                    row_id,
+                    DeliveryStatus.SKIPPED,
+                    None,
+                    SUPPRESSED_REPLY if r.suppressed else UNSUBSCRIBED_REPLY,
+                )
+            )
         else:
             keep.append(row_id)
     record(s, holder, gone, now)
     return Recheck(keep, [g.id for g in gone], status)
 
 
-def give_back(s: Executor, holder: str, ids: Sequence[int], now: datetime, *,
-              cancelled: bool) -> None:
+def give_back(
+    s: Executor, holder: str, ids: Sequence[int], now: datetime, *, cancelled: bool
+) -> None:
     """Unproven claimed rows go back to pending (nothing was sent), or to cancelled. A proven
     row is never given back: its message may be on its way."""
     if not ids:
         return
-    held = and_(D.id.in_(list(ids)), D.claimed_by == holder,
-                D.status == DeliveryStatus.CLAIMED, D.sent_at.is_(None))
+    held = and_(
+        D.id.in_(list(ids)),
+        D.claimed_by == holder,
+        D.status == DeliveryStatus.CLAIMED,
+        D.sent_at.is_(None),
+    )
     if cancelled:
-        s.execute(update(DELIVERY).where(held).values(
-            status=DeliveryStatus.CANCELLED, claimed_by=None, lease_expires_at=None,
-            updated_at=now, smtp_reply="cancelled by the operator"))
+        s.execute(
+            update(DELIVERY)
+            .where(held)
+            .values(
+                status=DeliveryStatus.CANCELLED,
+                claimed_by=None,
+                lease_expires_at=None,
+                updated_at=now,
+                smtp_reply="cancelled by the operator",
+            )
+        )
     else:
         s.execute(update(DELIVERY).where(held).values(**_PENDING_AGAIN, updated_at=now))
 
 
 # Back to pending, the attempt that never happened not counted.
 _PENDING_AGAIN: dict[str, Any] = {
-    "status": DeliveryStatus.PENDING, "claimed_by": None, "lease_expires_at": None,
-    "sent_at": None, "attempts": case((D.attempts > 0, D.attempts - 1), else_=0)}
+    "status": DeliveryStatus.PENDING,
+    "claimed_by": None,
+    "lease_expires_at": None,
+    "sent_at": None,
+    "attempts": case((D.attempts > 0, D.attempts - 1), else_=0),
+}
 
 
 # --- recovery ---------------------------------------------------------------------------------
 
 
-def recover(s: Executor, campaign_id: int, now: datetime,
-            is_dead: Callable[[str], bool]) -> int:
+def recover(s: Executor, campaign_id: int, now: datetime, is_dead: Callable[[str], bool]) -> int:
     """Rows of a sender that is gone (lease expired by the database's clock, or a dead process
     on this machine): proven rows become in_doubt, unproven ones pending. The expiry is checked
     in the statements that change the rows, so a batch claimed meanwhile, or a lease that a
     stalled sender's proof still holds, is never touched. Returns how many became in_doubt."""
     pg = _pg(s)
-    holders = [h or "" for h in s.scalars(
-        select(D.claimed_by).where(D.campaign_id == campaign_id,
-                                   D.status == DeliveryStatus.CLAIMED).distinct())]
+    holders = [
+        h or ""
+        for h in s.scalars(
+            select(D.claimed_by)
+            .where(D.campaign_id == campaign_id, D.status == DeliveryStatus.CLAIMED)
+            .distinct()
+        )
+    ]
     dead = [h for h in holders if h and is_dead(h)]
     claims = [h for h in holders if is_claim(h)]
     n = 0
     if claims:
-        expired = or_(D.lease_expires_at.is_(None), D.lease_expires_at < _at(pg, "zero"),
-                      D.claimed_by.in_(dead))
-        gone = and_(D.campaign_id == campaign_id, D.status == DeliveryStatus.CLAIMED,
-                    D.claimed_by.in_(claims), expired)
+        expired = or_(
+            D.lease_expires_at.is_(None),
+            D.lease_expires_at < _at(pg, "zero"),
+            D.claimed_by.in_(dead),
+        )
+        gone = and_(
+            D.campaign_id == campaign_id,
+            D.status == DeliveryStatus.CLAIMED,
+            D.claimed_by.in_(claims),
+            expired,
+        )
         params = {"zero": _when(pg, now, timedelta(0))}
         # The holder stays on an in_doubt row: its sender, if it was only stalled, records the
         # server's reply over the doubt when it wakes.
-        n = s.execute(update(DELIVERY).where(gone, D.sent_at.is_not(None)).values(
-            status=DeliveryStatus.IN_DOUBT, updated_at=now,
-            smtp_reply=case((D.claimed_by.in_(dead), DEAD_REPLY), else_=EXPIRED_REPLY)),
-            params).rowcount  # type: ignore[attr-defined]  # a CursorResult, typed as Result
-        s.execute(update(DELIVERY).where(gone, D.sent_at.is_(None))
-                  .values(**_PENDING_AGAIN, updated_at=now), params)
+        n = s.execute(
+            update(DELIVERY)
+            .where(gone, D.sent_at.is_not(None))
+            .values(
+                status=DeliveryStatus.IN_DOUBT,
+                updated_at=now,
+                smtp_reply=case((D.claimed_by.in_(dead), DEAD_REPLY), else_=EXPIRED_REPLY),
+            ),
+            params,
+        ).rowcount  # type: ignore[attr-defined]  # a CursorResult, typed as Result
+        s.execute(
+            update(DELIVERY)
+            .where(gone, D.sent_at.is_(None))
+            .values(**_PENDING_AGAIN, updated_at=now),
+            params,
+        )
     for holder in holders:
         if not is_claim(holder):
             n += _recover_legacy(s, pg, campaign_id, holder, holder in dead, now)
     return n
 
 
-def _recover_legacy(s: Executor, pg: bool, campaign_id: int, holder: str, dead: bool,
-                    now: datetime) -> int:
+def _recover_legacy(
+    s: Executor, pg: bool, campaign_id: int, holder: str, dead: bool, now: datetime
+) -> int:
     """Rows claimed by an earlier version (no proof, `host:pid:thread:gN`): it committed replies
     in id order every N messages, so only its lowest N rows can have gone out."""
-    where = and_(D.campaign_id == campaign_id, D.status == DeliveryStatus.CLAIMED,
-                 D.claimed_by == holder if holder else D.claimed_by.is_(None))
+    where = and_(
+        D.campaign_id == campaign_id,
+        D.status == DeliveryStatus.CLAIMED,
+        D.claimed_by == holder if holder else D.claimed_by.is_(None),
+    )
     if not dead:
-        where = and_(where, or_(D.lease_expires_at.is_(None),
-                                D.lease_expires_at < _at(pg, "zero")))
+        where = and_(where, or_(D.lease_expires_at.is_(None), D.lease_expires_at < _at(pg, "zero")))
     params = {"zero": _when(pg, now, timedelta(0))}
     ids = list(s.scalars(select(D.id).where(where).order_by(D.id), params))
     m = _LEGACY_GROUP.search(holder)
-    doubt = ids if m is None else ids[:int(m.group(1))]
-    s.execute(update(DELIVERY).where(where, D.id.in_(doubt)).values(
-        status=DeliveryStatus.IN_DOUBT, updated_at=now,
-        smtp_reply=DEAD_REPLY if dead else EXPIRED_REPLY), params)
-    rest = ids[len(doubt):]
+    doubt = ids if m is None else ids[: int(m.group(1))]
+    s.execute(
+        update(DELIVERY)
+        .where(where, D.id.in_(doubt))
+        .values(
+            status=DeliveryStatus.IN_DOUBT,
+            updated_at=now,
+            smtp_reply=DEAD_REPLY if dead else EXPIRED_REPLY,
+        ),
+        params,
+    )
+    rest = ids[len(doubt) :]
     if rest:
-        s.execute(update(DELIVERY).where(where, D.id.in_(rest))
-                  .values(**_PENDING_AGAIN, updated_at=now), params)
+        s.execute(
+            update(DELIVERY).where(where, D.id.in_(rest)).values(**_PENDING_AGAIN, updated_at=now),
+            params,
+        )
     return len(doubt)

@@ -48,8 +48,12 @@ def acquire_sender_lock(session: Session, holder: str) -> None:
     """SQLite allows one sender at a time; refuse a second one clearly."""
     now = clock.now()
     lock = session.get(Lock, SENDER_LOCK)
-    if lock is not None and lock.holder != holder and lock.expires_at > now \
-            and not _holder_dead(lock.holder):
+    if (
+        lock is not None
+        and lock.holder != holder
+        and lock.expires_at > now
+        and not _holder_dead(lock.holder)
+    ):
         raise AlreadyRunningError(
             f"another sender is running ({lock.holder}); on SQLite only one sender may run at a "
             "time (use PostgreSQL and `mailer worker` to send from several processes)"

@@ -79,12 +79,18 @@ class Sender:
         return f"{self.list_name} <{self.list_slug}.{self.domain}>"
 
 
-def sender_for(settings: Settings, list_name: str, list_slug: str,
-               from_address: str | None = None) -> Sender:
+def sender_for(
+    settings: Settings, list_name: str, list_slug: str, from_address: str | None = None
+) -> Sender:
     address = from_address or settings.from_address
-    return Sender(from_address=address, from_name=settings.from_name, reply_to=settings.reply_to,
-                  list_name=list_name, list_slug=list_slug,
-                  domain=address.rpartition("@")[2].lower())
+    return Sender(
+        from_address=address,
+        from_name=settings.from_name,
+        reply_to=settings.reply_to,
+        list_name=list_name,
+        list_slug=list_slug,
+        domain=address.rpartition("@")[2].lower(),
+    )
 
 
 def message_id(campaign_id: int, contact_id: int, secret_key: str, domain: str) -> str:
@@ -137,17 +143,16 @@ _LINE_BREAK = re.compile(r"[\r\n\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")
 # _list_id_value). Its next line starts with a space, so it continues the header; any other
 # line break (a bare "\n ", which may leave a line of blanks some readers take for the end of
 # the headers, included) is refused.
-_BREAK_NOT_FOLD = re.compile(
-    r"\r|(?<!\?=)\n|\n(?! =\?)|[\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]"
-)
+_BREAK_NOT_FOLD = re.compile(r"\r|(?<!\?=)\n|\n(?! =\?)|[\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")
 
 
 def check_header_value(name: str, value: str) -> str:
     """`value` unchanged, or HeaderValueError if it holds a line break (header injection)."""
     found = _BREAK_NOT_FOLD.search(value)
     if found is not None:
-        raise HeaderValueError(f"{name}: the value {value!r} holds a line break "
-                               f"({found.group(0)!r}): refused")
+        raise HeaderValueError(
+            f"{name}: the value {value!r} holds a line break ({found.group(0)!r}): refused"
+        )
     return value
 
 
@@ -180,8 +185,9 @@ def _address_header(name: str, address: str, header_name: str = "To") -> str:
         word = "=?utf-8?b?" + base64.b64encode(raw).decode("ascii") + "?="
         # What Header writes for a name that fits on the line and is shorter in base64 than in
         # Q encoding (a Korean name is), at a fifth of the cost.
-        if len(header_name) + 2 + len(word) <= 76 and \
-                email.base64mime.header_length(raw) < _q_length(raw):
+        if len(header_name) + 2 + len(word) <= 76 and email.base64mime.header_length(
+            raw
+        ) < _q_length(raw):
             return f"{word} <{address}>"
         words = Header(name, "utf-8", maxlinelen=76, header_name=header_name)
         return f"{words.encode(linesep=chr(10))} <{address}>"
@@ -210,7 +216,7 @@ def _b64(text: str | bytes) -> bytes:
 
 def _b64_bytes(data: bytes) -> bytes:
     raw = binascii.b2a_base64(data, newline=False)
-    return b"\n".join([raw[i:i + 76] for i in range(0, len(raw), 76)]) + b"\n"
+    return b"\n".join([raw[i : i + 76] for i in range(0, len(raw), 76)]) + b"\n"
 
 
 def _mostly_ascii(text: str) -> bool:
@@ -235,8 +241,10 @@ class _Body:
         self.qp = _mostly_ascii(template.source)
         self.cte = b"quoted-printable" if self.qp else b"base64"
         # The soft line break that ends each value is put at the start of the next literal.
-        self.literals = [(b"=\n" if i else b"") + (_qp(p) + b"=\n" if p else b"")
-                         for i, p in enumerate(template.parts[0::2])]
+        self.literals = [
+            (b"=\n" if i else b"") + (_qp(p) + b"=\n" if p else b"")
+            for i, p in enumerate(template.parts[0::2])
+        ]
         self.names = template.parts[1::2]
         self.escape = template.escape_html
         lead = template.parts[0].encode("utf-8")
@@ -371,11 +379,11 @@ class CompiledVariant:
         self.text_body = _Body(rendered.text)
         self.html_body = _Body(rendered.html)
         self.text_open = (
-            b"\n--" + b + b"\nContent-Type: text/plain; charset=\"utf-8\"\n"
+            b"\n--" + b + b'\nContent-Type: text/plain; charset="utf-8"\n'
             b"Content-Transfer-Encoding: " + self.text_body.cte + b"\n\n"
         )
         self.html_open = (
-            b"\n--" + b + b"\nContent-Type: text/html; charset=\"utf-8\"\n"
+            b"\n--" + b + b'\nContent-Type: text/html; charset="utf-8"\n'
             b"Content-Transfer-Encoding: " + self.html_body.cte + b"\n\n"
         )
         self.close = b"\n--" + b + b"--\n"
@@ -411,8 +419,12 @@ class CompiledVariant:
             self.dates.get(),
             b"Message-ID: " + r.message_id.encode() + b"\n",
             # A token is URL-safe base64 and dots: nothing in it needs %-quoting in the mailto.
-            b"List-Unsubscribe: <" + values["unsubscribe_url"].encode() + b">,\n <"
-            + self._mailto + values["_unsubscribe_token"].encode() + b">\n",
+            b"List-Unsubscribe: <"
+            + values["unsubscribe_url"].encode()
+            + b">,\n <"
+            + self._mailto
+            + values["_unsubscribe_token"].encode()
+            + b">\n",
             self.text_open,
         ]
         self.text_body.encode(values, out)
@@ -437,8 +449,16 @@ def _list_id_value(sender: Sender) -> str:
 
 # --- DKIM -----------------------------------------------------------------------------------
 
-DKIM_HEADERS = (b"from", b"subject", b"date", b"message-id", b"to", b"list-id",
-                b"list-unsubscribe", b"list-unsubscribe-post")
+DKIM_HEADERS = (
+    b"from",
+    b"subject",
+    b"date",
+    b"message-id",
+    b"to",
+    b"list-id",
+    b"list-unsubscribe",
+    b"list-unsubscribe-post",
+)
 
 
 def dkim_signer(settings: Settings, from_address: str) -> Callable[[bytes], bytes] | None:
@@ -462,9 +482,14 @@ def dkim_signer(settings: Settings, from_address: str) -> Callable[[bytes], byte
     include = list(DKIM_HEADERS) * 2
 
     def sign(message: bytes) -> bytes:
-        sig: bytes = dkim.sign(message.replace(b"\n", b"\r\n"), selector, domain.encode(), key,
-                               include_headers=include,
-                               canonicalize=(b"relaxed", b"relaxed"))
+        sig: bytes = dkim.sign(
+            message.replace(b"\n", b"\r\n"),
+            selector,
+            domain.encode(),
+            key,
+            include_headers=include,
+            canonicalize=(b"relaxed", b"relaxed"),
+        )
         return sig.replace(b"\r\n", b"\n")
 
     return sign
@@ -486,14 +511,16 @@ def generate_dkim_key(path: Path, selector: str, domain: str, bits: int = 2048) 
     if path.exists():
         raise ConfigError(f"{path} already exists; not overwriting a key")
     key = rsa.generate_private_key(public_exponent=65537, key_size=bits)
-    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                            serialization.NoEncryption())
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
         write_private(path, pem)
     except FileExistsError:
         raise ConfigError(f"{path} already exists; not overwriting a key") from None
-    public = key.public_key().public_bytes(serialization.Encoding.DER,
-                                           serialization.PublicFormat.SubjectPublicKeyInfo)
+    public = key.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
     p = binascii.b2a_base64(public, newline=False).decode()
     return f'{selector}._domainkey.{domain}. IN TXT "v=DKIM1; k=rsa; p={p}"'

@@ -18,9 +18,13 @@ from sqlalchemy.sql.elements import ColumnElement
 from mailer.delivery.message import message_id_key, message_id_maker
 
 
-def message_id_column(session: Session, campaign_id: int, secret_key: str, domain: str,
-                      contact_id: ColumnElement[int] | QueryableAttribute[int]
-                      ) -> ColumnElement[str]:
+def message_id_column(
+    session: Session,
+    campaign_id: int,
+    secret_key: str,
+    domain: str,
+    contact_id: ColumnElement[int] | QueryableAttribute[int],
+) -> ColumnElement[str]:
     """The Message-ID of (campaign_id, contact_id) as an expression for this session's database."""
     conn = session.connection()
     if conn.dialect.name == "postgresql":
@@ -38,6 +42,10 @@ def message_id_column(session: Session, campaign_id: int, secret_key: str, domai
         raise TypeError(f"unsupported database driver {type(raw).__name__}")
     make = message_id_maker(secret_key, domain)
     # A function of this connection only (the statement runs on it); SQLite calls it per row.
-    raw.create_function("mailer_message_id", 2,
-                        lambda campaign, contact: make(campaign, contact or 0), deterministic=True)
+    raw.create_function(
+        "mailer_message_id",
+        2,
+        lambda campaign, contact: make(campaign, contact or 0),
+        deterministic=True,
+    )
     return func.mailer_message_id(literal(campaign_id, Integer), contact_id, type_=String)

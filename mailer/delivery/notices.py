@@ -57,8 +57,16 @@ def _part(subtype: str, body: str, boundary: bytes) -> bytes:
     encoded = _qp(body) if ascii_like else _b64(body)
     if not encoded.endswith(b"\n"):
         encoded += b"\n"
-    return (b"\n--" + boundary + b"\nContent-Type: text/" + subtype.encode()
-            + b'; charset="utf-8"\nContent-Transfer-Encoding: ' + cte + b"\n\n" + encoded)
+    return (
+        b"\n--"
+        + boundary
+        + b"\nContent-Type: text/"
+        + subtype.encode()
+        + b'; charset="utf-8"\nContent-Transfer-Encoding: '
+        + cte
+        + b"\n\n"
+        + encoded
+    )
 
 
 def build(settings: Settings, notice: OutgoingNotice, *, deliver_to: str | None = None) -> bytes:
@@ -68,9 +76,14 @@ def build(settings: Settings, notice: OutgoingNotice, *, deliver_to: str | None 
     address = deliver_to or smtp_form(notice.to)[0]
     head = [
         # The From name in the notice's language when from_name is given per language.
-        _fold("From", _address_header(in_language(sender.from_name, notice.language,
-                                                  settings.default_language),
-                                      sender.from_address, "From")),
+        _fold(
+            "From",
+            _address_header(
+                in_language(sender.from_name, notice.language, settings.default_language),
+                sender.from_address,
+                "From",
+            ),
+        ),
         _fold("Subject", notice.subject),
         b"MIME-Version: 1.0\n",
         _fold("Content-Language", notice.language),
@@ -81,12 +94,21 @@ def build(settings: Settings, notice: OutgoingNotice, *, deliver_to: str | None 
     head += [
         _to_header("", address),
         b"Date: " + email.utils.format_datetime(clock.now()).encode() + b"\n",
-        b"Message-ID: <notice." + secrets.token_hex(12).encode() + b"@"
-        + sender.domain.encode() + b">\n",
+        b"Message-ID: <notice."
+        + secrets.token_hex(12).encode()
+        + b"@"
+        + sender.domain.encode()
+        + b">\n",
         b'Content-Type: multipart/alternative; boundary="' + boundary + b'"\n',
     ]
-    message = b"".join([*head, _part("plain", notice.text, boundary),
-                        _part("html", notice.html, boundary), b"\n--" + boundary + b"--\n"])
+    message = b"".join(
+        [
+            *head,
+            _part("plain", notice.text, boundary),
+            _part("html", notice.html, boundary),
+            b"\n--" + boundary + b"--\n",
+        ]
+    )
     signer = dkim_signer(settings, sender.from_address)
     if signer is not None:
         message = signer(message) + message
@@ -104,11 +126,13 @@ def send(settings: Settings, conn: Connection, notice: OutgoingNotice) -> Reply:
     message = build(settings, notice, deliver_to=recipient if settings.test_recipient else None)
     envelope_from = settings.bounce_address
     if settings.verp:
-        envelope_from = verp_encode(envelope_from, recipient, secret_key=settings.secret_key,
-                                    campaign_id=None)
+        envelope_from = verp_encode(
+            envelope_from, recipient, secret_key=settings.secret_key, campaign_id=None
+        )
     reply = conn.send(envelope_from, recipient, message, smtputf8=utf8)
     if reply.outcome != Outcome.SENT:
-        raise NoticeRefused(f"the email to {mask(notice.to)} was not accepted: "
-                            f"{reply.code} {reply.text}",
-                            permanent=reply.outcome in (Outcome.FAILED, Outcome.BAD_ADDRESS))
+        raise NoticeRefused(
+            f"the email to {mask(notice.to)} was not accepted: {reply.code} {reply.text}",
+            permanent=reply.outcome in (Outcome.FAILED, Outcome.BAD_ADDRESS),
+        )
     return reply

@@ -40,8 +40,9 @@ class Progress:
 
     @property
     def done(self) -> int:
-        return self.sent + self.failed + self.deferred + self.skipped + self.in_doubt \
-            + self.cancelled
+        return (
+            self.sent + self.failed + self.deferred + self.skipped + self.in_doubt + self.cancelled
+        )
 
     @property
     def rate(self) -> float:
@@ -49,8 +50,10 @@ class Progress:
         return self.sent / elapsed if elapsed > 0 else 0.0
 
     def as_dict(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in ("sent", "failed", "deferred", "skipped",
-                                               "in_doubt", "cancelled")}
+        return {
+            k: getattr(self, k)
+            for k in ("sent", "failed", "deferred", "skipped", "in_doubt", "cancelled")
+        }
 
 
 # --- the engine -------------------------------------------------------------------------------

@@ -19,8 +19,9 @@ from mailer.store.models import DeliveryStatus, SuppressionReason
 MAX_BACKOFF = timedelta(hours=6)
 
 
-def result_for(settings: Settings, started_at: datetime, d: Claimed, reply: Reply,
-               now: datetime) -> ledger.Result:
+def result_for(
+    settings: Settings, started_at: datetime, d: Claimed, reply: Reply, now: datetime
+) -> ledger.Result:
     """The ledger row's new state for one reply."""
     code = reply.code or None
     outcome = reply.outcome
@@ -28,19 +29,29 @@ def result_for(settings: Settings, started_at: datetime, d: Claimed, reply: Repl
         return ledger.Result(d.id, DeliveryStatus.SENT, code, reply.text)
     if outcome == Outcome.DEFERRED:
         if now - started_at >= timedelta(seconds=settings.give_up_after):
-            return ledger.Result(d.id, DeliveryStatus.FAILED, code,
-                                 f"gave up after {settings.give_up_after}s; "
-                                 f"last reply: {reply.text}")
+            return ledger.Result(
+                d.id,
+                DeliveryStatus.FAILED,
+                code,
+                f"gave up after {settings.give_up_after}s; last reply: {reply.text}",
+            )
         delay = timedelta(seconds=settings.retry_base_seconds * 2 ** max(0, d.attempts - 1))
-        return ledger.Result(d.id, DeliveryStatus.DEFERRED, code, reply.text,
-                             now + min(delay, MAX_BACKOFF))
+        return ledger.Result(
+            d.id, DeliveryStatus.DEFERRED, code, reply.text, now + min(delay, MAX_BACKOFF)
+        )
     if outcome == Outcome.IN_DOUBT:
         return ledger.Result(d.id, DeliveryStatus.IN_DOUBT, code, reply.text)
     return ledger.Result(d.id, DeliveryStatus.FAILED, code, reply.text)
 
 
-def write(s: Connection, settings: Settings, campaign_id: int, started_at: datetime,
-          holder: str, pending: Sequence[tuple[Claimed, Reply]]) -> list[ledger.Result]:
+def write(
+    s: Connection,
+    settings: Settings,
+    campaign_id: int,
+    started_at: datetime,
+    holder: str,
+    pending: Sequence[tuple[Claimed, Reply]],
+) -> list[ledger.Result]:
     """Record replies (for rows this claim proved) and suppress the addresses a server said
     do not exist; returns what was written."""
     if not pending:
@@ -53,8 +64,12 @@ def write(s: Connection, settings: Settings, campaign_id: int, started_at: datet
         # A session inside this transaction: suppress() works on ORM objects.
         with Session(bind=s) as orm:
             for d, reply in bad:
-                suppress(orm, d.email, SuppressionReason.HARD_BOUNCE,
-                         source=f"campaign {campaign_id}: {reply.code} {reply.text[:150]}",
-                         actor=holder)
+                suppress(
+                    orm,
+                    d.email,
+                    SuppressionReason.HARD_BOUNCE,
+                    source=f"campaign {campaign_id}: {reply.code} {reply.text[:150]}",
+                    actor=holder,
+                )
             orm.flush()
     return results

@@ -144,23 +144,45 @@ def send_release(
         from mailer.releases.render import render_release  # noqa: PLC0415
 
         transport = checked_transport(settings, test_send=True)
-        results = send_test(settings, render_release(release, settings), tests, transport,
-                            embargo=release.embargo)
+        results = send_test(
+            settings, render_release(release, settings), tests, transport, embargo=release.embargo
+        )
         return SendOutcome("tested", release, transport.describe(), tests=results)
     slugs = audience_of(release, audience)
     transport = checked_transport(settings)
     described = transport.describe()
     smtputf8 = transport.supports_smtputf8()
     if dry_run:
-        p, built = build_dry_run(settings, release, slugs, tags, smtputf8=smtputf8,
-                                 transport=described, new_version=new_version,
-                                 rendered=checked.rendered, where=where, segment=segment)
+        p, built = build_dry_run(
+            settings,
+            release,
+            slugs,
+            tags,
+            smtputf8=smtputf8,
+            transport=described,
+            new_version=new_version,
+            rendered=checked.rendered,
+            where=where,
+            segment=segment,
+        )
         if on_plan is not None:
             on_plan(p, described)
         return SendOutcome("dry-run", release, described, plan=p, built=built)
-    p = plan(settings, release, slugs, tags, smtputf8=smtputf8, transport=described,
-             not_before=at, not_after=not_after, rate=rate, new_version=new_version,
-             created_by=created_by, where=where, segment=segment)
+    p = plan(
+        settings,
+        release,
+        slugs,
+        tags,
+        smtputf8=smtputf8,
+        transport=described,
+        not_before=at,
+        not_after=not_after,
+        rate=rate,
+        new_version=new_version,
+        created_by=created_by,
+        where=where,
+        segment=segment,
+    )
     if on_plan is not None:
         on_plan(p, described)
     if p.campaign.status == CampaignStatus.SCHEDULED:
@@ -180,14 +202,25 @@ def send_release(
     # Lazy: the engine (ledger, lock, throttle) costs ~85 ms; release check and dry runs skip it.
     from mailer.delivery.engine import deliver  # noqa: PLC0415
 
-    result = deliver(settings, p.campaign.id, transport, limit=limit, rate_per_second=rate,
-                     on_progress=on_progress(p.due) if on_progress else None,
-                     rendered=checked.rendered)
+    result = deliver(
+        settings,
+        p.campaign.id,
+        transport,
+        limit=limit,
+        rate_per_second=rate,
+        on_progress=on_progress(p.due) if on_progress else None,
+        rendered=checked.rendered,
+    )
     return SendOutcome("sent", release, described, plan=p, result=result)
 
 
-def resume_campaign(settings: Settings, campaign_id: int, *, limit: int | None = None,
-                    on_progress: ProgressFactory | None = None) -> RunResult:
+def resume_campaign(
+    settings: Settings,
+    campaign_id: int,
+    *,
+    limit: int | None = None,
+    on_progress: ProgressFactory | None = None,
+) -> RunResult:
     """Carry on sending a campaign planned earlier (paused, interrupted, retries due)."""
     # Lazy: the engine costs ~85 ms; see send_release.
     from mailer.delivery.engine import deliver  # noqa: PLC0415
@@ -196,15 +229,26 @@ def resume_campaign(settings: Settings, campaign_id: int, *, limit: int | None =
     with session_scope(settings) as s:
         campaigns.resume(s, campaign_id)
         due = campaigns.due_count(s, campaign_id)
-    return deliver(settings, campaign_id, transport, limit=limit,
-                   on_progress=on_progress(due) if on_progress else None)
+    return deliver(
+        settings,
+        campaign_id,
+        transport,
+        limit=limit,
+        on_progress=on_progress(due) if on_progress else None,
+    )
 
 
 # --- the steps ---------------------------------------------------------------------------------
 
 
-def check_for_lists(settings: Settings, release: Release, list_slugs: Sequence[str] = (), *,
-                    sending: bool = False, test_send: bool = False) -> Checked:
+def check_for_lists(
+    settings: Settings,
+    release: Release,
+    list_slugs: Sequence[str] = (),
+    *,
+    sending: bool = False,
+    test_send: bool = False,
+) -> Checked:
     """`release check` with the audience of these lists (default: the release's `lists`).
 
     An unknown list is an error finding; when `sending`, it is left to the plan (which names
@@ -232,30 +276,48 @@ def check_for_lists(settings: Settings, release: Release, list_slugs: Sequence[s
                 list_name = known[0].local_name(settings.default_language)
     if sending and missing:
         audience, missing = None, []
-    wanted = None if not sending or audience is None else {
-        choose(lang, release.variants, release.default_language) for lang in audience}
+    wanted = (
+        None
+        if not sending or audience is None
+        else {choose(lang, release.variants, release.default_language) for lang in audience}
+    )
     rendered: dict[str, Any] = {}
-    findings = check_release(release, settings, audience_languages=audience,
-                             render_languages=wanted, list_name=list_name,
-                             rendered_out=rendered if sending else None, test_send=test_send)
-    return Checked(release, sorted(missing + findings, key=lambda f: f.level != "error"),
-                   audience, rendered)
+    findings = check_release(
+        release,
+        settings,
+        audience_languages=audience,
+        render_languages=wanted,
+        list_name=list_name,
+        rendered_out=rendered if sending else None,
+        test_send=test_send,
+    )
+    return Checked(
+        release, sorted(missing + findings, key=lambda f: f.level != "error"), audience, rendered
+    )
 
 
-def load_for_sending(path: str | Path, settings: Settings,
-                     list_slugs: Sequence[str] = (), *, test_send: bool = False) -> Checked:
+def load_for_sending(
+    path: str | Path, settings: Settings, list_slugs: Sequence[str] = (), *, test_send: bool = False
+) -> Checked:
     """Load a release and refuse it when `release check` finds errors."""
-    checked = check_for_lists(settings, load_release(path, settings.default_language),
-                              list_slugs, sending=True, test_send=test_send)
+    checked = check_for_lists(
+        settings,
+        load_release(path, settings.default_language),
+        list_slugs,
+        sending=True,
+        test_send=test_send,
+    )
     errors = [f.message for f in checked.findings if f.level == "error"]
     if errors:
-        raise ReleaseError(f"{path}: `mailer release check` finds errors:\n  - "
-                           + "\n  - ".join(errors))
+        raise ReleaseError(
+            f"{path}: `mailer release check` finds errors:\n  - " + "\n  - ".join(errors)
+        )
     return checked
 
 
-def checked_transport(settings: Settings, *,
-                      test_send: bool = False) -> SmtpTransport | OutboxTransport:
+def checked_transport(
+    settings: Settings, *, test_send: bool = False
+) -> SmtpTransport | OutboxTransport:
     """The configured transport, after proving it works (login, TLS) and DKIM is consistent.
 
     Every road to real readers (send, resume, worker) passes here: one still at a placeholder
@@ -272,8 +334,11 @@ def headline(settings: Settings, release: Release) -> list[tuple[str, str]]:
     """What readers see before they open the message: From, Reply-To and each language's
     subject, as (label, value) rows for the plan shown before a send is confirmed."""
     # As a reader's mail program shows it (formataddr would encode a Korean name as =?utf-8?).
-    sender = f"{settings.from_name} <{settings.from_address}>" if settings.from_name \
+    sender = (
+        f"{settings.from_name} <{settings.from_address}>"
+        if settings.from_name
         else settings.from_address
+    )
     rows = [("From", sender)]
     for lang in release.languages:
         # A From name given per language (mailer.localtext): show each one that differs.
@@ -287,8 +352,9 @@ def headline(settings: Settings, release: Release) -> list[tuple[str, str]]:
     return rows
 
 
-def segment_audience(settings: Settings, segment: str | None, list_slugs: Sequence[str],
-                     where: Sequence[str]) -> tuple[list[str], list[str]]:
+def segment_audience(
+    settings: Settings, segment: str | None, list_slugs: Sequence[str], where: Sequence[str]
+) -> tuple[list[str], list[str]]:
     """The lists and expressions of --segment (plus any --where), or the --where checked."""
     if segment is None and not where:
         return list(list_slugs), []
@@ -304,28 +370,68 @@ def audience_of(release: Release, list_slugs: Sequence[str]) -> list[str]:
     return slugs
 
 
-def _plan(session: Session, settings: Settings, release: Release, list_slugs: Sequence[str],
-          tags: Sequence[str], *, smtputf8: bool, transport: str,
-          not_before: datetime | None, not_after: datetime | None, rate: float | None,
-          new_version: bool, created_by: str, where: Sequence[str] = (),
-          segment: str | None = None) -> Plan:
-    stored = store_release(session, release.slug, release.title, release.default_language,
-                           dict(release.sources), _front_matter(release), release.content_hash)
+def _plan(
+    session: Session,
+    settings: Settings,
+    release: Release,
+    list_slugs: Sequence[str],
+    tags: Sequence[str],
+    *,
+    smtputf8: bool,
+    transport: str,
+    not_before: datetime | None,
+    not_after: datetime | None,
+    rate: float | None,
+    new_version: bool,
+    created_by: str,
+    where: Sequence[str] = (),
+    segment: str | None = None,
+) -> Plan:
+    stored = store_release(
+        session,
+        release.slug,
+        release.title,
+        release.default_language,
+        dict(release.sources),
+        _front_matter(release),
+        release.content_hash,
+    )
     expires = release.expires
     limit_after = min((t for t in (expires, not_after) if t is not None), default=None)
     return plan_campaign(
-        session, settings, stored, list_slugs, tags, smtputf8=smtputf8,
-        not_before=not_before or release.embargo, not_after=limit_after,
-        rate_per_second=rate, allow_new_version=new_version, created_by=created_by,
-        transport=transport, where=where, segment=segment,
+        session,
+        settings,
+        stored,
+        list_slugs,
+        tags,
+        smtputf8=smtputf8,
+        not_before=not_before or release.embargo,
+        not_after=limit_after,
+        rate_per_second=rate,
+        allow_new_version=new_version,
+        created_by=created_by,
+        transport=transport,
+        where=where,
+        segment=segment,
     )
 
 
-def plan(settings: Settings, release: Release, list_slugs: Sequence[str], tags: Sequence[str],
-         *, smtputf8: bool, transport: str, not_before: datetime | None = None,
-         not_after: datetime | None = None, rate: float | None = None,
-         new_version: bool = False, created_by: str = "", where: Sequence[str] = (),
-         segment: str | None = None) -> Plan:
+def plan(
+    settings: Settings,
+    release: Release,
+    list_slugs: Sequence[str],
+    tags: Sequence[str],
+    *,
+    smtputf8: bool,
+    transport: str,
+    not_before: datetime | None = None,
+    not_after: datetime | None = None,
+    rate: float | None = None,
+    new_version: bool = False,
+    created_by: str = "",
+    where: Sequence[str] = (),
+    segment: str | None = None,
+) -> Plan:
     """Find or create the campaign and freeze its audience (committed)."""
     embargo = release.embargo
     now = clock.now()
@@ -337,15 +443,32 @@ def plan(settings: Settings, release: Release, list_slugs: Sequence[str], tags: 
     if not_before is not None and not_before <= now:
         raise SendError(f"--at {not_before.isoformat()} is in the past")
     with session_scope(settings) as s:
-        p = _plan(s, settings, release, list_slugs, tags, smtputf8=smtputf8,
-                  transport=transport, not_before=not_before, not_after=not_after, rate=rate,
-                  new_version=new_version, created_by=created_by, where=where, segment=segment)
+        p = _plan(
+            s,
+            settings,
+            release,
+            list_slugs,
+            tags,
+            smtputf8=smtputf8,
+            transport=transport,
+            not_before=not_before,
+            not_after=not_after,
+            rate=rate,
+            new_version=new_version,
+            created_by=created_by,
+            where=where,
+            segment=segment,
+        )
         c = p.campaign
-        unstarted = c.started_at is None and c.status in (CampaignStatus.DRAFT,
-                                                          CampaignStatus.SCHEDULED)
+        unstarted = c.started_at is None and c.status in (
+            CampaignStatus.DRAFT,
+            CampaignStatus.SCHEDULED,
+        )
         if not p.created and not unstarted and (not_before or not_after or rate):
-            raise SendError(f"campaign {c.id} has already started: --at, --not-after and "
-                            "--rate apply only to a campaign that has not")
+            raise SendError(
+                f"campaign {c.id} has already started: --at, --not-after and "
+                "--rate apply only to a campaign that has not"
+            )
         if not p.created and unstarted:
             # An earlier plan that never went out (declined, interrupted): this command's
             # options win, so --at is never ignored.
@@ -361,39 +484,69 @@ def plan(settings: Settings, release: Release, list_slugs: Sequence[str], tags: 
         return p
 
 
-def build_dry_run(settings: Settings, release: Release, list_slugs: Sequence[str],
-                  tags: Sequence[str], *, smtputf8: bool, transport: str,
-                  new_version: bool = False,
-                  rendered: dict[str, Any] | None = None, where: Sequence[str] = (),
-                  segment: str | None = None) -> tuple[Plan, DryRun]:
+def build_dry_run(
+    settings: Settings,
+    release: Release,
+    list_slugs: Sequence[str],
+    tags: Sequence[str],
+    *,
+    smtputf8: bool,
+    transport: str,
+    new_version: bool = False,
+    rendered: dict[str, Any] | None = None,
+    where: Sequence[str] = (),
+    segment: str | None = None,
+) -> tuple[Plan, DryRun]:
     """Plan and build every message, then roll everything back: nothing is stored or sent.
 
     `rendered`: the variants the release check rendered (`Checked.rendered`); the others are
     rendered the way a send renders them, when a recipient needs one."""
     session = session_factory(settings)()
     try:
-        p = _plan(session, settings, release, list_slugs, tags, smtputf8=smtputf8,
-                  transport=transport, not_before=None, not_after=None, rate=None,
-                  new_version=new_version, created_by="dry-run", where=where, segment=segment)
+        p = _plan(
+            session,
+            settings,
+            release,
+            list_slugs,
+            tags,
+            smtputf8=smtputf8,
+            transport=transport,
+            not_before=None,
+            not_after=None,
+            rate=None,
+            new_version=new_version,
+            created_by="dry-run",
+            where=where,
+            segment=segment,
+        )
         lists = {ml.id: ml for ml in session.scalars(select(MailingList))}
-        compiler = Compiler(settings, p.campaign.id, rendered or {}, lists,
-                            render=campaign_renderer(settings, p.campaign,
-                                                     {i: ml.local_name(settings.default_language)
-                                                      for i, ml in lists.items()}))
+        compiler = Compiler(
+            settings,
+            p.campaign.id,
+            rendered or {},
+            lists,
+            render=campaign_renderer(
+                settings,
+                p.campaign,
+                {i: ml.local_name(settings.default_language) for i, ml in lists.items()},
+            ),
+        )
         count = size = 0
         by_language: dict[str, int] = {}
         sample = None
         rows = session.execute(
-            select(Delivery, Contact.name).outerjoin(Contact, Contact.id == Delivery.contact_id)
-            .where(Delivery.campaign_id == p.campaign.id,
-                   # What a send would deliver now: a resumed campaign's sent rows are not.
-                   Delivery.status.in_((DeliveryStatus.PENDING, DeliveryStatus.DEFERRED)))
+            select(Delivery, Contact.name)
+            .outerjoin(Contact, Contact.id == Delivery.contact_id)
+            .where(
+                Delivery.campaign_id == p.campaign.id,
+                # What a send would deliver now: a resumed campaign's sent rows are not.
+                Delivery.status.in_((DeliveryStatus.PENDING, DeliveryStatus.DEFERRED)),
+            )
             .order_by(Delivery.id)
             .execution_options(yield_per=1000)
         )
         for d, name in rows:
-            recipient = Recipient(d.contact_id or 0, d.email, name or "", d.list_id,
-                                  d.message_id)
+            recipient = Recipient(d.contact_id or 0, d.email, name or "", d.list_id, d.message_id)
             message = compiler.get(d.language, d.list_id).build(recipient)
             count += 1
             size += len(message)
@@ -422,4 +575,3 @@ def _front_matter(release: Release) -> dict[str, Any]:
     as_dict = getattr(meta, "as_dict", None)
     data: dict[str, Any] = as_dict() if callable(as_dict) else {}
     return {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in data.items()}
-

@@ -36,9 +36,16 @@ def test_subject_prefix(embargo: Any) -> str:
     return prefix
 
 
-def send_test(settings: Settings, rendered: dict[str, Any], addresses: Sequence[str],
-              transport: Transport, *, embargo: Any = None,
-              list_name: str = "", list_slug: str = "test") -> list[TestResult]:
+def send_test(
+    settings: Settings,
+    rendered: dict[str, Any],
+    addresses: Sequence[str],
+    transport: Transport,
+    *,
+    embargo: Any = None,
+    list_name: str = "",
+    list_slug: str = "test",
+) -> list[TestResult]:
     """Every language variant to every test address; no campaign, no ledger."""
     targets = [normalise(a) for a in addresses]
     sender = sender_for(settings, list_name or settings.organisation_name, list_slug)
@@ -48,15 +55,22 @@ def send_test(settings: Settings, rendered: dict[str, Any], addresses: Sequence[
     try:
         for lang in sorted(rendered):
             # As readers of `lang` get it: the From name in their language (mailer.localtext).
-            local = replace(sender, from_name=in_language(settings.from_name, lang,
-                                                          settings.default_language))
-            compiled = CompiledVariant(rendered[lang], local, settings, subject_prefix=prefix,
-                                       signer=dkim_signer(settings, sender.from_address))
+            local = replace(
+                sender, from_name=in_language(settings.from_name, lang, settings.default_language)
+            )
+            compiled = CompiledVariant(
+                rendered[lang],
+                local,
+                settings,
+                subject_prefix=prefix,
+                signer=dkim_signer(settings, sender.from_address),
+            )
             for target in targets:
                 r = Recipient(0, target.key, "", None, test_message_id(sender.domain))
                 address, utf8 = smtp_form(target.key)
-                reply = conn.send(settings.bounce_address, address, compiled.build(r),
-                                  smtputf8=utf8)
+                reply = conn.send(
+                    settings.bounce_address, address, compiled.build(r), smtputf8=utf8
+                )
                 results.append(TestResult(target.key, lang, compiled.subject, reply))
     finally:
         conn.close()

@@ -23,8 +23,14 @@ from mailer.store.ratelimit import purge_send, take, untake
 class SharedRateLimiter:
     """Blocks until the campaign's per-second rate and the hourly quota allow one more message."""
 
-    def __init__(self, factory: sessionmaker[Session], campaign_id: int, per_second: float,
-                 per_hour: int, lock: AbstractContextManager[object] | None = None) -> None:
+    def __init__(
+        self,
+        factory: sessionmaker[Session],
+        campaign_id: int,
+        per_second: float,
+        per_hour: int,
+        lock: AbstractContextManager[object] | None = None,
+    ) -> None:
         self.factory = factory
         # The sender's write lock on SQLite (see Deliverer._transaction).
         self.lock = lock if lock is not None else nullcontext()

@@ -72,8 +72,12 @@ def classify(code: int, text: str) -> Reply:
     m = _ENHANCED.match(text)
     if m and m.group(1) == "5" and m.group(2) == "1" and m.group(3) in RECIPIENT_GONE:
         return Reply(code, text, Outcome.BAD_ADDRESS)
-    if m is None and code in (550, 553) and re.search(
-        r"(no such|unknown|does not exist|user unknown|mailbox unavailable)", text, re.I
+    if (
+        m is None
+        and code in (550, 553)
+        and re.search(
+            r"(no such|unknown|does not exist|user unknown|mailbox unavailable)", text, re.I
+        )
     ):
         # Old servers without enhanced codes: only the unambiguous "no such user" replies count.
         return Reply(code, text, Outcome.BAD_ADDRESS)
@@ -81,8 +85,9 @@ def classify(code: int, text: str) -> Reply:
 
 
 class Connection(Protocol):
-    def send(self, envelope_from: str, recipient: str, message: bytes, *,
-             smtputf8: bool = False) -> Reply: ...
+    def send(
+        self, envelope_from: str, recipient: str, message: bytes, *, smtputf8: bool = False
+    ) -> Reply: ...
 
     def close(self) -> None: ...
 
@@ -115,8 +120,9 @@ class SmtpTarget:
     def parse(cls, url: str) -> SmtpTarget:
         parts = urlsplit(url)
         if parts.scheme not in ("smtp", "smtps") or not parts.hostname:
-            raise ConfigError(f"smtp_url: expected smtp://host or smtps://host, got "
-                              f"{mask_url(url)!r}")
+            raise ConfigError(
+                f"smtp_url: expected smtp://host or smtps://host, got {mask_url(url)!r}"
+            )
         query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
         if parts.scheme == "smtps":
             tls = "implicit"
@@ -133,9 +139,13 @@ class SmtpTarget:
                 f"smtp_url: ?tls=none would send the password in clear text to "
                 f"{parts.hostname}; use STARTTLS (the default) or smtps://"
             )
-        return cls(parts.hostname, port, tls,
-                   unquote(parts.username) if parts.username else None,
-                   unquote(parts.password) if parts.password else None)
+        return cls(
+            parts.hostname,
+            port,
+            tls,
+            unquote(parts.username) if parts.username else None,
+            unquote(parts.password) if parts.password else None,
+        )
 
 
 class SmtpConnection:
@@ -152,16 +162,19 @@ class SmtpConnection:
         smtp: smtplib.SMTP
         try:
             if target.tls == "implicit":
-                smtp = smtplib.SMTP_SSL(target.host, target.port, timeout=t.timeout,
-                                        context=t.ssl_context())
+                smtp = smtplib.SMTP_SSL(
+                    target.host, target.port, timeout=t.timeout, context=t.ssl_context()
+                )
             else:
                 smtp = smtplib.SMTP(target.host, target.port, timeout=t.timeout)
             smtp.ehlo()
             if target.tls == "starttls":
                 if not smtp.has_extn("starttls"):
                     smtp.close()
-                    raise TransportError(f"{where} does not offer STARTTLS (use ?tls=none "
-                                         "only for a server on this machine)")
+                    raise TransportError(
+                        f"{where} does not offer STARTTLS (use ?tls=none "
+                        "only for a server on this machine)"
+                    )
                 smtp.starttls(context=t.ssl_context())
                 smtp.ehlo()
         except ssl.SSLError as err:
@@ -185,8 +198,9 @@ class SmtpConnection:
         t.learn_capabilities(smtp)
         return smtp
 
-    def send(self, envelope_from: str, recipient: str, message: bytes, *,
-             smtputf8: bool = False) -> Reply:
+    def send(
+        self, envelope_from: str, recipient: str, message: bytes, *, smtputf8: bool = False
+    ) -> Reply:
         """Send one message; the Reply says what became of it.
 
         MAIL, RCPT and DATA go out in one write when the server offers PIPELINING (RFC 2920),
@@ -195,13 +209,13 @@ class SmtpConnection:
         written directly rather than through smtplib's parser of display names.
         """
         if _UNSAFE_ADDRESS.search(envelope_from):
-            raise TransportError(f"the envelope sender {envelope_from!r} cannot be written in an "
-                                 "SMTP command")
+            raise TransportError(
+                f"the envelope sender {envelope_from!r} cannot be written in an SMTP command"
+            )
         if _UNSAFE_ADDRESS.search(recipient) or not (smtputf8 or recipient.isascii()):
             # Never reached with addresses from the ledger (normalised, SMTPUTF8 flagged); a
             # line break here would otherwise smuggle a command into the session.
-            return Reply(0, f"cannot be written in an SMTP command: {recipient!r}",
-                         Outcome.FAILED)
+            return Reply(0, f"cannot be written in an SMTP command: {recipient!r}", Outcome.FAILED)
         try:
             if self.smtp is None:
                 self.smtp = self._connect()
@@ -209,8 +223,11 @@ class SmtpConnection:
             params = " SMTPUTF8" if smtputf8 else ""
             if smtp.has_extn("8bitmime"):
                 params += " BODY=8BITMIME"
-            commands = (f"MAIL FROM:<{envelope_from}>{params}\r\n",
-                        f"RCPT TO:<{recipient}>\r\n", "DATA\r\n")
+            commands = (
+                f"MAIL FROM:<{envelope_from}>{params}\r\n",
+                f"RCPT TO:<{recipient}>\r\n",
+                "DATA\r\n",
+            )
             encoding = "utf-8" if smtputf8 else "ascii"
             pipelined = smtp.has_extn("pipelining")
             if pipelined:
@@ -236,15 +253,15 @@ class SmtpConnection:
                 return self._refused(code, resp, owed)
         except (OSError, smtplib.SMTPException, UnicodeEncodeError) as err:
             self.close()
-            return Reply(0, f"connection failed before the message was sent: {err}",
-                         Outcome.DEFERRED)
+            return Reply(
+                0, f"connection failed before the message was sent: {err}", Outcome.DEFERRED
+            )
         try:
             smtp.send(_dot_stuff(message) + b".\r\n")
         except (OSError, smtplib.SMTPException) as err:
             # The final dot never left this machine: the server cannot have accepted it.
             self.close()
-            return Reply(0, f"connection lost while sending the message: {err}",
-                         Outcome.DEFERRED)
+            return Reply(0, f"connection lost while sending the message: {err}", Outcome.DEFERRED)
         try:
             if smtp.sock is not None:
                 smtp.sock.settimeout(max(self.transport.timeout, FINAL_REPLY_TIMEOUT))
@@ -253,13 +270,17 @@ class SmtpConnection:
                 smtp.sock.settimeout(self.transport.timeout)
         except (OSError, smtplib.SMTPException) as err:
             self.close()
-            return Reply(0, f"connection lost after the message was sent, before the server "
-                            f"replied: {err}", Outcome.IN_DOUBT)
+            return Reply(
+                0,
+                f"connection lost after the message was sent, before the server replied: {err}",
+                Outcome.IN_DOUBT,
+            )
         if code < 200:
             # A garbled reply to the final dot: the server may well have the message.
             self.close()
-            return Reply(0, f"unreadable reply after the message was sent: {_text(resp)}",
-                         Outcome.IN_DOUBT)
+            return Reply(
+                0, f"unreadable reply after the message was sent: {_text(resp)}", Outcome.IN_DOUBT
+            )
         reply = classify(code, _text(resp))
         if code == 421:
             self.close()
@@ -310,9 +331,7 @@ class SmtpTransport:
 
     def ssl_context(self) -> ssl.SSLContext:
         try:
-            return ssl.create_default_context(
-                cafile=str(self.ca_file) if self.ca_file else None
-            )
+            return ssl.create_default_context(cafile=str(self.ca_file) if self.ca_file else None)
         except (OSError, ssl.SSLError) as err:
             raise ConfigError(f"smtp_ca_file {self.ca_file}: cannot load: {err}") from None
 
@@ -348,11 +367,11 @@ class OutboxConnection:
     def __init__(self, box: mailbox.Maildir) -> None:
         self.box = box
 
-    def send(self, envelope_from: str, recipient: str, message: bytes, *,
-             smtputf8: bool = False) -> Reply:
+    def send(
+        self, envelope_from: str, recipient: str, message: bytes, *, smtputf8: bool = False
+    ) -> Reply:
         # The envelope goes into the file the way a local MTA records it, so the outbox shows it.
-        envelope = (f"Return-Path: <{envelope_from}>\nDelivered-To: {recipient}\n"
-                    .encode())
+        envelope = f"Return-Path: <{envelope_from}>\nDelivered-To: {recipient}\n".encode()
         try:
             key = self.box.add(envelope + message)
         except OSError as err:
@@ -395,8 +414,9 @@ class DryRunConnection:
         self.count = 0
         self.bytes = 0
 
-    def send(self, envelope_from: str, recipient: str, message: bytes, *,
-             smtputf8: bool = False) -> Reply:
+    def send(
+        self, envelope_from: str, recipient: str, message: bytes, *, smtputf8: bool = False
+    ) -> Reply:
         self.count += 1
         self.bytes += len(message)
         return Reply(250, "dry run: not sent", Outcome.SENT)

@@ -30,22 +30,30 @@ def due_campaigns(session: Session) -> list[int]:
     """Campaigns with work now: scheduled and due, or sending with due or orphaned rows."""
     now = clock.now()
     # Leases are set by the database's clock on PostgreSQL (delivery/ledger.py).
-    lease_now: Any = (func.clock_timestamp() if session.get_bind().dialect.name == "postgresql"
-                      else now)
+    lease_now: Any = (
+        func.clock_timestamp() if session.get_bind().dialect.name == "postgresql" else now
+    )
     has_work = exists().where(
         Delivery.campaign_id == Campaign.id,
-        or_(Delivery.status == DeliveryStatus.PENDING,
-            and_(Delivery.status == DeliveryStatus.DEFERRED, Delivery.next_attempt_at <= now),
-            and_(Delivery.status == DeliveryStatus.CLAIMED,
-                 Delivery.lease_expires_at < lease_now)),
-    )
-    stmt = select(Campaign.id).where(
         or_(
-            and_(Campaign.status == CampaignStatus.SCHEDULED,
-                 or_(Campaign.not_before.is_(None), Campaign.not_before <= now)),
-            and_(Campaign.status == CampaignStatus.SENDING, has_work),
+            Delivery.status == DeliveryStatus.PENDING,
+            and_(Delivery.status == DeliveryStatus.DEFERRED, Delivery.next_attempt_at <= now),
+            and_(Delivery.status == DeliveryStatus.CLAIMED, Delivery.lease_expires_at < lease_now),
+        ),
+    )
+    stmt = (
+        select(Campaign.id)
+        .where(
+            or_(
+                and_(
+                    Campaign.status == CampaignStatus.SCHEDULED,
+                    or_(Campaign.not_before.is_(None), Campaign.not_before <= now),
+                ),
+                and_(Campaign.status == CampaignStatus.SENDING, has_work),
+            )
         )
-    ).order_by(Campaign.id)
+        .order_by(Campaign.id)
+    )
     return list(session.scalars(stmt))
 
 
@@ -70,9 +78,15 @@ class Worker:
             for campaign_id in ids:
                 if self.stop.is_set():
                     break
-                deliverer = Deliverer(self.settings, factory, campaign_id, self.transport,
-                                      concurrency=self.concurrency, worker=name,
-                                      resume_paused=False)
+                deliverer = Deliverer(
+                    self.settings,
+                    factory,
+                    campaign_id,
+                    self.transport,
+                    concurrency=self.concurrency,
+                    worker=name,
+                    resume_paused=False,
+                )
                 deliverer.stop = self.stop
                 try:
                     result = deliverer.run()

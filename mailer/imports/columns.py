@@ -21,13 +21,13 @@ from mailer.imports.spreadsheet import restore
 FIELDS = ("email", "name", "first_name", "last_name", "organisation", "language", "tags")
 _ALIASES = {
     "email": "email e-mail emailaddress e-mailaddress mail mailaddress emailid "
-             "이메일 메일 이메일주소 메일주소 전자우편 전자메일 전자우편주소",
+    "이메일 메일 이메일주소 메일주소 전자우편 전자메일 전자우편주소",
     "name": "name fullname displayname contactname 이름 성명 성함 기자명 담당자 담당자명",
     "first_name": "firstname givenname forename first",
     "last_name": "lastname surname familyname last 성",
     "organisation": "organisation organization org outlet company media mediaoutlet publication "
-                    "newspaper affiliation employer 언론사 소속 회사 회사명 매체명 기관 "
-                    "소속기관 언론사명",
+    "newspaper affiliation employer 언론사 소속 회사 회사명 매체명 기관 "
+    "소속기관 언론사명",
     "language": "language lang locale preferredlanguage 언어 사용언어",
     "tags": "tags tag 태그",
 }
@@ -42,8 +42,7 @@ _PRESS = {
     "beat": "beat beats 분야 담당 담당분야 출입처",
     "media_type": "mediatype mediumtype typeofmedia medium 매체 매체유형 매체구분 매체종류",
     "region": "region area territory 지역 권역 지역구분",
-    "phone": "phone telephone tel phonenumber mobile cellphone 전화 전화번호 휴대폰 핸드폰 "
-             "연락처",
+    "phone": "phone telephone tel phonenumber mobile cellphone 전화 전화번호 휴대폰 핸드폰 연락처",
 }
 PRESS_ALIASES: dict[str, str] = {
     alias: name for name, words in _PRESS.items() for alias in words.split()
@@ -73,8 +72,14 @@ class Columns:
         return {f: self.headers[i] for f, i in self.fields.items()}
 
 
-def map_columns(path: Path, headers: list[str], line: int,
-                overrides: dict[str, str] | None = None, *, sheet: str | None = None) -> Columns:
+def map_columns(
+    path: Path,
+    headers: list[str],
+    line: int,
+    overrides: dict[str, str] | None = None,
+    *,
+    sheet: str | None = None,
+) -> Columns:
     """Match the header row to fields; raise ImportFileError when there is no email column.
 
     `sheet` names the XLSX sheet read; without an email column, the error then says which
@@ -100,8 +105,13 @@ def map_columns(path: Path, headers: list[str], line: int,
             fields[field_name] = i
             taken.add(i)
     # Korean sheets with 성 and 이름 side by side: 이름 is then the given name.
-    if "last_name" in fields and "first_name" not in fields and "name" in fields and \
-            "name" not in overrides and header_key(headers[fields["name"]]) == "이름":
+    if (
+        "last_name" in fields
+        and "first_name" not in fields
+        and "name" in fields
+        and "name" not in overrides
+        and header_key(headers[fields["name"]]) == "이름"
+    ):
         fields["first_name"] = fields.pop("name")
     headerless = False
     if "email" not in fields:
@@ -134,7 +144,7 @@ def map_columns(path: Path, headers: list[str], line: int,
         if exported and header.startswith("mailer:"):
             ignored.append(header)
             continue
-        name = header[len(ATTRIBUTE_PREFIX):] if header.startswith(ATTRIBUTE_PREFIX) else header
+        name = header[len(ATTRIBUTE_PREFIX) :] if header.startswith(ATTRIBUTE_PREFIX) else header
         if press_columns.get(i):
             name = press_columns[i]
         name = name or f"column {i + 1}"
@@ -173,8 +183,9 @@ def _sheet_hint(path: Path) -> str:
     if len(sheets) < 2:
         return ""
     names = ", ".join(repr(name) for name, _ in sheets)
-    found = [(name, column) for name, headers in sheets
-             if (column := email_column(headers)) is not None]
+    found = [
+        (name, column) for name, headers in sheets if (column := email_column(headers)) is not None
+    ]
     if not found:
         return f". The workbook's sheets are {names}; none has an email column in its first row"
     has = "; ".join(f"{name!r} has one ({column!r})" for name, column in found)
@@ -209,6 +220,7 @@ def parse_map(values: Iterable[str]) -> dict[str, str]:
         name, sep, column = value.partition("=")
         if not sep or not name.strip() or not column.strip():
             raise InvalidInputError(f"--map {value!r}: expected FIELD=COLUMN, e.g. email=E-mail")
-        out[name.strip().lower().replace("-", "_").replace("organization", "organisation")] = \
+        out[name.strip().lower().replace("-", "_").replace("organization", "organisation")] = (
             column.strip()
+        )
     return out

@@ -54,15 +54,25 @@ def _where(stmt: S, list_id: int | None, status: str | None, chosen: Any = None)
 
 def attribute_header(key: str) -> str:
     """The column name for an attribute, prefixed when the importer would misread it."""
-    if key in FIELDS or key.startswith(("mailer:", ATTRIBUTE_PREFIX)) or \
-            header_key(key) in ALIASES or key in BASE_COLUMNS:
+    if (
+        key in FIELDS
+        or key.startswith(("mailer:", ATTRIBUTE_PREFIX))
+        or header_key(key) in ALIASES
+        or key in BASE_COLUMNS
+    ):
         return ATTRIBUTE_PREFIX + key
     return key
 
 
-def export_contacts(session: Session, out: IO[bytes], list_slug: str | None = None,
-                    status: str | None = None, *, where: Sequence[str] = (),
-                    segment: str | None = None) -> int:
+def export_contacts(
+    session: Session,
+    out: IO[bytes],
+    list_slug: str | None = None,
+    status: str | None = None,
+    *,
+    where: Sequence[str] = (),
+    segment: str | None = None,
+) -> int:
     """Write the selected contacts as CSV (UTF-8 with BOM) to a binary stream; returns the count.
 
     `where` / `segment`: only the contacts they choose (mailer.contacts.segments)."""
@@ -71,8 +81,7 @@ def export_contacts(session: Session, out: IO[bytes], list_slug: str | None = No
     list_id = get_list(session, list_slug).id if list_slug is not None else None
     chosen = contact_filter(session, segment, where)
     keys: dict[str, None] = {}
-    attrs_stmt = _where(select(Contact.attributes), list_id, status, chosen) \
-        .order_by(Contact.email)
+    attrs_stmt = _where(select(Contact.attributes), list_id, status, chosen).order_by(Contact.email)
     for attrs in session.scalars(attrs_stmt.execution_options(yield_per=1000)):
         for key in attrs or {}:
             keys.setdefault(key, None)
@@ -80,32 +89,41 @@ def export_contacts(session: Session, out: IO[bytes], list_slug: str | None = No
     text = io.TextIOWrapper(out, encoding="utf-8-sig", newline="", write_through=False)
     try:
         header = BASE_COLUMNS + [attribute_header(k) for k in attribute_keys] + INFO_COLUMNS
-        n = write_csv(text, _rows(session, header, attribute_keys, list_id, status,
-                                  chosen)) - 1
+        n = write_csv(text, _rows(session, header, attribute_keys, list_id, status, chosen)) - 1
         text.flush()
     finally:
         text.detach()
     return n
 
 
-def _rows(session: Session, header: list[str], keys: list[str], list_id: int | None,
-          status: str | None, chosen: Any = None) -> Iterator[list[str]]:
+def _rows(
+    session: Session,
+    header: list[str],
+    keys: list[str],
+    list_id: int | None,
+    status: str | None,
+    chosen: Any = None,
+) -> Iterator[list[str]]:
     yield header
     # The suppression of this address or of another spelling of its mailbox (+tag, Gmail
     # dots): one reason per contact, the exact address's first.
     reason_of = func.coalesce(
-        select(Suppression.reason).where(Suppression.email == Contact.email)
-        .scalar_subquery(),
+        select(Suppression.reason).where(Suppression.email == Contact.email).scalar_subquery(),
         select(Suppression.reason)
         .where(Suppression.mailbox == mailbox_sql(session, Contact.email), covers_mailbox())
-        .order_by(Suppression.id).limit(1).scalar_subquery(),
+        .order_by(Suppression.id)
+        .limit(1)
+        .scalar_subquery(),
         type_=Suppression.reason.type,
     )
     stmt = _where(
-        select(Contact, reason_of)
-        .options(selectinload(Contact.subscriptions).selectinload(Subscription.mailing_list),
-                 selectinload(Contact.tags)),
-        list_id, status, chosen,
+        select(Contact, reason_of).options(
+            selectinload(Contact.subscriptions).selectinload(Subscription.mailing_list),
+            selectinload(Contact.tags),
+        ),
+        list_id,
+        status,
+        chosen,
     ).order_by(Contact.email)
     for contact, reason in session.execute(stmt.execution_options(yield_per=500)):
         attrs = contact.attributes or {}
@@ -128,16 +146,23 @@ def _text(value: Any) -> str:
     return value if isinstance(value, str) else str(value)
 
 
-def export_to_file(session: Session, path: str | Path, list_slug: str | None = None,
-                   status: str | None = None, *, where: Sequence[str] = (),
-                   segment: str | None = None) -> int:
+def export_to_file(
+    session: Session,
+    path: str | Path,
+    list_slug: str | None = None,
+    status: str | None = None,
+    *,
+    where: Sequence[str] = (),
+    segment: str | None = None,
+) -> int:
     """Export to a file, written beside it first and renamed, so a failure leaves no half file."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         # Addresses: readable by the owner only, whatever the umask (mailer.private).
-        with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_MODE),
-                       "wb") as fh:
+        with os.fdopen(
+            os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_MODE), "wb"
+        ) as fh:
             os.fchmod(fh.fileno(), PRIVATE_MODE)
             n = export_contacts(session, fh, list_slug, status, where=where, segment=segment)
         os.replace(tmp, path)

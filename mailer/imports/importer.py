@@ -46,12 +46,11 @@ from mailer.imports.spreadsheet import Row, Table, open_table, restore, write_cs
 from mailer.private import open_private
 from mailer.store import audit
 
-__all__ = ["ImportReport", "check_tag", "file_rows", "import_contacts", "parse_map",
-           "read_address"]
+__all__ = ["ImportReport", "check_tag", "file_rows", "import_contacts", "parse_map", "read_address"]
 
 # What Outlook and address books copy: `Name <addr>` ("Park, Minsu" quoted) or `addr (Name)`.
-_ANGLE = re.compile(r'^(?P<name>[^<>]*?)\s*<(?P<addr>[^<>\s]+)>$')
-_COMMENT = re.compile(r'^(?P<addr>[^\s()<>]+)\s*\((?P<name>[^()]*)\)$')
+_ANGLE = re.compile(r"^(?P<name>[^<>]*?)\s*<(?P<addr>[^<>\s]+)>$")
+_COMMENT = re.compile(r"^(?P<addr>[^\s()<>]+)\s*\((?P<name>[^()]*)\)$")
 MAX_WARNINGS_SHOWN = 100
 MAX_TEXT = 200  # Contact.name and Contact.organisation
 MAX_ERRORS_SHOWN = 100
@@ -60,8 +59,17 @@ _HANGUL = re.compile(r"^[\uac00-\ud7a3\u1100-\u11ff\u3130-\u318f ]+$")
 Progress = Callable[[int, int], None]
 
 
-COUNTS = ("rows", "contacts_added", "contacts_updated", "subscribed", "pending_confirmed",
-          "already_subscribed", "kept_unsubscribed", "invalid", "duplicates")
+COUNTS = (
+    "rows",
+    "contacts_added",
+    "contacts_updated",
+    "subscribed",
+    "pending_confirmed",
+    "already_subscribed",
+    "kept_unsubscribed",
+    "invalid",
+    "duplicates",
+)
 
 
 @dataclass
@@ -124,11 +132,15 @@ class ImportReport:
             "attribute_columns": self.attribute_columns,
             "ignored_columns": self.ignored_columns,
             "counts": dict(self.counts),
-            "errors": [{"line": r.line, "reason": r.reason, "email": r.email}
-                       for r in self.rejected[:MAX_ERRORS_SHOWN]],
+            "errors": [
+                {"line": r.line, "reason": r.reason, "email": r.email}
+                for r in self.rejected[:MAX_ERRORS_SHOWN]
+            ],
             "errors_file": self.errors_file,
-            "warnings": [{"line": w.line, "message": w.message, "email": w.email}
-                         for w in self.warnings[:MAX_WARNINGS_SHOWN]],
+            "warnings": [
+                {"line": w.line, "message": w.message, "email": w.email}
+                for w in self.warnings[:MAX_WARNINGS_SHOWN]
+            ],
             "warnings_total": len(self.warnings),
         }
 
@@ -157,13 +169,17 @@ def import_contacts(
     cannot be read: such a contact is stored without a language, so it gets the default."""
     path = Path(path)
     extra_tags = [check_tag(t) for t in tags]
-    report = ImportReport(file=str(path), list_slug=list_slug, dry_run=dry_run,
-                          tags=list(dict.fromkeys(extra_tags)), consent_source=consent_source,
-                          errors_file=str(errors_path) if errors_path is not None else None,
-                          default_language=default_language)
+    report = ImportReport(
+        file=str(path),
+        list_slug=list_slug,
+        dry_run=dry_run,
+        tags=list(dict.fromkeys(extra_tags)),
+        consent_source=consent_source,
+        errors_file=str(errors_path) if errors_path is not None else None,
+        default_language=default_language,
+    )
     with open_table(path, sheet=sheet, encoding=encoding) as table:
-        columns = map_columns(path, table.headers, table.header_line, mapping,
-                              sheet=table.sheet)
+        columns = map_columns(path, table.headers, table.header_line, mapping, sheet=table.sheet)
         report.format, report.encoding = table.format, table.encoding
         report.delimiter, report.sheet = table.delimiter, table.sheet
         report.columns = columns.as_names()
@@ -173,20 +189,32 @@ def import_contacts(
         with domain_cache():
             records = _read(table, columns, report, check_dns, progress)
     if not report.counts["rows"]:
-        raise ImportFileError(f"{path}: no data rows below the header (line "
-                              f"{table.header_line})")
+        raise ImportFileError(f"{path}: no data rows below the header (line {table.header_line})")
     report.sha256 = file_sha256(path)
     ml = get_list(session, list_slug)
     todo = plan(session, records, ml.id, update_attributes, report.counts)
     if not dry_run:
         try:
             with session.begin_nested():
-                imp = apply(session, todo, ml.id, file=report.file, sha256=report.sha256,
-                            consent_source=consent_source)
+                imp = apply(
+                    session,
+                    todo,
+                    ml.id,
+                    file=report.file,
+                    sha256=report.sha256,
+                    consent_source=consent_source,
+                )
                 report.import_id = imp.id
                 imp.report = {k: v for k, v in report.as_dict().items() if k != "errors"}
-                audit.record(session, "contact.import", list_id=ml.id, actor=actor,
-                             import_id=imp.id, file=report.file, counts=dict(report.counts))
+                audit.record(
+                    session,
+                    "contact.import",
+                    list_id=ml.id,
+                    actor=actor,
+                    import_id=imp.id,
+                    file=report.file,
+                    counts=dict(report.counts),
+                )
                 session.flush()
         except DBAPIError as err:
             raise MailerError(
@@ -198,8 +226,9 @@ def import_contacts(
     return report
 
 
-def _read(table: Table, columns: Columns, report: ImportReport, check_dns: bool,
-          progress: Progress | None) -> dict[str, Record]:
+def _read(
+    table: Table, columns: Columns, report: ImportReport, check_dns: bool, progress: Progress | None
+) -> dict[str, Record]:
     """Every row validated and merged by address (no database access)."""
     f = columns.fields
     email_i = f["email"]
@@ -227,8 +256,13 @@ def _read(table: Table, columns: Columns, report: ImportReport, check_dns: bool,
         if name_i is not None and cells[name_i]:
             name = cells[name_i]
         else:
-            name = join_name(cells[first_i] if first_i is not None else "",
-                             cells[last_i] if last_i is not None else "") or display_name
+            name = (
+                join_name(
+                    cells[first_i] if first_i is not None else "",
+                    cells[last_i] if last_i is not None else "",
+                )
+                or display_name
+            )
         organisation = cells[org_i] if org_i is not None else ""
         problem = None
         if len(name) > MAX_TEXT:
@@ -248,10 +282,14 @@ def _read(table: Table, columns: Columns, report: ImportReport, check_dns: bool,
                 # A language nobody can read is no reason to lose the reporter: the contact is
                 # kept without a language (so gets the default) and the report says so.
                 default = report.default_language or "the default language"
-                report.warnings.append(RowWarning(
-                    row.line, f"language {value!r} not recognised (use a code such as en or ko, "
-                              f"or a name such as English or 한국어): imported with {default}",
-                    raw))
+                report.warnings.append(
+                    RowWarning(
+                        row.line,
+                        f"language {value!r} not recognised (use a code such as en or ko, "
+                        f"or a name such as English or 한국어): imported with {default}",
+                        raw,
+                    )
+                )
             else:
                 language = checked
         row_tags = list(extra_tags)
@@ -268,8 +306,9 @@ def _read(table: Table, columns: Columns, report: ImportReport, check_dns: bool,
         attributes = {a: cells[i] for i, a in columns.attributes if cells[i]} or None
         # Most addresses are typed in lower case already: share the string.
         original = key if address.original == key else address.original
-        record = Record(key, original, row.line, name, organisation, language,
-                        row_tags or None, attributes)
+        record = Record(
+            key, original, row.line, name, organisation, language, row_tags or None, attributes
+        )
         first = records.get(key)
         if first is None:
             records[key] = record
@@ -295,8 +334,14 @@ def file_rows(table: Table, columns: Columns) -> Iterator[tuple[Row, list[str], 
     for row in rows:
         cells = row.cells
         if len(cells) > width and any(cells[width:]):
-            yield row, cells, (f"{len(cells)} cells but the header has {width} (a delimiter "
-                               "inside an unquoted cell?)")
+            yield (
+                row,
+                cells,
+                (
+                    f"{len(cells)} cells but the header has {width} (a delimiter "
+                    "inside an unquoted cell?)"
+                ),
+            )
             continue
         if len(cells) < width:
             cells = cells + [""] * (width - len(cells))

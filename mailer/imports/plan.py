@@ -38,12 +38,28 @@ T = TypeVar("T")
 class Record:
     """One contact of the file, after merging duplicates."""
 
-    __slots__ = ("attributes", "key", "language", "line", "name", "organisation", "original",
-                 "tags")
+    __slots__ = (
+        "attributes",
+        "key",
+        "language",
+        "line",
+        "name",
+        "organisation",
+        "original",
+        "tags",
+    )
 
-    def __init__(self, key: str, original: str, line: int, name: str, organisation: str,
-                 language: str | None, tags: list[str] | None,
-                 attributes: dict[str, str] | None) -> None:
+    def __init__(
+        self,
+        key: str,
+        original: str,
+        line: int,
+        name: str,
+        organisation: str,
+        language: str | None,
+        tags: list[str] | None,
+        attributes: dict[str, str] | None,
+    ) -> None:
         self.key = key
         self.original = original
         self.line = line
@@ -66,7 +82,7 @@ class Record:
 
 def chunks(items: Sequence[T], size: int = CHUNK) -> Iterator[Sequence[T]]:
     for i in range(0, len(items), size):
-        yield items[i:i + size]
+        yield items[i : i + size]
 
 
 @dataclass
@@ -80,8 +96,13 @@ class Plan:
     new_tags: list[tuple[int, str]] = field(default_factory=list)
 
 
-def plan(session: Session, records: dict[str, Record], list_id: int,
-         update_attributes: bool, counts: dict[str, int]) -> Plan:
+def plan(
+    session: Session,
+    records: dict[str, Record],
+    list_id: int,
+    update_attributes: bool,
+    counts: dict[str, int],
+) -> Plan:
     """Look every address up in bulk and decide what to write, counting each outcome."""
     columns: list[Any] = [Contact.id, Contact.email]
     if update_attributes:
@@ -92,8 +113,9 @@ def plan(session: Session, records: dict[str, Record], list_id: int,
     for keys in chunks(list(records)):
         for found in session.execute(select(*columns).where(Contact.email.in_(keys))):
             existing[found.email] = found if update_attributes else found.id
-        suppressed.update(session.scalars(select(Suppression.email)
-                                          .where(Suppression.email.in_(keys))))
+        suppressed.update(
+            session.scalars(select(Suppression.email).where(Suppression.email.in_(keys)))
+        )
     status: dict[int, SubscriptionStatus] = {}
     pending: dict[int, int] = {}  # contact id -> its pending subscription's id
     have_tags: dict[int, set[str]] = {}
@@ -101,15 +123,17 @@ def plan(session: Session, records: dict[str, Record], list_id: int,
     all_ids = [c.id if update_attributes else c for c in existing.values()]
     for ids in chunks(all_ids):
         for sub_id, contact_id, value in session.execute(
-                select(Subscription.id, Subscription.contact_id, Subscription.status)
-                .where(Subscription.list_id == list_id, Subscription.contact_id.in_(ids))):
+            select(Subscription.id, Subscription.contact_id, Subscription.status).where(
+                Subscription.list_id == list_id, Subscription.contact_id.in_(ids)
+            )
+        ):
             status[contact_id] = SubscriptionStatus(value)
             if status[contact_id] == SubscriptionStatus.PENDING:
                 pending[contact_id] = sub_id
         if want_tags:
             for contact_id, tag in session.execute(
-                    select(ContactTag.contact_id, ContactTag.tag)
-                    .where(ContactTag.contact_id.in_(ids))):
+                select(ContactTag.contact_id, ContactTag.tag).where(ContactTag.contact_id.in_(ids))
+            ):
                 have_tags.setdefault(contact_id, set()).add(tag)
     todo = Plan()
     for key, rec in records.items():
@@ -156,8 +180,12 @@ def plan(session: Session, records: dict[str, Record], list_id: int,
 
 def _changes(known: Any, rec: Record) -> dict[str, Any]:
     """--update-attributes: non-empty file values replace stored ones; attributes merge."""
-    values = {"_name": known.name, "_organisation": known.organisation,
-              "_language": known.language, "_attributes": dict(known.attributes or {})}
+    values = {
+        "_name": known.name,
+        "_organisation": known.organisation,
+        "_language": known.language,
+        "_attributes": dict(known.attributes or {}),
+    }
     new = dict(values)
     if rec.name:
         new["_name"] = rec.name
@@ -198,24 +226,41 @@ def _insert_contacts(session: Session, recs: Sequence[Record], stamp: Any) -> An
     returning = (contact_t.c.id, contact_t.c.email)
     if session.get_bind().dialect.name == "postgresql":
         values: dict[str, list[Any]] = {
-            "email": [r.key for r in recs], "email_original": [r.original for r in recs],
-            "name": [r.name for r in recs], "language": [r.language for r in recs],
+            "email": [r.key for r in recs],
+            "email_original": [r.original for r in recs],
+            "name": [r.name for r in recs],
+            "language": [r.language for r in recs],
             "organisation": [r.organisation for r in recs],
             "attributes": [json.dumps(r.attributes or {}, ensure_ascii=False) for r in recs],
         }
-        rows = func.unnest(*(bindparam(name, values[name], type_=ARRAY(Text))
-                             for name in CONTACT_COLUMNS)).table_valued(*CONTACT_COLUMNS) \
+        rows = (
+            func.unnest(
+                *(bindparam(name, values[name], type_=ARRAY(Text)) for name in CONTACT_COLUMNS)
+            )
+            .table_valued(*CONTACT_COLUMNS)
             .render_derived()
-        source = select(*(rows.c[name] for name in CONTACT_COLUMNS[:-1]),
-                        sa.cast(rows.c["attributes"], JSON), stamp, stamp)
-        return session.execute(contact_t.insert().from_select(columns, source)
-                               .returning(*returning))
-    payload = json.dumps([[r.key, r.original, r.name, r.language, r.organisation,
-                           r.attributes or {}] for r in recs], ensure_ascii=False)
+        )
+        source = select(
+            *(rows.c[name] for name in CONTACT_COLUMNS[:-1]),
+            sa.cast(rows.c["attributes"], JSON),
+            stamp,
+            stamp,
+        )
+        return session.execute(
+            contact_t.insert().from_select(columns, source).returning(*returning)
+        )
+    payload = json.dumps(
+        [[r.key, r.original, r.name, r.language, r.organisation, r.attributes or {}] for r in recs],
+        ensure_ascii=False,
+    )
     each = func.json_each(bindparam("rows", payload, type_=Text)).table_valued("value")
     value = each.c["value"]
-    source = select(*(func.json_extract(value, f"$[{i}]") for i in range(5)),
-                    func.json(func.json_extract(value, "$[5]")), stamp, stamp)
+    source = select(
+        *(func.json_extract(value, f"$[{i}]") for i in range(5)),
+        func.json(func.json_extract(value, "$[5]")),
+        stamp,
+        stamp,
+    )
     return session.execute(contact_t.insert().from_select(columns, source).returning(*returning))
 
 
@@ -225,12 +270,25 @@ def _table(model: type[Base]) -> sa.Table:
     return table
 
 
-def apply(session: Session, plan: Plan, list_id: int, *, file: str, sha256: str,
-          consent_source: str | None) -> ContactImport:
+def apply(
+    session: Session,
+    plan: Plan,
+    list_id: int,
+    *,
+    file: str,
+    sha256: str,
+    consent_source: str | None,
+) -> ContactImport:
     """Write the plan with bulk statements; returns the import row its evidence points to."""
     now = clock.now()
-    imp = ContactImport(filename=file[-500:], sha256=sha256, list_id=list_id,
-                        consent_source=consent_source, report={}, created_at=now)
+    imp = ContactImport(
+        filename=file[-500:],
+        sha256=sha256,
+        list_id=list_id,
+        consent_source=consent_source,
+        report={},
+        created_at=now,
+    )
     session.add(imp)
     session.flush()
     contact_t, sub_t, tag_t = _table(Contact), _table(Subscription), _table(ContactTag)
@@ -243,9 +301,14 @@ def apply(session: Session, plan: Plan, list_id: int, *, file: str, sha256: str,
     for rec in plan.new_contacts:
         if rec.tags:
             new_tags.extend((ids[rec.key], t) for t in rec.tags)
-    evidence = {"status": SubscriptionStatus.SUBSCRIBED, "source": "import",
-                "consent_at": now, "consent_form": f"import:{imp.id}",
-                "consent_note": consent_source, "updated_at": now}
+    evidence = {
+        "status": SubscriptionStatus.SUBSCRIBED,
+        "source": "import",
+        "consent_at": now,
+        "consent_form": f"import:{imp.id}",
+        "consent_note": consent_source,
+        "updated_at": now,
+    }
     # One INSERT ... SELECT per chunk: every value but the contact id is a constant.
     contact_ids = [ids[r.key] for r in plan.new_contacts] + plan.new_subscriptions
     constants = {"list_id": list_id, "created_at": now, **evidence}
@@ -254,19 +317,31 @@ def apply(session: Session, plan: Plan, list_id: int, *, file: str, sha256: str,
         fixed = [literal(constants[n], sub_t.c[n].type) for n in names]
         if pg:
             # An array parameter: the planner never has to guess how to match 1,000 ids.
-            each = func.unnest(bindparam("ids", list(cids), type_=ARRAY(sa.Integer))) \
-                .table_valued("id").render_derived()
+            each = (
+                func.unnest(bindparam("ids", list(cids), type_=ARRAY(sa.Integer)))
+                .table_valued("id")
+                .render_derived()
+            )
             source = select(each.c["id"], *fixed)
         else:
             source = select(contact_t.c.id, *fixed).where(contact_t.c.id.in_(cids))
         session.execute(sub_t.insert().from_select(["contact_id", *names], source))
     for sids in chunks(plan.promote):
-        session.execute(update(sub_t).where(sub_t.c.id == bindparam("_id")).values(**evidence),
-                        [{"_id": sid} for sid in sids])
-    set_details = update(contact_t).where(contact_t.c.id == bindparam("_id")).values(
-        name=bindparam("_name"), organisation=bindparam("_organisation"),
-        language=bindparam("_language"), attributes=bindparam("_attributes", type_=JSON()),
-        updated_at=now)
+        session.execute(
+            update(sub_t).where(sub_t.c.id == bindparam("_id")).values(**evidence),
+            [{"_id": sid} for sid in sids],
+        )
+    set_details = (
+        update(contact_t)
+        .where(contact_t.c.id == bindparam("_id"))
+        .values(
+            name=bindparam("_name"),
+            organisation=bindparam("_organisation"),
+            language=bindparam("_language"),
+            attributes=bindparam("_attributes", type_=JSON()),
+            updated_at=now,
+        )
+    )
     for changes in chunks(plan.contact_updates):
         session.execute(set_details, list(changes))
     for pairs in chunks(new_tags):

@@ -40,9 +40,11 @@ DELIMITER_NAMES = {",": "comma", ";": "semicolon", "\t": "tab", "|": "pipe"}
 _ZIP = b"PK\x03\x04"
 _OLE = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 _BOMS = (
-    (codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"),
+    (codecs.BOM_UTF32_LE, "utf-32"),
+    (codecs.BOM_UTF32_BE, "utf-32"),
     (codecs.BOM_UTF8, "utf-8-sig"),
-    (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"),
+    (codecs.BOM_UTF16_LE, "utf-16"),
+    (codecs.BOM_UTF16_BE, "utf-16"),
 )
 # Two bytes of the KS X 1001 (EUC-KR) range: the common Hangul and Hanja of Korean text.
 _KS_PAIR = re.compile(rb"[\xb0-\xc8][\xa1-\xfe]")
@@ -104,8 +106,7 @@ def clean(value: str) -> str:
     return value
 
 
-def open_table(path: str | Path, *, sheet: str | None = None,
-               encoding: str | None = None) -> Table:
+def open_table(path: str | Path, *, sheet: str | None = None, encoding: str | None = None) -> Table:
     """Open a CSV or XLSX file; raise ImportFileError naming the file when it cannot be read."""
     path = Path(path)
     try:
@@ -147,9 +148,11 @@ def detect_encoding(path: Path, head: bytes) -> str:
         raise ImportFileError(
             f"{path}: binary data at byte {head.index(0)}; expected a CSV (text) or XLSX file"
         )
-    alive = {"utf-8": codecs.getincrementaldecoder("utf-8")(),
-             "cp949": codecs.getincrementaldecoder("cp949")(),
-             "cp1252": codecs.getincrementaldecoder("cp1252")()}
+    alive = {
+        "utf-8": codecs.getincrementaldecoder("utf-8")(),
+        "cp949": codecs.getincrementaldecoder("cp949")(),
+        "cp1252": codecs.getincrementaldecoder("cp1252")(),
+    }
     ks = uhc = utf8_bytes = high_bytes = offset = 0
     bad_utf8_at: int | None = None
     with path.open("rb") as fh:
@@ -186,7 +189,7 @@ def detect_encoding(path: Path, head: bytes) -> str:
         return "cp1252"
     raise ImportFileError(
         f"{path}: cannot tell the text encoding (not UTF-8, CP949 or cp1252); save it from "
-        "Excel as \"CSV UTF-8\", or name the encoding with --encoding"
+        'Excel as "CSV UTF-8", or name the encoding with --encoding'
     )
 
 
@@ -221,7 +224,8 @@ def _open_csv(path: Path, encoding: str, size: int) -> Table:
         raise ImportFileError(
             f"{path}: not valid {encoding} text on line {_line_at(path, at)} ({err.reason} at "
             f"byte {at}); is --encoding {encoding} right? Without --encoding the encoding is "
-            "guessed (UTF-8, CP949/EUC-KR, cp1252)") from None
+            "guessed (UTF-8, CP949/EUC-KR, cp1252)"
+        ) from None
     # Text never holds NULs and hardly any other control characters; a binary file does.
     if "\x00" in sample or len(_CONTROL.findall(sample)) > max(3, len(sample) // 100):
         raw.close()
@@ -279,9 +283,17 @@ def _open_csv(path: Path, encoding: str, size: int) -> Table:
         except (OSError, ValueError):
             return size, size
 
-    return Table(path=path, format="csv", headers=header.cells, header_line=header.line,
-                 encoding=encoding, delimiter=delimiter, _rows=it, _progress=progress,
-                 _close=raw.close)
+    return Table(
+        path=path,
+        format="csv",
+        headers=header.cells,
+        header_line=header.line,
+        encoding=encoding,
+        delimiter=delimiter,
+        _rows=it,
+        _progress=progress,
+        _close=raw.close,
+    )
 
 
 def sniff_delimiter(sample: str, *, truncated: bool = False) -> str:

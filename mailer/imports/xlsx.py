@@ -136,9 +136,16 @@ def open_xlsx(path: Path, sheet: str | None) -> Table:
         wb.close()
         raise ImportFileError(f"{path}: the sheet {ws.title!r} is empty")
     total = min(declared, 1 << 20)
-    return Table(path=path, format="xlsx", headers=header.cells, header_line=header.line,
-                 sheet=ws.title, _rows=it, _progress=lambda: (done, max(total, done)),
-                 _close=wb.close)
+    return Table(
+        path=path,
+        format="xlsx",
+        headers=header.cells,
+        header_line=header.line,
+        sheet=ws.title,
+        _rows=it,
+        _progress=lambda: (done, max(total, done)),
+        _close=wb.close,
+    )
 
 
 def sheet_headers(path: Path, rows: int = 30) -> list[tuple[str, list[str]]]:

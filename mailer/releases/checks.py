@@ -74,17 +74,22 @@ def reader_variants(release: Release, audience: Mapping[str, int]) -> list[Reade
     for lang, count in sorted(counts.items(), key=lambda item: (-item[1], item[0])):
         chosen = choose(lang, release.variants, release.default_language)
         # A reader without a language gets the default: that is no fallback.
-        out.append(ReaderVariant(lang, count, chosen,
-                                 bool(lang) and primary(chosen) != primary(lang)))
+        out.append(
+            ReaderVariant(lang, count, chosen, bool(lang) and primary(chosen) != primary(lang))
+        )
     return out
 
 
-def check_release(release: Release, settings: Settings, *,
-                  audience_languages: Mapping[str, int] | None = None,
-                  render_languages: Collection[str] | None = None,
-                  list_name: str | None = None,
-                  rendered_out: dict[str, RenderedVariant] | None = None,
-                  test_send: bool = False) -> list[Finding]:
+def check_release(
+    release: Release,
+    settings: Settings,
+    *,
+    audience_languages: Mapping[str, int] | None = None,
+    render_languages: Collection[str] | None = None,
+    list_name: str | None = None,
+    rendered_out: dict[str, RenderedVariant] | None = None,
+    test_send: bool = False,
+) -> list[Finding]:
     """Every finding for this release with these settings (and audience, when given).
 
     Settings still at their placeholder (the example From, organisation name...) are an error
@@ -102,8 +107,9 @@ def check_release(release: Release, settings: Settings, *,
     out += _settings_findings(settings, release, test_send=test_send)
     where = settings.source if settings.source != "defaults" else "settings"
     # Texts missing in a language matter only to the variants that will be sent.
-    sent = [lang for lang in release.languages
-            if render_languages is None or lang in render_languages]
+    sent = [
+        lang for lang in release.languages if render_languages is None or lang in render_languages
+    ]
     out += _local_text_findings(settings, release, where, list_name, sent)
     out += _date_findings(release)
     out += _contact_findings(release)
@@ -125,8 +131,9 @@ def check_release(release: Release, settings: Settings, *,
     return sorted(out, key=lambda f: f.level != "error")
 
 
-def _settings_findings(settings: Settings, release: Release, *,
-                       test_send: bool = False) -> list[Finding]:
+def _settings_findings(
+    settings: Settings, release: Release, *, test_send: bool = False
+) -> list[Finding]:
     out: list[Finding] = []
     where = settings.source if settings.source != "defaults" else "settings"
     found = placeholder_settings(settings)
@@ -134,27 +141,45 @@ def _settings_findings(settings: Settings, release: Release, *,
         # One finding for them all, so the operator fixes them in one go.
         real = settings.transport != "outbox" and not test_send
         legal = any(s.name == "postal_address" for s in found)
-        out.append(Finding("error" if real or legal else "warning",
-                           placeholder_message(settings, found)))
+        out.append(
+            Finding("error" if real or legal else "warning", placeholder_message(settings, found))
+        )
     for lang in release.languages:
         if lang not in settings.languages:
-            out.append(Finding("warning", f"{release.variants[lang].where}: {lang!r} is not in "
-                                          f"the settings' languages {settings.languages}"))
+            out.append(
+                Finding(
+                    "warning",
+                    f"{release.variants[lang].where}: {lang!r} is not in "
+                    f"the settings' languages {settings.languages}",
+                )
+            )
         if not has_language(settings.about, lang, settings.default_language):
             shown = in_language(settings.about, lang, settings.default_language)
-            fate = "shows the About text of another language" if shown else \
-                "goes out without its 'About' boilerplate"
-            out.append(Finding("warning", f"{where}: about has no {lang!r} text; the {lang} "
-                                          f"release {fate}"))
+            fate = (
+                "shows the About text of another language"
+                if shown
+                else "goes out without its 'About' boilerplate"
+            )
+            out.append(
+                Finding(
+                    "warning", f"{where}: about has no {lang!r} text; the {lang} release {fate}"
+                )
+            )
     checked = [("website", settings.website)] + [
-        (f"social.{label}", url) for label, url in settings.social.items()]
+        (f"social.{label}", url) for label, url in settings.social.items()
+    ]
     for key, url in checked:
         if url:
             out += _url_findings(url, f"{where}: {key}", "link")
     unsubscribe = sample_values(settings, release.default_language)["unsubscribe_url"]
     if urlsplit(unsubscribe).scheme != "https":
-        out.append(Finding("warning", f"{where}: base_url {settings.base_url!r} is not https; "
-                                      "unsubscribe and preferences links should be"))
+        out.append(
+            Finding(
+                "warning",
+                f"{where}: base_url {settings.base_url!r} is not https; "
+                "unsubscribe and preferences links should be",
+            )
+        )
     return out
 
 
@@ -164,14 +189,29 @@ def _date_findings(release: Release) -> list[Finding]:
     where = release.default.where
     embargo, expires = release.embargo, release.expires
     if embargo is not None and embargo <= now:
-        out.append(Finding("warning", f"{where}: embargo {embargo.isoformat()} is already past "
-                                      "(the release says it is embargoed; update or remove it)"))
+        out.append(
+            Finding(
+                "warning",
+                f"{where}: embargo {embargo.isoformat()} is already past "
+                "(the release says it is embargoed; update or remove it)",
+            )
+        )
     if expires is not None and expires <= now:
-        out.append(Finding("error", f"{where}: expires {expires.isoformat()} is already past; "
-                                    "the release would not be sent"))
+        out.append(
+            Finding(
+                "error",
+                f"{where}: expires {expires.isoformat()} is already past; "
+                "the release would not be sent",
+            )
+        )
     if embargo is not None and expires is not None and expires <= embargo:
-        out.append(Finding("error", f"{where}: expires {expires.isoformat()} is not after the "
-                                    f"embargo {embargo.isoformat()}"))
+        out.append(
+            Finding(
+                "error",
+                f"{where}: expires {expires.isoformat()} is not after the "
+                f"embargo {embargo.isoformat()}",
+            )
+        )
     if release.default.meta.date is None:
         out.append(Finding("warning", f"{where}: no date; the release shows none"))
     return out
@@ -181,10 +221,15 @@ def _language_findings(release: Release, audience: Mapping[str, int]) -> list[Fi
     out: list[Finding] = []
     for rv in sorted(reader_variants(release, audience), key=lambda r: r.language):
         if rv.fallback:
-            out.append(Finding("warning", f"{rv.readers} subscriber(s) read {rv.language!r} but "
-                                          f"the release has no {rv.language} variant "
-                                          f"({release.slug}.{rv.language}.md); they would get "
-                                          f"the {rv.variant} one"))
+            out.append(
+                Finding(
+                    "warning",
+                    f"{rv.readers} subscriber(s) read {rv.language!r} but "
+                    f"the release has no {rv.language} variant "
+                    f"({release.slug}.{rv.language}.md); they would get "
+                    f"the {rv.variant} one",
+                )
+            )
     return out
 
 
@@ -198,44 +243,79 @@ def _contact_findings(release: Release) -> list[Finding]:
         variant = release.variants[lang]
         contact = variant.meta.contact
         if contact is None:
-            others = [release.variants[o].where for o in release.languages
-                      if release.variants[o].meta.contact is not None]
+            others = [
+                release.variants[o].where
+                for o in release.languages
+                if release.variants[o].meta.contact is not None
+            ]
             if others:
-                out.append(Finding("warning", f"{variant.where}: no contact, but {others[0]} has "
-                                              f"one; the {lang} readers get no media contact "
-                                              f"(a contact is completed only from the "
-                                              f"{default.language} file)"))
+                out.append(
+                    Finding(
+                        "warning",
+                        f"{variant.where}: no contact, but {others[0]} has "
+                        f"one; the {lang} readers get no media contact "
+                        f"(a contact is completed only from the "
+                        f"{default.language} file)",
+                    )
+                )
         elif "contact" in variant.inherited:
-            out.append(Finding("warning", f"{variant.where}: no contact; the {lang} release "
-                                          f"shows the one of {default.where} ({contact.name}); "
-                                          f"give a contact: here to name another"))
+            out.append(
+                Finding(
+                    "warning",
+                    f"{variant.where}: no contact; the {lang} release "
+                    f"shows the one of {default.where} ({contact.name}); "
+                    f"give a contact: here to name another",
+                )
+            )
         elif variant.inherited:
             fields = [name.split(".", 1)[1] for name in variant.inherited]
             shown = ", ".join(f"{name} {getattr(contact, name)!r}" for name in fields)
-            out.append(Finding("warning", f"{variant.where}: contact has no "
-                                          f"{', '.join(fields)}; the {lang} release shows those "
-                                          f"of {default.where} ({shown}); give them here (\"\" "
-                                          f"for none) if they differ"))
+            out.append(
+                Finding(
+                    "warning",
+                    f"{variant.where}: contact has no "
+                    f"{', '.join(fields)}; the {lang} release shows those "
+                    f'of {default.where} ({shown}); give them here ("" '
+                    f"for none) if they differ",
+                )
+            )
     return out
 
 
-def _local_text_findings(settings: Settings, release: Release, where: str,
-                         list_name: str | None, languages: Sequence[str]) -> list[Finding]:
+def _local_text_findings(
+    settings: Settings,
+    release: Release,
+    where: str,
+    list_name: str | None,
+    languages: Sequence[str],
+) -> list[Finding]:
     """A text given per language (organisation_name = {en = ..., ko = ...}, a list's names)
     that lacks one of `languages`: those readers get the default language's."""
     out: list[Finding] = []
-    texts = [(name, getattr(settings, name)) for name in ("organisation_name", "from_name",
-                                                          "postal_address")]
+    texts = [
+        (name, getattr(settings, name))
+        for name in ("organisation_name", "from_name", "postal_address")
+    ]
     for lang in languages:
         for name, value in texts:
             if isinstance(value, LocalText) and value.values and not value.has(lang):
-                out.append(Finding("warning", f"{where}: {name} has no {lang!r} text; the {lang} "
-                                              f"release shows the {value.default_language} one "
-                                              f"({value!s})"))
+                out.append(
+                    Finding(
+                        "warning",
+                        f"{where}: {name} has no {lang!r} text; the {lang} "
+                        f"release shows the {value.default_language} one "
+                        f"({value!s})",
+                    )
+                )
         if isinstance(list_name, LocalText) and not list_name.has(lang):
-            out.append(Finding("warning", f"the list {list_name!s} has no {lang!r} name; the "
-                                          f"{lang} release names it as it is (set one: mailer "
-                                          f"lists edit SLUG --local-name {lang}=NAME)"))
+            out.append(
+                Finding(
+                    "warning",
+                    f"the list {list_name!s} has no {lang!r} name; the "
+                    f"{lang} release names it as it is (set one: mailer "
+                    f"lists edit SLUG --local-name {lang}=NAME)",
+                )
+            )
     return out
 
 
@@ -246,18 +326,32 @@ def _variant_findings(variant: ReleaseVariant, settings: Settings) -> list[Findi
     subject = meta.subject or meta.title
     columns = textpart.display_width(subject)
     if columns > SUBJECT_COLUMNS:
-        out.append(Finding("warning", f"{where}: the subject is {columns} columns long; inboxes "
-                                      f"show about 60 (fewer on phones): {subject!r}"))
+        out.append(
+            Finding(
+                "warning",
+                f"{where}: the subject is {columns} columns long; inboxes "
+                f"show about 60 (fewer on phones): {subject!r}",
+            )
+        )
     if not variant.body.strip():
         out.append(Finding("error", f"{where}: the body is empty"))
     if not meta.summary:
-        out.append(Finding("warning", f"{where}: no summary; the inbox preview shows the start "
-                                      "of the body instead"))
+        out.append(
+            Finding(
+                "warning",
+                f"{where}: no summary; the inbox preview shows the start of the body instead",
+            )
+        )
     if meta.image is not None:
         out += _url_findings(meta.image.url, f"{where}: image", "image")
         if not meta.image.alt.strip():
-            out.append(Finding("warning", f"{where}: image has no alt text (image.alt); readers "
-                                          "with images off or a screen reader get nothing"))
+            out.append(
+                Finding(
+                    "warning",
+                    f"{where}: image has no alt text (image.alt); readers "
+                    "with images off or a screen reader get nothing",
+                )
+            )
     for link in body_links(variant):
         out += _body_link_findings(variant, link)
     return out
@@ -267,8 +361,12 @@ def _body_link_findings(variant: ReleaseVariant, link: BodyLink) -> list[Finding
     where = f"{variant.where}:{link.line}"
     out = _url_findings(link.url, f"{where}: {link.kind}", link.kind)
     if link.kind == "image" and not link.text:
-        out.append(Finding("warning", f"{where}: image {link.url!r} has no alt text "
-                                      "(write ![what it shows](url))"))
+        out.append(
+            Finding(
+                "warning",
+                f"{where}: image {link.url!r} has no alt text (write ![what it shows](url))",
+            )
+        )
     return out
 
 
@@ -282,25 +380,41 @@ def _url_findings(url: str, where: str, kind: str) -> list[Finding]:
     if scheme == "http" and parts.netloc:
         return [Finding("warning", f"{where} {url!r} is not https (use https://)")]
     if not scheme:
-        return [Finding("error", f"{where} {url!r} is not an absolute URL; it cannot work in an "
-                                 "email (write https://...)")]
+        return [
+            Finding(
+                "error",
+                f"{where} {url!r} is not an absolute URL; it cannot work in an "
+                "email (write https://...)",
+            )
+        ]
     return [Finding("warning", f"{where} {url!r} is not an https link")]
 
 
-def _rendered_findings(variant: ReleaseVariant, rendered: RenderedVariant,
-                       settings: Settings) -> list[Finding]:
+def _rendered_findings(
+    variant: ReleaseVariant, rendered: RenderedVariant, settings: Settings
+) -> list[Finding]:
     out: list[Finding] = []
     where = variant.where
     values = sample_values(settings, variant.language)
     size = len(rendered.html.fill(values).encode("utf-8"))
     if size > GMAIL_CLIP_BYTES:
-        out.append(Finding("error", f"{where}: the HTML is {size / 1024:.0f} KB; Gmail clips "
-                                    f"messages over {GMAIL_CLIP_BYTES // 1024} KB and hides the "
-                                    "rest, footer and unsubscribe link included"))
+        out.append(
+            Finding(
+                "error",
+                f"{where}: the HTML is {size / 1024:.0f} KB; Gmail clips "
+                f"messages over {GMAIL_CLIP_BYTES // 1024} KB and hides the "
+                "rest, footer and unsubscribe link included",
+            )
+        )
     for part, template in (("HTML", rendered.html), ("text", rendered.text)):
         if "unsubscribe_url" not in template.names:
-            out.append(Finding("error", f"{where}: the {part} layout has no unsubscribe link "
-                                        "(personal.unsubscribe_url)"))
+            out.append(
+                Finding(
+                    "error",
+                    f"{where}: the {part} layout has no unsubscribe link "
+                    "(personal.unsubscribe_url)",
+                )
+            )
     return out
 
 
@@ -310,5 +424,7 @@ def summary_line(findings: Sequence[Finding], release: Release) -> str:
     warnings = len(findings) - errors
     date = release.default.meta.date
     when = f", dated {format_date(date, 'en')}" if date else ""
-    return (f"{errors} error(s), {warnings} warning(s) in {release.slug} "
-            f"({', '.join(release.languages)}{when})")
+    return (
+        f"{errors} error(s), {warnings} warning(s) in {release.slug} "
+        f"({', '.join(release.languages)}{when})"
+    )

@@ -35,12 +35,16 @@ OPTIONS = {
 def check_offline(html: str, where: str) -> None:
     """Refuse a document whose CSS would have to be fetched (a <link> stylesheet or @import)."""
     if _LINK_RE.search(html):
-        raise ConfigError(f"{where}: links an external stylesheet; put the CSS in a <style> "
-                          "block (mailer never fetches CSS, and mail clients block it)")
+        raise ConfigError(
+            f"{where}: links an external stylesheet; put the CSS in a <style> "
+            "block (mailer never fetches CSS, and mail clients block it)"
+        )
     for match in _STYLE_RE.finditer(html):
         if _IMPORT_RE.search(match.group(1)):
-            raise ConfigError(f"{where}: a <style> block uses @import; put the CSS itself in "
-                              "the block (mailer never fetches CSS)")
+            raise ConfigError(
+                f"{where}: a <style> block uses @import; put the CSS itself in "
+                "the block (mailer never fetches CSS)"
+            )
 
 
 def inline_css(html: str, *, where: str = "layout") -> str:

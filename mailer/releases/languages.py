@@ -15,11 +15,18 @@ from collections.abc import Collection
 # staff often write Korean; the importer reads it that way too), a three-letter ISO 639-2 code
 # where a two-letter one exists, or a tag that IANA has since replaced.
 ALIASES = {
-    "kr": "ko", "kor": "ko",
-    "jp": "ja", "jpn": "ja",
-    "cn": "zh", "zho": "zh", "chi": "zh",
+    "kr": "ko",
+    "kor": "ko",
+    "jp": "ja",
+    "jpn": "ja",
+    "cn": "zh",
+    "zho": "zh",
+    "chi": "zh",
     "eng": "en",
-    "iw": "he", "in": "id", "ji": "yi", "jw": "jv",
+    "iw": "he",
+    "in": "id",
+    "ji": "yi",
+    "jw": "jv",
 }
 
 

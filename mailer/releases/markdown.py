@@ -31,7 +31,8 @@ PREHEADER_CHARS = 140
 # punctuation and the closing one before a Hangul syllable, and it left the first straight
 # while curling the second.
 _MD = MarkdownIt("commonmark", {"html": False, "typographer": True}).enable(
-    ["table", "strikethrough", "replacements"])
+    ["table", "strikethrough", "replacements"]
+)
 _MD.disable("smartquotes")
 # A quote opens at the start of a paragraph or after a space or an opening bracket, dash or
 # quote, and closes before a space or punctuation. Between two other characters a ' is an
@@ -103,21 +104,27 @@ def _tokens(markdown: str, lead: str | None, lead_html: str | None) -> list[Toke
             inline_tok = tokens[i + 1]
             lead_tok = Token("html_inline", "", 0, content=lead_html or "")
             text_tok = Token("text", "", 0, content=lead)
-            inline_tok.children = [lead_tok if lead_html is not None else text_tok,
-                                   *(inline_tok.children or [])]
+            inline_tok.children = [
+                lead_tok if lead_html is not None else text_tok,
+                *(inline_tok.children or []),
+            ]
             return tokens
     # No paragraph to lead (a body of headings or lists): the dateline gets its own.
     extra = _MD.parse("x")
-    extra[1].children = [Token("html_inline", "", 0, content=lead_html or "")
-                         if lead_html is not None else Token("text", "", 0, content=lead)]
+    extra[1].children = [
+        Token("html_inline", "", 0, content=lead_html or "")
+        if lead_html is not None
+        else Token("text", "", 0, content=lead)
+    ]
     return extra + tokens
 
 
 def body_html(variant: ReleaseVariant) -> str:
     """The body as HTML, the dateline leading the first paragraph; placeholders neutralised."""
     dateline = variant.meta.dateline
-    lead_html = (f'<strong class="dateline">{html_lib.escape(dateline)}</strong> – '
-                 if dateline else None)
+    lead_html = (
+        f'<strong class="dateline">{html_lib.escape(dateline)}</strong> – ' if dateline else None
+    )
     tokens = _tokens(variant.body, f"{dateline} – " if dateline else None, lead_html)
     return neutralise(_MD.renderer.render(tokens, _MD.options, {}))
 
@@ -152,8 +159,9 @@ def _walk_links(node: SyntaxTreeNode, offset: int, line: int) -> Iterator[BodyLi
     if node.type == "link":
         yield BodyLink("link", str(node.attrs.get("href", "")), textpart.inline_text(node), line)
     elif node.type == "image":
-        yield BodyLink("image", str(node.attrs.get("src", "")),
-                       textpart.inline_text(node).strip(), line)
+        yield BodyLink(
+            "image", str(node.attrs.get("src", "")), textpart.inline_text(node).strip(), line
+        )
     for child in node.children:
         yield from _walk_links(child, offset, line)
 

@@ -53,7 +53,6 @@ HTML_LAYOUT = "email/release.html"
 TEXT_LAYOUT = "email/release.txt"
 
 
-
 @dataclass(frozen=True)
 class RenderedVariant:
     """One language, inlined once, ready for cheap per-recipient filling."""
@@ -101,14 +100,27 @@ LABELS: dict[str, dict[str, str]] = {
         "email": "이메일",
     },
 }
-_MONTHS = ("January", "February", "March", "April", "May", "June", "July", "August",
-           "September", "October", "November", "December")
+_MONTHS = (
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+)
 
 # Korean fonts lead in the Korean variant (Outlook on Windows does no per-glyph fallback); the
 # English variant lists them too, for Korean names quoted in English text.
 _LATIN_FONTS = '-apple-system, BlinkMacSystemFont, "Segoe UI", Roboto, "Helvetica Neue", Arial'
-_KOREAN_FONTS = '"Apple SD Gothic Neo", "Malgun Gothic", "맑은 고딕", "Noto Sans KR", ' \
-                '"Noto Sans CJK KR"'
+_KOREAN_FONTS = (
+    '"Apple SD Gothic Neo", "Malgun Gothic", "맑은 고딕", "Noto Sans KR", "Noto Sans CJK KR"'
+)
 
 
 def labels_for(language: str) -> dict[str, str]:
@@ -118,8 +130,10 @@ def labels_for(language: str) -> dict[str, str]:
 
 def font_stack(language: str) -> str:
     if language.split("-")[0] == "ko":
-        return f'-apple-system, BlinkMacSystemFont, {_KOREAN_FONTS}, "Segoe UI", Roboto, ' \
-               'Arial, sans-serif'
+        return (
+            f'-apple-system, BlinkMacSystemFont, {_KOREAN_FONTS}, "Segoe UI", Roboto, '
+            "Arial, sans-serif"
+        )
     return f"{_LATIN_FONTS}, {_KOREAN_FONTS}, sans-serif"
 
 
@@ -160,8 +174,9 @@ class _ShippedLoader(BaseLoader):
     def __init__(self, override_dir: Path) -> None:
         self.override_dir = override_dir
 
-    def get_source(self, environment: Environment,
-                   template: str) -> tuple[str, str | None, Callable[[], bool] | None]:
+    def get_source(
+        self, environment: Environment, template: str
+    ) -> tuple[str, str | None, Callable[[], bool] | None]:
         parts = split_template_path(template)
         node = importlib.resources.files("mailer.templates")
         for part in parts:
@@ -190,10 +205,10 @@ def _underline(text: str, char: str = "=") -> str:
 def layout_environment(templates_dir: Path) -> ImmutableSandboxedEnvironment:
     """The sandboxed layout environment: the user's templates/ first, then the shipped ones."""
     env = ImmutableSandboxedEnvironment(
-        loader=ChoiceLoader([FileSystemLoader(str(templates_dir)),
-                             _ShippedLoader(templates_dir)]),
-        autoescape=select_autoescape(enabled_extensions=("html", "htm", "xml"),
-                                     default_for_string=True, default=False),
+        loader=ChoiceLoader([FileSystemLoader(str(templates_dir)), _ShippedLoader(templates_dir)]),
+        autoescape=select_autoescape(
+            enabled_extensions=("html", "htm", "xml"), default_for_string=True, default=False
+        ),
         undefined=StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
@@ -211,19 +226,23 @@ def render_template(settings: Settings, name: str, context: Mapping[str, Any]) -
         template = env.get_template(name)
         return template.render(context)
     except TemplateSyntaxError as err:
-        raise ConfigError(f"{err.filename or name}:{err.lineno}: template syntax error: "
-                          f"{err.message}") from None
+        raise ConfigError(
+            f"{err.filename or name}:{err.lineno}: template syntax error: {err.message}"
+        ) from None
     except TemplateNotFound as err:
-        raise ConfigError(f"template {err.name!r} not found in {settings.templates_dir} "
-                          "or the shipped layouts") from None
+        raise ConfigError(
+            f"template {err.name!r} not found in {settings.templates_dir} or the shipped layouts"
+        ) from None
     except SecurityError as err:
         where = _template_where(err, template, name)
-        raise ConfigError(f"{where}: the layout tried an unsafe operation and was stopped: "
-                          f"{err}") from None
+        raise ConfigError(
+            f"{where}: the layout tried an unsafe operation and was stopped: {err}"
+        ) from None
     except UndefinedError as err:
         where = _template_where(err, template, name)
-        raise ConfigError(f"{where}: {err.message} (see the README for the layout variables)"
-                          ) from None
+        raise ConfigError(
+            f"{where}: {err.message} (see the README for the layout variables)"
+        ) from None
     except (TemplateError, TypeError, ValueError, ArithmeticError, LookupError) as err:
         where = _template_where(err, template, name)
         raise ConfigError(f"{where}: the layout failed: {err}") from None
@@ -248,8 +267,13 @@ def _website_label(url: str) -> str:
     return host[4:] if host.startswith("www.") else host or url
 
 
-def layout_context(release: Release, language: str, settings: Settings,
-                   list_name: str | None = None, text: bool = False) -> dict[str, Any]:
+def layout_context(
+    release: Release,
+    language: str,
+    settings: Settings,
+    list_name: str | None = None,
+    text: bool = False,
+) -> dict[str, Any]:
     """Every variable the layouts see (documented in the README); user text neutralised."""
     variant = release.variants[language]
     meta = variant.meta
@@ -259,22 +283,31 @@ def layout_context(release: Release, language: str, settings: Settings,
     org = n(in_language(settings.organisation_name, language, settings.default_language))
     about_source = in_language(settings.about, language, settings.default_language)
     list_name = in_language(list_name, language, settings.default_language) or None
-    about: str | Markup = markdown_text(about_source) if text else Markup(
-        markdown_html(about_source))
+    about: str | Markup = (
+        markdown_text(about_source) if text else Markup(markdown_html(about_source))
+    )
     if meta.embargo is not None:
         release_line = labels["embargo"].format(when=format_when(meta.embargo, language))
     else:
         release_line = labels["immediate"]
-    why = (labels["why_list"].format(org=org, list=_quoted(n(list_name), language))
-           if list_name else labels["why_default"].format(org=org))
-    personal = {name: placeholder(name) for name in ("name", "email", "unsubscribe_url",
-                                                     "preferences_url")}
+    why = (
+        labels["why_list"].format(org=org, list=_quoted(n(list_name), language))
+        if list_name
+        else labels["why_default"].format(org=org)
+    )
+    personal = {
+        name: placeholder(name) for name in ("name", "email", "unsubscribe_url", "preferences_url")
+    }
     contact = None
     if meta.contact is not None:
         c = meta.contact
-        contact = {"name": n(c.name), "role": n(c.role), "email": n(c.email),
-                   "phone": n(c.phone), "phone_href": "".join(
-                       ch for ch in c.phone if ch.isdigit() or ch == "+")}
+        contact = {
+            "name": n(c.name),
+            "role": n(c.role),
+            "email": n(c.email),
+            "phone": n(c.phone),
+            "phone_href": "".join(ch for ch in c.phone if ch.isdigit() or ch == "+"),
+        }
     body: str | Markup = body_text(variant) if text else Markup(body_html(variant))
     return {
         "lang": language,
@@ -298,8 +331,9 @@ def layout_context(release: Release, language: str, settings: Settings,
         "contact": contact,
         "org": {
             "name": org,
-            "postal_address": n(in_language(settings.postal_address, language,
-                                            settings.default_language)),
+            "postal_address": n(
+                in_language(settings.postal_address, language, settings.default_language)
+            ),
             "website": n(settings.website),
             "website_label": n(_website_label(settings.website)) if settings.website else "",
             "social": [{"label": n(k), "url": n(v)} for k, v in settings.social.items()],
@@ -318,13 +352,16 @@ def _quoted(name: str, language: str) -> str:
     return f"‘{name}’" if language.split("-")[0] == "ko" else f"“{name}”"
 
 
-def render_layouts(release: Release, language: str, settings: Settings,
-                   list_name: str | None = None) -> tuple[str, str]:
+def render_layouts(
+    release: Release, language: str, settings: Settings, list_name: str | None = None
+) -> tuple[str, str]:
     """The whole HTML document (not yet inlined) and the text part of one variant."""
-    html = render_template(settings, HTML_LAYOUT,
-                           layout_context(release, language, settings, list_name))
-    text = render_template(settings, TEXT_LAYOUT,
-                           layout_context(release, language, settings, list_name, text=True))
+    html = render_template(
+        settings, HTML_LAYOUT, layout_context(release, language, settings, list_name)
+    )
+    text = render_template(
+        settings, TEXT_LAYOUT, layout_context(release, language, settings, list_name, text=True)
+    )
     return html, _tidy_text(text)
 
 
@@ -339,19 +376,24 @@ def _tidy_text(text: str) -> str:
     return "\n".join(out).strip("\n") + "\n"
 
 
-def render_variant(release: Release, language: str, settings: Settings, *,
-                   list_name: str | None = None) -> RenderedVariant:
+def render_variant(
+    release: Release, language: str, settings: Settings, *, list_name: str | None = None
+) -> RenderedVariant:
     """Render and inline one language variant (premailer runs once here)."""
     if language not in release.variants:
-        raise ConfigError(f"release {release.slug!r} has no {language!r} variant "
-                          f"(it has {', '.join(release.languages)})")
+        raise ConfigError(
+            f"release {release.slug!r} has no {language!r} variant "
+            f"(it has {', '.join(release.languages)})"
+        )
     html, text = render_layouts(release, language, settings, list_name)
     before = PersonalTemplate.compile(html, escape_html=True)
     inlined = inline.inline_css(html, where=HTML_LAYOUT)
     after = PersonalTemplate.compile(inlined, escape_html=True)
     if sorted(before.parts[1::2]) != sorted(after.parts[1::2]):
-        raise ConfigError(f"{HTML_LAYOUT}: CSS inlining changed the personal placeholders "
-                          f"({sorted(before.parts[1::2])} -> {sorted(after.parts[1::2])})")
+        raise ConfigError(
+            f"{HTML_LAYOUT}: CSS inlining changed the personal placeholders "
+            f"({sorted(before.parts[1::2])} -> {sorted(after.parts[1::2])})"
+        )
     meta = release.variants[language].meta
     return RenderedVariant(
         language=language,
@@ -362,11 +404,14 @@ def render_variant(release: Release, language: str, settings: Settings, *,
     )
 
 
-def render_release(release: Release, settings: Settings, *,
-                   list_name: str | None = None) -> dict[str, RenderedVariant]:
+def render_release(
+    release: Release, settings: Settings, *, list_name: str | None = None
+) -> dict[str, RenderedVariant]:
     """Every language variant, rendered and inlined once each."""
-    return {lang: render_variant(release, lang, settings, list_name=list_name)
-            for lang in release.languages}
+    return {
+        lang: render_variant(release, lang, settings, list_name=list_name)
+        for lang in release.languages
+    }
 
 
 def sample_values(settings: Settings, language: str) -> dict[str, str]:
@@ -381,8 +426,14 @@ def sample_values(settings: Settings, language: str) -> dict[str, str]:
     }
 
 
-def preview(release: Release, language: str, settings: Settings, *, text: bool = False,
-            list_name: str | None = None) -> str:
+def preview(
+    release: Release,
+    language: str,
+    settings: Settings,
+    *,
+    text: bool = False,
+    list_name: str | None = None,
+) -> str:
     """One variant as a subscriber would get it, with sample personal values."""
     rendered = render_variant(release, language, settings, list_name=list_name)
     part = rendered.text if text else rendered.html

@@ -33,7 +33,8 @@ from mailer.releases.yamlhints import check_values, explain
 # A language suffix: NAME.en.md, NAME.ko.md, NAME.pt-br.md; also as people write them:
 # NAME.ko_KR.md, NAME.KR.md, NAME.kor.md (normalise reads them: mailer.releases.languages).
 _LANG_SUFFIX_RE = re.compile(
-    r"^(?P<slug>.+)\.(?P<lang>[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]{1,8})*)\.md$")
+    r"^(?P<slug>.+)\.(?P<lang>[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]{1,8})*)\.md$"
+)
 # Any NAME.SOMETHING.md: a language written as a name (NAME.korean.md, NAME.한국어.md) is refused
 # with the file name to use instead of being silently left out.
 _ANY_SUFFIX_RE = re.compile(r"^(?P<slug>.+)\.(?P<word>[^.]+)\.md$")
@@ -182,8 +183,10 @@ def find_release_files(path: str | Path) -> tuple[str, dict[str | None, Path]]:
     match = _LANG_SUFFIX_RE.match(name)
     named = _ANY_SUFFIX_RE.match(name)
     if not match and named and from_name(named["word"]):
-        raise ReleaseError(f"{p}: {named['word']!r} is a language name, not a code: name the "
-                           f"file {named['slug']}.{from_name(named['word'])}.md")
+        raise ReleaseError(
+            f"{p}: {named['word']!r} is a language name, not a code: name the "
+            f"file {named['slug']}.{from_name(named['word'])}.md"
+        )
     if match:
         slug = match["slug"]
     elif name.endswith(".md"):
@@ -207,7 +210,8 @@ def find_release_files(path: str | Path) -> tuple[str, dict[str | None, Path]]:
                     first = files[language]
                     raise ReleaseError(
                         f"{candidate}: a second {language!r} file (the first is {first.name}); "
-                        f"keep one {slug}.{language}.md")
+                        f"keep one {slug}.{language}.md"
+                    )
                 files[language] = candidate
                 continue
             named = _ANY_SUFFIX_RE.match(candidate.name)
@@ -215,7 +219,8 @@ def find_release_files(path: str | Path) -> tuple[str, dict[str | None, Path]]:
                 right = from_name(named["word"])
                 raise ReleaseError(
                     f"{candidate}: {named['word']!r} is a language name, not a code: name the "
-                    f"file {slug}.{right}.md")
+                    f"file {slug}.{right}.md"
+                )
     if not files:
         raise ReleaseError(
             f"{p}: no release found (looked for {slug}.md and {slug}.LANG.md in {folder})"
@@ -258,8 +263,13 @@ def release_from_sources(slug: str, sources: Mapping[str, str], default_language
     return _build(slug, texts, {}, default_language, explicit_default=True)
 
 
-def _build(slug: str, texts: Mapping[str | None, str], files: Mapping[str | None, Path],
-           default_language: str, explicit_default: bool = False) -> Release:
+def _build(
+    slug: str,
+    texts: Mapping[str | None, str],
+    files: Mapping[str | None, Path],
+    default_language: str,
+    explicit_default: bool = False,
+) -> Release:
     parsed: dict[str, ReleaseVariant] = {}
     sources: dict[str, str] = {}
     plain_language: str | None = None
@@ -289,12 +299,18 @@ def _build(slug: str, texts: Mapping[str | None, str], files: Mapping[str | None
     else:
         default = sorted(parsed)[0]
     variants = _inherit_contact(_share_keys(parsed, default, sources), default, sources)
-    return Release(slug=slug, variants=variants, default_language=default, sources=sources,
-                   content_hash=content_hash(sources, default))
+    return Release(
+        slug=slug,
+        variants=variants,
+        default_language=default,
+        sources=sources,
+        content_hash=content_hash(sources, default),
+    )
 
 
-def _share_keys(variants: dict[str, ReleaseVariant], default: str,
-                sources: Mapping[str, str]) -> dict[str, ReleaseVariant]:
+def _share_keys(
+    variants: dict[str, ReleaseVariant], default: str, sources: Mapping[str, str]
+) -> dict[str, ReleaseVariant]:
     """The release-wide keys, given in any variant, agree and are set on every variant."""
     order = [default, *sorted(lang for lang in variants if lang != default)]
     shared: dict[str, Any] = {}
@@ -313,12 +329,14 @@ def _share_keys(variants: dict[str, ReleaseVariant], default: str,
                     f"{_show(shared[key])} in {variants[first].where} (a release has one "
                     f"{key}; give it in one file)"
                 )
-    return {lang: replace(variants[lang], meta=replace(variants[lang].meta, **shared))
-            for lang in order}
+    return {
+        lang: replace(variants[lang], meta=replace(variants[lang].meta, **shared)) for lang in order
+    }
 
 
-def _inherit_contact(variants: dict[str, ReleaseVariant], default: str,
-                     sources: Mapping[str, str]) -> dict[str, ReleaseVariant]:
+def _inherit_contact(
+    variants: dict[str, ReleaseVariant], default: str, sources: Mapping[str, str]
+) -> dict[str, ReleaseVariant]:
     """Each variant's contact completed field by field from the default variant's; a contact
     that still has no name is an error (every variant's readers must know whom to call)."""
     base = variants[default].meta.contact
@@ -330,16 +348,21 @@ def _inherit_contact(variants: dict[str, ReleaseVariant], default: str,
             if contact is None:
                 contact, inherited = base, ("contact",)
             else:
-                missing = [name for name in CONTACT_FIELDS
-                           if name not in contact.given and getattr(base, name)]
+                missing = [
+                    name
+                    for name in CONTACT_FIELDS
+                    if name not in contact.given and getattr(base, name)
+                ]
                 contact = replace(contact, **{name: getattr(base, name) for name in missing})
                 inherited = tuple(f"contact.{name}" for name in missing)
         if contact is not None and not contact.name:
             line = _key_line(sources[lang], "contact")
-            raise ReleaseError(f"{variant.where}:{line}: contact: name: missing (the media "
-                               "contact's name)")
-        out[lang] = replace(variant, meta=replace(variant.meta, contact=contact),
-                            inherited=inherited)
+            raise ReleaseError(
+                f"{variant.where}:{line}: contact: name: missing (the media contact's name)"
+            )
+        out[lang] = replace(
+            variant, meta=replace(variant.meta, contact=contact), inherited=inherited
+        )
     return out
 
 
@@ -353,8 +376,11 @@ def _show(value: Any) -> str:
 
 def content_hash(sources: Mapping[str, str], default_language: str) -> str:
     """sha256 over the languages, their file texts and the default language."""
-    blob = json.dumps({"default": default_language, "sources": dict(sorted(sources.items()))},
-                      ensure_ascii=False, sort_keys=True)
+    blob = json.dumps(
+        {"default": default_language, "sources": dict(sorted(sources.items()))},
+        ensure_ascii=False,
+        sort_keys=True,
+    )
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
 
@@ -373,7 +399,7 @@ def split_front_matter(text: str, where: str) -> tuple[str, str, int]:
     for i in range(1, len(lines)):
         if lines[i].rstrip("\r\n").rstrip() in (_FENCE, "..."):
             yaml_text = "".join(lines[1:i])
-            body = "".join(lines[i + 1:])
+            body = "".join(lines[i + 1 :])
             return yaml_text, body, i + 2
     raise ReleaseError(f"{where}:1: the front matter is not closed (no second '---' line)")
 
@@ -442,8 +468,9 @@ def _refuse_aliases(yaml_text: str, where: str) -> None:
                 depth += 1
                 if depth > _MAX_DEPTH:
                     line = event.start_mark.line + 2 if event.start_mark is not None else 2
-                    raise ReleaseError(f"{where}:{line}: the front matter nests values more "
-                                       f"than {_MAX_DEPTH} deep")
+                    raise ReleaseError(
+                        f"{where}:{line}: the front matter nests values more than {_MAX_DEPTH} deep"
+                    )
             elif isinstance(event, (yaml.SequenceEndEvent, yaml.MappingEndEvent)):
                 depth -= 1
             name = getattr(event, "anchor", None)
@@ -460,8 +487,10 @@ def _refuse_aliases(yaml_text: str, where: str) -> None:
 
 def _compose(yaml_text: str, where: str) -> yaml.Node | None:
     if len(yaml_text) > _MAX_FRONT_MATTER:
-        raise ReleaseError(f"{where}:2: the front matter is {len(yaml_text) // 1024} KB long; "
-                           f"at most {_MAX_FRONT_MATTER // 1024} KB")
+        raise ReleaseError(
+            f"{where}:2: the front matter is {len(yaml_text) // 1024} KB long; "
+            f"at most {_MAX_FRONT_MATTER // 1024} KB"
+        )
     _refuse_aliases(yaml_text, where)
     try:
         return yaml.compose(yaml_text, Loader=_Loader)
@@ -587,8 +616,7 @@ def _datetime(raw: Any, at: str) -> datetime:
 
 def _mapping(raw: Any, at: str, allowed: tuple[str, ...]) -> dict[str, Any]:
     if not isinstance(raw, dict):
-        raise ReleaseError(f"{at}: expected keys {', '.join(allowed)} (one per line), "
-                           f"got {raw!r}")
+        raise ReleaseError(f"{at}: expected keys {', '.join(allowed)} (one per line), got {raw!r}")
     for key in raw:
         if key not in allowed:
             raise ReleaseError(f"{at}: unknown key {key!r} (allowed: {', '.join(allowed)})")
@@ -614,8 +642,10 @@ def _image(raw: Any, at: str) -> Image:
     data = _mapping(raw, at, ("url", "alt"))
     if data.get("url") is None:
         raise ReleaseError(f"{at}: url: missing")
-    return Image(url=_text(data["url"], f"{at}.url", required=True),
-                 alt=_text(data.get("alt") or "", f"{at}.alt"))
+    return Image(
+        url=_text(data["url"], f"{at}.url", required=True),
+        alt=_text(data.get("alt") or "", f"{at}.alt"),
+    )
 
 
 def _lists(raw: Any, at: str) -> tuple[str, ...]:

@@ -75,15 +75,16 @@ def inline_text(node: SyntaxTreeNode) -> str:
 
 def link_text(label: str, href: str) -> str:
     """'label <href>', or just the address when the label already says it."""
-    shown = href[len("mailto:"):] if href.startswith("mailto:") else href
+    shown = href[len("mailto:") :] if href.startswith("mailto:") else href
     label = label.strip()
     if not label or label in (shown, href):
         return shown
     return f"{label} <{shown}>"
 
 
-def render_blocks(nodes: Iterable[SyntaxTreeNode], width: int = WIDTH,
-                  tight: bool = False) -> list[str]:
+def render_blocks(
+    nodes: Iterable[SyntaxTreeNode], width: int = WIDTH, tight: bool = False
+) -> list[str]:
     """Block nodes to lines, one blank line between blocks (none inside tight list items)."""
     lines: list[str] = []
     for node in nodes:
@@ -158,6 +159,7 @@ def _table(node: SyntaxTreeNode, width: int) -> list[str]:
     aligns += ["left"] * (columns - len(aligns))
     widths = [max(display_width(r[c]) for r in rows) for c in range(columns)]
     if sum(widths) + 2 * (columns - 1) <= width:
+
         def fmt(cells: list[str]) -> str:
             out = []
             for c, text in enumerate(cells):

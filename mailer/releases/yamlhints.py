@@ -18,14 +18,25 @@ import re
 import yaml
 
 # `key: value` (the key may be a list item: `- name: Kim`).
-_KEY_LINE_RE = re.compile(r"^(?P<indent>[ \t]*)(?:- +)?(?P<key>[^\s:#'\"][^:#]*?):"
-                          r"(?:[ \t]+(?P<value>.*))?$")
+_KEY_LINE_RE = re.compile(
+    r"^(?P<indent>[ \t]*)(?:- +)?(?P<key>[^\s:#'\"][^:#]*?):"
+    r"(?:[ \t]+(?P<value>.*))?$"
+)
 # A plain (unquoted) value cannot start with these: YAML reads them as syntax.
 _INDICATORS = "@`{[*&!|>%"
 # The keys whose values are one line of text: a comment after them is a slip, not a note.
 LIST_KEYS = ("lists",)
-TEXT_KEYS = ("title", "subject", "subtitle", "dateline", "category", "summary", "name", "role",
-             "alt")
+TEXT_KEYS = (
+    "title",
+    "subject",
+    "subtitle",
+    "dateline",
+    "category",
+    "summary",
+    "name",
+    "role",
+    "alt",
+)
 
 
 def quoted(value: str) -> str:
@@ -73,12 +84,16 @@ def _parent_key(lines: list[str], index: int) -> tuple[int, str, str] | None:
 
 def _list_fix(key: str, value: str) -> str:
     if key not in LIST_KEYS:
-        return (f"{key}: a '- ' line under a {key} that has a value on its own line; YAML "
-                f"folds it into the text, and a {key} takes no list: write the {key} on one "
-                f"line, in quotes: {key}: {quoted(value or '...')}")
-    return (f"{key}: a list under a key that has a value on its own line; write the key alone "
-            f"and one item per line, indented by two spaces ({key}:\\n  - {value or 'first'}"
-            f"\\n  - ...), or the whole list on one line: {key}: [{value or 'first'}, ...]")
+        return (
+            f"{key}: a '- ' line under a {key} that has a value on its own line; YAML "
+            f"folds it into the text, and a {key} takes no list: write the {key} on one "
+            f"line, in quotes: {key}: {quoted(value or '...')}"
+        )
+    return (
+        f"{key}: a list under a key that has a value on its own line; write the key alone "
+        f"and one item per line, indented by two spaces ({key}:\\n  - {value or 'first'}"
+        f"\\n  - ...), or the whole list on one line: {key}: [{value or 'first'}, ...]"
+    )
 
 
 def explain(err: yaml.MarkedYAMLError, yaml_text: str, where: str) -> str | None:
@@ -91,12 +106,14 @@ def explain(err: yaml.MarkedYAMLError, yaml_text: str, where: str) -> str | None
     if "quoted scalar" in problem and err.context_mark is not None:
         start = err.context_mark.line
         found = _key_at(lines, start)
-        if found is not None and found[1][:1] in ("\"", "'"):
+        if found is not None and found[1][:1] in ('"', "'"):
             key, value = found
             inner = value[1:].strip()
             fix = f"{value[0]}{inner}{value[0]}" if value[0] not in inner else quoted(inner)
-            return (f"{where}:{_file_line(start)}: {key}: the quote {value[0]} is not closed "
-                    f"on its line; close it: {key}: {fix}")
+            return (
+                f"{where}:{_file_line(start)}: {key}: the quote {value[0]} is not closed "
+                f"on its line; close it: {key}: {fix}"
+            )
     # So is an unclosed [ or {: YAML reads on, to the next line's colon or the end.
     if "flow" in problem and err.context_mark is not None:
         start = err.context_mark.line
@@ -105,49 +122,68 @@ def explain(err: yaml.MarkedYAMLError, yaml_text: str, where: str) -> str | None
             key, value = found
             close = "]" if value[0] == "[" else "}"
             if close not in value:
-                return (f"{where}:{_file_line(start)}: {key}: the {value[0]} that starts the "
-                        f"value is not closed on its line; close it ({key}: {value}{close}) "
-                        f"or, for a text, put it in quotes: {key}: {quoted(value)}")
+                return (
+                    f"{where}:{_file_line(start)}: {key}: the {value[0]} that starts the "
+                    f"value is not closed on its line; close it ({key}: {value}{close}) "
+                    f"or, for a text, put it in quotes: {key}: {quoted(value)}"
+                )
     text = lines[index] if 0 <= index < len(lines) else ""
-    tab_indent = "\t" in text[:_indent(text) + 1]
+    tab_indent = "\t" in text[: _indent(text) + 1]
     if tab_indent or "'\\t'" in problem:
         found = _key_at(lines, index)
         named = f" {found[0]}:" if found is not None else ""
         if tab_indent:
-            return (f"{where}:{_file_line(index)}:{named} a tab indents this line; YAML "
-                    f"indents with spaces only: replace each tab with two spaces")
-        return (f"{where}:{_file_line(index)}:{named} a tab on this line; YAML separates with "
-                f"spaces only: replace the tab with a space (or quote the text that holds it)")
+            return (
+                f"{where}:{_file_line(index)}:{named} a tab indents this line; YAML "
+                f"indents with spaces only: replace each tab with two spaces"
+            )
+        return (
+            f"{where}:{_file_line(index)}:{named} a tab on this line; YAML separates with "
+            f"spaces only: replace the tab with a space (or quote the text that holds it)"
+        )
     found = _key_at(lines, index)
     if "mapping values are not allowed" in problem and found is not None:
         key, value = found
         if ": " in value or value.endswith(":"):
-            return (f"{where}:{_file_line(index)}: {key}: a colon followed by a space ends a key "
-                    f"in YAML, so a text with one must be quoted: put the {key} in quotes: "
-                    f"{key}: {quoted(value)}")
-        return (f"{where}:{_file_line(index)}: {key}: this line is indented differently from "
-                f"the one above it; the keys of one block start in the same column")
-    if "found '-'" in problem or (0 <= index < len(lines)
-                                  and lines[index].lstrip().startswith("- ")):
+            return (
+                f"{where}:{_file_line(index)}: {key}: a colon followed by a space ends a key "
+                f"in YAML, so a text with one must be quoted: put the {key} in quotes: "
+                f"{key}: {quoted(value)}"
+            )
+        return (
+            f"{where}:{_file_line(index)}: {key}: this line is indented differently from "
+            f"the one above it; the keys of one block start in the same column"
+        )
+    if "found '-'" in problem or (
+        0 <= index < len(lines) and lines[index].lstrip().startswith("- ")
+    ):
         parent = _parent_key(lines, index)
         if parent is not None:
             above, key, value = parent
-            return (f"{where}:{_file_line(index)}: {_list_fix(key, value)} (the key is on "
-                    f"line {_file_line(above)})")
+            return (
+                f"{where}:{_file_line(index)}: {_list_fix(key, value)} (the key is on "
+                f"line {_file_line(above)})"
+            )
     if found is not None:
         key, value = found
-        if len(value) > 1 and value[0] in ("\"", "'") and value.endswith(value[0]):
+        if len(value) > 1 and value[0] in ('"', "'") and value.endswith(value[0]):
             inner = value[1:-1]
-            return (f"{where}:{_file_line(index)}: {key}: the quote {value[0]} inside the "
-                    f"{key} ends it early; put the {key} in quotes of the other kind: "
-                    f"{key}: {quoted(inner)}")
-        if value[:1] in ("\"", "'"):
-            return (f"{where}:{_file_line(index)}: {key}: the value starts with a quote, so it "
-                    f"ends at the next {value[0]}; put the whole {key} in quotes of the other "
-                    f"kind: {key}: {quoted(value)}")
+            return (
+                f"{where}:{_file_line(index)}: {key}: the quote {value[0]} inside the "
+                f"{key} ends it early; put the {key} in quotes of the other kind: "
+                f"{key}: {quoted(inner)}"
+            )
+        if value[:1] in ('"', "'"):
+            return (
+                f"{where}:{_file_line(index)}: {key}: the value starts with a quote, so it "
+                f"ends at the next {value[0]}; put the whole {key} in quotes of the other "
+                f"kind: {key}: {quoted(value)}"
+            )
         if (value and value[0] in _INDICATORS) or value.startswith(("- ", "? ")):
-            return (f"{where}:{_file_line(index)}: {key}: a value that starts with "
-                    f"{value[0]!r} must be quoted: {key}: {quoted(value)}")
+            return (
+                f"{where}:{_file_line(index)}: {key}: a value that starts with "
+                f"{value[0]!r} must be quoted: {key}: {quoted(value)}"
+            )
     return None
 
 
@@ -168,13 +204,15 @@ def check_values(node: yaml.MappingNode, yaml_text: str, where: str) -> str | No
         for index in range(first + 1, min(last, len(lines) - 1) + 1):
             item = lines[index].strip()
             if item == "-" or item.startswith("- "):
-                written = lines[first][value.start_mark.column:].strip()
+                written = lines[first][value.start_mark.column :].strip()
                 return f"{where}:{_file_line(index)}: {_list_fix(key, written)}"
         if key in TEXT_KEYS and last < len(lines):
-            rest = lines[last][value.end_mark.column:]
+            rest = lines[last][value.end_mark.column :]
             if rest.strip().startswith("#"):
                 whole = (value.value + rest.rstrip()).strip() if first == last else value.value
-                return (f"{where}:{_file_line(last)}: {key}: ' #' starts a comment in YAML, so "
-                        f"the {key} would end at {value.value!r}; put the {key} in quotes: "
-                        f"{key}: {quoted(whole)}")
+                return (
+                    f"{where}:{_file_line(last)}: {key}: ' #' starts a comment in YAML, so "
+                    f"the {key} would end at {value.value!r}; put the {key} in quotes: "
+                    f"{key}: {quoted(whole)}"
+                )
     return None

@@ -20,7 +20,13 @@ def record(
     **data: Any,
 ) -> Event:
     """Append one event to the log (flushed with the caller's unit of work)."""
-    ev = Event(kind=kind, contact_id=contact_id, list_id=list_id, campaign_id=campaign_id,
-               actor=actor, data=data)
+    ev = Event(
+        kind=kind,
+        contact_id=contact_id,
+        list_id=list_id,
+        campaign_id=campaign_id,
+        actor=actor,
+        data=data,
+    )
     session.add(ev)
     return ev

@@ -69,16 +69,23 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
-    type_annotation_map: ClassVar[dict[Any, Any]] = {datetime: UTCDateTime(),
-                                                     dict[str, Any]: JSON()}
+    type_annotation_map: ClassVar[dict[Any, Any]] = {
+        datetime: UTCDateTime(),
+        dict[str, Any]: JSON(),
+    }
 
 
 def _enum(cls: type[enum.Enum], name: str) -> Enum:
     # Stored as VARCHAR with a CHECK so SQLite and PostgreSQL hold the same values and adding a
     # member is a plain migration; values (not member names) go into the database.
     return Enum(
-        cls, name=name, native_enum=False, create_constraint=True, length=20,
-        values_callable=lambda e: [m.value for m in e], validate_strings=True,
+        cls,
+        name=name,
+        native_enum=False,
+        create_constraint=True,
+        length=20,
+        values_callable=lambda e: [m.value for m in e],
+        validate_strings=True,
     )
 
 
@@ -289,9 +296,7 @@ class ContactImport(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     filename: Mapped[str] = mapped_column(String(500))
     sha256: Mapped[str] = mapped_column(String(64))
-    list_id: Mapped[int | None] = mapped_column(
-        ForeignKey("mailing_list.id", ondelete="SET NULL")
-    )
+    list_id: Mapped[int | None] = mapped_column(ForeignKey("mailing_list.id", ondelete="SET NULL"))
     consent_source: Mapped[str | None] = mapped_column(Text)
     report: Mapped[dict[str, Any]] = mapped_column(default=dict)
     created_at: Mapped[datetime] = mapped_column(default=_now)
@@ -415,8 +420,7 @@ class BounceReview(Base):
     __tablename__ = "bounce_review"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    bounce_id: Mapped[int] = mapped_column(ForeignKey("bounce.id", ondelete="CASCADE"),
-                                           unique=True)
+    bounce_id: Mapped[int] = mapped_column(ForeignKey("bounce.id", ondelete="CASCADE"), unique=True)
     email: Mapped[str] = mapped_column(String(320), index=True)
     # What applying it does: suppress (hard bounce), complaint, score (soft/block), unsubscribe
     action: Mapped[str] = mapped_column(String(20))

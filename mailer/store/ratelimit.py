@@ -59,13 +59,18 @@ def hit(session: Session, key: str, limit: Limit) -> Hit:
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     current = table.c.window_start > cutoff_param
     # Both expressions read the row as it was before this statement (SQL semantics of SET).
-    stmt = insert(table).values(key=PREFIX + key, window_start=now, count=1).on_conflict_do_update(
-        index_elements=[table.c.key],
-        set_={
-            "count": case((current, table.c.count + 1), else_=1),
-            "window_start": case((current, table.c.window_start), else_=now_param),
-        },
-    ).returning(table.c.count, table.c.window_start)
+    stmt = (
+        insert(table)
+        .values(key=PREFIX + key, window_start=now, count=1)
+        .on_conflict_do_update(
+            index_elements=[table.c.key],
+            set_={
+                "count": case((current, table.c.count + 1), else_=1),
+                "window_start": case((current, table.c.window_start), else_=now_param),
+            },
+        )
+        .returning(table.c.count, table.c.window_start)
+    )
     row = session.execute(stmt).one()
     count = int(row[0])
     start: datetime = row[1]
@@ -80,8 +85,7 @@ def purge(session: Session) -> int:
     """Delete this module's counters whose windows ended long ago; returns how many."""
     cutoff = clock.now() - PURGE_AFTER
     result = session.execute(
-        delete(RateLimit).where(RateLimit.key.like(PREFIX + "%"),
-                                RateLimit.window_start < cutoff)
+        delete(RateLimit).where(RateLimit.key.like(PREFIX + "%"), RateLimit.window_start < cutoff)
     )
     return int(getattr(result, "rowcount", 0) or 0)
 
@@ -102,7 +106,8 @@ def take(session: Session, key: str, window: int, allowance: int, now: datetime)
     seconds to wait. `key` is e.g. "campaign:1" (stored under "send:")."""
     row_key, start = _send_key(key, window, now)
     granted = session.execute(
-        update(RateLimit).where(RateLimit.key == row_key, RateLimit.count < allowance)
+        update(RateLimit)
+        .where(RateLimit.key == row_key, RateLimit.count < allowance)
         .values(count=RateLimit.count + 1)
     )
     # execute() of an UPDATE/DELETE returns a CursorResult, typed as Result (no rowcount).
@@ -112,8 +117,11 @@ def take(session: Session, key: str, window: int, allowance: int, now: datetime)
     if exists is None:
         try:
             with session.begin_nested():
-                session.add(RateLimit(key=row_key, count=1,
-                                      window_start=datetime.fromtimestamp(start, now.tzinfo)))
+                session.add(
+                    RateLimit(
+                        key=row_key, count=1, window_start=datetime.fromtimestamp(start, now.tzinfo)
+                    )
+                )
             return 0.0
         except IntegrityError:  # another sender opened the window first: try again
             return 0.001
@@ -123,11 +131,17 @@ def take(session: Session, key: str, window: int, allowance: int, now: datetime)
 def untake(session: Session, key: str, window: int, now: datetime) -> None:
     """Give back a token taken by `take` in the window holding `now` (it was not used)."""
     row_key, _ = _send_key(key, window, now)
-    session.execute(update(RateLimit).where(RateLimit.key == row_key, RateLimit.count > 0)
-                    .values(count=RateLimit.count - 1))
+    session.execute(
+        update(RateLimit)
+        .where(RateLimit.key == row_key, RateLimit.count > 0)
+        .values(count=RateLimit.count - 1)
+    )
 
 
 def purge_send(session: Session, now: datetime) -> None:
     """Delete the sender's windows that ended long ago (the longest is an hour)."""
-    session.execute(delete(RateLimit).where(RateLimit.key.like(SEND_PREFIX + "%"),
-                                            RateLimit.window_start < now - timedelta(hours=2)))
+    session.execute(
+        delete(RateLimit).where(
+            RateLimit.key.like(SEND_PREFIX + "%"), RateLimit.window_start < now - timedelta(hours=2)
+        )
+    )

@@ -110,15 +110,18 @@ def consent_text(language: str, organisation: str) -> str:
 
 def public_lists(session: Session) -> list[MailingList]:
     """The lists offered on the subscribe form, by name."""
-    return list(session.scalars(
-        select(MailingList).where(MailingList.public.is_(True)).order_by(MailingList.name)
-    ))
+    return list(
+        session.scalars(
+            select(MailingList).where(MailingList.public.is_(True)).order_by(MailingList.name)
+        )
+    )
 
 
 def public_list(session: Session, slug: str) -> MailingList:
     """A public list by slug, or NotFoundError (private lists are not offered on the web)."""
-    ml = session.scalar(select(MailingList).where(MailingList.slug == slug,
-                                                  MailingList.public.is_(True)))
+    ml = session.scalar(
+        select(MailingList).where(MailingList.slug == slug, MailingList.public.is_(True))
+    )
     if ml is None:
         raise NotFoundError(f"no public list named {slug!r}")
     return ml
@@ -142,12 +145,25 @@ def request_subscription(
     """
     address = normalise(email)
     lists = _resolve_lists(session, list_slugs)
-    notice = Notice(kind="subscribe", state="queued", email=address.key, language=language,
-                    data={"original": address.original, "lists": [ml.id for ml in lists],
-                          "name": name.strip()[:NAME_MAX],
-                          "evidence": {"ip": evidence.ip, "user_agent": evidence.user_agent,
-                                       "form": evidence.form, "text": evidence.text}},
-                    created_at=clock.now(), due_at=clock.now())
+    notice = Notice(
+        kind="subscribe",
+        state="queued",
+        email=address.key,
+        language=language,
+        data={
+            "original": address.original,
+            "lists": [ml.id for ml in lists],
+            "name": name.strip()[:NAME_MAX],
+            "evidence": {
+                "ip": evidence.ip,
+                "user_agent": evidence.user_agent,
+                "form": evidence.form,
+                "text": evidence.text,
+            },
+        },
+        created_at=clock.now(),
+        due_at=clock.now(),
+    )
     session.add(notice)
     session.flush()
     return notice
@@ -161,10 +177,18 @@ def resend(session: Session, expired: tokens.ConfirmToken, *, language: str) -> 
     contact = session.get(Contact, expired.contact_id)
     if contact is None:
         raise NotFoundError("the contact of this link no longer exists")
-    session.add(Notice(kind="resend", state="queued", email=contact.email,
-                       contact_id=contact.id, language=language,
-                       data={"lists": list(expired.list_ids)},
-                       created_at=clock.now(), due_at=clock.now()))
+    session.add(
+        Notice(
+            kind="resend",
+            state="queued",
+            email=contact.email,
+            contact_id=contact.id,
+            language=language,
+            data={"lists": list(expired.list_ids)},
+            created_at=clock.now(),
+            due_at=clock.now(),
+        )
+    )
     session.flush()
     return contact.email
 
@@ -175,15 +199,22 @@ def prepare(session: Session, settings: Settings, notice: Notice) -> PrepareOutc
     On "ready" the notice names the contact and the lists its confirmation link is for, written
     in this same transaction as the pending subscriptions.
     """
-    lists = [ml for ml in (session.get(MailingList, i) for i in notice.data.get("lists", []))
-             if ml is not None]
+    lists = [
+        ml
+        for ml in (session.get(MailingList, i) for i in notice.data.get("lists", []))
+        if ml is not None
+    ]
     if not lists:
         return PrepareOutcome("no-lists")
     sup = get_suppression(session, notice.email)
     if sup is not None and sup.reason not in LIFTABLE:
         evidence = notice.data.get("evidence") or {}
-        audit.record(session, "subscribe.refused", reason=sup.reason.value,
-                     form=evidence.get("form", "web:resend"))
+        audit.record(
+            session,
+            "subscribe.refused",
+            reason=sup.reason.value,
+            form=evidence.get("form", "web:resend"),
+        )
         return PrepareOutcome("suppressed")
     throttled = _throttled(session, settings, notice.email)
     if throttled:
@@ -192,8 +223,9 @@ def prepare(session: Session, settings: Settings, notice: Notice) -> PrepareOutc
         contact = session.get(Contact, notice.contact_id) if notice.contact_id else None
         if contact is None:
             return PrepareOutcome("gone")
-        audit.record(session, "subscribe.resend", contact_id=contact.id,
-                     lists=[ml.slug for ml in lists])
+        audit.record(
+            session, "subscribe.resend", contact_id=contact.id, lists=[ml.slug for ml in lists]
+        )
     else:
         contact = _record_request(session, notice, lists)
     notice.contact_id = contact.id
@@ -204,15 +236,21 @@ def prepare(session: Session, settings: Settings, notice: Notice) -> PrepareOutc
 
 
 def _throttled(session: Session, settings: Settings, key: str) -> str:
-    """"" when one more confirmation email may go to `key`, else which limit stops it."""
+    """ "" when one more confirmation email may go to `key`, else which limit stops it."""
     mailbox = mailbox_key(key)
     checks = [("mailbox", "confirm-mailbox:" + _digest(mailbox), ADDRESS_LIMIT)]
     if settings.confirm_domain_per_hour:
-        checks.append(("domain", "confirm-domain:" + _digest(mailbox.rpartition("@")[2]),
-                       ratelimit.Limit(settings.confirm_domain_per_hour, 3600)))
+        checks.append(
+            (
+                "domain",
+                "confirm-domain:" + _digest(mailbox.rpartition("@")[2]),
+                ratelimit.Limit(settings.confirm_domain_per_hour, 3600),
+            )
+        )
     if settings.confirm_global_per_hour:
-        checks.append(("global", "confirm-all",
-                       ratelimit.Limit(settings.confirm_global_per_hour, 3600)))
+        checks.append(
+            ("global", "confirm-all", ratelimit.Limit(settings.confirm_global_per_hour, 3600))
+        )
     for name, key_, limit in checks:
         if not ratelimit.hit(session, key_, limit).allowed:
             return f"throttled-{name}"
@@ -222,39 +260,63 @@ def _throttled(session: Session, settings: Settings, key: str) -> str:
 def _record_request(session: Session, notice: Notice, lists: list[MailingList]) -> Contact:
     data = notice.data
     ev = data.get("evidence") or {}
-    evidence = Evidence(ip=ev.get("ip"), user_agent=ev.get("user_agent"),
-                        form=ev.get("form", "web:subscribe"), text=ev.get("text", ""))
+    evidence = Evidence(
+        ip=ev.get("ip"),
+        user_agent=ev.get("user_agent"),
+        form=ev.get("form", "web:subscribe"),
+        text=ev.get("text", ""),
+    )
     at = notice.created_at
     contact = session.scalar(select(Contact).where(Contact.email == notice.email))
     if contact is None:
-        contact = Contact(email=notice.email, email_original=data.get("original", notice.email),
-                          name=str(data.get("name", ""))[:NAME_MAX], language=notice.language,
-                          organisation="", attributes={})
+        contact = Contact(
+            email=notice.email,
+            email_original=data.get("original", notice.email),
+            name=str(data.get("name", ""))[:NAME_MAX],
+            language=notice.language,
+            organisation="",
+            attributes={},
+        )
         session.add(contact)
         session.flush()
         audit.record(session, "contact.add", contact_id=contact.id, source="web")
-    existing = {s.list_id: s for s in session.scalars(
-        select(Subscription).where(Subscription.contact_id == contact.id))}
+    existing = {
+        s.list_id: s
+        for s in session.scalars(select(Subscription).where(Subscription.contact_id == contact.id))
+    }
     for ml in lists:
         sub = existing.get(ml.id)
         if sub is None:
-            sub = Subscription(contact_id=contact.id, list_id=ml.id,
-                               status=SubscriptionStatus.PENDING, source="web")
+            sub = Subscription(
+                contact_id=contact.id,
+                list_id=ml.id,
+                status=SubscriptionStatus.PENDING,
+                source="web",
+            )
             session.add(sub)
         if sub.status == SubscriptionStatus.SUBSCRIBED:
             continue
         # The evidence of this request; an unsubscribed row keeps its status until confirmed.
         evidence.apply(sub, at)
     session.flush()
-    audit.record(session, "subscribe.request", contact_id=contact.id, form=evidence.form,
-                 lists=[ml.slug for ml in lists], ip=evidence.ip,
-                 user_agent=evidence.user_agent, consent_text=evidence.text,
-                 consent_text_hash=evidence.text_hash, language=notice.language)
+    audit.record(
+        session,
+        "subscribe.request",
+        contact_id=contact.id,
+        form=evidence.form,
+        lists=[ml.slug for ml in lists],
+        ip=evidence.ip,
+        user_agent=evidence.user_agent,
+        consent_text=evidence.text,
+        consent_text_hash=evidence.text_hash,
+        language=notice.language,
+    )
     return contact
 
 
-def describe_confirm(session: Session,
-                     token: tokens.ConfirmToken) -> tuple[Contact, list[MailingList]]:
+def describe_confirm(
+    session: Session, token: tokens.ConfirmToken
+) -> tuple[Contact, list[MailingList]]:
     """The contact and lists a confirm token names (read only), or NotFoundError."""
     contact = session.get(Contact, token.contact_id)
     if contact is None:
@@ -263,8 +325,9 @@ def describe_confirm(session: Session,
     return contact, lists
 
 
-def confirm(session: Session, token: tokens.ConfirmToken, *, ip: str | None,
-            user_agent: str | None) -> ConfirmOutcome:
+def confirm(
+    session: Session, token: tokens.ConfirmToken, *, ip: str | None, user_agent: str | None
+) -> ConfirmOutcome:
     """Subscribe the contact to the token's lists (idempotent)."""
     contact, lists = describe_confirm(session, token)
     sup = get_suppression(session, contact.email)
@@ -274,15 +337,23 @@ def confirm(session: Session, token: tokens.ConfirmToken, *, ip: str | None,
     if sup is not None:
         # The person proved they hold the mailbox and asked again: their own opt-out yields.
         lift_suppression(session, contact, sup, via="double-opt-in")
-    existing = {s.list_id: s for s in session.scalars(
-        select(Subscription).where(Subscription.contact_id == contact.id))}
+    existing = {
+        s.list_id: s
+        for s in session.scalars(select(Subscription).where(Subscription.contact_id == contact.id))
+    }
     for ml in lists:
         sub = existing.get(ml.id)
         if sub is None:
-            sub = Subscription(contact_id=contact.id, list_id=ml.id,
-                               status=SubscriptionStatus.PENDING, source="web",
-                               consent_at=now, consent_ip=ip, consent_form="web:confirm",
-                               consent_user_agent=(user_agent or "")[:UA_MAX] or None)
+            sub = Subscription(
+                contact_id=contact.id,
+                list_id=ml.id,
+                status=SubscriptionStatus.PENDING,
+                source="web",
+                consent_at=now,
+                consent_ip=ip,
+                consent_form="web:confirm",
+                consent_user_agent=(user_agent or "")[:UA_MAX] or None,
+            )
             session.add(sub)
         if sub.status == SubscriptionStatus.SUBSCRIBED:
             continue
@@ -290,8 +361,9 @@ def confirm(session: Session, token: tokens.ConfirmToken, *, ip: str | None,
         sub.confirmed_at = now
         sub.unsubscribed_at = None
         sub.unsubscribed_via = None
-        audit.record(session, "confirm", contact_id=contact.id, list_id=ml.id, ip=ip,
-                     user_agent=user_agent)
+        audit.record(
+            session, "confirm", contact_id=contact.id, list_id=ml.id, ip=ip, user_agent=user_agent
+        )
     session.flush()
     return ConfirmOutcome(contact, lists, blocked=False)
 
@@ -299,8 +371,10 @@ def confirm(session: Session, token: tokens.ConfirmToken, *, ip: str | None,
 def lift_suppression(session: Session, contact: Contact, sup: Suppression, *, via: str) -> None:
     """Remove the person's own unsubscribe-from-everything (never any other reason)."""
     if sup.reason not in LIFTABLE:
-        raise InvalidInputError(f"{contact.email} is suppressed ({sup.reason.value}); "
-                                "only an administrator can lift that")
+        raise InvalidInputError(
+            f"{contact.email} is suppressed ({sup.reason.value}); "
+            "only an administrator can lift that"
+        )
     audit.record(session, "unsuppress", contact_id=contact.id, reason=sup.reason.value, via=via)
     # Every variant of the mailbox the person opted out with: one left behind would still match.
     for row in mailbox_suppressions(session, contact.email):
@@ -327,8 +401,9 @@ def _digest(key: str) -> str:
 # --- the confirmation email -----------------------------------------------------------------
 
 
-def confirmation(settings: Settings, contact: Contact, lists: list[MailingList], *,
-                 language: str) -> notices.OutgoingNotice:
+def confirmation(
+    settings: Settings, contact: Contact, lists: list[MailingList], *, language: str
+) -> notices.OutgoingNotice:
     """The confirmation email (text + HTML, UTF-8) in `language`.
 
     It greets nobody by name: the name was typed by whoever filled in the form, and this email
@@ -342,12 +417,16 @@ def confirmation(settings: Settings, contact: Contact, lists: list[MailingList],
     values = {
         "lang": language,
         "organisation": org,
-        "postal_address": in_language(settings.postal_address, language,
-                                      settings.default_language),
+        "postal_address": in_language(settings.postal_address, language, settings.default_language),
         "website": settings.website,
         "name": "",
-        "lists": [{"name": ml.local_name(settings.default_language).get(language),
-                   "description": ml.description} for ml in lists],
+        "lists": [
+            {
+                "name": ml.local_name(settings.default_language).get(language),
+                "description": ml.description,
+            }
+            for ml in lists
+        ],
         "confirm_url": link,
         "days": days,
         "t": lambda key, **kw: i18n.translate(language, key, **kw),
@@ -355,17 +434,24 @@ def confirmation(settings: Settings, contact: Contact, lists: list[MailingList],
     }
     env = templating.environment(settings)
     return notices.OutgoingNotice(
-        to=contact.email, subject=i18n.plain(language, "mail_subject", org=org),
+        to=contact.email,
+        subject=i18n.plain(language, "mail_subject", org=org),
         text=env.get_template("confirm_email.txt").render(values),
-        html=env.get_template("confirm_email.html").render(values), language=language)
+        html=env.get_template("confirm_email.html").render(values),
+        language=language,
+    )
 
 
-def ready_confirmation(session: Session, settings: Settings,
-                       notice: Notice) -> notices.OutgoingNotice | None:
+def ready_confirmation(
+    session: Session, settings: Settings, notice: Notice
+) -> notices.OutgoingNotice | None:
     """The email a "ready" notice stands for, or None when its contact or lists are gone."""
     contact = session.get(Contact, notice.contact_id) if notice.contact_id else None
-    lists = [ml for ml in (session.get(MailingList, i) for i in notice.data.get("lists", []))
-             if ml is not None]
+    lists = [
+        ml
+        for ml in (session.get(MailingList, i) for i in notice.data.get("lists", []))
+        if ml is not None
+    ]
     if contact is None or not lists:
         return None
     return confirmation(settings, contact, lists, language=notice.language)

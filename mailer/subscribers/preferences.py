@@ -51,8 +51,7 @@ class Preferences:
     @property
     def blocked(self) -> bool:
         """Suppressed for a reason the person cannot lift from here."""
-        return self.suppression is not None and \
-            self.suppression.reason not in subscribe.LIFTABLE
+        return self.suppression is not None and self.suppression.reason not in subscribe.LIFTABLE
 
     @property
     def suppressed_all(self) -> bool:
@@ -64,8 +63,10 @@ def load(session: Session, contact_id: int) -> Preferences:
     contact = session.get(Contact, contact_id)
     if contact is None:
         raise NotFoundError("the contact of this link no longer exists")
-    subs = {s.list_id: s for s in session.scalars(
-        select(Subscription).where(Subscription.contact_id == contact.id))}
+    subs = {
+        s.list_id: s
+        for s in session.scalars(select(Subscription).where(Subscription.contact_id == contact.id))
+    }
     lists = session.scalars(
         select(MailingList)
         .where(or_(MailingList.public.is_(True), MailingList.id.in_(list(subs) or [-1])))
@@ -75,12 +76,19 @@ def load(session: Session, contact_id: int) -> Preferences:
     return Preferences(contact, choices, get_suppression(session, contact.email))
 
 
-def save(session: Session, contact_id: int, *, name: str, language: str, wanted: set[str],
-         evidence: subscribe.Evidence) -> Preferences:
+def save(
+    session: Session,
+    contact_id: int,
+    *,
+    name: str,
+    language: str,
+    wanted: set[str],
+    evidence: subscribe.Evidence,
+) -> Preferences:
     """Apply the form: name, language, and lists ticked or unticked."""
     prefs = load(session, contact_id)
     contact = prefs.contact
-    new_name = name.strip()[:subscribe.NAME_MAX]
+    new_name = name.strip()[: subscribe.NAME_MAX]
     if new_name != contact.name or language != contact.language:
         contact.name = new_name
         contact.language = language
@@ -98,8 +106,11 @@ def save(session: Session, contact_id: int, *, name: str, language: str, wanted:
         if prefs.suppression is not None and not lifted:
             subscribe.lift_suppression(session, contact, prefs.suppression, via="preferences")
             lifted = True
-        sub = session.scalar(select(Subscription).where(Subscription.contact_id == contact.id,
-                                                        Subscription.list_id == ml.id))
+        sub = session.scalar(
+            select(Subscription).where(
+                Subscription.contact_id == contact.id, Subscription.list_id == ml.id
+            )
+        )
         if sub is None:
             sub = Subscription(contact_id=contact.id, list_id=ml.id, source="web")
             session.add(sub)
@@ -108,8 +119,14 @@ def save(session: Session, contact_id: int, *, name: str, language: str, wanted:
         sub.confirmed_at = now
         sub.unsubscribed_at = None
         sub.unsubscribed_via = None
-        audit.record(session, "subscribe", contact_id=contact.id, list_id=ml.id,
-                     source="preferences", ip=evidence.ip)
+        audit.record(
+            session,
+            "subscribe",
+            contact_id=contact.id,
+            list_id=ml.id,
+            source="preferences",
+            ip=evidence.ip,
+        )
     session.flush()
     session.expire_all()
     return load(session, contact_id)

@@ -39,9 +39,13 @@ QUEUED, READY, SENDING, FAILED = "queued", "ready", "sending", "failed"
 
 
 def _claim(session: Session) -> Notice | None:
-    stmt = (select(Notice).where(Notice.state.in_((QUEUED, READY, SENDING)),
-                                 Notice.due_at <= clock.now())
-            .order_by(Notice.id).limit(1).with_for_update(skip_locked=True))
+    stmt = (
+        select(Notice)
+        .where(Notice.state.in_((QUEUED, READY, SENDING)), Notice.due_at <= clock.now())
+        .order_by(Notice.id)
+        .limit(1)
+        .with_for_update(skip_locked=True)
+    )
     return session.scalar(stmt)
 
 
@@ -101,8 +105,11 @@ def send_due(settings: Settings, *, limit: int = 100) -> int:
     """Handle up to `limit` due notices now; returns how many."""
     factory = session_factory(settings)
     with factory() as s:
-        s.execute(delete(Notice).where(Notice.state == FAILED,
-                                       Notice.created_at < clock.now() - KEEP_FAILED))
+        s.execute(
+            delete(Notice).where(
+                Notice.state == FAILED, Notice.created_at < clock.now() - KEEP_FAILED
+            )
+        )
         s.commit()
     done = 0
     while done < limit and send_one(settings, factory):

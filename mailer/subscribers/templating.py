@@ -28,8 +28,9 @@ from mailer.config import Settings
 class ShippedLoader(BaseLoader):
     """Templates inside the installed package (mailer.templates/web)."""
 
-    def get_source(self, environment: Environment,
-                   template: str) -> tuple[str, str | None, Callable[[], bool] | None]:
+    def get_source(
+        self, environment: Environment, template: str
+    ) -> tuple[str, str | None, Callable[[], bool] | None]:
         node = importlib.resources.files("mailer.templates") / "web"
         for part in template.split("/"):
             if part in ("", ".", ".."):

@@ -30,10 +30,10 @@ STRINGS: dict[str, dict[str, str]] = {
         "language_label": "Language of our emails",
         "lists_label": "What would you like to receive?",
         "consent_text": "I agree to receive the emails chosen above from {org}. I can "
-                        "unsubscribe at any time with the link at the bottom of every email.",
+        "unsubscribe at any time with the link at the bottom of every email.",
         "subscribe_button": "Subscribe",
         "double_optin_note": "We will email you a link to confirm your address. You are not "
-                             "subscribed until you click it.",
+        "subscribed until you click it.",
         "honeypot_label": "Leave this field empty",
         "error_email": "Please enter a valid email address.",
         "error_lists": "Please choose at least one list.",
@@ -41,10 +41,10 @@ STRINGS: dict[str, dict[str, str]] = {
         # after subscribing
         "check_title": "Check your inbox",
         "check_body": "Thank you! Please look in the inbox of {email} for a message from "
-                      "{sender} and click the button in it to confirm your subscription.",
+        "{sender} and click the button in it to confirm your subscription.",
         "check_expiry": "The link in it is valid for {days} days.",
         "check_spam": "Nothing there after a few minutes? Look in your spam folder. We send at "
-                      "most one confirmation email a day to the same address.",
+        "most one confirmation email a day to the same address.",
         # confirm
         "confirm_title": "Confirm your subscription",
         "confirm_body": "Confirm that {email} wants to receive:",
@@ -53,10 +53,9 @@ STRINGS: dict[str, dict[str, str]] = {
         "confirmed_body": "Thank you. {email} will receive:",
         "cannot_subscribe_title": "We cannot add this address",
         "cannot_subscribe_body": "Our records say {email} must not receive our emails. If "
-                                 "this is a mistake, please write to {contact}.",
+        "this is a mistake, please write to {contact}.",
         "expired_title": "This link has expired",
-        "expired_body": "Confirmation links are valid for {days} days. We can send you a new "
-                        "one.",
+        "expired_body": "Confirmation links are valid for {days} days. We can send you a new one.",
         "resend_button": "Send me a new link",
         "resent_title": "A new link is on its way",
         # unsubscribe
@@ -80,13 +79,13 @@ STRINGS: dict[str, dict[str, str]] = {
         "saved": "Your preferences have been saved.",
         "suppressed_all": "You unsubscribed from all our emails. Tick a list to subscribe again.",
         "blocked": "This address cannot receive our emails. If this is a mistake, please write "
-                   "to {contact}.",
+        "to {contact}.",
         "unsubscribe_everything": "Unsubscribe from everything",
         "form_expired": "This form has expired. Please reload the page and try again.",
         # errors
         "not_found_title": "Page not found",
         "not_found_body": "This link is not valid. If you copied it from an email, please make "
-                          "sure you copied all of it.",
+        "sure you copied all of it.",
         "rate_title": "Too many attempts",
         "rate_body": "Please wait a little and try again later.",
         "error_title": "Something went wrong",
@@ -99,13 +98,13 @@ STRINGS: dict[str, dict[str, str]] = {
         "mail_greeting": "Hello {name},",
         "mail_greeting_anonymous": "Hello,",
         "mail_intro": "Someone, probably you, asked to receive these emails from {org} at this "
-                      "address:",
+        "address:",
         "mail_action": "Confirm my subscription",
         "mail_expiry": "The link is valid for {days} days.",
         "mail_ignore": "If this was not you, just ignore this email: you will not be subscribed "
-                       "and we will not write again.",
+        "and we will not write again.",
         "mail_why": "You received this email because this address was entered on the "
-                    "subscription form of {org}.",
+        "subscription form of {org}.",
     },
     "ko": {
         "language_name": "한국어",
@@ -120,20 +119,20 @@ STRINGS: dict[str, dict[str, str]] = {
         "language_label": "받아 볼 언어",
         "lists_label": "어떤 소식을 받으시겠어요?",
         "consent_text": "위에서 고른 {org}의 이메일을 받는 데 동의합니다. 모든 이메일 하단의 "
-                        "링크로 언제든지 구독을 해지할 수 있습니다.",
+        "링크로 언제든지 구독을 해지할 수 있습니다.",
         "subscribe_button": "구독하기",
         "double_optin_note": "주소 확인을 위한 링크를 이메일로 보내 드립니다. 링크를 누르셔야 "
-                             "구독이 완료됩니다.",
+        "구독이 완료됩니다.",
         "honeypot_label": "이 칸은 비워 두세요",
         "error_email": "올바른 이메일 주소를 입력해 주세요.",
         "error_lists": "받을 소식을 하나 이상 골라 주세요.",
         "no_lists": "지금은 구독할 수 있는 소식이 없습니다.",
         "check_title": "메일함을 확인해 주세요",
         "check_body": "감사합니다! {email} 메일함에서 {sender}의 메일을 찾아, 그 안의 버튼을 눌러 "
-                      "구독을 확인해 주세요.",
+        "구독을 확인해 주세요.",
         "check_expiry": "메일 안의 링크는 {days}일 동안 유효합니다.",
         "check_spam": "몇 분이 지나도 메일이 없다면 스팸 메일함을 확인해 주세요. 같은 주소로는 "
-                      "확인 메일을 하루에 한 번만 보냅니다.",
+        "확인 메일을 하루에 한 번만 보냅니다.",
         "confirm_title": "구독 확인",
         "confirm_body": "{email} 주소로 다음 소식을 받으시겠습니까?",
         "confirm_button": "네, 구독하겠습니다",
@@ -141,15 +140,14 @@ STRINGS: dict[str, dict[str, str]] = {
         "confirmed_body": "감사합니다. {email} 주소로 다음 소식을 보내 드립니다.",
         "cannot_subscribe_title": "이 주소는 추가할 수 없습니다",
         "cannot_subscribe_body": "기록에 따르면 {email} 주소로는 이메일을 보낼 수 없습니다. "
-                                 "착오라면 {contact}(으)로 연락해 주세요.",
+        "착오라면 {contact}(으)로 연락해 주세요.",
         "expired_title": "링크의 유효 기간이 지났습니다",
         "expired_body": "확인 링크는 {days}일 동안만 유효합니다. 새 링크를 보내 드릴 수 있습니다.",
         "resend_button": "새 링크 보내기",
         "resent_title": "새 링크를 보냈습니다",
         "unsubscribe_title": "구독 해지",
         "unsubscribe_list_question": "{email} 주소로 「{list}」 받기를 그만하시겠습니까?",
-        "unsubscribe_all_question": "{email} 주소로 {org}의 모든 이메일 받기를 "
-                                    "그만하시겠습니까?",
+        "unsubscribe_all_question": "{email} 주소로 {org}의 모든 이메일 받기를 그만하시겠습니까?",
         "unsubscribe_all_choice": "{org}의 모든 소식 구독 해지",
         "unsubscribe_button": "구독 해지",
         "unsubscribed_title": "구독이 해지되었습니다",
@@ -165,14 +163,13 @@ STRINGS: dict[str, dict[str, str]] = {
         "save_button": "설정 저장",
         "saved": "설정이 저장되었습니다.",
         "suppressed_all": "모든 이메일 구독을 해지하셨습니다. 다시 받으시려면 목록을 선택해 "
-                          "주세요.",
-        "blocked": "이 주소로는 이메일을 보낼 수 없습니다. 착오라면 {contact}(으)로 연락해 "
-                   "주세요.",
+        "주세요.",
+        "blocked": "이 주소로는 이메일을 보낼 수 없습니다. 착오라면 {contact}(으)로 연락해 주세요.",
         "unsubscribe_everything": "모든 구독 해지",
         "form_expired": "양식의 유효 시간이 지났습니다. 페이지를 새로 고친 뒤 다시 시도해 주세요.",
         "not_found_title": "페이지를 찾을 수 없습니다",
         "not_found_body": "올바르지 않은 링크입니다. 이메일에서 복사하셨다면 링크 전체를 "
-                          "복사했는지 확인해 주세요.",
+        "복사했는지 확인해 주세요.",
         "rate_title": "요청이 너무 많습니다",
         "rate_body": "잠시 기다리신 뒤 다시 시도해 주세요.",
         "error_title": "문제가 발생했습니다",
@@ -184,11 +181,11 @@ STRINGS: dict[str, dict[str, str]] = {
         "mail_greeting": "{name}님, 안녕하세요.",
         "mail_greeting_anonymous": "안녕하세요.",
         "mail_intro": "누군가(아마도 본인)가 이 주소로 {org}의 다음 이메일을 받겠다고 "
-                      "신청했습니다.",
+        "신청했습니다.",
         "mail_action": "구독 확인하기",
         "mail_expiry": "링크는 {days}일 동안 유효합니다.",
         "mail_ignore": "본인이 신청하지 않았다면 이 메일을 무시하세요. 구독되지 않으며 다시 "
-                       "연락드리지 않습니다.",
+        "연락드리지 않습니다.",
         "mail_why": "이 주소가 {org}의 구독 신청 양식에 입력되어 이 메일을 보내 드렸습니다.",
     },
 }
@@ -224,8 +221,14 @@ def primary(tag: str | None) -> str | None:
     return languages.primary(tag) or None
 
 
-def pick(available: list[str], *, explicit: str | None = None, contact: str | None = None,
-         accept: Iterable[str] = (), default: str = FALLBACK) -> str:
+def pick(
+    available: list[str],
+    *,
+    explicit: str | None = None,
+    contact: str | None = None,
+    accept: Iterable[str] = (),
+    default: str = FALLBACK,
+) -> str:
     """Choose the page language: ?lang= first, then the contact's, then Accept-Language; each
     by the rule that chooses a release's variant (languages.choose), so a contact written 'kr'
     or 'ko-KR' reads the Korean pages as they read the Korean release."""

@@ -46,8 +46,9 @@ def create_app(settings: Settings) -> Flask:
     if settings.trust_proxy:
         # Only behind a proxy that sets these: otherwise any client could pick its own address.
         # Wrapping wsgi_app is Flask's documented way to add middleware; its type forbids it.
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1, x_host=1,  # type: ignore[method-assign]
-                                x_prefix=1)
+        app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
+            app.wsgi_app, x_for=1, x_proto=1, x_host=1, x_prefix=1
+        )
     https = settings.base_url.startswith("https://")
 
     @app.before_request
@@ -66,8 +67,9 @@ def create_app(settings: Settings) -> Flask:
                 session.commit()
             else:
                 session.rollback()
-        security.apply_headers(response, embeddable=bool(g.get(EMBEDDABLE)),
-                               website=settings.website, https=https)
+        security.apply_headers(
+            response, embeddable=bool(g.get(EMBEDDABLE)), website=settings.website, https=https
+        )
         return response
 
     @app.teardown_request

@@ -59,10 +59,12 @@ def unsubscribe_page(token: str) -> Response:
         return message("unsubscribed_title", "unsubscribed_gone", lang=language(), status=200)
     s = settings()
     return render(
-        "unsubscribe.html", lang=language(contact.language), email=mask(contact.email),
-        mailing_list=ml, action=url_for("web.unsubscribe_post", token=token),
-        preferences_url=url_for("web.preferences",
-                                token=tokens.make_preferences(s, contact.id)),
+        "unsubscribe.html",
+        lang=language(contact.language),
+        email=mask(contact.email),
+        mailing_list=ml,
+        action=url_for("web.unsubscribe_post", token=token),
+        preferences_url=url_for("web.preferences", token=tokens.make_preferences(s, contact.id)),
     )
 
 
@@ -87,16 +89,16 @@ def unsubscribe_post(token: str) -> Response:
     else:
         assert ml is not None
         try:
-            contacts.unsubscribe(db(), contact.email, ml.slug, via=via,
-                                 campaign_id=campaign_id)
+            contacts.unsubscribe(db(), contact.email, ml.slug, via=via, campaign_id=campaign_id)
         except NotFoundError:
             pass  # never on that list: nothing to undo, and the answer is the same
     s = settings()
     return render(
-        "unsubscribed.html", lang=language(contact.language), email=mask(contact.email),
+        "unsubscribed.html",
+        lang=language(contact.language),
+        email=mask(contact.email),
         mailing_list=None if everything else ml,
-        preferences_url=url_for("web.preferences",
-                                token=tokens.make_preferences(s, contact.id)),
+        preferences_url=url_for("web.preferences", token=tokens.make_preferences(s, contact.id)),
     )
 
 
@@ -110,26 +112,45 @@ def _contact_id(token: str) -> int:
         abort(404)
 
 
-def _preferences_page(token: str, prefs: prefs_lib.Preferences, *, lang: str,
-                      status: int = 200, notice: str | None = None,
-                      error: str | None = None) -> Response:
+def _preferences_page(
+    token: str,
+    prefs: prefs_lib.Preferences,
+    *,
+    lang: str,
+    status: int = 200,
+    notice: str | None = None,
+    error: str | None = None,
+) -> Response:
     s = settings()
     nonce = request.cookies.get(security.CSRF_COOKIE, "")
     if not (20 <= len(nonce) <= 64 and nonce.replace("-", "").replace("_", "").isalnum()):
         nonce = security.new_nonce()
     contact = prefs.contact
     response = render(
-        "preferences.html", lang=lang, status=status, email=mask(contact.email),
-        name=contact.name, email_language=contact.language or lang,
+        "preferences.html",
+        lang=lang,
+        status=status,
+        email=mask(contact.email),
+        name=contact.name,
+        email_language=contact.language or lang,
         email_languages=[(c, i18n.STRINGS[c]["language_name"]) for c in languages()],
-        prefs=prefs, notice=notice, error=error, contact_address=s.from_address,
-        csrf_field=security.CSRF_FIELD, csrf=security.make_csrf(s.secret_key, token, nonce),
+        prefs=prefs,
+        notice=notice,
+        error=error,
+        contact_address=s.from_address,
+        csrf_field=security.CSRF_FIELD,
+        csrf=security.make_csrf(s.secret_key, token, nonce),
         action=url_for("web.preferences_post", token=token),
     )
-    response.set_cookie(security.CSRF_COOKIE, nonce, max_age=security.CSRF_MAX_AGE,
-                        httponly=True, samesite="Strict",
-                        path=request.script_root + "/preferences/",
-                        secure=s.base_url.startswith("https://"))
+    response.set_cookie(
+        security.CSRF_COOKIE,
+        nonce,
+        max_age=security.CSRF_MAX_AGE,
+        httponly=True,
+        samesite="Strict",
+        path=request.script_root + "/preferences/",
+        secure=s.base_url.startswith("https://"),
+    )
     return response
 
 
@@ -152,18 +173,30 @@ def preferences_post(token: str) -> Response:
         abort(404)
     form = request.form
     lang = choose(form.get("lang"), language())
-    if not security.check_csrf(s.secret_key, token, form.get(security.CSRF_FIELD),
-                               request.cookies.get(security.CSRF_COOKIE)):
+    if not security.check_csrf(
+        s.secret_key,
+        token,
+        form.get(security.CSRF_FIELD),
+        request.cookies.get(security.CSRF_COOKIE),
+    ):
         return _preferences_page(token, prefs, lang=lang, status=400, error="form_expired")
     if form.get("action") == "unsubscribe_all":
         prefs = prefs_lib.unsubscribe_everything(db(), contact_id)
         return _preferences_page(token, prefs, lang=lang, notice="saved")
     email_lang = choose(form.get("language"), prefs.contact.language or lang)
     evidence = subscribe.Evidence(
-        ip=client_ip(), user_agent=user_agent(), form="web:preferences",
+        ip=client_ip(),
+        user_agent=user_agent(),
+        form="web:preferences",
         text=subscribe.consent_text(lang, s.organisation_name),
     )
-    prefs = prefs_lib.save(db(), contact_id, name=form.get("name", ""), language=email_lang,
-                             wanted=set(form.getlist("list")), evidence=evidence)
+    prefs = prefs_lib.save(
+        db(),
+        contact_id,
+        name=form.get("name", ""),
+        language=email_lang,
+        wanted=set(form.getlist("list")),
+        evidence=evidence,
+    )
     # The page follows the language just chosen, unless ?lang= asks otherwise.
     return _preferences_page(token, prefs, lang=language(email_lang), notice="saved")

@@ -49,8 +49,13 @@ def choose(value: str | None, fallback: str) -> str:
 def language(contact_language: str | None = None) -> str:
     """The page language: ?lang=, then the contact's, then Accept-Language, then the default."""
     accept = [tag for tag, _q in request.accept_languages]
-    return i18n.pick(languages(), explicit=request.args.get("lang"), contact=contact_language,
-                     accept=accept, default=settings().default_language)
+    return i18n.pick(
+        languages(),
+        explicit=request.args.get("lang"),
+        contact=contact_language,
+        accept=accept,
+        default=settings().default_language,
+    )
 
 
 def client_ip() -> str | None:
@@ -64,12 +69,26 @@ def user_agent() -> str | None:
 
 def language_links(lang: str) -> list[dict[str, Any]]:
     """Links that show the same page in each language: a bare query, so always this page."""
-    return [{"code": code, "name": i18n.STRINGS[code]["language_name"],
-             "url": f"?lang={code}", "current": code == lang} for code in languages()]
+    return [
+        {
+            "code": code,
+            "name": i18n.STRINGS[code]["language_name"],
+            "url": f"?lang={code}",
+            "current": code == lang,
+        }
+        for code in languages()
+    ]
 
 
-def render(template: str, *, lang: str, status: int = 200, embeddable: bool = False,
-           headers: dict[str, str] | None = None, **context: Any) -> Response:
+def render(
+    template: str,
+    *,
+    lang: str,
+    status: int = 200,
+    embeddable: bool = False,
+    headers: dict[str, str] | None = None,
+    **context: Any,
+) -> Response:
     """Render a page template in `lang` with the values every page uses."""
     s = settings()
     values: dict[str, Any] = {
@@ -93,9 +112,22 @@ def render(template: str, *, lang: str, status: int = 200, embeddable: bool = Fa
     return response
 
 
-def message(title: str, body: str, *, lang: str, status: int,
-            headers: dict[str, str] | None = None, **extra: Any) -> Response:
+def message(
+    title: str,
+    body: str,
+    *,
+    lang: str,
+    status: int,
+    headers: dict[str, str] | None = None,
+    **extra: Any,
+) -> Response:
     """A simple page with a title and one paragraph (errors, notices)."""
     t = i18n.translate
-    return render("message.html", lang=lang, status=status, headers=headers,
-                  title=t(lang, title), paragraphs=[t(lang, body, **extra)])
+    return render(
+        "message.html",
+        lang=lang,
+        status=status,
+        headers=headers,
+        title=t(lang, title),
+        paragraphs=[t(lang, body, **extra)],
+    )

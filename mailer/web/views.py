@@ -68,18 +68,34 @@ def stylesheet() -> Response:
 # --- subscribe ------------------------------------------------------------------------------
 
 
-def _form_page(template: str, *, form_id: str, lists: list[MailingList], lang: str,
-               status: int = 200, embeddable: bool = False, errors: dict[str, Any] | None = None,
-               values: dict[str, Any] | None = None) -> Response:
+def _form_page(
+    template: str,
+    *,
+    form_id: str,
+    lists: list[MailingList],
+    lang: str,
+    status: int = 200,
+    embeddable: bool = False,
+    errors: dict[str, Any] | None = None,
+    values: dict[str, Any] | None = None,
+) -> Response:
     values = values or {}
     chosen = set(values.get("lists", [])) or ({lists[0].slug} if len(lists) == 1 else set())
     return render(
-        template, lang=lang, status=status, embeddable=embeddable, form_id=form_id,
-        lists=lists, chosen=chosen, email=values.get("email", ""),
+        template,
+        lang=lang,
+        status=status,
+        embeddable=embeddable,
+        form_id=form_id,
+        lists=lists,
+        chosen=chosen,
+        email=values.get("email", ""),
         errors={"email": False, "lists": False, **(errors or {})},
-        name=values.get("name", ""), email_language=values.get("language", lang),
+        name=values.get("name", ""),
+        email_language=values.get("language", lang),
         email_languages=[(code, i18n.STRINGS[code]["language_name"]) for code in languages()],
-        honeypot=HONEYPOT, action=url_for("web.subscribe_post"),
+        honeypot=HONEYPOT,
+        action=url_for("web.subscribe_post"),
     )
 
 
@@ -106,8 +122,7 @@ def embed_form(slug: str | None = None) -> Response:
     """The compact form for an iframe on the organisation's website (may be framed)."""
     lists = _lists_for(slug)
     form_id = "embed" + (f"/{slug}" if slug else "")
-    return _form_page("embed.html", form_id=form_id, lists=lists, lang=language(),
-                      embeddable=True)
+    return _form_page("embed.html", form_id=form_id, lists=lists, lang=language(), embeddable=True)
 
 
 @bp.get("/embed/snippet.html")
@@ -115,12 +130,18 @@ def snippet() -> Response:
     """The HTML to paste into the organisation's own page (shown as text to copy)."""
     s = settings()
     lang = language()
-    html = templating.environment(s).get_template("snippet.html").render(
-        action=s.base_url.rstrip("/") + url_for("web.subscribe_post"),
-        lists=subscribe.public_lists(db()), lang=lang, honeypot=HONEYPOT,
-        email_languages=[(c, i18n.STRINGS[c]["language_name"]) for c in languages()],
-        t=lambda key, **kw: i18n.translate(lang, key, **kw),
-        organisation=in_language(s.organisation_name, lang, s.default_language),
+    html = (
+        templating.environment(s)
+        .get_template("snippet.html")
+        .render(
+            action=s.base_url.rstrip("/") + url_for("web.subscribe_post"),
+            lists=subscribe.public_lists(db()),
+            lang=lang,
+            honeypot=HONEYPOT,
+            email_languages=[(c, i18n.STRINGS[c]["language_name"]) for c in languages()],
+            t=lambda key, **kw: i18n.translate(lang, key, **kw),
+            organisation=in_language(s.organisation_name, lang, s.default_language),
+        )
     )
     return Response(html, mimetype="text/plain")
 
@@ -137,8 +158,13 @@ def subscribe_post() -> Response:
     hit = ratelimit.hit(db(), f"subscribe-ip:{client_ip()}", limit("MAILER_IP_LIMIT"))
     ratelimit.purge(db())
     if not hit.allowed:
-        return message("rate_title", "rate_body", lang=page_lang, status=429,
-                       headers={"Retry-After": str(hit.retry_after)})
+        return message(
+            "rate_title",
+            "rate_body",
+            lang=page_lang,
+            status=429,
+            headers={"Retry-After": str(hit.retry_after)},
+        )
     email = form.get("email", "").strip()
     if form.get(HONEYPOT):
         # A bot filled the hidden field: it gets the ordinary answer and nothing happens.
@@ -149,7 +175,9 @@ def subscribe_post() -> Response:
     values = {"email": email, "name": name, "language": email_lang, "lists": slugs}
     slug = form_id.partition("/")[2] or None
     evidence = subscribe.Evidence(
-        ip=client_ip(), user_agent=user_agent(), form=f"web:{form_id}",
+        ip=client_ip(),
+        user_agent=user_agent(),
+        form=f"web:{form_id}",
         text=subscribe.consent_text(page_lang, s.organisation_name),
     )
     errors: dict[str, Any] = {}
@@ -162,8 +190,9 @@ def subscribe_post() -> Response:
     if not errors:
         try:
             # Only queued: the address's state is looked at later, by the notice sender.
-            subscribe.request_subscription(db(), s, email, slugs, name=name,
-                                           language=email_lang, evidence=evidence)
+            subscribe.request_subscription(
+                db(), s, email, slugs, name=name, language=email_lang, evidence=evidence
+            )
         except (subscribe.NoListsError, NotFoundError):
             errors["lists"] = True
     if errors:
@@ -174,16 +203,31 @@ def subscribe_post() -> Response:
             lists = subscribe.public_lists(db())
         # The corrected form is ours now, whatever page it came from.
         shown = "subscribe" if form_id == "snippet" else form_id
-        return _form_page(template, form_id=shown, lists=lists, lang=page_lang, status=400,
-                          embeddable=embeddable, errors=errors, values=values)
+        return _form_page(
+            template,
+            form_id=shown,
+            lists=lists,
+            lang=page_lang,
+            status=400,
+            embeddable=embeddable,
+            errors=errors,
+            values=values,
+        )
     return _check_inbox(email, page_lang, embeddable)
 
 
 def _check_inbox(email: str, lang: str, embeddable: bool, *, resent: bool = False) -> Response:
     s = settings()
     days = max(1, s.confirm_max_age // 86400)
-    return render("check_inbox.html", lang=lang, embeddable=embeddable, email=email,
-                  sender=s.from_address, days=days, resent=resent)
+    return render(
+        "check_inbox.html",
+        lang=lang,
+        embeddable=embeddable,
+        email=email,
+        sender=s.from_address,
+        days=days,
+        resent=resent,
+    )
 
 
 # --- confirm --------------------------------------------------------------------------------
@@ -197,8 +241,13 @@ def _contact_language(contact_id: int) -> str:
 def _expired_page(token: str, err: TokenExpiredError) -> Response:
     lang = _contact_language(err.token.contact_id)
     days = max(1, settings().confirm_max_age // 86400)
-    return render("confirm_expired.html", lang=lang, status=410, days=days,
-                  action=url_for("web.confirm_resend", token=token))
+    return render(
+        "confirm_expired.html",
+        lang=lang,
+        status=410,
+        days=days,
+        action=url_for("web.confirm_resend", token=token),
+    )
 
 
 @bp.get("/confirm/<token>")
@@ -213,8 +262,13 @@ def confirm_page(token: str) -> Response:
         contact, lists = subscribe.describe_confirm(db(), data)
     except NotFoundError:
         abort(404)
-    return render("confirm.html", lang=language(contact.language), email=mask(contact.email),
-                  lists=lists, action=url_for("web.confirm_post", token=token))
+    return render(
+        "confirm.html",
+        lang=language(contact.language),
+        email=mask(contact.email),
+        lists=lists,
+        action=url_for("web.confirm_post", token=token),
+    )
 
 
 @bp.post("/confirm/<token>")
@@ -233,11 +287,22 @@ def confirm_post(token: str) -> Response:
     contact = outcome.contact
     lang = language(contact.language)
     if outcome.blocked:
-        return message("cannot_subscribe_title", "cannot_subscribe_body", lang=lang, status=200,
-                       email=mask(contact.email), contact=s.from_address)
+        return message(
+            "cannot_subscribe_title",
+            "cannot_subscribe_body",
+            lang=lang,
+            status=200,
+            email=mask(contact.email),
+            contact=s.from_address,
+        )
     prefs = url_for("web.preferences", token=tokens.make_preferences(s, contact.id))
-    return render("confirmed.html", lang=lang, email=mask(contact.email), lists=outcome.lists,
-                  preferences_url=prefs)
+    return render(
+        "confirmed.html",
+        lang=lang,
+        email=mask(contact.email),
+        lists=outcome.lists,
+        preferences_url=prefs,
+    )
 
 
 @bp.post("/confirm/<token>/resend")
@@ -254,8 +319,13 @@ def confirm_resend(token: str) -> Response:
     lang = _contact_language(expired.contact_id)
     hit = ratelimit.hit(db(), f"subscribe-ip:{client_ip()}", limit("MAILER_IP_LIMIT"))
     if not hit.allowed:
-        return message("rate_title", "rate_body", lang=lang, status=429,
-                       headers={"Retry-After": str(hit.retry_after)})
+        return message(
+            "rate_title",
+            "rate_body",
+            lang=lang,
+            status=429,
+            headers={"Retry-After": str(hit.retry_after)},
+        )
     try:
         address = subscribe.resend(db(), expired, language=lang)
     except NotFoundError:

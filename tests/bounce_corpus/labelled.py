@@ -31,17 +31,17 @@ DISPUTED_SOFT: dict[str, str] = {}
 # Labels that say hard where the text says something else.
 DISPUTED_HARD: dict[str, str] = {
     "lhost-exim-37.eml": "'neko.example.com does not exist' after end of DATA names the "
-                         "sender's domain (the returned message's Return-path), not the "
-                         "recipient's",
+    "sender's domain (the returned message's Return-path), not the "
+    "recipient's",
     "lhost-opensmtpd-12.eml": "the report says Action: delayed, Status 4.0.0 (subject "
-                              "'Delivery status notification: delayed'): a delay never "
-                              "suppresses",
+    "'Delivery status notification: delayed'): a delay never "
+    "suppresses",
     "lhost-yahoo-07.eml": "Yahoo's '550: <addr>: User unknown' for an ezweb.ne.jp address, no "
-                          "code, no stage: the same words for the same address are labelled "
-                          "filtered in lhost-yahoo-06",
+    "code, no stage: the same words for the same address are labelled "
+    "filtered in lhost-yahoo-06",
     "rhost-aol-06.eml": "'Name service error ... Malformed or unexpected name server reply' "
-                        "(5.4.4) is a DNS failure: the same text is labelled networkerror "
-                        "(soft) in lhost-postfix-17",
+    "(5.4.4) is a DNS failure: the same text is labelled networkerror "
+    "(soft) in lhost-postfix-17",
 }
 
 
@@ -77,6 +77,7 @@ class Score:
     def lines(self) -> list[str]:
         def pct(a: int, b: int) -> str:
             return f"{a}/{b} = {a / b:.3f}" if b else f"{a}/0"
+
         undisputed = self.hard - self.hard_disputed
         return [
             f"hard bounces suppressed with the right address: {pct(self.hard_found, self.hard)}"

@@ -56,24 +56,46 @@ class World:
 
 
 def make_campaign(session: Session, slug: str = "lunar-new-year") -> Campaign:
-    release = Release(slug=slug, title="Lunar New Year festival draws 4,000 visitors",
-                      default_language="en", front_matter={}, variants={},
-                      content_hash=slug.ljust(64, "0")[:64])
+    release = Release(
+        slug=slug,
+        title="Lunar New Year festival draws 4,000 visitors",
+        default_language="en",
+        front_matter={},
+        variants={},
+        content_hash=slug.ljust(64, "0")[:64],
+    )
     session.add(release)
     session.flush()
-    campaign = Campaign(release_id=release.id, audience_key=f"lists:{slug}", audience={},
-                        status=CampaignStatus.DONE, plan={})
+    campaign = Campaign(
+        release_id=release.id,
+        audience_key=f"lists:{slug}",
+        audience={},
+        status=CampaignStatus.DONE,
+        plan={},
+    )
     session.add(campaign)
     session.flush()
     return campaign
 
 
-def add_delivery(session: Session, campaign: Campaign, contact: Contact, mid: str,
-                 sent_at: datetime = SENT_AT,
-                 status: DeliveryStatus = DeliveryStatus.SENT) -> Delivery:
-    delivery = Delivery(campaign_id=campaign.id, contact_id=contact.id, email=contact.email,
-                        language="en", status=status, attempts=1, message_id=mid,
-                        sent_at=sent_at if status == DeliveryStatus.SENT else None)
+def add_delivery(
+    session: Session,
+    campaign: Campaign,
+    contact: Contact,
+    mid: str,
+    sent_at: datetime = SENT_AT,
+    status: DeliveryStatus = DeliveryStatus.SENT,
+) -> Delivery:
+    delivery = Delivery(
+        campaign_id=campaign.id,
+        contact_id=contact.id,
+        email=contact.email,
+        language="en",
+        status=status,
+        attempts=1,
+        message_id=mid,
+        sent_at=sent_at if status == DeliveryStatus.SENT else None,
+    )
     session.add(delivery)
     session.flush()
     return delivery
@@ -81,8 +103,7 @@ def add_delivery(session: Session, campaign: Campaign, contact: Contact, mid: st
 
 def build(session: Session) -> World:
     """Lists press-en and press-ko, every contact of expected.json, and campaign 1 sent to all."""
-    for slug, name in (("press-en", "Press releases (English)"),
-                       ("press-ko", "보도자료 (한국어)")):
+    for slug, name in (("press-en", "Press releases (English)"), ("press-ko", "보도자료 (한국어)")):
         if session.scalar(select(MailingList).where(MailingList.slug == slug)) is None:
             create_list(session, slug, name)
     campaign = make_campaign(session)
@@ -115,8 +136,12 @@ def render(raw: bytes, session: Session, settings: Settings, campaign_id: int) -
         # The corpus was captured with unsigned VERP; mailer's envelope sender carries an HMAC
         # tag now, so a genuine bounce comes back to the signed address.
         recipient = f"{m.group(1).decode()}@{m.group(2).decode()}"
-        return verp_encode("bounces@hanul.example.org", recipient,
-                           secret_key=settings.secret_key, campaign_id=campaign_id).encode()
+        return verp_encode(
+            "bounces@hanul.example.org",
+            recipient,
+            secret_key=settings.secret_key,
+            campaign_id=campaign_id,
+        ).encode()
 
     raw = re.sub(_VERP.pattern.encode(), verp, raw)
     return re.sub(_TOKEN.pattern.encode(), token, raw)
@@ -124,8 +149,10 @@ def render(raw: bytes, session: Session, settings: Settings, campaign_id: int) -
 
 def corpus(session: Session, settings: Settings, campaign_id: int) -> list[tuple[str, bytes]]:
     """(file name, message bytes with real tokens) for every message of the corpus, in order."""
-    return [(p.name, render(p.read_bytes(), session, settings, campaign_id))
-            for p in sorted(HERE.glob("*.eml"))]
+    return [
+        (p.name, render(p.read_bytes(), session, settings, campaign_id))
+        for p in sorted(HERE.glob("*.eml"))
+    ]
 
 
 def write_mbox(path: Path, messages: list[bytes]) -> Path:
@@ -157,7 +184,8 @@ class Evaluation:
         hit_u = len(self.unsubscribed & self.truth_unsubscribed)
         missed = sorted(self.truth_suppressed - self.suppressed)
         return [
-            f"bounce corpus: {len(self.rows)} messages", *self.rows,
+            f"bounce corpus: {len(self.rows)} messages",
+            *self.rows,
             f"classification (outcome and address right): {_ratio(right, len(self.rows))}",
             "suppression by hard bounces and complaints:",
             f"  precision {_ratio(hit_s, len(self.suppressed))}",
@@ -187,19 +215,31 @@ def evaluate(session: Session, report: RunReport, names: list[str]) -> Evaluatio
         ok = len(got) == 1 and outcome == exp["outcome"] and email == exp["email"]
         rows.append(f"  {'ok ' if ok else 'BAD'} {name:<42} {outcome:<16} {email or '-'}")
         if not ok:
-            wrong.append(f"{name}: expected {exp['outcome']} {exp['email']}, "
-                         f"got {[(i.outcome, i.email, i.detail) for i in got]}")
+            wrong.append(
+                f"{name}: expected {exp['outcome']} {exp['email']}, "
+                f"got {[(i.outcome, i.email, i.detail) for i in got]}"
+            )
     bounced = {SuppressionReason.HARD_BOUNCE, SuppressionReason.COMPLAINT}
-    suppressed = set(session.scalars(select(Suppression.email)
-                                     .where(Suppression.reason.in_(bounced))))
-    unsubscribed = set(session.scalars(
-        select(Contact.email).join(Subscription, Subscription.contact_id == Contact.id)
-        .where(Subscription.status == SubscriptionStatus.UNSUBSCRIBED,
-               Subscription.unsubscribed_via.in_(["mailto", "unsubscribe-all"]))
-    )) | set(session.scalars(select(Suppression.email).where(
-        Suppression.reason == SuppressionReason.UNSUBSCRIBE_ALL)))
+    suppressed = set(
+        session.scalars(select(Suppression.email).where(Suppression.reason.in_(bounced)))
+    )
+    unsubscribed = set(
+        session.scalars(
+            select(Contact.email)
+            .join(Subscription, Subscription.contact_id == Contact.id)
+            .where(
+                Subscription.status == SubscriptionStatus.UNSUBSCRIBED,
+                Subscription.unsubscribed_via.in_(["mailto", "unsubscribe-all"]),
+            )
+        )
+    ) | set(
+        session.scalars(
+            select(Suppression.email).where(Suppression.reason == SuppressionReason.UNSUBSCRIBE_ALL)
+        )
+    )
     return Evaluation(
-        rows, wrong,
+        rows,
+        wrong,
         {e["email"] for e in expected.values() if e["suppress"] and not e["unsubscribe"]},
         suppressed,
         {e["email"] for e in expected.values() if e["unsubscribe"]},

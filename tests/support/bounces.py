@@ -9,9 +9,16 @@ from pathlib import Path
 _ids = count(1)  # unique Message-IDs across every report a test builds
 
 
-def dsn(recipient: str, status: str = "5.1.1", *, action: str = "failed",
-        diagnostic: str = "smtp; 550 5.1.1 User unknown", about: str | None = None,
-        to: str = "bounces@hanul.example.org", report_id: str | None = None) -> bytes:
+def dsn(
+    recipient: str,
+    status: str = "5.1.1",
+    *,
+    action: str = "failed",
+    diagnostic: str = "smtp; 550 5.1.1 User unknown",
+    about: str | None = None,
+    to: str = "bounces@hanul.example.org",
+    report_id: str | None = None,
+) -> bytes:
     """A minimal RFC 3464 report about `recipient` (and the Message-ID `about`)."""
     report_id = report_id or f"<dsn.{next(_ids)}@mx.example.net>"
     headers = f"Message-ID: {about}\n" if about else ""
@@ -81,9 +88,11 @@ Hello.
 
 
 def mail(subject: str, body: str = "", sender: str = "someone@example.org") -> bytes:
-    return (f"From: {sender}\nTo: press@hanul.example.org\nSubject: {subject}\n"
-            f"Message-ID: <m.{next(_ids)}@example.org>\nContent-Type: text/plain; charset=utf-8"
-            f"\n\n{body}\n").encode()
+    return (
+        f"From: {sender}\nTo: press@hanul.example.org\nSubject: {subject}\n"
+        f"Message-ID: <m.{next(_ids)}@example.org>\nContent-Type: text/plain; charset=utf-8"
+        f"\n\n{body}\n"
+    ).encode()
 
 
 # Temporary-failure samples from flufl.bounce: never to be read as hard bounces.
@@ -99,5 +108,4 @@ def cut_in_copy(raw: bytes) -> bytes | None:
     start = raw.find(b"\r\n\r\n", found.end()) if start < 0 else start
     if start < 0:
         return None
-    return raw[:start + (len(raw) - start) // 2]
-
+    return raw[: start + (len(raw) - start) // 2]

@@ -32,4 +32,3 @@ class Cli:
 @pytest.fixture
 def cli(settings: Settings, tmp_path: Path) -> Cli:
     return Cli(tmp_path / "mailer.toml")
-

@@ -32,4 +32,3 @@ def write_config(folder: Path, values: dict[str, Any]) -> Path:
     path = folder / "mailer.toml"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
-

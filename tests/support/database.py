@@ -141,4 +141,3 @@ def session(settings: Settings) -> Iterator[Session]:
     finally:
         s.rollback()
         s.close()
-

@@ -35,7 +35,7 @@ class Session(asyncio.Protocol):
                 end = self.buffer.find(b"\r\n.\r\n")
                 if end < 0:
                     return
-                message, self.buffer = self.buffer[:end], self.buffer[end + 5:]
+                message, self.buffer = self.buffer[:end], self.buffer[end + 5 :]
                 self.in_data = False
                 m = _MESSAGE_ID.search(message)
                 self.out.write((m.group(1) if m else b"-") + b"\n")
@@ -45,7 +45,7 @@ class Session(asyncio.Protocol):
             line_end = self.buffer.find(b"\r\n")
             if line_end < 0:
                 return
-            line, self.buffer = self.buffer[:line_end], self.buffer[line_end + 2:]
+            line, self.buffer = self.buffer[:line_end], self.buffer[line_end + 2 :]
             verb = line[:4].upper()
             if verb == b"EHLO":
                 self.transport.write(b"250-fast-sink\r\n250-8BITMIME\r\n250 SMTPUTF8\r\n")

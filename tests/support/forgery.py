@@ -32,8 +32,11 @@ MALLORY = "mallory@evil.example"
 BOUNCES = "bounces@hanul.example.org"
 
 
-PEOPLE = [(VICTIM, "Victim", "en"), (MALLORY, "Mallory", "en"),
-          ("kim@news.example.kr", "김민수", "ko")]
+PEOPLE = [
+    (VICTIM, "Victim", "en"),
+    (MALLORY, "Mallory", "en"),
+    ("kim@news.example.kr", "김민수", "ko"),
+]
 
 
 @dataclass
@@ -44,12 +47,19 @@ class Sent:
 
 
 @pytest.fixture
-def sent(settings: Settings, tmp_path: Path, smtp: SmtpServer,
-         release: Path, cli: Cli) -> Sent:
+def sent(settings: Settings, tmp_path: Path, smtp: SmtpServer, release: Path, cli: Cli) -> Sent:
     """One campaign really sent to three contacts, with VERP, through the SMTP sink."""
-    write_config(tmp_path, {"database_url": settings.database_url, "transport": "smtp",
-                            "smtp_url": smtp.url(), "verp": True, "envelope_sender": BOUNCES,
-                            "from_address": "press@hanul.example.org"})
+    write_config(
+        tmp_path,
+        {
+            "database_url": settings.database_url,
+            "transport": "smtp",
+            "smtp_url": smtp.url(),
+            "verp": True,
+            "envelope_sender": BOUNCES,
+            "from_address": "press@hanul.example.org",
+        },
+    )
     verp = load_settings(tmp_path / "mailer.toml", env={})
     populate(verp, PEOPLE)
     cli("send", str(release), "--list", "press", "--yes")
@@ -69,4 +79,3 @@ def db(sent: Sent) -> Iterator[Session]:
 def suppressed(session: Session, email: str) -> SuppressionReason | None:
     sup = get_suppression(session, email)
     return sup.reason if sup else None
-

@@ -24,8 +24,9 @@ from pathlib import Path
 
 import pytest
 
-DOVECOT = shutil.which("dovecot") or ("/usr/sbin/dovecot" if Path("/usr/sbin/dovecot").exists()
-                                      else None)
+DOVECOT = shutil.which("dovecot") or (
+    "/usr/sbin/dovecot" if Path("/usr/sbin/dovecot").exists() else None
+)
 USER = "press"
 PASSWORD = "secret"
 
@@ -33,13 +34,19 @@ PASSWORD = "secret"
 @dataclass
 class ImapServer:
     host: str
-    port: int          # imap: STARTTLS offered, plaintext allowed
-    ssl_port: int      # imaps
-    ca_file: Path      # the self-signed certificate, to trust it
+    port: int  # imap: STARTTLS offered, plaintext allowed
+    ssl_port: int  # imaps
+    ca_file: Path  # the self-signed certificate, to trust it
     log: Path
 
-    def url(self, folder: str = "INBOX", *, password: str = PASSWORD, scheme: str = "imaps",
-            **options: str) -> str:
+    def url(
+        self,
+        folder: str = "INBOX",
+        *,
+        password: str = PASSWORD,
+        scheme: str = "imaps",
+        **options: str,
+    ) -> str:
         port = self.ssl_port if scheme == "imaps" else self.port
         query = "&".join(f"{k}={v}" for k, v in {"ca_file": str(self.ca_file), **options}.items())
         return f"{scheme}://{USER}:{password}@{self.host}:{port}/{folder}?{query}"
@@ -53,8 +60,9 @@ class ImapServer:
     def append(self, raw: bytes, folder: str = "INBOX") -> None:
         conn = self.client()
         try:
-            typ, data = conn.append(folder, None, None, raw.replace(b"\r\n", b"\n")
-                                    .replace(b"\n", b"\r\n"))
+            typ, data = conn.append(
+                folder, None, None, raw.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+            )
             assert typ == "OK", data
         finally:
             conn.logout()
@@ -81,8 +89,9 @@ class ImapServer:
         conn = self.client()
         try:
             _, data = conn.list()
-            return [d.decode().rsplit(' "." ', 1)[-1].strip('"') for d in data
-                    if isinstance(d, bytes)]
+            return [
+                d.decode().rsplit(' "." ', 1)[-1].strip('"') for d in data if isinstance(d, bytes)
+            ]
         finally:
             conn.logout()
 
@@ -175,10 +184,26 @@ def imap_server() -> Iterator[ImapServer]:
     (folder / "run").mkdir()
     (folder / "state").mkdir()
     subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-         "-keyout", str(folder / "key.pem"), "-out", str(folder / "cert.pem"),
-         "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
-        check=True, capture_output=True,
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-keyout",
+            str(folder / "key.pem"),
+            "-out",
+            str(folder / "cert.pem"),
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+        ],
+        check=True,
+        capture_output=True,
     )
     (folder / "passwd").write_text(f"{USER}:{{PLAIN}}{PASSWORD}\n")
     uid, gid = _mail_owner()
@@ -189,8 +214,9 @@ def imap_server() -> Iterator[ImapServer]:
     config = folder / "dovecot.conf"
     config.write_text(_config(folder, home, port, ssl_port, uid, gid))
     log = folder / "dovecot.log"
-    proc = subprocess.Popen([DOVECOT, "-F", "-c", str(config)], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [DOVECOT, "-F", "-c", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT
+    )
     try:
         _wait_for(port, proc, log)
         _wait_for(ssl_port, proc, log)

@@ -20,8 +20,9 @@ from mailer.store.models import (
 )
 
 
-def write_csv(path: Path, rows: list[list[str]], encoding: str = "utf-8",
-              delimiter: str = ",") -> Path:
+def write_csv(
+    path: Path, rows: list[list[str]], encoding: str = "utf-8", delimiter: str = ","
+) -> Path:
     with path.open("w", encoding=encoding, newline="") as fh:
         csv.writer(fh, delimiter=delimiter).writerows(rows)
     return path
@@ -29,8 +30,10 @@ def write_csv(path: Path, rows: list[list[str]], encoding: str = "utf-8",
 
 def tables(session: Session) -> dict[str, int]:
     """Row counts of every table an import touches."""
-    out = {m.__tablename__: session.scalar(select(func.count()).select_from(m)) or 0
-           for m in (Contact, Subscription, ContactTag, ContactImport, Suppression, Event)}
+    out = {
+        m.__tablename__: session.scalar(select(func.count()).select_from(m)) or 0
+        for m in (Contact, Subscription, ContactTag, ContactImport, Suppression, Event)
+    }
     session.rollback()  # end the read: on SQLite an open transaction holds the write lock
     return out
 
@@ -43,7 +46,8 @@ def contact(session: Session, email: str) -> Contact:
 
 def status_on(session: Session, email: str, slug: str) -> str | None:
     sub = session.scalar(
-        select(Subscription).join(MailingList)
-        .where(MailingList.slug == slug, Subscription.contact_id == contact(session, email).id))
+        select(Subscription)
+        .join(MailingList)
+        .where(MailingList.slug == slug, Subscription.contact_id == contact(session, email).id)
+    )
     return None if sub is None else SubscriptionStatus(sub.status).value
-

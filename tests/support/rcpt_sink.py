@@ -36,14 +36,14 @@ class Session(asyncio.Protocol):
                 end = self.buffer.find(b"\r\n.\r\n")
                 if end < 0:
                     return
-                self.buffer = self.buffer[end + 5:]
+                self.buffer = self.buffer[end + 5 :]
                 self.in_data = False
                 asyncio.get_running_loop().call_later(self.delay, self._accept)
                 continue
             line_end = self.buffer.find(b"\r\n")
             if line_end < 0:
                 return
-            line, self.buffer = self.buffer[:line_end], self.buffer[line_end + 2:]
+            line, self.buffer = self.buffer[:line_end], self.buffer[line_end + 2 :]
             verb = line[:4].upper()
             if verb == b"EHLO":
                 self.transport.write(b"250-rcpt-sink\r\n250-8BITMIME\r\n250 SMTPUTF8\r\n")

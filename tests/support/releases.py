@@ -15,10 +15,14 @@ BASE_URL = "https://news.hanul.example.org"
 
 def org_settings(tmp_path: Path, **overrides: Any) -> Settings:
     """Settings of the sample organisation, with templates/ looked up in tmp_path."""
-    values: dict[str, Any] = {**SAMPLE_ORGANISATION, "base_url": BASE_URL,
-                              "from_address": "press@hanul.example.org",
-                              "secret_key": "test-secret", "base_dir": tmp_path,
-                              "database_url": f"sqlite:///{tmp_path / 'mailer.db'}"}
+    values: dict[str, Any] = {
+        **SAMPLE_ORGANISATION,
+        "base_url": BASE_URL,
+        "from_address": "press@hanul.example.org",
+        "secret_key": "test-secret",
+        "base_dir": tmp_path,
+        "database_url": f"sqlite:///{tmp_path / 'mailer.db'}",
+    }
     values.update(overrides)
     return Settings(**values)
 

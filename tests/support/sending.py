@@ -58,19 +58,27 @@ def release(tmp_path: Path) -> Path:
 
 
 def use_smtp(settings: Settings, tmp_path: Path, server: SmtpServer, **extra: object) -> Settings:
-    write_config(tmp_path, {"database_url": settings.database_url, "transport": "smtp",
-                            "smtp_url": server.url(), "concurrency": 2, "batch_size": 2,
-                            **extra})
+    write_config(
+        tmp_path,
+        {
+            "database_url": settings.database_url,
+            "transport": "smtp",
+            "smtp_url": server.url(),
+            "concurrency": 2,
+            "batch_size": 2,
+            **extra,
+        },
+    )
     return load_settings(tmp_path / "mailer.toml", env={})
 
 
-def populate(settings: Settings, people: Sequence[tuple[str, str, str | None]] = PEOPLE,
-             slug: str = "press") -> None:
+def populate(
+    settings: Settings, people: Sequence[tuple[str, str, str | None]] = PEOPLE, slug: str = "press"
+) -> None:
     with session_scope(settings) as s:
         create_list(s, slug, "Press 기자단")
         for email, name, lang in people:
             add_contact(s, email, slug, name=name, language=lang)
-
 
 
 def bulk_audience(settings: Settings, n: int) -> None:
@@ -79,15 +87,37 @@ def bulk_audience(settings: Settings, n: int) -> None:
         list_id = ml.id
     now = clock.now()
     with session_scope(settings) as s:
-        s.execute(insert(Contact), [
-            {"email": f"r{i:05d}@example.org", "email_original": f"r{i:05d}@example.org",
-             "name": f"Reader {i}", "language": "ko" if i % 2 else "en", "organisation": "",
-             "attributes": {}, "created_at": now, "updated_at": now} for i in range(n)])
+        s.execute(
+            insert(Contact),
+            [
+                {
+                    "email": f"r{i:05d}@example.org",
+                    "email_original": f"r{i:05d}@example.org",
+                    "name": f"Reader {i}",
+                    "language": "ko" if i % 2 else "en",
+                    "organisation": "",
+                    "attributes": {},
+                    "created_at": now,
+                    "updated_at": now,
+                }
+                for i in range(n)
+            ],
+        )
         ids = s.scalars(select(Contact.id)).all()
-        s.execute(insert(Subscription), [
-            {"contact_id": cid, "list_id": list_id, "status": SubscriptionStatus.SUBSCRIBED,
-             "source": "test", "created_at": now, "updated_at": now} for cid in ids])
-
+        s.execute(
+            insert(Subscription),
+            [
+                {
+                    "contact_id": cid,
+                    "list_id": list_id,
+                    "status": SubscriptionStatus.SUBSCRIBED,
+                    "source": "test",
+                    "created_at": now,
+                    "updated_at": now,
+                }
+                for cid in ids
+            ],
+        )
 
 
 def campaign_with(session: Session, deliveries: list[tuple[str, str]]) -> Campaign:
@@ -96,14 +126,22 @@ def campaign_with(session: Session, deliveries: list[tuple[str, str]]) -> Campai
     release = Release(slug="r", title="R", default_language="en", content_hash="0" * 64)
     session.add(release)
     session.flush()
-    campaign = Campaign(release_id=release.id, audience_key="press",
-                        status=CampaignStatus("done"))
+    campaign = Campaign(release_id=release.id, audience_key="press", status=CampaignStatus("done"))
     session.add(campaign)
     session.flush()
     for n, (email, reply) in enumerate(deliveries):
-        session.add(Delivery(campaign_id=campaign.id, contact_id=None, list_id=ml.id,
-                             email=email, language="en", status=DeliveryStatus("failed"),
-                             message_id=f"<m{n}@example.org>", smtp_reply=reply, smtp_code=550))
+        session.add(
+            Delivery(
+                campaign_id=campaign.id,
+                contact_id=None,
+                list_id=ml.id,
+                email=email,
+                language="en",
+                status=DeliveryStatus("failed"),
+                message_id=f"<m{n}@example.org>",
+                smtp_reply=reply,
+                smtp_code=550,
+            )
+        )
     session.flush()
     return campaign
-

@@ -60,8 +60,9 @@ class Sink:
     pipelining: bool = True
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    async def handle_EHLO(self, server: Any, session: Any, envelope: Any, hostname: str,
-                          responses: list[str]) -> list[str]:
+    async def handle_EHLO(
+        self, server: Any, session: Any, envelope: Any, hostname: str, responses: list[str]
+    ) -> list[str]:
         session.host_name = hostname  # this hook must set it (aiosmtpd's documentation)
         if self.pipelining:
             responses.insert(1, "250-PIPELINING")
@@ -74,16 +75,18 @@ class Sink:
         queue = self.script.get(address.lower())
         return queue.popleft() if queue else "ok"
 
-    async def handle_MAIL(self, server: Any, session: Any, envelope: Any, address: str,
-                          mail_options: list[str]) -> str:
+    async def handle_MAIL(
+        self, server: Any, session: Any, envelope: Any, address: str, mail_options: list[str]
+    ) -> str:
         if self.refuse_sender:
             return self.refuse_sender
         envelope.mail_from = address
         envelope.mail_options.extend(mail_options)
         return "250 2.1.0 OK"
 
-    async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str,
-                          rcpt_options: list[str]) -> str:
+    async def handle_RCPT(
+        self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: list[str]
+    ) -> str:
         with self.lock:
             self.attempts[address.lower()] += 1
             action = self._next(address)
@@ -119,8 +122,14 @@ class Sink:
 class SmtpServer:
     """A running aiosmtpd server; `url` is ready for the smtp_url setting."""
 
-    def __init__(self, *, auth: tuple[str, str] | None = None, tls_cert: Path | None = None,
-                 tls_key: Path | None = None, smtputf8: bool = True) -> None:
+    def __init__(
+        self,
+        *,
+        auth: tuple[str, str] | None = None,
+        tls_cert: Path | None = None,
+        tls_key: Path | None = None,
+        smtputf8: bool = True,
+    ) -> None:
         self.sink = Sink()
         self.port = free_port()
         self.auth = auth
@@ -138,12 +147,14 @@ class SmtpServer:
         self.controller = Controller(self.sink, hostname="127.0.0.1", port=self.port, **kwargs)
         self.tls = tls_cert is not None
 
-    def _authenticate(self, server: Any, session: Any, envelope: Any, mechanism: str,
-                      auth_data: Any) -> AuthResult:
+    def _authenticate(
+        self, server: Any, session: Any, envelope: Any, mechanism: str, auth_data: Any
+    ) -> AuthResult:
         assert self.auth is not None
-        if isinstance(auth_data, LoginPassword) and (
-            auth_data.login.decode(), auth_data.password.decode()
-        ) == self.auth:
+        if (
+            isinstance(auth_data, LoginPassword)
+            and (auth_data.login.decode(), auth_data.password.decode()) == self.auth
+        ):
             return AuthResult(success=True)
         return AuthResult(success=False, handled=False)
 

@@ -37,4 +37,3 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     )
     for reason, n in reasons.most_common():
         terminalreporter.write_line(f"skipped {n}: {reason}")
-

@@ -88,17 +88,33 @@ class Web:
         """The path of one of our public URLs (base_url is not where the test client runs)."""
         base = self.settings.base_url.rstrip("/")
         assert url.startswith(base + "/"), url
-        return url[len(base):]
+        return url[len(base) :]
 
     def confirm_path(self, msg: EmailMessage) -> str:
         return self.path(confirm_url(msg))
 
-    def subscribe(self, client: FlaskClient, address: str, lists: list[str], *,
-                  lang: str = "en", language: str | None = None, name: str = "",
-                  form: str = "subscribe", **extra: str) -> TestResponse:
+    def subscribe(
+        self,
+        client: FlaskClient,
+        address: str,
+        lists: list[str],
+        *,
+        lang: str = "en",
+        language: str | None = None,
+        name: str = "",
+        form: str = "subscribe",
+        **extra: str,
+    ) -> TestResponse:
         """Post the form, then run the notice sender (under the same pinned clock, if any)."""
-        data: dict[str, Any] = {"email": address, "name": name, "list": lists, "form": form,
-                                "lang": lang, "language": language or lang, **extra}
+        data: dict[str, Any] = {
+            "email": address,
+            "name": name,
+            "list": lists,
+            "form": form,
+            "lang": lang,
+            "language": language or lang,
+            **extra,
+        }
         response = client.post("/subscribe", data=data)
         self.send_notices()
         return response
@@ -113,10 +129,12 @@ def web_fixture(settings: Settings) -> Web:
 def lists_fixture(web: Web) -> dict[str, int]:
     """Two public lists and a private one; their ids by slug."""
     with web.db() as s:
-        news = create_list(s, "news", "Community newsletter", "Monthly news and events",
-                           public=True)
-        press = create_list(s, "press", "Press releases", "Announcements for journalists",
-                            public=True)
+        news = create_list(
+            s, "news", "Community newsletter", "Monthly news and events", public=True
+        )
+        press = create_list(
+            s, "press", "Press releases", "Announcements for journalists", public=True
+        )
         board = create_list(s, "board", "Board members", "Private", public=False)
         return {"news": news.id, "press": press.id, "board": board.id}
 
@@ -156,7 +174,9 @@ def sha256(text: str) -> str:
 
 def subscription(s: Session, address: str, slug: str) -> Subscription | None:
     return s.scalar(
-        select(Subscription).join(Contact).join(MailingList)
+        select(Subscription)
+        .join(Contact)
+        .join(MailingList)
         .where(Contact.email == address, MailingList.slug == slug)
     )
 
@@ -171,15 +191,23 @@ def snapshot(web: Web) -> dict[str, Any]:
     """Everything a visit could change: contacts, subscriptions, suppressions, events."""
     with web.db() as s:
         subs = sorted(
-            (sub.contact_id, sub.list_id, sub.status.value, str(sub.consent_at),
-             str(sub.confirmed_at), str(sub.unsubscribed_at), sub.unsubscribed_via)
+            (
+                sub.contact_id,
+                sub.list_id,
+                sub.status.value,
+                str(sub.consent_at),
+                str(sub.confirmed_at),
+                str(sub.unsubscribed_at),
+                sub.unsubscribed_via,
+            )
             for sub in s.scalars(select(Subscription))
         )
         return {
             "contacts": sorted((c.email, c.name, c.language) for c in s.scalars(select(Contact))),
             "subscriptions": subs,
-            "suppressions": sorted((x.email, x.reason.value) for x in s.scalars(
-                select(Suppression))),
+            "suppressions": sorted(
+                (x.email, x.reason.value) for x in s.scalars(select(Suppression))
+            ),
             "events": s.scalar(select(func.count()).select_from(Event)),
         }
 
@@ -192,7 +220,8 @@ def expired_confirm_token(settings: Settings, contact_id: int, list_ids: tuple[i
             return int(time.time()) - 8 * 86400
 
     serializer = itsdangerous.URLSafeTimedSerializer(
-        settings.secret_key, salt=tokens.CONFIRM, signer=EightDaysAgo)
+        settings.secret_key, salt=tokens.CONFIRM, signer=EightDaysAgo
+    )
     return str(serializer.dumps([contact_id, list(list_ids)]))
 
 
@@ -202,9 +231,23 @@ def serving(tmp_path: Path) -> Iterator[int]:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("MAILER_")}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "mailer", "--config", str(tmp_path / "mailer.toml"), "serve",
-         "--port", str(port), "--threads", "2"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, text=True)
+        [
+            sys.executable,
+            "-m",
+            "mailer",
+            "--config",
+            str(tmp_path / "mailer.toml"),
+            "serve",
+            "--port",
+            str(port),
+            "--threads",
+            "2",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env=env,
+        text=True,
+    )
     try:
         for _ in range(600):  # a loaded machine may take a while to start Python
             try:
@@ -223,4 +266,3 @@ def serving(tmp_path: Path) -> Iterator[int]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.communicate()
-

@@ -286,9 +286,7 @@ def upgrade() -> None:
         ),
     )
     with op.batch_alter_table("delivery", schema=None) as batch_op:
-        batch_op.create_index(
-            "ix_delivery_claim", ["campaign_id", "status", "id"], unique=False
-        )
+        batch_op.create_index("ix_delivery_claim", ["campaign_id", "status", "id"], unique=False)
         batch_op.create_index(batch_op.f("ix_delivery_contact_id"), ["contact_id"], unique=False)
         batch_op.create_index(batch_op.f("ix_delivery_message_id"), ["message_id"], unique=False)
 

@@ -47,20 +47,27 @@ def upgrade() -> None:
         sa.Column("due_at", UTCDateTime(timezone=True), nullable=False),
         sa.Column("last_error", sa.Text(), nullable=True),
         sa.Column("created_at", UTCDateTime(timezone=True), nullable=False),
-        sa.ForeignKeyConstraint(["contact_id"], ["contact.id"],
-                                name=op.f("fk_notice_contact_id_contact"), ondelete="CASCADE"),
+        sa.ForeignKeyConstraint(
+            ["contact_id"],
+            ["contact.id"],
+            name=op.f("fk_notice_contact_id_contact"),
+            ondelete="CASCADE",
+        ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_notice")),
         sqlite_autoincrement=True,
     )
     op.create_index("ix_notice_due", "notice", ["state", "due_at"], unique=False)
     with op.batch_alter_table("suppression") as batch_op:
         batch_op.add_column(sa.Column("mailbox", sa.String(length=320), nullable=True))
-    table = sa.table("suppression", sa.column("id", sa.Integer()),
-                     sa.column("email", sa.String()), sa.column("mailbox", sa.String()))
+    table = sa.table(
+        "suppression",
+        sa.column("id", sa.Integer()),
+        sa.column("email", sa.String()),
+        sa.column("mailbox", sa.String()),
+    )
     rows = bind.execute(sa.select(table.c.id, table.c.email)).all()
     for row_id, email in rows:
-        bind.execute(table.update().where(table.c.id == row_id)
-                     .values(mailbox=mailbox_key(email)))
+        bind.execute(table.update().where(table.c.id == row_id).values(mailbox=mailbox_key(email)))
     with op.batch_alter_table("suppression") as batch_op:
         batch_op.alter_column("mailbox", existing_type=sa.String(length=320), nullable=False)
         batch_op.create_index(batch_op.f("ix_suppression_mailbox"), ["mailbox"], unique=False)
@@ -79,9 +86,12 @@ def _sqlite_autoincrement(bind: sa.Connection) -> None:
     assert raw is not None
 
     def ddl(name: str) -> str:
-        return str(bind.exec_driver_sql(
-            "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)
-        ).scalar() or "")
+        return str(
+            bind.exec_driver_sql(
+                "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)
+            ).scalar()
+            or ""
+        )
 
     todo = [name for name in _REBUILT if "AUTOINCREMENT" not in ddl(name).upper()]
     if not todo:
@@ -91,8 +101,9 @@ def _sqlite_autoincrement(bind: sa.Connection) -> None:
     raw.execute("BEGIN IMMEDIATE")
     try:
         for name in todo:
-            with op.batch_alter_table(name, recreate="always",
-                                      table_kwargs={"sqlite_autoincrement": True}):
+            with op.batch_alter_table(
+                name, recreate="always", table_kwargs={"sqlite_autoincrement": True}
+            ):
                 pass
         broken = bind.exec_driver_sql("PRAGMA foreign_key_check").all()
         if broken:

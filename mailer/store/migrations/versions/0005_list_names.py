@@ -24,8 +24,10 @@ def upgrade() -> None:
     # Existing lists get no other-language names: their readers see `name`, as before. A plain
     # ADD COLUMN, not batch mode: on SQLite batch mode copies the table and drops the old one,
     # and the drop would cascade to every subscription of every list.
-    op.add_column("mailing_list", sa.Column("names", sa.JSON(), nullable=False,
-                                            server_default=sa.text("'{}'")))
+    op.add_column(
+        "mailing_list",
+        sa.Column("names", sa.JSON(), nullable=False, server_default=sa.text("'{}'")),
+    )
 
 
 def downgrade() -> None:
