@@ -21,8 +21,7 @@ _RECIPIENT_HEADERS = ("x-hmxmroriginalrecipient", "x-original-rcpt-to", "x-rcpt-
 
 def is_feedback(msg: Message) -> bool:
     report_type = str(msg.get_param("report-type", "") or "").lower()
-    return mime.find(msg, "message/feedback-report") is not None or \
-        report_type == "feedback-report"
+    return mime.find(msg, "message/feedback-report") is not None or report_type == "feedback-report"
 
 
 def read_arf(msg: Message, report: Report) -> None:
@@ -42,8 +41,9 @@ def read_arf(msg: Message, report: Report) -> None:
     report.feedback_type = feedback
     kind = COMPLAINT if feedback in COMPLAINT_TYPES else IGNORED
     why = f"Feedback-Type: {feedback}" + ("" if kind == COMPLAINT else " (not a complaint)")
-    rcpts = [a for a in (mime.address_field(v) for v in fields.get_all("original-rcpt-to", []))
-             if a]
+    rcpts = [
+        a for a in (mime.address_field(v) for v in fields.get_all("original-rcpt-to", [])) if a
+    ]
     # The complained-about message's envelope sender (Original-Mail-From, or the Return-Path of
     # the attached copy) is our VERP address when VERP is on: put it first for matching.
     mail_from = mime.address_field(fields.get("original-mail-from", ""))
@@ -56,13 +56,15 @@ def read_arf(msg: Message, report: Report) -> None:
         if rp:
             report.envelope_to.insert(0, rp)
         to_header = parseaddr(str(inner.get("to", ""))[:4000])[1] or None
-        rcpts = rcpts or [a for a in (mime.address_field(inner.get(h))
-                                      for h in _RECIPIENT_HEADERS) if a]
+        rcpts = rcpts or [
+            a for a in (mime.address_field(inner.get(h)) for h in _RECIPIENT_HEADERS) if a
+        ]
     if not rcpts:
         report.recipients.append(Recipient(None, to_header, kind, None, None, why))
     for rcpt in rcpts:
-        report.recipients.append(Recipient(rcpt, rcpt if len(rcpts) > 1 else to_header, kind,
-                                           None, None, why))
+        report.recipients.append(
+            Recipient(rcpt, rcpt if len(rcpts) > 1 else to_header, kind, None, None, why)
+        )
 
 
 def is_old_complaint(msg: Message) -> bool:
@@ -84,9 +86,16 @@ def read_old_complaint(msg: Message, report: Report) -> None:
     if rp:
         report.envelope_to.insert(0, rp)
     to_header = parseaddr(str(inner.get("to", ""))[:4000])[1] or None
-    report.recipients.append(Recipient(
-        rcpt, to_header, COMPLAINT, None, None,
-        "a feedback-loop complaint (the copy names the recipient in X-HmXmrOriginalRecipient)"))
+    report.recipients.append(
+        Recipient(
+            rcpt,
+            to_header,
+            COMPLAINT,
+            None,
+            None,
+            "a feedback-loop complaint (the copy names the recipient in X-HmXmrOriginalRecipient)",
+        )
+    )
 
 
 _JSON_START = re.compile(r"^\s*\{", re.S)
@@ -94,8 +103,7 @@ _JSON_START = re.compile(r"^\s*\{", re.S)
 
 def ses_notification(text: str) -> dict[str, Any] | None:
     """An Amazon SES notification (Bounce or Complaint) in the body, else None."""
-    if not _JSON_START.match(text) or (
-            "notificationType" not in text and "eventType" not in text):
+    if not _JSON_START.match(text) or ("notificationType" not in text and "eventType" not in text):
         return None
     start = text.index("{")
     try:
@@ -132,15 +140,25 @@ def read_ses(data: dict[str, Any], report: Report) -> None:
         is_complaint = feedback in COMPLAINT_TYPES
         for r in body.get("complainedRecipients") or []:
             addr = str(r.get("emailAddress") or "") or None
-            report.recipients.append(Recipient(
-                addr, addr, COMPLAINT if is_complaint else IGNORED, None, None,
-                f"Amazon SES complaint notification (feedback type {feedback})"))
+            report.recipients.append(
+                Recipient(
+                    addr,
+                    addr,
+                    COMPLAINT if is_complaint else IGNORED,
+                    None,
+                    None,
+                    f"Amazon SES complaint notification (feedback type {feedback})",
+                )
+            )
         return
     report.form = "dsn"
     if kind == "Delivery":
         for addr in (data.get("delivery") or {}).get("recipients") or []:
-            report.recipients.append(Recipient(str(addr), str(addr), IGNORED, None, None,
-                                               "Amazon SES delivery notification"))
+            report.recipients.append(
+                Recipient(
+                    str(addr), str(addr), IGNORED, None, None, "Amazon SES delivery notification"
+                )
+            )
         return
     body = data.get("bounce") or {}
     permanent = str(body.get("bounceType", "")).lower() == "permanent"
@@ -149,5 +167,6 @@ def read_ses(data: dict[str, Any], report: Report) -> None:
         diagnostic = str(r.get("diagnosticCode") or "") or None
         action = str(r.get("action") or ("failed" if permanent else "delayed"))
         kind_, code, why = judge(action, r.get("status"), diagnostic, permanent=permanent)
-        report.recipients.append(Recipient(addr, addr, kind_, code, diagnostic,
-                                           f"Amazon SES bounce notification: {why}"))
+        report.recipients.append(
+            Recipient(addr, addr, kind_, code, diagnostic, f"Amazon SES bounce notification: {why}")
+        )

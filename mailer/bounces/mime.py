@@ -19,7 +19,8 @@ def header_text(value: object) -> str:
         parts = decode_header(value if isinstance(value, Header) else str(value))
         text = "".join(
             data.decode("utf-8" if charset in (None, "unknown-8bit") else charset, "replace")
-            if isinstance(data, bytes) else data
+            if isinstance(data, bytes)
+            else data
             for data, charset in parts
         )
     except (ValueError, LookupError, UnicodeError):
@@ -190,12 +191,14 @@ def _body_text(msg: Message, *, stop_at_attachment: bool) -> str:
             if ctype == "message/rfc822" and stop_at_attachment:
                 return
             payload = part.get_payload()
-            subs = [s for s in payload if isinstance(s, Message)] if isinstance(payload, list) \
-                else []
+            subs = (
+                [s for s in payload if isinstance(s, Message)] if isinstance(payload, list) else []
+            )
             if ctype == "multipart/alternative":
                 # One rendering is enough: the plain one when it has words.
-                plain = [s for s in subs if s.get_content_type() == "text/plain"
-                         and decoded(s).strip()]
+                plain = [
+                    s for s in subs if s.get_content_type() == "text/plain" and decoded(s).strip()
+                ]
                 subs = plain[:1] or subs[:1]
             for sub in subs:
                 visit(sub)
@@ -205,7 +208,8 @@ def _body_text(msg: Message, *, stop_at_attachment: bool) -> str:
             out.append(str(part.get_payload()))
             return
         if part.get_content_maintype() != "text" or (
-                ctype == "text/rfc822-headers" and stop_at_attachment):
+            ctype == "text/rfc822-headers" and stop_at_attachment
+        ):
             return
         text = decoded(part)[:_MAX_PART]
         if ctype == "text/html":

@@ -38,8 +38,22 @@ from mailer.bounces.reasons import (
 )
 from mailer.bounces.report import Recipient, Report, Unparseable
 
-__all__ = ["AUTOREPLY", "BLOCK", "COMPLAINT", "COMPLAINT_TYPES", "DELAYED", "HARD", "IGNORED",
-           "SOFT", "UNSUBSCRIBE", "Recipient", "Report", "Unparseable", "classify", "parse"]
+__all__ = [
+    "AUTOREPLY",
+    "BLOCK",
+    "COMPLAINT",
+    "COMPLAINT_TYPES",
+    "DELAYED",
+    "HARD",
+    "IGNORED",
+    "SOFT",
+    "UNSUBSCRIBE",
+    "Recipient",
+    "Report",
+    "Unparseable",
+    "classify",
+    "parse",
+]
 
 COMPLAINT_TYPES = feeds.COMPLAINT_TYPES
 # The one decision, under its older name.
@@ -64,14 +78,16 @@ _BOUNCE_SUBJECT = re.compile(
     r"undeliver|undelivered|delivery status notification|returned mail|mail delivery fail"
     r"|delivery (status )?warning|delivery failure|failure notification|mail delivery problem"
     r"|delivery fail|failure notice|non.?delivery|could not be delivered|delivery has failed"
-    r"|delayed mail|delivery delayed|warning: message .* delayed|mail system error", re.I,
+    r"|delayed mail|delivery delayed|warning: message .* delayed|mail system error",
+    re.I,
 )
 _DAEMON = re.compile(r"^(mailer-daemon|postmaster|mail-daemon|mailerdaemon)@", re.I)
 _DAEMON_NAME = re.compile(r"mail delivery|mailer.daemon|postmaster", re.I)
 _AUTOREPLY_SUBJECT = re.compile(
     r"^(auto(matic)?[ -]?(reply|response|antwort)|autoreply|auto:|out of (the )?office"
     r"|vacation|away from|abwesenheit|r[ée]ponse automatique|respuesta autom[áa]tica"
-    r"|자동\s?(회신|응답)|부재\s?중|不在)", re.I,
+    r"|자동\s?(회신|응답)|부재\s?중|不在)",
+    re.I,
 )
 # Content-filtering gateways that write bounces of their own, by the marks they leave.
 _GATEWAYS = (
@@ -87,8 +103,11 @@ _MAX_FOR_FLUFL = 64_000
 # recipient per message); reading further only costs time.
 _MAX_RECIPIENTS = 500
 _MAX_MULTIPARTS = 100
-_REPORT_TYPES = ("message/delivery-status", "message/feedback-report",
-                 "message/global-delivery-status")
+_REPORT_TYPES = (
+    "message/delivery-status",
+    "message/feedback-report",
+    "message/global-delivery-status",
+)
 _DSN_FIELD = re.compile(r"^(final-recipient|original-recipient)\s*:", re.I | re.M)
 
 
@@ -124,8 +143,9 @@ def _parsed_from(value: str) -> tuple[str, str]:
 def _read(msg: Message, report: Report) -> None:
     content_type = msg.get_content_type()
     report_type = str(msg.get_param("report-type", "") or "").lower()
-    status_part = mime.find(msg, "message/delivery-status") or \
-        mime.find(msg, "message/global-delivery-status")
+    status_part = mime.find(msg, "message/delivery-status") or mime.find(
+        msg, "message/global-delivery-status"
+    )
     if feeds.is_feedback(msg):
         feeds.read_arf(msg, report)
         return
@@ -136,8 +156,9 @@ def _read(msg: Message, report: Report) -> None:
     if ses is not None:
         feeds.read_ses(ses, report)
         return
-    if status_part is not None or (content_type == "multipart/report"
-                                   and report_type == "delivery-status"):
+    if status_part is not None or (
+        content_type == "multipart/report" and report_type == "delivery-status"
+    ):
         _read_dsn(msg, report, status_part)
         if report.recipients:
             return
@@ -163,8 +184,9 @@ def _check_complete(msg: Message) -> str:
         if ctype in ("message/rfc822", "text/rfc822-headers"):
             inside_copy.update(id(p) for p, _ in mime.typed_parts(part))
     for part, _ in mime.typed_parts(msg):
-        if any(isinstance(d, StartBoundaryNotFoundDefect) for d in part.defects) and \
-                isinstance(part.get_payload(), str):
+        if any(isinstance(d, StartBoundaryNotFoundDefect) for d in part.defects) and isinstance(
+            part.get_payload(), str
+        ):
             # The boundary never appears (stripped or mistyped by a relay): nothing is cut, the
             # whole body is read as text.
             return "a multipart whose boundary never appears: read as text"
@@ -177,13 +199,16 @@ def _check_complete(msg: Message) -> str:
         cut = subs[-1] if subs else None
         # The part the message ends in is the cut one. A message cut in its only (explanation)
         # part is half a report: never act on it.
-        if cut is None or (len(subs) < 2 and part is msg
-                           and cut.get_content_type() not in ("message/rfc822",
-                                                              "text/rfc822-headers")):
-            raise Unparseable(f"truncated: a MIME part ({part.get_content_type()}) has no "
-                              "closing boundary and nothing whole before it")
-        report_part = next((p for p in cut.walk() if p.get_content_type() in _REPORT_TYPES),
-                           None)
+        if cut is None or (
+            len(subs) < 2
+            and part is msg
+            and cut.get_content_type() not in ("message/rfc822", "text/rfc822-headers")
+        ):
+            raise Unparseable(
+                f"truncated: a MIME part ({part.get_content_type()}) has no "
+                "closing boundary and nothing whole before it"
+            )
+        report_part = next((p for p in cut.walk() if p.get_content_type() in _REPORT_TYPES), None)
         if report_part is not None and not _fields_whole(report_part):
             raise Unparseable(f"truncated: the report part ({cut.get_content_type()}) is cut off")
         return "truncated: the message has no closing boundary; read from the whole parts"
@@ -236,15 +261,16 @@ def _read_dsn(msg: Message, report: Report, part: Message | None) -> None:
         # Some servers quote the DSN fields in the text (or mislabel the part): read them there.
         text = mime.body_text(msg, stop_at_attachment=True)
         found = _DSN_FIELD.search(text)
-        blocks = mime.text_blocks(text[found.start():]) if found else []
+        blocks = mime.text_blocks(text[found.start() :]) if found else []
     explanation = _explanation(msg)[0]
     gateway = _gateway(msg)
     blocks = _split_recipients(blocks)[:_MAX_RECIPIENTS]
     failed = [a for a in (mime.address_field(b.get("final-recipient")) for b in blocks) if a]
     for block in blocks:
         final = mime.address_field(block.get("final-recipient"))
-        original = mime.address_field(block.get("original-recipient")) or \
-            mime.address_field(block.get("x-actual-recipient"))
+        original = mime.address_field(block.get("original-recipient")) or mime.address_field(
+            block.get("x-actual-recipient")
+        )
         if final is None and original is None:
             continue
         action = str(block.get("action", "") or "") or None
@@ -255,14 +281,27 @@ def _read_dsn(msg: Message, report: Report, part: Message | None) -> None:
         # (else anywhere in what the text says about this address).
         context = textbounce.around(explanation, addr, failed)
         context = context if smtp_stage(context) else segment
-        kind, code, why = judge(action, block.get("status"), diagnostic, permanent=True,
-                                context=context, gateway=gateway)
-        if kind == SOFT and (why.endswith("without a stated reason")
-                             or (code or "").endswith(".0")):
+        kind, code, why = judge(
+            action,
+            block.get("status"),
+            diagnostic,
+            permanent=True,
+            context=context,
+            gateway=gateway,
+        )
+        if kind == SOFT and (
+            why.endswith("without a stated reason") or (code or "").endswith(".0")
+        ):
             # The report's fields say only "failed" (or a code's catch-all, x.y.0): its own
             # words about this address may say why (Courier, Exchange, Gmail notifications).
-            more = judge(action, block.get("status"), f"{diagnostic or ''}\n{segment}",
-                         permanent=True, context=context, gateway=gateway)
+            more = judge(
+                action,
+                block.get("status"),
+                f"{diagnostic or ''}\n{segment}",
+                permanent=True,
+                context=context,
+                gateway=gateway,
+            )
             if more[2] != why and not more[2].endswith("without a stated reason"):
                 kind, code, why = more[0], more[1], more[2] + " (in the report's text)"
         report.recipients.append(Recipient(original, final, kind, code, diagnostic, why))
@@ -289,8 +328,9 @@ def _split_recipients(blocks: list[Message]) -> list[Message]:
             continue
         text = "".join(f"{k}: {v}\n" for k, v in block.items())
         starts = [m.start() for m in re.finditer(r"^final-recipient:", text, re.I | re.M)]
-        out += mime.text_blocks("\n\n".join(text[a:b] for a, b in
-                                              zip(starts, [*starts[1:], len(text)], strict=True)))
+        out += mime.text_blocks(
+            "\n\n".join(text[a:b] for a, b in zip(starts, [*starts[1:], len(text)], strict=True))
+        )
     return out
 
 
@@ -322,7 +362,7 @@ def _explanation(msg: Message) -> tuple[str, str]:
     # A report's own words fit in far less than this; the cap keeps hostile input cheap.
     text = mime.body_text(msg, stop_at_attachment=True)[:_MAX_EXPLANATION]
     marker = textbounce.ORIGINAL_MARKER.search(text, 1)
-    return (text[:marker.start()], text[marker.start():]) if marker else (text, "")
+    return (text[: marker.start()], text[marker.start() :]) if marker else (text, "")
 
 
 def _read_nonstandard(msg: Message, report: Report) -> None:
@@ -363,10 +403,14 @@ def _read_nonstandard(msg: Message, report: Report) -> None:
         if delayed or (addr.lower() in temp and addr.encode() not in permanent):
             kind, code, why = DELAYED, None, "a delay warning, not a failure"
         else:
-            kind, code, why = judge("failed", None, segment, permanent=True,
-                                    context=_stage_context(explanation, addr, addresses,
-                                                           segment),
-                                    gateway=gateway)
+            kind, code, why = judge(
+                "failed",
+                None,
+                segment,
+                permanent=True,
+                context=_stage_context(explanation, addr, addresses, segment),
+                gateway=gateway,
+            )
         if from_copy:
             why += " (address from the returned message's To header)"
         diagnostic = " ".join(segment.split())[:1000] or None
@@ -409,5 +453,3 @@ def _read_unsubscribe(msg: Message, report: Report) -> None:
         report.intent = intent or subject.lower().startswith("unsubscribe")
     else:
         report.note = "not a bounce, complaint, auto-reply or unsubscribe request"
-
-

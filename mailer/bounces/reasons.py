@@ -31,14 +31,14 @@ import importlib
 import re
 from typing import Any
 
-HARD = "hard"            # the address does not exist (5.1.x): suppress at once
-SOFT = "soft"            # mailbox full, temporary failure given up on, unexplained failure
-BLOCK = "block"          # policy or spam refusal (x.7.x, content): about us, not the address
-DELAYED = "delayed"      # still being retried: never a bounce
+HARD = "hard"  # the address does not exist (5.1.x): suppress at once
+SOFT = "soft"  # mailbox full, temporary failure given up on, unexplained failure
+BLOCK = "block"  # policy or spam refusal (x.7.x, content): about us, not the address
+DELAYED = "delayed"  # still being retried: never a bounce
 COMPLAINT = "complaint"  # the recipient marked the message as spam (ARF)
 UNSUBSCRIBE = "unsubscribe"
 AUTOREPLY = "autoreply"
-IGNORED = "ignored"      # a report that needs no action (delivered, relayed, not-spam, ...)
+IGNORED = "ignored"  # a report that needs no action (delivered, relayed, not-spam, ...)
 
 # The kinds whose report alone calls for suppressing the address.
 SUPPRESSING = frozenset({HARD, COMPLAINT})
@@ -66,8 +66,9 @@ class _Phrases:
         self.pattern = re.compile("|".join(phrases))
         literals = [_required_literal(p) for p in phrases]
         # One phrase without such a literal: the regex alone decides.
-        self.literals = None if not all(literals) else tuple(dict.fromkeys(
-            lit for lit in literals if lit))
+        self.literals = (
+            None if not all(literals) else tuple(dict.fromkeys(lit for lit in literals if lit))
+        )
 
     def search(self, text: str) -> re.Match[str] | None:
         if self.literals is not None and not any(lit in text for lit in self.literals):
@@ -107,86 +108,210 @@ def _words(*phrases: str) -> _Phrases:
 
 # Refusals about us: the sending host, the sender's domain or address, the content, the volume.
 BLOCK_WORDS = _words(
-    r"spam", r"\bblock(ed|ing|list(ed)?)?\b", r"black\s?list", r"(?<!not )\blisted (at|on|by|in)\b",
-    r"\brbl\b", r"\bdnsbl\b", r"spamhaus", r"spamcop", r"barracuda", r"sorbs", r"reputation",
-    r"\bpolicy\b", r"policies", r"\bspf\b", r"\bdkim\b", r"\bdmarc\b", r"sender.?id",
-    r"unauthenticated", r"not authenticated", r"authentication (required|failed)",
-    r"reverse (dns|lookup)", r"\brdns\b", r"\bptr\b", r"\bhelo\b", r"\behlo\b",
-    r"rate limit", r"too many (connections|messages|recipients|mails|sessions)",
-    r"try again later", r"throttl", r"\bjunk\b", r"\babuse\b", r"virus", r"malware",
-    r"infected", r"content (rejected|filter)", r"message (content )?rejected", r"\bfiltered\b",
-    r"relay(ing)? (access )?(denied|not (permitted|allowed))", r"not permitted to relay",
-    r"sender address", r"sender (is )?(rejected|not allowed|unknown)", r"rcpthosts",
-    r"not allowed to send", r"greylist",
-    r"unable to relay", r"relay not", r"starttls", r"\btls\b", r"sender address rejected",
-    r"sender (verify|verification)", r"domain of sender", r"sender domain",
-    r"message (is )?too (big|large)", r"size (limit|exceed)", r"exceeds? .{0,20}size",
-    r"refused", r"not accepted", r"prohibited", r"forbidden",
-    r"suspicious", r"bulk", r"complian(t|ce)", r"rfc ?(2822|5322|822)", r"syntax error",
-    r"administrative prohibition", r"unsolicited", r"security", r"encryption", r"certificate",
+    r"spam",
+    r"\bblock(ed|ing|list(ed)?)?\b",
+    r"black\s?list",
+    r"(?<!not )\blisted (at|on|by|in)\b",
+    r"\brbl\b",
+    r"\bdnsbl\b",
+    r"spamhaus",
+    r"spamcop",
+    r"barracuda",
+    r"sorbs",
+    r"reputation",
+    r"\bpolicy\b",
+    r"policies",
+    r"\bspf\b",
+    r"\bdkim\b",
+    r"\bdmarc\b",
+    r"sender.?id",
+    r"unauthenticated",
+    r"not authenticated",
+    r"authentication (required|failed)",
+    r"reverse (dns|lookup)",
+    r"\brdns\b",
+    r"\bptr\b",
+    r"\bhelo\b",
+    r"\behlo\b",
+    r"rate limit",
+    r"too many (connections|messages|recipients|mails|sessions)",
+    r"try again later",
+    r"throttl",
+    r"\bjunk\b",
+    r"\babuse\b",
+    r"virus",
+    r"malware",
+    r"infected",
+    r"content (rejected|filter)",
+    r"message (content )?rejected",
+    r"\bfiltered\b",
+    r"relay(ing)? (access )?(denied|not (permitted|allowed))",
+    r"not permitted to relay",
+    r"sender address",
+    r"sender (is )?(rejected|not allowed|unknown)",
+    r"rcpthosts",
+    r"not allowed to send",
+    r"greylist",
+    r"unable to relay",
+    r"relay not",
+    r"starttls",
+    r"\btls\b",
+    r"sender address rejected",
+    r"sender (verify|verification)",
+    r"domain of sender",
+    r"sender domain",
+    r"message (is )?too (big|large)",
+    r"size (limit|exceed)",
+    r"exceeds? .{0,20}size",
+    r"refused",
+    r"not accepted",
+    r"prohibited",
+    r"forbidden",
+    r"suspicious",
+    r"bulk",
+    r"complian(t|ce)",
+    r"rfc ?(2822|5322|822)",
+    r"syntax error",
+    r"administrative prohibition",
+    r"unsolicited",
+    r"security",
+    r"encryption",
+    r"certificate",
 )
 # The mailbox exists but is full: it may take mail again.
 FULL_WORDS = _words(
-    r"quota", r"mailbox (is |was )?full", r"(mailbox|mail ?box|storage|disk) (is )?full",
-    r"insufficient (system )?storage", r"storage allocation", r"exceeded storage",
-    r"over ?quota", r"exceed(ed|s)? .{0,30}(quota|storage|size limit)", r"full mailbox",
-    r"mailbox size limit", r"mailbox has exceeded", r"postfach (ist )?voll",
-    r"bo(î|i)te (aux lettres )?pleine", r"buz(ó|o)n lleno", r"casella piena",
-    r"용량(이)? 초과", r"메일함(이)? (가득|꽉)", r"容量(を)?超過", r"メールボックスがいっぱい",
+    r"quota",
+    r"mailbox (is |was )?full",
+    r"(mailbox|mail ?box|storage|disk) (is )?full",
+    r"insufficient (system )?storage",
+    r"storage allocation",
+    r"exceeded storage",
+    r"over ?quota",
+    r"exceed(ed|s)? .{0,30}(quota|storage|size limit)",
+    r"full mailbox",
+    r"mailbox size limit",
+    r"mailbox has exceeded",
+    r"postfach (ist )?voll",
+    r"bo(î|i)te (aux lettres )?pleine",
+    r"buz(ó|o)n lleno",
+    r"casella piena",
+    r"용량(이)? 초과",
+    r"메일함(이)? (가득|꽉)",
+    r"容量(を)?超過",
+    r"メールボックスがいっぱい",
 )
 # The mailbox exists but is switched off for now (disabled, suspended, inactive).
 STATE_WORDS = _words(
-    r"\bdisabled\b", r"suspended", r"\binactive\b", r"deactivated", r"not active", r"\blocked\b",
-    r"on hold", r"frozen", r"no longer active", r"dormant",
+    r"\bdisabled\b",
+    r"suspended",
+    r"\binactive\b",
+    r"deactivated",
+    r"not active",
+    r"\blocked\b",
+    r"on hold",
+    r"frozen",
+    r"no longer active",
+    r"dormant",
 )
 # The recipient address does not exist there.
 USER_UNKNOWN = _words(
-    r"user unknown", r"unknown user", r"user (is )?not (found|known|exist)",
+    r"user unknown",
+    r"unknown user",
+    r"user (is )?not (found|known|exist)",
     r"unknown (local|alias)",
     r"no such (user|mailbox|recipient|address|person|account|local user)",
-    r"unknown recipient", r"recipient unknown", r"recipient (is )?not (found|exist|known)",
-    r"recipientnotfound", r"address (is )?(not found|unknown)", r"unknown (e-?mail )?address",
-    r"mailbox (not found|unknown|does ?n[o']t exist|is unknown)", r"does ?n[o']t exist",
-    r"do(es)? not exists?", r"no mailbox here by that name",
+    r"unknown recipient",
+    r"recipient unknown",
+    r"recipient (is )?not (found|exist|known)",
+    r"recipientnotfound",
+    r"address (is )?(not found|unknown)",
+    r"unknown (e-?mail )?address",
+    r"mailbox (not found|unknown|does ?n[o']t exist|is unknown)",
+    r"does ?n[o']t exist",
+    r"do(es)? not exists?",
+    r"no mailbox here by that name",
     r"not a valid (mailbox|recipient|user)",
-    r"invalid (recipient|mailbox|address|user)", r"doesn't have an? \S+ account",
+    r"invalid (recipient|mailbox|address|user)",
+    r"doesn't have an? \S+ account",
     r"(account|user|mailbox|address|recipient) (that you tried to reach )?"
     r"(does not|doesn't) exist",
-    r"recipient name is not recognized", r"not (a )?known (user|recipient)",
-    r"is not a valid", r"bad destination mailbox", r"destination (mailbox )?address (is )?invalid",
-    r"not our customer", r"no account by that name", r"unknown or illegal alias",
-    r"account (has been )?(removed|deleted|terminated)", r"user (doesn't|does not) have",
-    r"no longer exists", r"not listed in", r"invalid-recipient", r"undeliverable address",
+    r"recipient name is not recognized",
+    r"not (a )?known (user|recipient)",
+    r"is not a valid",
+    r"bad destination mailbox",
+    r"destination (mailbox )?address (is )?invalid",
+    r"not our customer",
+    r"no account by that name",
+    r"unknown or illegal alias",
+    r"account (has been )?(removed|deleted|terminated)",
+    r"user (doesn't|does not) have",
+    r"no longer exists",
+    r"not listed in",
+    r"invalid-recipient",
+    r"undeliverable address",
     r"recipient (address )?rejected: (user unknown|unknown user|undeliverable|access denied)",
-    r"mailbox unavailable: user unknown", r"user account is (unavailable|expired)",
-    r"this user doesn't have", r"unknown mailbox", r"address couldn't be found",
-    r"no valid recipients?\b", r"no mailbox by that name", r"mailbox not present",
-    r"no longer accepts mail", r"invalid or unknown virtual user", r"archived recipient",
+    r"mailbox unavailable: user unknown",
+    r"user account is (unavailable|expired)",
+    r"this user doesn't have",
+    r"unknown mailbox",
+    r"address couldn't be found",
+    r"no valid recipients?\b",
+    r"no mailbox by that name",
+    r"mailbox not present",
+    r"no longer accepts mail",
+    r"invalid or unknown virtual user",
+    r"archived recipient",
     r"destination addresses? (were|was|is) unknown",
     # The same in other languages (German, French, Spanish, Portuguese, Italian).
     r"(empf(ä|ae)nger|benutzer|adresse|postfach) (ist )?unbekannt",
     r"(adresse|destinataire|utilisateur) (\S+ )?(inconnue?|invalide|inexistante?)",
-    r"usuario (desconocido|inexistente|no existe)", r"utente (sconosciuto|inesistente)",
+    r"usuario (desconocido|inexistente|no existe)",
+    r"utente (sconosciuto|inesistente)",
     r"(usu(á|a)rio|destinat(á|a)rio) (desconhecido|inexistente)",
     # Korean and Japanese carriers' and portals' own words.
-    r"존재하지 않는 (계정|주소|사용자|아이디|메일)", r"(수신자|받는 ?사람)(를|을)? 찾을 수 없",
-    r"存在しない(アドレス|ユーザ|メールアドレス)", r"宛先(が)?不明", r"该用户不存在",
+    r"존재하지 않는 (계정|주소|사용자|아이디|메일)",
+    r"(수신자|받는 ?사람)(를|을)? 찾을 수 없",
+    r"存在しない(アドレス|ユーザ|メールアドレス)",
+    r"宛先(が)?不明",
+    r"该用户不存在",
 )
 # The recipient's domain does not exist or takes no mail at all.
 HOST_UNKNOWN = _words(
-    r"host or domain name not found", r"host (\S+ )?(not found|unknown)",
-    r"domain (not found|does not exist|doesn't exist|unknown|name not found)", r"no such domain",
-    r"unroute?able", r"unknown host", r"no (mx|mail exchanger)", r"unable to route",
-    r"illegal host/domain", r"nxdomain", r"domain .{0,60} does not accept mail",
-    r"does not accept mail", r"null mx", r"bad destination system", r"unknown domain",
-    r"no mx record", r"domaine inexistant", r"dom(ä|ae)ne (existiert nicht|unbekannt)",
-    r"domain (is )?not (valid|resolvable|reachable)", r"name or service not known",
-    r"mx records point to non-?existent hosts", r"couldn't find any host (named|by that name)",
+    r"host or domain name not found",
+    r"host (\S+ )?(not found|unknown)",
+    r"domain (not found|does not exist|doesn't exist|unknown|name not found)",
+    r"no such domain",
+    r"unroute?able",
+    r"unknown host",
+    r"no (mx|mail exchanger)",
+    r"unable to route",
+    r"illegal host/domain",
+    r"nxdomain",
+    r"domain .{0,60} does not accept mail",
+    r"does not accept mail",
+    r"null mx",
+    r"bad destination system",
+    r"unknown domain",
+    r"no mx record",
+    r"domaine inexistant",
+    r"dom(ä|ae)ne (existiert nicht|unbekannt)",
+    r"domain (is )?not (valid|resolvable|reachable)",
+    r"name or service not known",
+    r"mx records point to non-?existent hosts",
+    r"couldn't find any host (named|by that name)",
 )
 # A failure the server itself calls passing (DNS lookups that may succeed later, ...).
-TEMPORARY_WORDS = _words(r"try again later", r"try later", r"temporar", r"timed? ?out",
-                         r"timeout", r"retry",
-                         r"lookup fail", r"connection (refused|reset|lost)", r"server busy")
+TEMPORARY_WORDS = _words(
+    r"try again later",
+    r"try later",
+    r"temporar",
+    r"timed? ?out",
+    r"timeout",
+    r"retry",
+    r"lookup fail",
+    r"connection (refused|reset|lost)",
+    r"server busy",
+)
 # Where in the SMTP dialogue the server refused, in the words each mail system uses (Postfix
 # "in reply to RCPT TO command", Exim "after RCPT TO:<...>" / "after end of data", Sendmail
 # ">>> DATA" transcripts, qmail "does not like recipient" / "most progress was RCPT TO" /
@@ -207,8 +332,13 @@ _STAGES = re.compile(
 )
 
 
-_STAGE_WORDS = ("mail from", "rcpt", "data", "does not like recipient",
-                "failed after i sent the message")
+_STAGE_WORDS = (
+    "mail from",
+    "rcpt",
+    "data",
+    "does not like recipient",
+    "failed after i sent the message",
+)
 
 
 def smtp_stage(text: str) -> str | None:
@@ -235,12 +365,17 @@ def smtp_stage(text: str) -> str | None:
 # unknown without a status code or a stage and make a hard bounce; a bare "user unknown" does
 # not.
 _DIRECTORY_VERDICT = _words(
-    r"recipient name is not recognized", r"\(000c05a6\)",
+    r"recipient name is not recognized",
+    r"\(000c05a6\)",
     r"not listed in (the )?(public )?(name (&|and) address book|domino directory)",
-    r"recipientnotfound", r"recipient not found by smtp address lookup",
-    r"address couldn't be found", r"\*\* address not found \*\*",
-    r"no mailbox here by that name", r"unknown user: +<address>",
-    r"no valid recipients for this mm", r"\bdd this user doesn't have an? \S+ account",
+    r"recipientnotfound",
+    r"recipient not found by smtp address lookup",
+    r"address couldn't be found",
+    r"\*\* address not found \*\*",
+    r"no mailbox here by that name",
+    r"unknown user: +<address>",
+    r"no valid recipients for this mm",
+    r"\bdd this user doesn't have an? \S+ account",
     r"invalid recipient\. lpn\d+_41[68]",
 )
 # RFC 7505 (null MX) and RFC 7504 (521/556): the destination host or domain takes no mail.
@@ -269,17 +404,26 @@ def best_code(status: str | None, text: str) -> str | None:
     from_status = ".".join(found.groups()) if found else None
     in_text = ENHANCED.search(text)
     from_text = ".".join(in_text.groups()) if in_text else None
-    if from_text and not from_text.endswith(".0.0") and (
-            from_status is None or from_text[0] == from_status[0]):
+    if (
+        from_text
+        and not from_text.endswith(".0.0")
+        and (from_status is None or from_text[0] == from_status[0])
+    ):
         return from_text
     if from_status and not from_status.endswith(".0.0"):
         return from_status
     return from_status or from_text
 
 
-def judge(action: str | None, status: str | None, text: str | None, *,
-          permanent: bool, context: str = "",
-          gateway: str | None = None) -> tuple[str, str | None, str]:
+def judge(
+    action: str | None,
+    status: str | None,
+    text: str | None,
+    *,
+    permanent: bool,
+    context: str = "",
+    gateway: str | None = None,
+) -> tuple[str, str | None, str]:
     """(kind, enhanced status, evidence) for one recipient of a report.
 
     `permanent` says the report states a final failure (DSN `Action: failed`, or a bounce that
@@ -326,8 +470,9 @@ def judge(action: str | None, status: str | None, text: str | None, *,
     if klass == "4":
         return SOFT, code, f"temporary failure{' ' + code if code else ''}, given up"
     # RFC 7504: reply 521 (this host) and 556 (this domain) "does not accept mail" at all.
-    hard_code = bool(code and klass == "5" and (subject, detail) in _HARD_CODES) or \
-        bool(basic and basic.group(1) in ("521", "556"))
+    hard_code = bool(code and klass == "5" and (subject, detail) in _HARD_CODES) or bool(
+        basic and basic.group(1) in ("521", "556")
+    )
     state = STATE_WORDS.search(text)
     if state and not hard_code:
         return SOFT, code, f"the mailbox exists but is switched off: {state.group(0)!r}"
@@ -340,16 +485,28 @@ def judge(action: str | None, status: str | None, text: str | None, *,
     if gone and stage == DATA and not hard_code and not directory:
         return SOFT, code, f"{gone.group(0)!r} after DATA: a content filter, not the address"
     if gone and gateway and not hard_code:
-        return SOFT, code, (f"{gone.group(0)!r} from a filtering gateway ({gateway}) without "
-                            "5.1.1: its filter's verdict, not proof the address is gone")
+        return (
+            SOFT,
+            code,
+            (
+                f"{gone.group(0)!r} from a filtering gateway ({gateway}) without "
+                "5.1.1: its filter's verdict, not proof the address is gone"
+            ),
+        )
     # "User unknown" proves the address gone only where something ties it to the address: a
     # status code about the address (x.1.x other than the sender's), a refusal at RCPT TO, or
     # the receiving system's own directory verdict. Without them it is what a recipient's
     # filter says too (the domain filters of Japanese carriers, gateways), so keep the address.
     address_code = bool(code and klass == "5" and subject == 1 and detail not in (4, 5, 9))
     if gone and not host_gone and not (hard_code or address_code or rcpt_gone or directory):
-        return SOFT, code, (f"{gone.group(0)!r} with no status code about the address and no "
-                            "refusal at RCPT TO: a filter's answer as often as a missing address")
+        return (
+            SOFT,
+            code,
+            (
+                f"{gone.group(0)!r} with no status code about the address and no "
+                "refusal at RCPT TO: a filter's answer as often as a missing address"
+            ),
+        )
     if gone and (klass == "5" or (permanent and not klass)):
         return HARD, code, f"permanent failure: {gone.group(0)!r}" + (f" ({code})" if code else "")
     passing = TEMPORARY_WORDS.search(text)
@@ -358,8 +515,11 @@ def judge(action: str | None, status: str | None, text: str | None, *,
     if subject == 2:
         return SOFT, code, f"status {code} (mailbox state: full or disabled)"
     if hard_code:
-        said = f"status {code}" if code and (subject, detail) in _HARD_CODES else \
-            f"reply {basic.group(1) if basic else ''}"
+        said = (
+            f"status {code}"
+            if code and (subject, detail) in _HARD_CODES
+            else f"reply {basic.group(1) if basic else ''}"
+        )
         return HARD, code, f"{said} (bad destination address, or a domain that takes no mail)"
     if code and subject == 6:
         return BLOCK, code, f"status {code} (content refusal; never suppresses)"

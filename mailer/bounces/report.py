@@ -12,11 +12,11 @@ class Recipient:
     """One recipient's line in a report, classified."""
 
     original: str | None  # Original-Recipient, when the report gives it
-    final: str | None     # Final-Recipient, or the address found in the text
+    final: str | None  # Final-Recipient, or the address found in the text
     kind: str
-    status: str | None    # the enhanced status code, e.g. 5.1.1
+    status: str | None  # the enhanced status code, e.g. 5.1.1
     diagnostic: str | None
-    why: str              # the evidence for `kind`, shown in the report
+    why: str  # the evidence for `kind`, shown in the report
 
     @property
     def address(self) -> str | None:

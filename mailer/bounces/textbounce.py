@@ -49,7 +49,8 @@ MAX_SEGMENT = 10_000
 PERMANENT_SUBJECT = re.compile(r"permanent|fatal|failed|failure|undeliver|returned", re.I)
 PERMANENT_TEXT = re.compile(
     r"permanent(ly)? (error|failure|fatal)|fatal error|given up|no further (delivery )?attempts"
-    r"|will not be retried|failed permanently|permanent(ly)? failed", re.I,
+    r"|will not be retried|failed permanently|permanent(ly)? failed",
+    re.I,
 )
 
 
@@ -65,8 +66,15 @@ def is_delay(subject: str, explanation: str) -> bool:
 def ours(msg: Message, attached: Message | None) -> set[str]:
     """Addresses that are the report's own or our original sender's: never a failed recipient."""
     found: set[str] = set()
-    for name in ("from", "to", "delivered-to", "x-original-to", "return-path", "reply-to",
-                 "envelope-to"):
+    for name in (
+        "from",
+        "to",
+        "delivered-to",
+        "x-original-to",
+        "return-path",
+        "reply-to",
+        "envelope-to",
+    ):
         for addr in mime.header_addresses(msg, name):
             found.add(addr.lower())
     if attached is not None:
@@ -77,16 +85,19 @@ def ours(msg: Message, attached: Message | None) -> set[str]:
     return found
 
 
-def failed_addresses(msg: Message, explanation: str, own: set[str],
-                     extra: list[str]) -> list[str]:
+def failed_addresses(msg: Message, explanation: str, own: set[str], extra: list[str]) -> list[str]:
     """The failed recipients: X-Failed-Recipients, then those the explanation names."""
     out: list[str] = []
     seen: set[str] = set()
 
     def add(addr: str) -> None:
         addr = addr.strip().strip("<>.;,'\"").strip()
-        if "@" in addr and addr.lower() not in own and addr.lower() not in seen and \
-                len(out) < MAX_ADDRESSES:
+        if (
+            "@" in addr
+            and addr.lower() not in own
+            and addr.lower() not in seen
+            and len(out) < MAX_ADDRESSES
+        ):
             out.append(addr)
             seen.add(addr.lower())
 
@@ -133,9 +144,9 @@ def lead(explanation: str, addr: str) -> str:
     at = explanation.lower().find(addr.lower())
     if at < 0:
         return ""
-    line = explanation[max(explanation.rfind("\n", 0, at) + 1, at - MAX_SEGMENT):at]
+    line = explanation[max(explanation.rfind("\n", 0, at) + 1, at - MAX_SEGMENT) : at]
     others = list(_ADDR.finditer(line))
-    return line[others[-1].end():] if others else line
+    return line[others[-1].end() :] if others else line
 
 
 def around(explanation: str, addr: str, others: Iterable[str] = ()) -> str:
@@ -155,10 +166,10 @@ def around(explanation: str, addr: str, others: Iterable[str] = ()) -> str:
         start = at + len(needle)
         # Bounded either side: a hostile message's single huge line costs one slice.
         line_start = max(explanation.rfind("\n", 0, at) + 1, at - MAX_SEGMENT)
-        before = explanation[max(0, line_start - MAX_SEGMENT):line_start].rstrip("\r\n")
-        previous = before[before.rfind("\n") + 1:]
+        before = explanation[max(0, line_start - MAX_SEGMENT) : line_start].rstrip("\r\n")
+        previous = before[before.rfind("\n") + 1 :]
         piece = [previous] if previous.strip() and not _names(previous, stop) else []
-        lines = explanation[line_start:at + MAX_SEGMENT].split("\n")
+        lines = explanation[line_start : at + MAX_SEGMENT].split("\n")
         piece.append(lines[0])
         for line in lines[1:13]:
             if not line.strip() or line.lstrip().startswith(">>>") or _names(line, stop):
