@@ -32,9 +32,9 @@ from mailer.delivery.message import (
     HeaderValueError,
     Sender,
     _address_header,
-    _fold,
     _list_id_value,
-    _to_header,
+    fold_header,
+    to_header,
 )
 from mailer.errors import ConfigError, ImportFileError, InvalidInputError, ReleaseError
 from mailer.imports.importer import import_contacts
@@ -463,29 +463,29 @@ def test_list_names_with_line_breaks_are_refused(session: Session) -> None:
 def test_header_folding_refuses_any_line_break(brk: str) -> None:
     for value in (f"Press{brk}Bcc: victim@example.net", f"보도{brk}Bcc: v@example.net"):
         with pytest.raises(HeaderValueError, match="holds a line break"):
-            _fold("Subject", value)
+            fold_header("Subject", value)
     sender = Sender(
         "press@example.org", "Press", "", f"Press{brk}Bcc: v@example.net", "press", "example.org"
     )
     with pytest.raises(HeaderValueError):
-        _fold("List-Id", _list_id_value(sender))
+        fold_header("List-Id", _list_id_value(sender))
 
 
 def test_to_header_shows_a_line_break_in_a_name_as_a_space() -> None:
-    header = _to_header("Kim\r\nBcc: victim@example.net", "kim@example.org")
+    header = to_header("Kim\r\nBcc: victim@example.net", "kim@example.org")
     assert header.count(b"\n") == 1 and header.endswith(b"\n")
     assert b"Bcc" not in header.split(b"\n")[0][:5]
 
 
 def test_folding_still_folds() -> None:
-    folded = _fold("Subject", "word " * 40)
+    folded = fold_header("Subject", "word " * 40)
     assert folded.count(b"\n ") >= 2 and all(len(x) <= 78 for x in folded.split(b"\n"))
     # A long Korean name is encoded words already folded by email.header: that fold is kept.
     name = "한울 커뮤니티 센터 보도자료 담당 " * 3
     for header in (
-        _to_header(name, "kim@example.org"),
-        _fold("From", _address_header(name, "press@example.org", "From")),
-        _fold(
+        to_header(name, "kim@example.org"),
+        fold_header("From", _address_header(name, "press@example.org", "From")),
+        fold_header(
             "List-Id", _list_id_value(Sender("p@example.org", "", "", name, "press", "example.org"))
         ),
     ):
@@ -495,9 +495,9 @@ def test_folding_still_folds() -> None:
 
 def test_a_bare_fold_in_a_value_is_refused_too() -> None:
     with pytest.raises(HeaderValueError):
-        _fold("Subject", "Press\n Bcc: victim@example.net")
+        fold_header("Subject", "Press\n Bcc: victim@example.net")
     with pytest.raises(HeaderValueError):
-        _fold("Subject", "Press\n \n")
+        fold_header("Subject", "Press\n \n")
 
 
 # --- CSV cells --------------------------------------------------------------------------------

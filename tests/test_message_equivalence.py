@@ -201,7 +201,7 @@ def test_base64_bodies_equal_encoding_the_filled_text_whole() -> None:
     """A base64 part encoded partly once per variant has the bytes of encoding it whole."""
     import random
 
-    from mailer.delivery.message import _b64, _Body
+    from mailer.delivery.message import _Body, encode_b64
     from mailer.releases.personalise import placeholder
 
     rnd = random.Random(2045)
@@ -226,7 +226,7 @@ def test_base64_bodies_equal_encoding_the_filled_text_whole() -> None:
         values = {"name": text([0, 3, 9]), "email": "", "unsubscribe_url": "https://x/u/t"}
         out: list[bytes] = []
         body.encode(values, out)
-        assert b"".join(out) == _b64(template.fill(values)), (template.parts, values)
+        assert b"".join(out) == encode_b64(template.fill(values)), (template.parts, values)
 
 
 def test_address_headers_are_what_the_email_package_writes() -> None:

@@ -161,7 +161,7 @@ def one_line(text: str) -> str:
     return _LINE_BREAK.sub(" ", text)
 
 
-def _fold(name: str, value: str) -> bytes:
+def fold_header(name: str, value: str) -> bytes:
     """One unstructured header, folded at 78; non-ASCII as RFC 2047 encoded words (<= 75 each).
 
     The only line breaks in the result are the folds this function makes: a value holding one
@@ -204,12 +204,12 @@ def _q_length(raw: bytes) -> int:
     return len(raw) + 2 * len(raw.translate(None, _Q_LITERAL))
 
 
-def _qp(text: str) -> bytes:
+def encode_qp(text: str) -> bytes:
     """Quoted-printable body (C speed); lines stay under 76 characters."""
     return binascii.b2a_qp(text.encode("utf-8"), quotetabs=False, istext=True, header=False)
 
 
-def _b64(text: str | bytes) -> bytes:
+def encode_b64(text: str | bytes) -> bytes:
     """Base64 body in 76-character lines."""
     return _b64_bytes(text.encode("utf-8") if isinstance(text, str) else text)
 
@@ -242,14 +242,14 @@ class _Body:
         self.cte = b"quoted-printable" if self.qp else b"base64"
         # The soft line break that ends each value is put at the start of the next literal.
         self.literals = [
-            (b"=\n" if i else b"") + (_qp(p) + b"=\n" if p else b"")
+            (b"=\n" if i else b"") + (encode_qp(p) + b"=\n" if p else b"")
             for i, p in enumerate(template.parts[0::2])
         ]
         self.names = template.parts[1::2]
         self.escape = template.escape_html
         lead = template.parts[0].encode("utf-8")
         cut = len(lead) // 57 * 57 if len(template.parts) > 1 else 0
-        self.b64_lead = _b64(lead[:cut]) if cut else b""
+        self.b64_lead = encode_b64(lead[:cut]) if cut else b""
         self.b64_rest = lead[cut:]
 
     def encode(self, values: dict[str, str], out: list[bytes]) -> None:
@@ -263,13 +263,13 @@ class _Body:
             value = values[name]
             if self.escape:
                 value = html.escape(value, quote=True)
-            out.append(_qp(value))
+            out.append(encode_qp(value))
             out.append(literals[i])
 
     def _encode_b64(self, values: dict[str, str], out: list[bytes]) -> None:
         parts = self.template.parts
         if len(parts) == 1:
-            out.append(_b64(parts[0]))
+            out.append(encode_b64(parts[0]))
             return
         tail = []
         for i in range(1, len(parts)):
@@ -285,13 +285,13 @@ class _Body:
             out.append(_b64_bytes(rest))
 
 
-def _to_header(name: str, address: str) -> bytes:
+def to_header(name: str, address: str) -> bytes:
     """The To header without the email package's general folder (the per-message hot path)."""
     # A name is data (from a web form or a spreadsheet cell); a line break in it is shown as a
     # space. The address was validated on the way in; a break there is refused.
     value = check_header_value("To", _address_header(one_line(name), address))
     if len(value) > 900:
-        return _fold("To", value)
+        return fold_header("To", value)
     return b"To: " + value.encode("utf-8") + b"\n"
 
 
@@ -362,15 +362,15 @@ class CompiledVariant:
         self.boundary = "=_mailer_" + secrets.token_hex(12)
         from_header = _address_header(sender.from_name, sender.from_address)
         head = [
-            _fold("From", from_header),
-            _fold("Subject", self.subject),
+            fold_header("From", from_header),
+            fold_header("Subject", self.subject),
             b"MIME-Version: 1.0\n",
-            _fold("Content-Language", rendered.language),
-            _fold("List-Id", _list_id_value(sender)),
+            fold_header("Content-Language", rendered.language),
+            fold_header("List-Id", _list_id_value(sender)),
             b"List-Unsubscribe-Post: List-Unsubscribe=One-Click\n",
         ]
         if sender.reply_to:
-            head.append(_fold("Reply-To", sender.reply_to))
+            head.append(fold_header("Reply-To", sender.reply_to))
         head.append(
             b'Content-Type: multipart/alternative; boundary="' + self.boundary.encode() + b'"\n'
         )
@@ -393,7 +393,7 @@ class CompiledVariant:
         self._unsubscribe = _TokenMaker(settings.secret_key, tokens.UNSUBSCRIBE)
         self._preferences = _TokenMaker(settings.secret_key, tokens.PREFERENCES)
         self._mailto = f"mailto:{self.unsubscribe_address}?subject=unsubscribe%20".encode()
-        # Both are written into List-Unsubscribe for every recipient without _fold.
+        # Both are written into List-Unsubscribe for every recipient without fold_header.
         check_header_value("List-Unsubscribe", self.base_url + " " + self.unsubscribe_address)
 
     def personal_values(self, r: Recipient) -> dict[str, str]:
@@ -412,7 +412,7 @@ class CompiledVariant:
         """The complete message for one recipient, LF line ends (the transports fix them)."""
         values = self.personal_values(r)
         address = deliver_to or smtp_form(r.email)[0]
-        to = _to_header(r.name if deliver_to is None else "", address)
+        to = to_header(r.name if deliver_to is None else "", address)
         out = [
             self.head,
             to,
@@ -439,7 +439,7 @@ class CompiledVariant:
 
 def _list_id_value(sender: Sender) -> str:
     check_header_value("List-Id", sender.list_name)
-    # Checked before encoding: an encoded word would hide the line break from _fold.
+    # Checked before encoding: an encoded word would hide the line break from fold_header.
     check_header_value("List-Id", sender.list_name)
     ident = f"<{sender.list_slug}.{sender.domain}>"
     if sender.list_name.isascii():

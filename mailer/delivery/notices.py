@@ -1,6 +1,6 @@
 """Single emails outside any campaign (the confirmation link), built like a release's messages.
 
-The same machinery as mailer.delivery.message: headers folded by its `_fold` and
+The same machinery as mailer.delivery.message: headers folded by its `fold_header` and
 `_address_header`, bodies encoded by its quoted-printable/base64 choice, a Message-ID on the
 From domain, Date from mailer.clock, DKIM signed by `dkim_signer` when a key is configured, and
 the same envelope rules as the campaign engine (bounce address, VERP, test_recipient).
@@ -17,13 +17,13 @@ from mailer.config import Settings
 from mailer.contacts.addresses import mask, normalise, smtp_form, verp_encode
 from mailer.delivery.message import (
     _address_header,
-    _b64,
-    _fold,
     _mostly_ascii,
-    _qp,
-    _to_header,
     dkim_signer,
+    encode_b64,
+    encode_qp,
+    fold_header,
     sender_for,
+    to_header,
 )
 from mailer.delivery.transport import Connection, Outcome, Reply
 from mailer.errors import TransportError
@@ -54,7 +54,7 @@ class NoticeRefused(TransportError):
 def _part(subtype: str, body: str, boundary: bytes) -> bytes:
     ascii_like = _mostly_ascii(body)
     cte = b"quoted-printable" if ascii_like else b"base64"
-    encoded = _qp(body) if ascii_like else _b64(body)
+    encoded = encode_qp(body) if ascii_like else encode_b64(body)
     if not encoded.endswith(b"\n"):
         encoded += b"\n"
     return (
@@ -76,7 +76,7 @@ def build(settings: Settings, notice: OutgoingNotice, *, deliver_to: str | None 
     address = deliver_to or smtp_form(notice.to)[0]
     head = [
         # The From name in the notice's language when from_name is given per language.
-        _fold(
+        fold_header(
             "From",
             _address_header(
                 in_language(sender.from_name, notice.language, settings.default_language),
@@ -84,15 +84,15 @@ def build(settings: Settings, notice: OutgoingNotice, *, deliver_to: str | None 
                 "From",
             ),
         ),
-        _fold("Subject", notice.subject),
+        fold_header("Subject", notice.subject),
         b"MIME-Version: 1.0\n",
-        _fold("Content-Language", notice.language),
-        _fold("Auto-Submitted", notice.auto_submitted),
+        fold_header("Content-Language", notice.language),
+        fold_header("Auto-Submitted", notice.auto_submitted),
     ]
     if sender.reply_to:
-        head.append(_fold("Reply-To", sender.reply_to))
+        head.append(fold_header("Reply-To", sender.reply_to))
     head += [
-        _to_header("", address),
+        to_header("", address),
         b"Date: " + email.utils.format_datetime(clock.now()).encode() + b"\n",
         b"Message-ID: <notice."
         + secrets.token_hex(12).encode()
