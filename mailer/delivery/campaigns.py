@@ -149,11 +149,9 @@ def _problems(session: Session, campaign_id: int, limit: int = 20) -> list[dict[
 
 
 def _bounce_counts(session: Session, campaign_id: int) -> dict[str, int]:
-    try:
-        # Lazy: bounces.policy loads the bounce parsers (~70 modules); only reports count bounces.
-        from mailer.bounces.policy import bounce_counts  # noqa: PLC0415
-    except ImportError:  # pragma: no cover - the bounces module ships with the package
-        return {}
+    # Lazy: bounces.policy loads the bounce parsers (~70 modules); only reports count bounces.
+    from mailer.bounces.policy import bounce_counts  # noqa: PLC0415
+
     return bounce_counts(session, campaign_id)
 
 
