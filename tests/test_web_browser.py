@@ -176,19 +176,23 @@ def _to(msg: Any) -> str:
     return str(msg["To"].addresses[0].addr_spec)
 
 
-def _h1(driver: Any) -> str:
-    from selenium.webdriver.common.by import By
-
-    return str(driver.find_element(By.TAG_NAME, "h1").text)
+def _h1(driver: Any) -> str | None:
+    # One script call reads the heading of whichever document is current: finding the element
+    # and then asking for its text are two calls, and a navigation between them leaves a node id
+    # from the old document ("Node with given id does not belong to the document").
+    text = driver.execute_script(
+        "var h = document.querySelector('h1'); return h ? h.innerText : null"
+    )
+    return None if text is None else str(text).strip()
 
 
 def _wait_for(driver: Any, condition: Any) -> None:
-    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+    from selenium.common.exceptions import WebDriverException
     from selenium.webdriver.support.ui import WebDriverWait
 
-    WebDriverWait(
-        driver, 15, ignored_exceptions=(NoSuchElementException, StaleElementReferenceException)
-    ).until(condition)
+    # Mid-navigation, the browser can answer any call with an error about the page it is
+    # leaving; the condition is asked again until the new page settles or 15 s pass.
+    WebDriverWait(driver, 15, ignored_exceptions=(WebDriverException,)).until(condition)
 
 
 def _wait_for_h1(driver: Any, text: str) -> None:
