@@ -205,6 +205,29 @@ SETTINGS: tuple[Setting, ...] = (
         1000,
         "`mailer serve`: open connections at once (slow clients hold one each)",
     ),
+    Setting("console", "bool", True, "`mailer serve`: serve the staff console at /admin/"),
+    Setting(
+        "console_listen",
+        "str",
+        "",
+        "`mailer serve`: host:port for the console alone (e.g. 127.0.0.1:8001; empty: with the "
+        "subscriber pages)",
+    ),
+    Setting(
+        "console_url",
+        "str",
+        "",
+        "Address staff open the console at, for invitation and reset links (default: base_url, "
+        "or http://console_listen)",
+    ),
+    Setting("console_idle_minutes", "int", 30, "Console: minutes without a request that sign out"),
+    Setting("console_session_hours", "int", 12, "Console: hours after sign-in that sign out"),
+    Setting(
+        "console_max_upload_bytes",
+        "int",
+        52428800,
+        "Console: largest upload (contact files); other requests keep web_max_body_bytes",
+    ),
     Setting("soft_bounce_threshold", "int", 5, "Soft bounces within the window that suppress"),
     Setting("soft_bounce_window_days", "int", 30, "Window for counting soft bounces"),
 )
@@ -270,6 +293,12 @@ class Settings:
     web_max_header_bytes: int = 16384
     web_channel_timeout: int = 20
     web_connection_limit: int = 1000
+    console: bool = True
+    console_listen: str = ""
+    console_url: str = ""
+    console_idle_minutes: int = 30
+    console_session_hours: int = 12
+    console_max_upload_bytes: int = 52428800
     soft_bounce_threshold: int = 5
     soft_bounce_window_days: int = 30
 
@@ -585,6 +614,30 @@ def _validate(
         value = getattr(settings, name)
         if (value or name == "from_address") and not _HEADER_ADDRESS.match(value):
             raise bad(name, f"expected an email address, got {value!r}")
+    if settings.console_listen and not re.fullmatch(
+        r"(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):\d{1,5}", settings.console_listen
+    ):
+        raise bad(
+            "console_listen",
+            f"expected host:port such as 127.0.0.1:8001, got {settings.console_listen!r}",
+        )
+    if settings.console_url and (
+        not settings.console_url.startswith(("http://", "https://"))
+        or re.search(r'[\s<>"\\^`{|}]', settings.console_url)
+    ):
+        raise bad("console_url", f"expected an http(s) URL, got {settings.console_url!r}")
+    for name in ("console_idle_minutes", "console_session_hours", "console_max_upload_bytes"):
+        if getattr(settings, name) < 1:
+            raise bad(name, f"expected at least 1, got {getattr(settings, name)}")
+
+
+def console_address(settings: Settings) -> str:
+    """Where staff open the console (links in invitations and reset emails), without a final /."""
+    if settings.console_url:
+        return settings.console_url.rstrip("/")
+    if settings.console_listen:
+        return f"http://{settings.console_listen}"
+    return settings.base_url.rstrip("/")
 
 
 def placeholder_settings(settings: Settings) -> list[Setting]:

@@ -25,6 +25,7 @@ pytest_plugins = [
     "tests.support.sending",  # smtp, release
     "tests.support.forgery",  # sent, db
     "tests.support.web",  # web, lists
+    "tests.support.console",  # console
     "tests.support.imap",  # imap_server
     "tests.support.files",  # umask_022
     "tests.support.serial",  # the `serial` marker's lock (pytest_runtest_protocol)

@@ -35,6 +35,7 @@ LAZY_COMMANDS = {
     "worker": ("worker_cmd",),
     "serve": ("serve_cmd",),
     "bounces": ("bounces_cmd",),
+    "users": ("users_cmd",),
 }
 
 # The one-line help `mailer --help` lists, so that listing the commands imports none of them
@@ -54,8 +55,9 @@ COMMAND_HELP = {
     "release": "Preview and check press releases (NAME.md, or NAME.en.md + NAME.ko.md).",
     "send": "Send a release: plan, confirm, deliver, report (re-running resumes).",
     "segments": "Saved segments: part of lists, chosen with --where expressions.",
-    "serve": "Serve the subscribe, confirm, unsubscribe and preferences pages.",
+    "serve": "Serve the subscriber pages and the staff console (/admin/).",
     "suppressions": "The global suppression list: addresses never mailed and never re-subscribed.",
+    "users": "Staff accounts of the web console (mailer serve, /admin/).",
     "worker": "Send due campaigns; run several on PostgreSQL to send in parallel.",
 }
 

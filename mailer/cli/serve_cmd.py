@@ -1,4 +1,4 @@
-"""serve: the subscriber pages on waitress (a production WSGI server, never Flask's own).
+"""serve: the subscriber pages and the staff console on waitress (never Flask's own server).
 
 waitress' own defaults (1 GiB bodies spooled to disk, 100 connections, 120 s of silence) let a
 few slow or huge requests shut the one-click unsubscribe out: the web_* settings replace them.
@@ -8,12 +8,16 @@ A thread beside the server sends the queued confirmation emails (mailer.subscrib
 from __future__ import annotations
 
 import logging
+import threading
+from typing import Any
 
 import click
 import waitress
+from flask import Flask
 
 from mailer.cli import main
 from mailer.cli.common import AppContext, pass_app
+from mailer.config import Settings
 from mailer.errors import ConfigError
 from mailer.subscribers.queue import NoticeSender
 from mailer.web import create_app
@@ -47,7 +51,7 @@ from mailer.web import create_app
 )
 @pass_app
 def serve(app: AppContext, host: str, port: int, threads: int, no_notices: bool) -> None:
-    """Serve the subscribe, confirm, unsubscribe and preferences pages."""
+    """Serve the subscriber pages and the staff console (/admin/)."""
     settings = app.settings
     for name in (
         "web_max_body_bytes",
@@ -60,15 +64,78 @@ def serve(app: AppContext, host: str, port: int, threads: int, no_notices: bool)
                 f"{settings.source}: {name}: expected at least 1, got {getattr(settings, name)}"
             )
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    wsgi = create_app(settings)
-    server = waitress.create_server(
+    # With console_listen the console gets a server of its own (and the public one has none):
+    # the subscriber pages can face the internet while the console stays on a private address.
+    separate = settings.console and bool(settings.console_listen)
+    public = _server(
+        settings,
+        create_app(settings, console=settings.console and not separate),
+        host=host,
+        port=port,
+        threads=threads,
+        uploads=settings.console and not separate,
+    )
+    console = None
+    if separate:
+        console_host, _, console_port = settings.console_listen.rpartition(":")
+        console = _server(
+            settings,
+            create_app(settings, public=False, console=True),
+            host=console_host.strip("[]"),
+            port=int(console_port),
+            threads=threads,
+            uploads=True,
+        )
+    sender = None if no_notices else NoticeSender(settings)
+    if sender is not None:
+        sender.start()
+    click.echo(
+        f"Serving the subscriber pages on http://{host}:{public.effective_port} "
+        f"(public address: {settings.base_url}; Ctrl-C stops)",
+        err=True,
+    )
+    if console is not None:
+        click.echo(
+            f"Serving the staff console on http://{settings.console_listen}/admin/", err=True
+        )
+        threading.Thread(target=console.run, name="console", daemon=True).start()
+    elif settings.console:
+        click.echo(
+            f"The staff console is at http://{host}:{public.effective_port}/admin/", err=True
+        )
+    if settings.trust_proxy:
+        click.echo(
+            "Trusting X-Forwarded-* headers from the proxy in front (trust_proxy).", err=True
+        )
+    try:
+        public.run()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        public.close()
+        if console is not None:
+            console.close()
+        if sender is not None:
+            sender.stop.set()
+            sender.join(timeout=10)
+
+
+def _server(
+    settings: Settings, wsgi: Flask, *, host: str, port: int, threads: int, uploads: bool
+) -> Any:
+    """A waitress server for `wsgi` with the web_* limits (`uploads`: the console's file
+    uploads may be larger; the app still holds every other request to web_max_body_bytes)."""
+    body = settings.web_max_body_bytes
+    if uploads:
+        body = max(body, settings.console_max_upload_bytes)
+    return waitress.create_server(
         wsgi,
         host=host,
         port=port,
         threads=threads,
         ident="mailer",
         # A declared Content-Length over this gets 413 before one byte of the body is read.
-        max_request_body_size=settings.web_max_body_bytes,
+        max_request_body_size=body,
         max_request_header_size=settings.web_max_header_bytes,
         channel_timeout=settings.web_channel_timeout,
         # Each open connection is one socket in the poll set, not a thread: slow clients cost
@@ -77,24 +144,3 @@ def serve(app: AppContext, host: str, port: int, threads: int, no_notices: bool)
         asyncore_use_poll=True,
         cleanup_interval=max(1, min(30, settings.web_channel_timeout // 2)),
     )
-    sender = None if no_notices else NoticeSender(settings)
-    if sender is not None:
-        sender.start()
-    click.echo(
-        f"Serving the subscriber pages on http://{host}:{server.effective_port} "
-        f"(public address: {settings.base_url}; Ctrl-C stops)",
-        err=True,
-    )
-    if settings.trust_proxy:
-        click.echo(
-            "Trusting X-Forwarded-* headers from the proxy in front (trust_proxy).", err=True
-        )
-    try:
-        server.run()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.close()
-        if sender is not None:
-            sender.stop.set()
-            sender.join(timeout=10)

@@ -508,3 +508,92 @@ class Event(Base):
 
     def __repr__(self) -> str:
         return f"<Event {self.id} {self.kind}>"
+
+
+class StaffRole(enum.StrEnum):
+    """Console roles, each allowed everything the ones before it are (mailer.staff.roles)."""
+
+    VIEWER = "viewer"
+    EDITOR = "editor"
+    SENDER = "sender"
+    ADMIN = "admin"
+
+
+class StaffUser(Base):
+    """A person who signs in to the console (not a contact: staff are never mailed releases)."""
+
+    __tablename__ = "staff_user"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # Lower-cased: the sign-in name, compared exactly.
+    email: Mapped[str] = mapped_column(String(320), unique=True)
+    name: Mapped[str] = mapped_column(String(200), default="")
+    role: Mapped[StaffRole] = mapped_column(_enum(StaffRole, "staff_role"))
+    language: Mapped[str] = mapped_column(String(16), default="en")
+    # argon2id (mailer.staff.passwords); None until the invitation is accepted.
+    password_hash: Mapped[str | None] = mapped_column(String(200))
+    # Base32 TOTP secret: set while two-factor login is being set up, used once `totp_enabled`.
+    totp_secret: Mapped[str | None] = mapped_column(String(64))
+    totp_enabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    # The last time step whose code was accepted: a code is good once (no replay in its window).
+    totp_last_step: Mapped[int] = mapped_column(Integer, default=0)
+    # SHA-256 digests of the unused recovery codes.
+    recovery_codes: Mapped[list[str]] = mapped_column(JSON, default=list)
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(default=_now)
+    last_login_at: Mapped[datetime | None] = mapped_column()
+
+    def __repr__(self) -> str:
+        return f"<StaffUser {self.email!r} {self.role}>"
+
+
+class StaffSession(Base):
+    """A signed-in browser. The cookie holds a random token; only its SHA-256 is kept here, so a
+    copy of the database signs nobody in."""
+
+    __tablename__ = "staff_session"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)  # sha256 hex of the token
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("staff_user.id", ondelete="CASCADE"), index=True
+    )
+    # "password": the password was right and a second factor is still owed; "full": signed in.
+    stage: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(default=_now)
+    last_seen_at: Mapped[datetime] = mapped_column(default=_now)
+    ip: Mapped[str] = mapped_column(String(64), default="")
+    user_agent: Mapped[str] = mapped_column(String(300), default="")
+
+    def __repr__(self) -> str:
+        return f"<StaffSession user={self.user_id} {self.stage}>"
+
+
+class StaffToken(Base):
+    """A one-time link: an invitation or a password reset (only the token's SHA-256 is kept)."""
+
+    __tablename__ = "staff_token"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("staff_user.id", ondelete="CASCADE"), index=True
+    )
+    purpose: Mapped[str] = mapped_column(String(16))  # "invite" | "reset"
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=_now)
+    expires_at: Mapped[datetime]
+    used_at: Mapped[datetime | None] = mapped_column()
+
+    def __repr__(self) -> str:
+        return f"<StaffToken {self.purpose} user={self.user_id}>"
+
+
+class StaffPolicy(Base):
+    """Per-role rules an admin sets in the console: today, whether two-factor login is required."""
+
+    __tablename__ = "staff_policy"
+
+    role: Mapped[StaffRole] = mapped_column(_enum(StaffRole, "staff_role"), primary_key=True)
+    require_2fa: Mapped[bool] = mapped_column(Boolean, default=False)
+
+    def __repr__(self) -> str:
+        return f"<StaffPolicy {self.role} 2fa={self.require_2fa}>"

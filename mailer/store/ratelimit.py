@@ -1,7 +1,8 @@
 """Fixed-window rate limits kept in the database: the only module that writes `rate_limit`.
 
-Two users: the web forms (`hit`, `purge`: keys under "web:") and the sender's shared send rate
-(`take`, `untake`, `purge_send`: keys under "send:", used by delivery/throttle.py).
+Two users: the web forms and the console's sign-in (`hit`, `clear`, `purge`: keys under "web:"),
+and the sender's shared send rate (`take`, `untake`, `purge_send`: keys under "send:", used by
+delivery/throttle.py).
 
 Web forms. Limits hold across `mailer serve` processes.
 
@@ -79,6 +80,13 @@ def hit(session: Session, key: str, limit: Limit) -> Hit:
     allowed = count <= limit.count
     retry = 0 if allowed else max(1, int((start - cutoff).total_seconds()))
     return Hit(count, allowed, retry)
+
+
+def clear(session: Session, key: str) -> None:
+    """Forget `key`'s counter: the console's sign-in counts every try on an account before it
+    checks the password (atomic, so parallel guesses cannot slip past the limit) and forgets
+    them once the right password is given; an admin unlocking an account forgets them too."""
+    session.execute(delete(RateLimit).where(RateLimit.key == PREFIX + key))
 
 
 def purge(session: Session) -> int:

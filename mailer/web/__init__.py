@@ -27,8 +27,13 @@ log = logging.getLogger("mailer.web")
 IP_LIMIT = Limit(20, 3600)
 
 
-def create_app(settings: Settings) -> Flask:
-    """The Flask app for these settings (the database schema is brought to head now)."""
+def create_app(settings: Settings, *, public: bool = True, console: bool | None = None) -> Flask:
+    """The Flask app for these settings (the database schema is brought to head now).
+
+    `public`: the subscriber pages; `console`: the staff console at /admin/ (default: the
+    `console` setting). `mailer serve` makes two apps when `console_listen` gives the console
+    an address of its own."""
+    with_console = settings.console if console is None else console
     if not settings.secret_key:
         raise ConfigError("secret_key is empty: set it in mailer.toml (mailer init makes one)")
     app = Flask(__name__, static_folder=None, template_folder=None)
@@ -40,9 +45,13 @@ def create_app(settings: Settings) -> Flask:
         MAX_FORM_MEMORY_SIZE=settings.web_max_body_bytes,
     )
     # Lazy: import cycle, the route modules import create_app's package.
+    from mailer.web import console as console_area  # noqa: PLC0415
     from mailer.web import manage, views  # noqa: F401, PLC0415  (attaches the unsubscribe routes)
 
-    app.register_blueprint(views.bp)
+    if public:
+        app.register_blueprint(views.bp)
+    if with_console:
+        console_area.register(app, settings)
     if settings.trust_proxy:
         # Only behind a proxy that sets these: otherwise any client could pick its own address.
         # Wrapping wsgi_app is Flask's documented way to add middleware; its type forbids it.
@@ -55,8 +64,15 @@ def create_app(settings: Settings) -> Flask:
     def _refuse_big_bodies() -> None:
         # Before anything reads the body: a declared length over the limit is refused unread
         # (waitress refuses it even earlier under `mailer serve`; this covers other servers).
+        limit = (
+            settings.console_max_upload_bytes
+            if request.endpoint in console_area.access.UPLOADS
+            else settings.web_max_body_bytes
+        )
+        # Flask reads the body up to this (a chunked body without a length included).
+        request.max_content_length = limit
         length = request.content_length
-        if length is not None and length > settings.web_max_body_bytes:
+        if length is not None and length > limit:
             raise RequestEntityTooLarge()
 
     @app.after_request
@@ -68,7 +84,11 @@ def create_app(settings: Settings) -> Flask:
             else:
                 session.rollback()
         security.apply_headers(
-            response, embeddable=bool(g.get(EMBEDDABLE)), website=settings.website, https=https
+            response,
+            embeddable=bool(g.get(EMBEDDABLE)),
+            website=settings.website,
+            https=https,
+            scripts=request.blueprint == "console",
         )
         return response
 
@@ -82,6 +102,14 @@ def create_app(settings: Settings) -> Flask:
     @app.errorhandler(HTTPException)
     def _http_error(err: HTTPException) -> Response:
         code = err.code or 500
+        if with_console and _in_console():
+            if code >= 500:
+                g.failed = True
+            page = console_area.error_page(code)
+            if code == 405:
+                page.headers.update(err.get_headers())
+                page.headers["Content-Type"] = "text/html; charset=utf-8"
+            return page
         if code == 404:
             # Every unknown page and every bad token: the same page, whatever was wrong.
             return message("not_found_title", "not_found_body", lang=language(), status=404)
@@ -99,12 +127,19 @@ def create_app(settings: Settings) -> Flask:
     def _mailer_error(err: MailerError) -> Response:
         g.failed = True
         log.error("%s %s: %s", request.method, request.path, err)
+        if with_console and _in_console():
+            return console_area.error_page(503)
         return message("error_title", "error_body", lang=language(), status=503)
 
     @app.errorhandler(Exception)
     def _unexpected(err: Exception) -> Response:
         g.failed = True
         log.exception("%s %s failed", request.method, request.path)
+        if with_console and _in_console():
+            return console_area.error_page(500)
         return message("error_title", "error_body", lang=language(), status=500)
+
+    def _in_console() -> bool:
+        return request.path == "/admin" or request.path.startswith("/admin/")
 
     return app

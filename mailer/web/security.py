@@ -36,10 +36,16 @@ def frame_ancestors(website: str) -> str:
     return "*"
 
 
-def apply_headers(response: Response, *, embeddable: bool, website: str, https: bool) -> None:
-    """Content-Security-Policy, framing, referrer and sniffing rules on every response."""
+def apply_headers(
+    response: Response, *, embeddable: bool, website: str, https: bool, scripts: bool = False
+) -> None:
+    """Content-Security-Policy, framing, referrer and sniffing rules on every response.
+
+    `scripts`: the console's pages, which load htmx and console.js from this origin (and
+    nothing inline: no 'unsafe-inline', no 'unsafe-eval') and make htmx requests to it."""
     ancestors = frame_ancestors(website) if embeddable else "'none'"
-    response.headers["Content-Security-Policy"] = f"{_BASE_CSP}; frame-ancestors {ancestors}"
+    policy = _BASE_CSP + ("; script-src 'self'; connect-src 'self'" if scripts else "")
+    response.headers["Content-Security-Policy"] = f"{policy}; frame-ancestors {ancestors}"
     if not embeddable:
         response.headers["X-Frame-Options"] = "DENY"
     # Token URLs must never leak to another site through Referer.

@@ -1,0 +1,70 @@
+"""Who may open which console page: one table, endpoint -> the least it needs.
+
+Every console route is listed here. A request to an endpoint that is missing is refused (fail
+closed), and tests/test_console_access.py walks the app's URL map for every role and for no
+session, so a new route without a line here fails the suite.
+
+PUBLIC: anyone (sign-in, invitation, reset, static files). PENDING: a browser whose password
+was right and that owes a second factor. SETUP: a signed-in user whose role requires two-factor
+login they have not set up yet (they may set it up and sign out, nothing else). A role: a fully
+signed-in user with that role or a higher one (mailer.staff.roles).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from mailer.store.models import StaffRole
+
+PUBLIC: Literal["public"] = "public"
+PENDING: Literal["pending"] = "pending"
+SETUP: Literal["setup"] = "setup"
+
+Need = StaffRole | Literal["public", "pending", "setup"]
+
+V, E, S, A = StaffRole.VIEWER, StaffRole.EDITOR, StaffRole.SENDER, StaffRole.ADMIN
+
+TABLE: dict[str, Need] = {
+    # Foundation: static files, sign-in, account (mailer/web/console/auth.py, account.py)
+    "console.static": PUBLIC,
+    "console.login": PUBLIC,
+    "console.login_post": PUBLIC,
+    "console.second_factor": PENDING,
+    "console.second_factor_post": PENDING,
+    "console.logout": PENDING,
+    "console.invitation": PUBLIC,
+    "console.invitation_post": PUBLIC,
+    "console.reset_request": PUBLIC,
+    "console.reset_request_post": PUBLIC,
+    "console.reset": PUBLIC,
+    "console.reset_post": PUBLIC,
+    "console.account": SETUP,
+    "console.account_language": SETUP,
+    "console.account_password": V,
+    "console.account_sign_out_everywhere": V,
+    "console.twofactor_setup": SETUP,
+    "console.twofactor_setup_post": SETUP,
+    "console.twofactor_disable": V,
+    # Users and the audit log (users.py, audit_log.py)
+    "console.users": A,
+    "console.users_invite": A,
+    "console.user_role": A,
+    "console.user_disable": A,
+    "console.user_enable": A,
+    "console.user_reset_2fa": A,
+    "console.user_reinvite": A,
+    "console.user_unlock": A,
+    "console.users_policy": A,
+    "console.audit": A,
+    # Dashboard (dashboard.py)
+    "console.dashboard": V,
+    # Lists (lists.py)
+    # Contacts (contacts.py)
+    # Import and export (imports.py)
+    # Suppressions (suppressions.py)
+    # Segments (segments.py)
+}
+
+# Endpoints that take an uploaded file: their bodies may be up to `console_max_upload_bytes`;
+# every other request keeps `web_max_body_bytes`.
+UPLOADS: frozenset[str] = frozenset({"console.imports_upload"})
