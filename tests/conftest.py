@@ -26,6 +26,7 @@ pytest_plugins = [
     "tests.support.forgery",  # sent, db
     "tests.support.web",  # web, lists
     "tests.support.console",  # console
+    "tests.support.console_browser",  # chromium, console_live
     "tests.support.imap",  # imap_server
     "tests.support.files",  # umask_022
     "tests.support.serial",  # the `serial` marker's lock (pytest_runtest_protocol)

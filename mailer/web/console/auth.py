@@ -95,6 +95,9 @@ def login_post() -> Response:
 
 @bp.get("/login/2fa")
 def second_factor() -> Response:
+    found = current()
+    if found is not None and found.stage != sessions.PASSWORD:
+        return _go(url_for("console.dashboard"))
     return render("second_factor.html", next=request.args.get("next", ""), error="")
 
 
