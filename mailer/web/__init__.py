@@ -18,7 +18,7 @@ from mailer.errors import ConfigError, MailerError
 from mailer.store.db import session_factory
 from mailer.store.ratelimit import Limit
 from mailer.web import security
-from mailer.web.pages import EMBEDDABLE, language, message
+from mailer.web.pages import BAD_REQUEST, EMBEDDABLE, FAILED, NOT_FOUND, language, message
 
 log = logging.getLogger("mailer.web")
 
@@ -112,16 +112,16 @@ def create_app(settings: Settings, *, public: bool = True, console: bool | None 
             return page
         if code == 404:
             # Every unknown page and every bad token: the same page, whatever was wrong.
-            return message("not_found_title", "not_found_body", lang=language(), status=404)
+            return message(*NOT_FOUND, lang=language(), status=404)
         if code == 405:
-            page = message("not_found_title", "not_found_body", lang=language(), status=405)
+            page = message(*NOT_FOUND, lang=language(), status=405)
             page.headers.update(err.get_headers())
             page.headers["Content-Type"] = "text/html; charset=utf-8"
             return page
         if code in (400, 413):
-            return message("bad_request_title", "bad_request_body", lang=language(), status=code)
+            return message(*BAD_REQUEST, lang=language(), status=code)
         g.failed = True
-        return message("error_title", "error_body", lang=language(), status=code)
+        return message(*FAILED, lang=language(), status=code)
 
     @app.errorhandler(MailerError)
     def _mailer_error(err: MailerError) -> Response:
@@ -129,7 +129,7 @@ def create_app(settings: Settings, *, public: bool = True, console: bool | None 
         log.error("%s %s: %s", request.method, request.path, err)
         if with_console and _in_console():
             return console_area.error_page(503)
-        return message("error_title", "error_body", lang=language(), status=503)
+        return message(*FAILED, lang=language(), status=503)
 
     @app.errorhandler(Exception)
     def _unexpected(err: Exception) -> Response:
@@ -137,9 +137,10 @@ def create_app(settings: Settings, *, public: bool = True, console: bool | None 
         log.exception("%s %s failed", request.method, request.path)
         if with_console and _in_console():
             return console_area.error_page(500)
-        return message("error_title", "error_body", lang=language(), status=500)
+        return message(*FAILED, lang=language(), status=500)
 
     def _in_console() -> bool:
-        return request.path == "/admin" or request.path.startswith("/admin/")
+        # Without the subscriber pages (the console's own address), every page is the console's.
+        return not public or request.path == "/admin" or request.path.startswith("/admin/")
 
     return app
