@@ -24,12 +24,16 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    column,
+    event,
+    func,
     text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from mailer import clock
 from mailer.contacts.addresses import mailbox_key
+from mailer.store import contact_search
 
 if TYPE_CHECKING:
     from mailer.localtext import LocalText
@@ -153,6 +157,10 @@ class MailingList(Base):
     from_address: Mapped[str | None] = mapped_column(String(320))
     list_id: Mapped[str | None] = mapped_column(String(255))
     public: Mapped[bool] = mapped_column(Boolean, default=False)
+    # A press list: reporters on it get an embargoed release before the embargo lifts.
+    press: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
+    # Releases sent to it may appear in the public newsroom (false: member-only newsletters).
+    archive: Mapped[bool] = mapped_column(Boolean, default=True, server_default=text("true"))
     created_at: Mapped[datetime] = mapped_column(default=_now)
 
     subscriptions: Mapped[list[Subscription]] = relationship(
@@ -172,8 +180,10 @@ class MailingList(Base):
 
 
 class Contact(Base):
+    """A person. The press fields (outlet, role, beat, media type, region, phone) are columns;
+    any other spreadsheet column is a free attribute in `attributes`."""
+
     __tablename__ = "contact"
-    __table_args__ = _NO_ID_REUSE
 
     id: Mapped[int] = mapped_column(primary_key=True)
     # Normalised by email-validator and lower-cased whole: the key for uniqueness and delivery.
@@ -181,7 +191,18 @@ class Contact(Base):
     email_original: Mapped[str] = mapped_column(String(320))
     name: Mapped[str] = mapped_column(String(200), default="")
     language: Mapped[str | None] = mapped_column(String(16))
+    # The outlet ("outlet" in --where, the import's headers and reports): the column keeps its
+    # first name, so exports, JSON output and scripts written against them keep working.
     organisation: Mapped[str] = mapped_column(String(200), default="")
+    # Press fields: "" when unknown (never NULL, so `--where` compares the column itself and
+    # the expression indexes below serve it). The database default too: rows inserted by SQL
+    # of one's own (scripts, benchmarks) get "".
+    role: Mapped[str] = mapped_column(String(200), default="", server_default=text("''"))
+    beat: Mapped[str] = mapped_column(String(200), default="", server_default=text("''"))
+    # print, tv, radio, online or ethnic (mailer.contacts.press), or the text a sheet had.
+    media_type: Mapped[str] = mapped_column(String(100), default="", server_default=text("''"))
+    region: Mapped[str] = mapped_column(String(200), default="", server_default=text("''"))
+    phone: Mapped[str] = mapped_column(String(100), default="", server_default=text("''"))
     attributes: Mapped[dict[str, Any]] = mapped_column(default=dict)
     created_at: Mapped[datetime] = mapped_column(default=_now)
     updated_at: Mapped[datetime] = mapped_column(default=_now, onupdate=_now)
@@ -191,6 +212,20 @@ class Contact(Base):
     )
     tags: Mapped[list[ContactTag]] = relationship(
         back_populates="contact", cascade="all, delete-orphan", passive_deletes=True
+    )
+
+    # `--where` compares lower(field) (mailer.contacts.filters): these indexes serve `=` and
+    # `in`, and give PostgreSQL statistics on exactly those expressions, so a segment's row
+    # count is estimated from the data instead of guessed (a guess of "1 row" made it join
+    # 100,000 subscriptions by nested loops). Language is NULL for "the default": hence coalesce.
+    __table_args__ = (
+        Index("ix_contact_language", func.lower(func.coalesce(column("language"), ""))),
+        Index("ix_contact_organisation", func.lower(column("organisation"))),
+        Index("ix_contact_role", func.lower(column("role"))),
+        Index("ix_contact_beat", func.lower(column("beat"))),
+        Index("ix_contact_media_type", func.lower(column("media_type"))),
+        Index("ix_contact_region", func.lower(column("region"))),
+        _NO_ID_REUSE,
     )
 
     def __repr__(self) -> str:
@@ -209,6 +244,38 @@ class ContactTag(Base):
 
     def __repr__(self) -> str:
         return f"<ContactTag {self.contact_id} {self.tag!r}>"
+
+
+class ContactSearch(Base):
+    """One contact's search line (mailer/store/contact_search.py), for the console's search.
+
+    Written only by triggers on `contact`, never by Python, so every writer keeps it right; no
+    foreign key (the delete trigger removes a contact's line): an import pays no per-row check.
+    PostgreSQL indexes it by trigrams (pg_trgm); SQLite has no such index and reads the narrow
+    table whole, so its index is an empty partial one (WHERE 0) that keeps both schemas alike."""
+
+    __tablename__ = "contact_search"
+    __table_args__ = (
+        Index(
+            contact_search.TRIGRAM_INDEX,
+            "body",
+            postgresql_using="gin",
+            postgresql_ops={"body": "gin_trgm_ops"},
+            sqlite_where=text("0"),
+        ).ddl_if(callable_=contact_search.index_wanted),
+    )
+
+    contact_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    body: Mapped[str] = mapped_column(Text)
+
+    def __repr__(self) -> str:
+        return f"<ContactSearch {self.contact_id}>"
+
+
+# The triggers go on `contact` once every table exists (contact_search has no foreign key, so
+# create_all may create it first); pg_trgm before the trigram index.
+event.listen(Base.metadata, "before_create", contact_search.before_create)
+event.listen(Base.metadata, "after_create", contact_search.after_create)
 
 
 class Subscription(Base):
@@ -251,6 +318,8 @@ def _mailbox_of_email(context: Any) -> str:
 
 class Suppression(Base):
     __tablename__ = "suppression"
+    # The console lists suppressions newest first, a page at a time.
+    __table_args__ = (Index("ix_suppression_created_at_id", "created_at", "id"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     email: Mapped[str] = mapped_column(String(320), unique=True)
@@ -597,3 +666,67 @@ class StaffPolicy(Base):
 
     def __repr__(self) -> str:
         return f"<StaffPolicy {self.role} 2fa={self.require_2fa}>"
+
+
+class Publication(Base):
+    """A release in the public newsroom (mailer.newsroom): which version, from when, withdrawn.
+
+    Public from max(embargo, first_sent_at) when `publish` and not withdrawn; never before,
+    whatever URL is guessed."""
+
+    __tablename__ = "publication"
+    __table_args__ = (Index("ix_publication_year_month", "year", "month"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    slug: Mapped[str] = mapped_column(String(200), unique=True)
+    release_id: Mapped[int] = mapped_column(ForeignKey("release.id"))
+    year: Mapped[int] = mapped_column(Integer)
+    month: Mapped[int] = mapped_column(Integer)
+    embargo: Mapped[datetime | None] = mapped_column()
+    first_sent_at: Mapped[datetime | None] = mapped_column(index=True)
+    publish: Mapped[bool] = mapped_column(Boolean, default=True)
+    lists: Mapped[list[str]] = mapped_column(JSON, default=list)  # list slugs it was sent to
+    withdrawn_at: Mapped[datetime | None] = mapped_column()
+    withdrawn_note: Mapped[str] = mapped_column(Text, default="")
+    corrections: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    created_at: Mapped[datetime] = mapped_column(default=_now)
+
+    release: Mapped[Release] = relationship()
+
+    def __repr__(self) -> str:
+        return f"<Publication {self.slug!r}>"
+
+
+class MediaFile(Base):
+    """A press-kit file or image, stored once by content (media_dir/SHA256), served at /media/."""
+
+    __tablename__ = "media_file"
+
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(255))
+    content_type: Mapped[str] = mapped_column(String(100))
+    size: Mapped[int] = mapped_column(Integer)
+    width: Mapped[int | None] = mapped_column(Integer)
+    height: Mapped[int | None] = mapped_column(Integer)
+    # A scaled copy for email width (scale 1 or 2) of this original.
+    original_sha256: Mapped[str | None] = mapped_column(String(64), index=True)
+    scale: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(default=_now)
+
+    def __repr__(self) -> str:
+        return f"<MediaFile {self.sha256[:12]} {self.name!r}>"
+
+
+class ReleaseMedia(Base):
+    """Which release uses which media file: /media/ serves a file only while one of its releases
+    is public (or with that release's preview link)."""
+
+    __tablename__ = "release_media"
+
+    release_slug: Mapped[str] = mapped_column(String(200), primary_key=True)
+    sha256: Mapped[str] = mapped_column(
+        ForeignKey("media_file.sha256", ondelete="CASCADE"), primary_key=True, index=True
+    )
+
+    def __repr__(self) -> str:
+        return f"<ReleaseMedia {self.release_slug!r} {self.sha256[:12]}>"
