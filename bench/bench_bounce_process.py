@@ -14,11 +14,15 @@ VERP address mailer used for that contact, the quoted Message-ID that of the con
 and a Message-ID of its own. Every 20th is forged (no VERP, a Message-ID mailer never sent): it
 is held for review. No network: nothing is sent, the mbox is a local file.
 
-Timed, median of `runs`: the classifier alone (bounces/parse.py over the same bytes: the
-baseline, it bounds the whole) and `process_mailbox` (read the mbox, classify, match, record,
-suppress) on SQLite, and on PostgreSQL when MAILER_BENCH_DATABASE_URL is set. Each run builds
-the campaign anew in a transaction that is rolled back afterwards (the final COMMIT is not
-timed), so a PostgreSQL database is left as it was.
+Timed, median of `runs`:
+- the classifier alone (bounces/parse.py over the same bytes, in one process): the baseline;
+- on SQLite, `mailer bounces process MBOX --json` itself, run in this process through click's
+  CliRunner on a new database file: reading mailer.toml, the mbox, classifying (in worker
+  processes, one per core, bounces/pool.py), matching, every write, the COMMIT and the printed
+  report. Then the same with this process allowed on one CPU only (what a 1-core machine does:
+  everything in one process), whose report must be the same item for item;
+- on PostgreSQL (MAILER_BENCH_DATABASE_URL), `process_mailbox` in a transaction rolled back
+  afterwards (the COMMIT and the printing not timed), so the database is left as it was.
 """
 
 from __future__ import annotations
@@ -32,20 +36,26 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from click.testing import CliRunner  # noqa: E402
 from sqlalchemy import insert, select  # noqa: E402
 from sqlalchemy.orm import Session  # noqa: E402
 
 from mailer import clock  # noqa: E402
 from mailer.bounces import parse as bounce_parse  # noqa: E402
-from mailer.bounces.policy import RunReport, process_mailbox  # noqa: E402
+from mailer.bounces.policy import process_mailbox  # noqa: E402
+from mailer.bounces.pool import default_workers  # noqa: E402
 from mailer.bounces.sources import open_source  # noqa: E402
+from mailer.cli import main as cli_main  # noqa: E402
 from mailer.config import Settings  # noqa: E402
 from mailer.contacts.addresses import verp_encode  # noqa: E402
 from mailer.contacts.lists import create_list  # noqa: E402
@@ -58,6 +68,7 @@ from mailer.store.models import (  # noqa: E402
     SubscriptionStatus,
 )
 from tests.bounce_corpus import world  # noqa: E402
+from tests.support.config import write_config  # noqa: E402
 
 BOUNCE_ADDRESS = "bounces@hanul.example.org"
 SENT_AT = datetime(2025, 3, 3, 9, 2, 9, tzinfo=UTC)
@@ -180,9 +191,53 @@ def build(
 
 
 def run_once(
+    url: str, folder: Path, count: int, shapes: list[tuple[str, str, bytes]], *, baseline: bool
+) -> tuple[float | None, float, dict[str, Any], Counter[str]]:
+    """(seconds classifying, seconds of `mailer bounces process`, its JSON report, template
+    kinds) on a new campaign, in a new SQLite database.
+
+    Timed: the command itself, in this process (click's CliRunner), from reading mailer.toml to
+    the COMMIT and the printed report: the classifier, the matching and every database write."""
+    settings = settings_for(url, folder)
+    with session_factory(settings)() as session:
+        messages, kinds = build(session, settings, count, shapes)
+        session.commit()
+    dispose_engines()
+    mbox = world.write_mbox(folder / "bounces.mbox", messages)
+    toml = write_config(
+        folder,
+        {
+            "database_url": url,
+            "secret_key": settings.secret_key,
+            "envelope_sender": BOUNCE_ADDRESS,
+            "verp": True,
+        },
+    )
+    t_parse = None
+    if baseline:
+        start = time.perf_counter()
+        for raw in messages:
+            try:
+                bounce_parse.parse(raw)
+            except bounce_parse.Unparseable:
+                pass
+        t_parse = time.perf_counter() - start
+    args = ["--config", str(toml), "bounces", "process", str(mbox), "--json"]
+    with clock.pinned(PROCESSED_AT):
+        start = time.perf_counter()
+        result = CliRunner().invoke(cli_main, args, catch_exceptions=False)
+        t_full = time.perf_counter() - start
+    dispose_engines()
+    if result.exit_code != 0:
+        raise SystemExit(f"bounces process failed ({result.exit_code}): {result.output[-2000:]}")
+    return t_parse, t_full, json.loads(result.stdout), kinds
+
+
+def run_once_rolled_back(
     url: str, folder: Path, count: int, shapes: list[tuple[str, str, bytes]]
-) -> tuple[float, float, RunReport, Counter[str]]:
-    """(seconds classifying, seconds processing, the report, template kinds) on a new campaign."""
+) -> tuple[float, float, dict[str, Any], Counter[str]]:
+    """PostgreSQL: the same, but `process_mailbox` in a transaction rolled back afterwards (the
+    COMMIT and the printing are not timed), so the database is left as it was."""
     settings = settings_for(url, folder)
     with session_factory(settings)() as session:
         messages, kinds = build(session, settings, count, shapes)
@@ -200,34 +255,62 @@ def run_once(
             t_full = time.perf_counter() - start
         session.rollback()
     dispose_engines()
-    return t_parse, t_full, report, kinds
+    return t_parse, t_full, report.as_dict(), kinds
+
+
+@contextmanager
+def one_core() -> Iterator[None]:
+    """This process (and so the command) allowed on one CPU only: the run a 1-core machine
+    makes (bounces/pool.py then classifies in the process itself)."""
+    cores = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {min(cores)})
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, cores)
 
 
 def bench(
     label: str, url: str, folder: Path, count: int, runs: int, shapes: list[tuple[str, str, bytes]]
 ) -> None:
-    parse_times, full_times = [], []
-    report, kinds = None, Counter[str]()
+    sqlite = url.startswith("sqlite:///")
+    parse_times, full_times, single_times = [], [], []
+    data: dict[str, Any] = {}
+    kinds = Counter[str]()
     for _ in range(runs):
-        t_parse, t_full, report, kinds = run_once(url, folder, count, shapes)
+        if sqlite:
+            t_parse, t_full, data, kinds = run_once(url, folder, count, shapes, baseline=True)
+            Path(url.removeprefix("sqlite:///")).unlink()
+            if hasattr(os, "sched_setaffinity") and len(os.sched_getaffinity(0)) > 1:
+                with one_core():
+                    _, t_single, single, _ = run_once(url, folder, count, shapes, baseline=False)
+                Path(url.removeprefix("sqlite:///")).unlink()
+                # The pool changes where reports are read, never what is decided.
+                assert single["items"] == data["items"], "one core and several disagree"
+                single_times.append(t_single)
+        else:
+            t_parse, t_full, data, kinds = run_once_rolled_back(url, folder, count, shapes)
+        assert t_parse is not None
         parse_times.append(t_parse)
         full_times.append(t_full)
-        if url.startswith("sqlite:///"):
-            Path(url.removeprefix("sqlite:///")).unlink()
-    assert report is not None
     t_parse, t_full = statistics.median(parse_times), statistics.median(full_times)
-    print(f"\n{label}: {count} messages, median of {runs} runs")
+    what = "mailer bounces process" if sqlite else "process_mailbox (rolled back)"
+    print(f"\n{label}: {count} messages, median of {runs} runs, {default_workers()} worker(s)")
     print(f"  reports by shape:  {', '.join(f'{n} {k}' for k, n in sorted(kinds.items()))}")
-    counts = report.counts()
+    counts = data["counts"]
     print(f"  outcomes:          {', '.join(f'{n} {k}' for k, n in counts.items() if n)}")
-    data = report.as_dict()
     print(f"  suppressed {len(data['suppressed'])}, held for review {len(data['held'])}")
-    print(f"  classifier alone (baseline)  {t_parse:7.2f} s  {count / t_parse:7.0f} msg/s")
+    print(f"  classifier alone, one process  {t_parse:7.2f} s  {count / t_parse:7.0f} msg/s")
     print(
-        f"  bounces process              {t_full:7.2f} s  {count / t_full:7.0f} msg/s  "
-        f"({t_full / t_parse:.2f}x the classifier; database and matching "
-        f"{(t_full - t_parse) / count * 1e6:.0f} us/message)"
+        f"  {what:<30} {t_full:7.2f} s  {count / t_full:7.0f} msg/s  "
+        f"(runs: {', '.join(f'{count / t:.0f}' for t in full_times)})"
     )
+    if single_times:
+        t_single = statistics.median(single_times)
+        print(
+            f"  {'the same on one core':<30} {t_single:7.2f} s  {count / t_single:7.0f} msg/s  "
+            f"(runs: {', '.join(f'{count / t:.0f}' for t in single_times)})"
+        )
 
 
 def main(argv: list[str] | None = None) -> int:

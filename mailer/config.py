@@ -228,6 +228,13 @@ SETTINGS: tuple[Setting, ...] = (
         52428800,
         "Console: largest upload (contact files); other requests keep web_max_body_bytes",
     ),
+    Setting("newsroom", "bool", True, "`mailer serve`: serve the public newsroom (newsroom_path)"),
+    Setting(
+        "newsroom_path",
+        "str",
+        "/news",
+        "Where the public newsroom is served: release pages, indexes, feeds, sitemap",
+    ),
     Setting("soft_bounce_threshold", "int", 5, "Soft bounces within the window that suppress"),
     Setting("soft_bounce_window_days", "int", 30, "Window for counting soft bounces"),
 )
@@ -243,6 +250,11 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 # characters that separate addresses or start a query.
 _HEADER_ADDRESS = re.compile(r'^[^\s<>,;:"()\[\]\\?&@]+@[^\s<>,;:"()\[\]\\?&@]+$')
 ADDRESS_SETTINGS = ("from_address", "reply_to", "unsubscribe_mailto", "envelope_sender")
+# The first part of the paths the subscriber pages and the console use: the newsroom may not
+# take one of them.
+_TAKEN_PATHS = frozenset(
+    {"admin", "static", "media", "subscribe", "embed", "confirm", "u", "preferences", "healthz"}
+)
 
 
 @dataclass(frozen=True)
@@ -299,6 +311,8 @@ class Settings:
     console_idle_minutes: int = 30
     console_session_hours: int = 12
     console_max_upload_bytes: int = 52428800
+    newsroom: bool = True
+    newsroom_path: str = "/news"
     soft_bounce_threshold: int = 5
     soft_bounce_window_days: int = 30
 
@@ -629,6 +643,16 @@ def _validate(
     for name in ("console_idle_minutes", "console_session_hours", "console_max_upload_bytes"):
         if getattr(settings, name) < 1:
             raise bad(name, f"expected at least 1, got {getattr(settings, name)}")
+    # A path of its own under the site (never "/", which would shadow the subscriber pages, and
+    # never one of theirs or the console's).
+    if not re.fullmatch(r"(/[a-z0-9][a-z0-9._-]*)+", settings.newsroom_path) or (
+        settings.newsroom_path.split("/")[1] in _TAKEN_PATHS
+    ):
+        raise bad(
+            "newsroom_path",
+            f'expected a path such as "/news" (lower-case letters, digits, ".", "_", "-"; '
+            f"not /admin, /static or another page's), got {settings.newsroom_path!r}",
+        )
 
 
 def console_address(settings: Settings) -> str:

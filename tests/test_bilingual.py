@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from click.testing import Result
 
+from mailer import translations
 from mailer.cli import main
 from mailer.config import Settings, load_settings
 from mailer.contacts.contact import add_contact
@@ -28,7 +29,6 @@ from mailer.releases.render import preview
 from mailer.releases.source import load_release
 from mailer.samples import sample_path
 from mailer.store.db import session_scope
-from mailer.subscribers import words
 from mailer.subscribers.optin import confirmation, consent_text
 from tests.support.cli import Cli
 from tests.support.config import write_config
@@ -213,11 +213,11 @@ def test_email_css_keeps_korean_words_whole(tmp_path: Path) -> None:
 
 
 def test_pages_choose_their_language_by_the_one_rule() -> None:
-    assert words.pick(["en", "ko"], contact="kr") == "ko"
-    assert words.pick(["en", "ko"], accept=["ko-KR", "en"]) == "ko"
-    assert words.pick(["en", "ko"], explicit="KOR") == "ko"
-    assert words.pick(["en", "ko"], contact="fr", default="ko") == "ko"
-    assert words.primary("ko_KR") == "ko"
+    assert translations.pick(["en", "ko"], contact="kr") == "ko"
+    assert translations.pick(["en", "ko"], accept=["ko-KR", "en"]) == "ko"
+    assert translations.pick(["en", "ko"], explicit="KOR") == "ko"
+    assert translations.pick(["en", "ko"], contact="fr", default="ko") == "ko"
+    assert translations.primary("ko_KR") == "ko"
 
 
 # --- list names per language, the plan, the send ---------------------------------------------

@@ -105,8 +105,9 @@ def test_lists_ls_is_a_table(cli: Cli) -> None:
     cli("lists", "create", "press", "--name", "기자단", "--public")
     cli("lists", "create", "members-and-friends", "--name", "Members")
     lines = cli("lists", "ls").stdout.splitlines()
-    assert lines[0].split() == ["SLUG", "SUBSCRIBED", "PENDING", "UNSUBSCRIBED", "PUBLIC", "NAME"]
-    assert lines[1].split() == ["members-and-friends", "0", "0", "0", "no", "Members"]
+    header = ["SLUG", "SUBSCRIBED", "PENDING", "UNSUBSCRIBED", "PUBLIC", "PRESS", "ARCHIVE", "NAME"]
+    assert lines[0].split() == header
+    assert lines[1].split() == ["members-and-friends", "0", "0", "0", "no", "no", "yes", "Members"]
     assert column_starts(lines, "NAME") == {lines[0].index("NAME")}
 
 
@@ -188,20 +189,23 @@ def test_contacts_edit_changes_details_and_attributes(cli: Cli) -> None:
         "--set",
         "desk=night",
     ).output
-    assert "changed name, organisation, language, attributes" in out
+    # beat is a press field (a column, as --where reads it); desk an attribute.
+    assert "changed name, organisation, language, beat, attributes" in out
     data = show(cli, "kim@example.com")
-    assert (data["name"], data["language"], data["organisation"], data["attributes"]) == (
-        "김민지",
-        "ko",
-        "서울데일리",
-        {"beat": "politics", "desk": "night"},
-    )
+    assert (
+        data["name"],
+        data["language"],
+        data["organisation"],
+        data["beat"],
+        data["attributes"],
+    ) == ("김민지", "ko", "서울데일리", "politics", {"desk": "night"})
     cli("contacts", "edit", "kim@example.com", "--unset", "desk", "--lang", "", "--org", "")
     data = show(cli, "kim@example.com")
-    assert (data["language"], data["organisation"], data["attributes"]) == (
+    assert (data["language"], data["organisation"], data["beat"], data["attributes"]) == (
         None,
         "",
-        {"beat": "politics"},
+        "politics",
+        {},
     )
     assert (
         "nothing to change" in cli("contacts", "edit", "kim@example.com", "--name", "김민지").output
@@ -213,7 +217,8 @@ def test_contacts_edit_changes_details_and_attributes(cli: Cli) -> None:
     [
         (["nobody@example.com", "--name", "X"], "no contact with the address 'nobody@example.com'"),
         (["kim@example.com", "--lang", "Klingon!"], "not a language code: 'Klingon!'"),
-        (["kim@example.com", "--unset", "phone"], "has no attribute 'phone' (it has none)"),
+        (["kim@example.com", "--unset", "desk"], "has no attribute 'desk' (it has none)"),
+        (["kim@example.com", "--set", "media_type=zine"], "media type 'zine': use print, tv"),
         (["kim@example.com", "--set", "no-equals"], "--set 'no-equals': expected NAME=VALUE"),
         (["kim@example.com", "--name", "N" * 201], "name: at most 200 characters"),
     ],

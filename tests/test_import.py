@@ -102,8 +102,9 @@ def test_acceptance_sample_press_list(cli: Cli, session: Session) -> None:
         "name": "name",
         "organisation": "outlet",
         "language": "language",
+        "beat": "beat",
     }
-    assert report["attribute_columns"] == ["beat"]
+    assert report["attribute_columns"] == []
     assert (report["format"], report["encoding"], report["delimiter"]) == ("csv", "utf-8", ",")
     check_invariant(report["counts"])
     shown = json.loads(cli("contacts", "show", "minji.kim@seouldaily.example.com", "--json").output)
@@ -112,7 +113,7 @@ def test_acceptance_sample_press_list(cli: Cli, session: Session) -> None:
         "서울데일리",
         "ko",
     )
-    assert shown["attributes"] == {"beat": "사회"}
+    assert (shown["beat"], shown["attributes"]) == ("사회", {})
     assert shown["subscriptions"][0]["source"] == "import"
     assert shown["subscriptions"][0]["consent_form"] == f"import:{report['import_id']}"
     yuna = contact(session, "yuna.choi@kbn-radio.example.com")
@@ -211,10 +212,11 @@ def test_xlsx_with_korean_headers_and_sheet_choice(
     assert (report["format"], report["sheet"], report["encoding"]) == ("xlsx", "기자", None)
     assert report["counts"]["contacts_added"] == 2
     minji = contact(session, "minji@example.com")
-    assert (minji.name, minji.language, minji.attributes) == (
+    assert (minji.name, minji.language, minji.phone, minji.attributes) == (
         "김민지",
         "ko",
-        {"phone": "+82 10 1234 5678"},
+        "+82 10 1234 5678",
+        {},
     )
     assert contact(session, "sarah@example.org").name == "Sarah Smith"
     assert contact(session, "sarah@example.org").language == "en"
@@ -377,7 +379,7 @@ def test_duplicates_merge_into_the_first_row(cli: Cli, session: Session, tmp_pat
     kim = contact(session, "kim@example.com")
     assert kim.email_original == "Kim@Example.com"  # the first spelling
     assert (kim.name, kim.organisation, kim.language) == ("Kim Minji", "Seoul Daily", "ko")
-    assert kim.attributes == {"beat": "politics", "desk": "night"}
+    assert (kim.beat, kim.attributes) == ("politics", {"desk": "night"})
     assert sorted(t.tag for t in kim.tags) == ["a", "b"]
 
 
@@ -419,7 +421,7 @@ def test_consent_is_never_overridden(cli: Cli, session: Session, tmp_path: Path)
         session.rollback()
     # Only --update-attributes touched the details, and never the status.
     gone = contact(session, "gone@example.com")
-    assert (gone.name, gone.attributes) == ("New Name", {"beat": "x"})
+    assert (gone.name, gone.beat, gone.attributes) == ("New Name", "x", {})
     assert status_on(session, "gone@example.com", "press") == "unsubscribed"
 
 
@@ -428,13 +430,15 @@ def test_update_attributes_rules(cli: Cli, session: Session, tmp_path: Path) -> 
     add_contact(
         session, "kim@example.com", "press", name="Kim", organisation="Old Paper", language="en"
     )
-    contact(session, "kim@example.com").attributes = {"beat": "politics", "desk": "day"}
+    kim = contact(session, "kim@example.com")
+    kim.attributes = {"beat": "politics", "desk": "day"}
+    kim.region, kim.role = "PA", "Reporter"
     session.commit()
     path = write_csv(
         tmp_path / "list.csv",
         [
-            ["email", "name", "outlet", "language", "desk"],
-            ["kim@example.com", "김민지", "", "ko", "night"],
+            ["email", "name", "outlet", "language", "desk", "region", "title"],
+            ["kim@example.com", "김민지", "", "ko", "night", "NJ", ""],
         ],
     )
     plain = run_import(cli, str(path), "--list", "press")
@@ -448,6 +452,8 @@ def test_update_attributes_rules(cli: Cli, session: Session, tmp_path: Path) -> 
     # Non-empty cells replace, empty cells never erase, attributes merge.
     assert (kim.name, kim.organisation, kim.language) == ("김민지", "Old Paper", "ko")
     assert kim.attributes == {"beat": "politics", "desk": "night"}
+    # Press fields alike: the region replaced, the empty title cell erased nothing.
+    assert (kim.region, kim.role) == ("NJ", "Reporter")
     session.rollback()
     same = run_import(cli, str(path), "--list", "press", "--update-attributes")
     assert same["counts"]["contacts_updated"] == 0
@@ -505,7 +511,7 @@ def test_dry_run_reports_the_same_and_changes_nothing(
         (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", [], "binary data"),
         (b"", [], "the file is empty"),
         (b"Name,Outlet\nKim,Daily\n", [], "no email column in the header row"),
-        (b"email,name\na@example.com,A\n", ["--map", "phone=name"], "unknown --map field 'phone'"),
+        (b"email,name\na@example.com,A\n", ["--map", "fax=name"], "unknown --map field 'fax'"),
         (b"email,name\na@example.com,A\n", ["--map", "name=Nobody"], "no column 'Nobody'"),
         (b"email,name\na@example.com,A\n", ["--map", "name"], "expected FIELD=COLUMN"),
         (b"email,name\n", [], "no data rows below the header (line 1)"),

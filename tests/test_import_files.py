@@ -267,9 +267,12 @@ def test_korean_surname_and_given_name_columns() -> None:
 
 def test_unknown_columns_are_attributes_and_duplicates_get_suffixes() -> None:
     cols = map_columns(Path("f.csv"), ["email", "Beat", "", "Beat", "Email"], 1)
-    assert cols.fields == {"email": 0}
-    # Beat is a press field: filed under its canonical attribute name (docs/segments.md).
-    assert cols.attributes == [(1, "beat"), (2, "column 3"), (3, "Beat"), (4, "Email")]
+    # Beat is a press field: its first column is the field, a second one an attribute.
+    assert cols.fields == {"email": 0, "beat": 1}
+    assert cols.attributes == [(2, "column 3"), (3, "Beat"), (4, "Email")]
+    # An exported attribute (written attribute:NAME) is an attribute, never the field.
+    cols = map_columns(Path("f.csv"), ["email", "attribute:분야", "전화"], 1)
+    assert (cols.fields, cols.attributes) == ({"email": 0, "phone": 2}, [(1, "분야")])
 
 
 def test_map_overrides_and_errors() -> None:
@@ -277,13 +280,18 @@ def test_map_overrides_and_errors() -> None:
     cols = map_columns(Path("f.csv"), headers, 1, {"email": "contact", "name": "Who"})
     assert cols.fields == {"email": 0, "name": 1}
     assert cols.attributes == [(2, "email")]
-    with pytest.raises(ImportFileError, match=r"f\.csv: unknown --map field 'phone' \(fields: "):
-        map_columns(Path("f.csv"), headers, 1, {"phone": "Who"})
+    with pytest.raises(ImportFileError, match=r"f\.csv: unknown --map field 'fax' \(fields: "):
+        map_columns(Path("f.csv"), headers, 1, {"fax": "Who"})
+    cols = map_columns(Path("f.csv"), headers, 1, {"email": "email", "beat": "Who"})
+    assert cols.fields == {"email": 2, "beat": 1}
     with pytest.raises(ImportFileError, match=r"f\.csv:1: --map name=Nobody: no column 'Nobody'"):
         map_columns(Path("f.csv"), headers, 1, {"name": "Nobody"})
-    assert parse_map(["organization=Outlet", " email = E-mail "]) == {
-        "organisation": "Outlet",
+    assert parse_map(
+        ["organization=Outlet", " email = E-mail ", "media-type=매체", "outlet=X"]
+    ) == {
+        "organisation": "X",
         "email": "E-mail",
+        "media_type": "매체",
     }
     with pytest.raises(InvalidInputError, match="expected FIELD=COLUMN"):
         parse_map(["email"])

@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import exists, insert, select, update
+from sqlalchemy import Table, exists, insert, select, update
 from sqlalchemy.orm import Session
 
 from mailer import clock
@@ -29,6 +29,7 @@ from mailer.config import Settings
 from mailer.contacts.addresses import mailbox_key, normalise
 from mailer.errors import InvalidInputError
 from mailer.store.models import (
+    Base,
     Bounce,
     BounceReview,
     Campaign,
@@ -70,6 +71,10 @@ class Sup:
     reason: SuppressionReason
     id: int | None = None
     row: dict[str, Any] | None = None
+
+
+def _table(model: type[Base]) -> Table:
+    return model.metadata.tables[model.__tablename__]
 
 
 def chunks(values: Iterable[Any]) -> Iterator[list[Any]]:
@@ -402,15 +407,20 @@ class Batch:
     def write(self) -> None:
         """Everything pending, in bulk; held items get their review id."""
         s = self.session
+        # What the ORM has pending (a token unsubscribe's rows) goes first, as it would before
+        # an ORM insert: the rows keep the order in which the policy made them.
+        s.flush()
         # Text from a report is hostile: a NUL byte, which SQLite keeps and PostgreSQL refuses,
         # would fail the whole batch's insert. Stored as U+FFFD, the rest stays readable.
         for rows in (self.bounces, self.new_sups, self.events):
-            rows[:] = [_without_nul(row) for row in rows]
+            rows[:] = [_without_nul(row) if _has_nul(row) else row for row in rows]
         self.reviews = [(_without_nul(r), extra) for r, extra in self.reviews]
+        # Inserted through the tables (Core): every row gives every column, so the ORM's bulk
+        # insert would only sort the same dictionaries again, at a third of the write's time.
         if self.bounces:
-            s.execute(insert(Bounce), self.bounces, execution_options=_ALL_COLUMNS)
+            s.execute(insert(_table(Bounce)), self.bounces)
         if self.new_sups:
-            s.execute(insert(Suppression), self.new_sups, execution_options=_ALL_COLUMNS)
+            s.execute(insert(_table(Suppression)), self.new_sups)
         if self.sup_updates:
             s.execute(update(Suppression), list(self.sup_updates.values()))
             # A bulk update by primary key leaves objects already loaded as they were.
@@ -433,7 +443,7 @@ class Batch:
                     .execution_options(synchronize_session="fetch")
                 )
         if self.events:
-            s.execute(insert(Event), self.events, execution_options=_ALL_COLUMNS)
+            s.execute(insert(_table(Event)), self.events)
         if self.reviews:
             self._write_reviews()
         self.bounces, self.events, self.new_sups, self.reviews = [], [], [], []
@@ -468,6 +478,22 @@ class Batch:
             )
         for (_, item), row in zip(self.reviews, rows, strict=True):
             item.action = f"held for review {made[row['bounce_id']]}"
+
+
+def _has_nul(row: dict[str, Any]) -> bool:
+    """Whether a NUL is in any string of `row` (also inside its dicts and lists)."""
+    for value in row.values():
+        if isinstance(value, str):
+            if "\x00" in value:
+                return True
+        elif (
+            isinstance(value, dict | list | tuple)
+            # repr writes a NUL as \x00: only then is it worth a closer look.
+            and r"\x00" in repr(value)
+            and _without_nul(value) != value
+        ):
+            return True
+    return False
 
 
 def _without_nul(value: Any) -> Any:

@@ -140,8 +140,24 @@ def returned_headers(msg: Message) -> Message | None:
             if inner is not None:
                 return inner
         elif ctype in ("text/rfc822-headers", "message/rfc822-headers"):
-            return HeaderParser().parsestr(decoded(part).lstrip())
+            return _header_part(part)
     return None
+
+
+_HEADER_PARTS: dict[int, tuple[Message, Message]] = {}
+
+
+def _header_part(part: Message) -> Message:
+    """A text/rfc822-headers part read as headers; parsed once (returned_headers and
+    original_ids both read it), the last few kept as body_text keeps its results."""
+    cached = _HEADER_PARTS.get(id(part))
+    if cached is not None and cached[0] is part:
+        return cached[1]
+    headers = HeaderParser().parsestr(decoded(part).lstrip())
+    if len(_HEADER_PARTS) >= 8:
+        _HEADER_PARTS.clear()
+    _HEADER_PARTS[id(part)] = (part, headers)
+    return headers
 
 
 def original_ids(msg: Message) -> list[str]:
@@ -152,7 +168,7 @@ def original_ids(msg: Message) -> list[str]:
         if ctype == "message/rfc822":
             headers = attached(part)
         elif ctype in ("text/rfc822-headers", "message/rfc822-headers"):
-            headers = HeaderParser().parsestr(decoded(part).lstrip())
+            headers = _header_part(part)
         if headers is not None:
             for value in headers.get_all("message-id", []):
                 found = re.search(r"<[^<>\s]+>", str(value))
@@ -243,8 +259,26 @@ def _drop_blocks(html: str) -> str:
         at = end + len(closing)
 
 
+_DECODED: dict[int, tuple[Message, str]] = {}
+
+
 def decoded(part: Message) -> str:
-    """A leaf part's payload as text, in its declared charset (UTF-8 when unknown)."""
+    """A leaf part's payload as text, in its declared charset (UTF-8 when unknown).
+
+    The readers decode the same parts several times (the text, the returned headers, the
+    Message-IDs), and reading the charset parameter costs more than the decoding: the last few
+    results are kept (keyed by the part, which is held so that its id cannot be reused)."""
+    cached = _DECODED.get(id(part))
+    if cached is not None and cached[0] is part:
+        return cached[1]
+    text = _decoded(part)
+    if len(_DECODED) >= 64:
+        _DECODED.clear()
+    _DECODED[id(part)] = (part, text)
+    return text
+
+
+def _decoded(part: Message) -> str:
     try:
         data = part.get_payload(decode=True)
     except (ValueError, LookupError, AssertionError):

@@ -36,6 +36,7 @@ LAZY_COMMANDS = {
     "serve": ("serve_cmd",),
     "bounces": ("bounces_cmd",),
     "users": ("users_cmd",),
+    "news": ("news_cmd",),
 }
 
 # The one-line help `mailer --help` lists, so that listing the commands imports none of them
@@ -52,6 +53,7 @@ COMMAND_HELP = {
     "dkim": "DKIM signing keys.",
     "init": "Create mailer.toml (with a new secret key) and the database.",
     "lists": "Mailing lists.",
+    "news": "The public newsroom: releases on the web, previews, withdrawals, corrections.",
     "release": "Preview and check press releases (NAME.md, or NAME.en.md + NAME.ko.md).",
     "send": "Send a release: plan, confirm, deliver, report (re-running resumes).",
     "segments": "Saved segments: part of lists, chosen with --where expressions.",

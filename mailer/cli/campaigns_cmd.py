@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from datetime import tzinfo
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -102,6 +104,7 @@ def campaigns_show(app: AppContext, campaign_id: int, as_json: bool) -> None:
             )
         )
     echo("  " + ", ".join(f"{k} {v}" for k, v in data["counts"].items() if v))
+    _echo_embargo(data, zone)
     for lang, counts in sorted(data["by_language"].items()):
         echo(f"  [{lang}] " + ", ".join(f"{k} {v}" for k, v in counts.items()))
     if data["excluded"]:
@@ -117,6 +120,21 @@ def campaigns_show(app: AppContext, campaign_id: int, as_json: bool) -> None:
         for p in data["problems"]:
             who = ", ".join(x for x in (p["name"], p["outlet"], p["beat"]) if x)
             echo(f"    {p['status']:<9} {p['email']}" + (f" ({who})" if who else ""))
+
+
+def _echo_embargo(data: dict[str, Any], zone: tzinfo) -> None:
+    """The release's embargo, and whether this campaign went out before it."""
+    if not data.get("embargo"):
+        return
+    until = local_time(data["embargo"], zone, named=True)
+    early = data.get("before_embargo")
+    if early is None:
+        echo(f"  embargo until {until}")
+        return
+    echo(
+        f"  sent before embargo (until {until}): {early['sent']} message(s), to the press "
+        f"lists {', '.join(early['lists'])}, marked EMBARGOED"
+    )
 
 
 @campaigns_group.command("resume")
@@ -196,4 +214,13 @@ def campaigns_report(app: AppContext, campaign_id: int, csv_path: str) -> None:
     """Write every recipient's fate to a CSV file."""
     with app.session() as s:
         n = campaigns_lib.write_report(s, campaign_id, Path(csv_path))
+        data = campaigns_lib.embargo_summary(s, campaigns_lib.get_campaign(s, campaign_id))
     echo(f"Wrote {n} row(s) to {csv_path}.")
+    if data["before_embargo"] is not None:
+        # The column `before_embargo` says who; this line says that it happened at all.
+        zone, _ = time_zone(app.settings)
+        until = local_time(data["embargo"], zone, named=True)
+        echo(
+            f"  sent before embargo (until {until}): {data['before_embargo']['sent']} "
+            "message(s), marked EMBARGOED (column before_embargo)."
+        )

@@ -8,12 +8,16 @@ from mailer.cli import main
 from mailer.cli.common import AppContext, echo, echo_json, echo_table, json_option, pass_app
 from mailer.contacts import contact as contacts_lib
 from mailer.contacts import segments
+from mailer.contacts.press import LABELS, PRESS_FIELDS
 from mailer.errors import InvalidInputError
 
 
 @main.group("contacts")
 def contacts_group() -> None:
     """Contacts and their subscriptions."""
+
+
+PRESS_HEADERS = ["ROLE", "BEAT", "MEDIA", "REGION", "PHONE"]  # PRESS_FIELDS in `contacts ls`
 
 
 @contacts_group.command("add")
@@ -71,14 +75,15 @@ def _parse_attributes(values: tuple[str, ...]) -> dict[str, str]:
     "set_values",
     multiple=True,
     metavar="NAME=VALUE",
-    help="Set an attribute (repeatable).",
+    help="Set an attribute, or a press field: role, beat, media_type, region, phone, outlet "
+    "(repeatable).",
 )
 @click.option(
     "--unset",
     "unset_values",
     multiple=True,
     metavar="NAME",
-    help="Remove an attribute (repeatable).",
+    help="Remove an attribute, or empty a press field (repeatable).",
 )
 @pass_app
 def contacts_edit(
@@ -90,7 +95,7 @@ def contacts_edit(
     set_values: tuple[str, ...],
     unset_values: tuple[str, ...],
 ) -> None:
-    """Change a contact's name, language, organisation or attributes."""
+    """Change a contact's name, language, organisation, press fields or attributes."""
     attributes = _parse_attributes(set_values)
     with app.session() as s:
         contact, changed = contacts_lib.edit_contact(
@@ -150,6 +155,9 @@ def contacts_show(app: AppContext, email: str, as_json: bool) -> None:
     echo(f"  typed as:     {data['email_original']}")
     echo(f"  language:     {data['language'] or '-'}")
     echo(f"  organisation: {data['organisation'] or '-'}")
+    for field in PRESS_FIELDS:
+        if data[field]:
+            echo(f"  {LABELS[field] + ':':<13} {data[field]}")
     if data["tags"]:
         echo(f"  tags:         {', '.join(data['tags'])}")
     for key, value in data["attributes"].items():
@@ -206,13 +214,21 @@ def contacts_ls(
                 contact.name,
                 contact.language,
                 contact.organisation,
+                *(getattr(contact, field) for field in PRESS_FIELDS),
                 ", ".join(sorted(t.tag for t in contact.tags)),
                 ", ".join(f"{x.mailing_list.slug}:{x.status.value}" for x in subs),
             ]
             for contact, subs in rows
         ]
+    # A press field's column only when someone listed has it: a plain mailing list stays narrow.
+    header = ["EMAIL", "NAME", "LANG", "ORGANISATION", *PRESS_HEADERS, "TAGS", "LISTS"]
+    keep = [
+        i
+        for i, title in enumerate(header)
+        if title not in PRESS_HEADERS or any(row[i] for row in table)
+    ]
     if table:
-        echo_table(["EMAIL", "NAME", "LANG", "ORGANISATION", "TAGS", "LISTS"], table)
+        echo_table([header[i] for i in keep], [[row[i] for i in keep] for row in table])
     echo(f"{len(table)} contact(s)", err=True)
 
 

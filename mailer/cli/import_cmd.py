@@ -63,15 +63,15 @@ class ProgressBar:
     "mappings",
     multiple=True,
     metavar="FIELD=COLUMN",
-    help="Read FIELD (email, name, first_name, last_name, organisation, language, "
-    "tags) from COLUMN (repeatable).",
+    help="Read FIELD (email, name, first_name, last_name, organisation (or outlet), language, "
+    "tags, role, beat, media_type, region, phone) from COLUMN (repeatable).",
 )
 @click.option("--dry-run", is_flag=True, help="Print the report, change nothing.")
 @click.option(
     "--update-attributes",
     is_flag=True,
-    help="Update names, organisation, language and attributes of known contacts "
-    "(never a subscription status).",
+    help="Update names, organisation, language, press fields and attributes of known "
+    "contacts (never a subscription status).",
 )
 @click.option(
     "--errors",

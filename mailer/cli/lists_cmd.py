@@ -51,6 +51,18 @@ def _local_name_options(f: Any) -> Any:
 @click.option("--description", default="", help="What subscribers get.")
 @click.option("--public", is_flag=True, help="Offer this list on the subscribe form.")
 @click.option("--from", "from_address", default=None, help="From address for this list.")
+@click.option(
+    "--press",
+    is_flag=True,
+    help="A press list: it may get an embargoed release before the embargo, marked EMBARGOED.",
+)
+@click.option(
+    "--archive/--no-archive",
+    default=True,
+    show_default=True,
+    help="Releases sent to this list may appear in the public newsroom "
+    "(--no-archive: a member-only newsletter).",
+)
 @pass_app
 def lists_create(
     app: AppContext,
@@ -61,6 +73,8 @@ def lists_create(
     from_address: str | None,
     name_ko: str | None,
     local: tuple[str, ...],
+    press: bool,
+    archive: bool,
 ) -> None:
     """Create a list."""
     with app.session() as s:
@@ -72,9 +86,21 @@ def lists_create(
             public=public,
             from_address=from_address,
             names=_names(name_ko, local),
+            press=press,
+            archive=archive,
         )
         others = "".join(f", {lang}: {text}" for lang, text in sorted(ml.names.items()))
-        echo(f"Created list {ml.slug!r} ({ml.name}{others}).")
+        echo(f"Created list {ml.slug!r} ({ml.name}{others}){_flags(ml.press, ml.archive)}.")
+
+
+def _flags(press: bool, archive: bool) -> str:
+    """What a list's flags mean for its releases, said once a list is created or changed."""
+    said = []
+    if press:
+        said.append("a press list: embargoed releases may reach it early, marked EMBARGOED")
+    if not archive:
+        said.append("kept out of the newsroom")
+    return "".join(f"; {x}" for x in said)
 
 
 @lists_group.command("edit")
@@ -88,6 +114,18 @@ def lists_create(
     default=None,
     help="Offer (or stop offering) this list on the subscribe form.",
 )
+@click.option(
+    "--press/--no-press",
+    "press",
+    default=None,
+    help="Make it a press list (embargoed releases may reach it early, marked EMBARGOED), or stop.",
+)
+@click.option(
+    "--archive/--no-archive",
+    "archive",
+    default=None,
+    help="Let releases sent to it appear in the public newsroom, or keep them off.",
+)
 @pass_app
 def lists_edit(
     app: AppContext,
@@ -97,13 +135,24 @@ def lists_edit(
     public: bool | None,
     name_ko: str | None,
     local: tuple[str, ...],
+    press: bool | None,
+    archive: bool | None,
 ) -> None:
-    """Change a list's name, description or visibility (--name-ko "" removes the Korean name)."""
+    """Change a list's name, description, visibility, press or newsroom flag (--name-ko ""
+    removes the Korean name)."""
     with app.session() as s:
         ml = lists_lib.edit_list(
-            s, slug, name=name, description=description, public=public, names=_names(name_ko, local)
+            s,
+            slug,
+            name=name,
+            description=description,
+            public=public,
+            names=_names(name_ko, local),
+            press=press,
+            archive=archive,
         )
-        echo(f"Updated list {ml.slug!r} ({ml.name}).")
+        flags = _flags(ml.press, ml.archive) if press is not None or archive is not None else ""
+        echo(f"Updated list {ml.slug!r} ({ml.name}){flags}.")
 
 
 @lists_group.command("ls")
@@ -120,7 +169,7 @@ def lists_ls(app: AppContext, as_json: bool) -> None:
             echo("No lists yet: mailer lists create SLUG --name NAME")
             return
         echo_table(
-            ["SLUG", "SUBSCRIBED", "PENDING", "UNSUBSCRIBED", "PUBLIC", "NAME"],
+            ["SLUG", "SUBSCRIBED", "PENDING", "UNSUBSCRIBED", "PUBLIC", "PRESS", "ARCHIVE", "NAME"],
             (
                 [
                     x.mailing_list.slug,
@@ -128,6 +177,8 @@ def lists_ls(app: AppContext, as_json: bool) -> None:
                     x.counts["pending"],
                     x.counts["unsubscribed"],
                     "yes" if x.mailing_list.public else "no",
+                    "yes" if x.mailing_list.press else "no",
+                    "yes" if x.mailing_list.archive else "no",
                     x.mailing_list.name,
                 ]
                 for x in summaries
@@ -154,6 +205,10 @@ def lists_show(app: AppContext, slug: str, as_json: bool) -> None:
         if data["description"]:
             echo(f"  {data['description']}")
         echo(f"  public: {'yes' if data['public'] else 'no'}")
+        press = "yes (embargoed releases may reach it early, marked)" if data["press"] else "no"
+        echo(f"  press: {press}")
+        archive = "yes (in the newsroom)" if data["archive"] else "no (kept out of the newsroom)"
+        echo(f"  archive: {archive}")
         for status, n in data["subscribers"].items():
             echo(f"  {status:<13} {n}")
 

@@ -105,7 +105,7 @@ def segments_preview(app: AppContext, name: str, limit: int, as_json: bool) -> N
                 c.name,
                 c.language or "",
                 c.organisation,
-                str((c.attributes or {}).get("beat", "")),
+                c.beat,
             ]
             for c in p.rows
         ]

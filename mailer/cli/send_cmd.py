@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import click
 
 from mailer.cli import main
-from mailer.cli.common import AppContext, echo, pass_app, shown
+from mailer.cli.common import AppContext, echo, echo_json, pass_app, shown
 from mailer.config import placeholder_message, placeholder_settings
 from mailer.delivery.message import generate_dkim_key
 from mailer.delivery.planning import Plan
@@ -107,6 +107,18 @@ def echo_plan(
     if c.not_before or c.not_after:
         click.echo(
             f"  window:     not before {c.not_before or '-'}, not after {c.not_after or '-'}"
+        )
+    early = getattr(p, "early", None)
+    if early is not None:
+        # Said in the plan itself, and again in the question: nobody sends this by accident.
+        click.echo(
+            click.style(
+                f"  embargo:    BEFORE THE EMBARGO: embargoed until {early.until_text}; "
+                f"the press lists {', '.join(early.lists)} get it now, each message marked "
+                f"EMBARGOED UNTIL {early.until_text} (subject and banner, in its language)",
+                fg="red",
+                bold=True,
+            )
         )
     if not p.created:
         done = {k: v for k, v in p.statuses.items() if v}
@@ -211,6 +223,18 @@ class ProgressBar:
     "--dry-run", is_flag=True, help="Plan and build every message; send and store nothing."
 )
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.option(
+    "--early",
+    is_flag=True,
+    help="Confirm sending an embargoed release to press lists before its embargo, each message "
+    "marked EMBARGOED UNTIL ... (needed with --yes, and with an --at before the embargo).",
+)
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print the plan and the outcome as one JSON object (with --yes, --dry-run or --test).",
+)
 @click.option("--rate", type=float, default=None, help="Most messages a second.")
 @click.option("--limit", type=int, default=None, help="Send at most N messages in this run.")
 @click.option(
@@ -245,12 +269,16 @@ def send(
     new_version: bool,
     where: tuple[str, ...],
     segment: str | None,
+    early: bool,
+    as_json: bool,
 ) -> None:
     """Send a release: plan, confirm, deliver, report (re-running resumes)."""
+    if as_json and not (yes or dry_run or tests):
+        raise click.UsageError("--json asks no question: add --yes (or use --dry-run or --test)")
     not_after_at = parse_when(not_after, "--not-after")
     # Checked on a dry run too: a dry run is where a mistyped --at must show, not the real send.
+    # A dry run takes it as the time it would start (the embargo rule of that time).
     when_at = parse_when(at, "--at")
-    start_at = None if dry_run else when_at
 
     settings = app.settings
     rows: list[tuple[str, str]] = []
@@ -284,17 +312,31 @@ def send(
     def show_plan(p: Plan, transport: str) -> None:
         show_warnings()
         shown_transport[0] = transport
+        if as_json:
+            return
         echo_plan(p, "dry run (nothing is sent or stored)" if dry_run else transport, rows, readers)
 
     def ask(p: Plan) -> bool:
+        if p.early is not None and yes and not early:
+            raise click.ClickException(
+                f"embargoed until {p.early.until_text}: sending now gives it to "
+                f"{', '.join(p.early.lists)} before the embargo (each message marked EMBARGOED). "
+                "With --yes, confirm that with --early; or leave out --yes to be asked"
+            )
         if yes:
             return True
         if not sys.stdin.isatty():
-            raise click.ClickException("not a terminal: pass --yes to send")
+            more = " --early" if p.early is not None else ""
+            raise click.ClickException(f"not a terminal: pass --yes{more} to send")
         sender = next((value for label, value in rows if label == "From"), "")
-        return click.confirm(
-            shown(f"Send to {p.due} recipient(s) now, from {sender} via {shown_transport[0]}?")
-        )
+        question = f"Send to {p.due} recipient(s) now, from {sender} via {shown_transport[0]}?"
+        if p.early is not None:
+            question = (
+                f"Send to {p.due} recipient(s) on {', '.join(p.early.lists)} now, BEFORE THE "
+                f"EMBARGO (embargoed until {p.early.until_text}), each marked EMBARGOED, "
+                f"from {sender} via {shown_transport[0]}?"
+            )
+        return click.confirm(shown(question))
 
     outcome = send_release(
         settings,
@@ -308,7 +350,8 @@ def send(
         on_progress=ProgressBar,
         dry_run=dry_run,
         tests=tests,
-        at=start_at,
+        at=when_at,
+        before_embargo=early,
         not_after=not_after_at,
         rate=rate,
         limit=limit,
@@ -318,6 +361,13 @@ def send(
         segment=segment,
     )
     p = outcome.plan
+    if as_json:
+        echo_json(outcome_as_dict(outcome))
+        if outcome.status == "tested" and any(
+            r.reply.outcome.value != "sent" for r in outcome.tests
+        ):
+            raise click.exceptions.Exit(1)
+        return
     if outcome.status == "tested":
         show_warnings()
         for r in outcome.tests:
@@ -343,12 +393,55 @@ def send(
             "`mailer worker` starts it then (cancel: mailer campaigns cancel "
             f"{p.campaign.id})."
         )
+        if p.early is not None:
+            click.echo(
+                f"  before the embargo (until {p.early.until_text}): each message marked EMBARGOED."
+            )
     elif outcome.status == "nothing-left":
         click.echo("Nothing left to send.")
     elif outcome.status == "declined":
         click.echo("Not sent; nothing stored.")
     elif outcome.result is not None:
         echo_result(outcome.result)
+
+
+def outcome_as_dict(outcome: Any) -> dict[str, Any]:
+    """`send --json`: the plan (Plan.as_dict) and what happened, as one object."""
+    data: dict[str, Any] = {
+        "status": outcome.status,
+        "release": outcome.release.slug,
+        "transport": outcome.transport,
+        "plan": outcome.plan.as_dict() if outcome.plan is not None else None,
+    }
+    if outcome.status == "tested":
+        data["tests"] = [
+            {
+                "address": r.address,
+                "language": r.language,
+                "subject": r.subject,
+                "outcome": r.reply.outcome.value,
+                "code": r.reply.code,
+                "reply": r.reply.text,
+            }
+            for r in outcome.tests
+        ]
+    if outcome.built is not None:
+        data["built"] = {
+            "messages": outcome.built.messages,
+            "size": outcome.built.size,
+            "by_language": outcome.built.by_language,
+        }
+    if outcome.result is not None:
+        r = outcome.result
+        data["result"] = {
+            "campaign": r.campaign_id,
+            "this_run": r.progress.as_dict(),
+            "counts": r.counts,
+            "complete": r.complete,
+            "next_retry": r.next_retry.isoformat() if r.next_retry else None,
+            "stopped_by": r.stopped_by,
+        }
+    return data
 
 
 @main.group()

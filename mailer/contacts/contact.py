@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session, selectinload
 from mailer import clock
 from mailer.contacts.addresses import normalise
 from mailer.contacts.lists import get_list
+from mailer.contacts.press import PRESS_FIELDS, check_press_field
 from mailer.contacts.suppressions import get_suppression, suppress
 from mailer.errors import InvalidInputError, NotFoundError
 from mailer.releases.languages import from_name
@@ -169,10 +170,27 @@ def edit_contact(
     """Change a contact's details; None leaves a field as it is, '' empties it.
 
     Returns the contact and the names of the fields that changed. Attributes are set one by one
-    (`set_attributes`) or removed (`unset_attributes`, each of which must exist). The event names
-    the fields changed, never their values (an erasure scrubs events by contact anyway)."""
+    (`set_attributes`) or removed (`unset_attributes`, each of which must exist); a press field's
+    name there (role, beat, media_type, region, phone, and outlet) sets or empties that field,
+    as `--where` reads it. The event names the fields changed, never their values (an erasure
+    scrubs events by contact anyway)."""
     contact = get_contact(session, email)
     changed: list[str] = []
+    have = contact.attributes or {}
+    set_attributes = dict(set_attributes or {})
+    press = {
+        field: set_attributes.pop(key)
+        for key in list(set_attributes)
+        if (field := _press_name(key, have)) is not None
+    }
+    unset_attributes = list(unset_attributes)
+    for key in list(unset_attributes):
+        field = _press_name(key, have)
+        if field is not None:
+            unset_attributes.remove(key)
+            press.setdefault(field, "")
+    if "organisation" in press:
+        organisation = press.pop("organisation")
     if name is not None and (value := _check_text("name", name)) != contact.name:
         contact.name = value
         changed.append("name")
@@ -185,13 +203,18 @@ def edit_contact(
     if language is not None and (tag := check_language(language)) != contact.language:
         contact.language = tag
         changed.append("language")
+    for field, value in press.items():
+        value = check_press_field(field, value)
+        if value != getattr(contact, field):
+            setattr(contact, field, value)
+            changed.append(field)
     attributes = dict(contact.attributes or {})
     for key in unset_attributes:
         if key not in attributes:
             known = ", ".join(repr(k) for k in attributes) or "none"
             raise InvalidInputError(f"{contact.email} has no attribute {key!r} (it has {known})")
         del attributes[key]
-    for key, value in (set_attributes or {}).items():
+    for key, value in set_attributes.items():
         key = key.strip()
         if not key or len(key) > MAX_ATTRIBUTE_NAME:
             raise InvalidInputError(
@@ -207,6 +230,20 @@ def edit_contact(
         session.flush()
         audit.record(session, "contact.edit", contact_id=contact.id, actor=actor, fields=changed)
     return contact, changed
+
+
+def _press_name(key: str, attributes: Mapping[str, Any]) -> str | None:
+    """The field `--set NAME=...` names when NAME is a press field (outlet: organisation).
+
+    "beat" is always the field; "Beat" too, unless the contact has an attribute of exactly
+    that name (a second Beat column of a sheet), which it then names."""
+    name = key.strip().lower().replace("-", "_").replace(" ", "_")
+    field = "organisation" if name in ("outlet", "organisation", "organization") else name
+    if field not in (*PRESS_FIELDS, "organisation"):
+        return None
+    if key != name and key in attributes:
+        return None
+    return field
 
 
 def tag_contact(
@@ -278,6 +315,7 @@ def contact_as_dict(session: Session, contact: Contact) -> dict[str, Any]:
         "name": contact.name,
         "language": contact.language,
         "organisation": contact.organisation,
+        **{name: getattr(contact, name) for name in PRESS_FIELDS},
         "attributes": contact.attributes or {},
         "tags": sorted(t.tag for t in contact.tags),
         "created_at": contact.created_at.isoformat(),

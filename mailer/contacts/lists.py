@@ -67,6 +67,8 @@ class ListSummary:
             "names": dict(ml.names or {}),
             "description": ml.description,
             "public": ml.public,
+            "press": ml.press,
+            "archive": ml.archive,
             "from_address": ml.from_address,
             "list_id": ml.list_id,
             "created_at": ml.created_at.isoformat(),
@@ -83,9 +85,14 @@ def create_list(
     public: bool = False,
     from_address: str | None = None,
     names: Mapping[str, str] | None = None,
+    actor: str = "",
+    press: bool = False,
+    archive: bool = True,
 ) -> MailingList:
     """Create a list; the slug is short, lower-case and unique. `names`: the name in other
-    languages ({"ko": "보도자료"}); `name` is the default language's."""
+    languages ({"ko": "보도자료"}); `name` is the default language's. `actor`: who, for the
+    event log (the console's "user:EMAIL"). `press`: reporters, who get an embargoed release
+    before its embargo; `archive`: releases sent to it may appear in the newsroom."""
     if not SLUG_RE.match(slug):
         raise InvalidInputError(
             f"list slug {slug!r}: use lower-case letters, digits, '-' or '_' (at most 64)"
@@ -103,13 +110,23 @@ def create_list(
         description=description,
         public=public,
         from_address=from_address,
+        press=press,
+        archive=archive,
     )
     session.add(ml)
     try:
         session.flush()
     except IntegrityError:
         raise InvalidInputError(f"a list named {slug!r} already exists") from None
-    audit.record(session, "list.create", list_id=ml.id, slug=slug)
+    audit.record(
+        session,
+        "list.create",
+        list_id=ml.id,
+        actor=actor,
+        slug=slug,
+        **({"press": True} if press else {}),
+        **({} if archive else {"archive": False}),
+    )
     return ml
 
 
@@ -121,9 +138,15 @@ def edit_list(
     description: str | None = None,
     public: bool | None = None,
     names: Mapping[str, str] | None = None,
+    from_address: str | None = None,
+    actor: str = "",
+    press: bool | None = None,
+    archive: bool | None = None,
 ) -> MailingList:
-    """Change a list's name (`names`: per language, "" removes one), description or visibility
-    on the subscribe form."""
+    """Change a list's name (`names`: per language, "" removes one), description, visibility
+    on the subscribe form or From address ("" goes back to the `from_address` setting), whether
+    it is a press list (`press`) and whether its releases may appear in the newsroom
+    (`archive`)."""
     ml = get_list(session, slug)
     changes: dict[str, Any] = {}
     if name is not None:
@@ -136,8 +159,15 @@ def edit_list(
         ml.description = changes["description"] = description
     if public is not None:
         ml.public = changes["public"] = public
+    if from_address is not None:
+        address = normalise_address(from_address).original if from_address.strip() else None
+        ml.from_address = changes["from_address"] = address
+    if press is not None:
+        ml.press = changes["press"] = press
+    if archive is not None:
+        ml.archive = changes["archive"] = archive
     session.flush()
-    audit.record(session, "list.edit", list_id=ml.id, slug=slug, **changes)
+    audit.record(session, "list.edit", list_id=ml.id, actor=actor, slug=slug, **changes)
     return ml
 
 

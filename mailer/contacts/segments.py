@@ -15,8 +15,19 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, case, exists, func, literal, or_, select, text, true
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    and_,
+    case,
+    exists,
+    func,
+    literal,
+    or_,
+    select,
+    true,
+)
+from sqlalchemy.orm import Session, aliased, selectinload
 
 from mailer.contacts.filters import compile_where, parse
 from mailer.contacts.lists import get_list
@@ -77,14 +88,29 @@ def suppressed(session: Session, email: Any = Contact.email) -> ColumnElement[bo
     )
 
 
+def not_suppressed(session: Session, email: Any = Contact.email) -> ColumnElement[bool]:
+    """NOT suppressed(), written as two NOT EXISTS side by side.
+
+    The same rows; but NOT (a OR b) is a subquery per contact to PostgreSQL, priced as an index
+    probe per row (with 10,000 suppressions a 100,000-contact count was priced past the JIT
+    threshold), while each NOT EXISTS standing alone becomes a hash anti-join."""
+    return and_(
+        ~exists().where(Suppression.email == email),
+        ~exists().where(Suppression.mailbox == mailbox_sql(session, email), covers_mailbox()),
+    )
+
+
 # --- the audience ------------------------------------------------------------------------------
 
 
 def subscribed_to(list_ids: Sequence[int]) -> ColumnElement[bool]:
+    """EXISTS: the contact is subscribed to one of these lists. (An alias of the table, so a
+    query that is itself about subscriptions, like the planner's, can ask it too.)"""
+    other = aliased(Subscription)
     return exists().where(
-        Subscription.contact_id == Contact.id,
-        Subscription.list_id.in_(list(list_ids)),
-        Subscription.status == SubscriptionStatus.SUBSCRIBED,
+        other.contact_id == Contact.id,
+        other.list_id.in_(list(list_ids)),
+        other.status == SubscriptionStatus.SUBSCRIBED,
     )
 
 
@@ -147,38 +173,38 @@ def preview(
     session: Session, audience: Audience, default_language: str, limit: int = 20
 ) -> Preview:
     """Who a send would mail: counted per primary language, and the first rows."""
-    hash_joins(session)
-    cond = and_(matching(session, audience), ~suppressed(session))
+    cond = and_(matching(session, audience), not_suppressed(session))
     counts: Counter[str] = Counter()
     for language, n in session.execute(
         select(Contact.language, func.count()).where(cond).group_by(Contact.language)
     ):
         # By primary language (ko-KR counts as ko): the variants a release offers.
         counts[(normalise_language(language) or default_language).split("-")[0]] += n
-    held = (
-        session.scalar(
-            select(func.count())
-            .select_from(Contact)
-            .where(matching(session, audience), suppressed(session))
-        )
+    total = sum(counts.values())
+    # The suppressed, as everyone matching less those mailed: the two plain joins PostgreSQL
+    # plans well, where `matching AND suppressed` is a subquery per contact.
+    everyone = (
+        session.scalar(select(func.count()).select_from(Contact).where(matching(session, audience)))
         or 0
     )
     rows = list(session.scalars(select(Contact).where(cond).order_by(Contact.email).limit(limit)))
-    return Preview(sum(counts.values()), dict(sorted(counts.items())), held, rows)
+    return Preview(total, dict(sorted(counts.items())), everyone - total, rows)
 
 
-def hash_joins(session: Session) -> None:
-    """PostgreSQL guesses "1 row" for several expressions ANDed and then picks nested loops over
-    every subscription (minutes at 100,000 contacts); hash joins are right at any size. Only
-    for the current transaction."""
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(text("SET LOCAL enable_nestloop = off"))
+def count_statement(session: Session, audience: Audience) -> Select[int]:
+    """SELECT count(*) of the contacts a send to this audience would mail.
+
+    No planner switch: PostgreSQL plans it from statistics. The press fields are columns whose
+    lower() is indexed (so analysed), the suppression test is two anti-joins and a subquery
+    inside an `or` is hashed (filters._related): with those, a 100,000-contact segment's plan
+    is hash joins or index probes at any selectivity. (Before, "1 row" guessed for expressions
+    over JSON made it join every subscription by nested loops, 37 s.)"""
+    cond = and_(matching(session, audience), not_suppressed(session))
+    return select(func.count()).select_from(Contact).where(cond)
 
 
 def count(session: Session, audience: Audience) -> int:
-    hash_joins(session)
-    cond = and_(matching(session, audience), ~suppressed(session))
-    return session.scalar(select(func.count()).select_from(Contact).where(cond)) or 0
+    return session.scalar(count_statement(session, audience)) or 0
 
 
 # --- saved segments --------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from mailer import clock
 from mailer.csvsafe import write_csv
 from mailer.errors import InvalidInputError, NotFoundError, SendError
 from mailer.private import open_private
+from mailer.releases.embargo import stored_embargo
 from mailer.store import audit
 from mailer.store.models import (
     FINAL_DELIVERY_STATUSES,
@@ -111,13 +112,46 @@ def campaign_as_dict(session: Session, campaign: Campaign) -> dict[str, Any]:
         "replies": replies,
         "bounces": _bounce_counts(session, campaign.id),
         "problems": _problems(session, campaign.id),
+        **embargo_summary(session, campaign),
     }
     return data
 
 
+def embargo_summary(session: Session, campaign: Campaign) -> dict[str, Any]:
+    """The release's embargo, and what of this campaign went out before it (to press lists,
+    marked EMBARGOED): `before_embargo` is None when nothing was meant to or did."""
+    until = stored_embargo(campaign.release.front_matter)
+    if until is None:
+        return {"embargo": None, "before_embargo": None}
+    early = sent_before(session, campaign.id, until)
+    planned = campaign.plan.get("before_embargo")
+    if not early and not planned:
+        return {"embargo": until.isoformat(), "before_embargo": None}
+    return {
+        "embargo": until.isoformat(),
+        "before_embargo": {
+            "lists": list((planned or {}).get("lists") or campaign.audience.get("lists", [])),
+            "sent": early,
+        },
+    }
+
+
+def sent_before(session: Session, campaign_id: int, until: datetime) -> int:
+    """Messages of this campaign sent before `until` (the embargo)."""
+    return (
+        session.scalar(
+            select(func.count()).where(
+                Delivery.campaign_id == campaign_id,
+                Delivery.status == DeliveryStatus.SENT,
+                Delivery.sent_at < until,
+            )
+        )
+        or 0
+    )
+
+
 def _problems(session: Session, campaign_id: int, limit: int = 20) -> list[dict[str, Any]]:
     """Recipients not reached (failed, in doubt), with who they are: a press office calls."""
-    beat = Contact.attributes["beat"].as_string()
     rows = session.execute(
         select(
             Delivery.email,
@@ -125,7 +159,7 @@ def _problems(session: Session, campaign_id: int, limit: int = 20) -> list[dict[
             Delivery.smtp_reply,
             Contact.name,
             Contact.organisation,
-            beat,
+            Contact.beat,
         )
         .outerjoin(Contact, Contact.id == Delivery.contact_id)
         .where(
@@ -164,7 +198,8 @@ def write_report(session: Session, campaign_id: int, path: Path) -> int:
 
     Every cell is guarded against formula injection (mailer.csvsafe): an address like
     `=1+2@x` or an SMTP reply chosen by a remote server never runs as a formula."""
-    get_campaign(session, campaign_id)
+    campaign = get_campaign(session, campaign_id)
+    until = stored_embargo(campaign.release.front_matter)
     slugs = dict(session.execute(select(MailingList.id, MailingList.slug)).all())
 
     def rows() -> Iterator[list[Any]]:
@@ -183,11 +218,11 @@ def write_report(session: Session, campaign_id: int, path: Path) -> int:
             "name",
             "outlet",
             "beat",
+            "before_embargo",
         ]
         # Who the recipient is, for the press office reading the report (empty once erased).
-        beat = Contact.attributes["beat"].as_string()
         for d, name, outlet, beat_text in session.execute(
-            select(Delivery, Contact.name, Contact.organisation, beat)
+            select(Delivery, Contact.name, Contact.organisation, Contact.beat)
             .outerjoin(Contact, Contact.id == Delivery.contact_id)
             .where(Delivery.campaign_id == campaign_id)
             .order_by(Delivery.id)
@@ -207,6 +242,10 @@ def write_report(session: Session, campaign_id: int, path: Path) -> int:
                 name or "",
                 outlet or "",
                 beat_text or "",
+                # "yes": this reporter got it before the embargo, marked EMBARGOED.
+                "yes"
+                if until and d.status == DeliveryStatus.SENT and d.sent_at and d.sent_at < until
+                else "",
             ]
 
     try:

@@ -1,15 +1,25 @@
-"""Per-campaign message compilers: one CompiledVariant per (language, list), built on first use."""
+"""Per-campaign message compilers: one CompiledVariant per (language, list), built on first use.
+
+Whether a campaign's messages are marked as sent before the embargo is decided here, once, when
+a run of the sender (or a dry run) sets up its compiler: before the lift every message carries
+the EMBARGOED subject prefix and banner (mailer.releases.embargo); a run that starts after the
+lift marks nothing, since a message that arrives after the lift is not embargoed.
+"""
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable
 from dataclasses import replace
+from datetime import datetime
 from typing import Any
 
+from mailer import clock
 from mailer.config import Settings
 from mailer.delivery.message import CompiledVariant, dkim_signer, sender_for
 from mailer.localtext import in_language
+from mailer.newsroom import links as newsroom_links
+from mailer.releases import embargo as embargo_words
 from mailer.releases.source import release_from_sources
 from mailer.store.models import Campaign, MailingList
 
@@ -19,7 +29,8 @@ class Compiler:
 
     A language missing from `rendered` is rendered (premailer once) by `render` the first time
     a recipient needs it: a campaign whose readers are all English never renders the Korean
-    variant.
+    variant. A campaign marked as sent before its embargo (see CampaignRenderer) re-renders a
+    variant given without the banner.
     """
 
     def __init__(
@@ -37,8 +48,22 @@ class Compiler:
         self.lists = lists
         self.subject_prefix = subject_prefix
         self.render = render
+        self.marked_until = render.marked_until if isinstance(render, CampaignRenderer) else None
+        self.view_urls = render.view_urls if isinstance(render, CampaignRenderer) else {}
         self.cache: dict[tuple[str, int | None], CompiledVariant] = {}
         self.lock = threading.Lock()
+
+    def _variant(self, language: str) -> Any:
+        have = self.rendered.get(language)
+        # The release check renders without the banner; a marked campaign needs it.
+        stale = have is not None and getattr(have, "marked_until", None) != self.marked_until
+        # ... and without the campaign's "view in browser" link.
+        stale = stale or (
+            have is not None and getattr(have, "view_url", None) != self.view_urls.get(language)
+        )
+        if (have is None or stale) and self.render is not None:
+            have = self.rendered[language] = self.render(language)
+        return self.rendered[language]
 
     def get(self, language: str, list_id: int | None) -> CompiledVariant:
         key = (language, list_id)
@@ -64,13 +89,16 @@ class Compiler:
                             self.settings.from_name, language, self.settings.default_language
                         ),
                     )
-                    if language not in self.rendered and self.render is not None:
-                        self.rendered[language] = self.render(language)
+                    prefix = self.subject_prefix
+                    if self.marked_until is not None:
+                        prefix += embargo_words.subject_prefix(
+                            self.marked_until, self.settings, language
+                        )
                     compiled = CompiledVariant(
-                        self.rendered[language],
+                        self._variant(language),
                         sender,
                         self.settings,
-                        subject_prefix=self.subject_prefix,
+                        subject_prefix=prefix,
                         campaign_id=self.campaign_id,
                         signer=dkim_signer(self.settings, from_address),
                     )
@@ -78,27 +106,65 @@ class Compiler:
         return compiled
 
 
-def campaign_renderer(
-    settings: Settings, campaign: Campaign, list_names: dict[int, str] | None = None
-) -> Callable[[str], Any]:
+class CampaignRenderer:
     """Renders one language of the campaign's stored release (premailer once per call).
 
     A campaign to one list names it in the footer ("you are on the Press list"); a campaign to
     several lists uses the organisation's wording, so each language is still inlined once.
+
+    `marked_until` is decided when the renderer is made (the start of a run; `at`, the time a
+    dry run's campaign would start): the release's embargo while it is still ahead, else None.
+    Only press lists can get a campaign before the lift (planning.embargo_rule); whatever the
+    road, a message made before the lift is never sent unmarked.
     """
-    # Lazy: releases.render loads premailer and lxml (~0.4 s); only unrendered variants need it.
-    from mailer.releases.render import render_variant  # noqa: PLC0415
 
-    stored = campaign.release
-    release = release_from_sources(
-        stored.slug,
-        {lang: v["source"] for lang, v in stored.variants.items()},
-        stored.default_language,
-    )
-    list_ids = campaign.audience.get("list_ids", [])
-    list_name = (list_names or {}).get(list_ids[0]) if len(list_ids) == 1 else None
+    def __init__(
+        self,
+        settings: Settings,
+        campaign: Campaign,
+        list_names: dict[int, str] | None = None,
+        *,
+        at: datetime | None = None,
+    ) -> None:
+        stored = campaign.release
+        self.settings = settings
+        self.release = release_from_sources(
+            stored.slug,
+            {lang: v["source"] for lang, v in stored.variants.items()},
+            stored.default_language,
+        )
+        list_ids = campaign.audience.get("list_ids", [])
+        self.list_name = (list_names or {}).get(list_ids[0]) if len(list_ids) == 1 else None
+        until = self.release.embargo or embargo_words.stored_embargo(stored.front_matter)
+        self.marked_until: datetime | None = (
+            until if embargo_words.is_ahead(until, at or clock.now()) else None
+        )
+        # Every message's "view in browser" link, per language: never per recipient.
+        self.view_urls = newsroom_links.email_view_urls(
+            settings, campaign, self.release.languages, early=self.marked_until is not None
+        )
 
-    def render(language: str) -> Any:
-        return render_variant(release, language, settings, list_name=list_name)
+    def __call__(self, language: str) -> Any:
+        # Lazy: releases.render loads premailer and lxml (~0.4 s); only unrendered variants
+        # need it.
+        from mailer.releases.render import render_variant  # noqa: PLC0415
 
-    return render
+        return render_variant(
+            self.release,
+            language,
+            self.settings,
+            list_name=self.list_name,
+            marked_until=self.marked_until,
+            view_url=self.view_urls.get(language),
+        )
+
+
+def campaign_renderer(
+    settings: Settings,
+    campaign: Campaign,
+    list_names: dict[int, str] | None = None,
+    *,
+    at: datetime | None = None,
+) -> CampaignRenderer:
+    """The renderer of the campaign's stored release for one run (see CampaignRenderer)."""
+    return CampaignRenderer(settings, campaign, list_names, at=at)

@@ -55,6 +55,7 @@ from mailer.delivery.progress import Progress, RunResult, clean_name
 from mailer.delivery.throttle import SharedRateLimiter
 from mailer.delivery.transport import Connection, Outcome, Reply, Transport
 from mailer.errors import MailerError, SendError, TransportError
+from mailer.newsroom import state as publication
 from mailer.store import audit
 from mailer.store.db import session_factory
 from mailer.store.models import (
@@ -151,6 +152,8 @@ class Deliverer:
                 campaign.status = CampaignStatus.SENDING
             if campaign.started_at is None:
                 campaign.started_at = clock.now()
+                # The newsroom's clock starts with the first send (and a newer version shows).
+                publication.on_start(s, self.settings, campaign)
             rate = self.rate_per_second or campaign.rate_per_second or self.settings.rate_per_second
             lists = {ml.id: ml for ml in s.scalars(select(MailingList))}
             for ml in lists.values():

@@ -13,14 +13,12 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
-    and_,
     case,
     exists,
     func,
     insert,
     literal,
     select,
-    text,
     update,
 )
 from sqlalchemy.orm import Session
@@ -28,12 +26,13 @@ from sqlalchemy.orm import Session
 from mailer import clock
 from mailer.config import Settings
 from mailer.contacts.lists import get_list
-from mailer.contacts.segments import Audience
-from mailer.contacts.segments import suppressed as suppressed_sql
+from mailer.contacts.segments import Audience, not_suppressed, subscribed_to
 from mailer.delivery.campaigns import status_counts
 from mailer.delivery.message import campaign_nonce
 from mailer.delivery.message_ids import message_id_column
 from mailer.errors import InvalidInputError, SendError
+from mailer.newsroom import state as publication
+from mailer.releases import embargo as embargo_words
 from mailer.releases.languages import choose as choose_language
 from mailer.releases.languages import normalise as normalise_language
 from mailer.store import audit
@@ -58,9 +57,24 @@ ACTIVE = (
 )
 
 
+@dataclass(frozen=True)
+class EarlySend:
+    """A release going to press lists before its embargo: each message marked EMBARGOED."""
+
+    until: datetime
+    lists: list[str]
+    # The embargo as the plan and the messages say it: in the organisation's zone, zone named.
+    until_text: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"until": self.until.isoformat(), "until_text": self.until_text, "lists": self.lists}
+
+
 @dataclass
 class Plan:
-    """What a send will do; printed before the operator confirms."""
+    """What a send will do; printed before the operator confirms.
+
+    `early`: the release goes out before its embargo (to press lists only), marked."""
 
     campaign: Campaign
     created: bool
@@ -68,6 +82,7 @@ class Plan:
     excluded: dict[str, int]
     statuses: dict[str, int] = field(default_factory=dict)
     release_slug: str = ""
+    early: EarlySend | None = None
 
     @property
     def total(self) -> int:
@@ -77,6 +92,70 @@ class Plan:
     def due(self) -> int:
         """Messages a run would send now: pending, and deferred ones (their retry may wait)."""
         return self.statuses.get("pending", 0) + self.statuses.get("deferred", 0)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The documented JSON shape of the plan (`mailer send --json`)."""
+        c = self.campaign
+
+        def iso(value: datetime | None) -> str | None:
+            return value.isoformat() if value else None
+
+        return {
+            "campaign": c.id,
+            "created": self.created,
+            "release": self.release_slug,
+            "lists": list(c.audience.get("lists", [])),
+            "tags": list(c.audience.get("tags", [])),
+            "segment": c.audience.get("segment"),
+            "where": list(c.audience.get("where", [])),
+            "recipients": self.total,
+            "by_language": dict(self.by_language),
+            "excluded": dict(self.excluded),
+            "statuses": dict(self.statuses),
+            "due": self.due,
+            "not_before": iso(c.not_before),
+            "not_after": iso(c.not_after),
+            "before_embargo": self.early.as_dict() if self.early else None,
+        }
+
+
+def embargo_rule(
+    session: Session,
+    settings: Settings,
+    release_slug: str,
+    embargo: datetime | None,
+    list_slugs: Sequence[str],
+    start: datetime,
+) -> EarlySend | None:
+    """Who may get a release that starts going out at `start`, before its embargo.
+
+    None when nothing is early (no embargo, or `start` at or after the lift). Before the lift
+    only press lists may get it (EarlySend: each message marked); any other list is refused,
+    and a mix of the two too, since one campaign cannot hold back part of its audience."""
+    if embargo is None or start >= embargo:
+        return None
+    lists = [get_list(session, slug) for slug in dict.fromkeys(list_slugs)]
+    press = [ml.slug for ml in lists if ml.press]
+    others = [ml.slug for ml in lists if not ml.press]
+    when = embargo_words.when_text(embargo, settings)
+    if not others:
+        return EarlySend(embargo, press, when)
+    at = embargo_words.when_option(embargo, settings)
+    named = ", ".join(others)
+    if press:
+        raise SendError(
+            f"{release_slug} is under embargo until {when}. Press lists get it early, marked "
+            f"EMBARGOED ({', '.join(press)}), but {named} "
+            f"{'is not a press list' if len(others) == 1 else 'are not press lists'}: send in "
+            f"two steps, the press lists now (--list {' --list '.join(press)}) and the others "
+            f"when it lifts (--list {' --list '.join(others)} --at '{at}')"
+        )
+    raise SendError(
+        f"{release_slug} is under embargo until {when}: it cannot go to {named} before then "
+        f"(only press lists get an embargoed release early; see `mailer lists edit SLUG "
+        f"--press`). Schedule it for the lift with --at '{at}', or test-send it with "
+        "--test ADDRESS"
+    )
 
 
 def audience_key(list_slugs: Sequence[str], tags: Sequence[str], where: Sequence[str] = ()) -> str:
@@ -148,11 +227,13 @@ def plan_campaign(
     transport: str = "",
     where: Sequence[str] = (),
     segment: str | None = None,
+    early: EarlySend | None = None,
 ) -> Plan:
     """Find the campaign for this release and audience, or create it and freeze its audience.
 
     `where`: filter expressions (mailer.contacts.filters), ANDed, evaluated by the database at
-    planning time; `segment` only names where they came from (the campaign records both)."""
+    planning time; `segment` only names where they came from (the campaign records both).
+    `early`: it goes out before its embargo (embargo_rule): the campaign records it."""
     if not list_slugs:
         raise InvalidInputError(
             "no audience: give at least one --list (or `lists:` in the release's front matter)"
@@ -177,6 +258,7 @@ def plan_campaign(
                 dict(existing.plan.get("excluded", {})),
                 status_counts(session, existing.id),
                 release.slug,
+                early,
             )
         if not allow_new_version:
             what = (
@@ -230,13 +312,18 @@ def plan_campaign(
     chosen = Audience([ml.slug for ml in lists], where, segment, [ml.id for ml in lists]).condition(
         session, now
     )
-    if where and session.get_bind().dialect.name == "postgresql":
-        # PostgreSQL multiplies the guessed selectivities of the expressions into "1 row" and
-        # then joins 100,000 subscriptions by nested loops (minutes); hash joins are right at
-        # any size. For this transaction only.
-        session.execute(text("SET LOCAL enable_nestloop = off"))
-    for ml in lists:
-        _insert_deliveries(session, campaign, ml, tags, language, msgid, now, release.id, chosen)
+    # Campaigns that sent (or are sending) this very release before: usually none. Named here,
+    # so the INSERT never reads the table it writes (see _insert_deliveries).
+    earlier = list(
+        session.scalars(
+            select(Campaign.id).where(Campaign.release_id == release.id, Campaign.id != campaign.id)
+        )
+    )
+    for i, ml in enumerate(lists):
+        before = [other.id for other in lists[:i]]
+        _insert_deliveries(
+            session, campaign, ml, before, tags, language, msgid, now, earlier, chosen
+        )
     if not smtputf8:
         _skip_smtputf8(session, campaign.id)
     by_language: dict[str, int] = dict(
@@ -247,7 +334,7 @@ def plan_campaign(
         ).all()
     )
     excluded = _excluded(
-        session, campaign, [ml.id for ml in lists], tags, chosen if where else None
+        session, campaign, [ml.id for ml in lists], tags, earlier, chosen if where else None
     )
     campaign.plan = {
         "nonce": nonce,
@@ -255,6 +342,7 @@ def plan_campaign(
         "excluded": excluded,
         "transport": transport,
         "domain": domain,
+        **({"before_embargo": early.as_dict()} if early else {}),
     }
     audit.record(
         session,
@@ -264,8 +352,16 @@ def plan_campaign(
         release=release.slug,
         recipients=sum(by_language.values()),
     )
+    # The release enters the newsroom's state (public only once it is sent and its embargo lifts).
+    publication.on_plan(session, settings, campaign)
     return Plan(
-        campaign, True, by_language, excluded, status_counts(session, campaign.id), release.slug
+        campaign,
+        True,
+        by_language,
+        excluded,
+        status_counts(session, campaign.id),
+        release.slug,
+        early,
     )
 
 
@@ -280,7 +376,6 @@ def audience_languages(
     list_ids = [get_list(session, slug).id for slug in list_slugs]
     if not list_ids:
         return {}
-    suppressed = suppressed_sql(session)
     # Counted by the database, one row per language: the audience may be a million contacts.
     rows = session.execute(
         select(Contact.language, func.count(func.distinct(Contact.id)))
@@ -288,7 +383,7 @@ def audience_languages(
         .where(
             Subscription.list_id.in_(list_ids),
             Subscription.status == SubscriptionStatus.SUBSCRIBED,
-            ~suppressed,
+            not_suppressed(session),
         )
         .group_by(Contact.language)
     )
@@ -338,26 +433,35 @@ def _insert_deliveries(
     session: Session,
     campaign: Campaign,
     ml: MailingList,
+    before: Sequence[int],
     tags: Sequence[str],
     language: Any,
     msgid: Any,
     now: datetime,
-    release_id: int,
+    earlier: Sequence[int],
     chosen: Any = None,
 ) -> None:
     # One INSERT ... SELECT per list, in the order given: a contact on several lists gets one
     # row, attributed to the first list. Nothing is loaded into Python, whatever the list size.
-    # `language` is the SQL of language_case.
-    # The INSERT's own table, aliased so the NOT EXISTS below does not correlate with it.
-    planned = Delivery.__table__.alias("planned")
+    # `language` is the SQL of language_case; `before`: the lists planned already.
+    #
+    # The SELECT never reads `delivery` for this campaign. It used to skip contacts already
+    # planned with NOT EXISTS (delivery of this campaign): on a database whose delivery table
+    # was empty when last measured (a new one: the first campaign), PostgreSQL ran that as a
+    # nested loop re-scanning the table for each contact, while the INSERT kept growing it
+    # (766 s for 100,000 contacts). Every condition below but the list is about the contact,
+    # so "planned for an earlier list" is "subscribed to an earlier list", and that is asked
+    # of `subscription`.
     conditions = [
         Subscription.list_id == ml.id,
         Subscription.status == SubscriptionStatus.SUBSCRIBED,
         # Suppressed by this address or another spelling of its mailbox (addresses.mailbox_key).
-        ~suppressed_sql(session),
-        ~exists().where(planned.c.campaign_id == campaign.id, planned.c.contact_id == Contact.id),
+        not_suppressed(session),
     ]
-    conditions.append(~_already_has(release_id))
+    if before:
+        conditions.append(~subscribed_to(before))
+    if earlier:
+        conditions.append(~_already_has(earlier))
     if tags:
         conditions.append(
             exists().where(ContactTag.contact_id == Contact.id, ContactTag.tag.in_(tags))
@@ -405,17 +509,16 @@ NOT_RECEIVED = (
 )
 
 
-def _already_has(release_id: int) -> Any:
-    """EXISTS: the contact got (or is getting) this very release in another campaign.
+def _already_has(campaign_ids: Sequence[int]) -> Any:
+    """EXISTS: the contact got (or is getting) the release from one of these campaigns.
 
-    A cancelled campaign resent, or a second audience overlapping the first, must not mail
-    anyone twice; a changed text is a new release row (send --new-version)."""
+    They are the other campaigns of the same release: a cancelled campaign resent, or a second
+    audience overlapping the first, must not mail anyone twice; a changed text is a new release
+    row (send --new-version)."""
     earlier = Delivery.__table__.alias("earlier")
-    earlier_campaign = Campaign.__table__.alias("earlier_campaign")
     return exists().where(
         earlier.c.contact_id == Contact.id,
-        earlier.c.campaign_id == earlier_campaign.c.id,
-        earlier_campaign.c.release_id == release_id,
+        earlier.c.campaign_id.in_(list(campaign_ids)),
         earlier.c.status.not_in(NOT_RECEIVED),
     )
 
@@ -447,13 +550,14 @@ def _excluded(
     campaign: Campaign,
     list_ids: list[int],
     tags: Sequence[str],
+    earlier: Sequence[int],
     chosen: Any = None,
 ) -> dict[str, int]:
-    """Why contacts of these lists are not in the audience, by reason."""
+    """Why contacts of these lists are not in the audience, by reason.
+
+    Each reason is a condition the planner left the contact out for, so none of these counts
+    reads the rows just planned (whose statistics PostgreSQL does not have yet)."""
     in_lists = Subscription.list_id.in_(list_ids)
-    not_planned = ~exists().where(
-        Delivery.campaign_id == campaign.id, Delivery.contact_id == Subscription.contact_id
-    )
 
     def count(*where: Any) -> int:
         return (
@@ -461,35 +565,35 @@ def _excluded(
                 select(func.count(func.distinct(Subscription.contact_id)))
                 .select_from(Subscription)
                 .join(Contact, Contact.id == Subscription.contact_id)
-                .where(in_lists, not_planned, *where)
+                .where(in_lists, *where)
             )
             or 0
         )
 
-    suppressed = suppressed_sql(session)
-    other = Subscription.__table__.alias("other")
-    subscribed_any = exists().where(
-        and_(
-            other.c.contact_id == Contact.id,
-            other.c.list_id.in_(list_ids),
-            other.c.status == SubscriptionStatus.SUBSCRIBED.value,
-        )
-    )
-    received = _already_has(campaign.release_id)
+    # A negated condition is counted as a difference (all - those for whom it holds): NOT of
+    # an EXISTS inside OR / AND is a subquery per contact to PostgreSQL, and priced so high
+    # that it compiles the query (JIT, seconds), while the positive forms are plain joins.
+    unsuppressed = not_suppressed(session)
+    subscribed_any = subscribed_to(list_ids)
     result = {
-        "already received this release": count(~suppressed, subscribed_any, received),
-        "suppressed": count(suppressed),
+        "already received this release": (
+            count(unsuppressed, subscribed_any, _already_has(earlier)) if earlier else 0
+        ),
+        "suppressed": count() - count(unsuppressed),
         "unsubscribed": count(
-            ~suppressed, Subscription.status == SubscriptionStatus.UNSUBSCRIBED, ~subscribed_any
+            unsuppressed, Subscription.status == SubscriptionStatus.UNSUBSCRIBED, ~subscribed_any
         ),
         "unconfirmed": count(
-            ~suppressed, Subscription.status == SubscriptionStatus.PENDING, ~subscribed_any
+            unsuppressed, Subscription.status == SubscriptionStatus.PENDING, ~subscribed_any
         ),
     }
     if tags:
-        result["without the tag"] = count(~suppressed, subscribed_any)
+        tagged = exists().where(ContactTag.contact_id == Contact.id, ContactTag.tag.in_(tags))
+        result["without the tag"] = count(unsuppressed, subscribed_any, ~tagged)
     if chosen is not None:
-        result["outside the segment"] = count(~suppressed, subscribed_any, ~chosen)
+        result["outside the segment"] = count(unsuppressed, subscribed_any) - count(
+            unsuppressed, subscribed_any, chosen
+        )
     result["needs SMTPUTF8"] = (
         session.scalar(
             select(func.count()).where(

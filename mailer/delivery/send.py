@@ -32,13 +32,23 @@ from mailer.delivery import campaigns
 from mailer.delivery.campaigns import get_campaign
 from mailer.delivery.compiler import Compiler, campaign_renderer
 from mailer.delivery.message import Recipient, dkim_signer
-from mailer.delivery.planning import Plan, audience_languages, plan_campaign, store_release
+from mailer.delivery.planning import (
+    EarlySend,
+    Plan,
+    audience_languages,
+    embargo_rule,
+    plan_campaign,
+    store_release,
+)
 from mailer.delivery.testsend import send_test
 from mailer.delivery.transport import OutboxTransport, SmtpTransport, open_transport
 from mailer.errors import NotFoundError, ReleaseError, SendError
 from mailer.localtext import in_language
+from mailer.releases import embargo as embargo_words
+from mailer.releases.embargo import is_ahead
 from mailer.releases.languages import choose
 from mailer.releases.source import load_release
+from mailer.store import audit
 from mailer.store.db import session_factory, session_scope
 from mailer.store.models import CampaignStatus, Contact, Delivery, DeliveryStatus, MailingList
 
@@ -114,6 +124,7 @@ def send_release(
     where: Sequence[str] = (),
     segment: str | None = None,
     on_checked: Callable[[Checked], None] | None = None,
+    before_embargo: bool = False,
 ) -> SendOutcome:
     """Send the release at `path` to the lists `audience` (default: the release's `lists`).
 
@@ -131,6 +142,11 @@ def send_release(
 
     `segment` (a saved segment: its lists and expressions) or `where` (filter expressions on
     the lists `audience`) send to part of the lists (docs/segments.md).
+
+    Before the release's embargo only press lists may get it (planning.embargo_rule), each
+    message marked EMBARGOED; the plan says so (`Plan.early`) and `confirm` must ask about it.
+    `before_embargo`: the operator agreed to that beforehand, which scheduling before the lift
+    (`at`) needs, since nobody is asked then. In a dry run `at` only says when it would start.
     """
     audience, where = segment_audience(settings, segment, audience, where)
     checked = load_for_sending(path, settings, audience, test_send=bool(tests))
@@ -144,8 +160,14 @@ def send_release(
         from mailer.releases.render import render_release  # noqa: PLC0415
 
         transport = checked_transport(settings, test_send=True)
+        # The test copy is the press lists' early copy: the same banner and subject prefix.
+        ahead = release.embargo if is_ahead(release.embargo, clock.now()) else None
         results = send_test(
-            settings, render_release(release, settings), tests, transport, embargo=release.embargo
+            settings,
+            render_release(release, settings, marked_until=ahead),
+            tests,
+            transport,
+            embargo=release.embargo,
         )
         return SendOutcome("tested", release, transport.describe(), tests=results)
     slugs = audience_of(release, audience)
@@ -164,6 +186,7 @@ def send_release(
             rendered=checked.rendered,
             where=where,
             segment=segment,
+            at=at,
         )
         if on_plan is not None:
             on_plan(p, described)
@@ -182,10 +205,13 @@ def send_release(
         created_by=created_by,
         where=where,
         segment=segment,
+        before_embargo=before_embargo,
     )
     if on_plan is not None:
         on_plan(p, described)
     if p.campaign.status == CampaignStatus.SCHEDULED:
+        if p.early is not None:
+            _record_early(settings, p, created_by)
         return SendOutcome("scheduled", release, described, plan=p)
     if p.campaign.status == CampaignStatus.DONE or (not p.due and not p.created):
         return SendOutcome("nothing-left", release, described, plan=p)
@@ -199,6 +225,8 @@ def send_release(
         if p.created:
             discard_draft(settings, p.campaign.id)
         return SendOutcome("declined", release, described, plan=p)
+    if p.early is not None:
+        _record_early(settings, p, created_by)
     # Lazy: the engine (ledger, lock, throttle) costs ~85 ms; release check and dry runs skip it.
     from mailer.delivery.engine import deliver  # noqa: PLC0415
 
@@ -386,6 +414,7 @@ def _plan(
     created_by: str,
     where: Sequence[str] = (),
     segment: str | None = None,
+    early: EarlySend | None = None,
 ) -> Plan:
     stored = store_release(
         session,
@@ -405,7 +434,7 @@ def _plan(
         list_slugs,
         tags,
         smtputf8=smtputf8,
-        not_before=not_before or release.embargo,
+        not_before=_not_before(release, not_before, early),
         not_after=limit_after,
         rate_per_second=rate,
         allow_new_version=new_version,
@@ -413,7 +442,18 @@ def _plan(
         transport=transport,
         where=where,
         segment=segment,
+        early=early,
     )
+
+
+def _not_before(
+    release: Release, not_before: datetime | None, early: EarlySend | None
+) -> datetime | None:
+    """When the campaign may start: --at, else the embargo, except for press lists that the
+    operator agreed to send to before it (they may start now)."""
+    if not_before is not None or early is not None:
+        return not_before
+    return release.embargo
 
 
 def plan(
@@ -431,18 +471,28 @@ def plan(
     created_by: str = "",
     where: Sequence[str] = (),
     segment: str | None = None,
+    before_embargo: bool = False,
 ) -> Plan:
-    """Find or create the campaign and freeze its audience (committed)."""
-    embargo = release.embargo
+    """Find or create the campaign and freeze its audience (committed).
+
+    Before the embargo only press lists (planning.embargo_rule); scheduled before it (`not_before`)
+    only with `before_embargo`, since no one is asked when the worker starts it."""
     now = clock.now()
-    if embargo is not None and now < embargo and (not_before is None or not_before < embargo):
-        raise SendError(
-            f"{release.slug} is under embargo until {embargo.isoformat()}: it cannot be sent "
-            "before then (schedule it with --at, or test-send with --test ADDRESS)"
-        )
     if not_before is not None and not_before <= now:
         raise SendError(f"--at {not_before.isoformat()} is in the past")
     with session_scope(settings) as s:
+        early = embargo_rule(
+            s, settings, release.slug, release.embargo, list_slugs, not_before or now
+        )
+        if early is not None:
+            _check_banner(settings, release, early)
+        if early is not None and not_before is not None and not before_embargo:
+            raise SendError(
+                f"--at {not_before.isoformat()} is before the embargo ({early.until_text}): "
+                f"scheduled then, the press lists ({', '.join(early.lists)}) would get it early, "
+                "each message marked EMBARGOED. Pass --early to confirm that, or schedule it "
+                f"for the lift (--at '{embargo_words.when_option(early.until, settings)}')"
+            )
         p = _plan(
             s,
             settings,
@@ -458,7 +508,9 @@ def plan(
             created_by=created_by,
             where=where,
             segment=segment,
+            early=early,
         )
+        p.early = early
         c = p.campaign
         unstarted = c.started_at is None and c.status in (
             CampaignStatus.DRAFT,
@@ -472,7 +524,9 @@ def plan(
         if not p.created and unstarted:
             # An earlier plan that never went out (declined, interrupted): this command's
             # options win, so --at is never ignored.
-            c.not_before = not_before or release.embargo
+            c.not_before = _not_before(release, not_before, early)
+            if early is not None:
+                c.plan = {**c.plan, "before_embargo": early.as_dict()}
             if not_after is not None:
                 c.not_after = not_after
             if rate is not None:
@@ -496,13 +550,21 @@ def build_dry_run(
     rendered: dict[str, Any] | None = None,
     where: Sequence[str] = (),
     segment: str | None = None,
+    at: datetime | None = None,
 ) -> tuple[Plan, DryRun]:
     """Plan and build every message, then roll everything back: nothing is stored or sent.
 
     `rendered`: the variants the release check rendered (`Checked.rendered`); the others are
-    rendered the way a send renders them, when a recipient needs one."""
+    rendered the way a send renders them, when a recipient needs one. `at`: when it would
+    start (--at): the embargo rule and the EMBARGOED marking are those of that time."""
     session = session_factory(settings)()
     try:
+        # What the real send would refuse, the dry run refuses: that is where it should show.
+        early = embargo_rule(
+            session, settings, release.slug, release.embargo, list_slugs, at or clock.now()
+        )
+        if early is not None:
+            _check_banner(settings, release, early)
         p = _plan(
             session,
             settings,
@@ -518,7 +580,9 @@ def build_dry_run(
             created_by="dry-run",
             where=where,
             segment=segment,
+            early=early,
         )
+        p.early = early
         lists = {ml.id: ml for ml in session.scalars(select(MailingList))}
         compiler = Compiler(
             settings,
@@ -529,6 +593,7 @@ def build_dry_run(
                 settings,
                 p.campaign,
                 {i: ml.local_name(settings.default_language) for i, ml in lists.items()},
+                at=at,
             ),
         )
         count = size = 0
@@ -560,6 +625,29 @@ def build_dry_run(
         session.expunge_all()
         session.rollback()
         session.close()
+
+
+def _check_banner(settings: Settings, release: Release, early: EarlySend) -> None:
+    """Before anything is planned: the layouts show the EMBARGOED banner in every language."""
+    # Lazy: releases.render loads premailer and lxml (~0.4 s); only early sends check here.
+    from mailer.releases.render import check_marked_layouts  # noqa: PLC0415
+
+    check_marked_layouts(release, settings, early.until)
+
+
+def _record_early(settings: Settings, p: Plan, actor: str) -> None:
+    """The event log keeps who sent a release to the press before its embargo, and to whom."""
+    assert p.early is not None
+    with session_scope(settings) as s:
+        audit.record(
+            s,
+            "campaign.before_embargo",
+            campaign_id=p.campaign.id,
+            actor=actor,
+            release=p.release_slug,
+            until=p.early.until.isoformat(),
+            lists=p.early.lists,
+        )
 
 
 def discard_draft(settings: Settings, campaign_id: int) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from datetime import datetime
 from typing import Any
 
 from mailer import clock
@@ -18,6 +19,7 @@ from mailer.delivery.message import (
 )
 from mailer.delivery.transport import Reply, Transport
 from mailer.localtext import in_language
+from mailer.releases import embargo as embargo_words
 
 
 @dataclass(frozen=True)
@@ -28,11 +30,12 @@ class TestResult:
     reply: Reply
 
 
-def test_subject_prefix(embargo: Any) -> str:
-    """[TEST], and the embargo when there is one still ahead."""
+def test_subject_prefix(embargo: datetime | None, settings: Settings, language: str) -> str:
+    """[TEST], and the embargo when there is one still ahead, worded as the real send's."""
     prefix = "[TEST] "
-    if embargo is not None and clock.now() < embargo:
-        prefix += f"EMBARGOED until {embargo:%Y-%m-%d %H:%M %Z}: "
+    if embargo is not None and embargo_words.is_ahead(embargo, clock.now()):
+        # The same words as a press list's copy (mailer.releases.embargo).
+        prefix += embargo_words.subject_prefix(embargo, settings, language)
     return prefix
 
 
@@ -42,14 +45,16 @@ def send_test(
     addresses: Sequence[str],
     transport: Transport,
     *,
-    embargo: Any = None,
+    embargo: datetime | None = None,
     list_name: str = "",
     list_slug: str = "test",
 ) -> list[TestResult]:
-    """Every language variant to every test address; no campaign, no ledger."""
+    """Every language variant to every test address; no campaign, no ledger.
+
+    `embargo`: the release's; while it is ahead, each subject says so in the variant's language
+    (render the variants with `marked_until` for the banner: see send_release)."""
     targets = [normalise(a) for a in addresses]
     sender = sender_for(settings, list_name or settings.organisation_name, list_slug)
-    prefix = test_subject_prefix(embargo)
     results = []
     conn = transport.open()
     try:
@@ -62,7 +67,7 @@ def send_test(
                 rendered[lang],
                 local,
                 settings,
-                subject_prefix=prefix,
+                subject_prefix=test_subject_prefix(embargo, settings, lang),
                 signer=dkim_signer(settings, sender.from_address),
             )
             for target in targets:

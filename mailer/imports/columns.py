@@ -2,8 +2,9 @@
 
 A header matches when it equals an alias below after dropping case, spaces, - _ . * and a
 trailing "(note)": "E-mail Address", "email_address" and "이메일 주소(필수)" all mean email.
-`--map FIELD=COLUMN` overrides the guess. Columns that match no field are kept as contact
-attributes under their header. A file whose first row holds an address and no email header is
+`--map FIELD=COLUMN` overrides the guess. The press fields (role, beat, media type, region,
+phone) are fields like the others. Columns that match no field are kept as contact attributes
+under their header. A file whose first row holds an address and no email header is
 read as a bare list of addresses (no header row).
 """
 
@@ -15,10 +16,20 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from mailer.contacts.press import PRESS_FIELDS
 from mailer.errors import ImportFileError, InvalidInputError
 from mailer.imports.spreadsheet import restore
 
-FIELDS = ("email", "name", "first_name", "last_name", "organisation", "language", "tags")
+FIELDS = (
+    "email",
+    "name",
+    "first_name",
+    "last_name",
+    "organisation",
+    "language",
+    "tags",
+    *PRESS_FIELDS,
+)
 _ALIASES = {
     "email": "email e-mail emailaddress e-mailaddress mail mailaddress emailid "
     "이메일 메일 이메일주소 메일주소 전자우편 전자메일 전자우편주소",
@@ -30,23 +41,18 @@ _ALIASES = {
     "소속기관 언론사명",
     "language": "language lang locale preferredlanguage 언어 사용언어",
     "tags": "tags tag 태그",
-}
-ALIASES: dict[str, str] = {
-    alias: name for name, words in _ALIASES.items() for alias in words.split()
-}
-# Press fields: stored as attributes under these names whatever the header says, so `--where
-# "beat = politics"` (mailer.contacts.filters) finds them in every file. (Outlet is the
-# organisation field above.)
-_PRESS = {
+    # The press fields (mailer.contacts.press); the outlet is `organisation` above.
     "role": "role title jobtitle position 직함 직책 직위",
     "beat": "beat beats 분야 담당 담당분야 출입처",
     "media_type": "mediatype mediumtype typeofmedia medium 매체 매체유형 매체구분 매체종류",
     "region": "region area territory 지역 권역 지역구분",
     "phone": "phone telephone tel phonenumber mobile cellphone 전화 전화번호 휴대폰 핸드폰 연락처",
 }
-PRESS_ALIASES: dict[str, str] = {
-    alias: name for name, words in _PRESS.items() for alias in words.split()
+ALIASES: dict[str, str] = {
+    alias: name for name, words in _ALIASES.items() for alias in words.split()
 }
+# --map names besides FIELDS: the words users say for a field.
+MAP_ALIASES = {"organization": "organisation", "outlet": "organisation", "title": "role"}
 EXPORT_MARKER = "mailer:subscriptions"  # a column only `contacts export` writes
 ATTRIBUTE_PREFIX = "attribute:"
 
@@ -128,16 +134,11 @@ def map_columns(
         fields = {"email": at[0]}
         taken = {at[0]}
         headers = [f"column {i + 1}" for i in range(len(headers))]
+    # Every other column is an attribute under its header: a second column of a field ("Beat"
+    # beside "Desk", both read as beat) too, so no value is lost or read twice.
     attributes: list[tuple[int, str]] = []
     ignored: list[str] = []
     seen: set[str] = set()
-    # The first column of each press field takes its canonical name; a second one ("Beat" and
-    # "Desk" side by side) keeps its header, so no value is lost or renamed twice.
-    press_columns: dict[int, str] = {}
-    for i, header in enumerate(headers):
-        press = PRESS_ALIASES.get(header_key(header.removeprefix(ATTRIBUTE_PREFIX)))
-        if i not in taken and press is not None and press not in press_columns.values():
-            press_columns[i] = press
     for i, header in enumerate(headers):
         if i in taken:
             continue
@@ -145,8 +146,6 @@ def map_columns(
             ignored.append(header)
             continue
         name = header[len(ATTRIBUTE_PREFIX) :] if header.startswith(ATTRIBUTE_PREFIX) else header
-        if press_columns.get(i):
-            name = press_columns[i]
         name = name or f"column {i + 1}"
         base, n = name, 2
         while name in seen:
@@ -220,7 +219,6 @@ def parse_map(values: Iterable[str]) -> dict[str, str]:
         name, sep, column = value.partition("=")
         if not sep or not name.strip() or not column.strip():
             raise InvalidInputError(f"--map {value!r}: expected FIELD=COLUMN, e.g. email=E-mail")
-        out[name.strip().lower().replace("-", "_").replace("organization", "organisation")] = (
-            column.strip()
-        )
+        field = name.strip().lower().replace("-", "_")
+        out[MAP_ALIASES.get(field, field)] = column.strip()
     return out

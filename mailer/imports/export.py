@@ -1,8 +1,9 @@
 """`contacts export`: contacts as CSV that Excel opens correctly and `contacts import` reads back.
 
 The file is UTF-8 with a byte-order mark (Excel then shows Korean correctly), CRLF line ends.
-Columns: email (as typed), name, organisation, language, tags, one column per attribute, then
-`mailer:subscriptions` ("list:status; ...") and `mailer:suppressed` (the reason, if any). The
+Columns: email (as typed), name, organisation (the outlet), language, tags, the press fields
+some exported contact has (role, beat, media_type, region, phone), one column per attribute,
+then `mailer:subscriptions` ("list:status; ...") and `mailer:suppressed` (the reason). The
 `mailer:` columns are informational: the importer recognises them, ignores them, and knows from
 them that the file is an export. An attribute whose name the importer would read as a field
 (e.g. "Email" or "이름") is written as `attribute:NAME`.
@@ -26,6 +27,7 @@ from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session, selectinload
 
 from mailer.contacts.lists import get_list
+from mailer.contacts.press import PRESS_FIELDS
 from mailer.contacts.segments import contact_filter, mailbox_sql
 from mailer.contacts.suppressions import covers_mailbox
 from mailer.csvsafe import write_csv
@@ -53,15 +55,26 @@ def _where(stmt: S, list_id: int | None, status: str | None, chosen: Any = None)
 
 
 def attribute_header(key: str) -> str:
-    """The column name for an attribute, prefixed when the importer would misread it."""
+    """The column name for an attribute, prefixed when the importer would misread it.
+
+    A header the importer reads as a press field ("Beat") is not prefixed: the export writes
+    that field's own column before it (press_columns), and the importer takes the first."""
+    field = ALIASES.get(header_key(key))
     if (
         key in FIELDS
         or key.startswith(("mailer:", ATTRIBUTE_PREFIX))
-        or header_key(key) in ALIASES
+        or (field is not None and field not in PRESS_FIELDS)
         or key in BASE_COLUMNS
     ):
         return ATTRIBUTE_PREFIX + key
     return key
+
+
+def press_columns(filled: set[str], attribute_keys: list[str]) -> list[str]:
+    """The press fields written: those some exported contact has, and those an attribute's
+    header would otherwise be read as (so the field's own column comes first)."""
+    misread = {ALIASES.get(header_key(k)) for k in attribute_keys}
+    return [name for name in PRESS_FIELDS if name in filled or name in misread]
 
 
 def export_contacts(
@@ -81,15 +94,27 @@ def export_contacts(
     list_id = get_list(session, list_slug).id if list_slug is not None else None
     chosen = contact_filter(session, segment, where)
     keys: dict[str, None] = {}
-    attrs_stmt = _where(select(Contact.attributes), list_id, status, chosen).order_by(Contact.email)
-    for attrs in session.scalars(attrs_stmt.execution_options(yield_per=1000)):
+    filled: set[str] = set()
+    fields = [getattr(Contact, name) for name in PRESS_FIELDS]
+    first_pass = _where(select(Contact.attributes, *fields), list_id, status, chosen)
+    for attrs, *values in session.execute(
+        first_pass.order_by(Contact.email).execution_options(yield_per=1000)
+    ):
         for key in attrs or {}:
             keys.setdefault(key, None)
+        filled.update(name for name, value in zip(PRESS_FIELDS, values, strict=True) if value)
     attribute_keys = list(keys)
+    press = press_columns(filled, attribute_keys)
     text = io.TextIOWrapper(out, encoding="utf-8-sig", newline="", write_through=False)
     try:
-        header = BASE_COLUMNS + [attribute_header(k) for k in attribute_keys] + INFO_COLUMNS
-        n = write_csv(text, _rows(session, header, attribute_keys, list_id, status, chosen)) - 1
+        header = [
+            *BASE_COLUMNS,
+            *press,
+            *(attribute_header(k) for k in attribute_keys),
+            *INFO_COLUMNS,
+        ]
+        rows = _rows(session, header, press, attribute_keys, list_id, status, chosen)
+        n = write_csv(text, rows) - 1
         text.flush()
     finally:
         text.detach()
@@ -99,6 +124,7 @@ def export_contacts(
 def _rows(
     session: Session,
     header: list[str],
+    press: list[str],
     keys: list[str],
     list_id: int | None,
     status: str | None,
@@ -134,6 +160,7 @@ def _rows(
             contact.organisation,
             contact.language or "",
             ", ".join(sorted(t.tag for t in contact.tags)),
+            *(getattr(contact, name) for name in press),
             *(_text(attrs.get(k)) for k in keys),
             "; ".join(f"{s.mailing_list.slug}:{SubscriptionStatus(s.status).value}" for s in subs),
             reason.value if reason is not None else "",

@@ -7,6 +7,10 @@ database as it was. The rules (README, "Importing contacts") are:
 - an email cell may carry a name (`Name <addr>`, `addr (Name)`): the name fills an empty name;
 - a language cell is a code or a name (mailer.releases.languages.from_name); one that is neither
   keeps the row, without a language, and adds a warning to the report;
+- a media type cell is read as print, tv, radio, online or ethnic (English or Korean words,
+  mailer.contacts.press); a word it does not know is kept as written, with a warning;
+- a press field (role, beat, media type, region, phone) too long for its column, like a name
+  or an outlet, rejects the row, naming the column;
 - first + last name: "First Last", or "LastFirst" when both are Hangul (Korean order);
 - duplicates in the file merge into the first row: its values win, later rows fill empty fields,
   tags are unioned; each merged row counts once under `duplicates`;
@@ -29,7 +33,7 @@ import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -39,14 +43,26 @@ from sqlalchemy.orm import Session
 from mailer.contacts.addresses import Address, normalise
 from mailer.contacts.contact import TAG_SPLIT, check_language, check_tag
 from mailer.contacts.lists import get_list
+from mailer.contacts.press import LABELS, LIMITS, PRESS_FIELDS, known_media_types, media_type
 from mailer.errors import ImportFileError, InvalidInputError, MailerError
+from mailer.imports.choices import apply_choices, guess_columns
 from mailer.imports.columns import Columns, map_columns, parse_map
-from mailer.imports.plan import Record, apply, plan
+from mailer.imports.plan import Record, apply, keep_example, plan
 from mailer.imports.spreadsheet import Row, Table, open_table, restore, write_csv
 from mailer.private import open_private
 from mailer.store import audit
 
-__all__ = ["ImportReport", "check_tag", "file_rows", "import_contacts", "parse_map", "read_address"]
+__all__ = [
+    "FileRead",
+    "ImportReport",
+    "check_tag",
+    "file_rows",
+    "import_contacts",
+    "parse_map",
+    "read_address",
+    "read_import",
+    "write_import",
+]
 
 # What Outlook and address books copy: `Name <addr>` ("Park, Minsu" quoted) or `addr (Name)`.
 _ANGLE = re.compile(r"^(?P<name>[^<>]*?)\s*<(?P<addr>[^<>\s]+)>$")
@@ -113,6 +129,9 @@ class ImportReport:
     rejected: list[Rejected] = field(default_factory=list)
     warnings: list[RowWarning] = field(default_factory=list)
     default_language: str | None = None
+    # The first rows of each outcome (COUNTS names; "duplicates" are the later rows, merged
+    # into an earlier one): what the console shows. Not part of the JSON shape.
+    examples: dict[str, list[Record]] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         """The stable JSON shape of the report."""
@@ -166,20 +185,72 @@ def import_contacts(
     """Import a CSV/XLSX file into a list, all or nothing; see the module docstring for rules.
 
     `default_language` (the setting) is only named in the warning for a language cell that
-    cannot be read: such a contact is stored without a language, so it gets the default."""
+    cannot be read: such a contact is stored without a language, so it gets the default.
+    The two halves, `read_import` then `write_import`, are what the console calls."""
+    read = read_import(
+        path,
+        tags=tags,
+        mapping=mapping,
+        check_dns=check_dns,
+        sheet=sheet,
+        encoding=encoding,
+        progress=progress,
+        default_language=default_language,
+    )
+    return write_import(
+        session,
+        read,
+        list_slug,
+        dry_run=dry_run,
+        update_attributes=update_attributes,
+        consent_source=consent_source,
+        errors_path=errors_path,
+        actor=actor,
+    )
+
+
+@dataclass
+class FileRead:
+    """The file half of an import: every row read, validated and merged; no database yet."""
+
+    report: ImportReport
+    records: dict[str, Record]
+
+
+def read_import(
+    path: str | Path,
+    *,
+    tags: Sequence[str] = (),
+    mapping: dict[str, str] | None = None,
+    choices: dict[int, str] | None = None,
+    check_dns: bool = False,
+    sheet: str | None = None,
+    encoding: str | None = None,
+    progress: Progress | None = None,
+    default_language: str | None = None,
+) -> FileRead:
+    """Read a CSV/XLSX file for an import; raise ImportFileError when it cannot be used.
+
+    `choices` (column index -> field, "attribute" or "skip": mailer.imports.choices) changes
+    the columns' guess, as the console's mapping form does (`mapping`, the CLI's --map, is
+    then not used)."""
     path = Path(path)
     extra_tags = [check_tag(t) for t in tags]
     report = ImportReport(
         file=str(path),
-        list_slug=list_slug,
-        dry_run=dry_run,
+        list_slug="",
+        dry_run=False,
         tags=list(dict.fromkeys(extra_tags)),
-        consent_source=consent_source,
-        errors_file=str(errors_path) if errors_path is not None else None,
         default_language=default_language,
     )
     with open_table(path, sheet=sheet, encoding=encoding) as table:
-        columns = map_columns(path, table.headers, table.header_line, mapping, sheet=table.sheet)
+        if choices:
+            guess, _ = guess_columns(path, table.headers, table.header_line, sheet=table.sheet)
+            columns = apply_choices(path, guess, choices)
+        else:
+            columns = map_columns(
+                path, table.headers, table.header_line, mapping, sheet=table.sheet
+            )
         report.format, report.encoding = table.format, table.encoding
         report.delimiter, report.sheet = table.delimiter, table.sheet
         report.columns = columns.as_names()
@@ -191,8 +262,37 @@ def import_contacts(
     if not report.counts["rows"]:
         raise ImportFileError(f"{path}: no data rows below the header (line {table.header_line})")
     report.sha256 = file_sha256(path)
+    return FileRead(report, records)
+
+
+def write_import(
+    session: Session,
+    read: FileRead,
+    list_slug: str,
+    *,
+    dry_run: bool = False,
+    update_attributes: bool = False,
+    consent_source: str | None = None,
+    errors_path: str | Path | None = None,
+    actor: str = "",
+) -> ImportReport:
+    """The database half: plan the rows of `read` against the list, then (unless dry_run)
+    write them in one SAVEPOINT. Returns a report of its own, so one FileRead can be planned
+    again (a dry run, then the import)."""
+    report = replace(
+        read.report,
+        list_slug=list_slug,
+        dry_run=dry_run,
+        consent_source=consent_source,
+        errors_file=str(errors_path) if errors_path is not None else None,
+        counts=dict(read.report.counts),
+        examples={k: list(v) for k, v in read.report.examples.items()},
+    )
+    path = Path(read.report.file)
     ml = get_list(session, list_slug)
-    todo = plan(session, records, ml.id, update_attributes, report.counts)
+    todo = plan(
+        session, read.records, ml.id, update_attributes, report.counts, examples=report.examples
+    )
     if not dry_run:
         try:
             with session.begin_nested():
@@ -234,6 +334,7 @@ def _read(
     email_i = f["email"]
     name_i, first_i, last_i = f.get("name"), f.get("first_name"), f.get("last_name")
     org_i, lang_i, tags_i = f.get("organisation"), f.get("language"), f.get("tags")
+    press_i = [(name, f[name]) for name in PRESS_FIELDS if name in f]
     extra_tags = report.tags
     languages: dict[str, str | InvalidInputError | None] = {}
     records: dict[str, Record] = {}
@@ -292,6 +393,21 @@ def _read(
                 )
             else:
                 language = checked
+        press: dict[str, str] | None = None
+        for field_name, i in press_i:
+            value = cells[i]
+            if not value:
+                continue
+            if len(value) > LIMITS[field_name]:
+                problem = problem or (
+                    f"{LABELS[field_name]} (column {columns.headers[i]!r}) longer than "
+                    f"{LIMITS[field_name]} characters"
+                )
+                continue
+            if field_name == "media_type":
+                value = _media_type(report, row.line, columns.headers[i], value, raw)
+            press = press or {}
+            press[field_name] = value
         row_tags = list(extra_tags)
         if tags_i is not None and cells[tags_i]:
             for tag in TAG_SPLIT.split(cells[tags_i]):
@@ -307,7 +423,15 @@ def _read(
         # Most addresses are typed in lower case already: share the string.
         original = key if address.original == key else address.original
         record = Record(
-            key, original, row.line, name, organisation, language, row_tags or None, attributes
+            key,
+            original,
+            row.line,
+            name,
+            organisation,
+            language,
+            row_tags or None,
+            attributes,
+            press,
         )
         first = records.get(key)
         if first is None:
@@ -315,9 +439,29 @@ def _read(
         else:
             first.merge(record)
             counts["duplicates"] += 1
+            keep_example(report.examples, "duplicates", record)
     if progress is not None:
         progress(*table.progress())
     return records
+
+
+def _media_type(report: ImportReport, line: int, header: str, value: str, email: str) -> str:
+    """A media type cell as stored: the canonical word, or as written with a warning.
+
+    An unknown word keeps the reporter and the text (like an unreadable language): a label is
+    no reason to drop a row, and `--where "media_type = ..."` still finds it as written."""
+    kind = media_type(value)
+    if kind is not None:
+        return kind
+    report.warnings.append(
+        RowWarning(
+            line,
+            f"column {header!r}: media type {value!r} not recognised (use "
+            f"{known_media_types()}): imported as written",
+            email,
+        )
+    )
+    return value
 
 
 def file_rows(table: Table, columns: Columns) -> Iterator[tuple[Row, list[str], str | None]]:

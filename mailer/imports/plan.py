@@ -20,6 +20,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
 from mailer import clock
+from mailer.contacts.press import PRESS_FIELDS
 from mailer.store.models import (
     Base,
     Contact,
@@ -32,6 +33,7 @@ from mailer.store.models import (
 
 CHUNK = 1000  # addresses per IN (...) lookup and rows per bulk statement
 ANALYZE_AFTER = 5000  # new subscriptions after which PostgreSQL's statistics are refreshed
+MAX_EXAMPLES = 5  # rows kept per outcome for the console's report (ImportReport.examples)
 T = TypeVar("T")
 
 
@@ -46,6 +48,7 @@ class Record:
         "name",
         "organisation",
         "original",
+        "press",
         "tags",
     )
 
@@ -59,6 +62,7 @@ class Record:
         language: str | None,
         tags: list[str] | None,
         attributes: dict[str, str] | None,
+        press: dict[str, str] | None = None,
     ) -> None:
         self.key = key
         self.original = original
@@ -68,6 +72,7 @@ class Record:
         self.language = language
         self.tags = tags
         self.attributes = attributes
+        self.press = press  # the non-empty press fields (mailer.contacts.press), or None
 
     def merge(self, other: Record) -> None:
         """Fill this record's empty fields from a later duplicate."""
@@ -78,6 +83,20 @@ class Record:
             self.tags = list(dict.fromkeys((self.tags or []) + other.tags))
         if other.attributes:
             self.attributes = {**other.attributes, **(self.attributes or {})}
+        if other.press:
+            self.press = {**other.press, **(self.press or {})}
+
+    def field(self, name: str) -> str:
+        return (self.press or {}).get(name, "")
+
+
+def keep_example(examples: dict[str, list[Record]] | None, outcome: str, record: Record) -> None:
+    """Keep `record` as an example of `outcome` (a COUNTS name) while there are few."""
+    if examples is None:
+        return
+    kept = examples.setdefault(outcome, [])
+    if len(kept) < MAX_EXAMPLES:
+        kept.append(record)
 
 
 def chunks(items: Sequence[T], size: int = CHUNK) -> Iterator[Sequence[T]]:
@@ -102,11 +121,15 @@ def plan(
     list_id: int,
     update_attributes: bool,
     counts: dict[str, int],
+    examples: dict[str, list[Record]] | None = None,
 ) -> Plan:
-    """Look every address up in bulk and decide what to write, counting each outcome."""
+    """Look every address up in bulk and decide what to write, counting each outcome.
+
+    `examples`: the first few records of each outcome are added to it (keep_example)."""
     columns: list[Any] = [Contact.id, Contact.email]
     if update_attributes:
         columns += [Contact.name, Contact.organisation, Contact.language, Contact.attributes]
+        columns += [getattr(Contact, name) for name in PRESS_FIELDS]
     # Only what the plan needs is kept, so a 100,000-row re-import stays small in memory.
     existing: dict[str, Any] = {}
     suppressed: set[str] = set()
@@ -141,10 +164,12 @@ def plan(
         if known is None:
             if key in suppressed:
                 counts["kept_unsubscribed"] += 1  # and no personal data stored for it
+                keep_example(examples, "kept_unsubscribed", rec)
                 continue
             todo.new_contacts.append(rec)
             counts["contacts_added"] += 1
             counts["subscribed"] += 1
+            keep_example(examples, "contacts_added", rec)
             continue
         contact_id = known.id if update_attributes else known
         changed = False
@@ -160,21 +185,28 @@ def plan(
                 todo.new_tags.extend((contact_id, t) for t in missing)
                 changed = True
         counts["contacts_updated"] += changed
+        if changed:
+            keep_example(examples, "contacts_updated", rec)
         if key in suppressed:
             counts["kept_unsubscribed"] += 1
+            keep_example(examples, "kept_unsubscribed", rec)
             continue
         current = status.get(contact_id)
         if current is None:
             todo.new_subscriptions.append(contact_id)
             counts["subscribed"] += 1
+            keep_example(examples, "subscribed", rec)
         elif current == SubscriptionStatus.SUBSCRIBED:
             counts["already_subscribed"] += 1
+            keep_example(examples, "already_subscribed", rec)
         elif current == SubscriptionStatus.UNSUBSCRIBED:
             counts["kept_unsubscribed"] += 1
+            keep_example(examples, "kept_unsubscribed", rec)
         else:
             todo.promote.append(pending[contact_id])
             counts["subscribed"] += 1
             counts["pending_confirmed"] += 1
+            keep_example(examples, "pending_confirmed", rec)
     return todo
 
 
@@ -185,8 +217,11 @@ def _changes(known: Any, rec: Record) -> dict[str, Any]:
         "_organisation": known.organisation,
         "_language": known.language,
         "_attributes": dict(known.attributes or {}),
+        **{f"_{name}": getattr(known, name) for name in PRESS_FIELDS},
     }
     new = dict(values)
+    for name, value in (rec.press or {}).items():
+        new[f"_{name}"] = value
     if rec.name:
         new["_name"] = rec.name
     if rec.organisation:
@@ -210,7 +245,15 @@ def _constant(session: Session, column: sa.Column[Any], value: datetime) -> Any:
     return literal(raw, sa.String() if isinstance(raw, str) else sa.DateTime(timezone=True))
 
 
-CONTACT_COLUMNS = ("email", "email_original", "name", "language", "organisation", "attributes")
+CONTACT_COLUMNS = (
+    "email",
+    "email_original",
+    "name",
+    "language",
+    "organisation",
+    *PRESS_FIELDS,
+    "attributes",
+)
 
 
 def _insert_contacts(session: Session, recs: Sequence[Record], stamp: Any) -> Any:
@@ -231,6 +274,7 @@ def _insert_contacts(session: Session, recs: Sequence[Record], stamp: Any) -> An
             "name": [r.name for r in recs],
             "language": [r.language for r in recs],
             "organisation": [r.organisation for r in recs],
+            **{name: [r.field(name) for r in recs] for name in PRESS_FIELDS},
             "attributes": [json.dumps(r.attributes or {}, ensure_ascii=False) for r in recs],
         }
         rows = (
@@ -250,14 +294,26 @@ def _insert_contacts(session: Session, recs: Sequence[Record], stamp: Any) -> An
             contact_t.insert().from_select(columns, source).returning(*returning)
         )
     payload = json.dumps(
-        [[r.key, r.original, r.name, r.language, r.organisation, r.attributes or {}] for r in recs],
+        [
+            [
+                r.key,
+                r.original,
+                r.name,
+                r.language,
+                r.organisation,
+                *(r.field(name) for name in PRESS_FIELDS),
+                r.attributes or {},
+            ]
+            for r in recs
+        ],
         ensure_ascii=False,
     )
     each = func.json_each(bindparam("rows", payload, type_=Text)).table_valued("value")
     value = each.c["value"]
+    last = len(CONTACT_COLUMNS) - 1  # attributes, the one JSON value
     source = select(
-        *(func.json_extract(value, f"$[{i}]") for i in range(5)),
-        func.json(func.json_extract(value, "$[5]")),
+        *(func.json_extract(value, f"$[{i}]") for i in range(last)),
+        func.json(func.json_extract(value, f"$[{last}]")),
         stamp,
         stamp,
     )
@@ -339,6 +395,7 @@ def apply(
             organisation=bindparam("_organisation"),
             language=bindparam("_language"),
             attributes=bindparam("_attributes", type_=JSON()),
+            **{name: bindparam(f"_{name}") for name in PRESS_FIELDS},
             updated_at=now,
         )
     )
@@ -346,9 +403,10 @@ def apply(
         session.execute(set_details, list(changes))
     for pairs in chunks(new_tags):
         session.execute(tag_t.insert(), [{"contact_id": c, "tag": t} for c, t in pairs])
-    if pg and len(contact_ids) >= ANALYZE_AFTER:
+    if pg and max(len(contact_ids), len(plan.contact_updates)) >= ANALYZE_AFTER:
         # After a bulk load PostgreSQL's statistics still describe the tables before it, and
         # the next import's lookups (or a campaign's planning) would scan instead of using the
-        # indexes: a re-import of 30,000 rows took 47 s instead of 3. ANALYZE is transactional.
+        # indexes: a re-import of 30,000 rows took 47 s instead of 3. Updated press fields need
+        # it as much: `--where "beat = ..."` is estimated from them. ANALYZE is transactional.
         session.execute(text("ANALYZE contact, subscription, contact_tag"))
     return imp

@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib.resources
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -33,12 +33,14 @@ from jinja2 import (
 from jinja2.exceptions import SecurityError
 from jinja2.loaders import split_template_path
 from jinja2.sandbox import ImmutableSandboxedEnvironment
-from markupsafe import Markup
+from markupsafe import Markup, escape
 
 from mailer.config import Settings
 from mailer.errors import ConfigError
 from mailer.localtext import in_language
-from mailer.releases import inline, textpart
+from mailer.releases import embargo, inline, textpart
+from mailer.releases.dates import format_date as format_date  # re-exported: checks, tests
+from mailer.releases.dates import format_when as format_when
 from mailer.releases.markdown import (
     body_html,
     body_text,
@@ -62,6 +64,10 @@ class RenderedVariant:
     preheader: str
     html: PersonalTemplate
     text: PersonalTemplate
+    # The embargo its banner announces (a copy sent before the lift), None without a banner.
+    marked_until: datetime | None = None
+    # The "view in browser" link it carries (mailer.newsroom.links), None without one.
+    view_url: str | None = None
 
 
 # --- per-language wording -----------------------------------------------------------------------
@@ -82,6 +88,7 @@ LABELS: dict[str, dict[str, str]] = {
         "website": "Website",
         "phone": "Tel.",
         "email": "Email",
+        "view_online": "View this release in your browser",
     },
     "ko": {
         "category": "보도자료",
@@ -98,23 +105,9 @@ LABELS: dict[str, dict[str, str]] = {
         "website": "웹사이트",
         "phone": "전화",
         "email": "이메일",
+        "view_online": "웹 브라우저에서 보기",
     },
 }
-_MONTHS = (
-    "January",
-    "February",
-    "March",
-    "April",
-    "May",
-    "June",
-    "July",
-    "August",
-    "September",
-    "October",
-    "November",
-    "December",
-)
-
 # Korean fonts lead in the Korean variant (Outlook on Windows does no per-glyph fallback); the
 # English variant lists them too, for Korean names quoted in English text.
 _LATIN_FONTS = '-apple-system, BlinkMacSystemFont, "Segoe UI", Roboto, "Helvetica Neue", Arial'
@@ -135,30 +128,6 @@ def font_stack(language: str) -> str:
             "Arial, sans-serif"
         )
     return f"{_LATIN_FONTS}, {_KOREAN_FONTS}, sans-serif"
-
-
-def format_date(value: date, language: str) -> str:
-    """'November 7, 2020' / '2020년 11월 7일' / ISO for other languages."""
-    lang = language.split("-")[0]
-    if lang == "ko":
-        return f"{value.year}년 {value.month}월 {value.day}일"
-    if lang == "en":
-        return f"{_MONTHS[value.month - 1]} {value.day}, {value.year}"
-    return value.isoformat()
-
-
-def format_when(value: datetime, language: str) -> str:
-    """A date and time in its own zone: 'November 7, 2020, 9:00 AM EST' / '... 오전 9:00 (EST)'."""
-    day = format_date(value.date(), language)
-    hour = value.hour % 12 or 12
-    zone = value.tzname() or ""
-    if language.split("-")[0] == "ko":
-        half = "오전" if value.hour < 12 else "오후"
-        return f"{day} {half} {hour}:{value.minute:02d} ({zone})"
-    if language.split("-")[0] == "en":
-        half = "AM" if value.hour < 12 else "PM"
-        return f"{day}, {hour}:{value.minute:02d} {half} {zone}".rstrip()
-    return value.isoformat()
 
 
 # --- layouts ------------------------------------------------------------------------------------
@@ -273,8 +242,14 @@ def layout_context(
     settings: Settings,
     list_name: str | None = None,
     text: bool = False,
+    *,
+    marked_until: datetime | None = None,
+    view_url: str | None = None,
 ) -> dict[str, Any]:
-    """Every variable the layouts see (documented in the README); user text neutralised."""
+    """Every variable the layouts see (documented in the README); user text neutralised.
+
+    `marked_until`: the message goes out before this embargo: the layouts show the EMBARGOED
+    banner at the top (`embargo_banner`, None otherwise)."""
     variant = release.variants[language]
     meta = variant.meta
     labels = labels_for(language)
@@ -287,7 +262,14 @@ def layout_context(
         markdown_text(about_source) if text else Markup(markdown_html(about_source))
     )
     if meta.embargo is not None:
-        release_line = labels["embargo"].format(when=format_when(meta.embargo, language))
+        # In the organisation's zone when it has one, as the EMBARGOED banner above it says;
+        # else in the zone the release was written in.
+        when = (
+            meta.embargo.astimezone(embargo.organisation_zone(settings))
+            if settings.timezone
+            else meta.embargo
+        )
+        release_line = labels["embargo"].format(when=format_when(when, language))
     else:
         release_line = labels["immediate"]
     why = (
@@ -345,6 +327,12 @@ def layout_context(
         "personal": personal,
         "extra": dict(meta.extra),
         "fonts": font_stack(language),
+        "view_url": view_url,
+        "embargo_banner": (
+            embargo.banner(marked_until, settings, language).as_context()
+            if marked_until is not None
+            else None
+        ),
     }
 
 
@@ -353,16 +341,64 @@ def _quoted(name: str, language: str) -> str:
 
 
 def render_layouts(
-    release: Release, language: str, settings: Settings, list_name: str | None = None
+    release: Release,
+    language: str,
+    settings: Settings,
+    list_name: str | None = None,
+    *,
+    marked_until: datetime | None = None,
+    view_url: str | None = None,
 ) -> tuple[str, str]:
     """The whole HTML document (not yet inlined) and the text part of one variant."""
     html = render_template(
-        settings, HTML_LAYOUT, layout_context(release, language, settings, list_name)
+        settings,
+        HTML_LAYOUT,
+        layout_context(
+            release, language, settings, list_name, marked_until=marked_until, view_url=view_url
+        ),
     )
     text = render_template(
-        settings, TEXT_LAYOUT, layout_context(release, language, settings, list_name, text=True)
+        settings,
+        TEXT_LAYOUT,
+        layout_context(
+            release,
+            language,
+            settings,
+            list_name,
+            text=True,
+            marked_until=marked_until,
+            view_url=view_url,
+        ),
     )
+    if marked_until is not None:
+        _check_banner(embargo.banner(marked_until, settings, language), html, text)
     return html, _tidy_text(text)
+
+
+def _check_banner(banner: embargo.Banner, html: str, text: str) -> None:
+    """A layout of the user's own (templates/ beside mailer.toml) may predate the banner: a copy
+    sent before the embargo without it would rest on the subject alone, so it is refused.
+
+    The note is looked for, not the title: in Korean the title reads like the release line."""
+    note = " ".join(banner.note.split())
+    for name, part, wanted in (
+        (HTML_LAYOUT, html, str(escape(note))),
+        (TEXT_LAYOUT, text, note),
+    ):
+        if wanted not in " ".join(part.split()):
+            raise ConfigError(
+                f"{name}: the layout does not show the embargo banner, which a release sent "
+                "before its embargo must carry: add {{ embargo_banner.title }} and "
+                "{{ embargo_banner.note }} at the top (see the shipped layout)"
+            )
+
+
+def check_marked_layouts(release: Release, settings: Settings, marked_until: datetime) -> None:
+    """ConfigError unless every language's layouts show the EMBARGOED banner; called before a
+    send to press lists ahead of the embargo, so a layout without it stops the send before the
+    first message, not in the middle (no CSS inlining here: a few milliseconds)."""
+    for language in release.languages:
+        render_layouts(release, language, settings, marked_until=marked_until)
 
 
 def _tidy_text(text: str) -> str:
@@ -377,15 +413,27 @@ def _tidy_text(text: str) -> str:
 
 
 def render_variant(
-    release: Release, language: str, settings: Settings, *, list_name: str | None = None
+    release: Release,
+    language: str,
+    settings: Settings,
+    *,
+    list_name: str | None = None,
+    marked_until: datetime | None = None,
+    view_url: str | None = None,
 ) -> RenderedVariant:
-    """Render and inline one language variant (premailer runs once here)."""
+    """Render and inline one language variant (premailer runs once here).
+
+    `marked_until`: an embargo still ahead when the message goes out: the EMBARGOED banner at
+    the top (mailer.releases.embargo; the compilers add the subject prefix). `view_url`: the
+    campaign's "view in browser" link in this language (the same for every reader)."""
     if language not in release.variants:
         raise ConfigError(
             f"release {release.slug!r} has no {language!r} variant "
             f"(it has {', '.join(release.languages)})"
         )
-    html, text = render_layouts(release, language, settings, list_name)
+    html, text = render_layouts(
+        release, language, settings, list_name, marked_until=marked_until, view_url=view_url
+    )
     before = PersonalTemplate.compile(html, escape_html=True)
     inlined = inline.inline_css(html, where=HTML_LAYOUT)
     after = PersonalTemplate.compile(inlined, escape_html=True)
@@ -401,15 +449,23 @@ def render_variant(
         preheader=preheader_text(release.variants[language]),
         html=after,
         text=PersonalTemplate.compile(text, escape_html=False),
+        marked_until=marked_until,
+        view_url=view_url,
     )
 
 
 def render_release(
-    release: Release, settings: Settings, *, list_name: str | None = None
+    release: Release,
+    settings: Settings,
+    *,
+    list_name: str | None = None,
+    marked_until: datetime | None = None,
 ) -> dict[str, RenderedVariant]:
     """Every language variant, rendered and inlined once each."""
     return {
-        lang: render_variant(release, lang, settings, list_name=list_name)
+        lang: render_variant(
+            release, lang, settings, list_name=list_name, marked_until=marked_until
+        )
         for lang in release.languages
     }
 

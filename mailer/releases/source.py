@@ -42,7 +42,7 @@ _LANG_RE = re.compile(r"^[a-z]{2,3}(?:-[a-z0-9]{1,8})*$")
 _FENCE = "---"
 # Keys that belong to the release, not to one language: a second variant may omit them (it
 # inherits the default variant's value) but may not contradict them.
-SHARED_KEYS = ("date", "lists", "embargo", "expires")
+SHARED_KEYS = ("date", "lists", "embargo", "expires", "publish")
 # The one key a variant gives in its own language yet may leave (partly) out is `contact`: what
 # it leaves out it inherits from the default language's variant, field by field (the Korean file
 # may name a Korean-speaking contact and keep the office's phone; _inherit_contact), and
@@ -87,6 +87,8 @@ class FrontMatter:
     expires: datetime | None = None
     language: str | None = None
     image: Image | None = None
+    # `publish: false` keeps the release off the public newsroom (mailer.newsroom); None: on it.
+    publish: bool | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
     # 1-based line of the first body line in the file, so body findings can name their line.
     body_line: int = 1
@@ -661,6 +663,12 @@ def _lists(raw: Any, at: str) -> tuple[str, ...]:
     return tuple(out)
 
 
+def _flag(raw: Any, at: str) -> bool:
+    if not isinstance(raw, bool):
+        raise ReleaseError(f"{at}: expected true or false, got {raw!r}")
+    return raw
+
+
 def _language(raw: Any, at: str) -> str:
     text = _text(raw, at, required=True)
     value = normalise_language(from_name(text) or text)
@@ -690,6 +698,7 @@ _VALIDATORS: dict[str, Callable[[Any, str], Any]] = {
     "expires": _datetime,
     "language": _language,
     "image": _image,
+    "publish": _flag,
     "extra": _extra,
 }
 FIELDS = tuple(_VALIDATORS)

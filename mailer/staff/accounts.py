@@ -8,7 +8,9 @@ Sign-in is throttled twice, both counted in the shared `rate_limit` table so the
 `mailer serve` processes: per account (`ACCOUNT_LIMIT` tries in its window; a typed address
 that has no account is counted the same, so the answer never says which addresses exist) and
 per client address (`ADDRESS_LIMIT`). Every try is counted before the password is checked,
-so parallel guesses cannot slip past the limit; the right password forgets the account's tries.
+so parallel guesses cannot slip past the limit. The right password forgets the account's tries
+when no second factor is owed; else the right code does (a wrong code counts as a try).
+Reset emails are limited per account too (`RESET_LIMIT`).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from mailer.store.ratelimit import Limit
 
 ACCOUNT_LIMIT = Limit(5, 900)
 ADDRESS_LIMIT = Limit(30, 900)
+RESET_LIMIT = Limit(3, 3600)  # reset emails per account
 LANGUAGES = ("en", "ko")
 
 
@@ -133,7 +136,11 @@ def accept_invitation(session: Session, token: str, password: str, *, name: str 
             "this invitation link is not valid any more: ask an admin for a new one"
         )
     passwords.check_strength(password, email=user.email)
-    tokens.redeem(session, token, tokens.INVITE)
+    if tokens.redeem(session, token, tokens.INVITE) is None:
+        # Spent by a request running at the same time (redeem locks the row and looks again).
+        raise InvalidInputError(
+            "this invitation link is not valid any more: ask an admin for a new one"
+        )
     if name.strip():
         user.name = _clean_name(name)
     set_password(session, user, password)
@@ -146,6 +153,10 @@ def request_reset(session: Session, email: str) -> tuple[StaffUser, str] | None:
     user = find(session, email)
     if user is None or user.disabled or not user.password_hash:
         return None
+    # A few an hour: more would let anyone fill the person's inbox (and void each link
+    # before it is used: a new one replaces the last).
+    if not ratelimit.hit(session, "reset-" + _account_key(user.email), RESET_LIMIT).allowed:
+        return None
     token = tokens.issue(session, user, tokens.RESET)
     audit.record(session, "staff_reset_requested", actor=f"user:{user.email}", user=user.email)
     return user, token
@@ -156,7 +167,8 @@ def reset_password(session: Session, token: str, password: str) -> StaffUser:
     if user is None or user.disabled:
         raise InvalidInputError("this reset link is not valid any more: ask for a new one")
     passwords.check_strength(password, email=user.email)
-    tokens.redeem(session, token, tokens.RESET)
+    if tokens.redeem(session, token, tokens.RESET) is None:
+        raise InvalidInputError("this reset link is not valid any more: ask for a new one")
     set_password(session, user, password)
     ratelimit.clear(session, _account_key(user.email))
     audit.record(session, "staff_password_reset", actor=f"user:{user.email}", user=user.email)
@@ -190,13 +202,19 @@ def sign_in(session: Session, email: str, password: str, *, ip: str) -> SignIn:
     if not by_account.allowed:
         return SignIn(None, "locked", now + timedelta(seconds=by_account.retry_after))
     user = find(session, email)
-    if user is None or not passwords.verify(user.password_hash if user else None, password):
+    # Verified whether or not the account exists: an unknown address costs the same hashing
+    # time as a wrong password (passwords.verify hashes against a dummy for None).
+    right = passwords.verify(user.password_hash if user else None, password)
+    if user is None or not right:
         if user is not None:
             audit.record(session, "staff_sign_in_failed", actor=f"user:{user.email}", ip=ip)
         return SignIn(None, "wrong")
     if user.disabled:
         return SignIn(None, "disabled")
-    ratelimit.clear(session, _account_key(email))
+    if not user.totp_enabled:
+        # With a code still owed the tries stay counted (second_factor forgets them): else
+        # signing in again after every 4 wrong codes would give unlimited guesses.
+        ratelimit.clear(session, _account_key(email))
     if user.password_hash and passwords.needs_rehash(user.password_hash):
         user.password_hash = passwords.hash_password(password)
     user.last_login_at = now

@@ -33,7 +33,7 @@ def check_strength(password: str, *, email: str = "") -> None:
     if email and (lowered == email.lower() or (len(local) >= 4 and local in lowered)):
         raise InvalidInputError("the password must not contain the account's address")
     if len(set(password)) < 4:
-        raise InvalidInputError("the password repeats too few characters: choose another")
+        raise InvalidInputError("the password uses too few different characters: choose another")
 
 
 def hash_password(password: str) -> str:

@@ -26,7 +26,7 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from mailer import clock, tokens
+from mailer import clock, tokens, translations
 from mailer.config import Settings
 from mailer.contacts.addresses import mailbox_key, normalise
 from mailer.contacts.suppressions import get_suppression, mailbox_suppressions
@@ -44,7 +44,6 @@ from mailer.store.models import (
     SuppressionReason,
 )
 from mailer.subscribers import templating
-from mailer.subscribers import words as i18n
 
 # Suppressions that a confirmed double opt-in may lift: only the person's own "stop everything".
 LIFTABLE = frozenset({SuppressionReason.UNSUBSCRIBE_ALL})
@@ -105,7 +104,12 @@ def consent_hash(text: str) -> str:
 
 def consent_text(language: str, organisation: str) -> str:
     """The consent statement of the form in `language` (what the snippet must show too)."""
-    return i18n.plain(language, "consent_text", org=in_language(organisation, language))
+    return translations.gettext(
+        language,
+        "I agree to receive the emails chosen above from %(org)s. I can unsubscribe at any time "
+        "with the link at the bottom of every email.",
+        org=in_language(organisation, language),
+    )
 
 
 def public_lists(session: Session) -> list[MailingList]:
@@ -429,13 +433,13 @@ def confirmation(
         ],
         "confirm_url": link,
         "days": days,
-        "t": lambda key, **kw: i18n.translate(language, key, **kw),
-        "p": lambda key, **kw: i18n.plain(language, key, **kw),
     }
     env = templating.environment(settings)
     return notices.OutgoingNotice(
         to=contact.email,
-        subject=i18n.plain(language, "mail_subject", org=org),
+        subject=translations.gettext(
+            language, "Please confirm your subscription to %(org)s", org=org
+        ),
         text=env.get_template("confirm_email.txt").render(values),
         html=env.get_template("confirm_email.html").render(values),
         language=language,

@@ -2,6 +2,12 @@
 
 Templates are looked up by name first in `templates/web/` beside the user's mailer.toml, then in
 the shipped `mailer.templates/web/` (read through importlib.resources, so a wheel install works).
+
+Their words are gettext messages in English (`{{ _("Hello %(name)s,", name=name) }}`),
+translated from the catalogs in mailer.translations into the `lang` every render passes. In an
+HTML template the translation is trusted markup and every value is escaped into it (Jinja's
+newstyle gettext), so a list name or an address can never inject HTML; in the text email
+nothing is escaped.
 """
 
 from __future__ import annotations
@@ -19,9 +25,13 @@ from jinja2 import (
     FileSystemLoader,
     StrictUndefined,
     TemplateNotFound,
+    TemplateRuntimeError,
+    pass_context,
     select_autoescape,
 )
+from jinja2.runtime import Context
 
+from mailer import translations
 from mailer.config import Settings
 
 
@@ -58,6 +68,17 @@ def local_name(mailing_list: Any, language: str) -> str:
     return name
 
 
+@pass_context
+def _old_key(context: Context, key: str, **_values: Any) -> str:
+    # Templates written before the catalogs called t("key"); say what to write instead of
+    # Jinja's bare "'t' is undefined".
+    where = context.name or "a template"
+    raise TemplateRuntimeError(
+        f"{where}: t({key!r}) is no longer available: write the English text instead, "
+        f'as {{{{ _("Subscribe") }}}} (see the shipped templates)'
+    )
+
+
 @lru_cache(maxsize=8)
 def _environment(folder: str) -> Environment:
     env = Environment(
@@ -66,8 +87,13 @@ def _environment(folder: str) -> Environment:
         undefined=StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
+        extensions=["jinja2.ext.i18n"],
+    )
+    env.install_gettext_callables(  # type: ignore[attr-defined]
+        newstyle=True, **translations.context_callables()
     )
     env.filters["local_name"] = local_name
+    env.globals["t"] = _old_key
     return env
 
 

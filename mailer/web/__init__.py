@@ -50,6 +50,11 @@ def create_app(settings: Settings, *, public: bool = True, console: bool | None 
 
     if public:
         app.register_blueprint(views.bp)
+        if settings.newsroom:
+            # Lazy: import cycle, as above.
+            from mailer.web import newsroom  # noqa: PLC0415
+
+            newsroom.register(app, settings)
     if with_console:
         console_area.register(app, settings)
     if settings.trust_proxy:
@@ -71,6 +76,10 @@ def create_app(settings: Settings, *, public: bool = True, console: bool | None 
         )
         # Flask reads the body up to this (a chunked body without a length included).
         request.max_content_length = limit
+        if limit > settings.web_max_body_bytes:
+            # werkzeug holds each 64 KiB it reads of a multipart body to this limit, file parts
+            # included: an upload needs room for one read (text fields stay small).
+            request.max_form_memory_size = max(settings.web_max_body_bytes, 1 << 20)
         length = request.content_length
         if length is not None and length > limit:
             raise RequestEntityTooLarge()
@@ -88,7 +97,8 @@ def create_app(settings: Settings, *, public: bool = True, console: bool | None 
             embeddable=bool(g.get(EMBEDDABLE)),
             website=settings.website,
             https=https,
-            scripts=request.blueprint == "console",
+            # The console's error pages too (an unknown /admin path has no blueprint).
+            scripts=with_console and _in_console(),
         )
         return response
 

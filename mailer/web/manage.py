@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from flask import Response, abort, request, url_for
 
-from mailer import tokens
+from mailer import tokens, translations
 from mailer.contacts import contact as contacts
 from mailer.contacts.addresses import mask
 from mailer.contacts.suppressions import get_suppression
@@ -18,14 +18,13 @@ from mailer.errors import NotFoundError, TokenError
 from mailer.store.models import Campaign, Contact, MailingList, SuppressionReason
 from mailer.subscribers import optin as subscribe
 from mailer.subscribers import preferences as prefs_lib
-from mailer.subscribers import words as i18n
 from mailer.web import security
 from mailer.web.pages import (
     choose,
     client_ip,
     db,
     language,
-    languages,
+    language_choices,
     message,
     render,
     settings,
@@ -50,13 +49,22 @@ def _target(data: tokens.UnsubscribeToken) -> tuple[Contact | None, MailingList 
     return contact, ml
 
 
+def _gone() -> Response:
+    # Erased: nothing left to unsubscribe (the address stays suppressed).
+    return message(
+        translations.N_("You are unsubscribed"),
+        translations.N_("This address is no longer on any of our lists."),
+        lang=language(),
+        status=200,
+    )
+
+
 @bp.get("/u/<token>")
 def unsubscribe_page(token: str) -> Response:
     data = _read_unsubscribe(token)
     contact, ml = _target(data)
     if contact is None:
-        # Erased: nothing left to unsubscribe (the address stays suppressed).
-        return message("unsubscribed_title", "unsubscribed_gone", lang=language(), status=200)
+        return _gone()
     s = settings()
     return render(
         "unsubscribe.html",
@@ -74,7 +82,7 @@ def unsubscribe_post(token: str) -> Response:
     one_click = request.form.get(ONE_CLICK_FIELD) == ONE_CLICK_VALUE
     contact, ml = _target(data)
     if contact is None:
-        return message("unsubscribed_title", "unsubscribed_gone", lang=language(), status=200)
+        return _gone()
     everything = ml is None or (not one_click and request.form.get("scope") == "all")
     via = "one-click" if one_click else "web"
     # The event names the campaign only if it still exists (the token may outlive it).
@@ -133,7 +141,7 @@ def _preferences_page(
         email=mask(contact.email),
         name=contact.name,
         email_language=contact.language or lang,
-        email_languages=[(c, i18n.STRINGS[c]["language_name"]) for c in languages()],
+        email_languages=language_choices(),
         prefs=prefs,
         notice=notice,
         error=error,
@@ -179,10 +187,13 @@ def preferences_post(token: str) -> Response:
         form.get(security.CSRF_FIELD),
         request.cookies.get(security.CSRF_COOKIE),
     ):
-        return _preferences_page(token, prefs, lang=lang, status=400, error="form_expired")
+        expired = translations.gettext(
+            lang, "This form has expired. Please reload the page and try again."
+        )
+        return _preferences_page(token, prefs, lang=lang, status=400, error=expired)
     if form.get("action") == "unsubscribe_all":
         prefs = prefs_lib.unsubscribe_everything(db(), contact_id)
-        return _preferences_page(token, prefs, lang=lang, notice="saved")
+        return _preferences_page(token, prefs, lang=lang, notice=_saved(lang))
     email_lang = choose(form.get("language"), prefs.contact.language or lang)
     evidence = subscribe.Evidence(
         ip=client_ip(),
@@ -199,4 +210,9 @@ def preferences_post(token: str) -> Response:
         evidence=evidence,
     )
     # The page follows the language just chosen, unless ?lang= asks otherwise.
-    return _preferences_page(token, prefs, lang=language(email_lang), notice="saved")
+    shown = language(email_lang)
+    return _preferences_page(token, prefs, lang=shown, notice=_saved(shown))
+
+
+def _saved(lang: str) -> str:
+    return translations.gettext(lang, "Your preferences have been saved.")

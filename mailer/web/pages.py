@@ -7,13 +7,31 @@ from typing import Any
 from flask import Response, current_app, g, request, url_for
 from sqlalchemy.orm import Session, sessionmaker
 
+from mailer import translations
 from mailer.config import Settings
 from mailer.localtext import in_language
 from mailer.store.ratelimit import Limit
 from mailer.subscribers import templating
-from mailer.subscribers import words as i18n
+from mailer.translations import N_
 
 EMBEDDABLE = "mailer_embeddable"
+
+# The error pages' (title, body), as English messages for `message`.
+NOT_FOUND = (
+    N_("Page not found"),
+    N_(
+        "This link is not valid. If you copied it from an email, please make sure you copied "
+        "all of it."
+    ),
+)
+BAD_REQUEST = (
+    N_("The form could not be read"),
+    N_("Please go back, reload the page and try again."),
+)
+FAILED = (
+    N_("Something went wrong"),
+    N_("We could not complete your request. Please try again later."),
+)
 
 
 def settings() -> Settings:
@@ -38,7 +56,7 @@ def limit(name: str) -> Limit:
 
 
 def languages() -> list[str]:
-    return i18n.supported(settings().languages)
+    return translations.supported(settings().languages)
 
 
 def choose(value: str | None, fallback: str) -> str:
@@ -49,7 +67,7 @@ def choose(value: str | None, fallback: str) -> str:
 def language(contact_language: str | None = None) -> str:
     """The page language: ?lang=, then the contact's, then Accept-Language, then the default."""
     accept = [tag for tag, _q in request.accept_languages]
-    return i18n.pick(
+    return translations.pick(
         languages(),
         explicit=request.args.get("lang"),
         contact=contact_language,
@@ -72,7 +90,7 @@ def language_links(lang: str) -> list[dict[str, Any]]:
     return [
         {
             "code": code,
-            "name": i18n.STRINGS[code]["language_name"],
+            "name": translations.NAMES[code],
             "url": f"?lang={code}",
             "current": code == lang,
         }
@@ -93,7 +111,6 @@ def render(
     s = settings()
     values: dict[str, Any] = {
         "lang": lang,
-        "t": lambda key, **kw: i18n.translate(lang, key, **kw),
         # Settings given per language (mailer.localtext): the page's language, else the default.
         "organisation": in_language(s.organisation_name, lang, s.default_language),
         "postal_address": in_language(s.postal_address, lang, s.default_language),
@@ -121,13 +138,20 @@ def message(
     headers: dict[str, str] | None = None,
     **extra: Any,
 ) -> Response:
-    """A simple page with a title and one paragraph (errors, notices)."""
-    t = i18n.translate
+    """A simple page with a title and one paragraph (errors, notices).
+
+    `title` and `body` are English messages (marked with `N_` where they are written), shown
+    in `lang`; `extra` values are escaped into the body."""
     return render(
         "message.html",
         lang=lang,
         status=status,
         headers=headers,
-        title=t(lang, title),
-        paragraphs=[t(lang, body, **extra)],
+        title=translations.markup(lang, title),
+        paragraphs=[translations.markup(lang, body, **extra)],
     )
+
+
+def language_choices() -> list[tuple[str, str]]:
+    """(code, name) of each language the pages speak, for the email language pickers."""
+    return [(code, translations.NAMES[code]) for code in languages()]

@@ -21,14 +21,14 @@ from mailer.store import ratelimit
 from mailer.store.models import Contact, MailingList
 from mailer.subscribers import optin as subscribe
 from mailer.subscribers import templating
-from mailer.subscribers import words as i18n
 from mailer.tokens import TokenExpiredError
+from mailer.translations import N_
 from mailer.web.pages import (
     choose,
     client_ip,
     db,
     language,
-    languages,
+    language_choices,
     limit,
     message,
     render,
@@ -93,7 +93,7 @@ def _form_page(
         errors={"email": False, "lists": False, **(errors or {})},
         name=values.get("name", ""),
         email_language=values.get("language", lang),
-        email_languages=[(code, i18n.STRINGS[code]["language_name"]) for code in languages()],
+        email_languages=language_choices(),
         honeypot=HONEYPOT,
         action=url_for("web.subscribe_post"),
     )
@@ -138,8 +138,7 @@ def snippet() -> Response:
             lists=subscribe.public_lists(db()),
             lang=lang,
             honeypot=HONEYPOT,
-            email_languages=[(c, i18n.STRINGS[c]["language_name"]) for c in languages()],
-            t=lambda key, **kw: i18n.translate(lang, key, **kw),
+            email_languages=language_choices(),
             organisation=in_language(s.organisation_name, lang, s.default_language),
         )
     )
@@ -159,8 +158,8 @@ def subscribe_post() -> Response:
     ratelimit.purge(db())
     if not hit.allowed:
         return message(
-            "rate_title",
-            "rate_body",
+            N_("Too many attempts"),
+            N_("Please wait a little and try again later."),
             lang=page_lang,
             status=429,
             headers={"Retry-After": str(hit.retry_after)},
@@ -288,8 +287,11 @@ def confirm_post(token: str) -> Response:
     lang = language(contact.language)
     if outcome.blocked:
         return message(
-            "cannot_subscribe_title",
-            "cannot_subscribe_body",
+            N_("We cannot add this address"),
+            N_(
+                "Our records say %(email)s must not receive our emails. If this is a mistake, "
+                "please write to %(contact)s."
+            ),
             lang=lang,
             status=200,
             email=mask(contact.email),
@@ -320,8 +322,8 @@ def confirm_resend(token: str) -> Response:
     hit = ratelimit.hit(db(), f"subscribe-ip:{client_ip()}", limit("MAILER_IP_LIMIT"))
     if not hit.allowed:
         return message(
-            "rate_title",
-            "rate_body",
+            N_("Too many attempts"),
+            N_("Please wait a little and try again later."),
             lang=lang,
             status=429,
             headers={"Retry-After": str(hit.retry_after)},

@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 
 from flask import Blueprint, Flask, Response, abort, g, request, url_for
 
-from mailer.config import Settings, console_address
+from mailer.config import Settings
 from mailer.staff import roles, sessions
 from mailer.web.console import access
 from mailer.web.console.base import (
@@ -24,6 +24,7 @@ from mailer.web.console.base import (
     csrf_ok,
     login_url,
     render,
+    secure_cookies,
 )
 from mailer.web.pages import db, settings
 
@@ -42,10 +43,6 @@ def static(name: str) -> Response:
     response = Response(node.read_bytes(), mimetype=STATIC_TYPES[suffix])
     response.headers["Cache-Control"] = "public, max-age=3600"
     return response
-
-
-def _secure() -> bool:
-    return request.is_secure or console_address(settings()).startswith("https://")
 
 
 @bp.before_request
@@ -102,7 +99,7 @@ def _to_login() -> Response:
 @bp.after_request
 def _cookies(response: Response) -> Response:
     nonce = g.get("set_pre_cookie")
-    secure = _secure()
+    secure = secure_cookies()
     if nonce:
         response.set_cookie(
             PRE_COOKIE, nonce, path="/admin", httponly=True, samesite="Strict", secure=secure
@@ -122,8 +119,11 @@ def _cookies(response: Response) -> Response:
             )
         else:
             response.delete_cookie(SESSION_COOKIE, path="/admin")
-    # Pages show contacts, addresses and tokens: never stored by a cache, never framed.
-    response.headers["Cache-Control"] = response.headers.get("Cache-Control", "no-store")
+    # Pages and downloads show contacts, addresses and tokens: never stored by a cache (a
+    # view's own "no-cache" would still let the browser keep an export on disk). Only the
+    # package's static files may be kept.
+    if request.endpoint != "console.static":
+        response.headers["Cache-Control"] = "no-store"
     return response
 
 
@@ -160,7 +160,12 @@ def register(app: Flask, settings: Settings) -> None:
         account,
         audit_log,
         auth,
+        contacts,
         dashboard,
+        imports,
+        lists,
+        segments,
+        suppressions,
         users,
     )
 

@@ -59,10 +59,52 @@ TABLE: dict[str, Need] = {
     # Dashboard (dashboard.py)
     "console.dashboard": V,
     # Lists (lists.py)
-    # Contacts (contacts.py)
+    "console.lists": V,
+    "console.lists_create": A,
+    "console.list_show": V,
+    "console.list_edit": A,
+    "console.list_edit_post": A,
+    # Contacts (contacts.py). Erasing deletes a person's history for good: admins only.
+    "console.contacts": E,
+    "console.contact": E,
+    "console.contact_edit": E,
+    "console.contact_edit_post": E,
+    "console.contact_tag": E,
+    "console.contact_untag_confirm": E,
+    "console.contact_untag": E,
+    "console.contact_unsubscribe_confirm": E,
+    "console.contact_unsubscribe": E,
+    "console.contact_suppress_confirm": E,
+    "console.contact_suppress": E,
+    "console.contact_erase_confirm": A,
+    "console.contact_erase": A,
     # Import and export (imports.py)
+    "console.imports": A,
+    "console.imports_upload": A,
+    "console.imports_show": A,
+    "console.imports_check": A,
+    "console.imports_progress": A,
+    "console.imports_apply": A,
+    "console.imports_rejected": A,
+    "console.imports_discard": A,
+    "console.export": A,
+    "console.export_download": A,
     # Suppressions (suppressions.py)
+    "console.suppressions": A,
+    "console.suppressions_add": A,
+    "console.suppression_remove_confirm": A,
+    "console.suppression_remove": A,
     # Segments (segments.py)
+    # Editors own segments (issue 14's roles); viewers read reports only, and a segment's
+    # preview shows contacts.
+    "console.segments": E,
+    "console.segment_new": E,
+    "console.segment_create": E,
+    "console.segment_preview": E,
+    "console.segment_edit": E,
+    "console.segment_update": E,
+    "console.segment_delete_confirm": E,
+    "console.segment_delete": E,
 }
 
 # Endpoints that take an uploaded file: their bodies may be up to `console_max_upload_bytes`;

@@ -178,8 +178,8 @@ def _password_error(err: InvalidInputError) -> str:
         return _("The password may have at most 256 characters.")
     if "address" in text:
         return _("The password must not contain your email address.")
-    if "repeats" in text:
-        return _("The password repeats too few characters. Choose another.")
+    if "different characters" in text:
+        return _("The password uses too few different characters. Choose another.")
     return _("That password cannot be used. Choose another.")
 
 

@@ -9,12 +9,13 @@ import importlib.resources
 from collections.abc import Callable
 from functools import cache
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import unquote, urlencode
 
 from flask import Response, current_app, g, request, url_for
 from jinja2 import BaseLoader, Environment, StrictUndefined, TemplateNotFound, select_autoescape
 
 from mailer import translations
+from mailer.config import console_address
 from mailer.staff.sessions import Current
 from mailer.store.models import StaffRole, StaffUser
 from mailer.web.console.access import TABLE
@@ -181,6 +182,12 @@ def render(template: str, *, status: int = 200, **context: Any) -> Response:
     return Response(html, status=status, mimetype="text/html")
 
 
+def secure_cookies() -> bool:
+    """Whether the console's cookies get `Secure`: over https, and whenever the console's
+    address is https (a proxy in front may end TLS, so the request itself looks like http)."""
+    return request.is_secure or console_address(settings()).startswith("https://")
+
+
 def notice_then(endpoint: str, message: str, **url_values: Any) -> Response:
     """Redirect (303) to `endpoint` and show `message` once there (post/redirect/get)."""
     response = Response("", status=303)
@@ -192,7 +199,7 @@ def notice_then(endpoint: str, message: str, **url_values: Any) -> Response:
         path="/admin",
         httponly=True,
         samesite="Lax",
-        secure=request.is_secure,
+        secure=secure_cookies(),
         max_age=60,
     )
     return response
@@ -206,9 +213,17 @@ def back_to(target: str | None, fallback: str) -> str:
         and not target.startswith(("//", "/\\"))
         and "\\" not in target
         and not any(ord(ch) < 33 for ch in target)
+        and not _dot_segments(target)
     ):
         return target
     return fallback
+
+
+def _dot_segments(target: str) -> bool:
+    """True when the path has a "." or ".." segment: a browser resolves "/admin/../x" (and its
+    %2e spellings) to "/x", outside the console."""
+    path = target.split("?", 1)[0].split("#", 1)[0]
+    return any(part in (".", "..") for part in unquote(path).split("/"))
 
 
 def login_url() -> str:

@@ -64,7 +64,7 @@ def users_invite() -> Response:
             roles=roles.ORDER,
             policy=policy,
             invited_link=None,
-            error=str(err),
+            error=_("The invitation was not made: %(error)s", error=str(err)),
         )
     link = staff_mail.invitation_link(settings(), token)
     sent = _email(new, "invite", link)
@@ -96,7 +96,7 @@ def user_role(user_id: int) -> Response:
     try:
         accounts.set_role(db(), target, request.form.get("role", ""), actor=actor())
     except InvalidInputError as err:
-        return notice_then("console.users", str(err))
+        return notice_then("console.users", _("Not changed: %(error)s", error=str(err)))
     return notice_then("console.users", _("Role changed for %(email)s.", email=target.email))
 
 
@@ -108,7 +108,7 @@ def user_disable(user_id: int) -> Response:
     try:
         accounts.set_disabled(db(), target, True, actor=actor())
     except InvalidInputError as err:
-        return notice_then("console.users", str(err))
+        return notice_then("console.users", _("Not changed: %(error)s", error=str(err)))
     return notice_then("console.users", _("%(email)s is disabled.", email=target.email))
 
 
@@ -134,7 +134,7 @@ def user_reinvite(user_id: int) -> Response:
     try:
         token = accounts.reinvite(db(), target, actor=actor())
     except InvalidInputError as err:
-        return notice_then("console.users", str(err))
+        return notice_then("console.users", _("Not changed: %(error)s", error=str(err)))
     link = staff_mail.invitation_link(settings(), token)
     sent = _email(target, "invite", link)
     policy = {r: accounts.requires_2fa(db(), r) for r in roles.ORDER}
