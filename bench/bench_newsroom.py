@@ -217,9 +217,9 @@ def main() -> None:
     started = time.perf_counter()
     pages = fill(config, args.releases)
     filled = time.perf_counter() - started
+    one = pages[len(pages) // 2]
     proc = serve(config, port, args.threads)
     try:
-        one = pages[len(pages) // 2]
         html = get(base + one)
         css_path = re.search(rb'<link rel="stylesheet" href="([^"]+)"', html)
         assert css_path is not None

@@ -235,6 +235,25 @@ SETTINGS: tuple[Setting, ...] = (
         "/news",
         "Where the public newsroom is served: release pages, indexes, feeds, sitemap",
     ),
+    Setting(
+        "media_dir",
+        "path",
+        "media",
+        "Folder of the press-kit files releases name (photos, documents), stored by content "
+        "and served at /media/",
+    ),
+    Setting(
+        "media_max_bytes",
+        "int",
+        20971520,
+        "Largest press-kit file a release may name, in bytes (20 MB)",
+    ),
+    Setting(
+        "attach_max_bytes",
+        "int",
+        5242880,
+        "Most bytes of real attachments (`attach:`) one message may carry, together (5 MB)",
+    ),
     Setting("soft_bounce_threshold", "int", 5, "Soft bounces within the window that suppress"),
     Setting("soft_bounce_window_days", "int", 30, "Window for counting soft bounces"),
 )
@@ -313,6 +332,9 @@ class Settings:
     console_max_upload_bytes: int = 52428800
     newsroom: bool = True
     newsroom_path: str = "/news"
+    media_dir: Path = Path("media")
+    media_max_bytes: int = 20971520
+    attach_max_bytes: int = 5242880
     soft_bounce_threshold: int = 5
     soft_bounce_window_days: int = 30
 
@@ -574,6 +596,8 @@ def _build(base_dir: Path, source: str, values: dict[str, Any]) -> Settings:
         kwargs[s.name] = value
     if kwargs["outbox_dir"] is None:
         kwargs["outbox_dir"] = base_dir / "outbox"
+    if kwargs["media_dir"] is None:
+        kwargs["media_dir"] = base_dir / "media"
     return Settings(**kwargs)
 
 
@@ -640,7 +664,13 @@ def _validate(
         or re.search(r'[\s<>"\\^`{|}]', settings.console_url)
     ):
         raise bad("console_url", f"expected an http(s) URL, got {settings.console_url!r}")
-    for name in ("console_idle_minutes", "console_session_hours", "console_max_upload_bytes"):
+    for name in (
+        "console_idle_minutes",
+        "console_session_hours",
+        "console_max_upload_bytes",
+        "media_max_bytes",
+        "attach_max_bytes",
+    ):
         if getattr(settings, name) < 1:
             raise bad(name, f"expected at least 1, got {getattr(settings, name)}")
     # A path of its own under the site (never "/", which would shadow the subscriber pages, and

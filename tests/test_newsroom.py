@@ -35,6 +35,8 @@ from tests.support.newsroom import (
     head_links,
     hrefs,
     organisation,
+    outbox,
+    parts,
     release_folder,
 )
 
@@ -144,6 +146,7 @@ def test_release_page_links_languages_and_cards(settings: Settings, tmp_path: Pa
         assert gone not in en
     assert c.get(f"/news/{year}/{month:02d}/{slug}/fr").status_code == 404
     assert c.get(f"/news/{year}/{month + 1:02d}/{slug}/en").status_code == 404
+    assert c.get(f"/news/{year}/{month}/{slug}/en").status_code == 404  # one URL: /01/, not /1/
     assert c.get(f"/news/{year}/{month:02d}/no-such/en").status_code == 404
 
 
@@ -359,3 +362,19 @@ def test_url_month_without_a_date_is_the_first_send_in_the_organisations_zone(
     assert c.get("/news/2030/02/undated/en").status_code == 200
     page = c.get("/news/en/").get_data(as_text=True)
     assert '<time datetime="2030-02-01">February 1, 2030</time>' in page
+
+
+def test_previews_and_test_sends_carry_no_view_link(settings: Settings, tmp_path: Path) -> None:
+    settings = organisation(settings, tmp_path)
+    with session_scope(settings) as s:
+        create_list(s, "press", "Press")
+    path = release_folder(tmp_path)
+    cli = Cli(tmp_path / "mailer.toml")
+    for extra in ((), ("--text",), ("--lang", "ko")):
+        page = cli("release", "preview", str(path), *extra).output
+        assert "Record turnout" in page or "역대 최고" in page
+        assert "View this release" not in page and "view-in-browser" not in page
+    cli("send", str(path), "--test", "me@example.org")
+    for msg in outbox(settings):
+        html, text = parts(msg)
+        assert "view-in-browser" not in html + text and "/news/" not in html + text

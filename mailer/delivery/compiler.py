@@ -18,9 +18,10 @@ from mailer import clock
 from mailer.config import Settings
 from mailer.delivery.message import CompiledVariant, dkim_signer, sender_for
 from mailer.localtext import in_language
+from mailer.media import access as media_access
+from mailer.media.store import stored_release
 from mailer.newsroom import links as newsroom_links
 from mailer.releases import embargo as embargo_words
-from mailer.releases.source import release_from_sources
 from mailer.store.models import Campaign, MailingList
 
 
@@ -57,10 +58,14 @@ class Compiler:
         have = self.rendered.get(language)
         # The release check renders without the banner; a marked campaign needs it.
         stale = have is not None and getattr(have, "marked_until", None) != self.marked_until
-        # ... and without the campaign's "view in browser" link.
-        stale = stale or (
-            have is not None and getattr(have, "view_url", None) != self.view_urls.get(language)
-        )
+        # ... and without the campaign's "view in browser" link, which goes in without
+        # inlining again where the variant kept its row (RenderedVariant.with_view).
+        view = self.view_urls.get(language)
+        if have is not None and not stale and getattr(have, "view_url", None) != view:
+            if view and getattr(have, "viewable_html", ""):
+                have = self.rendered[language] = have.with_view(view)
+            else:
+                stale = True
         if (have is None or stale) and self.render is not None:
             have = self.rendered[language] = self.render(language)
         return self.rendered[language]
@@ -128,11 +133,8 @@ class CampaignRenderer:
     ) -> None:
         stored = campaign.release
         self.settings = settings
-        self.release = release_from_sources(
-            stored.slug,
-            {lang: v["source"] for lang, v in stored.variants.items()},
-            stored.default_language,
-        )
+        # With the press-kit files planned with it (mailer.media).
+        self.release = stored_release(stored)
         list_ids = campaign.audience.get("list_ids", [])
         self.list_name = (list_names or {}).get(list_ids[0]) if len(list_ids) == 1 else None
         until = self.release.embargo or embargo_words.stored_embargo(stored.front_matter)
@@ -143,6 +145,8 @@ class CampaignRenderer:
         self.view_urls = newsroom_links.email_view_urls(
             settings, campaign, self.release.languages, early=self.marked_until is not None
         )
+        # Its photos show in every message, before the embargo and off the newsroom too.
+        self.release = media_access.granted(settings, self.release)
 
     def __call__(self, language: str) -> Any:
         # Lazy: releases.render loads premailer and lxml (~0.4 s); only unrendered variants

@@ -21,11 +21,12 @@ import hmac
 import html
 import re
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from email.header import Header
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
+from urllib.parse import quote
 
 from itsdangerous import URLSafeSerializer
 from itsdangerous.encoding import want_bytes
@@ -374,15 +375,24 @@ class CompiledVariant:
         ]
         if sender.reply_to:
             head.append(fold_header("Reply-To", sender.reply_to))
-        head.append(
-            b'Content-Type: multipart/alternative; boundary="' + self.boundary.encode() + b'"\n'
-        )
-        self.head = b"".join(head)
         b = self.boundary.encode()
+        alternative = b'Content-Type: multipart/alternative; boundary="' + b + b'"\n'
+        # Real attachments (`attach:`): text and HTML become the first part of a
+        # multipart/mixed message, the files follow, each encoded once per variant.
+        attached = _attachments(settings, getattr(rendered, "attachments", ()))
+        mixed = ("=_mailer_mixed_" + secrets.token_hex(12)).encode() if attached else b""
+        if attached:
+            head.append(b'Content-Type: multipart/mixed; boundary="' + mixed + b'"\n')
+        else:
+            head.append(alternative)
+        self.head = b"".join(head)
         self.text_body = _Body(rendered.text)
         self.html_body = _Body(rendered.html)
         self.text_open = (
-            b"\n--" + b + b'\nContent-Type: text/plain; charset="utf-8"\n'
+            (b"\n--" + mixed + b"\n" + alternative if attached else b"")
+            + b"\n--"
+            + b
+            + b'\nContent-Type: text/plain; charset="utf-8"\n'
             b"Content-Transfer-Encoding: " + self.text_body.cte + b"\n\n"
         )
         self.html_open = (
@@ -390,6 +400,9 @@ class CompiledVariant:
             b"Content-Transfer-Encoding: " + self.html_body.cte + b"\n\n"
         )
         self.close = b"\n--" + b + b"--\n"
+        if attached:
+            self.close += b"".join(_attachment_part(mixed, *item) for item in attached)
+            self.close += b"\n--" + mixed + b"--\n"
         self.dates = _DateCache()
         self.base_url = settings.base_url.rstrip("/")
         tokens.make_preferences(settings, 0)  # raises ConfigError without a secret_key
@@ -438,6 +451,57 @@ class CompiledVariant:
         if self.signer is not None:
             message = self.signer(message) + message
         return message
+
+
+def _attachments(settings: Settings, files: Iterable[Any]) -> list[tuple[Any, bytes]]:
+    """Each attached file (mailer.media.refs.MediaFileInfo) with its stored bytes."""
+    wanted = list(files)
+    if not wanted:
+        return []
+    # Lazy: the media store (and its scan) matters only to a release with attachments.
+    from mailer.media.store import read  # noqa: PLC0415
+
+    return [(info, read(settings, info)) for info in wanted]
+
+
+# RFC 2231 attribute-char: what a parameter value may hold unencoded.
+_ATTR_SAFE = "!#$&+-.^_`|~"
+
+
+def mime_parameter(name: str, value: str) -> bytes:
+    """'; name="value"' for a plain ASCII value, else RFC 2231: the UTF-8 value percent-
+    encoded (a Korean file name), in numbered pieces on lines of their own when long."""
+    if value.isascii() and value.isprintable() and not any(c in value for c in '"\\'):
+        return f';\n {name}="{value}"'.encode("ascii")
+    encoded = quote(value.encode("utf-8"), safe=_ATTR_SAFE)
+    pieces: list[str] = []
+    while encoded:
+        cut = min(50, len(encoded))
+        # Never split a %XX triplet between two pieces.
+        if "%" in encoded[max(0, cut - 2) : cut]:
+            cut = encoded.rindex("%", 0, cut)
+        pieces.append(encoded[:cut])
+        encoded = encoded[cut:]
+    if len(pieces) == 1:
+        return f";\n {name}*=utf-8''{pieces[0]}".encode("ascii")
+    return "".join(
+        f";\n {name}*{i}*=" + ("utf-8''" if i == 0 else "") + piece
+        for i, piece in enumerate(pieces)
+    ).encode("ascii")
+
+
+def _attachment_part(boundary: bytes, info: Any, data: bytes) -> bytes:
+    return (
+        b"\n--"
+        + boundary
+        + b"\nContent-Type: "
+        + str(info.content_type).encode("ascii")
+        + mime_parameter("name", info.name)
+        + b"\nContent-Disposition: attachment"
+        + mime_parameter("filename", info.name)
+        + b"\nContent-Transfer-Encoding: base64\n\n"
+        + _b64_bytes(data)
+    )
 
 
 def _list_id_value(sender: Sender) -> str:

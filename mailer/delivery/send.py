@@ -44,6 +44,10 @@ from mailer.delivery.testsend import send_test
 from mailer.delivery.transport import OutboxTransport, SmtpTransport, open_transport
 from mailer.errors import NotFoundError, ReleaseError, SendError
 from mailer.localtext import in_language
+from mailer.media import access as media_access
+from mailer.media import store as media_store
+from mailer.media.refs import media_json, with_media
+from mailer.media.scan import scan_release
 from mailer.releases import embargo as embargo_words
 from mailer.releases.embargo import is_ahead
 from mailer.releases.languages import choose
@@ -164,7 +168,8 @@ def send_release(
         ahead = release.embargo if is_ahead(release.embargo, clock.now()) else None
         results = send_test(
             settings,
-            render_release(release, settings, marked_until=ahead),
+            # As every message: its file URLs carry the release's grant.
+            render_release(media_access.granted(settings, release), settings, marked_until=ahead),
             tests,
             transport,
             embargo=release.embargo,
@@ -287,6 +292,13 @@ def check_for_lists(
     from mailer.releases.checks import Finding, check_release  # noqa: PLC0415
 
     slugs = list(list_slugs) or list(release.lists)
+    # The photos and documents the release names: checked, stored, and linked to by URL.
+    local_files = scan_release(release, settings)
+    release = with_media(release, local_files.refs)
+    if local_files.files:
+        with session_scope(settings) as s:
+            media_store.save(s, settings, local_files)
+            media_store.link(s, release)  # a test send's photos show before any plan
     audience: dict[str, int] | None = None
     missing: list[Finding] = []
     list_name = None
@@ -311,13 +323,15 @@ def check_for_lists(
     )
     rendered: dict[str, Any] = {}
     findings = check_release(
-        release,
+        # Rendered as the messages link the files (mailer.media.access.granted) when sending.
+        media_access.granted(settings, release) if sending else release,
         settings,
         audience_languages=audience,
         render_languages=wanted,
         list_name=list_name,
         rendered_out=rendered if sending else None,
         test_send=test_send,
+        local_files=local_files,
     )
     return Checked(
         release, sorted(missing + findings, key=lambda f: f.level != "error"), audience, rendered
@@ -424,7 +438,9 @@ def _plan(
         dict(release.sources),
         _front_matter(release),
         release.content_hash,
+        media=media_json(release),
     )
+    media_store.link(session, release)
     expires = release.expires
     limit_after = min((t for t in (expires, not_after) if t is not None), default=None)
     return plan_campaign(

@@ -12,6 +12,7 @@ mail program shows (Outlook on Windows shows no WebP). An animated GIF is left a
 from __future__ import annotations
 
 import io
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,12 +55,15 @@ def examine(path: Path, kind: Kind, email_width: int = EMAIL_WIDTH) -> Picture:
     """The photo at `path` (of an image `kind`) and its copies; InvalidInputError when it
     cannot be read as an image or is too large to decode."""
     try:
-        with Image.open(path) as im:
-            return _examine(im, kind, email_width)
+        with warnings.catch_warnings():
+            # Pillow only warns between its two limits; past MAX_PIXELS it is refused anyway.
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                return _examine(im, kind, email_width)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise InvalidInputError(_too_large()) from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as err:
         raise InvalidInputError(f"cannot be read as an image: {err}") from None
-    except Image.DecompressionBombError:
-        raise InvalidInputError(_too_large()) from None
 
 
 def _too_large() -> str:
@@ -90,23 +94,32 @@ def _examine(im: Image.Image, kind: Kind, email_width: int) -> Picture:
     if upright.mode not in ("RGB", "RGBA", "L", "LA", "P"):
         upright = upright.convert("RGB")  # CMYK photos show wrong or not at all in browsers
         icc = None
-    copies: list[Copy] = []
+    widths: list[int] = []
     for scale in (1, 2):
         target = min(scale * email_width, width)
-        if copies and target <= copies[-1].width:
+        if widths and target <= widths[-1]:
             break  # never upscaled: a photo narrower than 2x gets no second copy
-        copies.append(_copy(upright, scale, target, round(height * target / width) or 1, kind, icc))
+        widths.append(target)
+    # The widest copy is made from the photo, the narrower one from it (a quarter of the work).
+    copies: list[Copy] = []
+    source = upright
+    for scale in range(len(widths), 0, -1):
+        target = widths[scale - 1]
+        source = _resized(source, target, round(height * target / width) or 1)
+        copies.insert(0, _encode(source, scale, kind, icc))
     return Picture(width, height, False, has_gps, tuple(copies))
 
 
-def _copy(
-    upright: Image.Image, scale: int, width: int, height: int, kind: Kind, icc: bytes | None
-) -> Copy:
-    image = upright
-    if image.size != (width, height):
-        if image.mode == "P":
-            image = image.convert("RGBA")
-        image = image.resize((width, height), Image.Resampling.LANCZOS, reducing_gap=3.0)
+def _resized(image: Image.Image, width: int, height: int) -> Image.Image:
+    if image.size == (width, height):
+        return image.copy()
+    if image.mode == "P":
+        image = image.convert("RGBA")
+    return image.resize((width, height), Image.Resampling.LANCZOS, reducing_gap=3.0)
+
+
+def _encode(image: Image.Image, scale: int, kind: Kind, icc: bytes | None) -> Copy:
+    width, height = image.size
     # Nothing of the original's metadata travels: no EXIF (GPS, device), no XMP, no comments;
     # only the colour profile, which says how to show the colours.
     image.info = {}

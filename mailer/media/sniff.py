@@ -139,7 +139,15 @@ def _zip_kind(path: Path) -> Kind:
                     f"not a type a press kit may hold ({ALLOWED}): save it as PDF"
                 )
             _check_image_archive(archive, infos)
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, NotImplementedError, RuntimeError, ValueError) as err:
+    except (
+        zipfile.BadZipFile,
+        zipfile.LargeZipFile,
+        OSError,
+        EOFError,
+        NotImplementedError,
+        RuntimeError,
+        ValueError,
+    ) as err:
         # NotImplementedError: a compression method zipfile lacks; RuntimeError: a password.
         raise InvalidInputError(f"is a damaged ZIP archive ({err})") from None
     return ZIP

@@ -173,6 +173,8 @@ def email_view_urls(
     The public page when the release is on the newsroom and the message goes out after its
     embargo; else the campaign's view link (a release kept off the newsroom, or a press copy
     sent before the lift, whose public page is still a 404)."""
+    if not settings.newsroom:
+        return {}  # no newsroom served: nothing to view
     session = object_session(campaign)
     pub = state.find(session, campaign.release.slug) if session is not None else None
     public = pub is not None and pub.publish and not early and pub.release_id == campaign.release_id

@@ -268,7 +268,8 @@ def corrections(pub: Publication) -> list[Correction]:
 
 
 def last_change(pub: Publication) -> datetime | None:
-    """When its page last changed for readers: the newest note, else when it became visible."""
+    """When its page last changed for readers (a feed's `updated`): when it became visible, or
+    its newest note if later; None while it was never sent."""
     since = visible_from(pub)
     notes = [note.at for note in corrections(pub)]
     return max([*notes, since]) if since is not None else None

@@ -2,7 +2,9 @@
 
 Errors stop a send (the CLI exits 1): a footer without a postal address, settings still at their
 placeholder (the example From...) when the transport reaches readers, a message Gmail would
-clip, a link that cannot work in email, an expiry already past. Warnings are worth a look: a
+clip, a link that cannot work in email, a press-kit file that cannot be sent (missing, outside
+the release folder, of a type or size not allowed: mailer.media.scan finds those), an expiry
+already past. Warnings are worth a look: a
 language its readers would not get, an image without alt text, a plain-http link, an embargo
 already past, a subject longer than an inbox shows, a media contact completed from (or missing
 beside) the default language's.
@@ -12,13 +14,14 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 from urllib.parse import urlsplit
 
 from mailer import clock
 from mailer.config import Settings, placeholder_message, placeholder_settings
 from mailer.errors import MailerError
 from mailer.localtext import LocalText, has_language, in_language
+from mailer.media.refs import is_local
 from mailer.releases import textpart
 from mailer.releases.languages import choose, normalise, primary
 from mailer.releases.markdown import BodyLink, body_links
@@ -29,6 +32,9 @@ from mailer.releases.render import (
     sample_values,
 )
 from mailer.releases.source import Release, ReleaseVariant
+
+if TYPE_CHECKING:
+    from mailer.media.scan import Scan
 
 GMAIL_CLIP_BYTES = 102 * 1024
 # Inboxes show roughly 60-70 columns of a subject on a desktop and fewer on a phone; beyond 78
@@ -89,6 +95,7 @@ def check_release(
     list_name: str | None = None,
     rendered_out: dict[str, RenderedVariant] | None = None,
     test_send: bool = False,
+    local_files: Scan | None = None,
 ) -> list[Finding]:
     """Every finding for this release with these settings (and audience, when given).
 
@@ -102,6 +109,10 @@ def check_release(
     `render_languages` limits the rendering checks to the variants that will be sent (every
     variant by default); `rendered_out` receives each variant rendered, so a send can use them
     instead of rendering (and inlining) again.
+
+    `local_files`: the release's local files, found and checked (mailer.media.scan, which
+    reads the release folder): their problems are findings, and a local reference is no longer
+    "not an absolute URL". Without it every local reference is that error.
     """
     out: list[Finding] = []
     out += _settings_findings(settings, release, test_send=test_send)
@@ -115,9 +126,11 @@ def check_release(
     out += _contact_findings(release)
     if audience_languages is not None:
         out += _language_findings(release, audience_languages)
+    if local_files is not None:
+        out += [Finding(p.level, p.message) for p in local_files.problems]
     for lang in release.languages:
         variant = release.variants[lang]
-        out += _variant_findings(variant, settings)
+        out += _variant_findings(variant, settings, local=local_files is not None)
         if render_languages is not None and lang not in render_languages:
             continue
         try:
@@ -319,7 +332,10 @@ def _local_text_findings(
     return out
 
 
-def _variant_findings(variant: ReleaseVariant, settings: Settings) -> list[Finding]:
+def _variant_findings(
+    variant: ReleaseVariant, settings: Settings, *, local: bool = False
+) -> list[Finding]:
+    """`local`: local references were checked as files (mailer.media.scan), not as URLs."""
     out: list[Finding] = []
     meta = variant.meta
     where = variant.where
@@ -343,7 +359,8 @@ def _variant_findings(variant: ReleaseVariant, settings: Settings) -> list[Findi
             )
         )
     if meta.image is not None:
-        out += _url_findings(meta.image.url, f"{where}: image", "image")
+        if not (local and is_local(meta.image.url)):
+            out += _url_findings(meta.image.url, f"{where}: image", "image")
         if not meta.image.alt.strip():
             out.append(
                 Finding(
@@ -353,13 +370,19 @@ def _variant_findings(variant: ReleaseVariant, settings: Settings) -> list[Findi
                 )
             )
     for link in body_links(variant):
-        out += _body_link_findings(variant, link)
+        out += _body_link_findings(variant, link, local=local)
     return out
 
 
-def _body_link_findings(variant: ReleaseVariant, link: BodyLink) -> list[Finding]:
+def _body_link_findings(
+    variant: ReleaseVariant, link: BodyLink, *, local: bool = False
+) -> list[Finding]:
     where = f"{variant.where}:{link.line}"
-    out = _url_findings(link.url, f"{where}: {link.kind}", link.kind)
+    out = (
+        []
+        if local and is_local(link.url)
+        else _url_findings(link.url, f"{where}: {link.kind}", link.kind)
+    )
     if link.kind == "image" and not link.text:
         out.append(
             Finding(

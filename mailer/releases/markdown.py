@@ -8,7 +8,7 @@ markdown-it-py, CommonMark plus tables, raw HTML off. The text part is written f
 from __future__ import annotations
 
 import html as html_lib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -17,6 +17,7 @@ from markdown_it.rules_core import StateCore
 from markdown_it.token import Token
 from markdown_it.tree import SyntaxTreeNode
 
+from mailer.media.refs import MediaRef, localise
 from mailer.releases import textpart
 from mailer.releases.personalise import neutralise
 from mailer.releases.source import ReleaseVariant
@@ -94,9 +95,13 @@ class BodyLink:
     line: int
 
 
-def _tokens(markdown: str, lead: str | None, lead_html: str | None) -> list[Token]:
-    """The body's tokens; `lead` (the dateline) starts the first paragraph, as in print."""
+def _tokens(
+    markdown: str, lead: str | None, lead_html: str | None, media: Sequence[MediaRef] = ()
+) -> list[Token]:
+    """The body's tokens; `lead` (the dateline) starts the first paragraph, as in print; local
+    images and links lead to their stored files (`media`)."""
     tokens = _MD.parse(markdown)
+    localise(tokens, media)
     if lead is None:
         return tokens
     for i, tok in enumerate(tokens):
@@ -125,14 +130,14 @@ def body_html(variant: ReleaseVariant) -> str:
     lead_html = (
         f'<strong class="dateline">{html_lib.escape(dateline)}</strong> – ' if dateline else None
     )
-    tokens = _tokens(variant.body, f"{dateline} – " if dateline else None, lead_html)
+    tokens = _tokens(variant.body, f"{dateline} – " if dateline else None, lead_html, variant.media)
     return neutralise(_MD.renderer.render(tokens, _MD.options, {}))
 
 
 def body_text(variant: ReleaseVariant, width: int = textpart.WIDTH) -> str:
     """The body as plain text wrapped at `width` columns; placeholders neutralised."""
     dateline = variant.meta.dateline
-    tokens = _tokens(variant.body, f"{dateline} – " if dateline else None, None)
+    tokens = _tokens(variant.body, f"{dateline} – " if dateline else None, None, variant.media)
     return neutralise("\n".join(textpart.render_blocks(SyntaxTreeNode(tokens).children, width)))
 
 

@@ -9,8 +9,9 @@ only the layouts write; everything the release author wrote goes through persona
 from __future__ import annotations
 
 import importlib.resources
+import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
@@ -38,6 +39,8 @@ from markupsafe import Markup, escape
 from mailer.config import Settings
 from mailer.errors import ConfigError
 from mailer.localtext import in_language
+from mailer.media import refs as media_refs
+from mailer.media.refs import MediaFileInfo
 from mailer.releases import embargo, inline, textpart
 from mailer.releases.dates import format_date as format_date  # re-exported: checks, tests
 from mailer.releases.dates import format_when as format_when
@@ -53,6 +56,11 @@ from mailer.releases.source import Release
 
 HTML_LAYOUT = "email/release.html"
 TEXT_LAYOUT = "email/release.txt"
+# The "view in browser" row is rendered and inlined once with this stand-in address, between
+# <!--mailer:view--> comments (which CSS inlining keeps): a variant without the link drops the
+# row, a campaign's puts its own address in its place.
+VIEW_STAND_IN = "https://view-in-browser.invalid/"
+_VIEW_ROW = re.compile(r"<!--mailer:view-->.*?<!--/mailer:view-->\n?", re.S)
 
 
 @dataclass(frozen=True)
@@ -68,6 +76,29 @@ class RenderedVariant:
     marked_until: datetime | None = None
     # The "view in browser" link it carries (mailer.newsroom.links), None without one.
     view_url: str | None = None
+    # The inlined HTML and the text with the link's row at VIEW_STAND_IN ("" when the layout
+    # has no marked row): a campaign puts its own link in (`with_view`) without inlining again.
+    viewable_html: str = ""
+    viewable_text: str = ""
+
+    def with_view(self, url: str) -> RenderedVariant:
+        """This variant with the "view in browser" link `url`: the stand-in address replaced,
+        no CSS inlining (the row was inlined with the rest)."""
+        if not self.viewable_html:
+            raise ValueError("this variant was rendered without its view-in-browser row")
+        return replace(
+            self,
+            html=PersonalTemplate.compile(
+                self.viewable_html.replace(VIEW_STAND_IN, str(escape(url))), escape_html=True
+            ),
+            text=PersonalTemplate.compile(
+                self.viewable_text.replace(VIEW_STAND_IN, url), escape_html=False
+            ),
+            view_url=url,
+        )
+
+    # The files sent with it as real attachments (`attach:`; mailer.media).
+    attachments: tuple[MediaFileInfo, ...] = ()
 
 
 # --- per-language wording -----------------------------------------------------------------------
@@ -89,6 +120,8 @@ LABELS: dict[str, dict[str, str]] = {
         "phone": "Tel.",
         "email": "Email",
         "view_online": "View this release in your browser",
+        "downloads": "Downloads",
+        "attached": "attached",
     },
     "ko": {
         "category": "보도자료",
@@ -106,6 +139,8 @@ LABELS: dict[str, dict[str, str]] = {
         "phone": "전화",
         "email": "이메일",
         "view_online": "웹 브라우저에서 보기",
+        "downloads": "자료 내려받기",
+        "attached": "첨부",
     },
 }
 # Korean fonts lead in the Korean variant (Outlook on Windows does no per-glyph fallback); the
@@ -305,7 +340,20 @@ def layout_context(
         "dateline": n(meta.dateline or ""),
         "release_line": release_line,
         "preheader": preheader_text(variant),
-        "image": {"url": n(meta.image.url), "alt": n(meta.image.alt)} if meta.image else None,
+        # A local photo shows its email-width copy (mailer.media.refs).
+        "image": (
+            {
+                k: n(v) if isinstance(v, str) else v
+                for k, v in media_refs.hero(meta.image.url, meta.image.alt, variant.media).items()
+            }
+            if meta.image
+            else None
+        ),
+        # The press kit: each local file the variant names, with its type and size.
+        "downloads": [
+            {k: n(v) if isinstance(v, str) else v for k, v in item.items()}
+            for item in media_refs.downloads(variant.media, meta.attach)
+        ],
         "body": body,
         "end_mark": labels["end_mark"],
         "about_title": labels["about"].format(org=org),
@@ -432,7 +480,7 @@ def render_variant(
             f"(it has {', '.join(release.languages)})"
         )
     html, text = render_layouts(
-        release, language, settings, list_name, marked_until=marked_until, view_url=view_url
+        release, language, settings, list_name, marked_until=marked_until, view_url=VIEW_STAND_IN
     )
     before = PersonalTemplate.compile(html, escape_html=True)
     inlined = inline.inline_css(html, where=HTML_LAYOUT)
@@ -443,14 +491,31 @@ def render_variant(
             f"({sorted(before.parts[1::2])} -> {sorted(after.parts[1::2])})"
         )
     meta = release.variants[language].meta
-    return RenderedVariant(
+    viewable = RenderedVariant(
         language=language,
         subject=" ".join(neutralise(meta.subject or meta.title).split()),
         preheader=preheader_text(release.variants[language]),
         html=after,
         text=PersonalTemplate.compile(text, escape_html=False),
         marked_until=marked_until,
-        view_url=view_url,
+        view_url=VIEW_STAND_IN,
+        attachments=media_refs.attachments(release.variants[language]),
+        viewable_html=inlined,
+        viewable_text=text,
+    )
+    if view_url:
+        return viewable.with_view(view_url)
+    html_plain = _VIEW_ROW.sub("", inlined)
+    if VIEW_STAND_IN in html_plain:
+        # A layout of one's own that shows `view_url` outside the marked row: inline it again.
+        html, _ = render_layouts(release, language, settings, list_name, marked_until=marked_until)
+        html_plain = inline.inline_css(html, where=HTML_LAYOUT)
+    text_plain = "\n".join(line for line in text.split("\n") if VIEW_STAND_IN not in line)
+    return replace(
+        viewable,
+        html=PersonalTemplate.compile(html_plain, escape_html=True),
+        text=PersonalTemplate.compile(_tidy_text(text_plain), escape_html=False),
+        view_url=None,
     )
 
 

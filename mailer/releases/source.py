@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
@@ -29,6 +29,9 @@ from mailer.errors import InvalidInputError, ReleaseError
 from mailer.releases.languages import choose, from_name
 from mailer.releases.languages import normalise as normalise_language
 from mailer.releases.yamlhints import check_values, explain
+
+if TYPE_CHECKING:
+    from mailer.media.refs import MediaRef
 
 # A language suffix: NAME.en.md, NAME.ko.md, NAME.pt-br.md; also as people write them:
 # NAME.ko_KR.md, NAME.KR.md, NAME.kor.md (normalise reads them: mailer.releases.languages).
@@ -89,6 +92,8 @@ class FrontMatter:
     image: Image | None = None
     # `publish: false` keeps the release off the public newsroom (mailer.newsroom); None: on it.
     publish: bool | None = None
+    # Files of the release folder sent as real attachments (`attach: [guide-ko.pdf]`).
+    attach: tuple[str, ...] = ()
     extra: Mapping[str, Any] = field(default_factory=dict)
     # 1-based line of the first body line in the file, so body findings can name their line.
     body_line: int = 1
@@ -123,6 +128,8 @@ class ReleaseVariant:
     # What this variant took from the default language's: ("contact",) for the whole contact,
     # ("contact.email", ...) for some of its fields.
     inherited: tuple[str, ...] = ()
+    # The local files it names, once stored (mailer.media.refs.with_media); () until then.
+    media: tuple[MediaRef, ...] = ()
 
     @property
     def where(self) -> str:
@@ -669,6 +676,20 @@ def _flag(raw: Any, at: str) -> bool:
     return raw
 
 
+def _attach(raw: Any, at: str) -> tuple[str, ...]:
+    """File names in the release folder (checked, like every local file, by mailer.media)."""
+    items = [raw] if isinstance(raw, str) else raw
+    if not isinstance(items, list):
+        raise ReleaseError(f"{at}: expected a list of file names, e.g. [guide-ko.pdf], got {raw!r}")
+    out: list[str] = []
+    for item in items:
+        if not isinstance(item, str) or not item.strip():
+            raise ReleaseError(f"{at}: not a file name: {item!r}")
+        if item.strip() not in out:
+            out.append(item.strip())
+    return tuple(out)
+
+
 def _language(raw: Any, at: str) -> str:
     text = _text(raw, at, required=True)
     value = normalise_language(from_name(text) or text)
@@ -699,6 +720,7 @@ _VALIDATORS: dict[str, Callable[[Any, str], Any]] = {
     "language": _language,
     "image": _image,
     "publish": _flag,
+    "attach": _attach,
     "extra": _extra,
 }
 FIELDS = tuple(_VALIDATORS)

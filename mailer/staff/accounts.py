@@ -218,7 +218,9 @@ def sign_in(session: Session, email: str, password: str, *, ip: str) -> SignIn:
     if user.password_hash and passwords.needs_rehash(user.password_hash):
         user.password_hash = passwords.hash_password(password)
     user.last_login_at = now
-    audit.record(session, "staff_signed_in", actor=f"user:{user.email}", ip=ip)
+    # With two-factor sign-in on, the user is signed in only once the code is right.
+    kind = "staff_password_accepted" if user.totp_enabled else "staff_signed_in"
+    audit.record(session, kind, actor=f"user:{user.email}", ip=ip)
     return SignIn(user)
 
 
@@ -316,8 +318,15 @@ def confirm_2fa(session: Session, user: StaffUser, code: str) -> list[str]:
 
 def second_factor(session: Session, user: StaffUser, code: str) -> bool:
     """A TOTP code or, failing that, a recovery code; counted against the account's tries."""
-    if twofactor.check_code(user, code) or twofactor.use_recovery_code(user, code):
+    if twofactor.check_code(user, code):
+        method = "totp"
+    elif twofactor.use_recovery_code(user, code):
+        method = "recovery code"
+    else:
+        method = ""
+    if method:
         ratelimit.clear(session, _account_key(user.email))
+        audit.record(session, "staff_signed_in", actor=f"user:{user.email}", second_factor=method)
         return True
     audit.record(session, "staff_2fa_failed", actor=f"user:{user.email}", user=user.email)
     return False

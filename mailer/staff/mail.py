@@ -80,7 +80,11 @@ def compose(settings: Settings, user: StaffUser, kind: str, link: str) -> notice
 
 def send(settings: Settings, user: StaffUser, kind: str, link: str) -> None:
     """Send the email now (TransportError when the server does not take it)."""
-    notice = compose(settings, user, kind, link)
+    deliver(settings, compose(settings, user, kind, link))
+
+
+def deliver(settings: Settings, notice: notices.OutgoingNotice) -> None:
+    """Send a composed email now (TransportError when the server does not take it)."""
     conn = open_transport(settings).open()
     try:
         notices.send(settings, conn, notice)

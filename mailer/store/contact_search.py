@@ -129,11 +129,6 @@ def install(connection: Connection, fields: Sequence[str] = FIELDS) -> None:
     connection.exec_driver_sql(fill_statement(dialect, fields))
 
 
-def uninstall(connection: Connection) -> None:
-    for statement in drop_statements(connection.dialect.name):
-        connection.exec_driver_sql(statement)
-
-
 def enable_trigram(connection: Connection) -> bool:
     """PostgreSQL: create pg_trgm if it is not there and this user may; whether it is there."""
     if connection.dialect.name != "postgresql":

@@ -50,6 +50,10 @@ def create_app(settings: Settings, *, public: bool = True, console: bool | None 
 
     if public:
         app.register_blueprint(views.bp)
+        # Lazy: import cycle, as above. Press-kit files: the newsroom's and the emails' photos.
+        from mailer.web import media  # noqa: PLC0415
+
+        app.register_blueprint(media.bp)
         if settings.newsroom:
             # Lazy: import cycle, as above.
             from mailer.web import newsroom  # noqa: PLC0415

@@ -14,6 +14,7 @@ from werkzeug.wrappers import Response as BaseResponse
 from mailer import clock
 from mailer.config import Settings
 from mailer.errors import TokenError
+from mailer.media import access as media_access
 from mailer.newsroom import catalog, feeds, links, state
 from mailer.newsroom.pages import Newsroom
 from mailer.store.models import Campaign, Publication
@@ -142,7 +143,7 @@ def stylesheet() -> Response:
 # --- one release --------------------------------------------------------------------------------
 
 
-@bp.get("/<int:year>/<int:month>/<slug>/<lang>")
+@bp.get("/<int(fixed_digits=4):year>/<int(fixed_digits=2):month>/<slug>/<lang>")
 def release(year: int, month: int, slug: str, lang: str) -> Response:
     now = clock.now()
     pub = catalog.at_url(db(), year, month, slug)
@@ -166,7 +167,9 @@ def preview(slug: str, lang: str) -> BaseResponse:
         abort(404)
     if state.is_public(pub, now):
         return redirect(links.page_path(settings(), pub, lang))
-    return _private(_newsroom().release_page(pub, pub.release, lang, now=now, preview_key=key))
+    page = _newsroom().release_page(pub, pub.release, lang, now=now, preview_key=key)
+    # Its photos are not public yet either: the page's file URLs carry the preview key.
+    return _private(media_access.grant_page(page, settings(), f"preview={key}"))
 
 
 @bp.get("/view/<token>/<lang>")
@@ -181,7 +184,8 @@ def view(token: str, lang: str) -> BaseResponse:
         abort(404)
     pub = state.find(db(), campaign.release.slug)
     if pub is not None and state.shows_withdrawn(pub, now):
-        return _public(_newsroom().withdrawn_page(pub, lang), status=410)
+        # A token's URL: the same withdrawn page, but never kept by a shared cache.
+        return Response(_newsroom().withdrawn_page(pub, lang), status=410, mimetype="text/html")
     if pub is not None and state.is_public(pub, now) and pub.release_id == campaign.release_id:
         return redirect(links.page_path(settings(), pub, lang))
     if pub is not None and pub.withdrawn_at is not None:
@@ -189,7 +193,9 @@ def view(token: str, lang: str) -> BaseResponse:
     page = _newsroom().release_page(
         pub or _stand_in(campaign), campaign.release, lang, now=now, view_token=token
     )
-    return _private(page)
+    # As in the message itself, its photos open with the release's grant (mailer.media.access).
+    grant = media_access.make_grant(settings(), campaign.release.slug)
+    return _private(media_access.grant_page(page, settings(), f"k={grant}"))
 
 
 def _stand_in(campaign: Campaign) -> Publication:

@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 import lxml.html
 import pyotp
 import pytest
+from argon2 import PasswordHasher
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import func, select
@@ -36,7 +37,7 @@ from mailer.contacts.lists import create_list
 from mailer.contacts.segments import create_segment
 from mailer.contacts.suppressions import add_suppression
 from mailer.imports.importer import import_contacts
-from mailer.staff import accounts, sessions
+from mailer.staff import accounts, passwords, sessions
 from mailer.store import audit
 from mailer.store.db import session_scope
 from mailer.store.models import Base, Event, StaffRole, StaffUser
@@ -45,6 +46,12 @@ from mailer.web.console import access
 from tests.support.bounces import dsn
 from tests.support.imports import write_csv
 from tests.support.web import Web, confirm_url
+
+# Real argon2id at a test's cost: the default parameters (64 MiB, 3 passes: about a quarter of
+# a second a hash) would make each sign-in in the suite that slow. Hashes made here verify in a
+# full-cost `mailer serve` too (the parameters are in the hash), which rehashes them at sign-in.
+passwords._HASHER = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+passwords._DUMMY = passwords._HASHER.hash("not a password of anyone's")
 
 PASSWORD = "correct horse battery staple"
 UA = "Mozilla/5.0 (console test)"

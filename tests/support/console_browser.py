@@ -126,6 +126,15 @@ def set_width(driver: Any, width: int) -> None:
     )
 
 
+def speak(driver: Any, lang: str) -> None:
+    """Make the browser ask for pages in `lang` (Accept-Language), as a Korean staff member's
+    browser does: signed-out pages (sign-in, invitation) follow it."""
+    agent = driver.execute_script("return navigator.userAgent")
+    driver.execute_cdp_cmd(
+        "Emulation.setUserAgentOverride", {"userAgent": agent, "acceptLanguage": lang}
+    )
+
+
 def axe_violations(driver: Any) -> list[dict[str, Any]]:
     """Serious and critical axe-core violations on the current page (WCAG 2.1 A and AA rules)."""
     _need("axe-core (npm ci --prefix .ci)", AXE_JS.exists())
@@ -150,6 +159,54 @@ def describe(violations: list[dict[str, Any]]) -> str:
         + ", ".join(str(n.get("target")) for n in v.get("nodes", [])[:3])
         for v in violations
     )
+
+
+# Elements that reach past the right edge of the window, except inside a box that scrolls or
+# clips them (a .table-wrap scrolls sideways on purpose). An absolutely positioned element (the
+# visually hidden text of a label) is clipped only by its containing block's chain, which is
+# what offsetParent follows.
+_OVERFLOW_JS = """
+var width = document.documentElement.clientWidth, found = [];
+function contained(el) {
+  for (var p = el; p && p !== document.body;) {
+    var pos = getComputedStyle(p).position;
+    p = pos === 'absolute' || pos === 'fixed' ? p.offsetParent : p.parentElement;
+    if (p && p !== document.body && getComputedStyle(p).overflowX !== 'visible') return true;
+  }
+  return false;
+}
+function name(el) {
+  var cls = typeof el.className === 'string' ? el.className.trim().replace(/ +/g, '.') : '';
+  return el.tagName.toLowerCase() + (el.id ? '#' + el.id : '') + (cls ? '.' + cls : '');
+}
+document.querySelectorAll('body *').forEach(function (el) {
+  var r = el.getBoundingClientRect();
+  if (r.width === 0 || r.height === 0 || r.right <= width + 1 || contained(el)) return;
+  found.push(name(el) + ' ends at ' + Math.round(r.right) + 'px');
+});
+// Text that does not wrap spills out of a box that fits (a long address in a heading).
+var walk = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+var range = document.createRange();
+while (walk.nextNode()) {
+  var text = walk.currentNode, el = text.parentElement;
+  if (!text.textContent.trim() || getComputedStyle(el).overflowX !== 'visible') continue;
+  if (contained(el)) continue;
+  range.selectNodeContents(text);
+  var r = range.getBoundingClientRect();
+  if (r.right > width + 1)
+    found.push(name(el) + ' text "' + text.textContent.trim().slice(0, 40) + '" ends at ' +
+      Math.round(r.right) + 'px');
+}
+if (document.documentElement.scrollWidth > width + 1)
+  found.push('the page scrolls sideways: ' + document.documentElement.scrollWidth + 'px');
+return found.slice(0, 8);
+"""
+
+
+def overflowing(driver: Any) -> list[str]:
+    """What sticks out past the window's right edge (the page must not scroll sideways)."""
+    found: list[str] = driver.execute_script(_OVERFLOW_JS)
+    return found
 
 
 def csp_errors(driver: Any) -> list[str]:
@@ -181,3 +238,85 @@ def shoot(driver: Any, folder: Path, name: str) -> Path:
     shutil.copy(path, SHOTS / path.name)
     set_width(driver, width)
     return path
+
+
+def page_faults(driver: Any, folder: Path, name: str) -> list[str]:
+    """The page shown, at phone and desktop width: axe's serious and critical violations, what
+    sticks out sideways and blocked scripts or styles; a screenshot of each width."""
+    faults = []
+    for label, width in WIDTHS.items():
+        set_width(driver, width)
+        found = axe_violations(driver)
+        if found:
+            faults.append(f"{name} at {width}px: {describe(found)}")
+        wide = overflowing(driver)
+        if wide:
+            faults.append(f"{name} at {width}px sticks out: {wide}")
+        shoot(driver, folder, f"{name}-{label}")
+    blocked = csp_errors(driver)
+    if blocked:
+        faults.append(f"{name}: {blocked}")
+    return faults
+
+
+def by(driver: Any, css: str) -> Any:
+    """The one element that `css` finds (NoSuchElementException when none)."""
+    from selenium.webdriver.common.by import By
+
+    return driver.find_element(By.CSS_SELECTOR, css)
+
+
+def h1(driver: Any) -> str:
+    # One script call: an element found and then read could belong to a page already gone.
+    text = driver.execute_script(
+        "var h = document.querySelector('h1'); return h ? h.innerText : ''"
+    )
+    return str(text).strip()
+
+
+def wait_until(driver: Any, condition: Any, timeout: float = 15) -> Any:
+    """Poll `condition(driver)` until it is true; errors of a page being replaced are retried."""
+    from selenium.common.exceptions import WebDriverException
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    return WebDriverWait(driver, timeout, ignored_exceptions=(WebDriverException,)).until(condition)
+
+
+def wait_h1(driver: Any, wanted: str) -> None:
+    wait_until(driver, lambda d: h1(d) == wanted)
+
+
+def mark_page(driver: Any) -> None:
+    """Put a mark on the page shown: a new page (a navigation) has none, an htmx swap keeps it."""
+    driver.execute_script("window.__consoleTestMark = true")
+
+
+def same_page(driver: Any) -> bool:
+    return bool(driver.execute_script("return window.__consoleTestMark === true"))
+
+
+def click_through(driver: Any, element: Any) -> None:
+    """Click a link or a submit button and wait until the next page has loaded."""
+    mark_page(driver)
+    element.click()
+    wait_until(
+        driver,
+        lambda d: d.execute_script(
+            "return window.__consoleTestMark !== true && document.readyState === 'complete'"
+        ),
+    )
+
+
+def sign_in(driver: Any, live: Live, email: str, password: str) -> None:
+    """Sign in through the console's form (an account without two-factor sign-in)."""
+    driver.get(f"{live.url}/admin/login")
+    by(driver, "#email").send_keys(email)
+    by(driver, "#password").send_keys(password)
+    click_through(driver, by(driver, "button[type=submit]"))
+    wait_until(driver, lambda d: "/admin/login" not in d.current_url)
+
+
+def check_page(driver: Any, folder: Path, name: str) -> None:
+    """Fail on any fault `page_faults` finds (axe, sideways overflow, CSP) at either width."""
+    faults = page_faults(driver, folder, name)
+    assert not faults, "\n".join(faults)

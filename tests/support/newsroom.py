@@ -30,6 +30,7 @@ from werkzeug.test import TestResponse
 from mailer.config import Settings, load_settings
 from mailer.contacts.contact import add_contact
 from mailer.contacts.lists import create_list
+from mailer.releases.source import content_hash
 from mailer.samples import SAMPLE_ORGANISATION
 from mailer.store.db import session_scope
 from mailer.store.models import Publication, Release
@@ -266,7 +267,7 @@ def bulk_publications(
                 "default_language": "en",
                 "front_matter": {"date": day.isoformat()},
                 "variants": {lang: {"source": text} for lang, text in sources.items()},
-                "content_hash": f"{i:064d}",
+                "content_hash": content_hash(sources, "en"),
                 "created_at": now,
             }
             for i, (day, slug, sources) in enumerate(rows)

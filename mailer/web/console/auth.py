@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime
+from functools import partial
 
 from flask import Response, g, request, url_for
 
+from mailer.config import Settings
+from mailer.delivery.notices import OutgoingNotice
 from mailer.errors import InvalidInputError, MailerError
 from mailer.staff import accounts, sessions
 from mailer.staff import mail as staff_mail
@@ -208,16 +211,27 @@ def reset_request() -> Response:
 @bp.post("/reset")
 def reset_request_post() -> Response:
     email = request.form.get("email", "")[:320]
-    # The same answer whatever was typed: no account enumeration.
+    # The same answer, in about the same time, whatever was typed: the email is sent after the
+    # response has gone (and after the request's commit made its link valid), so how long the
+    # mail server takes does not tell which addresses have accounts.
+    notice = None
     if ratelimit.hit(db(), f"reset-ip:{client_ip()}", accounts.ADDRESS_LIMIT).allowed:
         found = accounts.request_reset(db(), email)
         if found is not None:
             user, token = found
-            try:
-                staff_mail.send(settings(), user, "reset", staff_mail.reset_link(settings(), token))
-            except MailerError as err:
-                log.error("reset email for a staff account could not be sent: %s", err)
-    return render("reset_request.html", sent=True)
+            link = staff_mail.reset_link(settings(), token)
+            notice = staff_mail.compose(settings(), user, "reset", link)
+    response = render("reset_request.html", sent=True)
+    if notice is not None:
+        response.call_on_close(partial(_deliver_quietly, settings(), notice))
+    return response
+
+
+def _deliver_quietly(s: Settings, notice: OutgoingNotice) -> None:
+    try:
+        staff_mail.deliver(s, notice)
+    except MailerError as err:
+        log.error("reset email for a staff account could not be sent: %s", err)
 
 
 @bp.get("/reset/<token>")
