@@ -482,7 +482,7 @@ def test_build_a_segment_with_the_live_preview(
     where = by(driver, "#seg-where")
     _type(where, "language = ko")
     wait_until(
-        driver, lambda d: _preview_total(d) == f.t("A send would mail %(count)s contacts.", count=3)
+        driver, lambda d: _preview_total(d) == f.t("Contacts a send would mail: %(count)s", count=3)
     )
     # A condition that does not parse: the preview says where, nothing is saved.
     _type(where, "\nbeat ==")
@@ -492,7 +492,7 @@ def test_build_a_segment_with_the_live_preview(
         where.send_keys("\b")
     _type(where, "= politics")
     wait_until(
-        driver, lambda d: _preview_total(d) == f.t("A send would mail %(count)s contacts.", count=1)
+        driver, lambda d: _preview_total(d) == f.t("Contacts a send would mail: %(count)s", count=1)
     )
     assert "minjun.kim@hankook.example.kr" in by(driver, "table.seg-sample").text
     assert same_page(driver), "the preview came with a new page, not through htmx"

@@ -71,7 +71,7 @@ def _words(node: Any) -> str:
 def _preview(response: TestResponse) -> dict[str, Any]:
     """The figures of a preview as the page shows them."""
     tree = _tree(response)
-    total = re.search(r"would mail (\d+) contacts", _words(tree))
+    total = re.search(r"would mail: (\d+)", _words(tree))
     held = re.search(r"(\d+) more match but are suppressed", _words(tree))
     languages = {
         row.xpath("td")[0].text_content(): int(row.xpath("td")[1].text_content())
@@ -278,7 +278,7 @@ def test_a_parse_error_shows_the_expression_its_line_and_position(
         assert "Condition on line 2, at character 7: expected a value after =, found '='" in words
         caret = _tree(response).xpath("//pre[@class='seg-caret']")[0].text_content()
         assert caret == "beat == x\n      ^"
-        assert "would mail" not in words
+        assert "would mail:" not in words
     # An unknown list is found when compiling, and still placed on its line.
     response = console.post(editor, "/admin/segments/preview", _form(["press"], ["list = nowhere"]))
     assert "Condition on line 1, at character 6: no list 'nowhere'" in _words(_tree(response))
@@ -434,4 +434,4 @@ def test_in_korean(console: Console, settings: Settings) -> None:
     console.post(editor, "/admin/account/language", {"language": "ko"})
     words = _words(_tree(console.post(editor, "/admin/segments/preview", _form(["press"], WHERE))))
     assert "지금 발송하면 연락처 4명에게 메일이 갑니다." in words
-    assert "A send would mail" not in words
+    assert "Contacts a send would mail" not in words

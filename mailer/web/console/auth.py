@@ -147,6 +147,7 @@ def invitation(token: str) -> Response:
     user = staff_tokens.peek(db(), token, staff_tokens.INVITE)
     if user is None or user.disabled:
         return _link_gone()
+    g.invitee_language = user.language
     return render("invitation.html", invitee=user, token=token, error="")
 
 
@@ -155,6 +156,7 @@ def invitation_post(token: str) -> Response:
     user = staff_tokens.peek(db(), token, staff_tokens.INVITE)
     if user is None or user.disabled:
         return _link_gone()
+    g.invitee_language = user.language
     password = request.form.get("password", "")[:1024]
     if password != request.form.get("password2", "")[:1024]:
         return render(

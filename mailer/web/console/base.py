@@ -50,6 +50,10 @@ def lang() -> str:
     current: Current | None = g.get("staff")
     if current is not None and current.user.language in translations.LANGUAGES:
         return current.user.language
+    # An invitation page speaks the invitee's language, as their invitation email did.
+    invitee = g.get("invitee_language")
+    if invitee in translations.LANGUAGES:
+        return str(invitee)
     asked = request.args.get("lang")
     if asked in translations.LANGUAGES:
         return str(asked)
