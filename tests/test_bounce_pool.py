@@ -3,6 +3,8 @@ rows as one process, a pool only for more than one batch, and a worker that dies
 
 from __future__ import annotations
 
+import email
+import json
 import multiprocessing
 import os
 import re
@@ -16,10 +18,12 @@ from sqlalchemy.orm import Session
 
 from mailer import clock
 from mailer.bounces import policy, pool
+from mailer.bounces.mime import ReadMessage
 from mailer.bounces.policy import process_mailbox
 from mailer.bounces.sources import SourceMessage, open_source
 from mailer.config import Settings
 from tests.bounce_corpus import world
+from tests.support.cli import Cli
 
 # Messages that cannot be read, each in its own way: the worker must say what the parent says.
 HOSTILE = [
@@ -147,3 +151,50 @@ def test_one_core_means_one_process() -> None:
     finally:
         os.sched_setaffinity(0, cores)
     assert 1 <= pool.default_workers() <= min(len(cores), pool.MAX_WORKERS)
+
+
+def test_the_workers_option_changes_where_not_what(
+    session: Session, settings: Settings, tmp_path: Path, cli: Cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`bounces process --workers N`: one process or two, the same report (a dry run, so both
+    runs see the same database); a count that is no count is refused before anything is read."""
+    monkeypatch.setattr(policy, "BATCH_SIZE", 7)
+    mbox = world.write_mbox(tmp_path / "bounces.mbox", _messages(session, settings))
+    session.commit()
+    reports = []
+    for workers in ("1", "2"):
+        with clock.pinned(world.PROCESSED_AT):
+            out = cli("bounces", "process", str(mbox), "--dry-run", "--json", "--workers", workers)
+        reports.append(json.loads(out.stdout))
+    assert reports[0] == reports[1]
+    assert reports[0]["messages"] == 92
+    refused = cli("bounces", "process", str(mbox), "--workers", "0", expect=2)
+    assert "--workers" in refused.output and "0" in refused.output
+
+
+def test_indexed_headers_answer_as_the_stdlib_message_does() -> None:
+    """mime.ReadMessage keeps its answers; over every corpus message and part, each answer is
+    the one a plain compat32 Message gives (headers present, absent and repeated, parameters,
+    content types, default types of digest parts)."""
+    names = ("content-type", "CONTENT-TYPE", "from", "to", "x-missing", "received", "subject")
+    checked = 0
+    for raw in _corpus_raws()[: -len(HOSTILE)]:
+        fast = email.message_from_bytes(raw, _class=ReadMessage)
+        plain = email.message_from_bytes(raw)
+        for mine, theirs in zip(fast.walk(), plain.walk(), strict=True):
+            for name in names:
+                assert mine.get(name) == theirs.get(name)
+                assert mine.get(name, "none") == theirs.get(name, "none")
+            assert mine.get_content_type() == theirs.get_content_type()
+            assert mine.get_params() == theirs.get_params()
+            assert mine.get_param("boundary") == theirs.get_param("boundary")
+            assert mine.get_param("charset", header="content-type") == theirs.get_param(
+                "charset", header="content-type"
+            )
+            checked += 1
+    assert checked > 100
+    # An answer is not kept past a change to the headers.
+    msg = email.message_from_string("Subject: one\n\nbody\n", _class=ReadMessage)
+    assert msg.get("subject") == "one" and msg.get("x-new") is None
+    msg["X-New"] = "two"
+    assert msg.get("x-new") == "two"

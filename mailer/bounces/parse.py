@@ -115,7 +115,7 @@ def parse(raw: bytes) -> Report:
     """Read one message and say what it is; raise Unparseable for garbage or truncation."""
     if not raw.strip():
         raise Unparseable("empty message")
-    msg = message_from_bytes(raw)
+    msg = message_from_bytes(raw, _class=mime.ReadMessage)
     if not any(msg.get(h) for h in ("from", "subject", "message-id", "date", "content-type")):
         raise Unparseable("no mail headers (From, Subject, Date, Message-ID)")
     # Parts walked once, with their types (mime.typed_parts): every reader below asks again.

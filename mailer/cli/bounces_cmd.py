@@ -59,14 +59,23 @@ def bounces_classify(paths: tuple[str, ...], as_json: bool) -> None:
 @click.option(
     "--dry-run", is_flag=True, help="Show what would happen; record, suppress and move nothing."
 )
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1, max=64),
+    default=None,
+    metavar="N",
+    help="Classify in N processes (default: one per core; 1 keeps everything in this process).",
+)
 @json_option
 @pass_app
-def bounces_process(app: AppContext, source: str, dry_run: bool, as_json: bool) -> None:
+def bounces_process(
+    app: AppContext, source: str, dry_run: bool, workers: int | None, as_json: bool
+) -> None:
     """Process an mbox file, a maildir folder or an imaps://user:pass@host/FOLDER mailbox."""
     settings = app.settings
     with open_source(source, readonly=dry_run) as box:
         with app.session() as s:
-            report = bounces_lib.process_mailbox(s, settings, box, dry_run=dry_run)
+            report = bounces_lib.process_mailbox(s, settings, box, dry_run=dry_run, workers=workers)
         # Only after the commit: a message moved away but not recorded would be lost.
         bounces_lib.acknowledge(box, report)
     if as_json:
