@@ -60,6 +60,8 @@ def straightforward_build(compiled: CompiledVariant, sender: Sender, r: Recipien
         f"?subject=unsubscribe%20{values['_unsubscribe_token']}>"
     )
     msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+    sender_id = compiled.settings.feedback_id_sender or sender.domain.split(".")[0]
+    msg["Feedback-ID"] = f"{compiled.campaign_id or 'test'}:{sender.list_slug}:{sender_id}:mailer"
     if sender.reply_to:
         msg["Reply-To"] = sender.reply_to
     msg.set_content(rendered.text.fill(values))

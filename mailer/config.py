@@ -71,6 +71,13 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("smtp_ca_file", "path", "", "CA bundle to verify the SMTP server (private CA)"),
     Setting("smtp_timeout", "float", 30.0, "Seconds to wait for the SMTP server"),
+    Setting(
+        "dns_resolver",
+        "str",
+        "",
+        "DNS server `mailer doctor` and the checks before a send ask, as HOST or HOST:PORT "
+        "(e.g. 127.0.0.1:5353; empty: this machine's resolver)",
+    ),
     Setting("concurrency", "int", 4, "SMTP connections used in parallel"),
     Setting("rate_per_second", "float", 0.0, "Most messages a second for a campaign (0: no limit)"),
     Setting("rate_per_hour", "int", 0, "Most messages an hour (provider quota; 0: no limit)"),
@@ -170,6 +177,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("dkim_selector", "str", "mailer", "DKIM selector"),
     Setting("dkim_domain", "str", "", "DKIM signing domain (default: the From domain)"),
     Setting(
+        "feedback_id_sender",
+        "str",
+        "",
+        "Sender id in the Feedback-ID header (Gmail FBL; default: the From domain's first label)",
+    ),
+    Setting(
         "test_recipient",
         "str",
         "",
@@ -228,6 +241,25 @@ SETTINGS: tuple[Setting, ...] = (
         52428800,
         "Console: largest upload (contact files); other requests keep web_max_body_bytes",
     ),
+    Setting(
+        "require_approval",
+        "bool",
+        False,
+        "Console: a release is sent only once a sender (not its author) approved its version",
+    ),
+    Setting(
+        "confirm_typing_over",
+        "int",
+        500,
+        "Console: audiences larger than this are confirmed by typing the list's name",
+    ),
+    Setting(
+        "serve_worker",
+        "bool",
+        True,
+        "`mailer serve`: send campaigns from a worker thread inside the server (false: "
+        "separate `mailer worker` processes do)",
+    ),
     Setting("newsroom", "bool", True, "`mailer serve`: serve the public newsroom (newsroom_path)"),
     Setting(
         "newsroom_path",
@@ -256,6 +288,46 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("soft_bounce_threshold", "int", 5, "Soft bounces within the window that suppress"),
     Setting("soft_bounce_window_days", "int", 30, "Window for counting soft bounces"),
+    # Guards during a send (delivery/guards.py, docs/sending.md).
+    Setting(
+        "complaint_pause_rate",
+        "float",
+        0.003,
+        "A sending campaign pauses itself when its spam complaints exceed this share of its "
+        "delivered messages (0.003: Gmail's 0.3% line; 0: never)",
+    ),
+    Setting(
+        "complaint_pause_min_delivered",
+        "int",
+        1000,
+        "Delivered messages a campaign needs before its complaint rate can pause it",
+    ),
+    Setting(
+        "provider_refusal_streak",
+        "int",
+        3,
+        "Recipients of one mail provider refusing the sender in a row (5.7.26, blocked, 421 "
+        "rate limits) before its other recipients are deferred with backoff (0: never)",
+    ),
+    Setting(
+        "provider_backoff_seconds",
+        "int",
+        900,
+        "How long a refusing provider's recipients wait; doubles each time it refuses again",
+    ),
+    Setting(
+        "provider_backoff_max_seconds",
+        "int",
+        21600,
+        "The longest wait for a refusing provider (default 6 hours)",
+    ),
+    Setting(
+        "provider_group_by_mx",
+        "bool",
+        True,
+        "Group recipients by their domain's MX host (one lookup per domain, with dnspython "
+        "when installed); false: by domain",
+    ),
 )
 
 _BY_NAME = {s.name: s for s in SETTINGS}
@@ -288,6 +360,7 @@ class Settings:
     smtp_url: str = ""
     smtp_ca_file: Path | None = None
     smtp_timeout: float = 30.0
+    dns_resolver: str = ""
     concurrency: int = 4
     rate_per_second: float = 0.0
     rate_per_hour: int = 0
@@ -315,6 +388,7 @@ class Settings:
     dkim_key_file: Path | None = None
     dkim_selector: str = "mailer"
     dkim_domain: str = ""
+    feedback_id_sender: str = ""
     test_recipient: str = ""
     trust_proxy: bool = False
     confirm_max_age: int = 604800
@@ -330,6 +404,9 @@ class Settings:
     console_idle_minutes: int = 30
     console_session_hours: int = 12
     console_max_upload_bytes: int = 52428800
+    require_approval: bool = False
+    confirm_typing_over: int = 500
+    serve_worker: bool = True
     newsroom: bool = True
     newsroom_path: str = "/news"
     media_dir: Path = Path("media")
@@ -337,6 +414,12 @@ class Settings:
     attach_max_bytes: int = 5242880
     soft_bounce_threshold: int = 5
     soft_bounce_window_days: int = 30
+    complaint_pause_rate: float = 0.003
+    complaint_pause_min_delivered: int = 1000
+    provider_refusal_streak: int = 3
+    provider_backoff_seconds: int = 900
+    provider_backoff_max_seconds: int = 21600
+    provider_group_by_mx: bool = True
 
     @property
     def templates_dir(self) -> Path:
@@ -671,6 +754,17 @@ def _validate(
         "media_max_bytes",
         "attach_max_bytes",
     ):
+        if getattr(settings, name) < 1:
+            raise bad(name, f"expected at least 1, got {getattr(settings, name)}")
+    if not 0 <= settings.complaint_pause_rate < 1:
+        raise bad(
+            "complaint_pause_rate",
+            f"expected a share between 0 and 1 such as 0.003, got {settings.complaint_pause_rate}",
+        )
+    for name in ("complaint_pause_min_delivered", "provider_refusal_streak"):
+        if getattr(settings, name) < 0:
+            raise bad(name, f"expected 0 or more, got {getattr(settings, name)}")
+    for name in ("provider_backoff_seconds", "provider_backoff_max_seconds"):
         if getattr(settings, name) < 1:
             raise bad(name, f"expected at least 1, got {getattr(settings, name)}")
     # A path of its own under the site (never "/", which would shadow the subscriber pages, and

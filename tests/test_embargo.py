@@ -290,16 +290,16 @@ def test_test_send_has_the_same_marking(
         mark, title = (
             (KO_MARK, KO_TITLE) if msg["Content-Language"] == "ko" else (EN_MARK, EN_TITLE)
         )
-        assert raw_subject(r.data) == f"[TEST] [{mark}] {title}"
+        test_mark = "[테스트]" if msg["Content-Language"] == "ko" else "[Test]"
+        assert raw_subject(r.data) == f"{test_mark} [{mark}] {title}"
         assert text_part(msg).replace("\r\n", "\n").startswith(f"*** {mark} ***\n")
         assert mark in html_part(msg)
     # After the lift a test copy is not embargoed either.
     clock.set_clock(lambda: AFTER)
     cli("send", str(release), "--test", "me@hanul.example.org")
     for r in smtp.sink.received[2:]:
-        assert str(r.message["Subject"]).startswith("[TEST] ") and "[EMBARGOED" not in str(
-            r.message["Subject"]
-        )
+        subject = str(r.message["Subject"])
+        assert subject.startswith(("[Test] ", "[테스트] ")) and "[EMBARGOED" not in subject
         assert 'class="embargo-banner"' not in html_part(r.message)
 
 

@@ -103,7 +103,7 @@ def test_demo_folder_is_owner_only(tmp_path: Path, umask_022: None) -> None:
 
 
 def test_dkim_keygen_key_is_owner_only(tmp_path: Path, umask_022: None) -> None:
-    from mailer.delivery.message import generate_dkim_key
+    from mailer.delivery.dkim import generate_dkim_key
 
     key = tmp_path / "dkim.pem"
     generate_dkim_key(key, "s1", "example.org", bits=1024)

@@ -67,6 +67,9 @@ def campaigns_ls(app: AppContext, as_json: bool) -> None:
         ),
         right=(0, 2, 3),
     )
+    for r in rows:
+        if r.get("pause_reason"):
+            echo(f"Campaign {r['id']} paused itself: {r['pause_reason']}")
 
 
 @campaigns_group.command("show")
@@ -81,6 +84,7 @@ def campaigns_show(app: AppContext, campaign_id: int, as_json: bool) -> None:
         echo_json(data)
         return
     echo(f"Campaign {data['id']}: {data['title']} ({data['release']})")
+    _echo_guards(app, data)
     echo(f"  status: {data['status']}  lists: {', '.join(data['lists'])}")
     if data.get("segment") or data.get("where"):
         echo(
@@ -120,6 +124,17 @@ def campaigns_show(app: AppContext, campaign_id: int, as_json: bool) -> None:
         for p in data["problems"]:
             who = ", ".join(x for x in (p["name"], p["outlet"], p["beat"]) if x)
             echo(f"    {p['status']:<9} {p['email']}" + (f" ({who})" if who else ""))
+
+
+def _echo_guards(app: AppContext, data: dict[str, Any]) -> None:
+    """First of all: why the campaign paused itself, and which providers refuse the sender."""
+    if data.get("pause_reason"):
+        echo(f"  PAUSED ITSELF: {data['pause_reason']}")
+        echo(f"    (mailer campaigns resume {data['id']} carries on and clears this)")
+    zone, _ = time_zone(app.settings)
+    for h in data.get("provider_holds") or []:
+        until = local_time(h["until"], zone, named=True)
+        echo(f"  {h['provider']}: {h['summary']}, {h['deferred']:,} deferred until {until}")
 
 
 def _echo_embargo(data: dict[str, Any], zone: tzinfo) -> None:

@@ -1,4 +1,4 @@
-"""send (plan, confirm, deliver), and dkim keygen."""
+"""send: plan, confirm, deliver."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import sys
 import time
 from collections.abc import Sequence
 from datetime import datetime
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -15,7 +14,6 @@ import click
 from mailer.cli import main
 from mailer.cli.common import AppContext, echo, echo_json, pass_app, shown
 from mailer.config import placeholder_message, placeholder_settings
-from mailer.delivery.message import generate_dkim_key
 from mailer.delivery.planning import Plan
 from mailer.delivery.send import headline, send_release
 from mailer.errors import InvalidInputError
@@ -217,7 +215,7 @@ class ProgressBar:
     "tests",
     multiple=True,
     metavar="ADDRESS",
-    help="Send every language variant to this address only, subject [TEST].",
+    help="Send every language variant to this address only, subject marked [Test] ([테스트]).",
 )
 @click.option(
     "--dry-run", is_flag=True, help="Plan and build every message; send and store nothing."
@@ -253,6 +251,12 @@ class ProgressBar:
     help="The release changed after a campaign to this "
     "audience: send the new text as a new campaign.",
 )
+@click.option(
+    "--skip-preflight",
+    is_flag=True,
+    help="Send even when the checks before sending (DKIM record, DMARC) find an error "
+    "(`mailer doctor` runs them all).",
+)
 @pass_app
 def send(
     app: AppContext,
@@ -271,6 +275,7 @@ def send(
     segment: str | None,
     early: bool,
     as_json: bool,
+    skip_preflight: bool,
 ) -> None:
     """Send a release: plan, confirm, deliver, report (re-running resumes)."""
     if as_json and not (yes or dry_run or tests):
@@ -359,6 +364,7 @@ def send(
         created_by="cli",
         where=where,
         segment=segment,
+        preflight=not skip_preflight,
     )
     p = outcome.plan
     if as_json:
@@ -442,39 +448,3 @@ def outcome_as_dict(outcome: Any) -> dict[str, Any]:
             "stopped_by": r.stopped_by,
         }
     return data
-
-
-@main.group()
-def dkim() -> None:
-    """DKIM signing keys."""
-
-
-@dkim.command("keygen")
-@click.option(
-    "--selector", default=None, help="DKIM selector (default: the dkim_selector setting)."
-)
-@click.option("--domain", default=None, help="Signing domain (default: the From domain).")
-@click.option(
-    "-o",
-    "--output",
-    type=click.Path(dir_okay=False),
-    default="dkim.key",
-    show_default=True,
-    help="Where to write the private key.",
-)
-@pass_app
-def dkim_keygen(app: AppContext, selector: str | None, domain: str | None, output: str) -> None:
-    """Write a DKIM private key and print the DNS TXT record to publish."""
-    settings = app.settings
-    sel = selector or settings.dkim_selector
-    dom = domain or settings.dkim_domain or settings.from_address.rpartition("@")[2]
-    path = Path(output)
-    if not path.is_absolute():
-        path = settings.base_dir / path
-    record = generate_dkim_key(path, sel, dom)
-    click.echo(f"Wrote {path} (keep it secret). Publish this DNS record:")
-    click.echo(record)
-    click.echo(
-        f'Then set in mailer.toml: dkim_key_file = "{path.name}", dkim_selector = '
-        f'"{sel}", dkim_domain = "{dom}"'
-    )

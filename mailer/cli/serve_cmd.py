@@ -2,7 +2,9 @@
 
 waitress' own defaults (1 GiB bodies spooled to disk, 100 connections, 120 s of silence) let a
 few slow or huge requests shut the one-click unsubscribe out: the web_* settings replace them.
-A thread beside the server sends the queued confirmation emails (mailer.subscribers.queue).
+A thread beside the server sends the queued confirmation emails (mailer.subscribers.queue), and
+another runs the delivery worker (mailer.delivery.worker_thread: setting `serve_worker`,
+`--no-worker`), so sends started from the console go out without a second process.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from flask import Flask
 from mailer.cli import main
 from mailer.cli.common import AppContext, pass_app
 from mailer.config import Settings
+from mailer.delivery.worker_thread import EmbeddedWorker
 from mailer.errors import ConfigError
 from mailer.subscribers.queue import NoticeSender
 from mailer.web import create_app
@@ -49,10 +52,19 @@ from mailer.web import create_app
     is_flag=True,
     help="Do not send confirmation emails from this process (a `mailer worker` does).",
 )
+@click.option(
+    "--no-worker",
+    is_flag=True,
+    help="Do not send campaigns from this process (separate `mailer worker` processes do); "
+    "the default follows the serve_worker setting.",
+)
 @pass_app
-def serve(app: AppContext, host: str, port: int, threads: int, no_notices: bool) -> None:
+def serve(
+    app: AppContext, host: str, port: int, threads: int, no_notices: bool, no_worker: bool
+) -> None:
     """Serve the subscriber pages and the staff console (/admin/)."""
     settings = app.settings
+    embedded = settings.serve_worker and not no_worker
     for name in (
         "web_max_body_bytes",
         "web_max_header_bytes",
@@ -69,7 +81,7 @@ def serve(app: AppContext, host: str, port: int, threads: int, no_notices: bool)
     separate = settings.console and bool(settings.console_listen)
     public = _server(
         settings,
-        create_app(settings, console=settings.console and not separate),
+        _app(create_app(settings, console=settings.console and not separate), embedded),
         host=host,
         port=port,
         threads=threads,
@@ -80,7 +92,7 @@ def serve(app: AppContext, host: str, port: int, threads: int, no_notices: bool)
         console_host, _, console_port = settings.console_listen.rpartition(":")
         console = _server(
             settings,
-            create_app(settings, public=False, console=True),
+            _app(create_app(settings, public=False, console=True), embedded),
             host=console_host.strip("[]"),
             port=int(console_port),
             threads=threads,
@@ -89,6 +101,12 @@ def serve(app: AppContext, host: str, port: int, threads: int, no_notices: bool)
     sender = None if no_notices else NoticeSender(settings)
     if sender is not None:
         sender.start()
+    worker = EmbeddedWorker(settings) if embedded else None
+    if worker is not None:
+        worker.start()
+        click.echo("Campaigns are sent by the worker inside this server (serve_worker).", err=True)
+    else:
+        click.echo("Campaigns are sent by separate `mailer worker` processes.", err=True)
     click.echo(
         f"Serving the subscriber pages on http://{host}:{public.effective_port} "
         f"(public address: {settings.base_url}; Ctrl-C stops)",
@@ -118,6 +136,16 @@ def serve(app: AppContext, host: str, port: int, threads: int, no_notices: bool)
         if sender is not None:
             sender.stop.set()
             sender.join(timeout=10)
+        if worker is not None:
+            # The messages in flight finish; the ledger makes anything cut short safe to resume.
+            worker.stop.set()
+            worker.join(timeout=30)
+
+
+def _app(wsgi: Flask, embedded: bool) -> Flask:
+    """The console tells who carries out its sends: this server's worker or separate ones."""
+    wsgi.config["MAILER_EMBEDDED_WORKER"] = embedded
+    return wsgi
 
 
 def _server(

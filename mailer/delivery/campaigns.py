@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from sqlalchemy import (
     func,
@@ -75,20 +75,7 @@ def campaign_as_dict(session: Session, campaign: Campaign) -> dict[str, Any]:
         .group_by(Delivery.language, Delivery.status)
     ):
         by_lang.setdefault(lang, {})[DeliveryStatus(status).value] = n
-    replies = [
-        {"code": code, "reply": reply, "count": n}
-        for code, reply, n in session.execute(
-            select(Delivery.smtp_code, Delivery.smtp_reply, func.count())
-            .where(
-                Delivery.campaign_id == campaign.id,
-                Delivery.smtp_reply.is_not(None),
-                Delivery.status != DeliveryStatus.SENT,
-            )
-            .group_by(Delivery.smtp_code, Delivery.smtp_reply)
-            .order_by(func.count().desc())
-            .limit(20)
-        )
-    ]
+    replies = reply_counts(session, campaign.id)
     release = campaign.release
     data: dict[str, Any] = {
         "id": campaign.id,
@@ -96,6 +83,9 @@ def campaign_as_dict(session: Session, campaign: Campaign) -> dict[str, Any]:
         "title": release.title,
         "content_hash": release.content_hash,
         "status": campaign.status.value,
+        # Why it paused itself, and the mail providers whose recipients wait (delivery/guards.py).
+        "pause_reason": campaign.pause_reason,
+        "provider_holds": _provider_holds(session, campaign.id),
         "lists": campaign.audience.get("lists", []),
         "tags": campaign.audience.get("tags", []),
         "segment": campaign.audience.get("segment"),
@@ -115,6 +105,25 @@ def campaign_as_dict(session: Session, campaign: Campaign) -> dict[str, Any]:
         **embargo_summary(session, campaign),
     }
     return data
+
+
+def reply_counts(session: Session, campaign_id: int, limit: int = 20) -> list[dict[str, Any]]:
+    """The servers' replies to messages not simply sent, grouped by code and text, most first
+    (a "250 queued as ..." reply is unique per message: grouping those says nothing)."""
+    return [
+        {"code": code, "reply": reply, "count": n}
+        for code, reply, n in session.execute(
+            select(Delivery.smtp_code, Delivery.smtp_reply, func.count())
+            .where(
+                Delivery.campaign_id == campaign_id,
+                Delivery.smtp_reply.is_not(None),
+                Delivery.status != DeliveryStatus.SENT,
+            )
+            .group_by(Delivery.smtp_code, Delivery.smtp_reply)
+            .order_by(func.count().desc())
+            .limit(limit)
+        )
+    ]
 
 
 def embargo_summary(session: Session, campaign: Campaign) -> dict[str, Any]:
@@ -182,6 +191,12 @@ def _problems(session: Session, campaign_id: int, limit: int = 20) -> list[dict[
     ]
 
 
+def _provider_holds(session: Session, campaign_id: int) -> list[dict[str, Any]]:
+    from mailer.delivery.guards import hold_summaries  # noqa: PLC0415  # see _bounce_counts
+
+    return hold_summaries(session, campaign_id)
+
+
 def _bounce_counts(session: Session, campaign_id: int) -> dict[str, int]:
     # Lazy: bounces.policy loads the bounce parsers (~70 modules); only reports count bounces.
     from mailer.bounces.policy import bounce_counts  # noqa: PLC0415
@@ -198,6 +213,16 @@ def write_report(session: Session, campaign_id: int, path: Path) -> int:
 
     Every cell is guarded against formula injection (mailer.csvsafe): an address like
     `=1+2@x` or an SMTP reply chosen by a remote server never runs as a formula."""
+    try:
+        with open_private(path) as fh:  # addresses: owner only, whatever the umask
+            return write_report_to(session, campaign_id, fh)
+    except OSError as err:
+        raise InvalidInputError(f"cannot write {path}: {err.strerror}") from None
+
+
+def write_report_to(session: Session, campaign_id: int, fh: IO[str]) -> int:
+    """The CSV of `write_report` into an open text stream (the console's download); the
+    caller writes the BOM (open_private's utf-8-sig does). Returns the number of rows."""
     campaign = get_campaign(session, campaign_id)
     until = stored_embargo(campaign.release.front_matter)
     slugs = dict(session.execute(select(MailingList.id, MailingList.slug)).all())
@@ -248,17 +273,13 @@ def write_report(session: Session, campaign_id: int, path: Path) -> int:
                 else "",
             ]
 
-    try:
-        with open_private(path) as fh:  # addresses: owner only, whatever the umask
-            return write_csv(fh, rows()) - 1
-    except OSError as err:
-        raise InvalidInputError(f"cannot write {path}: {err.strerror}") from None
+    return write_csv(fh, rows()) - 1
 
 
 # --- the operator's controls ------------------------------------------------------------
 
 
-def pause(session: Session, campaign_id: int) -> Campaign:
+def pause(session: Session, campaign_id: int, *, actor: str = "") -> Campaign:
     c = get_campaign(session, campaign_id)
     if c.status not in (CampaignStatus.SENDING, CampaignStatus.SCHEDULED, CampaignStatus.DRAFT):
         raise SendError(
@@ -266,11 +287,11 @@ def pause(session: Session, campaign_id: int) -> Campaign:
             "campaign can be paused"
         )
     c.status = CampaignStatus.PAUSED
-    audit.record(session, "campaign.pause", campaign_id=c.id)
+    audit.record(session, "campaign.pause", campaign_id=c.id, actor=actor)
     return c
 
 
-def cancel(session: Session, campaign_id: int) -> int:
+def cancel(session: Session, campaign_id: int, *, actor: str = "") -> int:
     """Cancel what is not sent yet; returns how many rows were cancelled."""
     c = get_campaign(session, campaign_id)
     if c.status in (CampaignStatus.DONE, CampaignStatus.CANCELLED):
@@ -289,7 +310,7 @@ def cancel(session: Session, campaign_id: int) -> int:
     )
     c.status = CampaignStatus.CANCELLED
     c.finished_at = clock.now()
-    audit.record(session, "campaign.cancel", campaign_id=c.id)
+    audit.record(session, "campaign.cancel", campaign_id=c.id, actor=actor)
     # execute() of an UPDATE/DELETE returns a CursorResult, typed as Result (no rowcount).
     return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
@@ -306,7 +327,7 @@ def retry_now(session: Session, campaign_id: int) -> int:
     return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
 
-def resolve_in_doubt(session: Session, campaign_id: int, action: str) -> int:
+def resolve_in_doubt(session: Session, campaign_id: int, action: str, *, actor: str = "") -> int:
     """The operator's decision on in-doubt rows: resend them (same Message-ID) or mark sent."""
     c = get_campaign(session, campaign_id)
     if c.status == CampaignStatus.CANCELLED:
@@ -337,7 +358,7 @@ def resolve_in_doubt(session: Session, campaign_id: int, action: str) -> int:
     )
     # execute() of an UPDATE/DELETE returns a CursorResult, typed as Result (no rowcount).
     n = int(result.rowcount or 0)  # type: ignore[attr-defined]
-    audit.record(session, "campaign.resolve", campaign_id=c.id, action=action, rows=n)
+    audit.record(session, "campaign.resolve", campaign_id=c.id, action=action, rows=n, actor=actor)
     if n and c.status == CampaignStatus.DONE and action == "resend":
         c.status = CampaignStatus.SENDING
     if is_complete(session, c.id) and c.status == CampaignStatus.SENDING:
@@ -346,7 +367,7 @@ def resolve_in_doubt(session: Session, campaign_id: int, action: str) -> int:
     return n
 
 
-def resume(session: Session, campaign_id: int) -> Campaign:
+def resume(session: Session, campaign_id: int, *, actor: str = "") -> Campaign:
     """Make a paused campaign sendable again (the sender does the rest)."""
     c = get_campaign(session, campaign_id)
     if c.status == CampaignStatus.CANCELLED:
@@ -354,8 +375,13 @@ def resume(session: Session, campaign_id: int) -> Campaign:
     if c.status == CampaignStatus.DONE:
         raise SendError(f"campaign {c.id} is done: every recipient's fate is recorded")
     if c.status == CampaignStatus.PAUSED:
+        from mailer.delivery.guards import acknowledge  # noqa: PLC0415  # see _bounce_counts
+
+        reason = c.pause_reason
+        acknowledge(session, c)  # a pause of its own: the reason goes, complaints acknowledged
         c.status = CampaignStatus.SENDING
-        audit.record(session, "campaign.resume", campaign_id=c.id)
+        extra: dict[str, Any] = {"cleared": reason} if reason else {}
+        audit.record(session, "campaign.resume", campaign_id=c.id, actor=actor, **extra)
     return c
 
 

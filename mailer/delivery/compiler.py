@@ -16,7 +16,8 @@ from typing import Any
 
 from mailer import clock
 from mailer.config import Settings
-from mailer.delivery.message import CompiledVariant, dkim_signer, sender_for
+from mailer.delivery.dkim import dkim_signer
+from mailer.delivery.message import CompiledVariant, sender_for
 from mailer.localtext import in_language
 from mailer.media import access as media_access
 from mailer.media.store import stored_release

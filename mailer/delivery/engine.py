@@ -38,7 +38,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from mailer import clock
 from mailer.config import Settings
 from mailer.contacts.addresses import smtp_form, verp_encode
-from mailer.delivery import failpoints, ledger, replies
+from mailer.delivery import failpoints, guards, ledger, replies
 from mailer.delivery.campaigns import get_campaign, is_complete, status_counts
 from mailer.delivery.compiler import Compiler, campaign_renderer
 from mailer.delivery.ledger import Claimed, Verdict, new_holder
@@ -132,6 +132,9 @@ class Deliverer:
         self.compiler: Compiler | None = None
         self.envelope_from = settings.bounce_address
         self.redirect = settings.test_recipient or None
+        # Complaints over the line pause the campaign; a provider refusing the sender holds
+        # its recipients (delivery/guards.py).
+        self.guard = guards.SendGuard(settings, campaign_id)
 
     # The main thread: prepare, start the connection threads, wait, finish.
     def run(self) -> RunResult:
@@ -144,6 +147,9 @@ class Deliverer:
             if self.use_lock:
                 acquire_sender_lock(s, self.worker)
             recover_orphans(s, campaign.id)
+            if campaign.status == CampaignStatus.PAUSED:
+                guards.acknowledge(s, campaign)  # sending it again is a resume
+            self.guard.load(s)
             if campaign.status in (
                 CampaignStatus.DRAFT,
                 CampaignStatus.SCHEDULED,
@@ -260,6 +266,7 @@ class Deliverer:
             )
             if self.use_lock:
                 release_sender_lock(s, self.worker)
+            self.guard.write(s, clock.now())
             counts = status_counts(s, campaign.id)
         if self.errors:
             err = self.errors[0]
@@ -317,6 +324,7 @@ class Deliverer:
     def _claim(self, me: str, size: int) -> list[Claimed] | None:
         """Claim up to `size` due rows (committed before any is sent); None when paused."""
         with self._transaction() as s:
+            self._check_complaints(s)
             status = s.scalar(select(Campaign.status).where(Campaign.id == self.campaign_id))
             if status != CampaignStatus.SENDING:
                 self.stopped_by = CampaignStatus(status).value if status else "cancelled"
@@ -375,6 +383,15 @@ class Deliverer:
         failures = 0
         try:
             while (proven or unsent) and not self.stop.is_set():
+                if not proven and self.guard.active:
+                    # Rows of a provider that refuses the sender wait, unsent and unproven.
+                    held = self.guard.held(unsent, clock.now())
+                    if held:
+                        self._defer(me, held, pending)
+                        pending = []
+                        gone = {d.id for d, _ in held}
+                        unsent = [d for d in unsent if d.id not in gone]
+                        continue
                 if not self.limiter.wait(self.stop, until=deadline):
                     break
                 if not proven:
@@ -412,6 +429,7 @@ class Deliverer:
                     proven.insert(0, d)
                     raise
                 failpoints.hit("after_reply")
+                self.guard.observe(d, reply, clock.now())
                 pending.append((d, reply))
                 # A server that keeps failing before accepting anything is down or refusing
                 # us: stop instead of deferring the whole audience one row at a time.
@@ -458,6 +476,7 @@ class Deliverer:
         """One transaction: commit the replies so far, then the proof of `group`."""
         with self._transaction() as s:
             self._write_replies(s, me, pending)
+            self._check_complaints(s)  # over the line: paused, so the proof stops the sender
             proof = ledger.prove_group(
                 s, me, [d.id for d in group], self.list_ids, half, clock.now()
             )
@@ -485,9 +504,31 @@ class Deliverer:
     def _write_replies(
         self, s: DbConnection, me: str, pending: list[tuple[Claimed, Reply]]
     ) -> None:
-        results = replies.write(s, self.settings, self.campaign_id, self.started_at, me, pending)
+        results = replies.write(
+            s, self.settings, self.campaign_id, self.started_at, me, pending, self.guard.waits
+        )
         for r in results:
             self.progress.add(r.status.value)
+        self.guard.write(s, clock.now())
+
+    def _check_complaints(self, s: DbConnection) -> None:
+        """Every few seconds: pause the campaign if its complaints are over the line (the
+        caller's next look at the campaign's status then stops the sender)."""
+        if self.guard.complaints_due():
+            guards.check_complaints(s, self.settings, self.campaign_id, self.worker)
+
+    def _defer(
+        self, me: str, held: list[tuple[Claimed, guards.Hold]], pending: list[tuple[Claimed, Reply]]
+    ) -> None:
+        """One transaction: commit the replies so far; claimed rows whose provider is held wait
+        for the hold, unsent (they were never proven)."""
+        now = clock.now()
+        with self._transaction() as s:
+            self._write_replies(s, me, pending)
+            for hold in {id(h): h for _, h in held}.values():
+                ids = [d.id for d, h in held if h is hold]
+                n = ledger.defer_held(s, me, ids, hold.until, hold.note, now)
+                self.progress.add("deferred", n)
 
     def _release(
         self, me: str, pending: list[tuple[Claimed, Reply]], withdraw: list[int], ids: list[int]

@@ -623,6 +623,101 @@ def give_back(
         s.execute(update(DELIVERY).where(held).values(**_PENDING_AGAIN, updated_at=now))
 
 
+# --- provider holds (delivery/guards.py) -----------------------------------------------------
+# A provider refusing the sender: its recipients wait instead of being refused one by one. Each
+# statement changes only rows nobody can be sending: unproven rows of this claim, rows nobody
+# holds (pending, deferred), or rows a server already refused (failed on a 5xx: not delivered).
+
+
+def defer_held(
+    s: Executor, holder: str, ids: Sequence[int], until: datetime, reply: str, now: datetime
+) -> int:
+    """Rows this claim holds and has not proven, deferred to `until` without being sent (the
+    attempt that never happened not counted). A proven row is never touched."""
+    if not ids:
+        return 0
+    return int(
+        s.execute(
+            update(DELIVERY)
+            .where(
+                D.id.in_(list(ids)),
+                D.claimed_by == holder,
+                D.status == DeliveryStatus.CLAIMED,
+                D.sent_at.is_(None),
+            )
+            .values(
+                status=DeliveryStatus.DEFERRED,
+                next_attempt_at=until,
+                smtp_reply=reply[:2000],
+                claimed_by=None,
+                lease_expires_at=None,
+                attempts=case((D.attempts > 0, D.attempts - 1), else_=0),
+                updated_at=now,
+            )
+        ).rowcount  # type: ignore[attr-defined]  # a CursorResult, typed as Result
+        or 0
+    )
+
+
+def defer_waiting(
+    s: Executor,
+    campaign_id: int,
+    domains: Iterable[str],
+    until: datetime,
+    reply: str,
+    now: datetime,
+) -> int:
+    """Rows of the campaign nobody holds (pending, or deferred to before `until`) whose
+    address is at one of `domains`: deferred to `until`. A row claimed meanwhile is left to
+    its claim (on PostgreSQL the condition is checked again after any row lock)."""
+    at = [D.email.endswith("@" + d, autoescape=True) for d in sorted({x.lower() for x in domains})]
+    if not at:
+        return 0
+    return int(
+        s.execute(
+            update(DELIVERY)
+            .where(
+                D.campaign_id == campaign_id,
+                or_(
+                    D.status == DeliveryStatus.PENDING,
+                    and_(
+                        D.status == DeliveryStatus.DEFERRED,
+                        or_(D.next_attempt_at.is_(None), D.next_attempt_at < until),
+                    ),
+                ),
+                or_(*at),
+            )
+            .values(
+                status=DeliveryStatus.DEFERRED,
+                next_attempt_at=until,
+                smtp_reply=reply[:2000],
+                updated_at=now,
+            )
+        ).rowcount  # type: ignore[attr-defined]  # a CursorResult, typed as Result
+        or 0
+    )
+
+
+def defer_refused(s: Executor, ids: Sequence[int], until: datetime, now: datetime) -> int:
+    """Rows recorded `failed` on the refusals that made a provider's streak: the server refused
+    them (5xx, nothing delivered), and the refusal was of the sender, so they wait with the
+    rest of the provider's recipients instead."""
+    if not ids:
+        return 0
+    return int(
+        s.execute(
+            update(DELIVERY)
+            .where(
+                D.id.in_(list(ids)),
+                D.status == DeliveryStatus.FAILED,
+                D.claimed_by.is_(None),
+            )
+            .values(status=DeliveryStatus.DEFERRED, next_attempt_at=until, updated_at=now)
+        ).rowcount  # type: ignore[attr-defined]  # a CursorResult, typed as Result
+        or 0
+    )
+
+
 # Back to pending, the attempt that never happened not counted.
 _PENDING_AGAIN: dict[str, Any] = {
     "status": DeliveryStatus.PENDING,

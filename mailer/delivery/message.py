@@ -6,7 +6,7 @@ values, encodes the two bodies and writes the per-recipient headers (To, Date, M
 List-Unsubscribe): no email.message objects, no premailer, no template engine per recipient.
 
 Over 400 lines on purpose: header encoding, the refusal of line breaks and the DKIM signature
-must agree byte for byte, and are read together here.
+must agree byte for byte, and are read together here (the DKIM signature itself: dkim.py).
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ import secrets
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from email.header import Header
-from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import quote
 
@@ -36,7 +35,6 @@ from mailer import clock, tokens
 from mailer.config import Settings
 from mailer.contacts.addresses import smtp_form
 from mailer.errors import ConfigError, MailerError
-from mailer.private import write_private
 from mailer.releases.personalise import PersonalTemplate
 
 
@@ -94,19 +92,25 @@ def sender_for(
     )
 
 
-def message_id(campaign_id: int, contact_id: int, secret_key: str, domain: str) -> str:
-    """`<c12.TAG@domain>`, TAG an HMAC of (campaign, contact) under the secret key.
+def message_id(
+    campaign_id: int, contact_id: int, secret_key: str, domain: str, installation: str = ""
+) -> str:
+    """`<c12.TAG@domain>`, TAG an HMAC of (campaign, contact) under the secret key and this
+    database's own random part (`installation`, see mailer.delivery.message_ids): two databases
+    sharing one mailer.toml number their campaigns alike, and must not write the same ids.
 
     Deterministic per (campaign, contact), so a resend of an in-doubt message keeps its id, and
     unguessable: a recipient who sees their own id cannot write another recipient's, so a report
     quoting an id found in the ledger proves it is about the message sent to that recipient.
     """
-    return message_id_maker(secret_key, domain)(campaign_id, contact_id)
+    return message_id_maker(secret_key, domain, installation)(campaign_id, contact_id)
 
 
-def message_id_maker(secret_key: str, domain: str) -> Callable[[int, int], str]:
+def message_id_maker(
+    secret_key: str, domain: str, installation: str = ""
+) -> Callable[[int, int], str]:
     """message_id for many recipients, with the HMAC key derived once."""
-    prepared = hmac.new(message_id_key(secret_key), digestmod=hashlib.sha256)
+    prepared = hmac.new(message_id_key(secret_key, installation), digestmod=hashlib.sha256)
 
     def make(campaign_id: int, contact_id: int) -> str:
         mac = prepared.copy()
@@ -117,9 +121,11 @@ def message_id_maker(secret_key: str, domain: str) -> Callable[[int, int], str]:
     return make
 
 
-def message_id_key(secret_key: str) -> bytes:
-    """The HMAC key of Message-IDs: derived, so it differs from every other use of the secret."""
-    return hmac.new(secret_key.encode(), b"mailer message-id v1", hashlib.sha256).digest()
+def message_id_key(secret_key: str, installation: str = "") -> bytes:
+    """The HMAC key of Message-IDs: derived, so it differs from every other use of the secret,
+    and per database (`installation`). Without one, the key of ledgers planned before it."""
+    label = b"mailer message-id v1" + (b":" + installation.encode() if installation else b"")
+    return hmac.new(secret_key.encode(), label, hashlib.sha256).digest()
 
 
 def test_message_id(domain: str) -> str:
@@ -168,12 +174,77 @@ def fold_header(name: str, value: str) -> bytes:
     The only line breaks in the result are the folds this function makes: a value holding one
     is refused (HeaderValueError)."""
     check_header_value(name, value)
-    charset = "us-ascii" if value.isascii() else "utf-8"
-    # Header limits the line, not the encoded word: at 78 a folded line holds " " and a word of
-    # 76 characters (seen with a Korean EMBARGOED prefix), one more than RFC 2047 allows.
-    width = 78 if charset == "us-ascii" else 76
-    folded = Header(value, charset, maxlinelen=width, header_name=name).encode(linesep="\n")
+    if value.isascii():
+        folded = Header(value, "us-ascii", maxlinelen=78, header_name=name).encode(linesep="\n")
+    else:
+        folded = _encoded(value, name)
     return f"{name}: {folded}\n".encode("ascii")
+
+
+# RFC 2047 section 2: an encoded word is at most 75 characters; "=?utf-8?b?" and "?=" take 12.
+_WORD_MAX = 75
+_ENCODED_WORD = re.compile(r"=\?[^?\s]+\?[bBqQ]\?[^?\s]*\?=")
+
+
+def _fits(name: str, folded: str) -> bool:
+    """Every encoded word of `name: folded` within 75 characters, every line within 78."""
+    lines = f"{name}: {folded}".split("\n")
+    return all(len(line) <= 78 for line in lines) and all(
+        len(word) <= _WORD_MAX for word in _ENCODED_WORD.findall(folded)
+    )
+
+
+def _encoded(text: str, name: str) -> str:
+    """`text` as RFC 2047 encoded words on folded lines, for the header `name`.
+
+    email.header.Header writes what readers expect (B or Q, whichever is shorter), but its
+    limit is the line, not the word: without a header name, or after a long first line, it
+    writes words of 76 or 77 characters, which strict readers (and RFC 2047) refuse. Its result
+    is kept when it is right, else the text is written as B words that are right by
+    construction."""
+    folded = Header(text, "utf-8", maxlinelen=76, header_name=name).encode(linesep="\n")
+    if _fits(name, folded):
+        return folded
+    return "\n ".join(_b_words(text, 78 - len(name) - 2))
+
+
+def _b_words(text: str, first_room: int) -> list[str]:
+    """B encoded words of at most 75 characters (the first within `first_room` when it can),
+    each holding whole characters: a word never ends inside a UTF-8 sequence."""
+
+    def capacity(room: int) -> int:  # bytes of text a word of `room` characters holds
+        return max(1, (min(room, _WORD_MAX) - 12) // 4) * 3
+
+    words: list[str] = []
+    limit = capacity(max(first_room, 16))
+    chunk = b""
+    for ch in text:
+        raw = ch.encode("utf-8")
+        if chunk and len(chunk) + len(raw) > limit:
+            words.append("=?utf-8?b?" + base64.b64encode(chunk).decode("ascii") + "?=")
+            chunk, limit = b"", capacity(_WORD_MAX)
+        chunk += raw
+    words.append("=?utf-8?b?" + base64.b64encode(chunk).decode("ascii") + "?=")
+    return words
+
+
+# RFC 5322 atext: what a phrase may hold without quoting.
+_ATOMS = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?: [A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def phrase(text: str, header_name: str) -> str:
+    """`text` as an RFC 5322 phrase (a display name, the name of a List-Id): atoms as they
+    are, else a quoted-string with its quotes and backslashes escaped, else (non-ASCII) RFC
+    2047 encoded words of at most 75 characters; "" for an empty name."""
+    text = _CONTROL.sub(" ", one_line(text)).strip()
+    if not text:
+        return ""
+    if not text.isascii():
+        return _encoded(text, header_name)
+    if _ATOMS.fullmatch(text):
+        return text
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def _address_header(name: str, address: str, header_name: str = "To") -> str:
@@ -182,7 +253,8 @@ def _address_header(name: str, address: str, header_name: str = "To") -> str:
     if not address.isascii():
         # An internationalised address goes out with SMTPUTF8; the header carries it as UTF-8.
         return f"{name} <{address}>" if name else address
-    if name and not name.isascii():
+    name = _CONTROL.sub(" ", name)
+    if name.strip() and not name.isascii():
         # RFC 2047: a long Korean name becomes several encoded words of at most 75 characters
         # on folded lines (formataddr would write one word of any length).
         raw = name.encode("utf-8")
@@ -193,9 +265,9 @@ def _address_header(name: str, address: str, header_name: str = "To") -> str:
             raw
         ) < _q_length(raw):
             return f"{word} <{address}>"
-        words = Header(name, "utf-8", maxlinelen=76, header_name=header_name)
-        return f"{words.encode(linesep=chr(10))} <{address}>"
-    return email.utils.formataddr((name, address))
+        return f"{_encoded(name, header_name)} <{address}>"
+    shown = phrase(name, header_name)
+    return f"{shown} <{address}>" if shown else address
 
 
 # The bytes RFC 2047's Q encoding writes as themselves (space becomes "_"); every other byte
@@ -370,8 +442,9 @@ class CompiledVariant:
             fold_header("Subject", self.subject),
             b"MIME-Version: 1.0\n",
             fold_header("Content-Language", rendered.language),
-            fold_header("List-Id", _list_id_value(sender)),
+            list_id_header(sender),
             b"List-Unsubscribe-Post: List-Unsubscribe=One-Click\n",
+            feedback_id_header(settings, sender, campaign_id),
         ]
         if sender.reply_to:
             head.append(fold_header("Reply-To", sender.reply_to))
@@ -453,6 +526,20 @@ class CompiledVariant:
         return message
 
 
+_FEEDBACK_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def feedback_id_header(settings: Settings, sender: Sender, campaign_id: int | None) -> bytes:
+    """Gmail's Feedback-ID (its feedback loop): `campaign:list:sender-id:mailer`, so complaint
+    rates are reported per campaign and list. A colon separates the fields, so no value holds
+    one (each is cut to letters, digits, ".", "_" and "-"); a test send's campaign is "test"."""
+    sender_id = settings.feedback_id_sender or sender.domain.split(".", 1)[0]
+    fields = [str(campaign_id) if campaign_id is not None else "test", sender.list_slug]
+    fields += [sender_id, "mailer"]
+    clean = [_FEEDBACK_UNSAFE.sub("-", f).strip("-")[:60] or "none" for f in fields]
+    return b"Feedback-ID: " + ":".join(clean).encode("ascii") + b"\n"
+
+
 def _attachments(settings: Settings, files: Iterable[Any]) -> list[tuple[Any, bytes]]:
     """Each attached file (mailer.media.refs.MediaFileInfo) with its stored bytes."""
     wanted = list(files)
@@ -504,90 +591,15 @@ def _attachment_part(boundary: bytes, info: Any, data: bytes) -> bytes:
     )
 
 
-def _list_id_value(sender: Sender) -> str:
-    check_header_value("List-Id", sender.list_name)
-    # Checked before encoding: an encoded word would hide the line break from fold_header.
+def list_id_header(sender: Sender) -> bytes:
+    """The List-Id header (RFC 2919): the list's name as a phrase, then its id."""
+    # Checked before encoding: an encoded word would hide the line break.
     check_header_value("List-Id", sender.list_name)
     ident = f"<{sender.list_slug}.{sender.domain}>"
-    if sender.list_name.isascii():
-        return f"{sender.list_name} {ident}" if sender.list_name else ident
-    return f"{Header(sender.list_name, 'utf-8').encode()} {ident}"
-
-
-# --- DKIM -----------------------------------------------------------------------------------
-
-DKIM_HEADERS = (
-    b"from",
-    b"subject",
-    b"date",
-    b"message-id",
-    b"to",
-    b"list-id",
-    b"list-unsubscribe",
-    b"list-unsubscribe-post",
-)
-
-
-def dkim_signer(settings: Settings, from_address: str) -> Callable[[bytes], bytes] | None:
-    """A function returning the DKIM-Signature header for a message, or None without a key."""
-    if settings.dkim_key_file is None:
-        return None
-    # Lazy: dkimpy loads dnspython (~100 modules); only a configured DKIM key needs it.
-    import dkim  # noqa: PLC0415
-
-    domain = (settings.dkim_domain or from_address.rpartition("@")[2]).lower()
-    from_domain = from_address.rpartition("@")[2].lower()
-    if from_domain != domain and not from_domain.endswith("." + domain):
-        raise ConfigError(
-            f"From address {from_address!r} is outside the DKIM domain {domain!r}: receivers "
-            "would not align the signature with From (DMARC). Set dkim_domain or from_address."
-        )
-    key = _read_key(settings.dkim_key_file)
-    selector = settings.dkim_selector.encode()
-    # Each header named twice: the second, empty instance stops anyone adding one later
-    # (over-signing) without breaking the signature.
-    include = list(DKIM_HEADERS) * 2
-
-    def sign(message: bytes) -> bytes:
-        sig: bytes = dkim.sign(
-            message.replace(b"\n", b"\r\n"),
-            selector,
-            domain.encode(),
-            key,
-            include_headers=include,
-            canonicalize=(b"relaxed", b"relaxed"),
-        )
-        return sig.replace(b"\r\n", b"\n")
-
-    return sign
-
-
-def _read_key(path: Path) -> bytes:
-    try:
-        return path.read_bytes()
-    except OSError as err:
-        raise ConfigError(f"dkim_key_file {path}: cannot read: {err.strerror}") from None
-
-
-def generate_dkim_key(path: Path, selector: str, domain: str, bits: int = 2048) -> str:
-    """Write a new RSA private key (PEM, mode 0600) and return the DNS TXT record to publish."""
-    # Lazy: cryptography is needed only by `mailer dkim keygen`.
-    from cryptography.hazmat.primitives import serialization  # noqa: PLC0415
-    from cryptography.hazmat.primitives.asymmetric import rsa  # noqa: PLC0415
-
-    if path.exists():
-        raise ConfigError(f"{path} already exists; not overwriting a key")
-    key = rsa.generate_private_key(public_exponent=65537, key_size=bits)
-    pem = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        write_private(path, pem)
-    except FileExistsError:
-        raise ConfigError(f"{path} already exists; not overwriting a key") from None
-    public = key.public_key().public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    p = binascii.b2a_base64(public, newline=False).decode()
-    return f'{selector}._domainkey.{domain}. IN TXT "v=DKIM1; k=rsa; p={p}"'
+    check_header_value("List-Id", ident)
+    name = phrase(sender.list_name, "List-Id")
+    if not name:
+        return f"List-Id: {ident}\n".encode("ascii")
+    last = name.rpartition("\n")[2] if "\n" in name else "List-Id: " + name
+    sep = "\n " if len(last) + 1 + len(ident) > 78 else " "
+    return f"List-Id: {name}{sep}{ident}\n".encode("ascii")

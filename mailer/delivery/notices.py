@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from mailer import clock
 from mailer.config import Settings
 from mailer.contacts.addresses import mask, normalise, smtp_form, verp_encode
+from mailer.delivery.dkim import dkim_signer
 from mailer.delivery.message import (
     _address_header,
     _mostly_ascii,
-    dkim_signer,
     encode_b64,
     encode_qp,
     fold_header,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 
 from sqlalchemy.engine import Connection
@@ -12,11 +12,14 @@ from mailer import clock
 from mailer.config import Settings
 from mailer.contacts.suppressions import suppress
 from mailer.delivery import ledger
+from mailer.delivery.guards import Hold, refusal
 from mailer.delivery.ledger import Claimed
 from mailer.delivery.transport import Outcome, Reply
 from mailer.store.models import DeliveryStatus, SuppressionReason
 
 MAX_BACKOFF = timedelta(hours=6)
+# delivery/guards.py: the provider hold a refused row waits for, if any.
+Waits = Callable[[Claimed, Reply, datetime], Hold | None]
 
 
 def result_for(
@@ -51,15 +54,33 @@ def write(
     started_at: datetime,
     holder: str,
     pending: Sequence[tuple[Claimed, Reply]],
+    waits: Waits | None = None,
 ) -> list[ledger.Result]:
     """Record replies (for rows this claim proved) and suppress the addresses a server said
-    do not exist; returns what was written."""
+    do not exist; returns what was written. A refusal of the sender by a provider that is
+    held (`waits`) is deferred to the end of the hold, never failed."""
     if not pending:
         return []
     now = clock.now()
-    results = [result_for(settings, started_at, d, reply, now) for d, reply in pending]
+    results = []
+    for d, reply in pending:
+        hold = waits(d, reply, now) if waits is not None else None
+        if hold is not None:
+            results.append(
+                ledger.Result(d.id, DeliveryStatus.DEFERRED, reply.code, reply.text, hold.until)
+            )
+        else:
+            results.append(result_for(settings, started_at, d, reply, now))
     ledger.record(s, holder, results, now)
-    bad = [(d, reply) for d, reply in pending if reply.outcome == Outcome.BAD_ADDRESS]
+    # A provider refusing the sender ("550 mailbox unavailable: your IP is blocked") says
+    # nothing about the recipient's address.
+    bad = [
+        (d, reply)
+        for (d, reply), r in zip(pending, results, strict=True)
+        if reply.outcome == Outcome.BAD_ADDRESS
+        and r.status == DeliveryStatus.FAILED
+        and refusal(reply.code, reply.text) is None
+    ]
     if bad:
         # A session inside this transaction: suppress() works on ORM objects.
         with Session(bind=s) as orm:

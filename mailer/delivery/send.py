@@ -31,7 +31,8 @@ from mailer.contacts.segments import resolve
 from mailer.delivery import campaigns
 from mailer.delivery.campaigns import get_campaign
 from mailer.delivery.compiler import Compiler, campaign_renderer
-from mailer.delivery.message import Recipient, dkim_signer
+from mailer.delivery.dkim import dkim_signer
+from mailer.delivery.message import Recipient
 from mailer.delivery.planning import (
     EarlySend,
     Plan,
@@ -129,6 +130,7 @@ def send_release(
     segment: str | None = None,
     on_checked: Callable[[Checked], None] | None = None,
     before_embargo: bool = False,
+    preflight: bool = False,
 ) -> SendOutcome:
     """Send the release at `path` to the lists `audience` (default: the release's `lists`).
 
@@ -154,6 +156,12 @@ def send_release(
     """
     audience, where = segment_audience(settings, segment, audience, where)
     checked = load_for_sending(path, settings, audience, test_send=bool(tests))
+    if preflight and not dry_run and settings.transport == "smtp":
+        # What receivers check (DKIM key, DMARC) before anything is planned: an error refuses
+        # (PreflightError), a warning joins the release's. Lazy: it loads dnspython.
+        from mailer.delivery.preflight import before_send  # noqa: PLC0415
+
+        checked.findings.extend(before_send(settings))
     release = checked.release
     if on_release is not None:
         on_release(release)

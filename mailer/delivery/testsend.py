@@ -10,10 +10,10 @@ from typing import Any
 from mailer import clock
 from mailer.config import Settings
 from mailer.contacts.addresses import normalise, smtp_form
+from mailer.delivery.dkim import dkim_signer
 from mailer.delivery.message import (
     CompiledVariant,
     Recipient,
-    dkim_signer,
     sender_for,
     test_message_id,
 )
@@ -30,9 +30,16 @@ class TestResult:
     reply: Reply
 
 
+# The word that marks a test copy, in the reader's language. Not "[TEST]": capitals in a
+# subject otherwise in Korean fire SpamAssassin's SUBJ_ALL_CAPS (+0.5), and staff check test
+# sends to see what readers will get, score included.
+TEST_MARK = {"ko": "[테스트]", "en": "[Test]"}
+
+
 def test_subject_prefix(embargo: datetime | None, settings: Settings, language: str) -> str:
-    """[TEST], and the embargo when there is one still ahead, worded as the real send's."""
-    prefix = "[TEST] "
+    """[Test] (in the variant's language), and the embargo when there is one still ahead,
+    worded as the real send's."""
+    prefix = TEST_MARK.get(language.split("-")[0].lower(), TEST_MARK["en"]) + " "
     if embargo is not None and embargo_words.is_ahead(embargo, clock.now()):
         # The same words as a press list's copy (mailer.releases.embargo).
         prefix += embargo_words.subject_prefix(embargo, settings, language)

@@ -21,6 +21,7 @@ from mailer.delivery.engine import Deliverer
 from mailer.delivery.lock import this_process
 from mailer.delivery.progress import RunResult
 from mailer.delivery.transport import Transport
+from mailer.delivery.worker_thread import beat
 from mailer.errors import SendError
 from mailer.store.db import session_factory
 from mailer.store.models import Campaign, CampaignStatus, Delivery, DeliveryStatus
@@ -74,6 +75,9 @@ class Worker:
         while not self.stop.is_set():
             with factory() as s:
                 ids = due_campaigns(s)
+                # The console says when a separate worker was last seen (worker_thread.py).
+                beat(s, name)
+                s.commit()
             worked = False
             for campaign_id in ids:
                 if self.stop.is_set():

@@ -424,6 +424,10 @@ class Campaign(Base):
     created_at: Mapped[datetime] = mapped_column(default=_now)
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
+    # Why the campaign paused itself (delivery/guards.py: complaints over the line); cleared,
+    # and the complaints so far acknowledged, by a resume.
+    pause_reason: Mapped[str | None] = mapped_column(Text)
+    complaints_acknowledged: Mapped[int | None] = mapped_column(Integer)
 
     release: Mapped[Release] = relationship()
 
@@ -742,3 +746,118 @@ class ReleaseMedia(Base):
 
     def __repr__(self) -> str:
         return f"<ReleaseMedia {self.release_slug!r} {self.sha256[:12]}>"
+
+
+class ReleaseDraft(Base):
+    """A release being written in the console (mailer.releases.drafts): its versions are kept,
+    the current one is what every release command reads once materialised as files."""
+
+    __tablename__ = "release_draft"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # The release's NAME (NAME.LANG.md); a campaign sent from the draft has this release slug.
+    slug: Mapped[str] = mapped_column(String(200), unique=True)
+    created_by: Mapped[str] = mapped_column(String(200), default="")
+    created_at: Mapped[datetime] = mapped_column(default=_now)
+    updated_at: Mapped[datetime] = mapped_column(default=_now)
+    # The number of the newest version; a save names the version it was based on and is refused
+    # when this moved meanwhile (optimistic, compared and set in one UPDATE).
+    current_version: Mapped[int] = mapped_column(Integer, default=0)
+
+    def __repr__(self) -> str:
+        return f"<ReleaseDraft {self.slug!r} v{self.current_version}>"
+
+
+class ReleaseVersion(Base):
+    """One saved state of a draft: every language's file text and its press-kit files."""
+
+    __tablename__ = "release_version"
+    __table_args__ = (UniqueConstraint("draft_id", "number"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    draft_id: Mapped[int] = mapped_column(
+        ForeignKey("release_draft.id", ondelete="CASCADE"), index=True
+    )
+    number: Mapped[int] = mapped_column(Integer)
+    # {language: the whole NAME.LANG.md text, front matter and body, exactly as the file holds}
+    sources: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # {relative path in the release folder: SHA-256 of the file in the media store}
+    files: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # The language written as NAME.md (no language in the name) when imported so; else None.
+    plain_language: Mapped[str | None] = mapped_column(String(16))
+    author: Mapped[str] = mapped_column(String(200), default="")
+    created_at: Mapped[datetime] = mapped_column(default=_now)
+
+    def __repr__(self) -> str:
+        return f"<ReleaseVersion draft={self.draft_id} v{self.number}>"
+
+
+class ProviderHold(Base):
+    """A mail provider that refused the sender for several recipients in a row during a
+    campaign: its recipients wait until `held_until` (delivery/guards.py). Removed once the
+    provider accepts a message again; `level` doubles the wait each time it is held again."""
+
+    __tablename__ = "provider_hold"
+    __table_args__ = (UniqueConstraint("campaign_id", "provider"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaign.id", ondelete="CASCADE"))
+    # "mx:HOST" (the recipients' domains share this MX host) or "domain:DOMAIN".
+    provider: Mapped[str] = mapped_column(String(300))
+    label: Mapped[str] = mapped_column(String(400))  # "gmail.com (MX gmail-smtp-in...)"
+    domains: Mapped[list[str]] = mapped_column(JSON, default=list)
+    summary: Mapped[str] = mapped_column(String(200))  # "5.7.26 unauthenticated"
+    smtp_code: Mapped[int | None]
+    smtp_reply: Mapped[str] = mapped_column(Text, default="")
+    level: Mapped[int] = mapped_column(Integer, default=1)
+    held_until: Mapped[datetime]
+    created_at: Mapped[datetime] = mapped_column(default=_now)
+    updated_at: Mapped[datetime] = mapped_column(default=_now, onupdate=_now)
+
+    def __repr__(self) -> str:
+        return f"<ProviderHold {self.campaign_id} {self.provider!r} until {self.held_until}>"
+
+
+class Installation(Base):
+    """This database's own random value, made once when the database is created (or migrated
+    to 0010): part of every Message-ID's key (mailer.delivery.message_ids), so two databases
+    sharing one mailer.toml (a copy for tests, a second office) never write the same ids."""
+
+    __tablename__ = "installation"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)  # always 1: one row
+    id_part: Mapped[str] = mapped_column(String(64))
+
+    def __repr__(self) -> str:
+        return "<Installation>"
+
+
+def new_id_part() -> str:
+    """A new installation's random part: 128 bits, hex."""
+    import secrets  # noqa: PLC0415 - only a new database needs it
+
+    return secrets.token_hex(16)
+
+
+class ReleaseApproval(Base):
+    """A request to approve one version of a release draft, and its decision (issue 15,
+    mailer.releases.approval). "approved" holds only while the draft's current version is still
+    `version`: an edit after approval voids it."""
+
+    __tablename__ = "release_approval"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    draft_id: Mapped[int] = mapped_column(
+        ForeignKey("release_draft.id", ondelete="CASCADE"), index=True
+    )
+    version: Mapped[int] = mapped_column(Integer)
+    requested_by: Mapped[str] = mapped_column(String(200))  # "user:EMAIL"
+    requested_at: Mapped[datetime] = mapped_column(default=_now)
+    # "approved", "rejected", or None while the request waits for a sender.
+    decision: Mapped[str | None] = mapped_column(String(16))
+    decided_by: Mapped[str | None] = mapped_column(String(200))
+    decided_at: Mapped[datetime | None] = mapped_column()
+    comment: Mapped[str] = mapped_column(Text, default="")
+
+    def __repr__(self) -> str:
+        return f"<ReleaseApproval draft={self.draft_id} v{self.version} {self.decision}>"

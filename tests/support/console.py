@@ -11,6 +11,7 @@ fails with a message naming the argument; teach `hostile_world` a row for it.
 from __future__ import annotations
 
 import io
+import json
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -37,10 +38,21 @@ from mailer.contacts.lists import create_list
 from mailer.contacts.segments import create_segment
 from mailer.contacts.suppressions import add_suppression
 from mailer.imports.importer import import_contacts
+from mailer.releases.drafts import create_draft
 from mailer.staff import accounts, passwords, sessions
 from mailer.store import audit
 from mailer.store.db import session_scope
-from mailer.store.models import Base, Event, StaffRole, StaffUser
+from mailer.store.models import (
+    Base,
+    Campaign,
+    CampaignStatus,
+    Delivery,
+    DeliveryStatus,
+    Event,
+    Release,
+    StaffRole,
+    StaffUser,
+)
 from mailer.web import create_app
 from mailer.web.console import access
 from tests.support.bounces import dsn
@@ -462,6 +474,33 @@ def hostile_world(console: Console, tmp_path: Path) -> World:
             "xss-1",
             dsn("kim.xss@example.org", diagnostic="smtp; 550 " + XSS["script"]),
         )
+    # A campaign (the campaign pages' `campaign_id`) whose title and server replies are hostile.
+    with session_scope(s) as db:
+        release = Release(slug="xss", title=XSS["script"], default_language="en", content_hash="0")
+        db.add(release)
+        db.flush()
+        campaign = Campaign(release_id=release.id, audience_key="xss", status=CampaignStatus.DONE)
+        db.add(campaign)
+        db.flush()
+        db.add(
+            Delivery(
+                campaign_id=campaign.id,
+                contact_id=contact.id,
+                email=contact.email,
+                language="en",
+                status=DeliveryStatus.FAILED,
+                message_id="<xss@example.org>",
+                smtp_code=550,
+                smtp_reply="550 " + XSS["img"],
+            )
+        )
+    # A release draft (the release pages' `draft_id`) whose title and text are hostile; its
+    # preview frame's key and language (a key nobody rendered: 404 to whoever may look).
+    with session_scope(s) as db:
+        hostile = f"---\ntitle: {json.dumps(XSS['close'])}\n---\n\n{XSS['script']} {XSS['img']}\n"
+        create_draft(db, s, "xss-draft", {"en": hostile}, author="user:xss@example.org")
+    values[("console.release_preview_frame", "key")] = "no-such-preview"
+    values[("console.release_preview_frame", "lang")] = "en"
     # Any other `<thing>_id` argument: the first row of the table named like it.
     with session_scope(s) as db:
         for mapper in Base.registry.mappers:

@@ -105,8 +105,56 @@ TABLE: dict[str, Need] = {
     "console.segment_update": E,
     "console.segment_delete_confirm": E,
     "console.segment_delete": E,
+    # Campaigns: progress and reports (campaigns.py); bounces across campaigns
+    # (campaign_bounces.py). Viewers read figures; the CSV and the bounce pages name every
+    # recipient: editors, as contacts. Controls change a send: senders.
+    "console.campaigns": V,
+    "console.campaign": V,
+    "console.campaign_progress": V,
+    "console.campaign_stream": V,
+    "console.campaign_report": V,
+    "console.campaign_report_csv": E,
+    "console.campaign_pause": S,
+    "console.campaign_resume": S,
+    "console.campaign_cancel_confirm": S,
+    "console.campaign_cancel": S,
+    "console.campaign_resolve_confirm": S,
+    "console.campaign_resolve": S,
+    "console.bounces": E,
+    "console.bounce_show": E,
+    # Sending a release (sending.py): editors test it and ask for approval; senders approve
+    # (never their own) and send or schedule. Viewers see none of it (the plan names lists).
+    "console.approvals": E,
+    "console.send_plan": E,
+    "console.send_test_page": E,
+    "console.send_test": E,
+    "console.approval_request": E,
+    "console.approval_decide": S,
+    "console.send_when": S,
+    "console.send_start": S,
+    # Releases (releases.py): viewers read drafts, versions and previews; editors write.
+    "console.releases": V,
+    "console.release_new": E,
+    "console.release_create": E,
+    "console.release_edit": V,
+    "console.release_save": E,
+    "console.release_preview": V,
+    "console.release_preview_frame": V,
+    "console.release_upload": E,
+    "console.release_file_remove": E,
+    "console.release_versions": V,
+    "console.release_diff": V,
 }
 
 # Endpoints that take an uploaded file: their bodies may be up to `console_max_upload_bytes`;
 # every other request keeps `web_max_body_bytes`.
-UPLOADS: frozenset[str] = frozenset({"console.imports_upload"})
+UPLOADS: frozenset[str] = frozenset(
+    # The release editor's save and preview carry every language's whole text (a 2,000-word
+    # release in English and Korean is over 32 KB).
+    {
+        "console.imports_upload",
+        "console.release_upload",
+        "console.release_save",
+        "console.release_preview",
+    }
+)
