@@ -13,7 +13,9 @@ doubt, pending, skipped) and 2,000 bounce reports of every kind. Each run is a G
 server time (session check, access table, six grouped queries, the SVG chart, the template),
 without a network. The progress fragment (what the live page polls) and `SELECT count(*)` of
 the ledger (the baseline, on a busy machine both grow) are measured the same way.
-Target: the report's median <= 200 ms on each engine.
+Target: the report's median <= 200 ms on each engine. Measured three ways: a finished campaign
+(its ledger figures kept after the first view, mailer/delivery/reports.py), its first view (the
+figures scanned), and the same campaign while it is still sending (scanned on every view).
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from sqlalchemy import create_engine, func, insert, select, text
 from sqlalchemy.engine import make_url
 
 from bench.support import bench_settings, load_note, table
+from mailer import clock
 from mailer.config import Settings
 
 TARGET_MS = 200.0
@@ -227,17 +230,41 @@ def measure(settings: Settings, cid: int, runs: int) -> dict[str, float]:
         with session_scope(settings) as s:
             s.scalar(select(func.count()).select_from(Delivery))
 
-    cases = {
-        "report page": get(f"/admin/campaigns/{cid}/report"),
-        "progress fragment": get(f"/admin/campaigns/{cid}/progress"),
-        "baseline: count(*) of the ledger": baseline,
+    finished = clock.now()
+
+    def status(value: str) -> None:
+        from mailer.store.models import Campaign, CampaignStatus
+
+        with session_scope(settings) as s:
+            campaign = s.get(Campaign, cid)
+            assert campaign is not None
+            campaign.status = CampaignStatus(value)
+            campaign.finished_at = finished if value == "done" else None
+
+    def forget() -> None:
+        from mailer.delivery import reports
+
+        reports._KEPT.clear()  # the first view after the send, in a new process
+
+    # (case, what to do before it, untimed)
+    cases: dict[str, tuple[Callable[[], None], Callable[[], None]]] = {
+        "report page, finished campaign": (get(f"/admin/campaigns/{cid}/report"), lambda: None),
+        "report page, finished, first view": (get(f"/admin/campaigns/{cid}/report"), forget),
+        "report page, while sending": (
+            get(f"/admin/campaigns/{cid}/report"),
+            lambda: status("sending"),
+        ),
+        "progress fragment": (get(f"/admin/campaigns/{cid}/progress"), lambda: None),
+        "baseline: count(*) of the ledger": (baseline, lambda: None),
     }
     page = client.get(f"/admin/campaigns/{cid}/report").text
     assert page.count('<rect class="bar"') > 10, "the report has no timeline"
     times: dict[str, list[float]] = {name: [] for name in cases}
     cpu: dict[str, list[float]] = {name: [] for name in cases}
     for _ in range(runs):  # taking turns: a busy moment slows every case alike
-        for name, run in cases.items():
+        status("done")
+        for name, (run, before) in cases.items():
+            before()
             start, start_cpu = time.perf_counter(), time.process_time()
             run()
             times[name].append((time.perf_counter() - start) * 1000)
@@ -282,7 +309,7 @@ def main() -> None:
         row = [name]
         for engine in engines:
             ms = results[engine][name]
-            flag = " !" if name == "report page" and ms > TARGET_MS else ""
+            flag = " !" if name.startswith("report page") and ms > TARGET_MS else ""
             row.append(f"{ms:.1f}{flag}")
         rows.append(row)
     print(

@@ -288,6 +288,12 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("soft_bounce_threshold", "int", 5, "Soft bounces within the window that suppress"),
     Setting("soft_bounce_window_days", "int", 30, "Window for counting soft bounces"),
+    Setting(
+        "bounce_raw_max_bytes",
+        "int",
+        65536,
+        "Most bytes of each bounce report kept as received, for the console (the rest is cut)",
+    ),
     # Guards during a send (delivery/guards.py, docs/sending.md).
     Setting(
         "complaint_pause_rate",
@@ -328,6 +334,26 @@ SETTINGS: tuple[Setting, ...] = (
         "Group recipients by their domain's MX host (one lookup per domain, with dnspython "
         "when installed); false: by domain",
     ),
+    Setting(
+        "track_opens",
+        "bool",
+        False,
+        "Engagement: count opens with a 1x1 image in lists that track clicks (unreliable: "
+        "includes machine opens; never used for decisions)",
+    ),
+    Setting(
+        "engagement_retention_days",
+        "int",
+        180,
+        "Engagement: days a click or open that names a person is kept (0: kept until erased)",
+    ),
+    Setting(
+        "click_machine_seconds",
+        "int",
+        10,
+        "Engagement: a click this many seconds or less after its message was sent is a "
+        "machine's (a scanner following links on arrival; 0: no such rule)",
+    ),
 )
 
 _BY_NAME = {s.name: s for s in SETTINGS}
@@ -345,6 +371,7 @@ ADDRESS_SETTINGS = ("from_address", "reply_to", "unsubscribe_mailto", "envelope_
 # take one of them.
 _TAKEN_PATHS = frozenset(
     {"admin", "static", "media", "subscribe", "embed", "confirm", "u", "preferences", "healthz"}
+    | {"l", "o"}  # engagement: /l/ link redirects, /o/ opens
 )
 
 
@@ -414,12 +441,16 @@ class Settings:
     attach_max_bytes: int = 5242880
     soft_bounce_threshold: int = 5
     soft_bounce_window_days: int = 30
+    bounce_raw_max_bytes: int = 65536
     complaint_pause_rate: float = 0.003
     complaint_pause_min_delivered: int = 1000
     provider_refusal_streak: int = 3
     provider_backoff_seconds: int = 900
     provider_backoff_max_seconds: int = 21600
     provider_group_by_mx: bool = True
+    track_opens: bool = False
+    engagement_retention_days: int = 180
+    click_machine_seconds: int = 10
 
     @property
     def templates_dir(self) -> Path:
@@ -753,6 +784,7 @@ def _validate(
         "console_max_upload_bytes",
         "media_max_bytes",
         "attach_max_bytes",
+        "bounce_raw_max_bytes",
     ):
         if getattr(settings, name) < 1:
             raise bad(name, f"expected at least 1, got {getattr(settings, name)}")
@@ -761,7 +793,12 @@ def _validate(
             "complaint_pause_rate",
             f"expected a share between 0 and 1 such as 0.003, got {settings.complaint_pause_rate}",
         )
-    for name in ("complaint_pause_min_delivered", "provider_refusal_streak"):
+    for name in (
+        "complaint_pause_min_delivered",
+        "provider_refusal_streak",
+        "engagement_retention_days",
+        "click_machine_seconds",
+    ):
         if getattr(settings, name) < 0:
             raise bad(name, f"expected 0 or more, got {getattr(settings, name)}")
     for name in ("provider_backoff_seconds", "provider_backoff_max_seconds"):

@@ -165,7 +165,11 @@ def test_the_workers_option_changes_where_not_what(
     for workers in ("1", "2"):
         with clock.pinned(world.PROCESSED_AT):
             out = cli("bounces", "process", str(mbox), "--dry-run", "--json", "--workers", workers)
-        reports.append(json.loads(out.stdout))
+        report = json.loads(out.stdout)
+        for item in report["items"]:
+            # A held report's id: PostgreSQL's sequences move on although the dry run rolls back.
+            item["action"] = re.sub(r"^held for review \d+$", "held for review N", item["action"])
+        reports.append(report)
     assert reports[0] == reports[1]
     assert reports[0]["messages"] == 92
     refused = cli("bounces", "process", str(mbox), "--workers", "0", expect=2)

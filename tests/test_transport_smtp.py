@@ -4,6 +4,7 @@ reply the server can give ends in the right outcome and leaves the connection us
 from __future__ import annotations
 
 from collections.abc import Iterator
+from urllib.parse import quote
 
 import pytest
 
@@ -121,3 +122,21 @@ def test_an_address_with_a_line_break_never_reaches_the_server(
     with pytest.raises(TransportError, match="envelope sender"):
         conn.send("bounces@example.org\r\nRSET", "ok@example.org", MESSAGE)
     assert send(conn, "ok@example.org")[2] == Outcome.SENT
+
+
+def test_a_password_outside_ascii_logs_in_with_plain_in_utf8() -> None:
+    """smtplib refuses such a password with UnicodeEncodeError (a traceback); RFC 4616 PLAIN
+    carries it in UTF-8. A wrong one is still refused as a login, naming the user, never the
+    password."""
+    secret = "pässwörd-비밀"
+    server = SmtpServer(auth=("press", secret)).start()
+    try:
+        url = f"smtp://press:{quote(secret)}@127.0.0.1:{server.port}?tls=none"
+        SmtpTransport(Settings(transport="smtp", smtp_url=url)).check()
+        wrong = f"smtp://press:{quote('pässwörd')}@127.0.0.1:{server.port}?tls=none"
+        with pytest.raises(TransportError) as refused:
+            SmtpTransport(Settings(transport="smtp", smtp_url=wrong)).check()
+        assert "refused the login for 'press'" in str(refused.value)
+        assert "pässwörd" not in str(refused.value)
+    finally:
+        server.stop()

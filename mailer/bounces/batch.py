@@ -5,7 +5,8 @@ bounces/policy.py decides message by message, in mailbox order, exactly as if ea
 processed alone; its reads come from here instead of one query each, and each of its writes
 first updates this state, so a later message of the same batch sees what an earlier one did
 (a duplicate report, a suppression, a soft bounce that now counts). `write` then inserts the
-Bounce, BounceReview, Event and Suppression rows with one executemany each and updates
+Bounce, BounceSource, BounceReview, Event and Suppression rows with one executemany each and
+updates
 subscriptions and suppressions with a few statements. The number of queries per batch does not
 grow with the number of messages (tests/test_bounces.py counts them), except for the rare
 signed-token unsubscribes, which go through contacts/contact.py after a `write`.
@@ -19,7 +20,7 @@ from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Table, exists, insert, select, update
+from sqlalchemy import Boolean, LargeBinary, Table, bindparam, exists, insert, select, update
 from sqlalchemy.orm import Session
 
 from mailer import clock
@@ -32,6 +33,7 @@ from mailer.store.models import (
     Base,
     Bounce,
     BounceReview,
+    BounceSource,
     Campaign,
     Contact,
     Delivery,
@@ -126,6 +128,10 @@ class Batch:
         self.unsubscribe_all: dict[SuppressionReason, list[int]] = {}
         self.unsubscribed: set[int] = set()
         self.reviews: list[tuple[dict[str, Any], Any]] = []
+        # The report message being decided (bounces/policy.py sets it): every bounce row
+        # recorded for it keeps these bytes in bounce_source, cut at bounce_raw_max_bytes.
+        self.raw: bytes | None = None
+        self.sources: list[dict[str, Any]] = []
 
     # -- loading --------------------------------------------------------------------------
 
@@ -319,6 +325,11 @@ class Batch:
             "created_at": now,
         }
         self.bounces.append(row)
+        if self.raw is not None:
+            cut = self.settings.bounce_raw_max_bytes
+            self.sources.append(
+                {"sid": source_id, "raw": self.raw[:cut], "truncated": len(self.raw) > cut}
+            )
         self.seen.add(source_id)
         if delivery is not None and kind in NOT_DELIVERED:
             self.not_delivered.add(delivery.id)
@@ -415,10 +426,15 @@ class Batch:
         for rows in (self.bounces, self.new_sups, self.events):
             rows[:] = [_without_nul(row) if _has_nul(row) else row for row in rows]
         self.reviews = [(_without_nul(r), extra) for r, extra in self.reviews]
+        for src in self.sources:  # its key must be its bounce row's, NUL replaced alike
+            src["sid"] = _without_nul(src["sid"])
         # Inserted through the tables (Core): every row gives every column, so the ORM's bulk
         # insert would only sort the same dictionaries again, at a third of the write's time.
         if self.bounces:
             s.execute(insert(_table(Bounce)), self.bounces)
+        if self.sources:
+            # One executemany: each row finds its bounce's new id by the report's unique key.
+            s.execute(_INSERT_SOURCE, self.sources)
         if self.new_sups:
             s.execute(insert(_table(Suppression)), self.new_sups)
         if self.sup_updates:
@@ -447,6 +463,7 @@ class Batch:
         if self.reviews:
             self._write_reviews()
         self.bounces, self.events, self.new_sups, self.reviews = [], [], [], []
+        self.sources = []
         self.sup_updates, self.unsubscribe_all = {}, {}
 
     def _write_reviews(self) -> None:
@@ -478,6 +495,16 @@ class Batch:
             )
         for (_, item), row in zip(self.reviews, rows, strict=True):
             item.action = f"held for review {made[row['bounce_id']]}"
+
+
+_INSERT_SOURCE = insert(_table(BounceSource)).from_select(
+    ["bounce_id", "raw", "truncated"],
+    select(
+        Bounce.id,
+        bindparam("raw", type_=LargeBinary),
+        bindparam("truncated", type_=Boolean),
+    ).where(Bounce.source_message_id == bindparam("sid")),
+)
 
 
 def _has_nul(row: dict[str, Any]) -> bool:

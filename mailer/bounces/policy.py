@@ -252,6 +252,7 @@ def _apply(
             emails, source_ids, {m.campaign_id for plan in plans for m in plan if m.campaign_id}
         )
         for (n, key, parsed), plan in zip(reports, plans, strict=True):
+            batch.raw = messages[n][0].raw  # kept with its bounce rows (bounce_source)
             results[n] = _decide(batch, settings, key, parsed, plan)
         batch.write()
         _guard_complaints(session, settings, results)

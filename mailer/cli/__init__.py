@@ -38,6 +38,7 @@ LAZY_COMMANDS = {
     "bounces": ("bounces_cmd",),
     "users": ("users_cmd",),
     "news": ("news_cmd",),
+    "engagement": ("engagement_cmd",),
 }
 
 # The one-line help `mailer --help` lists, so that listing the commands imports none of them
@@ -53,6 +54,7 @@ COMMAND_HELP = {
     "demo": "Run the whole job in a new folder: import, send a bilingual release to the outbox.",
     "dkim": "DKIM signing keys.",
     "doctor": "Check the sending setup (SPF, DKIM, DMARC, SMTP) and say how to fix it.",
+    "engagement": "Click tracking's per-person records: retention.",
     "init": "Create mailer.toml (with a new secret key) and the database.",
     "lists": "Mailing lists.",
     "news": "The public newsroom: releases on the web, previews, withdrawals, corrections.",

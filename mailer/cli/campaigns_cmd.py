@@ -124,6 +124,37 @@ def campaigns_show(app: AppContext, campaign_id: int, as_json: bool) -> None:
         for p in data["problems"]:
             who = ", ".join(x for x in (p["name"], p["outlet"], p["beat"]) if x)
             echo(f"    {p['status']:<9} {p['email']}" + (f" ({who})" if who else ""))
+    _echo_engagement(data.get("engagement") or {}, zone)
+
+
+def _echo_engagement(e: dict[str, Any], zone: tzinfo) -> None:
+    """Clicks per link and language, humans and machines apart; who engaged (press lists)."""
+    if not e.get("tracked") and not e.get("opens"):
+        return
+    echo(
+        f"  engagement: {e['human_clicks']} human click(s), {e['machine_clicks']} machine "
+        "click(s) (scanners, previews: not counted as people)"
+    )
+    if e.get("unique_clickers") is not None:
+        echo(f"    unique human clickers: {e['unique_clickers']}")
+    else:
+        echo("    aggregate lists only: clicks are counted per link, no person is recorded")
+    for lang, n in e["by_language"].items():
+        echo(f"    [{lang}] human {n['human']}, machine {n['machine']}")
+    for link in e["links"]:
+        echo(f"    {link['human']:>6} {link['machine']:>6}m  [{link['language']}] {link['url']}")
+    if e.get("engaged"):
+        echo("    who engaged (first human click):")
+        for p in e["engaged"]:
+            who = ", ".join(x for x in (p["outlet"], p["beat"]) if x)
+            echo(
+                f"      {local_time(p['first_click'], zone, named=True)}  "
+                f"{p['name'] or p['email']}"
+                + (f" ({who})" if who else "")
+                + f"  {p['clicks']} click(s)"
+            )
+    if e.get("opens"):
+        echo(f"    {e['opens']['label']}: {e['opens']['count']}")
 
 
 def _echo_guards(app: AppContext, data: dict[str, Any]) -> None:

@@ -63,6 +63,18 @@ def _local_name_options(f: Any) -> Any:
     help="Releases sent to this list may appear in the public newsroom "
     "(--no-archive: a member-only newsletter).",
 )
+@click.option(
+    "--track-clicks/--no-track-clicks",
+    "track_clicks",
+    default=None,
+    help="Send its links through /l/ to count clicks [default: on for --press lists].",
+)
+@click.option(
+    "--track-people/--no-track-people",
+    "track_people",
+    default=None,
+    help="Record who clicked, not only how many [default: on for --press lists].",
+)
 @pass_app
 def lists_create(
     app: AppContext,
@@ -75,6 +87,8 @@ def lists_create(
     local: tuple[str, ...],
     press: bool,
     archive: bool,
+    track_clicks: bool | None,
+    track_people: bool | None,
 ) -> None:
     """Create a list."""
     with app.session() as s:
@@ -88,9 +102,19 @@ def lists_create(
             names=_names(name_ko, local),
             press=press,
             archive=archive,
+            track_clicks=track_clicks,
+            track_people=track_people,
         )
         others = "".join(f", {lang}: {text}" for lang, text in sorted(ml.names.items()))
         echo(f"Created list {ml.slug!r} ({ml.name}{others}){_flags(ml.press, ml.archive)}.")
+        echo(f"  {_tracking(ml.track_clicks, ml.track_people)}")
+
+
+def _tracking(clicks: bool, people: bool) -> str:
+    """What a list's engagement flags mean (docs/engagement.md)."""
+    if not clicks:
+        return "clicks: not tracked"
+    return "clicks: tracked" + (", per person" if people else ", counted per link only")
 
 
 def _flags(press: bool, archive: bool) -> str:
@@ -126,6 +150,18 @@ def _flags(press: bool, archive: bool) -> str:
     default=None,
     help="Let releases sent to it appear in the public newsroom, or keep them off.",
 )
+@click.option(
+    "--track-clicks/--no-track-clicks",
+    "track_clicks",
+    default=None,
+    help="Send its links through /l/ to count clicks, or stop.",
+)
+@click.option(
+    "--track-people/--no-track-people",
+    "track_people",
+    default=None,
+    help="Record who clicked, or count clicks per link only.",
+)
 @pass_app
 def lists_edit(
     app: AppContext,
@@ -137,6 +173,8 @@ def lists_edit(
     local: tuple[str, ...],
     press: bool | None,
     archive: bool | None,
+    track_clicks: bool | None,
+    track_people: bool | None,
 ) -> None:
     """Change a list's name, description, visibility, press or newsroom flag (--name-ko ""
     removes the Korean name)."""
@@ -150,9 +188,13 @@ def lists_edit(
             names=_names(name_ko, local),
             press=press,
             archive=archive,
+            track_clicks=track_clicks,
+            track_people=track_people,
         )
         flags = _flags(ml.press, ml.archive) if press is not None or archive is not None else ""
         echo(f"Updated list {ml.slug!r} ({ml.name}){flags}.")
+        if track_clicks is not None or track_people is not None:
+            echo(f"  {_tracking(ml.track_clicks, ml.track_people)}")
 
 
 @lists_group.command("ls")
@@ -209,6 +251,7 @@ def lists_show(app: AppContext, slug: str, as_json: bool) -> None:
         echo(f"  press: {press}")
         archive = "yes (in the newsroom)" if data["archive"] else "no (kept out of the newsroom)"
         echo(f"  archive: {archive}")
+        echo(f"  {_tracking(data['track_clicks'], data['track_people'])}")
         for status, n in data["subscribers"].items():
             echo(f"  {status:<13} {n}")
 

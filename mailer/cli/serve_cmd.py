@@ -10,6 +10,7 @@ another runs the delivery worker (mailer.delivery.worker_thread: setting `serve_
 from __future__ import annotations
 
 import logging
+import signal
 import threading
 from typing import Any
 
@@ -21,6 +22,7 @@ from mailer.cli import main
 from mailer.cli.common import AppContext, pass_app
 from mailer.config import Settings
 from mailer.delivery.worker_thread import EmbeddedWorker
+from mailer.engagement.recorder import stop_all as stop_recorders
 from mailer.errors import ConfigError
 from mailer.subscribers.queue import NoticeSender
 from mailer.web import create_app
@@ -125,12 +127,16 @@ def serve(
         click.echo(
             "Trusting X-Forwarded-* headers from the proxy in front (trust_proxy).", err=True
         )
+    # SIGTERM (systemd, docker stop) ends the server like Ctrl-C: the finally below runs.
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         public.run()
     except KeyboardInterrupt:
         pass
     finally:
         public.close()
+        # The clicks still queued are written, and the journal removed (mailer.engagement).
+        stop_recorders()
         if console is not None:
             console.close()
         if sender is not None:
@@ -140,6 +146,10 @@ def serve(
             # The messages in flight finish; the ledger makes anything cut short safe to resume.
             worker.stop.set()
             worker.join(timeout=30)
+
+
+def _terminate(signum: int, frame: Any) -> None:
+    raise SystemExit(128 + signum)
 
 
 def _app(wsgi: Flask, embedded: bool) -> Flask:

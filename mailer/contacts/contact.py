@@ -16,11 +16,13 @@ from mailer.contacts.addresses import normalise
 from mailer.contacts.lists import get_list
 from mailer.contacts.press import PRESS_FIELDS, check_press_field
 from mailer.contacts.suppressions import get_suppression, suppress
+from mailer.engagement.retention import forget_person
 from mailer.errors import InvalidInputError, NotFoundError
 from mailer.releases.languages import from_name
 from mailer.store import audit
 from mailer.store.models import (
     Bounce,
+    BounceSource,
     Contact,
     ContactTag,
     Delivery,
@@ -443,12 +445,18 @@ def erase(session: Session, email: str, *, actor: str = "") -> None:
         delivery.contact_id = None
         if delivery.smtp_reply:
             delivery.smtp_reply = scrub(delivery.smtp_reply)
+    reports: set[str] = set()
+    bounce_ids: set[int] = set()
     for bounce in session.scalars(
         select(Bounce).where(or_(Bounce.email == key, *_mentions(Bounce.source_message_id, forms)))
     ):
+        # A report about several recipients has a row each ("REPORT-ID ADDRESS").
+        reports.update({bounce.source_message_id, bounce.source_message_id.rsplit(" ", 1)[0]})
+        bounce_ids.add(bounce.id)
         bounce.email = None
         bounce.diagnostic = None
         bounce.source_message_id = scrub(bounce.source_message_id)
+    _forget_reports(session, bounce_ids, reports)
     for ev in session.scalars(select(Event).where(Event.contact_id == contact_id)):
         ev.data = {}
         ev.contact_id = None
@@ -463,9 +471,32 @@ def erase(session: Session, email: str, *, actor: str = "") -> None:
         sup.source = scrub(sup.source)
     if contact is not None:
         session.execute(delete(ContactTag).where(ContactTag.contact_id == contact.id))
+        # Their clicks stay counted per link and language, naming nobody.
+        forget_person(session, contact.id)
         session.delete(contact)
     session.flush()
     audit.record(session, "contact.erase", actor=actor)
+
+
+def _forget_reports(session: Session, bounce_ids: set[int], reports: set[str]) -> None:
+    """Delete the report messages kept for these bounce rows and every row of the same reports
+    (bounce_source): a message names the address in forms no scrub finds (encoded, quoted)."""
+    ids = sorted(bounce_ids)
+    for at in range(0, len(ids), 1000):
+        session.execute(delete(BounceSource).where(BounceSource.bounce_id.in_(ids[at : at + 1000])))
+    for part in _chunked(sorted(reports)):
+        about = or_(
+            Bounce.source_message_id.in_(part),
+            *(Bounce.source_message_id.startswith(r + " ", autoescape=True) for r in part),
+        )
+        session.execute(
+            delete(BounceSource).where(BounceSource.bounce_id.in_(select(Bounce.id).where(about)))
+        )
+
+
+def _chunked(values: list[str], size: int = 200) -> Iterator[list[str]]:
+    for start in range(0, len(values), size):
+        yield values[start : start + size]
 
 
 def _mentions(column: Any, forms: set[str]) -> list[Any]:

@@ -44,6 +44,8 @@ from mailer.contacts.press import media_type
 from mailer.errors import InvalidInputError
 from mailer.store.models import (
     Bounce,
+    Campaign,
+    Click,
     Contact,
     ContactTag,
     Delivery,
@@ -79,7 +81,9 @@ FIELD_ALIASES = {
 HISTORY = ("bounced_since", "sent_since", "subscribed_since")
 DATES = ("created",)
 SPECIAL = ("tag", "list")
-KNOWN = (*COLUMNS, *SPECIAL, *DATES, *HISTORY)
+# `clicked 12`: followed a link of campaign 12 themselves (human clicks, per-person lists only).
+ENGAGEMENT = ("clicked",)
+KNOWN = (*COLUMNS, *SPECIAL, *DATES, *HISTORY, *ENGAGEMENT)
 ORDER_OPS = ("<", ">", "<=", ">=")
 OPERATORS = ("=", "!=", "~", "in", *ORDER_OPS)
 KEYWORDS = ("and", "or", "not", "in", "has")
@@ -108,7 +112,7 @@ class FilterError(InvalidInputError):
 
 @dataclass(frozen=True)
 class Field:
-    """A field as written: `kind` is column, attribute, tag, list, date or history."""
+    """A field as written: `kind` is column, attribute, tag, list, date, history or clicked."""
 
     kind: str
     name: str  # the canonical name (column or history name) or the attribute key
@@ -254,27 +258,28 @@ class _Parser:
         if self.keyword("has"):
             self.take()
             field = self.parse_field()
-            if field.kind in ("date", "history", "list"):
+            if field.kind in ("date", "history", "list", "clicked"):
                 raise self.error(self.tokens[self.i - 1], f"`has` does not apply to {field.name}")
             return Term(field, "has", (), token.pos)
         field = self.parse_field()
         op = self.peek()
         if (
-            field.kind == "history"
+            field.kind in ("history", "clicked")
             and op.kind in ("word", "string")
             and op.text.lower() not in KEYWORDS
         ):
-            # `bounced_since 90d`: the event happened since then.
-            return Term(field, ">=", (self.take().text,), op.pos)
+            # `bounced_since 90d`: the event happened since then; `clicked 12`: in campaign 12.
+            return Term(
+                field, "=" if field.kind == "clicked" else ">=", (self.take().text,), op.pos
+            )
         if op.kind == "word" and op.text.lower() == "in":
             self.take()
             return Term(field, "in", self.parse_list(), op.pos)
         if op.kind != "op":
-            want = (
-                "a date or duration, or < > <= >="
-                if field.kind == "history"
-                else "an operator (= != in ~ < > <= >=)"
-            )
+            want = {
+                "history": "a date or duration, or < > <= >=",
+                "clicked": "a campaign number (clicked 12)",
+            }.get(field.kind, "an operator (= != in ~ < > <= >=)")
             raise self.error(op, f"expected {want} after {field.name!r}, found {_shown(op)}")
         self.take()
         value = self.take()
@@ -323,6 +328,8 @@ class _Parser:
             return Field("date", name, token.pos)
         if name in HISTORY:
             return Field("history", name, token.pos)
+        if name in ENGAGEMENT:
+            return Field("clicked", name, token.pos)
         raise self.error(
             token,
             f"unknown field {word!r} (fields: {', '.join(KNOWN)}; any other attribute: attr.NAME)",
@@ -360,6 +367,16 @@ def _check(text: str, node: Node) -> None:
                 f"{node.field.name} takes < > <= >= and a date or duration, not {op}",
             )
         parse_when(node.values[0], text, node.pos)
+    elif kind == "clicked":
+        if op not in ("=", "!=", "in"):
+            raise FilterError(text, node.pos, f"clicked takes a campaign number, not {op}")
+        for value in node.values:
+            if not value.isascii() or not value.isdigit() or len(value) > 18:
+                raise FilterError(
+                    text,
+                    node.pos,
+                    f"clicked takes a campaign number (see `mailer campaigns ls`), not {value!r}",
+                )
     elif kind in ("tag", "list") and op in ORDER_OPS:
         raise FilterError(text, node.pos, f"{kind} takes = != in ~, not {op}")
     elif kind == "list" and op == "~":
@@ -441,6 +458,8 @@ def _compile(ctx: Context, text: str, node: Node, nested: bool = False) -> Colum
         return _tag(ctx, node, nested)
     if kind == "list":
         return _list(ctx, text, node, nested)
+    if kind == "clicked":
+        return _clicked(ctx, text, node, nested)
     if kind in ("date", "history"):
         return _when(ctx, node, nested)
     return _text(ctx, node, _value_of(node.field))
@@ -598,6 +617,26 @@ def _list(ctx: Context, text: str, node: Term, nested: bool) -> ColumnElement[bo
         _SUB.contact_id,
         _SUB.status == SubscriptionStatus.SUBSCRIBED,
         _SUB.list_id.in_(sorted(ids.values())),
+    )
+    return not_(found) if node.op == "!=" else found
+
+
+def _clicked(ctx: Context, text: str, node: Term, nested: bool) -> ColumnElement[bool]:
+    """Followed a link of one of these campaigns themselves: machine clicks (scanners opening
+    every link) and opens never count; only per-person rows name anyone, so a campaign to an
+    aggregate list (or a reader who switched tracking off) matches nobody."""
+    wanted = sorted({int(v) for v in node.values})
+    found_ids = set(ctx.session.scalars(select(Campaign.id).where(Campaign.id.in_(wanted))))
+    for value in node.values:
+        if int(value) not in found_ids:
+            raise FilterError(text, node.pos, f"no campaign {value} (see `mailer campaigns ls`)")
+    found = _related(
+        nested,
+        Contact.id,
+        Click.contact_id,
+        Click.campaign_id.in_(wanted),
+        Click.kind == "click",
+        Click.machine.is_(False),
     )
     return not_(found) if node.op == "!=" else found
 

@@ -69,6 +69,8 @@ class ListSummary:
             "public": ml.public,
             "press": ml.press,
             "archive": ml.archive,
+            "track_clicks": ml.track_clicks,
+            "track_people": ml.track_people,
             "from_address": ml.from_address,
             "list_id": ml.list_id,
             "created_at": ml.created_at.isoformat(),
@@ -88,11 +90,15 @@ def create_list(
     actor: str = "",
     press: bool = False,
     archive: bool = True,
+    track_clicks: bool | None = None,
+    track_people: bool | None = None,
 ) -> MailingList:
     """Create a list; the slug is short, lower-case and unique. `names`: the name in other
     languages ({"ko": "보도자료"}); `name` is the default language's. `actor`: who, for the
     event log (the console's "user:EMAIL"). `press`: reporters, who get an embargoed release
-    before its embargo; `archive`: releases sent to it may appear in the newsroom."""
+    before its embargo; `archive`: releases sent to it may appear in the newsroom.
+    `track_clicks` (links through /l/) and `track_people` (clicks name the reader): None takes
+    `press` (docs/engagement.md)."""
     if not SLUG_RE.match(slug):
         raise InvalidInputError(
             f"list slug {slug!r}: use lower-case letters, digits, '-' or '_' (at most 64)"
@@ -112,6 +118,8 @@ def create_list(
         from_address=from_address,
         press=press,
         archive=archive,
+        track_clicks=press if track_clicks is None else track_clicks,
+        track_people=press if track_people is None else track_people,
     )
     session.add(ml)
     try:
@@ -126,6 +134,8 @@ def create_list(
         slug=slug,
         **({"press": True} if press else {}),
         **({} if archive else {"archive": False}),
+        **({"track_clicks": ml.track_clicks} if ml.track_clicks != press else {}),
+        **({"track_people": ml.track_people} if ml.track_people != press else {}),
     )
     return ml
 
@@ -142,11 +152,14 @@ def edit_list(
     actor: str = "",
     press: bool | None = None,
     archive: bool | None = None,
+    track_clicks: bool | None = None,
+    track_people: bool | None = None,
 ) -> MailingList:
     """Change a list's name (`names`: per language, "" removes one), description, visibility
     on the subscribe form or From address ("" goes back to the `from_address` setting), whether
     it is a press list (`press`) and whether its releases may appear in the newsroom
-    (`archive`)."""
+    (`archive`), whether its links are tracked (`track_clicks`) and clicks name the reader
+    (`track_people`). Making a list a press list leaves its tracking as it was."""
     ml = get_list(session, slug)
     changes: dict[str, Any] = {}
     if name is not None:
@@ -166,6 +179,10 @@ def edit_list(
         ml.press = changes["press"] = press
     if archive is not None:
         ml.archive = changes["archive"] = archive
+    if track_clicks is not None:
+        ml.track_clicks = changes["track_clicks"] = track_clicks
+    if track_people is not None:
+        ml.track_people = changes["track_people"] = track_people
     session.flush()
     audit.record(session, "list.edit", list_id=ml.id, actor=actor, slug=slug, **changes)
     return ml

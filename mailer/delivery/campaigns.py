@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from mailer import clock
 from mailer.csvsafe import write_csv
+from mailer.engagement import report as engagement_report
 from mailer.errors import InvalidInputError, NotFoundError, SendError
 from mailer.private import open_private
 from mailer.releases.embargo import stored_embargo
@@ -103,6 +104,8 @@ def campaign_as_dict(session: Session, campaign: Campaign) -> dict[str, Any]:
         "bounces": _bounce_counts(session, campaign.id),
         "problems": _problems(session, campaign.id),
         **embargo_summary(session, campaign),
+        # Clicks per link and language, humans and machines apart (mailer.engagement.report).
+        "engagement": engagement_report.engagement(session, campaign.id),
     }
     return data
 
@@ -226,6 +229,10 @@ def write_report_to(session: Session, campaign_id: int, fh: IO[str]) -> int:
     campaign = get_campaign(session, campaign_id)
     until = stored_embargo(campaign.release.front_matter)
     slugs = dict(session.execute(select(MailingList.id, MailingList.slug)).all())
+    # Per-person engagement: one row per clicker, looked up per recipient (empty cells where
+    # none can exist: engagement_report.csv_cells).
+    clicks = engagement_report.per_recipient(session, campaign_id)
+    people_lists = engagement_report.people_lists(session)
 
     def rows() -> Iterator[list[Any]]:
         # name, outlet and beat come last: scripts reading the earlier columns keep working.
@@ -244,10 +251,14 @@ def write_report_to(session: Session, campaign_id: int, fh: IO[str]) -> int:
             "outlet",
             "beat",
             "before_embargo",
+            "first_click",
+            "clicks",
         ]
         # Who the recipient is, for the press office reading the report (empty once erased).
-        for d, name, outlet, beat_text in session.execute(
-            select(Delivery, Contact.name, Contact.organisation, Contact.beat)
+        for d, name, outlet, beat_text, opted_out in session.execute(
+            select(
+                Delivery, Contact.name, Contact.organisation, Contact.beat, Contact.track_people_off
+            )
             .outerjoin(Contact, Contact.id == Delivery.contact_id)
             .where(Delivery.campaign_id == campaign_id)
             .order_by(Delivery.id)
@@ -271,6 +282,14 @@ def write_report_to(session: Session, campaign_id: int, fh: IO[str]) -> int:
                 "yes"
                 if until and d.status == DeliveryStatus.SENT and d.sent_at and d.sent_at < until
                 else "",
+                # This recipient's first human click and how many (machines never count).
+                *engagement_report.csv_cells(
+                    clicks,
+                    people_lists,
+                    contact_id=d.contact_id,
+                    list_id=d.list_id,
+                    opted_out=opted_out,
+                ),
             ]
 
     return write_csv(fh, rows()) - 1

@@ -18,6 +18,7 @@ from mailer import clock
 from mailer.config import Settings
 from mailer.delivery.dkim import dkim_signer
 from mailer.delivery.message import CompiledVariant, sender_for
+from mailer.engagement.links import LinkRegistry
 from mailer.localtext import in_language
 from mailer.media import access as media_access
 from mailer.media.store import stored_release
@@ -43,9 +44,13 @@ class Compiler:
         lists: dict[int, MailingList],
         subject_prefix: str = "",
         render: Callable[[str], Any] | None = None,
+        links: LinkRegistry | None = None,
     ) -> None:
         self.settings = settings
         self.campaign_id = campaign_id
+        # The campaign's tracked links (mailer.engagement.links): lists with track_clicks get
+        # their links through /l/; None (test sends, previews): nothing is wrapped.
+        self.links = links
         self.rendered = dict(rendered)
         self.lists = lists
         self.subject_prefix = subject_prefix
@@ -100,13 +105,24 @@ class Compiler:
                         prefix += embargo_words.subject_prefix(
                             self.marked_until, self.settings, language
                         )
+                    variant = self._variant(language)
+                    if ml is not None and ml.track_people:
+                        # The footer says that this list records who follows which link
+                        # (mailer.releases.render: RenderedVariant.with_tracking).
+                        variant = variant.with_tracking()
+                    tracking = None
+                    if self.links is not None and ml is not None and ml.track_clicks:
+                        variant, tracking = self.links.wrap(
+                            variant, per_person=ml.track_people, opens=self.settings.track_opens
+                        )
                     compiled = CompiledVariant(
-                        self._variant(language),
+                        variant,
                         sender,
                         self.settings,
                         subject_prefix=prefix,
                         campaign_id=self.campaign_id,
                         signer=dkim_signer(self.settings, from_address),
+                        tracking=tracking,
                     )
                     self.cache[key] = compiled
         return compiled

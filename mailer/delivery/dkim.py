@@ -34,6 +34,10 @@ DKIM_HEADERS = (
     b"auto-submitted",
 )
 _HEADER_NAME = re.compile(rb"^([A-Za-z0-9-]+):", re.MULTILINE)
+# A selector as receivers look it up: ASCII DNS labels separated by dots (RFC 6376 3.1).
+_SELECTOR = re.compile(
+    r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*"
+)
 
 
 def oversigned(message: bytes) -> list[bytes]:
@@ -61,6 +65,13 @@ def dkim_signer(settings: Settings, from_address: str) -> Callable[[bytes], byte
         raise ConfigError(
             f"From address {from_address!r} is outside the DKIM domain {domain!r}: receivers "
             "would not align the signature with From (DMARC). Set dkim_domain or from_address."
+        )
+    if not _SELECTOR.fullmatch(settings.dkim_selector):
+        # The selector is written raw into s=: a ";" would add a tag, a space or non-ASCII
+        # names a key no receiver finds.
+        raise ConfigError(
+            f"dkim_selector {settings.dkim_selector!r}: expected a DNS name (letters, digits, "
+            "hyphens and dots), such as `mailer dkim keygen` uses"
         )
     key = _read_key(settings.dkim_key_file)
     selector = settings.dkim_selector.encode()

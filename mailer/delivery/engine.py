@@ -54,6 +54,7 @@ from mailer.delivery.message import Recipient
 from mailer.delivery.progress import Progress, RunResult, clean_name
 from mailer.delivery.throttle import SharedRateLimiter
 from mailer.delivery.transport import Connection, Outcome, Reply, Transport
+from mailer.engagement.links import LinkRegistry
 from mailer.errors import MailerError, SendError, TransportError
 from mailer.newsroom import state as publication
 from mailer.store import audit
@@ -172,7 +173,12 @@ class Deliverer:
             self.started_at = campaign.started_at
             self.not_after = campaign.not_after
             self.compiler = Compiler(
-                self.settings, campaign.id, self.prerendered, lists, render=render
+                self.settings,
+                campaign.id,
+                self.prerendered,
+                lists,
+                render=render,
+                links=LinkRegistry(self.settings, campaign.id, open_session=self._link_session),
             )
             self.list_ids = list(campaign.audience.get("list_ids", []))
             audit.record(s, "campaign.send", campaign_id=campaign.id, actor=self.worker)
@@ -276,6 +282,12 @@ class Deliverer:
         )
 
     # --- connection threads ---
+    @contextmanager
+    def _link_session(self) -> Iterator[Session]:
+        """A session for the campaign's tracked links, taking its turn like _transaction."""
+        with self.write_lock, self.factory.begin() as s:
+            yield s
+
     @contextmanager
     def _transaction(self) -> Iterator[DbConnection]:
         """One write transaction on a Core connection (the ledger's statements need no ORM

@@ -24,7 +24,7 @@ import secrets
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from email.header import Header
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import quote
 
 from itsdangerous import URLSafeSerializer
@@ -36,6 +36,9 @@ from mailer.config import Settings
 from mailer.contacts.addresses import smtp_form
 from mailer.errors import ConfigError, MailerError
 from mailer.releases.personalise import PersonalTemplate
+
+if TYPE_CHECKING:
+    from mailer.engagement.links import Tracking
 
 
 class RenderedVariant(Protocol):
@@ -427,8 +430,11 @@ class CompiledVariant:
         subject_prefix: str = "",
         campaign_id: int | None = None,
         signer: Callable[[bytes], bytes] | None = None,
+        tracking: Tracking | None = None,
     ) -> None:
         self.rendered = rendered
+        # Per-recipient /l/ links (mailer.engagement.links): a list that tracks people.
+        self.tracking = tracking
         self.language = rendered.language
         self.settings = settings
         self.campaign_id = campaign_id
@@ -489,13 +495,16 @@ class CompiledVariant:
         """The values a layout's placeholders take for this recipient."""
         unsub = self._unsubscribe.make([r.contact_id, r.list_id, self.campaign_id])
         prefs = self._preferences.make([r.contact_id])
-        return {
+        values = {
             "name": r.name,
             "email": r.email,
             "unsubscribe_url": f"{self.base_url}/u/{unsub}",
             "preferences_url": f"{self.base_url}/preferences/{prefs}",
             "_unsubscribe_token": unsub,
         }
+        if self.tracking is not None:
+            self.tracking.fill(values, r.contact_id)
+        return values
 
     def build(self, r: Recipient, *, deliver_to: str | None = None) -> bytes:
         """The complete message for one recipient, LF line ends (the transports fix them)."""

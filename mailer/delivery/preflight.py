@@ -199,11 +199,38 @@ def check_dkim(settings: Settings, lookup: pd.Dns | None) -> list[Check]:
             )
         ]
 
+    if not pd.is_selector(settings.dkim_selector):
+        # Checked before DNS: dnspython would look the name up (IDNA, escaped spaces) while the
+        # signature carries the raw text (s=a;b=c adds a tag), so DNS could look right.
+        return [
+            Check(
+                "dkim",
+                "error",
+                f"dkim_selector {pd.shown(settings.dkim_selector)!r} is not a DNS name: every "
+                "signature would name a key no receiver can find",
+                "set dkim_selector to letters, digits and hyphens (dots between labels), "
+                "as in `mailer dkim keygen --selector`",
+            )
+        ]
+
     def run(dns: pd.Dns) -> list[Check]:
         try:
             pem = Path(key_file).read_bytes()
         except OSError as err:
             return [Check("dkim", "error", f"dkim_key_file {key_file}: {err.strerror}", "")]
+        if pd.key_kind(pem) == "ed25519":
+            # dkimpy signs Ed25519 only from a raw base64 key and with ed25519-sha256, which
+            # mailer does not ask for: the send would fail at its first message.
+            return [
+                Check(
+                    "dkim",
+                    "error",
+                    f"dkim_key_file {key_file.name} holds an Ed25519 key: mailer signs with "
+                    "RSA (rsa-sha256) only",
+                    "run `mailer dkim keygen` for an RSA key, publish its record and set "
+                    "dkim_key_file to it",
+                )
+            ]
         texts = dns.txt(name)
         try:
             record = pd.dkim_record(texts)

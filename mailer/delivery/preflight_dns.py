@@ -230,6 +230,30 @@ def dkim_record(texts: list[str]) -> DkimKey:
     return DkimKey(tags.get("k", "rsa").lower(), public)
 
 
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_SELECTOR = re.compile(rf"{_LABEL}(?:\.{_LABEL})*")
+
+
+def is_selector(selector: str) -> bool:
+    """A DKIM selector receivers can look up (RFC 6376 3.1): ASCII DNS labels, dot-separated."""
+    return len(selector) <= 200 and _SELECTOR.fullmatch(selector) is not None
+
+
+def key_kind(pem: bytes) -> str:
+    """The kind of a PEM private key: rsa, ed25519 or other ("" when it cannot be read)."""
+    # Lazy: cryptography's serialization matters only when a DKIM key is configured.
+    from cryptography.hazmat.primitives import serialization  # noqa: PLC0415
+    from cryptography.hazmat.primitives.asymmetric import ed25519, rsa  # noqa: PLC0415
+
+    try:
+        private = serialization.load_pem_private_key(pem, password=None)
+    except (ValueError, TypeError):
+        return ""
+    if isinstance(private, rsa.RSAPrivateKey):
+        return "rsa"
+    return "ed25519" if isinstance(private, ed25519.Ed25519PrivateKey) else "other"
+
+
 def same_key(pem: bytes, record: DkimKey) -> bool:
     """Does the record publish the public half of this private key (PEM)?"""
     # Lazy: cryptography's serialization matters only when a DKIM key is configured.

@@ -173,6 +173,16 @@ def _auth(smtp: smtplib.SMTP, target: SmtpTarget, where: str) -> Check:
             f"{where} does not offer AUTH",
             "use the provider's submission port (587 with STARTTLS, or 465)",
         )
+    except UnicodeEncodeError:
+        # smtplib sends AUTH PLAIN/LOGIN as ASCII; the error would quote nothing secret, but
+        # say which part is at fault without showing it.
+        return Check(
+            "smtp-auth",
+            "error",
+            f"the user name or password in smtp_url holds non-ASCII characters: {where} "
+            "cannot be sent them (SMTP AUTH takes ASCII)",
+            "use an ASCII password (or ask the provider for an app password)",
+        )
     except (OSError, smtplib.SMTPException) as err:
         return Check("smtp-auth", "error", f"{where}: login failed: {pd.shown(str(err))}")
     return Check("smtp-auth", "ok", f"login accepted for {target.username!r}")
@@ -233,9 +243,19 @@ def largest_message(settings: Settings, release: str | Path | None) -> tuple[int
 
 def _mail_from(smtp: smtplib.SMTP, settings: Settings, where: str) -> Check:
     sender = settings.bounce_address
+    # An internationalised envelope sender goes out with SMTPUTF8 (RFC 6531), as the sender
+    # sends it; without the extension smtplib cannot write it at all.
+    options = ["SMTPUTF8"] if not sender.isascii() and smtp.has_extn("smtputf8") else []
     try:
-        code, reply = smtp.mail(sender)
+        code, reply = smtp.mail(sender, options)
         smtp.rset()
+    except UnicodeEncodeError:
+        return Check(
+            "smtp-mail-from",
+            "error",
+            f"the envelope sender {sender} is not ASCII and {where} does not offer SMTPUTF8",
+            "use an ASCII envelope_sender (an A-label domain: xn--...)",
+        )
     except (OSError, smtplib.SMTPException) as err:
         return Check("smtp-mail-from", "error", f"{where}: MAIL FROM failed: {pd.shown(str(err))}")
     if 200 <= code < 300:

@@ -26,6 +26,7 @@ from mailer.bounces.reasons import (
 from mailer.store.models import (
     Bounce,
     BounceReview,
+    BounceSource,
     Campaign,
     Delivery,
     Release,
@@ -144,10 +145,21 @@ class BounceDetail:
     delivery: Delivery | None
     review: BounceReview | None
     suppression: Suppression | None
+    # The report message as received (none for bounces recorded before migration 0015, or
+    # after `contacts erase` of their address).
+    source: BounceSource | None = None
 
     @property
     def caused(self) -> bool:
         return _caused_by(self.suppression, self.bounce)
+
+    @property
+    def raw_text(self) -> str | None:
+        """The report's bytes as text for the page (escaped there, never HTML): UTF-8, any
+        other byte as U+FFFD, and NUL too (a browser would show nothing for it)."""
+        if self.source is None:
+            return None
+        return self.source.raw.decode("utf-8", "replace").replace("\x00", "\ufffd")
 
 
 def bounce_detail(session: Session, bounce_id: int) -> BounceDetail | None:
@@ -168,4 +180,5 @@ def bounce_detail(session: Session, bounce_id: int) -> BounceDetail | None:
         delivery=session.get(Delivery, bounce.delivery_id) if bounce.delivery_id else None,
         review=review,
         suppression=sup,
+        source=session.get(BounceSource, bounce.id),
     )

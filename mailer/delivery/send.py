@@ -43,6 +43,7 @@ from mailer.delivery.planning import (
 )
 from mailer.delivery.testsend import send_test
 from mailer.delivery.transport import OutboxTransport, SmtpTransport, open_transport
+from mailer.engagement.links import LinkRegistry
 from mailer.errors import NotFoundError, ReleaseError, SendError
 from mailer.localtext import in_language
 from mailer.media import access as media_access
@@ -619,6 +620,8 @@ def build_dry_run(
                 {i: ml.local_name(settings.default_language) for i, ml in lists.items()},
                 at=at,
             ),
+            # The sample shows the links as sent; the rows go with the dry run's rollback.
+            links=LinkRegistry(settings, p.campaign.id, session=session),
         )
         count = size = 0
         by_language: dict[str, int] = {}

@@ -10,6 +10,7 @@ one's outcome table (docs/ledger.md) is easier to check against the code in one 
 
 from __future__ import annotations
 
+import base64
 import enum
 import mailbox
 import re
@@ -183,7 +184,7 @@ class SmtpConnection:
             raise ConnectionError(f"{where}: {err}") from err
         if target.username:
             try:
-                smtp.login(target.username, target.password or "")
+                _login(smtp, target.username, target.password or "")
             except smtplib.SMTPAuthenticationError as err:
                 smtp.close()
                 raise TransportError(
@@ -193,6 +194,9 @@ class SmtpConnection:
             except smtplib.SMTPNotSupportedError:
                 smtp.close()
                 raise TransportError(f"{where} does not offer AUTH") from None
+            except TransportError as err:
+                smtp.close()
+                raise TransportError(f"{where}: {err}") from None
             except (OSError, smtplib.SMTPException) as err:
                 raise ConnectionError(f"{where}: {err}") from err
         t.learn_capabilities(smtp)
@@ -453,3 +457,22 @@ def _dot_stuff(message: bytes) -> bytes:
     if not data.endswith(b"\r\n"):
         data += b"\r\n"
     return data
+
+
+def _login(smtp: smtplib.SMTP, username: str, password: str) -> None:
+    """AUTH: smtplib's for ASCII credentials; PLAIN in UTF-8 (RFC 4616) for others, which
+    smtplib cannot send (it encodes them as ASCII and raises UnicodeEncodeError)."""
+    if username.isascii() and password.isascii():
+        smtp.login(username, password)
+        return
+    smtp.ehlo_or_helo_if_needed()
+    offered = str(smtp.esmtp_features.get("auth", "")).upper().split()
+    if "PLAIN" not in offered:
+        raise TransportError(
+            "the SMTP user name or password has characters outside ASCII, which only AUTH "
+            f"PLAIN carries (in UTF-8), and the server offers {' '.join(offered) or 'no AUTH'}"
+        )
+    token = base64.b64encode(f"\0{username}\0{password}".encode()).decode("ascii")
+    code, reply = smtp.docmd("AUTH", "PLAIN " + token)
+    if code != 235:
+        raise smtplib.SMTPAuthenticationError(code, reply)

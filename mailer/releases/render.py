@@ -61,6 +61,19 @@ TEXT_LAYOUT = "email/release.txt"
 # row, a campaign's puts its own address in its place.
 VIEW_STAND_IN = "https://view-in-browser.invalid/"
 _VIEW_ROW = re.compile(r"<!--mailer:view-->.*?<!--/mailer:view-->\n?", re.S)
+# The footer's word on per-person click tracking (lists with `track_people`), between these
+# comments in both parts: every variant is rendered with it once, and a list that does not track
+# people gets the variant without it (RenderedVariant.with_tracking), so the words are true of
+# every reader's list and each language is still inlined once.
+TRACKING_START, TRACKING_END = "<!--mailer:tracking-->", "<!--/mailer:tracking-->"
+_TRACKING = re.compile(
+    re.escape(TRACKING_START) + r"\n?(.*?)" + re.escape(TRACKING_END) + r"\n?", re.S
+)
+
+
+def tracking_block(text: str, *, keep: bool) -> str:
+    """`text` with the tracking words kept (their markers gone) or taken out whole."""
+    return _TRACKING.sub(lambda m: m.group(1) if keep else "", text)
 
 
 @dataclass(frozen=True)
@@ -80,21 +93,47 @@ class RenderedVariant:
     # has no marked row): a campaign puts its own link in (`with_view`) without inlining again.
     viewable_html: str = ""
     viewable_text: str = ""
+    # The final HTML and text (placeholders in) with the tracking words still marked; `tracking`:
+    # whether html and text show them (with_tracking).
+    marked_html: str = ""
+    marked_text: str = ""
+    tracking: bool = False
 
     def with_view(self, url: str) -> RenderedVariant:
         """This variant with the "view in browser" link `url`: the stand-in address replaced,
         no CSS inlining (the row was inlined with the rest)."""
         if not self.viewable_html:
             raise ValueError("this variant was rendered without its view-in-browser row")
+        return _marked(
+            self,
+            self.viewable_html.replace(VIEW_STAND_IN, str(escape(url))),
+            self.viewable_text.replace(VIEW_STAND_IN, url),
+            view_url=url,
+        )
+
+    def with_tracking(self) -> RenderedVariant:
+        """This variant with the footer's word on per-person tracking (a list whose
+        `track_people` is on); ConfigError when a layout of one's own does not say it."""
+        if self.tracking:
+            return self
+        for name, part in ((HTML_LAYOUT, self.marked_html), (TEXT_LAYOUT, self.marked_text)):
+            if TRACKING_START not in part:
+                raise ConfigError(
+                    f"{name}: the layout does not say that the list records which links each "
+                    "reader follows, which a list with track_people must: add the "
+                    "{% if tracking %} block of the shipped footer (templates/email/footer.html "
+                    "and release.txt), or switch it off with `mailer lists edit SLUG "
+                    "--no-track-people`"
+                )
         return replace(
             self,
             html=PersonalTemplate.compile(
-                self.viewable_html.replace(VIEW_STAND_IN, str(escape(url))), escape_html=True
+                tracking_block(self.marked_html, keep=True), escape_html=True
             ),
             text=PersonalTemplate.compile(
-                self.viewable_text.replace(VIEW_STAND_IN, url), escape_html=False
+                _tidy_text(tracking_block(self.marked_text, keep=True)), escape_html=False
             ),
-            view_url=url,
+            tracking=True,
         )
 
     # The files sent with it as real attachments (`attach:`; mailer.media).
@@ -122,6 +161,11 @@ LABELS: dict[str, dict[str, str]] = {
         "view_online": "View this release in your browser",
         "downloads": "Downloads",
         "attached": "attached",
+        "tracking": (
+            "This list records which links you follow, to tell the press office which stories "
+            "interest reporters."
+        ),
+        "tracking_off": "Switch it off",
     },
     "ko": {
         "category": "보도자료",
@@ -141,6 +185,11 @@ LABELS: dict[str, dict[str, str]] = {
         "view_online": "웹 브라우저에서 보기",
         "downloads": "자료 내려받기",
         "attached": "첨부",
+        "tracking": (
+            "이 수신 목록은 기자분들이 어떤 소식에 관심을 두시는지 홍보실이 알 수 있도록, "
+            "메일 속 어떤 링크를 누르셨는지 기록합니다."
+        ),
+        "tracking_off": "기록 끄기",
     },
 }
 # Korean fonts lead in the Korean variant (Outlook on Windows does no per-glyph fallback); the
@@ -280,11 +329,13 @@ def layout_context(
     *,
     marked_until: datetime | None = None,
     view_url: str | None = None,
+    tracking: bool = False,
 ) -> dict[str, Any]:
     """Every variable the layouts see (documented in the README); user text neutralised.
 
     `marked_until`: the message goes out before this embargo: the layouts show the EMBARGOED
-    banner at the top (`embargo_banner`, None otherwise)."""
+    banner at the top (`embargo_banner`, None otherwise). `tracking`: the footer's word on
+    per-person click tracking, between its markers (`tracking`, None otherwise)."""
     variant = release.variants[language]
     meta = variant.meta
     labels = labels_for(language)
@@ -381,6 +432,16 @@ def layout_context(
             if marked_until is not None
             else None
         ),
+        "tracking": (
+            {
+                "start": Markup(TRACKING_START),
+                "end": Markup(TRACKING_END),
+                "note": labels["tracking"],
+                "switch_off": labels["tracking_off"],
+            }
+            if tracking
+            else None
+        ),
     }
 
 
@@ -396,13 +457,20 @@ def render_layouts(
     *,
     marked_until: datetime | None = None,
     view_url: str | None = None,
+    tracking: bool = False,
 ) -> tuple[str, str]:
     """The whole HTML document (not yet inlined) and the text part of one variant."""
     html = render_template(
         settings,
         HTML_LAYOUT,
         layout_context(
-            release, language, settings, list_name, marked_until=marked_until, view_url=view_url
+            release,
+            language,
+            settings,
+            list_name,
+            marked_until=marked_until,
+            view_url=view_url,
+            tracking=tracking,
         ),
     )
     text = render_template(
@@ -416,6 +484,7 @@ def render_layouts(
             text=True,
             marked_until=marked_until,
             view_url=view_url,
+            tracking=tracking,
         ),
     )
     if marked_until is not None:
@@ -480,7 +549,13 @@ def render_variant(
             f"(it has {', '.join(release.languages)})"
         )
     html, text = render_layouts(
-        release, language, settings, list_name, marked_until=marked_until, view_url=VIEW_STAND_IN
+        release,
+        language,
+        settings,
+        list_name,
+        marked_until=marked_until,
+        view_url=VIEW_STAND_IN,
+        tracking=True,
     )
     before = PersonalTemplate.compile(html, escape_html=True)
     inlined = inline.inline_css(html, where=HTML_LAYOUT)
@@ -502,20 +577,37 @@ def render_variant(
         attachments=media_refs.attachments(release.variants[language]),
         viewable_html=inlined,
         viewable_text=text,
+        marked_html=inlined,
+        marked_text=text,
     )
     if view_url:
         return viewable.with_view(view_url)
     html_plain = _VIEW_ROW.sub("", inlined)
     if VIEW_STAND_IN in html_plain:
         # A layout of one's own that shows `view_url` outside the marked row: inline it again.
-        html, _ = render_layouts(release, language, settings, list_name, marked_until=marked_until)
+        html, _ = render_layouts(
+            release, language, settings, list_name, marked_until=marked_until, tracking=True
+        )
         html_plain = inline.inline_css(html, where=HTML_LAYOUT)
     text_plain = "\n".join(line for line in text.split("\n") if VIEW_STAND_IN not in line)
+    return _marked(viewable, html_plain, text_plain, view_url=None)
+
+
+def _marked(
+    variant: RenderedVariant, html: str, text: str, *, view_url: str | None
+) -> RenderedVariant:
+    """`variant` with this final HTML and text (tracking words marked): shown or taken out as
+    the variant has them."""
+    keep = variant.tracking
     return replace(
-        viewable,
-        html=PersonalTemplate.compile(html_plain, escape_html=True),
-        text=PersonalTemplate.compile(_tidy_text(text_plain), escape_html=False),
-        view_url=None,
+        variant,
+        html=PersonalTemplate.compile(tracking_block(html, keep=keep), escape_html=True),
+        text=PersonalTemplate.compile(
+            _tidy_text(tracking_block(text, keep=keep)), escape_html=False
+        ),
+        view_url=view_url,
+        marked_html=html,
+        marked_text=text,
     )
 
 

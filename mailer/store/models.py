@@ -19,6 +19,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
@@ -142,6 +143,12 @@ def _now() -> datetime:
 _NO_ID_REUSE = {"sqlite_autoincrement": True}
 
 
+def _like_press(context: Any) -> bool:
+    # Engagement tracking (issue 17) is on by default for press lists only: a list made
+    # without saying takes its `press` flag (mailer.engagement, docs/engagement.md).
+    return bool(context.get_current_parameters().get("press", False))
+
+
 class MailingList(Base):
     __tablename__ = "mailing_list"
     __table_args__ = _NO_ID_REUSE
@@ -161,6 +168,14 @@ class MailingList(Base):
     press: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
     # Releases sent to it may appear in the public newsroom (false: member-only newsletters).
     archive: Mapped[bool] = mapped_column(Boolean, default=True, server_default=text("true"))
+    # Engagement (mailer.engagement): links go through /l/ (track_clicks); clicks name the reader
+    # (track_people). Both default to `press` (migration 0014 set existing lists so).
+    track_clicks: Mapped[bool] = mapped_column(
+        Boolean, default=_like_press, server_default=text("false")
+    )
+    track_people: Mapped[bool] = mapped_column(
+        Boolean, default=_like_press, server_default=text("false")
+    )
     created_at: Mapped[datetime] = mapped_column(default=_now)
 
     subscriptions: Mapped[list[Subscription]] = relationship(
@@ -204,6 +219,10 @@ class Contact(Base):
     region: Mapped[str] = mapped_column(String(200), default="", server_default=text("''"))
     phone: Mapped[str] = mapped_column(String(100), default="", server_default=text("''"))
     attributes: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # The reader switched per-person engagement off on the preference page (mailer.engagement).
+    track_people_off: Mapped[bool] = mapped_column(
+        Boolean, default=False, server_default=text("false")
+    )
     created_at: Mapped[datetime] = mapped_column(default=_now)
     updated_at: Mapped[datetime] = mapped_column(default=_now, onupdate=_now)
 
@@ -861,3 +880,71 @@ class ReleaseApproval(Base):
 
     def __repr__(self) -> str:
         return f"<ReleaseApproval draft={self.draft_id} v{self.version} {self.decision}>"
+
+
+class TrackedLink(Base):
+    """A link of a campaign's email in one language, as the release had it: /l/ tokens name its
+    id, and the redirect goes to `url` and nowhere else (mailer.engagement.links). Written once
+    per (campaign, language) when the variant is compiled; never changed afterwards."""
+
+    __tablename__ = "tracked_link"
+    __table_args__ = (UniqueConstraint("campaign_id", "language", "position"), _NO_ID_REUSE)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaign.id", ondelete="CASCADE"))
+    language: Mapped[str] = mapped_column(String(16))
+    # 0, 1, 2...: the link's place among the variant's distinct URLs (part of its token's key).
+    position: Mapped[int] = mapped_column(Integer)
+    url: Mapped[str] = mapped_column(Text)
+
+    def __repr__(self) -> str:
+        where = f"campaign={self.campaign_id} {self.language}#{self.position}"
+        return f"<TrackedLink {self.id} {where}>"
+
+
+class Click(Base):
+    """One request to /l/ (kind "click") or /o/ (kind "open"), written in batches by
+    mailer.engagement.recorder. `contact_id` is NULL unless the list tracks people and the
+    reader has not switched it off; `machine` (with its reason) keeps scanners apart."""
+
+    __tablename__ = "click"
+    __table_args__ = (
+        Index("ix_click_campaign_link", "campaign_id", "link_id"),  # reports
+        Index("ix_click_contact_campaign", "contact_id", "campaign_id"),  # erase, `clicked`
+        Index("ix_click_at", "at"),  # the retention purge
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # NULL for an open (it is of the message, not of a link).
+    link_id: Mapped[int | None] = mapped_column(
+        ForeignKey("tracked_link.id", ondelete="CASCADE")
+    )
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaign.id", ondelete="CASCADE"))
+    language: Mapped[str] = mapped_column(String(16))
+    # Erasing a contact leaves an anonymous count, never a person.
+    contact_id: Mapped[int | None] = mapped_column(ForeignKey("contact.id", ondelete="SET NULL"))
+    at: Mapped[datetime] = mapped_column(default=_now)
+    machine: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
+    # "head", "agent", "network", "early", "sweep" (mailer.engagement.machines); "" for a human.
+    machine_reason: Mapped[str] = mapped_column(String(40), default="", server_default=text("''"))
+    kind: Mapped[str] = mapped_column(String(8), default="click", server_default=text("'click'"))
+
+    def __repr__(self) -> str:
+        return f"<Click {self.id} {self.kind} link={self.link_id} machine={self.machine}>"
+
+
+class BounceSource(Base):
+    """The report message behind a bounce row, as the bounce mailbox held it (cut at
+    `bounce_raw_max_bytes`), so the console can show what a suppression rests on. A report about
+    several recipients is kept once per bounce row. Deleted with its bounce, and by erase."""
+
+    __tablename__ = "bounce_source"
+
+    bounce_id: Mapped[int] = mapped_column(
+        ForeignKey("bounce.id", ondelete="CASCADE"), primary_key=True
+    )
+    raw: Mapped[bytes] = mapped_column(LargeBinary)
+    truncated: Mapped[bool] = mapped_column(Boolean, default=False)
+
+    def __repr__(self) -> str:
+        return f"<BounceSource {self.bounce_id} {len(self.raw)} bytes>"

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from mailer import clock
 from mailer.contacts import contact as contacts
 from mailer.contacts.suppressions import get_suppression
+from mailer.engagement.retention import forget_person
 from mailer.errors import NotFoundError
 from mailer.store import audit
 from mailer.store.models import (
@@ -57,6 +58,14 @@ class Preferences:
     def suppressed_all(self) -> bool:
         return self.suppression is not None and not self.blocked
 
+    @property
+    def tracking_offered(self) -> bool:
+        """The page offers the per-person tracking switch: one of the person's lists records
+        who follows which link (`track_people`), or they switched it off before."""
+        return self.contact.track_people_off or any(
+            c.mailing_list.track_people and (c.subscribed or c.pending) for c in self.choices
+        )
+
 
 def load(session: Session, contact_id: int) -> Preferences:
     """The lists offered to this contact: the public ones and every list they have been on."""
@@ -84,8 +93,10 @@ def save(
     language: str,
     wanted: set[str],
     evidence: subscribe.Evidence,
+    tracking: bool | None = None,
 ) -> Preferences:
-    """Apply the form: name, language, and lists ticked or unticked."""
+    """Apply the form: name, language, lists ticked or unticked, and per-person click tracking
+    (`tracking`: on, off, or None when the form did not offer the switch)."""
     prefs = load(session, contact_id)
     contact = prefs.contact
     new_name = name.strip()[: subscribe.NAME_MAX]
@@ -93,6 +104,8 @@ def save(
         contact.name = new_name
         contact.language = language
         audit.record(session, "preferences", contact_id=contact.id, language=language)
+    if tracking is not None and contact.track_people_off == tracking:
+        set_tracking(session, contact, on=tracking)
     now = clock.now()
     lifted = False
     for choice in prefs.choices:
@@ -130,6 +143,16 @@ def save(
     session.flush()
     session.expire_all()
     return load(session, contact_id)
+
+
+def set_tracking(session: Session, contact: Contact, *, on: bool) -> None:
+    """Switch per-person click tracking on or off for this person. Off: links in new messages
+    name nobody (the token names a person only while this is on), and the clicks recorded so
+    far forget them too; the counts per link stay."""
+    contact.track_people_off = not on
+    if not on:
+        forget_person(session, contact.id)
+    audit.record(session, "preferences.tracking", contact_id=contact.id, tracking=on)
 
 
 def unsubscribe_everything(session: Session, contact_id: int) -> Preferences:

@@ -21,6 +21,7 @@ from mailer import clock
 from mailer.config import Settings
 from mailer.delivery import notices
 from mailer.delivery.transport import open_transport
+from mailer.engagement import retention
 from mailer.errors import MailerError
 from mailer.store import audit
 from mailer.store.db import session_factory
@@ -111,6 +112,14 @@ def send_due(settings: Settings, *, limit: int = 100) -> int:
             )
         )
         s.commit()
+        # Who clicked, forgotten after engagement_retention_days (at most hourly on the whole
+        # database): every process that sends notices also keeps that promise.
+        try:
+            retention.purge_when_due(s, settings)
+            s.commit()
+        except MailerError as err:
+            s.rollback()
+            log.error("engagement purge failed: %s", err)
     done = 0
     while done < limit and send_one(settings, factory):
         done += 1

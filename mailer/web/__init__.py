@@ -54,6 +54,10 @@ def create_app(settings: Settings, *, public: bool = True, console: bool | None 
         from mailer.web import media  # noqa: PLC0415
 
         app.register_blueprint(media.bp)
+        # Lazy: import cycle, as above. /l/ link redirects and /o/ opens (mailer.engagement).
+        from mailer.web import track  # noqa: PLC0415
+
+        track.register(app, settings)
         if settings.newsroom:
             # Lazy: import cycle, as above.
             from mailer.web import newsroom  # noqa: PLC0415

@@ -208,6 +208,8 @@ def preferences_post(token: str) -> Response:
         language=email_lang,
         wanted=set(form.getlist("list")),
         evidence=evidence,
+        # The switch is a checkbox: absent means off, but only where the page showed it.
+        tracking=form.get("tracking") == "on" if form.get("tracking_shown") == "1" else None,
     )
     # The page follows the language just chosen, unless ?lang= asks otherwise.
     shown = language(email_lang)

@@ -21,6 +21,7 @@ from flask import Response, abort, request, stream_with_context
 
 from mailer.delivery import campaigns as campaigns_lib
 from mailer.delivery import reports
+from mailer.engagement import report as engagement_report
 from mailer.errors import InvalidInputError, NotFoundError, SendError
 from mailer.store.db import session_scope
 from mailer.store.models import CampaignStatus, DeliveryStatus
@@ -175,7 +176,7 @@ def campaign_cancel(campaign_id: int) -> Response:
         return _failed(campaign_id, err)
     return notice_then(
         "console.campaign",
-        _("Cancelled. %(count)s messages not yet sent will not be sent.", count=f"{n:,}"),
+        _("Cancelled. %(count)s messages not yet sent will not be sent.", count=format(n, ",")),
         campaign_id=campaign_id,
     )
 
@@ -210,9 +211,9 @@ def campaign_resolve(campaign_id: int) -> Response:
     except (SendError, InvalidInputError) as err:
         return _failed(campaign_id, err)
     if how == "resend":
-        message = _("%(count)s messages in doubt will be sent again.", count=f"{n:,}")
+        message = _("%(count)s messages in doubt will be sent again.", count=format(n, ","))
     else:
-        message = _("%(count)s messages in doubt are now counted as sent.", count=f"{n:,}")
+        message = _("%(count)s messages in doubt are now counted as sent.", count=format(n, ","))
     return notice_then("console.campaign", message, campaign_id=campaign_id)
 
 
@@ -294,6 +295,8 @@ def campaign_report(campaign_id: int) -> Response:
         p=r.progress,
         chart=chart(r.timeline),
         statuses=[s.value for s in DeliveryStatus],
+        # campaign_engagement.html: clicks, who engaged, opens (mailer.engagement.report).
+        engagement=engagement_report.engagement(db(), campaign_id),
     )
 
 

@@ -76,6 +76,21 @@ def _chosen_lists(values: list[str]) -> list[str]:
     return list(dict.fromkeys(v.strip()[:64] for v in values if v.strip()))[:MAX_LISTS]
 
 
+def _local(message: str, path: Path) -> str:
+    """A library message without the server's folder the draft was written to: staff know the
+    release by its file names (NAME.LANG.md), and the server's paths are none of the page's."""
+    return message.replace(str(path.parent) + "/", "").replace(str(path.parent), "")
+
+
+def _lines(message: str, path: Path) -> list[str]:
+    """A multi-line library message (`release check` errors, one per line) as list items."""
+    return [
+        line.strip().removeprefix("- ")
+        for line in _local(message, path).splitlines()
+        if line.strip()
+    ]
+
+
 def _zone_name(s: Settings) -> str:
     return s.timezone or "UTC"
 
@@ -160,6 +175,8 @@ def _plan_page(draft_id: int, *, error: str = "", status: int = 200, **extra: An
         "version": version,
         "view": view,
         "problem": problem,
+        "problem_lines": _lines(problem, path),
+        "warnings": [_local(w, path) for w in view.warnings] if view else [],
         "error": error,
         "lists": known,
         "chosen": lists,
