@@ -14,8 +14,9 @@ server time (session check, access table, six grouped queries, the SVG chart, th
 without a network. The progress fragment (what the live page polls) and `SELECT count(*)` of
 the ledger (the baseline, on a busy machine both grow) are measured the same way.
 Target: the report's median <= 200 ms on each engine. Measured three ways: a finished campaign
-(its ledger figures kept after the first view, mailer/delivery/reports.py), its first view (the
-figures scanned), and the same campaign while it is still sending (scanned on every view).
+(its ledger figures kept in campaign_figures, as the sender keeps them when it finishes:
+mailer/delivery/reports.py), the same with no figures kept (they are read from the ledger and
+kept), and the campaign while it is still sending (read from the ledger on every view).
 """
 
 from __future__ import annotations
@@ -242,14 +243,18 @@ def measure(settings: Settings, cid: int, runs: int) -> dict[str, float]:
             campaign.finished_at = finished if value == "done" else None
 
     def forget() -> None:
-        from mailer.delivery import reports
+        from sqlalchemy import delete
 
-        reports._KEPT.clear()  # the first view after the send, in a new process
+        from mailer.store.models import CampaignFigures
+
+        # A campaign finished before its figures were kept (the sender keeps them at the end).
+        with session_scope(settings) as s:
+            s.execute(delete(CampaignFigures).where(CampaignFigures.campaign_id == cid))
 
     # (case, what to do before it, untimed)
     cases: dict[str, tuple[Callable[[], None], Callable[[], None]]] = {
         "report page, finished campaign": (get(f"/admin/campaigns/{cid}/report"), lambda: None),
-        "report page, finished, first view": (get(f"/admin/campaigns/{cid}/report"), forget),
+        "report page, finished, figures not kept": (get(f"/admin/campaigns/{cid}/report"), forget),
         "report page, while sending": (
             get(f"/admin/campaigns/{cid}/report"),
             lambda: status("sending"),

@@ -7,6 +7,7 @@ the ledger, and every figure the pages show is checked against what that mix mus
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -25,6 +26,7 @@ from mailer.store.db import session_scope
 from mailer.store.models import (
     Bounce,
     Campaign,
+    CampaignFigures,
     CampaignStatus,
     Contact,
     Delivery,
@@ -579,3 +581,47 @@ def test_languages_outside_the_release_still_add_up(console: Console, clock_now:
         p = reports.progress(s, cid)
     assert {lc.language: lc.total for lc in p.languages} == {"en": 7, "ko": 5}
     assert sum(lc.total for lc in p.languages) == p.total == 12
+
+
+def test_figures_of_a_finished_campaign_are_kept_until_its_rows_change(
+    console: Console, clock_now: Clock
+) -> None:
+    """A finished campaign's ledger figures are read once and kept (campaign_figures); a
+    report then reads them, not the ledger, until a row moves (here an in-doubt row marked
+    sent): then they are read afresh. A campaign still sending keeps nothing."""
+    sending = seed(console)
+    with session_scope(console.settings) as s:
+        reports.report(s, sending)
+        assert s.get(CampaignFigures, sending) is None
+        campaign = s.get(Campaign, sending)
+        assert campaign is not None
+        campaign.status, campaign.finished_at = CampaignStatus.DONE, NOW
+    with session_scope(console.settings) as s:
+        first = reports.report(s, sending)
+        kept = s.get(CampaignFigures, sending)
+        assert kept is not None and kept.figures["progress"]["counts"]["in_doubt"] == 1
+    # What is kept is what the report shows: change the kept copy, and the page shows it.
+    with session_scope(console.settings) as s:
+        kept = s.get(CampaignFigures, sending)
+        assert kept is not None
+        figures = json.loads(json.dumps(kept.figures))
+        figures["replies"] = [[550, "550 kept, not scanned", 7]]
+        kept.figures = figures
+    page = console.signed_in("viewer").get(f"/admin/campaigns/{sending}/report").text
+    assert ["550", "550 kept, not scanned", "7"] in cells(page, "replies")
+    with session_scope(console.settings) as s:
+        again = reports.report(s, sending)
+        assert again.timeline == first.timeline and again.progress.counts == first.progress.counts
+        assert [g.name for g in again.outlets] == [g.name for g in first.outlets]
+        assert again.bounce_kinds == first.bounce_kinds  # bounces: always read
+    sender = console.signed_in("sender")
+    r = console.post(
+        sender, f"/admin/campaigns/{sending}/resolve", {"action": "mark-sent", "confirm": "yes"}
+    )
+    assert r.status_code == 303
+    page = console.signed_in("viewer").get(f"/admin/campaigns/{sending}/report").text
+    assert ["550", "550 kept, not scanned", "7"] not in cells(page, "replies")
+    with session_scope(console.settings) as s:
+        after = reports.report(s, sending)
+        assert after.progress.counts["in_doubt"] == 0
+        assert after.progress.counts["sent"] == first.progress.counts["sent"] + 1

@@ -100,6 +100,7 @@ def test_create_through_the_form(console: Console) -> None:
             "description": "Releases for Seoul reporters",
             "public": "1",
             "from_address": "Press@Hanul.example.org",
+            "archive": "1",  # ticked on the form as it comes
         },
     )
     assert response.status_code == 303
@@ -187,6 +188,7 @@ def test_edit_through_the_form(console: Console) -> None:
             "description": "Old",
             "public": "1",
             "from_address": "desk@hanul.example.org",
+            "archive": "1",  # as the form shows it: unchanged
         },
     )
     assert response.status_code == 303 and response.location.endswith("/admin/lists/press")
@@ -220,6 +222,7 @@ def test_edit_through_the_form(console: Console) -> None:
             "description": "Old",
             "public": "1",
             "from_address": "desk@hanul.example.org",
+            "archive": "1",
         },
     )
     assert again.status_code == 303
@@ -328,3 +331,40 @@ def test_every_word_of_the_list_pages_is_in_korean() -> None:
 
 def _translated(message: object) -> bool:
     return bool(getattr(message, "string", ""))
+
+
+def test_press_newsroom_and_tracking_flags_through_the_form(console: Console) -> None:
+    """A press list made in the console follows links per reader, as the CLI's does; the edit
+    form changes each flag, and unticking "record who" keeps the count without names."""
+    admin = console.signed_in("admin")
+    response = post(
+        admin, "/admin/lists", {"slug": "desk", "name": "Desk", "press": "1", "archive": "1"}
+    )
+    assert response.status_code == 303
+    with session_scope(console.settings) as s:
+        ml = get_list(s, "desk")
+        assert (ml.press, ml.archive, ml.track_clicks, ml.track_people) == (True, True, True, True)
+    shown = admin.get("/admin/lists/desk").text
+    assert "Followed, per reader" in shown
+    form = admin.get("/admin/lists/desk/edit").text
+    assert 'name="track_people" type="checkbox" value="1" checked' in form
+    response = post(
+        admin,
+        "/admin/lists/desk/edit",
+        {"name": "Desk", "press": "1", "track_clicks": "1"},  # archive and track_people off
+    )
+    assert response.status_code == 303
+    with session_scope(console.settings) as s:
+        ml = get_list(s, "desk")
+        assert (ml.press, ml.archive, ml.track_clicks, ml.track_people) == (
+            True,
+            False,
+            True,
+            False,
+        )
+    assert "Counted, without names" in admin.get("/admin/lists/desk").text
+    console.add_user("kim@staff.example.org", "admin")
+    with session_scope(console.settings) as s:
+        accounts.set_language(s, accounts.get(s, "kim@staff.example.org"), "ko")
+    ko = console.signed_in("admin", "kim@staff.example.org").get("/admin/lists/desk").text
+    assert "이름 없이 집계" in ko

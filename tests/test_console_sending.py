@@ -7,10 +7,8 @@ worker and never inside the request."""
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -26,91 +24,28 @@ from mailer.releases import drafts
 from mailer.releases.dates import format_when
 from mailer.store.db import session_scope
 from mailer.store.models import (
-    Campaign,
     CampaignStatus,
     Delivery,
-    Event,
     MailingList,
-    StaffRole,
 )
-from mailer.web import create_app
-from tests.support.console import Console, csrf_of, inline_code, links_leaving
-from tests.support.sending import PEOPLE, SAMPLES, populate, use_smtp
+from tests.support.console import inline_code, links_leaving
+from tests.support.console_desk import (
+    ADMIN,
+    EDITOR,
+    SENDER,
+    SENDER2,
+    VIEWER,
+    Desk,
+    make_desk,
+    sample_sources,
+)
+from tests.support.sending import PEOPLE
 from tests.support.smtp import SmtpServer
-
-EDITOR = "editor@staff.example.org"
-SENDER = "sender@staff.example.org"
-SENDER2 = "second.sender@staff.example.org"
-ADMIN = "admin@staff.example.org"
-VIEWER = "viewer@staff.example.org"
-
-
-@dataclass
-class Desk:
-    console: Console
-    settings: Settings
-    smtp: SmtpServer
-    draft_id: int
-
-    def client(self, email: str) -> FlaskClient:
-        client = self.console.client()
-        response = self.console.sign_in(client, email)
-        assert response.status_code == 303, response.text
-        return client
-
-    def post(self, client: FlaskClient, path: str, data: dict[str, Any]) -> Any:
-        page = client.get(f"/admin/releases/{self.draft_id}/test")
-        token = csrf_of(page.text) if page.status_code == 200 else self.console.csrf(client)
-        response = client.post(path, data={**data, "csrf": token})
-        response.close()  # the approval emails go once the response is closed, as on waitress
-        return response
-
-    def campaigns(self) -> list[Campaign]:
-        with session_scope(self.settings) as s:
-            rows = list(s.scalars(select(Campaign).order_by(Campaign.id)))
-            s.expunge_all()
-            return rows
-
-    def events(self, kind: str) -> list[Event]:
-        return self.console.events(kind)
-
-
-def _sources() -> dict[str, str]:
-    return {
-        lang: (SAMPLES / f"election-night.{lang}.md").read_text(encoding="utf-8")
-        for lang in ("en", "ko")
-    }
-
-
-def _desk(
-    settings: Settings, tmp_path: Path, smtp: SmtpServer, author: str = EDITOR, **extra: Any
-) -> Desk:
-    s = use_smtp(settings, tmp_path, smtp, timezone="Asia/Seoul", **extra)
-    console = Console(create_app(s), s)
-    for email, role in (
-        (EDITOR, StaffRole.EDITOR),
-        (SENDER, StaffRole.SENDER),
-        (SENDER2, StaffRole.SENDER),
-        (ADMIN, StaffRole.ADMIN),
-        (VIEWER, StaffRole.VIEWER),
-    ):
-        console.add_user(email, role, name=email.split("@")[0])
-    with session_scope(s) as db:
-        # The Korean speaker reads the console in Korean: every page in both languages.
-        for u in [console.user(SENDER2)]:
-            found = db.get(type(u), u.id)
-            assert found is not None
-            found.language = "ko"
-    populate(s)
-    with session_scope(s) as db:
-        draft = drafts.create_draft(db, s, "election-night", _sources(), author=f"user:{author}")
-        draft_id = draft.id
-    return Desk(console, s, smtp, draft_id)
 
 
 @pytest.fixture
 def desk(settings: Settings, tmp_path: Path, smtp: SmtpServer) -> Desk:
-    return _desk(settings, tmp_path, smtp)
+    return make_desk(settings, tmp_path, smtp)
 
 
 # --- test send ------------------------------------------------------------------------------
@@ -224,7 +159,7 @@ def _people() -> list[tuple[str, str, str | None]]:
 def test_a_large_audience_is_confirmed_by_typing_the_list_name(
     settings: Settings, tmp_path: Path, smtp: SmtpServer
 ) -> None:
-    desk = _desk(settings, tmp_path, smtp, confirm_typing_over=5)
+    desk = make_desk(settings, tmp_path, smtp, confirm_typing_over=5)
     sender = desk.client(SENDER)
     page = sender.get(f"/admin/releases/{desk.draft_id}/send")
     assert 'name="confirm_name"' in page.text
@@ -334,7 +269,7 @@ def test_approval_rules(
     engine_name: str, settings: Settings, tmp_path: Path, smtp: SmtpServer
 ) -> None:
     # The release's author is a sender: a sender, but not of their own release.
-    desk = _desk(settings, tmp_path, smtp, author=SENDER, require_approval=True)
+    desk = make_desk(settings, tmp_path, smtp, author=SENDER, require_approval=True)
     path = f"/admin/releases/{desk.draft_id}"
     author = desk.client(SENDER)
     # Not sendable before approval.
@@ -384,7 +319,7 @@ def test_approval_rules(
     assert "approved by" in _state(desk, author)
     # An edit after approval voids it.
     with session_scope(desk.settings) as s:
-        sources = _sources()
+        sources = sample_sources()
         sources["en"] = sources["en"].replace("Record turnout", "Record turnout, again")
         drafts.save_version(s, desk.settings, desk.draft_id, sources, based_on=1, author="cli")
     assert "must be approved again" in _state(desk, author)
@@ -420,12 +355,12 @@ def test_unknown_draft_is_404(desk: Desk) -> None:
 def test_before_the_embargo_the_press_gets_it_only_when_the_sender_says_so(
     engine_name: str, settings: Settings, tmp_path: Path, smtp: SmtpServer
 ) -> None:
-    desk = _desk(settings, tmp_path, smtp)
+    desk = make_desk(settings, tmp_path, smtp)
     with session_scope(desk.settings) as s:
         s.execute(update(MailingList).values(press=True))
         sources = {
             lang: text.replace("---\n", "---\nembargo: 2031-03-01T12:00:00Z\n", 1)
-            for lang, text in _sources().items()
+            for lang, text in sample_sources().items()
         }
         drafts.save_version(s, desk.settings, desk.draft_id, sources, based_on=1, author="cli")
     sender = desk.client(SENDER)
@@ -464,3 +399,29 @@ def test_pages_run_no_inline_code_and_link_nowhere_else(desk: Desk) -> None:
         assert page.status_code == 200
         assert inline_code(page.text) == [], path
         assert links_leaving(page.text) == [], path
+
+
+def test_a_sender_who_wrote_any_version_cannot_approve_a_later_one(
+    engine_name: str, settings: Settings, tmp_path: Path, smtp: SmtpServer
+) -> None:
+    """Version 1 is the author's; a second sender writes version 2 and an editor version 3 on
+    top. The second sender's words are in it: they may not be its second pair of eyes."""
+    desk = make_desk(settings, tmp_path, smtp, author=SENDER, require_approval=True)
+    path = f"/admin/releases/{desk.draft_id}"
+    with session_scope(desk.settings) as s:
+        sources = sample_sources()
+        sources["en"] = sources["en"].replace("Record turnout", "Record turnout, said Kim")
+        drafts.save_version(s, desk.settings, desk.draft_id, sources, based_on=1, author=SENDER2)
+        sources["en"] = sources["en"].replace("said Kim", "Kim said")
+        drafts.save_version(s, desk.settings, desk.draft_id, sources, based_on=2, author=EDITOR)
+    desk.post(desk.client(EDITOR), path + "/approval/request", {})
+    other = desk.client(SENDER2)
+    response = desk.post(other, path + "/approval/decide", {"decision": "approve"})
+    assert response.status_code == 303
+    assert desk.events("release.approved") == []
+    assert "another sender must decide" in other.get(path + "/send").text or (
+        "waits for a sender" in _state(desk, other)
+    )
+    desk.post(desk.client(ADMIN), path + "/approval/decide", {"decision": "approve"})
+    [approved] = desk.events("release.approved")
+    assert approved.actor == f"user:{ADMIN}" and approved.data["version"] == 3

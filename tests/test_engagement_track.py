@@ -63,11 +63,15 @@ def setup(
 ) -> tuple[Settings, list[EmailMessage]]:
     """The sample organisation, a list with these flags and its readers, the release sent."""
     settings = organisation(settings, tmp_path, **extra)
-    readers(settings, "press", press="--press" in flags)
+    readers(settings, "press", press="--press" in flags, track_clicks=None)
     if any(f.startswith(("--track", "--no-track")) for f in flags):
         cli("lists", "edit", "press", *[f for f in flags if "track" in f])
     cli("send", str(release_folder(tmp_path, body_extra=EXTRA)), "--list", "press", "--yes")
     return settings, outbox(settings)
+
+
+def pin(moment: datetime) -> None:
+    clock.set_clock(lambda: moment)
 
 
 def links_of(msg: EmailMessage) -> tuple[list[str], list[str], list[str]]:
@@ -183,23 +187,32 @@ def test_a_list_that_does_not_track_clicks_keeps_its_links(
 
 
 def altered(token: str) -> list[str]:
-    campaign, link, contact, sig = token.split(".")
-    flip = "A" if sig[3] != "A" else "B"
+    """Every way of changing a reader's genuine token that must fail."""
+    campaign, link, link_sig, contact, reader_sig = token.split(".")
+
+    def flip(sig: str) -> str:
+        return sig[:3] + ("A" if sig[3] != "A" else "B") + sig[4:]
+
+    head = f"{campaign}.{link}.{link_sig}"
     return [
-        f"{campaign}.{link}.{contact}.{sig[:3]}{flip}{sig[4:]}",  # the signature
-        f"{campaign}.{link}.{int(contact) + 1}.{sig}",  # another reader
-        f"{campaign}.{int(link) + 1}.{contact}.{sig}",  # another link of the release
-        f"{int(campaign) + 1}.{link}.{contact}.{sig}",  # another campaign
-        f"{campaign}.{link}.0.{sig}",  # the reader taken out
-        f"0{campaign}.{link}.{contact}.{sig}",  # a leading zero: the same number, other text
-        f"{campaign}.{link}.{contact}.{sig}=",  # padding
-        f"{campaign}.{link}.{contact}.{sig}x",
-        f"{campaign}.{link}.{contact}.{sig[:-1]}",
-        f"{campaign}.{link}.{contact}.{sig}.",
-        f"{campaign}.{link}.{contact}.{sig.swapcase()}",
-        f"{campaign}.{link}.{contact}.{sig}%0A",
-        f"+{campaign}.{link}.{contact}.{sig}",
-        f"{campaign}.{link}.{contact}",
+        f"{campaign}.{link}.{flip(link_sig)}.{contact}.{reader_sig}",  # a signature
+        f"{head}.{contact}.{flip(reader_sig)}",
+        f"{head}.{int(contact) + 1}.{reader_sig}",  # another reader
+        f"{head}.0.{reader_sig}",  # nobody instead
+        head,  # the reader part cut off
+        f"{campaign}.{int(link) + 1}.{link_sig}.{contact}.{reader_sig}",  # another link
+        f"{int(campaign) + 1}.{link}.{link_sig}.{contact}.{reader_sig}",  # another campaign
+        f"0{token}",  # a leading zero: the same number, other text
+        f"{campaign}.0{link}.{link_sig}.{contact}.{reader_sig}",
+        f"{head}.0{contact}.{reader_sig}",
+        f"{token}=",  # padding
+        f"{token}x",
+        token[:-1],
+        f"{token}.",
+        f"{head}.{contact}.{reader_sig.swapcase()}",
+        f"{token}%0A",
+        f"+{token}",
+        f"{token}.{contact}.{reader_sig}",
         "",
     ]
 
@@ -210,21 +223,19 @@ def test_forged_and_altered_tokens_are_404_and_record_nothing(
     settings, sent = setup(settings, tmp_path, cli, "--press")
     url = next(h for h in links_of(sent[0])[0] if "/l/" in h)
     token = url.rsplit("/", 1)[1]
-    assert token.split(".")[2] != "0"  # a press list: the token names the reader
+    assert token.split(".")[3] != "0"  # a press list: the token names the reader
     c, recorder = client(settings)
     for bad in altered(token):
         for method in ("GET", "HEAD"):
             status, location = follow(c, f"/l/{bad}", method=method)
             assert status == 404 and location is None, bad
     # Forged with another key.
-    campaign, link, contact, _ = token.split(".")
+    campaign, link, _, contact, _ = token.split(".")
     with session_scope(settings) as s:
         row = s.get(TrackedLink, int(link))
         assert row is not None
-        language, position = row.language, row.position
-    forged = ClickSigner("another-key").link_token(
-        int(campaign), int(link), language, position, int(contact)
-    )
+        language = row.language
+    forged = ClickSigner("another-key").link_token(int(campaign), int(link), language, int(contact))
     assert follow(c, f"/l/{forged}")[0] == 404
     recorder.flush()
     assert clicks(settings) == []
@@ -244,29 +255,23 @@ def test_a_token_for_a_link_not_in_the_release_is_404(
         first, second = sorted(s.scalars(select(Campaign.id)))
         other = s.scalars(select(TrackedLink).where(TrackedLink.campaign_id == second)).first()
         mine = s.scalars(select(TrackedLink).where(TrackedLink.campaign_id == first)).first()
-        assert other is not None and mine is not None
+        contact_id = s.scalar(select(Delivery.contact_id).where(Delivery.language == "en"))
+        assert other is not None and mine is not None and contact_id is not None
         s.expunge_all()
     c, recorder = client(settings)
     # Signed with our key for campaign 1, naming a link of campaign 2's release.
-    cross = signer.link_token(first, other.id, other.language, other.position, None)
-    assert follow(c, f"/l/{cross}")[0] == 404
-    # Signed, naming a link that does not exist at all.
-    assert follow(c, f"/l/{signer.link_token(first, 999999, 'en', 0, None)}")[0] == 404
-    # Signed for the right link but another position or language of the release.
-    assert (
-        follow(
-            c, f"/l/{signer.link_token(first, mine.id, mine.language, mine.position + 1, None)}"
-        )[0]
-        == 404
-    )
+    for who in (None, contact_id):
+        cross = signer.link_token(first, other.id, other.language, who)
+        assert follow(c, f"/l/{cross}")[0] == 404
+        # Signed, naming a link that does not exist at all.
+        assert follow(c, f"/l/{signer.link_token(first, 999999, 'en', who)}")[0] == 404
+    # The reader part signed for the other language of the release.
     wrong_language = "ko" if mine.language == "en" else "en"
-    assert (
-        follow(c, f"/l/{signer.link_token(first, mine.id, wrong_language, mine.position, None)}")[0]
-        == 404
-    )
+    wrong = signer.link_token(first, mine.id, wrong_language, contact_id)
+    assert follow(c, f"/l/{wrong}")[0] == 404
     recorder.flush()
     assert clicks(settings) == []
-    good = signer.link_token(first, mine.id, mine.language, mine.position, None)
+    good = signer.link_token(first, mine.id, mine.language, contact_id)
     assert follow(c, f"/l/{good}") == (302, mine.url)
 
 
@@ -281,14 +286,15 @@ def test_a_per_person_token_on_an_aggregate_list_records_no_person(
     for msg in sent:
         for url in links_of(msg)[0]:
             if "/l/" in url:
-                assert url.rsplit("/", 1)[1].split(".")[2] == "0", url
+                assert len(url.rsplit("/", 1)[1].split(".")) == 3, url  # no reader part
     signer = ClickSigner(settings.secret_key)
     with session_scope(settings) as s:
         link = s.scalars(select(TrackedLink)).first()
+        assert link is not None
         contact_id = s.scalar(select(Delivery.contact_id).where(Delivery.language == link.language))
-        assert link is not None and contact_id is not None
+        assert contact_id is not None
         s.expunge_all()
-    token = signer.link_token(link.campaign_id, link.id, link.language, link.position, contact_id)
+    token = signer.link_token(link.campaign_id, link.id, link.language, contact_id)
     c, recorder = client(settings)
     clock.set_clock(lambda: T0 + timedelta(days=1))
     assert follow(c, f"/l/{token}")[0] == 302
@@ -320,6 +326,18 @@ def test_press_clicks_name_the_reader_unless_they_switched_it_off(
     recorder.flush()
     first, second = clicks(settings)
     assert first.contact_id == jane_id and second.contact_id is None
+    # The next release: Zed's links name nobody, Jane's still name her.
+    clock.set_clock(None)
+    before = len(outbox(settings))
+    cli("send", str(release_folder(tmp_path, slug="second")), "--list", "press", "--yes")
+    later = outbox(settings)[before:]
+    assert len(later) == len(sent)
+    for msg in later:
+        readers_named = {u.rsplit("/", 1)[1].split(".")[3] for u in links_of(msg)[0] if "/l/" in u}
+        if "zed.quill" in str(msg["To"]):
+            assert readers_named == {"0"}
+        elif "jane.editor" in str(msg["To"]):
+            assert readers_named == {str(jane_id)}
 
 
 # --- machines -------------------------------------------------------------------------------
@@ -345,7 +363,7 @@ def test_head_scanners_sweeps_and_early_clicks_are_machines(
     start = sent_at[kim]
     assert start is not None
     for n, path in enumerate(urls(kim)):
-        clock.set_clock(lambda n=n: start + timedelta(seconds=1 + 0.2 * n))
+        pin(start + timedelta(seconds=1 + 0.2 * n))
         assert follow(c, path, address="198.51.100.7")[0] == 302
     # The same from a Microsoft (Safe Links) address, a day later: caught by its network.
     choi = urls("choi@example.net")
@@ -368,12 +386,12 @@ def test_head_scanners_sweeps_and_early_clicks_are_machines(
     # A sweep long after delivery from an ordinary browser and address: 3 links in 2 s.
     park = urls("park@example.org")
     for n, path in enumerate(park[:3]):
-        clock.set_clock(lambda n=n: later + timedelta(minutes=10, seconds=0.6 * n))
+        pin(later + timedelta(minutes=10, seconds=0.6 * n))
         follow(c, path)
     # A person: one link, then another a minute later, then the first again.
     lee = urls("lee@example.com")
     for n, path in enumerate([lee[0], lee[1], lee[0]]):
-        clock.set_clock(lambda n=n: later + timedelta(minutes=30 + n))
+        pin(later + timedelta(minutes=30 + n))
         follow(c, path)
     recorder.flush()
     rows = clicks(settings)[len(first) :]

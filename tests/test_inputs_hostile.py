@@ -32,8 +32,8 @@ from mailer.delivery.message import (
     HeaderValueError,
     Sender,
     _address_header,
-    _list_id_value,
     fold_header,
+    list_id_header,
     to_header,
 )
 from mailer.errors import ConfigError, ImportFileError, InvalidInputError, ReleaseError
@@ -468,7 +468,7 @@ def test_header_folding_refuses_any_line_break(brk: str) -> None:
         "press@example.org", "Press", "", f"Press{brk}Bcc: v@example.net", "press", "example.org"
     )
     with pytest.raises(HeaderValueError):
-        fold_header("List-Id", _list_id_value(sender))
+        list_id_header(sender)
 
 
 def test_to_header_shows_a_line_break_in_a_name_as_a_space() -> None:
@@ -485,9 +485,7 @@ def test_folding_still_folds() -> None:
     for header in (
         to_header(name, "kim@example.org"),
         fold_header("From", _address_header(name, "press@example.org", "From")),
-        fold_header(
-            "List-Id", _list_id_value(Sender("p@example.org", "", "", name, "press", "example.org"))
-        ),
+        list_id_header(Sender("p@example.org", "", "", name, "press", "example.org")),
     ):
         lines = header.split(b"\n")
         assert len(lines) > 2 and all(x.startswith(b" ") for x in lines[1:-1]), header

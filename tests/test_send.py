@@ -17,7 +17,14 @@ from mailer.config import Settings
 from mailer.contacts.contact import add_contact, unsubscribe
 from mailer.contacts.lists import create_list
 from mailer.store.db import session_scope
-from mailer.store.models import Campaign, CampaignStatus, Delivery, DeliveryStatus, Suppression
+from mailer.store.models import (
+    Campaign,
+    CampaignFigures,
+    CampaignStatus,
+    Delivery,
+    DeliveryStatus,
+    Suppression,
+)
 from tests.support.cli import Cli
 from tests.support.sending import PEOPLE, populate, use_smtp
 from tests.support.smtp import Received, SmtpServer
@@ -54,6 +61,10 @@ def test_complete_send(
     assert {d.status.value for d in rows.values()} == {"sent"}
     assert {d.smtp_code for d in rows.values()} == {250}
     assert the_campaign(settings).status == CampaignStatus.DONE
+    # The finished campaign's report figures were kept by the sender (delivery/reports.py).
+    with session_scope(settings) as s:
+        kept = s.get(CampaignFigures, the_campaign(settings).id)
+        assert kept is not None and kept.figures["progress"]["counts"]["sent"] == 6
     # Each recipient got their own language, with the fallback for unknown ones.
     langs = {r.rcpt_tos[0]: r.message["Content-Language"] for r in smtp.sink.received}
     assert langs["kim.reporter@example.com"] == "ko"

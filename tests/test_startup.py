@@ -3,6 +3,7 @@ only its own module. Checked in a fresh interpreter (sys.modules), never by timi
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import subprocess
@@ -12,6 +13,7 @@ from pathlib import Path
 import click
 from click.testing import CliRunner
 
+import mailer
 from mailer.cli import COMMAND_HELP, LAZY_COMMANDS, load_all_commands, main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -121,3 +123,31 @@ def test_startup_bench_reports_each_command(tmp_path: Path) -> None:
     data = json.loads(proc.stdout.strip().splitlines()[-1])
     assert set(data["startup"]) == {"python -c pass", "--help", "--version", "lists ls"}
     assert all(seconds > 0 for seconds in data["startup"].values())
+
+
+def test_only_the_edges_import_click_or_flask() -> None:
+    """The library under mailer/ is plain Python: click and Flask (and werkzeug) are imported
+    only by the two edges, mailer/cli/ and mailer/web/ (docs/architecture.md, the rules of the
+    house)."""
+    root = Path(mailer.__file__).parent
+    framework = {"click", "flask", "werkzeug"}
+    offenders = []
+    checked = 0
+    for path in sorted(root.rglob("*.py")):
+        if path.relative_to(root).parts[0] in ("cli", "web"):
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                names = [node.module]
+            else:
+                continue
+            offenders += [
+                f"{path.relative_to(root)}:{node.lineno}: {name}"
+                for name in names
+                if name.split(".")[0] in framework
+            ]
+        checked += 1
+    assert checked > 150
+    assert not offenders, offenders

@@ -253,7 +253,12 @@ def _apply(
         )
         for (n, key, parsed), plan in zip(reports, plans, strict=True):
             batch.raw = messages[n][0].raw  # kept with its bounce rows (bounce_source)
+            kept = len(batch.sources)
             results[n] = _decide(batch, settings, key, parsed, plan)
+            if not any(_kept_report(item) for item in results[n]):
+                # A report that changed nothing (a soft bounce under the threshold, a delay,
+                # an auto-reply): its rows say all there is; the message is not kept.
+                del batch.sources[kept:]
         batch.write()
         _guard_complaints(session, settings, results)
         savepoint.commit()
@@ -284,6 +289,15 @@ def _apply(
             )
         ]
     return [item for items in results for item in items]
+
+
+# What a report did that a person may later ask about ("why was she suppressed?"): its message
+# is kept (bounce_source) for these, and only these.
+_KEEP_FOR = ("suppressed", "already suppressed", "unsubscribed", "held for review")
+
+
+def _kept_report(item: Item) -> bool:
+    return item.outcome == COMPLAINT or item.action.startswith(_KEEP_FOR)
 
 
 def _guard_complaints(session: Session, settings: Settings, results: list[list[Item]]) -> None:

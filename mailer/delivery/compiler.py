@@ -106,9 +106,10 @@ class Compiler:
                             self.marked_until, self.settings, language
                         )
                     variant = self._variant(language)
-                    if ml is not None and ml.track_people:
+                    if ml is not None and ml.track_clicks and ml.track_people:
                         # The footer says that this list records who follows which link
-                        # (mailer.releases.render: RenderedVariant.with_tracking).
+                        # (mailer.releases.render: RenderedVariant.with_tracking); a list whose
+                        # links are not followed records nobody, whatever track_people says.
                         variant = variant.with_tracking()
                     tracking = None
                     if self.links is not None and ml is not None and ml.track_clicks:

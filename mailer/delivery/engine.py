@@ -24,6 +24,7 @@ record, give back) are one argument, which docs/ledger.md follows step by step.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -73,6 +74,8 @@ MAX_CONNECTION_FAILURES = 5
 # last look (the proof, or a recheck) is younger than this. docs/ledger.md promises opt-outs
 # within a second; the rest of the second is left for building and the SMTP transaction.
 RECHECK_SECONDS = 0.5
+
+log = logging.getLogger("mailer.delivery")
 
 
 def _stamp() -> tuple[float, float]:
@@ -250,12 +253,26 @@ class Deliverer:
             except Exception:
                 pass
 
+    def _keep_figures(self) -> None:
+        """The finished campaign's report figures, read once now so that its first report reads
+        no ledger row (mailer/delivery/reports.py). A convenience: never fails the send."""
+        # Lazy: the report's module loads the bounce vocabulary (~50 ms), which a send that
+        # ends otherwise never needs.
+        from mailer.delivery import reports  # noqa: PLC0415
+
+        try:
+            with self.factory() as s, s.begin():
+                reports.keep(s, self.campaign_id)
+        except Exception as err:  # the figures are read again at the first report
+            log.warning("campaign %s: report figures not kept: %s", self.campaign_id, err)
+
     def _finish(self) -> RunResult:
         with self.factory() as s, s.begin():
             campaign = get_campaign(s, self.campaign_id)
             recover_orphans(s, campaign.id)
             complete = is_complete(s, campaign.id)
-            if complete and campaign.status == CampaignStatus.SENDING:
+            finished = complete and campaign.status == CampaignStatus.SENDING
+            if finished:
                 campaign.status = CampaignStatus.DONE
                 campaign.finished_at = clock.now()
                 audit.record(s, "campaign.done", campaign_id=campaign.id)
@@ -274,6 +291,8 @@ class Deliverer:
                 release_sender_lock(s, self.worker)
             self.guard.write(s, clock.now())
             counts = status_counts(s, campaign.id)
+        if finished:
+            self._keep_figures()
         if self.errors:
             err = self.errors[0]
             raise err

@@ -326,6 +326,10 @@ class _Body:
         ]
         self.names = template.parts[1::2]
         self.escape = template.escape_html
+        # A value used many times (a tracked link's reader part follows every link: mailer.
+        # engagement.links) is escaped and encoded once per message, not once per use.
+        self.distinct = tuple(dict.fromkeys(self.names))
+        self.repeated = len(self.distinct) < len(self.names)
         lead = template.parts[0].encode("utf-8")
         cut = len(lead) // 57 * 57 if len(template.parts) > 1 else 0
         self.b64_lead = encode_b64(lead[:cut]) if cut else b""
@@ -338,6 +342,16 @@ class _Body:
             return
         literals = self.literals
         out.append(literals[0])
+        if self.repeated:
+            escape = self.escape
+            encoded = {
+                n: encode_qp(html.escape(values[n], quote=True) if escape else values[n])
+                for n in self.distinct
+            }
+            for i, name in enumerate(self.names, 1):
+                out.append(encoded[name])
+                out.append(literals[i])
+            return
         for i, name in enumerate(self.names, 1):
             value = values[name]
             if self.escape:

@@ -7,9 +7,9 @@ recent sends are summed in the same scan, so a 100,000-row campaign costs one pa
 `report` adds the delivery timeline (sent per time bucket, grouped in SQL by minute and merged
 into wider buckets here), bounces by kind and reason, outcomes per outlet and per beat (the
 contact's `organisation` and `beat`) and the SMTP replies grouped by code and text: a handful
-of grouped queries, never a row-by-row walk; the ledger's figures of a finished campaign are kept
-until its rows change (see `report`), so its report renders in well under 200 ms
-(bench/bench_console_report.py).
+of grouped queries, never a row-by-row walk; the ledger's figures of a campaign not sending are
+kept in the database until its rows change (see `report`), so its report renders in well under
+200 ms (bench/bench_console_report.py).
 
 Bounces across campaigns are in mailer.delivery.report_bounces. Status counts, the CSV, pause,
 cancel and resolve stay in mailer.delivery.campaigns; this module only reads.
@@ -17,12 +17,13 @@ cancel and resolve stay in mailer.delivery.campaigns; this module only reads.
 
 from __future__ import annotations
 
-import threading
+import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import ColumnElement, String, and_, case, func, select, type_coerce
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from mailer import clock
@@ -36,6 +37,7 @@ from mailer.delivery import campaigns, report_bounces
 from mailer.store.models import (
     Bounce,
     Campaign,
+    CampaignFigures,
     CampaignStatus,
     Contact,
     Delivery,
@@ -255,34 +257,21 @@ class Report:
 
 def report(session: Session, campaign_id: int) -> Report:
     """Everything the report page shows: the ledger's figures (progress, timeline, outcomes per
-    outlet and beat, replies: full scans of the campaign's rows) and the bounces (a few rows).
+    outlet and beat, replies: scans of all the campaign's rows, about half a second for
+    100,000) and the bounces (a few rows, always read: they arrive after the sending).
 
     The ledger of a campaign that is not sending (finished, cancelled, paused, scheduled)
-    changes only when someone acts on it (resolving in-doubt rows, a retry, a resume), and every
-    such change moves rows between statuses: so its figures are kept per process under its
-    status and status counts (which an index alone answers) and scanned again only when those
-    differ. A campaign still sending is read afresh each time (its live page polls the cheaper
-    `progress`). Bounces arrive after the sending and are always read."""
+    changes only when someone acts on it (resolving in-doubt rows, a retry, a resume), and
+    every such change moves rows between statuses. So its figures are kept in the database
+    (campaign_figures) under its status and status counts, which an index alone answers, and
+    read again only when those differ; the sender keeps them when a campaign finishes
+    (`keep`), so even the first report after a send reads no ledger row. A campaign still
+    sending is read afresh each time (its live page polls the cheaper `progress`)."""
     campaign = campaigns.get_campaign(session, campaign_id)
-    ledger = None
-    if campaign.status != CampaignStatus.SENDING:
-        marker = (
-            campaign.status.value,
-            campaign.finished_at,
-            tuple(sorted(campaigns.status_counts(session, campaign_id).items())),
-        )
-        with _KEPT_LOCK:
-            kept = _KEPT.get(campaign_id)
-        if kept is not None and kept[0] == marker:
-            ledger = kept[1]
-        else:
-            ledger = _ledger_figures(session, campaign_id)
-            with _KEPT_LOCK:
-                if len(_KEPT) >= _KEPT_MAX:
-                    _KEPT.pop(next(iter(_KEPT)))
-                _KEPT[campaign_id] = (marker, ledger)
-    if ledger is None:
+    if campaign.status == CampaignStatus.SENDING:
         ledger = _ledger_figures(session, campaign_id)
+    else:
+        ledger = keep(session, campaign_id)
     outlets = {g.name: _copy_group(g) for g in ledger.outlets}
     beats = {g.name: _copy_group(g) for g in ledger.beats}
     _add_bounces(session, campaign_id, outlets, beats)
@@ -298,6 +287,42 @@ def report(session: Session, campaign_id: int) -> Report:
     )
 
 
+def keep(session: Session, campaign_id: int) -> _LedgerFigures:
+    """The campaign's ledger figures: the kept ones while its rows are as they were, else read
+    and kept (in the caller's transaction; when two keep at once, the first row stays: both
+    hold the same figures)."""
+    campaign = campaigns.get_campaign(session, campaign_id)
+    marker = json.dumps(
+        [
+            campaign.status.value,
+            campaign.finished_at.isoformat() if campaign.finished_at else None,
+            sorted(campaigns.status_counts(session, campaign_id).items()),
+        ]
+    )
+    row = session.get(CampaignFigures, campaign_id)
+    if row is not None and row.marker == marker:
+        return _LedgerFigures.from_json(row.figures)
+    figures = _ledger_figures(session, campaign_id)
+    try:
+        with session.begin_nested():
+            if row is None:
+                session.add(
+                    CampaignFigures(
+                        campaign_id=campaign_id, marker=marker, figures=figures.as_json()
+                    )
+                )
+            else:
+                row.marker, row.figures, row.made_at = marker, figures.as_json(), clock.now()
+    except IntegrityError:
+        pass
+    return figures
+
+
+def _copy_group(group: AudienceGroup) -> AudienceGroup:
+    # Kept groups are never changed: bounces are added to copies.
+    return AudienceGroup(group.name, dict(group.counts), dict(group.bounces), group.others)
+
+
 @dataclass(frozen=True)
 class _LedgerFigures:
     """The part of a report read from the ledger's rows (see `report`)."""
@@ -308,11 +333,56 @@ class _LedgerFigures:
     beats: list[AudienceGroup]
     replies: list[ReplyGroup]
 
+    def as_json(self) -> dict[str, Any]:
+        p = self.progress
 
-# Ledger figures of finished campaigns, per process, under the marker `report` checks.
-_KEPT: dict[int, tuple[tuple[Any, ...], _LedgerFigures]] = {}
-_KEPT_LOCK = threading.Lock()
-_KEPT_MAX = 32
+        def groups(items: list[AudienceGroup]) -> list[Any]:
+            return [[g.name, g.counts, g.bounces, g.others] for g in items]
+
+        return {
+            "progress": {
+                "campaign": p.campaign_id,
+                "status": p.status,
+                "counts": p.counts,
+                "languages": [[lc.language, lc.counts] for lc in p.languages],
+                "rate": p.rate_per_second,
+                "left": p.seconds_left,
+                "at": p.at.isoformat(),
+            },
+            "timeline": {
+                "minutes": self.timeline.minutes,
+                "buckets": [[b.start.isoformat(), b.sent] for b in self.timeline.buckets],
+            },
+            "outlets": groups(self.outlets),
+            "beats": groups(self.beats),
+            "replies": [[r.code, r.reply, r.count] for r in self.replies],
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> _LedgerFigures:
+        p = data["progress"]
+
+        def groups(items: list[Any]) -> list[AudienceGroup]:
+            return [AudienceGroup(n, dict(c), dict(b), o) for n, c, b, o in items]
+
+        return cls(
+            progress=Progress(
+                p["campaign"],
+                p["status"],
+                dict(p["counts"]),
+                [LanguageCounts(lang, dict(c)) for lang, c in p["languages"]],
+                p["rate"],
+                p["left"],
+                datetime.fromisoformat(p["at"]),
+            ),
+            timeline=Timeline(
+                [Bucket(datetime.fromisoformat(t), n) for t, n in data["timeline"]["buckets"]],
+                data["timeline"]["minutes"],
+            ),
+            outlets=groups(data["outlets"]),
+            beats=groups(data["beats"]),
+            replies=[ReplyGroup(c, r, n) for c, r, n in data["replies"]],
+        )
 
 
 def _ledger_figures(session: Session, campaign_id: int) -> _LedgerFigures:
@@ -327,11 +397,6 @@ def _ledger_figures(session: Session, campaign_id: int) -> _LedgerFigures:
             for r in campaigns.reply_counts(session, campaign_id, TOP_REPLIES)
         ],
     )
-
-
-def _copy_group(group: AudienceGroup) -> AudienceGroup:
-    # Kept groups are never changed: bounces are added to copies.
-    return AudienceGroup(group.name, dict(group.counts), dict(group.bounces), group.others)
 
 
 def _minute(session: Session) -> ColumnElement[str]:

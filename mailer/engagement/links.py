@@ -15,9 +15,12 @@ the order first met (HTML, then text): a variant rendered again (a run after the
 lifted) finds its rows again, and the redirect only ever goes to a row's URL. Rows are written
 when the first sender run (or dry run) compiles the language; two processes racing retry.
 
-A list with `track_people` gets one placeholder per link, filled per recipient with a token
-naming the reader (one keyed hash per 7 links: mailer.engagement.tokens); other lists, and
-readers who switched it off, get the same links for everyone, written into the variant once.
+Every link's part that is the same for all readers (`BASE/l/CAMPAIGN.LINK.LINKSIG`) is written
+into the variant once. A list with `track_people` follows each with one placeholder, the reader
+part (`.CONTACT.READERSIG`: one keyed hash per message, mailer.engagement.tokens), the same
+value after every link, so mailer.delivery.message encodes it once per message; a reader who
+switched it off gets the part naming nobody. Other lists get no placeholder at all: their
+messages cost what untracked ones do.
 """
 
 from __future__ import annotations
@@ -45,7 +48,7 @@ _HREF = re.compile(
 # A URL in plain text ends at white space or a bracket; trailing punctuation is the sentence's.
 _TEXT_URL = re.compile(r"https?://[^\s<>\"'\[\]()]+", re.I)
 _TRAILING = ".,;:!?"
-LINK_NAME = "_l"  # placeholder names: _l<position>
+READER_NAME = "_reader"  # placeholders: the reader part of link tokens, the open pixel's URL
 OPEN_NAME = "_open"
 
 
@@ -99,10 +102,10 @@ class TrackedTemplate(PersonalTemplate):
 def _rewrite(
     template: PersonalTemplate,
     finder: Callable[[str], Iterable[tuple[int, int, str]]],
-    replacement: Callable[[str], str | None],
+    replacement: Callable[[str], list[str] | None],
     pixel: str | None = None,
 ) -> PersonalTemplate:
-    """`template` with each wrappable URL replaced: by fixed text (str) or by a placeholder
+    """`template` with each wrappable URL replaced by its pieces: fixed text, or a placeholder
     (a name starting with "_"). `pixel`: text or placeholder put before </body>."""
     parts: list[str] = []
     for i, piece in enumerate(template.parts):
@@ -115,12 +118,13 @@ def _rewrite(
             if new is None:
                 continue
             literal.append(piece[at:start])
-            if new.startswith("_"):
-                parts.append("".join(literal))
-                parts.append(new)
-                literal = []
-            else:
-                literal.append(new)
+            for item in new:
+                if item.startswith("_"):
+                    parts.append("".join(literal))
+                    parts.append(item)
+                    literal = []
+                else:
+                    literal.append(item)
             at = end
         literal.append(piece[at:])
         parts.append("".join(literal))
@@ -147,27 +151,28 @@ _PIXEL = (
 
 @dataclass
 class Tracking:
-    """What one compiled variant fills per recipient: its link placeholders' values."""
+    """What one compiled variant fills per recipient: the reader part of every link's token
+    (one value, the same after every link: mailer.engagement.tokens) and the open pixel's."""
 
     signer: ClickSigner
     campaign_id: int
     language: str
-    heads: list[tuple[str, str]]  # (placeholder name, "BASE/l/CAMPAIGN.LINK.") by position
-    aggregate: dict[str, str]  # the values naming nobody
     opted_out: frozenset[int]
     open_head: str | None  # "BASE/o/CAMPAIGN.LANGUAGE." when opens are tracked
+    open_nobody: str = ""
+    nobody: str = ""  # the reader part naming nobody (contact 0)
 
     def fill(self, values: dict[str, str], contact_id: int) -> None:
-        """Put this reader's link values into `values` (the aggregate ones when the reader
-        switched per-person tracking off, or is nobody: a test send)."""
+        """Put this reader's values into `values`: nothing personal when the reader switched
+        per-person tracking off, or is nobody (a test send)."""
         if contact_id <= 0 or contact_id in self.opted_out:
-            values.update(self.aggregate)
+            values[READER_NAME] = self.nobody
+            if self.open_head is not None:
+                values[OPEN_NAME] = self.open_nobody
             return
-        contact = str(contact_id)
-        sigs = self.signer.signatures(self.campaign_id, self.language, contact, len(self.heads))
-        for (name, head), sig in zip(self.heads, sigs, strict=True):
-            values[name] = head + contact + "." + sig
+        values[READER_NAME] = self.signer.reader_part(self.campaign_id, self.language, contact_id)
         if self.open_head is not None:
+            contact = str(contact_id)
             sig = self.signer.open_signature(self.campaign_id, self.language, contact)
             values[OPEN_NAME] = self.open_head + contact + "." + sig
 
@@ -267,49 +272,44 @@ class LinkRegistry:
         language = rendered.language
         urls = find_urls(rendered, self.skip)
         rows = self.links(language, urls) if urls else {}
-        count = max((pos for _, pos in rows.values()), default=-1) + 1
-        aggregate_sigs = self.signer.signatures(self.campaign_id, language, "0", count)
-        heads = [("", "")] * count
-        aggregate: dict[str, str] = {}
-        for link_id, pos in rows.values():
-            head = f"{self.base}/l/{self.campaign_id}.{link_id}."
-            heads[pos] = (f"{LINK_NAME}{pos}", head)
-            aggregate[heads[pos][0]] = head + "0." + aggregate_sigs[pos]
-        used = {f"{LINK_NAME}{rows[u][1]}" for u in urls}
-        heads_used = [h for h in heads if h[0] in used]
+        parts = {
+            url: self.base
+            + "/l/"
+            + self.signer.link_part(self.campaign_id, link_id, personal=per_person)
+            for url, (link_id, _) in rows.items()
+        }
         open_head = f"{self.base}/o/{self.campaign_id}.{language}." if opens else None
-        open_fixed = None
+        nobody = ""
         if open_head is not None:
-            aggregate[OPEN_NAME] = (
-                open_head + "0." + self.signer.open_signature(self.campaign_id, language, "0")
-            )
-            open_fixed = _PIXEL.format(aggregate[OPEN_NAME])
+            nobody = open_head + "0." + self.signer.open_signature(self.campaign_id, language, "0")
 
-        def name_of(url: str) -> str | None:
-            return f"{LINK_NAME}{rows[url][1]}" if url in rows else None
+        def in_html(url: str) -> list[str] | None:
+            found = parts.get(url)
+            if found is None:
+                return None
+            # The link part is the same for everyone; the reader part follows it.
+            return [html.escape(found, quote=True), READER_NAME] if per_person else [found]
+
+        def in_text(url: str) -> list[str] | None:
+            found = parts.get(url)
+            if found is None:
+                return None
+            return [found, READER_NAME] if per_person else [found]
 
         if per_person:
-            html_t = _rewrite(rendered.html, _html_urls, name_of, OPEN_NAME if opens else None)
-            text_t = _rewrite(rendered.text, _text_urls, name_of)
+            html_t = _rewrite(rendered.html, _html_urls, in_html, OPEN_NAME if opens else None)
+            text_t = _rewrite(rendered.text, _text_urls, in_text)
             tracking = Tracking(
                 self.signer,
                 self.campaign_id,
                 language,
-                heads_used,
-                {k: v for k, v in aggregate.items() if k in used or k == OPEN_NAME},
                 self.opted_out(),
                 open_head,
+                nobody,
+                self.signer.reader_part(self.campaign_id, language, 0),
             )
             return replace(rendered, html=html_t, text=text_t), tracking
-
-        def fixed(url: str) -> str | None:
-            name = name_of(url)
-            return None if name is None else html.escape(aggregate[name], quote=True)
-
-        def fixed_text(url: str) -> str | None:
-            name = name_of(url)
-            return None if name is None else aggregate[name]
-
-        html_t = _rewrite(rendered.html, _html_urls, fixed, open_fixed)
-        text_t = _rewrite(rendered.text, _text_urls, fixed_text)
+        pixel = _PIXEL.format(html.escape(nobody, quote=True)) if open_head else None
+        html_t = _rewrite(rendered.html, _html_urls, in_html, pixel)
+        text_t = _rewrite(rendered.text, _text_urls, in_text)
         return replace(rendered, html=html_t, text=text_t), None

@@ -132,16 +132,19 @@ def sweeps(clicks: Sequence[Seen]) -> set[int]:
         if len(indexes) < 2:
             continue
         indexes.sort(key=lambda i: clicks[i].at)
-        for n, i in enumerate(indexes):
-            # The clicks within SWEEP_SECONDS after this one (a window starting at each click).
-            window = [i]
-            for j in indexes[n + 1 :]:
-                if clicks[j].at - clicks[i].at > SWEEP_SECONDS:
-                    break
-                window.append(j)
-            links = {clicks[k].link_id for k in window}
-            total = clicks[i].links_in_message
-            need = min(SWEEP_LINKS, total) if total >= 2 else SWEEP_LINKS
-            if len(links) >= need:
-                found.update(window)
+        total = clicks[indexes[0]].links_in_message
+        need = min(SWEEP_LINKS, total) if total >= 2 else SWEEP_LINKS
+        # A window sliding over the message's clicks in time order, counting its links.
+        counts: dict[int, int] = {}
+        start = 0
+        for end, i in enumerate(indexes):
+            counts[clicks[i].link_id] = counts.get(clicks[i].link_id, 0) + 1
+            while clicks[i].at - clicks[indexes[start]].at > SWEEP_SECONDS:
+                gone = clicks[indexes[start]].link_id
+                counts[gone] -= 1
+                if not counts[gone]:
+                    del counts[gone]
+                start += 1
+            if len(counts) >= need:
+                found.update(indexes[start : end + 1])
     return found

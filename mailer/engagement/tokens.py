@@ -1,19 +1,20 @@
 """Signed /l/ (link) and /o/ (open) tokens: campaign, link and, where allowed, the reader.
 
-A link token is `CAMPAIGN.LINK.CONTACT.SIG` (decimal ids, CONTACT 0 when the click names nobody)
-and an open token `CAMPAIGN.LANGUAGE.CONTACT.SIG`. They follow mailer.tokens' rules (a key of
-their own derived from `secret_key`, one 404 for every forged or altered token, canonical text
-only: no leading zeros, no other characters), but not its itsdangerous encoding: a message to a
-press list carries one token per link, built per recipient on the hot path, so the signature is
-made cheap.
+A link token is `CAMPAIGN.LINK.LINKSIG`; on a list that tracks people it goes on with
+`.CONTACT.READERSIG` (CONTACT 0: a reader who switched it off). An open token is
+`CAMPAIGN.LANGUAGE.CONTACT.SIG` (CONTACT 0: nobody). They follow mailer.tokens' rules (a key
+of their own derived from `secret_key`, one 404 for every forged or altered token, canonical
+text only: no leading zeros, no padding, nothing else), but not its itsdangerous encoding: a
+press list's message carries a token per link, built per recipient on the hot path.
 
-SIG is 12 characters of URL-safe base64: 72 bits cut from a keyed BLAKE2b digest of
-(campaign, language, contact, block). One 63-byte digest signs 7 links (positions 7b..7b+6 of
-the variant, slice p % 7), so a message with 20 links costs 3 hashes, not 20. Every slice is an
-independent part of a pseudo-random function's output: holding the token of one link says
-nothing of another link's. The verifier finds language and position from the link's row (a
-link id names exactly one (campaign, language, position)), so altering the link, the contact or
-the campaign changes the digest it must match.
+Each SIG is 12 characters of URL-safe base64: 72 bits of a keyed BLAKE2b. LINKSIG signs
+(campaign, link, whether a reader part follows) and is written into the variant once;
+READERSIG signs (campaign, language, contact) and is the same after every link of one reader's
+message, so a message costs one hash however many links it has (the per-recipient text is one
+value: mailer.engagement.links). Cutting the reader part off is refused (LINKSIG says one must
+follow); putting one genuine reader part after another genuine link part of the same message
+gives the token that message already had for that link: no alteration yields a link, a
+reader or a campaign that the emails did not carry. The link's language comes from its row.
 """
 
 from __future__ import annotations
@@ -28,13 +29,12 @@ from mailer.config import Settings
 from mailer.errors import ConfigError, TokenError
 
 SALT = b"mailer.click.v1"
-PER_BLOCK = 7  # 63 bytes = 7 signatures of 9 bytes (12 base64 characters, no padding)
-SIG_CHARS = 12
-_ID = r"(0|[1-9][0-9]{0,11})"
-_LINK = re.compile(rf"{_ID}\.{_ID}\.{_ID}\.([A-Za-z0-9_-]{{{SIG_CHARS}}})")
-_OPEN = re.compile(
-    rf"{_ID}\.([a-z]{{2,3}}(?:-[a-z0-9]{{1,8}}){{0,3}})\.{_ID}\.([A-Za-z0-9_-]{{{SIG_CHARS}}})"
-)
+SIG_CHARS = 12  # 9 bytes: base64 without padding, every character significant
+_ID = r"[1-9][0-9]{0,11}"
+_SIG = rf"[A-Za-z0-9_-]{{{SIG_CHARS}}}"
+_LINK = re.compile(rf"({_ID})\.({_ID})\.({_SIG})(?:\.(0|{_ID})\.({_SIG}))?")
+_LANGUAGE = r"[a-z]{2,3}(?:-[a-z0-9]{1,8}){0,3}"
+_OPEN = re.compile(rf"({_ID})\.({_LANGUAGE})\.(0|{_ID})\.({_SIG})")
 
 
 @dataclass(frozen=True)
@@ -42,7 +42,8 @@ class LinkToken:
     campaign_id: int
     link_id: int
     contact_id: int | None  # None: the click names nobody
-    signature: str
+    reader_signature: str  # "" without a reader part (a list that does not track people)
+    personal: bool  # it has a reader part (CONTACT 0: a reader who switched tracking off)
 
 
 @dataclass(frozen=True)
@@ -62,40 +63,70 @@ class ClickSigner:
     """Signs and checks link and open tokens with the installation's key (derived once)."""
 
     def __init__(self, secret_key: str) -> None:
-        self._hash = hashlib.blake2b(key=derive_key(secret_key), digest_size=63)
-        self._open = hashlib.blake2b(key=derive_key(secret_key), digest_size=9, person=b"open")
+        key = derive_key(secret_key)
+        # One prepared hash per use (its `person` parameter keeps the uses apart), copied per
+        # signature: the key is absorbed once.
+        self._link = hashlib.blake2b(key=key, digest_size=9, person=b"mailer.link")
+        self._reader = hashlib.blake2b(key=key, digest_size=9, person=b"mailer.reader")
+        self._open = hashlib.blake2b(key=key, digest_size=9, person=b"mailer.open")
 
-    def block(self, prefix: bytes, index: int) -> str:
-        """84 base64 characters: the signatures of positions 7*index .. 7*index+6.
-        `prefix` is b"CAMPAIGN.LANGUAGE.CONTACT." (see signatures)."""
-        mac = self._hash.copy()
-        mac.update(prefix + str(index).encode())
+    @staticmethod
+    def _sig(prepared: hashlib.blake2b, text: str) -> str:
+        mac = prepared.copy()
+        mac.update(text.encode())
         return base64.urlsafe_b64encode(mac.digest()).decode("ascii")
 
-    def signatures(self, campaign_id: int, language: str, contact: str, count: int) -> list[str]:
-        """The signatures of positions 0..count-1 for this reader ("0": nobody)."""
-        prefix = f"{campaign_id}.{language}.{contact}.".encode()
-        out: list[str] = []
-        for index in range((count + PER_BLOCK - 1) // PER_BLOCK):
-            text = self.block(prefix, index)
-            out += [text[i : i + SIG_CHARS] for i in range(0, 84, SIG_CHARS)]
-        return out[:count]
+    def link_part(self, campaign_id: int, link_id: int, *, personal: bool) -> str:
+        """`CAMPAIGN.LINK.LINKSIG`. `personal`: a reader part must follow (a list that tracks
+        people), so a token with its reader part cut off is refused, not counted."""
+        sig = self._sig(self._link, f"{campaign_id}.{link_id}.{'p' if personal else 'a'}")
+        return f"{campaign_id}.{link_id}.{sig}"
+
+    def reader_part(self, campaign_id: int, language: str, contact_id: int) -> str:
+        """`.CONTACT.READERSIG`, appended to every link part of this reader's message
+        (contact 0: a reader who switched per-person tracking off)."""
+        sig = self._sig(self._reader, f"{campaign_id}.{language}.{contact_id}")
+        return f".{contact_id}.{sig}"
 
     def link_token(
-        self, campaign_id: int, link_id: int, language: str, position: int, contact_id: int | None
+        self, campaign_id: int, link_id: int, language: str, contact_id: int | None
     ) -> str:
-        contact = str(contact_id or 0)
-        sig = self.signatures(campaign_id, language, contact, position + 1)[position]
-        return f"{campaign_id}.{link_id}.{contact}.{sig}"
+        """The token of one link: with a reader part when `contact_id` is not None (0: the
+        reader part of someone who switched it off)."""
+        token = self.link_part(campaign_id, link_id, personal=contact_id is not None)
+        if contact_id is not None:
+            token += self.reader_part(campaign_id, language, contact_id)
+        return token
 
-    def check_link(self, token: LinkToken, language: str, position: int) -> None:
-        """TokenError unless `token` was made for this link's language and position."""
-        contact = str(token.contact_id or 0)
-        prefix = f"{token.campaign_id}.{language}.{contact}.".encode()
-        text = self.block(prefix, position // PER_BLOCK)
-        start = position % PER_BLOCK * SIG_CHARS
-        if not hmac.compare_digest(text[start : start + SIG_CHARS], token.signature):
+    def read_link(self, token: str) -> LinkToken:
+        """The token's parts once its link signature holds, or TokenError (the reader's is
+        checked with the link's language: check_reader)."""
+        found = _LINK.fullmatch(token)
+        if found is None:
             raise TokenError("invalid token")
+        campaign, link, sig, contact, reader_sig = found.groups()
+        mode = "a" if contact is None else "p"
+        if not hmac.compare_digest(self._sig(self._link, f"{campaign}.{link}.{mode}"), sig):
+            raise TokenError("invalid token")
+        return LinkToken(
+            int(campaign),
+            int(link),
+            int(contact) or None if contact else None,
+            reader_sig or "",
+            contact is not None,
+        )
+
+    def check_reader(self, token: LinkToken, language: str) -> None:
+        """TokenError unless the reader part was made for this campaign and language."""
+        if not token.personal:
+            return
+        contact = token.contact_id or 0
+        expected = self._sig(self._reader, f"{token.campaign_id}.{language}.{contact}")
+        if not hmac.compare_digest(expected, token.reader_signature):
+            raise TokenError("invalid token")
+
+    def open_signature(self, campaign_id: int, language: str, contact: str) -> str:
+        return self._sig(self._open, f"{campaign_id}.{language}.{contact}")
 
     def open_token(self, campaign_id: int, language: str, contact_id: int | None) -> str:
         contact = str(contact_id or 0)
@@ -107,28 +138,9 @@ class ClickSigner:
         if found is None:
             raise TokenError("invalid token")
         campaign, language, contact, sig = found.groups()
-        if campaign == "0" or not hmac.compare_digest(
-            self.open_signature(int(campaign), language, contact), sig
-        ):
+        if not hmac.compare_digest(self.open_signature(int(campaign), language, contact), sig):
             raise TokenError("invalid token")
         return OpenToken(int(campaign), language, int(contact) or None)
-
-    def open_signature(self, campaign_id: int, language: str, contact: str) -> str:
-        mac = self._open.copy()
-        mac.update(f"{campaign_id}.{language}.{contact}".encode())
-        return base64.urlsafe_b64encode(mac.digest()).decode("ascii")
-
-
-def parse_link(token: str) -> LinkToken:
-    """The token's parts, or TokenError unless it is exactly the text we write (its signature
-    is checked against the link's row: ClickSigner.check_link)."""
-    found = _LINK.fullmatch(token)
-    if found is None:
-        raise TokenError("invalid token")
-    campaign, link, contact, sig = found.groups()
-    if campaign == "0" or link == "0":
-        raise TokenError("invalid token")
-    return LinkToken(int(campaign), int(link), int(contact) or None, sig)
 
 
 def signer(settings: Settings) -> ClickSigner:

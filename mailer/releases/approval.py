@@ -25,10 +25,16 @@ from mailer import clock, translations
 from mailer.config import Settings, console_address
 from mailer.delivery.notices import OutgoingNotice
 from mailer.errors import MailerError
-from mailer.releases.drafts import get_draft, get_version
+from mailer.releases.drafts import get_draft
 from mailer.staff.roles import allows
 from mailer.store import audit
-from mailer.store.models import ReleaseApproval, ReleaseDraft, StaffRole, StaffUser
+from mailer.store.models import (
+    ReleaseApproval,
+    ReleaseDraft,
+    ReleaseVersion,
+    StaffRole,
+    StaffUser,
+)
 
 State = Literal["none", "requested", "approved", "rejected", "voided"]
 APPROVED, REJECTED = "approved", "rejected"
@@ -184,8 +190,9 @@ def decide(
 ) -> ReleaseApproval:
     """Approve or reject the request waiting for the draft's current version.
 
-    Only a user with the sender role or higher, never the author of the release (who created
-    the draft or wrote the version) nor the one who asked. A rejection says why (`comment`)."""
+    Only a user with the sender role or higher, never an author of the release (who created
+    the draft or wrote any of its versions so far) nor the one who asked. A rejection says why
+    (`comment`)."""
     if not allows(user.role, StaffRole.SENDER) or user.disabled:
         raise ApprovalError("only senders and admins may approve or reject a release")
     text = _CONTROL.sub("", comment).strip()
@@ -207,8 +214,18 @@ def decide(
                 ),
             }.get(now.state, "nobody has asked for approval of this release")
         )
-    version = get_version(session, draft_id, row.version)
-    if _is(user, row.requested_by) or _is(user, draft.created_by) or _is(user, version.author):
+    # Every author of every version up to the one asked about: a sender who wrote any of its
+    # text (even under a colleague's later edit) is not the second pair of eyes.
+    authors = session.scalars(
+        select(ReleaseVersion.author).where(
+            ReleaseVersion.draft_id == draft_id, ReleaseVersion.number <= row.version
+        )
+    ).all()
+    if (
+        _is(user, row.requested_by)
+        or _is(user, draft.created_by)
+        or any(_is(user, author) for author in authors)
+    ):
         raise ApprovalError(
             "you wrote this release or asked for its approval: another sender must decide"
         )

@@ -558,8 +558,15 @@ def import_release(
         )
     sources: dict[str, str] = {}
     plain: str | None = None
+    inside = release_path.parent.resolve()
     for lang, variant in release.variants.items():
         assert variant.path is not None
+        # A folder from elsewhere must not pull in a file of this server through a link.
+        if not variant.path.resolve().is_relative_to(inside):
+            raise InvalidInputError(
+                f"{variant.path}: is a symbolic link to a file outside the release folder "
+                f"{release_path.parent}; copy the file itself into the folder"
+            )
         raw = variant.path.read_bytes()
         sources[lang] = raw.decode("utf-8")  # a BOM is kept (as \ufeff), so are the bytes
         if variant.path.name == f"{slug}.md":

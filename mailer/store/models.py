@@ -916,9 +916,7 @@ class Click(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     # NULL for an open (it is of the message, not of a link).
-    link_id: Mapped[int | None] = mapped_column(
-        ForeignKey("tracked_link.id", ondelete="CASCADE")
-    )
+    link_id: Mapped[int | None] = mapped_column(ForeignKey("tracked_link.id", ondelete="CASCADE"))
     campaign_id: Mapped[int] = mapped_column(ForeignKey("campaign.id", ondelete="CASCADE"))
     language: Mapped[str] = mapped_column(String(16))
     # Erasing a contact leaves an anonymous count, never a person.
@@ -948,3 +946,20 @@ class BounceSource(Base):
 
     def __repr__(self) -> str:
         return f"<BounceSource {self.bounce_id} {len(self.raw)} bytes>"
+
+
+class CampaignFigures(Base):
+    """A campaign's report figures read from its ledger (mailer/delivery/reports.py), kept while
+    its rows stay as they were: `marker` is the campaign's status and status counts then."""
+
+    __tablename__ = "campaign_figures"
+
+    campaign_id: Mapped[int] = mapped_column(
+        ForeignKey("campaign.id", ondelete="CASCADE"), primary_key=True
+    )
+    marker: Mapped[str] = mapped_column(Text)
+    figures: Mapped[dict[str, Any]] = mapped_column(JSON)
+    made_at: Mapped[datetime] = mapped_column(default=_now)
+
+    def __repr__(self) -> str:
+        return f"<CampaignFigures {self.campaign_id}>"

@@ -3,7 +3,8 @@
 The redirect goes to the URL the release had for that link (its tracked_link row) and nowhere
 else: nothing of the request chooses the destination, so it is no open redirect. A token that
 is not exactly one we wrote, is signed for another link, or names a link not in its campaign's
-release is the usual 404, and nothing is recorded. Rows never change once written, so each
+release is the usual 404, and nothing is recorded; the link's signature is checked before any
+database read, so made-up tokens cost no query. Rows never change once written, so each
 process keeps them in memory (a campaign's language at a time: one query for a whole message).
 The click is handed to the batched recorder (mailer.engagement.recorder), which journals it
 before the 302 leaves; the request never waits for the database.
@@ -15,6 +16,7 @@ import base64
 import re
 import threading
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import quote
 
 from flask import Blueprint, Flask, Response, abort, current_app, request
@@ -24,9 +26,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from mailer.config import Settings
 from mailer.engagement import machines
 from mailer.engagement.recorder import Recorder, message_key, recorder_for
-from mailer.engagement.tokens import ClickSigner, parse_link
+from mailer.engagement.tokens import ClickSigner
 from mailer.errors import TokenError
 from mailer.store.models import TrackedLink
+from mailer.web import security
 
 bp = Blueprint("track", __name__)
 
@@ -94,15 +97,59 @@ class State:
 
 def register(app: Flask, settings: Settings) -> None:
     """The routes on the subscriber app, with this process's recorder (replaying what a
-    process that died left in its journal now, before the first request)."""
+    process that died left in its journal now, before the first request), and the fast path
+    in front of Flask (FastPath)."""
     factory: sessionmaker[Session] = app.config["MAILER_SESSIONS"]
     recorder = recorder_for(settings, factory)
     if any(recorder.folder.glob("journal-*.log")):
         recorder.start()
-    app.config["MAILER_TRACK"] = State(
-        settings, ClickSigner(settings.secret_key), Links(factory), recorder
-    )
+    state = State(settings, ClickSigner(settings.secret_key), Links(factory), recorder)
+    app.config["MAILER_TRACK"] = state
     app.register_blueprint(bp)
+    # Wrapping wsgi_app is Flask's documented way to add middleware; its type forbids it.
+    app.wsgi_app = FastPath(app.wsgi_app, state, _redirect_headers(settings))  # type: ignore[method-assign]
+
+
+def _redirect_headers(settings: Settings) -> list[tuple[str, str]]:
+    """What every answer of the app carries (mailer.web.security), for the fast path's 302."""
+    sample = Response(status=302)
+    security.apply_headers(
+        sample,
+        embeddable=False,
+        website=settings.website,
+        https=settings.base_url.startswith("https://"),
+    )
+    _private(sample)
+    skip = {"content-type", "content-length"}
+    return [(k, v) for k, v in sample.headers.items() if k.lower() not in skip]
+
+
+class FastPath:
+    """A genuine /l/ token answered before Flask: the redirect is the hot path of a campaign's
+    first hour, and Flask's request machinery costs several times the redirect itself. The
+    same checks and recording as the blueprint's route (click()); anything else (a token
+    refused, another path) goes on to the app, which answers as usual (the 404 page)."""
+
+    def __init__(self, wsgi: Any, state: State, headers: list[tuple[str, str]]) -> None:
+        self.wsgi = wsgi
+        self.state = state
+        self.headers = [*headers, ("Content-Length", "0")]
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        path = environ.get("PATH_INFO", "")
+        method = environ.get("REQUEST_METHOD", "")
+        if path.startswith("/l/") and method in ("GET", "HEAD"):
+            location = click(
+                self.state,
+                path[3:],
+                method,
+                environ.get("REMOTE_ADDR") or "",
+                environ.get("HTTP_USER_AGENT", ""),
+            )
+            if location is not None:
+                start_response("302 Found", [("Location", location), *self.headers])
+                return [b""]
+        return self.wsgi(environ, start_response)
 
 
 def _state() -> State:
@@ -114,33 +161,41 @@ def _client() -> tuple[str, str]:
     return request.remote_addr or "", request.headers.get("User-Agent", "")
 
 
-@bp.route("/l/<token>", methods=["GET", "HEAD"])
-def follow(token: str) -> Response:
-    st = _state()
+def click(st: State, token: str, method: str, address: str, agent: str) -> str | None:
+    """The link's Location, the click recorded; None (nothing recorded) for any token that is
+    not one we wrote for a link of its campaign's release."""
     try:
-        parsed = parse_link(token)
+        parsed = st.signer.read_link(token)  # the link's signature: no database yet
     except TokenError:
-        abort(404)
+        return None
     link = st.links.get(parsed.link_id)
     if link is None or link.campaign_id != parsed.campaign_id:
-        abort(404)
+        return None
     try:
-        st.signer.check_link(parsed, link.language, link.position)
+        st.signer.check_reader(parsed, link.language)
     except TokenError:
-        abort(404)
-    address, agent = _client()
+        return None
     st.recorder.record(
         "click",
         parsed.campaign_id,
         parsed.link_id,
         link.language,
         parsed.contact_id,
-        machines.request_reason(request.method, agent, address),
+        machines.request_reason(method, agent, address),
         message_key(parsed.campaign_id, parsed.contact_id, address, agent),
         link.in_message,
     )
+    return link.location
+
+
+@bp.route("/l/<token>", methods=["GET", "HEAD"])
+def follow(token: str) -> Response:
+    address, agent = _client()
+    location = click(_state(), token, request.method, address, agent)
+    if location is None:
+        abort(404)
     response = Response(status=302)
-    response.headers["Location"] = link.location
+    response.headers["Location"] = location
     _private(response)
     return response
 

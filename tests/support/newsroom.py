@@ -91,10 +91,21 @@ def readers(
     *,
     press: bool = False,
     archive: bool = True,
+    track_clicks: bool | None = False,
 ) -> None:
-    """A list and its subscribed readers."""
+    """A list and its subscribed readers. Its links are not followed unless asked (None: the
+    library's rule, press lists follow them): the newsroom's and media's tests read the links
+    as the email writes them (following them through /l/ is tests/test_engagement_track.py's)."""
     with session_scope(settings) as s:
-        create_list(s, slug, slug.title(), press=press, archive=archive, names={"ko": "보도"})
+        create_list(
+            s,
+            slug,
+            slug.title(),
+            press=press,
+            archive=archive,
+            names={"ko": "보도"},
+            track_clicks=track_clicks,
+        )
         for address, name, lang in people:
             add_contact(s, address, slug, name=name, language=lang)
 

@@ -24,6 +24,19 @@ def _other_languages() -> list[str]:
     return [lang for lang in NAME_LANGUAGES if lang != default]
 
 
+# The form's fields the library's edit_list takes as they are.
+EDITABLE = (
+    "name",
+    "description",
+    "public",
+    "from_address",
+    "press",
+    "archive",
+    "track_clicks",
+    "track_people",
+)
+
+
 def _language_names() -> dict[str, str]:
     return {"en": _("English"), "ko": _("Korean")}
 
@@ -35,6 +48,8 @@ def _blank() -> dict[str, Any]:
         "description": "",
         "public": False,
         "from_address": "",
+        "press": False,
+        "archive": True,
     }
     values.update({f"name_{lang}": "" for lang in _other_languages()})
     return values
@@ -49,6 +64,10 @@ def _of(ml: MailingList) -> dict[str, Any]:
         "description": ml.description,
         "public": ml.public,
         "from_address": ml.from_address or "",
+        "press": ml.press,
+        "archive": ml.archive,
+        "track_clicks": ml.track_clicks,
+        "track_people": ml.track_people,
     }
     values.update({f"name_{lang}": names.get(lang, "") for lang in _other_languages()})
     return values
@@ -63,6 +82,10 @@ def _posted() -> dict[str, Any]:
         "description": form.get("description", "").strip(),
         "public": form.get("public") == "1",
         "from_address": form.get("from_address", "").strip(),
+        "press": form.get("press") == "1",
+        "archive": form.get("archive") == "1",
+        "track_clicks": form.get("track_clicks") == "1",
+        "track_people": form.get("track_people") == "1",
     }
     values.update({f"name_{lang}": form.get(f"name_{lang}", "") for lang in _other_languages()})
     return values
@@ -111,6 +134,8 @@ def lists_create() -> Response:
                 values["name"],
                 values["description"],
                 public=values["public"],
+                press=values["press"],
+                archive=values["archive"],
                 from_address=values["from_address"] or None,
                 names={lang: values[f"name_{lang}"] for lang in _other_languages()},
                 actor=actor(),
@@ -141,7 +166,7 @@ def _changes(ml: MailingList, values: dict[str, Any]) -> dict[str, Any]:
     """Only what differs from the list as stored, so the event log says what was changed."""
     current = _of(ml)
     changes: dict[str, Any] = {}
-    for key in ("name", "description", "public", "from_address"):
+    for key in EDITABLE:
         typed, stored = values[key], current[key]
         if (typed.strip() if isinstance(typed, str) else typed) != stored:
             changes[key] = typed

@@ -19,6 +19,8 @@ draft loading, the lock handling and the plan page they all come back to.
 from __future__ import annotations
 
 import logging
+import os
+import tempfile
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
@@ -77,9 +79,12 @@ def _chosen_lists(values: list[str]) -> list[str]:
 
 
 def _local(message: str, path: Path) -> str:
-    """A library message without the server's folder the draft was written to: staff know the
-    release by its file names (NAME.LANG.md), and the server's paths are none of the page's."""
-    return message.replace(str(path.parent) + "/", "").replace(str(path.parent), "")
+    """A library message without the server's folders (the one the draft was written to, the
+    one mailer.toml is in): staff know the release by its file names (NAME.LANG.md) and the
+    settings by mailer.toml, and the server's paths are none of the page's."""
+    for folder in (str(path.parent), str(settings().base_dir)):
+        message = message.replace(folder + os.sep, "").replace(folder, "")
+    return message
 
 
 def _lines(message: str, path: Path) -> list[str]:
@@ -333,7 +338,10 @@ def approval_decide(draft_id: int) -> Response:
         abort(404)
     decision = request.form.get("decision", "")
     if decision not in ("approve", "reject"):
-        abort(400)
+        # Not 400: that is the answer to a failed CSRF check, and this is a form to fill in.
+        return notice_then(
+            "console.send_plan", _("Choose to approve or to reject."), draft_id=draft_id
+        )
     try:
         approval.decide(
             db(),
@@ -418,13 +426,17 @@ def send_start(draft_id: int) -> Response:
                 )
         return ""
 
-    _release_lock()
-    try:
-        p = handoff.hand_off(
-            s, path, lists, at=at, before_embargo=early, actor=who, confirm=confirm
-        )
-    except MailerError as err:
-        return again(_("Not sent: %(error)s", error=str(err)))
+    # The send reads its own copy of the version whose approval was checked: the draft's shared
+    # folder (`path`) is rewritten by any editor's page that checks a newer version meanwhile.
+    with tempfile.TemporaryDirectory(prefix=".send-", dir=path.parent.parent) as own:
+        path = drafts.export(db(), s, draft_id, Path(own), version=version)
+        _release_lock()
+        try:
+            p = handoff.hand_off(
+                s, path, lists, at=at, before_embargo=early, actor=who, confirm=confirm
+            )
+        except MailerError as err:
+            return again(_("Not sent: %(error)s", error=str(err).replace(own + os.sep, "")))
     c = p.campaign
     when = _when(c.not_before)
     if when is None:

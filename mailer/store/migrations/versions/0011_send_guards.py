@@ -24,9 +24,10 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("campaign", schema=None) as batch_op:
-        batch_op.add_column(sa.Column("pause_reason", sa.Text(), nullable=True))
-        batch_op.add_column(sa.Column("complaints_acknowledged", sa.Integer(), nullable=True))
+    # Plain ADD COLUMN, never batch mode: on SQLite batch mode copies `campaign` and drops the
+    # old table, and the drop would cascade to every delivery row of the ledger (see 0007).
+    op.add_column("campaign", sa.Column("pause_reason", sa.Text(), nullable=True))
+    op.add_column("campaign", sa.Column("complaints_acknowledged", sa.Integer(), nullable=True))
 
     op.create_table(
         "provider_hold",
@@ -57,6 +58,6 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("provider_hold")
-    with op.batch_alter_table("campaign", schema=None) as batch_op:
-        batch_op.drop_column("complaints_acknowledged")
-        batch_op.drop_column("pause_reason")
+    # ALTER TABLE DROP COLUMN (SQLite 3.35+), not batch mode's copy: see upgrade().
+    op.drop_column("campaign", "complaints_acknowledged")
+    op.drop_column("campaign", "pause_reason")

@@ -26,20 +26,24 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("mailing_list", schema=None) as batch_op:
-        batch_op.add_column(
-            sa.Column("track_clicks", sa.Boolean(), server_default=sa.text("false"), nullable=False)
-        )
-        batch_op.add_column(
-            sa.Column("track_people", sa.Boolean(), server_default=sa.text("false"), nullable=False)
-        )
+    # Plain ADD COLUMN, never batch mode: on SQLite batch mode copies the table and drops the
+    # old one, and the drop would cascade to every subscription (and lose contact's
+    # expression indexes, which batch mode cannot copy): see 0007 and 0009.
+    op.add_column(
+        "mailing_list",
+        sa.Column("track_clicks", sa.Boolean(), server_default=sa.text("false"), nullable=False),
+    )
+    op.add_column(
+        "mailing_list",
+        sa.Column("track_people", sa.Boolean(), server_default=sa.text("false"), nullable=False),
+    )
     op.execute("UPDATE mailing_list SET track_clicks = press, track_people = press")
-    with op.batch_alter_table("contact", schema=None) as batch_op:
-        batch_op.add_column(
-            sa.Column(
-                "track_people_off", sa.Boolean(), server_default=sa.text("false"), nullable=False
-            )
-        )
+    op.add_column(
+        "contact",
+        sa.Column(
+            "track_people_off", sa.Boolean(), server_default=sa.text("false"), nullable=False
+        ),
+    )
 
     op.create_table(
         "tracked_link",
@@ -111,8 +115,7 @@ def downgrade() -> None:
         batch_op.drop_index("ix_click_campaign_link")
     op.drop_table("click")
     op.drop_table("tracked_link")
-    with op.batch_alter_table("contact", schema=None) as batch_op:
-        batch_op.drop_column("track_people_off")
-    with op.batch_alter_table("mailing_list", schema=None) as batch_op:
-        batch_op.drop_column("track_people")
-        batch_op.drop_column("track_clicks")
+    # ALTER TABLE DROP COLUMN (SQLite 3.35+), not batch mode's copy: see upgrade().
+    op.drop_column("contact", "track_people_off")
+    op.drop_column("mailing_list", "track_people")
+    op.drop_column("mailing_list", "track_clicks")
