@@ -47,6 +47,9 @@ def median_cpu(argv: list[str], cwd: Path, env: dict[str, str], runs: int) -> fl
 def measure(runs: int) -> dict[str, float]:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     env.pop("MAILER_CONFIG", None)
+    # Bytecode as an installed mailer has it (pip compiles the package when it installs it):
+    # with PYTHONDONTWRITEBYTECODE set, every run would compile mailer's sources again.
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     py = sys.executable
     with tempfile.TemporaryDirectory(prefix="bench-startup-") as tmp:
         folder = Path(tmp)

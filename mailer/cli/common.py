@@ -10,14 +10,15 @@ import unicodedata
 from collections.abc import Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, tzinfo
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import click
-from sqlalchemy.orm import Session
 
 from mailer.config import Settings, load_settings
-from mailer.store.db import session_scope
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
 
 
 class AppContext:
@@ -38,6 +39,10 @@ class AppContext:
     @contextmanager
     def session(self) -> Iterator[Session]:
         """One command, one unit of work: committed at the end, rolled back on any error."""
+        # Lazy: SQLAlchemy is most of a command's start-up; `lists ls` on SQLite needs none
+        # of it (mailer/store/quick.py), nor do --help and --version.
+        from mailer.store.db import session_scope  # noqa: PLC0415
+
         with session_scope(self.settings) as session:
             yield session
 
