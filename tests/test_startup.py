@@ -201,3 +201,20 @@ def test_only_the_edges_import_click_or_flask() -> None:
         checked += 1
     assert checked > 150
     assert not offenders, offenders
+
+
+def test_a_long_module_says_why_at_its_top() -> None:
+    """No module of mailer/ over 400 lines without the reason at the top of its docstring
+    (docs/architecture.md, the rules of the house); migrations are written once and kept."""
+    root = Path(mailer.__file__).parent
+    silent = []
+    for path in sorted(root.rglob("*.py")):
+        if "migrations" in path.parts:
+            continue
+        text = path.read_text(encoding="utf-8")
+        if text.count("\n") <= 400:
+            continue
+        doc = ast.get_docstring(ast.parse(text)) or ""
+        if "400 lines" not in doc:
+            silent.append(f"{path.relative_to(root)} ({text.count(chr(10))} lines)")
+    assert not silent, silent

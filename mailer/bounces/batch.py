@@ -6,10 +6,12 @@ processed alone; its reads come from here instead of one query each, and each of
 first updates this state, so a later message of the same batch sees what an earlier one did
 (a duplicate report, a suppression, a soft bounce that now counts). `write` then inserts the
 Bounce, BounceSource, BounceReview, Event and Suppression rows with one executemany each and
-updates
-subscriptions and suppressions with a few statements. The number of queries per batch does not
-grow with the number of messages (tests/test_bounces.py counts them), except for the rare
+updates subscriptions and suppressions with a few statements. The number of queries per batch
+does not grow with the number of messages (tests/test_bounces.py counts them), except for the rare
 signed-token unsubscribes, which go through contacts/contact.py after a `write`.
+
+Over 400 lines on purpose: the loads and the bulk writes of a batch are one unit: what is loaded
+is exactly what the writes assume.
 """
 
 from __future__ import annotations

@@ -8,6 +8,10 @@ opinion on addresses). What each recipient's failure means is decided in one pla
 reasons.judge: deliberately conservative, only what the reporting server states makes a bounce
 "hard". A message cut off in its returned copy is still read from its whole parts; one cut off
 in the report itself is Unparseable (never act on half a report).
+
+Over 400 lines on purpose: the readers of each report layout (DSN, non-standard, auto-reply,
+unsubscribe) and the truncation rules decide together what a message is; split, each would re-
+read the parts.
 """
 
 from __future__ import annotations

@@ -23,6 +23,9 @@ The order of the rules is the policy, precision first:
 6. other x.7.x and 5.1.7/5.1.8 (our sender address) are blocks; anything else is soft.
 The phrase tables are the ones mail systems are known to use (Postfix, Exim, Sendmail, qmail,
 Exchange, Office 365, Gmail, Yahoo, Notes, Japanese and Korean carriers...), never one file's.
+
+Over 400 lines on purpose: the word lists and the one `judge` that reads them are the
+classifier's policy, kept in one place so its order of rules reads top to bottom.
 """
 
 from __future__ import annotations

@@ -1,4 +1,8 @@
-"""send: plan, confirm, deliver."""
+"""send: plan, confirm, deliver.
+
+Over 400 lines on purpose: the send command's options, its plan display and its confirmation are
+one dialogue with the operator.
+"""
 
 from __future__ import annotations
 

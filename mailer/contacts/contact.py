@@ -1,4 +1,8 @@
-"""Contacts and their subscriptions: add, edit, tag, show, list, unsubscribe, erase."""
+"""Contacts and their subscriptions: add, edit, tag, show, list, unsubscribe, erase.
+
+Over 400 lines on purpose: erase, unsubscribe and the edits must agree on what a contact's data
+is (erase must find every piece).
+"""
 
 from __future__ import annotations
 

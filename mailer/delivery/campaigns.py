@@ -1,4 +1,8 @@
-"""Campaigns after planning: status, reports, the operator's controls (pause, cancel, resolve)."""
+"""Campaigns after planning: status, reports, the operator's controls (pause, cancel, resolve).
+
+Over 400 lines on purpose: each control (pause, resume, cancel, resolve, retry) reads and
+changes the same rows under the same rules; together they are checked against each other.
+"""
 
 from __future__ import annotations
 

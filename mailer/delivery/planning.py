@@ -1,4 +1,8 @@
-"""Planning a campaign: the release stored, the audience frozen into the ledger (one row each)."""
+"""Planning a campaign: the release stored, the audience frozen into the ledger (one row each).
+
+Over 400 lines on purpose: freezing the audience is one transaction of several statements (the
+release, the ledger rows, exclusions, SMTPUTF8) whose order is the guarantee.
+"""
 
 from __future__ import annotations
 

@@ -13,6 +13,9 @@ kept in the database until its rows change (see `report`), so its report renders
 
 Bounces across campaigns are in mailer.delivery.report_bounces. Status counts, the CSV, pause,
 cancel and resolve stay in mailer.delivery.campaigns; this module only reads.
+
+Over 400 lines on purpose: the figures, their grouped queries and the kept copy's
+(de)serialisation must agree field by field.
 """
 
 from __future__ import annotations

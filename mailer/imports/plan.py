@@ -4,6 +4,8 @@
 queries per 1,000 addresses and decides, for each, what the import does (the rules are in
 imports/importer.py). `apply()` writes the plan with one statement per 1,000 rows; the caller
 holds the SAVEPOINT that makes it all or nothing.
+
+Over 400 lines on purpose: the bulk lookups and the writes of the plan must agree on every key.
 """
 
 from __future__ import annotations

@@ -14,6 +14,9 @@ process, which writes its progress to `state.json` for the page to poll. The row
 run are kept in memory for the import that follows, so an import through the console reads its
 file once, as the command line does; planning (which the database may have changed under) is
 done again inside the import's own transaction.
+
+Over 400 lines on purpose: the staged file's life (keep, step, progress, clean-up) is one state
+machine across requests.
 """
 
 from __future__ import annotations

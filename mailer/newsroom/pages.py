@@ -7,6 +7,9 @@ the same Markdown, labels, dateline, contact block and About text) and never wit
 personal: the page template has no name, address, token or unsubscribe link to show. The
 article of each release version and language is rendered once per process (`Newsroom` keeps
 it), since a stored release never changes.
+
+Over 400 lines on purpose: the page, the index, the preview and the withdrawn page share one
+context (links, hreflang, cards) that must not drift apart between them.
 """
 
 from __future__ import annotations

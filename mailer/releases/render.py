@@ -4,6 +4,9 @@ Per language variant: Markdown (markdown-it-py, CommonMark + tables, raw HTML of
 and body text -> the layouts templates/email/release.html and release.txt -> premailer, once.
 What stays personal (name, email, unsubscribe and preferences URLs) is left as placeholders that
 only the layouts write; everything the release author wrote goes through personalise.neutralise().
+
+Over 400 lines on purpose: the HTML and text bodies, the layouts' context and the inlining are
+rendered together once per language; their values must match.
 """
 
 from __future__ import annotations

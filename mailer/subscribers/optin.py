@@ -15,6 +15,9 @@ Rules (README, "Subscribing on the web"):
 - The form only queues the request (a `notice` row); the checks above, the pending subscription
   and the email happen in the notice sender (mailer.subscribers.queue), so the form's answer and
   its database work are the same for every address.
+
+Over 400 lines on purpose: the pending subscription, its evidence, the email and the
+confirmation are one consent record's life.
 """
 
 from __future__ import annotations

@@ -8,6 +8,9 @@ erase; suppressions.add_suppression), so their rules are the command line's: an 
 the address suppressed, an opt-out is never undone. Each is logged with the user, and the ones
 that take something away (untag, unsubscribe, suppress, erase) go through a confirmation page
 that works without JavaScript: a GET shows it, and a POST without `confirm=yes` shows it again.
+
+Over 400 lines on purpose: the list, the search fragment and one contact's page with its
+confirmed actions share the filters and the page's context.
 """
 
 from __future__ import annotations

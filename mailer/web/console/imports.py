@@ -4,6 +4,9 @@ with its progress, the rejected rows; and the contacts as CSV.
 The steps are mailer.imports.staged over `read_import` and `write_import`, the two halves of
 `mailer contacts import`, so the console imports exactly as the command line does. The export
 is `mailer contacts export`'s own function.
+
+Over 400 lines on purpose: the steps of an import (upload, mapping, dry run, progress, report)
+hand one staged file from page to page.
 """
 
 from __future__ import annotations
