@@ -8,7 +8,6 @@ mailer.contacts.suppression_list's.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
@@ -23,6 +22,9 @@ from mailer.bounces.reasons import (
     SOFT,
     UNSUBSCRIBE,
 )
+
+# The keyset cursor of the suppression list: the same newest-first (created_at, id) order.
+from mailer.contacts.suppression_list import Cursor
 from mailer.store.models import (
     Bounce,
     BounceReview,
@@ -38,29 +40,6 @@ from mailer.store.models import (
 # the bounce parsers, which a page showing counts has no use for).
 BOUNCE_KINDS = (HARD, SOFT, BLOCK, DELAYED, COMPLAINT, UNSUBSCRIBE, AUTOREPLY, IGNORED)
 PAGE = 50
-
-
-@dataclass(frozen=True)
-class Cursor:
-    """Where the next page starts: below this (created_at, id), newest first."""
-
-    at: datetime
-    id: int
-
-    def encode(self) -> str:
-        return f"{self.at.astimezone(UTC).strftime('%Y%m%dT%H%M%S.%f')}~{self.id}"
-
-    @classmethod
-    def decode(cls, value: str) -> Cursor | None:
-        """The cursor of a `next` link; None for anything else (the first page)."""
-        stamp, _, ident = value.partition("~")
-        if not ident.isdigit() or len(ident) > 18:
-            return None
-        try:
-            at = datetime.strptime(stamp, "%Y%m%dT%H%M%S.%f").replace(tzinfo=UTC)
-        except ValueError:
-            return None
-        return cls(at, int(ident))
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from flask import Response, abort, request, url_for
 
+from mailer.contacts.suppression_list import Cursor
 from mailer.delivery import report_bounces as reports
 from mailer.web.console import bp
 from mailer.web.console.base import render
@@ -19,7 +20,7 @@ def bounces() -> Response:
     kind = request.args.get("kind", "")[:20]
     if kind not in reports.BOUNCE_KINDS:
         kind = ""
-    after = reports.Cursor.decode(request.args.get("after", "")[:60])
+    after = Cursor.decode(request.args.get("after", "")[:60])
     found = reports.bounce_page(db(), kind=kind or None, after=after)
     next_url = None
     if found.next is not None:
